@@ -1,0 +1,65 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+// Layering (docs/DESIGN-NOTES.md, ../shared/DESIGN.md §2): `Frames` and `TLSShim` know nothing of
+// each other or of the gateway; only `Gateway` touches sockets, logging and metrics.
+let package = Package(
+    name: "wsgate",
+    products: [
+        .executable(name: "wsgate", targets: ["wsgate"]),
+        .library(name: "Frames", targets: ["Frames"]),
+        .library(name: "TLSShim", targets: ["TLSShim"]),
+        .library(name: "Gateway", targets: ["Gateway"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+    ],
+    targets: [
+        // RFC 6455 / RFC 7692 with no I/O.
+        .target(
+            name: "Frames",
+            dependencies: [.product(name: "NIOCore", package: "swift-nio")]
+        ),
+        // The system OpenSSL 3 (libssl-dev): module map plus static-inline wrappers for macros.
+        .systemLibrary(
+            name: "COpenSSL",
+            pkgConfig: "openssl",
+            providers: [.apt(["libssl-dev"])]
+        ),
+        .target(
+            name: "TLSShim",
+            dependencies: [
+                "COpenSSL",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOTLS", package: "swift-nio"),
+            ]
+        ),
+        .target(
+            name: "Gateway",
+            dependencies: [
+                "Frames",
+                "TLSShim",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "wsgate",
+            dependencies: [
+                "Gateway",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(
+            name: "FramesTests",
+            dependencies: [
+                "Frames",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
+    ]
+)
