@@ -54,6 +54,11 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // libFuzzer harnesses (README, "Fuzzing"). In a normal build they link as no-op programs.
+        .executableTarget(
+            name: "FuzzFrameParser",
+            dependencies: ["Frames", .product(name: "NIOCore", package: "swift-nio")]
+        ),
         .testTarget(
             name: "FramesTests",
             dependencies: [

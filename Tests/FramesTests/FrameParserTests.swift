@@ -331,7 +331,34 @@ import Testing
         let input = frame(0x1, key: testKey, payload: [0x61, 0xE2, 0x82])
         let entries = expectSameUnderAllSplits(input, role: .server)
         #expect(entries.last == .error(.invalidUTF8))
-        #expect(entries.dropLast() == [.header(FrameHeader(opcode: .text, maskingKey: MaskingKey(0x37, 0xFA, 0x21, 0x3D), payloadLength: 3)), .payload([0x61, 0xE2, 0x82])])
+        #expect(entries.dropLast() == [.header(FrameHeader(opcode: .text, maskingKey: MaskingKey(0x37, 0xFA, 0x21, 0x3D), payloadLength: 3))])
+    }
+
+    @Test func fuzzRegressionInvalidUTF8AfterAValidPrefixInTheSameFrame() {
+        // Found by FuzzFrameParser: "Hello" masked with a key whose first byte differs (0x38), so the
+        // plaintext is 0x47 0xCB 0x4D …; 0xCB needs a continuation byte and 0x4D is not one. Whole, the
+        // frame fails before any payload is delivered; in small reads "G" and the lead byte 0xCB are
+        // delivered first. Both must fail with 1007 at the same point in the event sequence.
+        let input: [UInt8] = [0x81, 0x85, 0x38, 0xFA, 0x21, 0x3D, 0x7F, 0x31, 0x4D, 0x51, 0x58]
+        let entries = expectSameUnderAllSplits(input, role: .server)
+        #expect(entries == [.header(FrameHeader(opcode: .text, maskingKey: MaskingKey(0x38, 0xFA, 0x21, 0x3D), payloadLength: 5)), .error(.invalidUTF8)])
+        // Byte by byte, nothing after the valid prefix "G" 0xCB is delivered.
+        var parser = FrameParser(role: .server)
+        var delivered: [UInt8] = []
+        var failed = false
+        for byte in input where !failed {
+            var buffer = ByteBuffer(bytes: [byte])
+            do {
+                while let event = try parser.next(&buffer) {
+                    if case .payload(let bytes) = event { delivered += Array(buffer: bytes) }
+                }
+            } catch {
+                #expect(error == .invalidUTF8)
+                failed = true
+            }
+        }
+        #expect(failed)
+        #expect(delivered == [0x47, 0xCB])
     }
 
     @Test func binaryMessagesAreNotUTF8Checked() {

@@ -1,0 +1,91 @@
+import NIOCore
+import Testing
+
+@testable import Frames
+
+@Suite struct MaskingTests {
+    private func naive(_ bytes: [UInt8], key: MaskingKey, offset: Int) -> [UInt8] {
+        bytes.enumerated().map { $0.element ^ key[($0.offset + offset) % 4] }
+    }
+
+    @Test func matchesTheDefinitionAtEveryOffsetAndLengthUpTo300() {
+        var random = SplitMix64(seed: 7)
+        let key = MaskingKey(0x12, 0x34, 0x56, 0x78)
+        for length in 0...300 {
+            let plain = (0..<length).map { _ in UInt8(truncatingIfNeeded: random.next()) }
+            for offset in 0..<8 {
+                var bytes = plain
+                bytes.withUnsafeMutableBytes { key.apply(to: $0, offset: offset) }
+                #expect(bytes == naive(plain, key: key, offset: offset), "length \(length) offset \(offset)")
+                bytes.withUnsafeMutableBytes { key.apply(to: $0, offset: offset) }
+                #expect(bytes == plain, "round trip, length \(length) offset \(offset)")
+            }
+        }
+    }
+
+    @Test(arguments: [65536, 1 << 20, (1 << 20) + 13])
+    func largeBuffersInOnePassOrInPieces(length: Int) {
+        var random = SplitMix64(seed: UInt64(length))
+        let key = MaskingKey(packed: UInt32(truncatingIfNeeded: random.next()))
+        let plain = (0..<length).map { _ in UInt8(truncatingIfNeeded: random.next()) }
+        var whole = ByteBuffer(bytes: plain)
+        key.apply(to: &whole)
+        #expect(Array(buffer: whole) == naive(plain, key: key, offset: 0))
+        // Masking in uneven pieces with running offsets gives the same bytes.
+        var pieces = plain
+        pieces.withUnsafeMutableBytes { raw in
+            var start = 0
+            while start < raw.count {
+                let end = min(raw.count, start + Int(random.next() % 5000) + 1)
+                key.apply(to: UnsafeMutableRawBufferPointer(rebasing: raw[start..<end]), offset: start)
+                start = end
+            }
+        }
+        #expect(pieces == Array(buffer: whole))
+    }
+
+    @Test func appliesToTheReadableBytesOfABufferOnly() {
+        var buffer = ByteBuffer(bytes: [1, 2, 3, 4, 5, 6])
+        buffer.moveReaderIndex(forwardBy: 2)
+        MaskingKey(0xFF, 0xFF, 0xFF, 0xFF).apply(to: &buffer, offset: 1)
+        buffer.moveReaderIndex(to: 0)
+        #expect(Array(buffer: buffer) == [1, 2, ~3, ~4, ~5, ~6])
+    }
+
+    @Test func keyRotationAndXor() {
+        let key = MaskingKey(1, 2, 3, 4)
+        #expect(key.rotated(by: 1) == MaskingKey(2, 3, 4, 1))
+        #expect(key.rotated(by: 6) == MaskingKey(3, 4, 1, 2))
+        #expect((key ^ key).packed == 0)
+        #expect(key.description == "01020304")
+    }
+
+    @Test func generatorHandsOutEachSourceKeyOnceAndRefillsEvery64Keys() {
+        var refills = 0
+        var counter: UInt8 = 0
+        var generator = MaskingKeyGenerator { buffer in
+            refills += 1
+            for index in buffer.indices {
+                buffer[index] = counter
+                counter &+= 1
+            }
+        }
+        var keys: [MaskingKey] = []
+        for _ in 0..<1000 { keys.append(generator.nextKey()) }
+        #expect(refills == 16)  // 1000 keys / 64 per 256-byte batch, rounded up
+        #expect(keys[0] == MaskingKey(0, 1, 2, 3))
+        #expect(keys[1] == MaskingKey(4, 5, 6, 7))
+        #expect(keys[64] == MaskingKey(0, 1, 2, 3))  // the counter wrapped after 256 bytes
+    }
+
+    @Test func systemGeneratorKeysAreFreshAndUnpredictable() {
+        var generator = MaskingKeyGenerator()
+        let keys = (0..<4096).map { _ in generator.nextKey().packed }
+        // 4,096 draws from 2^32 values: a repeat has probability < 0.2 %; more than 2 would mean a broken source.
+        #expect(Set(keys).count >= keys.count - 2)
+        // Every bit position takes both values.
+        let ored = keys.reduce(0, |)
+        let anded = keys.reduce(UInt32.max, &)
+        #expect(ored == UInt32.max && anded == 0)
+    }
+}
