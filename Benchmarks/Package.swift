@@ -1,0 +1,28 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+// Benchmarks for the `Frames` module, kept out of the root package so that neither `swift build`
+// nor `swift test` at the repo root sees ordo-one/benchmark. See ../BENCHMARKS.md.
+let package = Package(
+    name: "wsgate-benchmarks",
+    platforms: [.macOS(.v13)],
+    dependencies: [
+        .package(name: "wsgate", path: ".."),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        // "MallocInterposer" only: the default "RuntimeInterposer" trait pulls
+        // ordo-one/swift-runtime-interposer on Linux with Swift 6.3, which is not available here.
+        .package(url: "https://github.com/ordo-one/benchmark.git", from: "1.38.1", traits: ["MallocInterposer"]),
+    ],
+    targets: [
+        .executableTarget(
+            name: "FramesBenchmarks",
+            dependencies: [
+                .product(name: "Frames", package: "wsgate"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Benchmark", package: "benchmark"),
+            ],
+            path: "Benchmarks/FramesBenchmarks",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
+    ]
+)

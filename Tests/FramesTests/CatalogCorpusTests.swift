@@ -1,0 +1,109 @@
+import NIOCore
+import Testing
+
+@testable import Frames
+
+/// The hex inputs of ../shared/RELIABILITY.md §4.1 (P-02 … P-13), each run through the parser whole,
+/// byte by byte, split at every byte and in random chunkings (P-01), with the verdict the catalog expects.
+@Suite struct CatalogCorpusTests {
+    private func bytes(_ hex: String) -> [UInt8] { Array(buffer: ByteBuffer(hex: hex)) }
+    /// The last entry of the transcript: the verdict.
+    private func verdict(_ hex: String, _ configuration: FrameParser.Configuration = .init()) -> TranscriptEntry? {
+        expectSameUnderAllSplits(bytes(hex), role: .server, configuration: configuration).last
+    }
+
+    @Test func p02UnmaskedClientFrame() {
+        #expect(verdict("81 05 48 65 6c 6c 6f") == .error(.unmaskedClientFrame))
+    }
+
+    @Test func p03ReservedBitsWithoutExtension() {
+        for hex in ["c1 85 37 fa 21 3d 7f 9f 4d 51 58", "a1 85 37 fa 21 3d 7f 9f 4d 51 58", "91 85 37 fa 21 3d 7f 9f 4d 51 58", "e9 80 37 fa 21 3d"] {
+            #expect(verdict(hex) == .error(.reservedBitSet), "\(hex)")
+        }
+    }
+
+    @Test func p04ReservedOpcodes() {
+        #expect(verdict("83 80 37 fa 21 3d") == .error(.reservedOpcode))
+        #expect(verdict("8b 80 37 fa 21 3d") == .error(.reservedOpcode))
+        // Autobahn 4.2.3: "Hello", then opcode 13, then a ping: the first message is delivered, the ping is not.
+        let entries = expectSameUnderAllSplits(
+            bytes("81 85 37 fa 21 3d 7f 9f 4d 51 58  8d 80 37 fa 21 3d  89 80 37 fa 21 3d"),
+            role: .server
+        )
+        #expect(entries.dropFirst() == [.payload(Array("Hello".utf8)), .frameEnd, .error(.reservedOpcode)])
+    }
+
+    @Test func p05ControlFrameRules() {
+        #expect(verdict("89 fe 00 7e 37 fa 21 3d" + String(repeating: " 00", count: 126)) == .error(.controlFramePayloadTooLong))
+        #expect(verdict("09 80 37 fa 21 3d") == .error(.fragmentedControlFrame))
+        #expect(verdict("88 81 37 fa 21 3d 34") == .error(.closePayloadTooShort))
+        let ping125 = frame(0x9, key: testKey, payload: Array(repeating: 0x50, count: 125))
+        #expect(expectSameUnderAllSplits(ping125, role: .server) == [.control(.ping, Array(repeating: 0x50, count: 125))])
+    }
+
+    @Test func p06FragmentationSequenceErrors() {
+        #expect(verdict("80 85 37 fa 21 3d 7f 9f 4d 51 58") == .error(.continuationWithoutMessage))
+        let textThenText = frame(0x1, fin: false, key: testKey, payload: Array("Hel".utf8)) + frame(0x1, key: testKey, payload: Array("lo!".utf8))
+        #expect(expectSameUnderAllSplits(textThenText, role: .server).last == .error(.dataFrameInsideFragmentedMessage))
+        // (c) valid: "fr", ping "p", "ag", pong, "ment".
+        let valid =
+            frame(0x1, fin: false, key: testKey, payload: Array("fr".utf8)) + frame(0x9, key: testKey, payload: Array("p".utf8))
+            + frame(0x0, fin: false, key: testKey, payload: Array("ag".utf8)) + frame(0xA, key: testKey)
+            + frame(0x0, key: testKey, payload: Array("ment".utf8))
+        let entries = expectSameUnderAllSplits(valid, role: .server)
+        let text = entries.flatMap { entry -> [UInt8] in if case .payload(let p) = entry { p } else { [] } }
+        #expect(String(decoding: text, as: UTF8.self) == "fragment")
+        #expect(entries.contains(.control(.ping, Array("p".utf8))))
+    }
+
+    @Test func p08HugeDeclaredLengthFailsRightAfterTheHeader() throws {
+        // A 4 GiB binary header and 1 KiB of payload: 1009 before a single payload byte is delivered.
+        let input = bytes("82 ff 00 00 00 01 00 00 00 00 37 fa 21 3d") + Array(repeating: 0, count: 1024)
+        #expect(expectSameUnderAllSplits(input, role: .server) == [.error(.frameTooLarge)])
+        #expect(FramesError.frameTooLarge.closeCode == .messageTooBig)
+    }
+
+    @Test func p10InvalidUTF8FailsFast() throws {
+        let surrogate = bytes("ce ba e1 bd b9 cf 83 ce bc ce b5 ed a0 80 65 64 69 74 65 64")
+        #expect(expectSameUnderAllSplits(frame(0x1, key: testKey, payload: surrogate), role: .server).last == .error(.invalidUTF8))
+        // (b) Autobahn 6.4.1: fails on frame 2 (U+110000), before frame 3 is even sent.
+        var parser = FrameParser(role: .server)
+        var first = ByteBuffer(bytes: frame(0x1, fin: false, key: testKey, payload: bytes("ce ba e1 bd b9 cf 83 ce bc ce b5")))
+        while try parser.next(&first) != nil {}
+        var second = ByteBuffer(bytes: frame(0x0, fin: false, key: testKey, payload: bytes("f4 90 80 80")))
+        #expect(try parser.next(&second) != nil)  // the header
+        #expect(throws: FramesError.invalidUTF8) { try parser.next(&second) }
+        // (c) overlong, (d) truncated at FIN, (e) valid 4-byte scalar split across frames.
+        #expect(expectSameUnderAllSplits(frame(0x1, key: testKey, payload: [0xC0, 0xAF]), role: .server).last == .error(.invalidUTF8))
+        #expect(expectSameUnderAllSplits(frame(0x1, key: testKey, payload: [0x61, 0xCE]), role: .server).last == .error(.invalidUTF8))
+        let split = frame(0x1, fin: false, key: testKey, payload: [0xF0, 0x9F]) + frame(0x0, key: testKey, payload: [0x98, 0x80])
+        #expect(expectSameUnderAllSplits(split, role: .server).last == .frameEnd)
+    }
+
+    @Test func p11CloseCodesAndReasons() {
+        #expect(verdict("88 82 37 fa 21 3d 34 1d") == .error(.invalidCloseCode))  // 999
+        #expect(verdict("88 82 37 fa 21 3d 34 17") == .error(.invalidCloseCode))  // 1005
+        let reason124 = frame(0x8, key: testKey, payload: [0x03, 0xE8] + Array(repeating: 0x61, count: 124))
+        #expect(expectSameUnderAllSplits(reason124, role: .server) == [.error(.controlFramePayloadTooLong)])
+        let badReason = frame(0x8, key: testKey, payload: [0x03, 0xE8] + bytes("ce ba e1 bd b9 cf 83 ce bc ce b5 ed a0 80 65 64 69 74 65 64"))
+        #expect(expectSameUnderAllSplits(badReason, role: .server) == [.error(.invalidUTF8)])
+    }
+
+    @Test func p12NothingAfterClose() {
+        let input = frame(0x1, key: testKey, payload: Array("Hello".utf8)) + bytes("88 82 37 fa 21 3d 34 12")
+            + frame(0x1, key: testKey, payload: Array("after".utf8))
+        let entries = expectSameUnderAllSplits(input, role: .server)
+        #expect(entries.suffix(2) == [.control(.close, [0x03, 0xE8]), .error(.frameAfterClose)])
+        // (e) Autobahn 7.1.5: fragment 1, Close, fragment 2: the Close is delivered, fragment 2 is not.
+        let between = frame(0x1, fin: false, key: testKey, payload: Array("frag1".utf8)) + bytes("88 82 37 fa 21 3d 34 12")
+            + frame(0x0, key: testKey, payload: Array("frag2".utf8))
+        #expect(expectSameUnderAllSplits(between, role: .server).suffix(2) == [.control(.close, [0x03, 0xE8]), .error(.frameAfterClose)])
+    }
+
+    @Test func p13MisusedCompressionBit() {
+        let continuationWithRSV1 = frame(0x1, fin: false, rsv: 4, key: testKey, payload: [1]) + frame(0x0, rsv: 4, key: testKey, payload: [2])
+        #expect(expectSameUnderAllSplits(continuationWithRSV1, role: .server, configuration: .deflate).last == .error(.reservedBitSet))
+        #expect(verdict("c9 80 37 fa 21 3d", .deflate) == .error(.reservedBitSet))
+        #expect(verdict("c1 85 37 fa 21 3d 7f 9f 4d 51 58") == .error(.reservedBitSet))
+    }
+}
