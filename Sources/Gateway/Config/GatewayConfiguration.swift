@@ -1,0 +1,183 @@
+import Frames
+
+/// The whole configuration of a gateway: what `wsgate run -c FILE` reads (see `GatewayConfiguration+YAML`)
+/// and what the embedded default builds. A value type; it is compiled once (routes, TLS contexts) at start
+/// and on reload.
+public struct GatewayConfiguration: Sendable, Hashable {
+    public var listeners: [Listener]
+    public var routes: [Route]
+    public var limits: Limits
+    public var timeouts: Timeouts
+    public var accessLog: AccessLogDestination
+
+    public init(
+        listeners: [Listener],
+        routes: [Route],
+        limits: Limits = Limits(),
+        timeouts: Timeouts = Timeouts(),
+        accessLog: AccessLogDestination = .standardOutput
+    ) {
+        self.listeners = listeners
+        self.routes = routes
+        self.limits = limits
+        self.timeouts = timeouts
+        self.accessLog = accessLog
+    }
+
+    /// One address the gateway accepts connections on.
+    public struct Listener: Sendable, Hashable {
+        /// A name for logs and metrics. Default: the address.
+        public var name: String
+        /// The host (an IPv4/IPv6 literal or a name) and port to bind.
+        public var host: String
+        public var port: Int
+        /// TLS termination; `nil` for a plaintext (`ws`) listener.
+        public var tls: ServerTLS?
+
+        public init(name: String? = nil, host: String, port: Int, tls: ServerTLS? = nil) {
+            self.name = name ?? "\(host):\(port)"
+            self.host = host
+            self.port = port
+            self.tls = tls
+        }
+    }
+
+    /// Certificates for a TLS listener.
+    public struct ServerTLS: Sendable, Hashable {
+        /// PEM certificate chain and private key files for the default certificate.
+        public var certificatePath: String
+        public var privateKeyPath: String
+        /// Extra certificates chosen by SNI (exact names and `*.suffix` wildcards).
+        public var sniCertificates: [SNICertificate]
+        /// The lowest TLS version accepted. Default: 1.2.
+        public var minimumVersion: TLSVersion
+
+        public init(certificatePath: String, privateKeyPath: String, sniCertificates: [SNICertificate] = [], minimumVersion: TLSVersion = .v1_2) {
+            self.certificatePath = certificatePath
+            self.privateKeyPath = privateKeyPath
+            self.sniCertificates = sniCertificates
+            self.minimumVersion = minimumVersion
+        }
+    }
+
+    public struct SNICertificate: Sendable, Hashable {
+        public var serverNames: [String]
+        public var certificatePath: String
+        public var privateKeyPath: String
+
+        public init(serverNames: [String], certificatePath: String, privateKeyPath: String) {
+            self.serverNames = serverNames
+            self.certificatePath = certificatePath
+            self.privateKeyPath = privateKeyPath
+        }
+    }
+
+    public enum TLSVersion: String, Sendable, Hashable, CaseIterable {
+        case v1_2 = "1.2"
+        case v1_3 = "1.3"
+    }
+
+    /// Requests whose host and path match go to one upstream group.
+    public struct Route: Sendable, Hashable {
+        /// Host patterns: exact names or `*.suffix`; empty matches every host.
+        public var hosts: [String]
+        /// The path prefix (segment-wise: `/chat` matches `/chat` and `/chat/x`, not `/chatter`). Default: `/`.
+        public var pathPrefix: String
+        /// The upstream members, round robin over the healthy ones.
+        public var upstreams: [Upstream]
+        /// The subprotocols that may be offered upstream; empty forwards the client's offer unchanged.
+        public var subprotocols: [String]
+
+        public init(hosts: [String] = [], pathPrefix: String = "/", upstreams: [Upstream], subprotocols: [String] = []) {
+            self.hosts = hosts
+            self.pathPrefix = pathPrefix
+            self.upstreams = upstreams
+            self.subprotocols = subprotocols
+        }
+    }
+
+    /// One upstream member: a `ws://` or `wss://` URL.
+    public struct Upstream: Sendable, Hashable {
+        public enum Scheme: String, Sendable, Hashable {
+            case ws
+            case wss
+        }
+
+        public var scheme: Scheme
+        public var host: String
+        public var port: Int
+        /// The path prefix that replaces the route's prefix upstream; `nil` sends the client's path as is.
+        public var path: String?
+        /// TLS toward a `wss://` member.
+        public var tls: UpstreamTLS
+
+        public init(scheme: Scheme, host: String, port: Int, path: String? = nil, tls: UpstreamTLS = UpstreamTLS()) {
+            self.scheme = scheme
+            self.host = host
+            self.port = port
+            self.path = path
+            self.tls = tls
+        }
+    }
+
+    /// Verification toward a `wss://` upstream.
+    public struct UpstreamTLS: Sendable, Hashable {
+        /// Certificate and host-name verification. Default: on.
+        public var verify: Bool = true
+        /// A PEM file of trusted CAs; `nil` uses the system bundle.
+        public var caPath: String?
+        /// The name sent in SNI and verified; `nil` uses the upstream host.
+        public var serverName: String?
+        /// A client certificate and key for mTLS.
+        public var clientCertificatePath: String?
+        public var clientPrivateKeyPath: String?
+
+        public init() {}
+    }
+
+    /// Size and count limits. Sizes in bytes.
+    public struct Limits: Sendable, Hashable {
+        /// The longest request head (request line and headers). Default: 16 KiB (431 past it).
+        public var requestHeadBytes: Int = 16 * 1024
+        /// The most request header fields. Default: 100 (431 past it).
+        public var requestHeaders: Int = 100
+        /// The largest frame payload. Default: 1 MiB (1009).
+        public var maxFrameSize: Int = 1 << 20
+        /// The largest message. Default: 1 MiB (1009).
+        public var maxMessageSize: Int = 1 << 20
+        /// The most frames per message. Default: 1,024 (1008).
+        public var maxFragments: Int = 1024
+        /// Per-direction write buffer high watermark: reading from the source stops above it. Default: 256 KiB.
+        public var bufferHighWatermark: Int = 256 * 1024
+        /// Reading resumes below it. Default: 64 KiB.
+        public var bufferLowWatermark: Int = 64 * 1024
+
+        public init() {}
+    }
+
+    /// Deadlines, in nanoseconds-backed `Duration`s.
+    public struct Timeouts: Sendable, Hashable {
+        /// The whole request head must arrive within it (408). Default: 10 s.
+        public var requestHead: Duration = .seconds(10)
+        /// TLS handshake with a client. Default: 10 s.
+        public var tlsHandshake: Duration = .seconds(10)
+        /// TCP connect to an upstream (502/504). Default: 5 s.
+        public var upstreamConnect: Duration = .seconds(5)
+        /// TLS and WebSocket handshake with an upstream (504). Default: 10 s.
+        public var upstreamHandshake: Duration = .seconds(10)
+        /// How long to wait for the other side's Close after relaying one. Default: 10 s.
+        public var close: Duration = .seconds(10)
+        /// A connection with no frame in either direction for this long is closed (1001). Default: 120 s.
+        public var idle: Duration = .seconds(120)
+
+        public init() {}
+    }
+
+    /// Where access-log lines go.
+    public enum AccessLogDestination: Sendable, Hashable {
+        case standardOutput
+        case standardError
+        case file(String)
+        case off
+    }
+}
