@@ -13,7 +13,7 @@ public struct FrameEncoder {
     }
 
     public let role: Role
-    @usableFromInline var keys: MaskingKeyGenerator?
+    @usableFromInline let keys: MaskingKeyGenerator?
 
     /// An encoder for `role`. A client-role encoder draws keys from `keys` (the system CSPRNG by default).
     public init(role: Role, keys: MaskingKeyGenerator = MaskingKeyGenerator()) {

@@ -11,8 +11,11 @@ import Darwin
 ///
 /// Keys come from the operating system's CSPRNG (`getentropy(3)`, which is `getrandom(2)` on Linux),
 /// drawn in batches of 256 bytes so that there is one system call per 64 frames rather than one per
-/// frame. Each key is used once. Not thread-safe: keep one per event loop (or per connection).
-public struct MaskingKeyGenerator {
+/// frame. Each key is used once.
+///
+/// A class on purpose: copies of a value-type generator would hand out the same keys twice. Not
+/// thread-safe: keep one per event loop (or per connection).
+public final class MaskingKeyGenerator {
     /// 256 bytes is the most `getentropy` returns in one call.
     @usableFromInline static let batchBytes = 256
 
@@ -21,7 +24,7 @@ public struct MaskingKeyGenerator {
     @usableFromInline let fill: (UnsafeMutableRawBufferPointer) -> Void
 
     /// A generator over the system CSPRNG.
-    public init() {
+    public convenience init() {
         self.init(fill: MaskingKeyGenerator.systemEntropy)
     }
 
@@ -35,7 +38,7 @@ public struct MaskingKeyGenerator {
 
     /// A fresh key, never returned before by this generator's source.
     @inlinable
-    public mutating func nextKey() -> MaskingKey {
+    public func nextKey() -> MaskingKey {
         if self.next == self.keys.count {
             self.refill()
         }
@@ -44,7 +47,7 @@ public struct MaskingKeyGenerator {
     }
 
     @usableFromInline
-    mutating func refill() {
+    func refill() {
         let fill = self.fill
         self.keys.withUnsafeMutableBytes { fill($0) }
         self.next = 0

@@ -63,7 +63,7 @@ import Testing
     @Test func generatorHandsOutEachSourceKeyOnceAndRefillsEvery64Keys() {
         var refills = 0
         var counter: UInt8 = 0
-        var generator = MaskingKeyGenerator { buffer in
+        let generator = MaskingKeyGenerator { buffer in
             refills += 1
             for index in buffer.indices {
                 buffer[index] = counter
@@ -79,7 +79,7 @@ import Testing
     }
 
     @Test func systemGeneratorKeysAreFreshAndUnpredictable() {
-        var generator = MaskingKeyGenerator()
+        let generator = MaskingKeyGenerator()
         let keys = (0..<4096).map { _ in generator.nextKey().packed }
         // 4,096 draws from 2^32 values: a repeat has probability < 0.2 %; more than 2 would mean a broken source.
         #expect(Set(keys).count >= keys.count - 2)

@@ -1,0 +1,62 @@
+import NIOCore
+
+/// The channel handler of one leg of a relayed connection: it only hands NIO events to the shared
+/// ``RelaySession`` (both legs live on the same event loop).
+final class RelayHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private let side: Side
+    private let session: RelaySession
+
+    init(side: Side, session: RelaySession) {
+        self.side = side
+        self.session = session
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.session.attach(self.side, context: context)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var buffer = Self.unwrapInboundIn(data)
+        self.session.read(from: self.side, &buffer)
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        self.session.readComplete(from: self.side)
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if self.session.shouldRead(self.side) {
+            context.read()
+        }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        self.session.writabilityChanged(self.side)
+        context.fireChannelWritabilityChanged()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        self.session.inactive(self.side)
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // A read or write error ends this leg like a lost TCP connection.
+        context.close(promise: nil)
+        context.fireErrorCaught(error)
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let event = event as? IdleStateHandler.IdleStateEvent, event == .all {
+            self.session.gatewayClose(.goingAway, reason: "idle timeout")
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+}
+
+@available(*, unavailable)
+extension RelayHandler: Sendable {}

@@ -1,0 +1,325 @@
+import Frames
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+/// Drives one client connection from its upgrade request to the relay (DESIGN §1): validates the
+/// request, routes it, connects the upstream on the same event loop, sends the upstream request, checks
+/// the answer, answers the client, and then replaces the HTTP handlers of both channels by
+/// ``RelayHandler``s. Every refusal is an exact HTTP answer followed by closing the connection, and
+/// nothing the client sends after a refused request is read.
+final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+
+    fileprivate enum State {
+        case awaitingHead
+        /// The request is valid; the upstream is being connected and asked.
+        case upstreamHandshake(ClientUpgradeRequest)
+        case relaying
+        case done
+    }
+
+    private let environment: GatewayEnvironment
+    private let clientUsedTLS: Bool
+    private var record: ConnectionRecord
+    private var state: State = .awaitingHead
+    private var headDeadline: Scheduled<Void>?
+    private var upstreamDeadline: Scheduled<Void>?
+    private var upstreamChannel: (any Channel)?
+
+    init(environment: GatewayEnvironment, record: ConnectionRecord, clientUsedTLS: Bool) {
+        self.environment = environment
+        self.record = record
+        self.clientUsedTLS = clientUsedTLS
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let boundContext = NIOLoopBound(context, eventLoop: context.eventLoop)
+        self.headDeadline = context.eventLoop.scheduleTask(in: TimeAmount(self.environment.timeouts.requestHead)) {
+            guard case .awaitingHead = handler.value.state else { return }
+            handler.value.refuse(
+                context: boundContext.value,
+                HandshakeRejection(408, "the request head did not arrive in time", reason: "head-timeout")
+            )
+        }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch Self.unwrapInboundIn(data) {
+        case .head(let head):
+            guard case .awaitingHead = self.state else {
+                // A second request before the first was answered: pipelining is not an upgrade.
+                return self.refuse(context: context, HandshakeRejection(400, "data before the handshake completed", reason: "early-data"))
+            }
+            self.headDeadline?.cancel()
+            switch ClientUpgradeRequest.validate(head, limits: self.environment.limits, routes: self.environment.routes) {
+            case .failure(let rejection):
+                self.refuse(context: context, rejection)
+            case .success(let request):
+                self.record.route = request.route.route.pathPrefix
+                self.state = .upstreamHandshake(request)
+                self.connectUpstream(context: context, request: request)
+            }
+        case .body, .end:
+            // A GET upgrade request has no body (checked on its head); `.end` carries nothing.
+            break
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        switch self.state {
+        case .awaitingHead, .upstreamHandshake:
+            if error is RequestBytesLimiter.LimitExceeded {
+                if case .awaitingHead = self.state {
+                    self.refuse(context: context, HandshakeRejection(431, "request head over \(self.environment.limits.requestHeadBytes) bytes", reason: "head-too-large"))
+                } else {
+                    self.refuse(context: context, HandshakeRejection(400, "data before the handshake completed", reason: "early-data"))
+                }
+            } else if error is HTTPParserError {
+                let reason = self.state.isAwaitingHead ? "malformed request" : "data before the handshake completed"
+                self.refuse(context: context, HandshakeRejection(400, reason, reason: self.state.isAwaitingHead ? "malformed" : "early-data"))
+            } else {
+                self.abort(context: context, refusal: "client error: \(error)")
+            }
+        case .relaying, .done:
+            context.fireErrorCaught(error)
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        switch self.state {
+        case .awaitingHead, .upstreamHandshake:
+            self.abort(context: context, refusal: "client closed during the handshake")
+        case .relaying, .done:
+            break
+        }
+        context.fireChannelInactive()
+    }
+
+    // MARK: Upstream
+
+    private func connectUpstream(context: ChannelHandlerContext, request: ClientUpgradeRequest) {
+        let pool = self.environment.pools[request.route.index]
+        let (member, upstream) = pool.pick()
+        self.record.upstream = upstream.url
+        guard upstream.scheme == .ws else {
+            // TLS toward upstreams arrives with TLSShim; until then a wss:// member cannot be reached.
+            return self.refuse(
+                context: context,
+                HandshakeRejection(502, "wss:// upstreams are not supported by this build yet", reason: "upstream-tls-unsupported")
+            )
+        }
+        let handshake = UpstreamHandshake(subprotocolsOffered: request.subprotocols)
+        let responsePromise = context.eventLoop.makePromise(of: UpstreamResponse.self)
+        let limits = self.environment.limits
+        let bootstrap = ClientBootstrap(group: context.eventLoop)
+            .connectTimeout(TimeAmount(self.environment.timeouts.upstreamConnect))
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
+            .channelOption(.writeBufferWaterMark, value: .init(low: limits.bufferLowWatermark, high: limits.bufferHighWatermark))
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    // The encoder sits before the decoder: the decoder watches outbound request parts.
+                    try channel.pipeline.syncOperations.addHandler(HTTPRequestEncoder())
+                    try channel.pipeline.syncOperations.addHandler(
+                        ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: .forwardBytes))
+                    )
+                    try channel.pipeline.syncOperations.addHandler(UpstreamHandshakeHandler(promise: responsePromise))
+                }
+            }
+        let clientAddress = context.channel.remoteAddress?.ipAddress
+        let requestHead = handshake.requestHead(
+            for: request,
+            upstream: upstream,
+            clientAddress: clientAddress,
+            clientUsedTLS: self.clientUsedTLS
+        )
+        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let boundContext = NIOLoopBound(context, eventLoop: context.eventLoop)
+        self.upstreamDeadline = context.eventLoop.scheduleTask(
+            in: TimeAmount(self.environment.timeouts.upstreamConnect + self.environment.timeouts.upstreamHandshake)
+        ) {
+            guard case .upstreamHandshake = handler.value.state else { return }
+            handler.value.refuse(context: boundContext.value, HandshakeRejection(504, "the upstream did not answer in time", reason: "upstream-timeout"))
+        }
+        bootstrap.connect(host: upstream.host, port: upstream.port).assumeIsolated().whenComplete { result in
+            switch result {
+            case .failure(let error):
+                pool.report(member, success: false)
+                let timedOut = (error as? ChannelError).map { if case .connectTimeout = $0 { true } else { false } } ?? false
+                handler.value.refuse(
+                    context: boundContext.value,
+                    timedOut
+                        ? HandshakeRejection(504, "connecting to the upstream timed out", reason: "upstream-connect-timeout")
+                        : HandshakeRejection(502, "cannot connect to the upstream", reason: "upstream-connect-failed")
+                )
+            case .success(let channel):
+                pool.report(member, success: true)
+                guard case .upstreamHandshake = handler.value.state else {
+                    channel.close(promise: nil)
+                    return
+                }
+                handler.value.upstreamChannel = channel
+                channel.write(HTTPClientRequestPart.head(requestHead), promise: nil)
+                channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
+            }
+        }
+        responsePromise.futureResult.assumeIsolated().whenComplete { result in
+            handler.value.upstreamAnswered(context: boundContext.value, request: request, handshake: handshake, result: result)
+        }
+    }
+
+    private func upstreamAnswered(
+        context: ChannelHandlerContext,
+        request: ClientUpgradeRequest,
+        handshake: UpstreamHandshake,
+        result: Result<UpstreamResponse, any Error>
+    ) {
+        guard case .upstreamHandshake = self.state else { return }
+        switch result {
+        case .failure:
+            self.refuse(context: context, HandshakeRejection(502, "the upstream closed the connection without answering", reason: "upstream-no-answer"))
+        case .success(let response):
+            switch handshake.check(response.head) {
+            case .accepted(let subprotocol):
+                self.switchToRelay(context: context, request: request, subprotocol: subprotocol)
+            case .invalid(let why):
+                self.refuse(context: context, HandshakeRejection(502, "invalid upgrade answer from the upstream: \(why)", reason: "upstream-invalid-101"))
+            case .refused(let status):
+                let headers = response.head.headers.filter { Self.relayedResponseHeaders.contains($0.name.lowercased()) }
+                var body = response.body
+                let relayed = HTTPResponse(
+                    status: status,
+                    reason: response.head.status.reasonPhrase,
+                    headers: headers.map { ($0.name, $0.value) } + [("Connection", "close")],
+                    body: body.readBytes(length: body.readableBytes) ?? []
+                )
+                self.refuse(context: context, HandshakeRejection(response: relayed, reason: "upstream-refused"))
+            }
+        }
+    }
+
+    /// Headers of an upstream's non-101 answer that are relayed to the client; the rest (hop-by-hop,
+    /// framing, WebSocket handshake headers) are not.
+    static let relayedResponseHeaders: Set<String> = [
+        "content-type", "content-language", "cache-control", "retry-after", "www-authenticate", "location",
+        "set-cookie", "vary",
+    ]
+
+    // MARK: Switching to frames
+
+    private func switchToRelay(context: ChannelHandlerContext, request: ClientUpgradeRequest, subprotocol: String?) {
+        guard let upstream = self.upstreamChannel else { return }
+        let pipeline = context.pipeline.syncOperations
+        do {
+            // 1. Bytes the client sent after its request, before our 101, are a violation (RFC 6455 §4.1:
+            //    the client waits for the answer). Removing the decoder hands them to a collector.
+            let collector = LeftoverBytesCollector()
+            let decoder = try pipeline.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self)
+            try pipeline.addHandler(collector, position: .after(decoder))
+            pipeline.removeHandler(decoder, promise: nil)
+            if let early = collector.bytes, early.readableBytes > 0 {
+                return self.refuse(context: context, HandshakeRejection(400, "data before the handshake completed", reason: "early-data"))
+            }
+            // 2. The 101 to the client.
+            var headers: [(String, String)] = [
+                ("Upgrade", "websocket"), ("Connection", "Upgrade"),
+                ("Sec-WebSocket-Accept", HandshakeKey.acceptValue(forKey: request.key)),
+            ]
+            if let subprotocol { headers.append(("Sec-WebSocket-Protocol", subprotocol)) }
+            var bytes = context.channel.allocator.buffer(capacity: 256)
+            HTTPResponse(status: 101, headers: headers).write(to: &bytes)
+            context.writeAndFlush(NIOAny(bytes), promise: nil)
+            self.record.status = 101
+            self.record.subprotocol = subprotocol
+
+            // 3. The relay on both channels (same event loop), then the upstream decoder goes: frames the
+            //    upstream sent right after its 101 reach the relay.
+            self.upstreamDeadline?.cancel()
+            self.state = .relaying
+            let session = RelaySession(
+                eventLoop: context.eventLoop,
+                limits: self.environment.limits,
+                closeTimeout: TimeAmount(self.environment.timeouts.close)
+            )
+            var record = self.record
+            let accessLog = self.environment.accessLog
+            session.onFinish = { outcome, stats in
+                record.clientMessages = stats[.client]!.messages
+                record.clientBytes = stats[.client]!.bytes
+                record.upstreamMessages = stats[.upstream]!.messages
+                record.upstreamBytes = stats[.upstream]!.bytes
+                record.closeCode = outcome?.code.map { Int($0.rawValue) }
+                record.closedBy = outcome?.closedBy
+                accessLog.record(record)
+            }
+            try pipeline.addHandler(IdleStateHandler(allTimeout: TimeAmount(self.environment.timeouts.idle)), position: .after(self))
+            let idle = try pipeline.handler(type: IdleStateHandler.self)
+            try pipeline.addHandler(RelayHandler(side: .client, session: session), position: .after(idle))
+            pipeline.removeHandler(collector, promise: nil)
+            if let limiter = try? pipeline.handler(type: RequestBytesLimiter.self) {
+                pipeline.removeHandler(limiter, promise: nil)
+            }
+            let upstreamPipeline = upstream.pipeline.syncOperations
+            let handshakeHandler = try upstreamPipeline.handler(type: UpstreamHandshakeHandler.self)
+            try upstreamPipeline.addHandler(RelayHandler(side: .upstream, session: session), position: .after(handshakeHandler))
+            upstreamPipeline.removeHandler(handshakeHandler, promise: nil)
+            upstreamPipeline.removeHandler(try upstreamPipeline.handler(type: HTTPRequestEncoder.self), promise: nil)
+            upstreamPipeline.removeHandler(try upstreamPipeline.handler(type: ByteToMessageHandler<HTTPResponseDecoder>.self), promise: nil)
+            pipeline.removeHandler(self, promise: nil)
+            if !upstream.isActive { session.inactive(.upstream) }
+        } catch {
+            self.abort(context: context, refusal: "pipeline: \(error)")
+        }
+    }
+
+    // MARK: Ending
+
+    /// Answers `rejection` and closes the client connection (and the upstream, if any). Nothing the
+    /// client sends afterwards is read.
+    private func refuse(context: ChannelHandlerContext, _ rejection: HandshakeRejection) {
+        guard !self.state.isFinal else { return }
+        self.state = .done
+        self.headDeadline?.cancel()
+        self.upstreamDeadline?.cancel()
+        self.upstreamChannel?.close(promise: nil)
+        context.channel.setOption(.autoRead, value: false).whenComplete { _ in }
+        var bytes = context.channel.allocator.buffer(capacity: 256)
+        rejection.response.write(to: &bytes)
+        context.writeAndFlush(NIOAny(bytes)).assumeIsolated().whenComplete { _ in
+            context.close(promise: nil)
+        }
+        self.record.status = rejection.response.status
+        self.record.refusal = rejection.reason
+        self.environment.accessLog.record(self.record)
+    }
+
+    /// Ends the connection without an answer (the client is gone, or the pipeline broke).
+    private func abort(context: ChannelHandlerContext, refusal: String) {
+        guard !self.state.isFinal else { return }
+        self.state = .done
+        self.headDeadline?.cancel()
+        self.upstreamDeadline?.cancel()
+        self.upstreamChannel?.close(promise: nil)
+        context.close(promise: nil)
+        self.record.refusal = refusal
+        self.environment.accessLog.record(self.record)
+    }
+}
+
+extension ClientConnectionHandler.State {
+    fileprivate var isFinal: Bool {
+        switch self {
+        case .relaying, .done: true
+        case .awaitingHead, .upstreamHandshake: false
+        }
+    }
+
+    fileprivate var isAwaitingHead: Bool {
+        if case .awaitingHead = self { return true }
+        return false
+    }
+}
+
+@available(*, unavailable)
+extension ClientConnectionHandler: Sendable {}

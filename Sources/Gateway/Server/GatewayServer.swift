@@ -1,0 +1,78 @@
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+/// A running gateway: one server channel per listener on a `MultiThreadedEventLoopGroup`; each accepted
+/// connection's upstream channel is created on the same event loop (DESIGN §3).
+public final class GatewayServer: Sendable {
+    private let serverChannels: [any Channel]
+    private let environment: GatewayEnvironment
+
+    /// The addresses the listeners are bound to, in configuration order (port 0 → the chosen port).
+    public var localAddresses: [SocketAddress] { self.serverChannels.compactMap(\.localAddress) }
+
+    private init(serverChannels: [any Channel], environment: GatewayEnvironment) {
+        self.serverChannels = serverChannels
+        self.environment = environment
+    }
+
+    /// Binds every listener and starts accepting.
+    public static func start(configuration: GatewayConfiguration, group: any EventLoopGroup) async throws -> GatewayServer {
+        let environment = GatewayEnvironment(configuration)
+        var channels: [any Channel] = []
+        do {
+            for listener in configuration.listeners {
+                guard listener.tls == nil else {
+                    throw GatewayError("listener \(listener.name): TLS listeners need TLSShim, which this build does not have yet")
+                }
+                channels.append(try await Self.bind(listener, environment: environment, group: group))
+            }
+        } catch {
+            for channel in channels { try? await channel.close() }
+            throw error
+        }
+        return GatewayServer(serverChannels: channels, environment: environment)
+    }
+
+    private static func bind(
+        _ listener: GatewayConfiguration.Listener,
+        environment: GatewayEnvironment,
+        group: any EventLoopGroup
+    ) async throws -> any Channel {
+        let limits = environment.limits
+        return try await ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 1024)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.writeBufferWaterMark, value: .init(low: limits.bufferLowWatermark, high: limits.bufferHighWatermark))
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let record = ConnectionRecord(
+                        id: environment.makeConnectionID(),
+                        clientAddress: channel.remoteAddress?.ipAddress,
+                        listener: listener.name
+                    )
+                    let pipeline = channel.pipeline.syncOperations
+                    try pipeline.addHandler(RequestBytesLimiter(limit: limits.requestHeadBytes))
+                    try pipeline.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)))
+                    try pipeline.addHandler(ClientConnectionHandler(environment: environment, record: record, clientUsedTLS: false))
+                }
+            }
+            .bind(host: listener.host, port: listener.port)
+            .get()
+    }
+
+    /// Stops accepting. Live connections are not touched (drain is a later feature).
+    public func close() async throws {
+        for channel in self.serverChannels {
+            try await channel.close()
+        }
+    }
+}
+
+/// A gateway start-up error with a message for the operator.
+public struct GatewayError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,147 @@
+import Frames
+import NIOHTTP1
+
+/// A client's WebSocket upgrade request that passed every check of RFC 6455 §4.2.1 and DESIGN §1.3–1.4.
+struct ClientUpgradeRequest {
+    var head: HTTPRequestHead
+    /// `Sec-WebSocket-Key` as sent.
+    var key: String
+    /// The `Host` header as sent (with port, if any) and the host alone, lowercased.
+    var hostHeader: String
+    var host: String
+    /// The request target (origin-form: path and query).
+    var target: String
+    /// The subprotocols offered, in the client's order, after the route's allow-list.
+    var subprotocols: [String]
+    var origin: String?
+    var route: RouteTable.Entry
+
+    /// Validates a request head. Either the request, or the exact response to refuse it with.
+    static func validate(
+        _ head: HTTPRequestHead,
+        limits: GatewayConfiguration.Limits,
+        routes: RouteTable
+    ) -> Result<ClientUpgradeRequest, HandshakeRejection> {
+        let headers = head.headers
+        if headers.count > limits.requestHeaders {
+            return .failure(.init(431, "too many header fields (\(headers.count) > \(limits.requestHeaders))", reason: "too-many-headers"))
+        }
+        guard head.method == .GET else {
+            return .failure(.init(405, "a WebSocket upgrade must use GET", reason: "method", headers: [("Allow", "GET")]))
+        }
+        guard head.version == .http1_1 else {
+            return .failure(.init(400, "a WebSocket upgrade needs HTTP/1.1 (RFC 6455 §4.1)", reason: "http-version"))
+        }
+        for name in ["Host", "Upgrade", "Sec-WebSocket-Key", "Sec-WebSocket-Version", "Origin", "Content-Length"] where headers[name].count > 1 {
+            return .failure(.init(400, "duplicate \(name) header", reason: "duplicate-header"))
+        }
+        guard let hostHeader = headers.first(name: "Host"), let host = Self.hostName(fromHostHeader: hostHeader) else {
+            return .failure(.init(400, "missing or invalid Host header", reason: "host"))
+        }
+        if let length = headers.first(name: "Content-Length"), length != "0" {
+            return .failure(.init(400, "an upgrade request has no body", reason: "body"))
+        }
+        if headers.contains(name: "Transfer-Encoding") {
+            return .failure(.init(400, "an upgrade request has no body", reason: "body"))
+        }
+        let upgradeTokens = Self.tokens(headers["Upgrade"])
+        guard upgradeTokens.contains("websocket") else {
+            return .failure(
+                .init(
+                    426,
+                    "this endpoint only speaks WebSocket: send Upgrade: websocket",
+                    reason: "not-an-upgrade",
+                    headers: [("Upgrade", "websocket"), ("Connection", "Upgrade"), ("Sec-WebSocket-Version", "13")]
+                )
+            )
+        }
+        guard Self.tokens(headers["Connection"]).contains("upgrade") else {
+            return .failure(.init(400, "Connection must contain the upgrade token (RFC 6455 §4.1)", reason: "connection"))
+        }
+        guard headers.first(name: "Sec-WebSocket-Version")?.trimmingWhitespace() == "13" else {
+            return .failure(
+                .init(426, "unsupported WebSocket version; this gateway speaks version 13", reason: "ws-version", headers: [("Sec-WebSocket-Version", "13")])
+            )
+        }
+        guard let key = headers.first(name: "Sec-WebSocket-Key")?.trimmingWhitespace(), HandshakeKey.isValidKey(key) else {
+            return .failure(.init(400, "Sec-WebSocket-Key must be the base64 of 16 bytes (RFC 6455 §4.1)", reason: "ws-key"))
+        }
+        guard head.uri.hasPrefix("/") else {
+            return .failure(.init(400, "the request target must be a path (origin-form)", reason: "target"))
+        }
+        let path = String(head.uri.prefix { $0 != "?" && $0 != "#" })
+        guard let route = routes.match(host: host, path: path) else {
+            return .failure(.init(404, "no route for \(host)\(path)", reason: "no-route"))
+        }
+        var offered = Self.commaList(headers["Sec-WebSocket-Protocol"])
+        if !route.route.subprotocols.isEmpty {
+            offered = offered.filter { route.route.subprotocols.contains($0) }
+        }
+        return .success(
+            ClientUpgradeRequest(
+                head: head,
+                key: key,
+                hostHeader: hostHeader,
+                host: host,
+                target: head.uri,
+                subprotocols: offered,
+                origin: headers.first(name: "Origin"),
+                route: route
+            )
+        )
+    }
+
+    /// The host of a `Host` header value, lowercased, without the port; nil if malformed.
+    static func hostName(fromHostHeader value: String) -> String? {
+        let value = value.trimmingWhitespace()
+        guard !value.isEmpty else { return nil }
+        if value.hasPrefix("[") {
+            guard let close = value.firstIndex(of: "]") else { return nil }
+            let rest = value[value.index(after: close)...]
+            guard rest.isEmpty || (rest.hasPrefix(":") && rest.dropFirst().allSatisfy(\.isNumber) && rest.count > 1) else { return nil }
+            return value[...close].lowercased()
+        }
+        let parts = value.split(separator: ":", omittingEmptySubsequences: false)
+        guard parts.count <= 2, !parts[0].isEmpty else { return nil }
+        if parts.count == 2 && (parts[1].isEmpty || !parts[1].allSatisfy(\.isNumber)) { return nil }
+        guard parts[0].allSatisfy({ $0.isLetter || $0.isNumber || $0 == "." || $0 == "-" || $0 == "_" }) else { return nil }
+        return parts[0].lowercased()
+    }
+
+    /// Comma-separated header values, trimmed, lowercased, empties dropped.
+    static func tokens(_ values: [String]) -> [String] {
+        self.commaList(values).map { $0.lowercased() }
+    }
+
+    /// Comma-separated header values, trimmed, empties dropped (RFC 9110 §5.6.1).
+    static func commaList(_ values: [String]) -> [String] {
+        values.flatMap { $0.split(separator: ",") }.map { $0.trimmingWhitespace() }.filter { !$0.isEmpty }
+    }
+}
+
+/// Why a handshake was refused, and the response that says so.
+struct HandshakeRejection: Error, Hashable {
+    var response: HTTPResponse
+    /// A short stable label for logs and metrics ("no-route", "ws-key", …).
+    var reason: String
+
+    init(_ status: Int, _ message: String, reason: String, headers: [(String, String)] = []) {
+        self.response = .rejection(status, message, headers: headers)
+        self.reason = reason
+    }
+
+    init(response: HTTPResponse, reason: String) {
+        self.response = response
+        self.reason = reason
+    }
+}
+
+extension StringProtocol {
+    /// The string without leading and trailing spaces and tabs (HTTP's OWS).
+    func trimmingWhitespace() -> String {
+        let isSpace: (Character) -> Bool = { $0 == " " || $0 == "\t" }
+        guard let first = self.firstIndex(where: { !isSpace($0) }) else { return "" }
+        let last = self.lastIndex(where: { !isSpace($0) })!
+        return String(self[first...last])
+    }
+}

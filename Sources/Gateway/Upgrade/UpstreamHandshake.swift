@@ -1,0 +1,131 @@
+import Frames
+import NIOCore
+import NIOHTTP1
+
+/// The upgrade request the gateway sends upstream and the checks on the upstream's answer
+/// (DESIGN §1.6–1.7).
+struct UpstreamHandshake {
+    /// The fresh `Sec-WebSocket-Key` of this request (never the client's).
+    let key: String
+    let subprotocolsOffered: [String]
+
+    /// Headers that describe one hop and are never forwarded (RFC 9110 §7.6.1), plus those the gateway
+    /// writes itself.
+    static let hopByHop: Set<String> = [
+        "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
+        "proxy-authorization", "proxy-authenticate", "host", "content-length",
+        "sec-websocket-key", "sec-websocket-version", "sec-websocket-protocol", "sec-websocket-extensions",
+        "sec-websocket-accept",
+    ]
+
+    init(key: String = HandshakeKey.makeKey(), subprotocolsOffered: [String]) {
+        self.key = key
+        self.subprotocolsOffered = subprotocolsOffered
+    }
+
+    /// The request head toward `upstream`: the client's end-to-end headers (hop-by-hop ones and any
+    /// named in `Connection` removed), `Host` of the upstream, `X-Forwarded-For/-Proto/-Host`,
+    /// `Forwarded` (RFC 7239), a fresh key and the filtered subprotocol offer. No extension is offered
+    /// upstream (permessage-deflate per leg is a later policy).
+    func requestHead(
+        for client: ClientUpgradeRequest,
+        upstream: GatewayConfiguration.Upstream,
+        clientAddress: String?,
+        clientUsedTLS: Bool
+    ) -> HTTPRequestHead {
+        let connectionNamed = Set(ClientUpgradeRequest.tokens(client.head.headers["Connection"]))
+        var target = client.target
+        if let path = upstream.path {
+            // Replace the route's prefix by the member's path.
+            let prefix = client.route.route.pathPrefix == "/" ? "" : client.route.route.pathPrefix
+            let rest = target.dropFirst(prefix.count)
+            target = (path.hasSuffix("/") && rest.hasPrefix("/") ? String(path.dropLast()) : path) + rest
+            if !target.hasPrefix("/") { target = "/" + target }
+        }
+        var headers = HTTPHeaders()
+        let defaultPort = upstream.scheme == .wss ? 443 : 80
+        let host = upstream.host.contains(":") ? "[\(upstream.host)]" : upstream.host
+        headers.add(name: "Host", value: upstream.port == defaultPort ? host : "\(host):\(upstream.port)")
+        headers.add(name: "Upgrade", value: "websocket")
+        headers.add(name: "Connection", value: "Upgrade")
+        headers.add(name: "Sec-WebSocket-Key", value: self.key)
+        headers.add(name: "Sec-WebSocket-Version", value: "13")
+        if !self.subprotocolsOffered.isEmpty {
+            headers.add(name: "Sec-WebSocket-Protocol", value: self.subprotocolsOffered.joined(separator: ", "))
+        }
+        var forwardedFor: [String] = []
+        var forwarded: [String] = []
+        for (name, value) in client.head.headers {
+            let lower = name.lowercased()
+            if Self.hopByHop.contains(lower) || connectionNamed.contains(lower) { continue }
+            switch lower {
+            case "x-forwarded-for": forwardedFor.append(value)
+            case "forwarded": forwarded.append(value)
+            case "x-forwarded-proto", "x-forwarded-host": continue  // replaced by this hop's values
+            default:
+                guard Self.isSafeHeaderValue(value) else { continue }
+                headers.add(name: name, value: value)
+            }
+        }
+        let proto = clientUsedTLS ? "https" : "http"
+        if let clientAddress { forwardedFor.append(clientAddress) }
+        if !forwardedFor.isEmpty { headers.add(name: "X-Forwarded-For", value: forwardedFor.joined(separator: ", ")) }
+        headers.add(name: "X-Forwarded-Proto", value: proto)
+        headers.add(name: "X-Forwarded-Host", value: client.hostHeader)
+        var element: [String] = []
+        if let clientAddress {
+            element.append(clientAddress.contains(":") ? "for=\"[\(clientAddress)]\"" : "for=\(clientAddress)")
+        }
+        element.append("host=\"\(client.hostHeader)\"")
+        element.append("proto=\(proto)")
+        forwarded.append(element.joined(separator: ";"))
+        headers.add(name: "Forwarded", value: forwarded.joined(separator: ", "))
+        return HTTPRequestHead(version: .http1_1, method: .GET, uri: target, headers: headers)
+    }
+
+    /// No CR or LF inside a value (NIO's decoder already refuses them; this keeps the guarantee local).
+    private static func isSafeHeaderValue(_ value: String) -> Bool {
+        !value.utf8.contains(where: { $0 == 13 || $0 == 10 || $0 == 0 })
+    }
+
+    /// What the upstream's answer means.
+    enum Verdict: Equatable {
+        /// A valid 101: relay frames; `subprotocol` is the one the upstream chose (if any).
+        case accepted(subprotocol: String?)
+        /// An invalid 101: 502 to the client with the reason.
+        case invalid(String)
+        /// Not a 101: relay this status to the client, then close both.
+        case refused(status: Int)
+    }
+
+    /// Checks a response head (DESIGN §1.7): only a 101 with `Upgrade: websocket`, `Connection: upgrade`,
+    /// the exact accept value for our key, no extension (none was offered) and a subprotocol we offered
+    /// switches to frames.
+    func check(_ head: HTTPResponseHead) -> Verdict {
+        guard head.status.code == 101 else { return .refused(status: Int(head.status.code)) }
+        let headers = head.headers
+        guard ClientUpgradeRequest.tokens(headers["Upgrade"]) == ["websocket"] else {
+            return .invalid("101 without Upgrade: websocket")
+        }
+        guard ClientUpgradeRequest.tokens(headers["Connection"]).contains("upgrade") else {
+            return .invalid("101 without Connection: upgrade")
+        }
+        let accept = headers["Sec-WebSocket-Accept"]
+        guard accept.count == 1, accept[0].trimmingWhitespace() == HandshakeKey.acceptValue(forKey: self.key) else {
+            return .invalid("wrong or missing Sec-WebSocket-Accept")
+        }
+        let extensions = ClientUpgradeRequest.commaList(headers["Sec-WebSocket-Extensions"])
+        guard extensions.isEmpty else {
+            return .invalid("extension the gateway did not offer: \(extensions.joined(separator: ", "))")
+        }
+        let protocols = ClientUpgradeRequest.commaList(headers["Sec-WebSocket-Protocol"])
+        switch protocols.count {
+        case 0:
+            return .accepted(subprotocol: nil)
+        case 1 where self.subprotocolsOffered.contains(protocols[0]):
+            return .accepted(subprotocol: protocols[0])
+        default:
+            return .invalid("subprotocol the gateway did not offer: \(protocols.joined(separator: ", "))")
+        }
+    }
+}
