@@ -54,6 +54,10 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // libFuzzer harness for the Sec-WebSocket-Extensions parser; a no-op program in a normal build.
+        // Build and run it with the recipe in shared/TOOLCHAIN.md §5 (`--sanitize=fuzzer -Xswiftc
+        // -sanitize=fuzzer,address --scratch-path .build-fuzz`).
+        .executableTarget(name: "FuzzExtensionHeader", dependencies: ["Frames"]),
         .testTarget(
             name: "FramesTests",
             dependencies: [
