@@ -62,6 +62,7 @@ let package = Package(
             name: "FuzzFrameParser",
             dependencies: ["Frames", .product(name: "NIOCore", package: "swift-nio")]
         ),
+        .executableTarget(name: "FuzzExtensionHeader", dependencies: ["Frames"]),
         .testTarget(
             name: "FramesTests",
             dependencies: [
