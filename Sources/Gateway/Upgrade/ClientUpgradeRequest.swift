@@ -66,6 +66,16 @@ struct ClientUpgradeRequest {
         guard let key = headers.first(name: "Sec-WebSocket-Key")?.trimmingWhitespace(), HandshakeKey.isValidKey(key) else {
             return .failure(.init(400, "Sec-WebSocket-Key must be the base64 of 16 bytes (RFC 6455 §4.1)", reason: "ws-key"))
         }
+        // Extensions are parsed so that a malformed header is refused; none is negotiated by this build
+        // (permessage-deflate per leg is a later policy), so the client gets none and none goes upstream.
+        let extensionValues = headers["Sec-WebSocket-Extensions"]
+        if !extensionValues.isEmpty {
+            do {
+                _ = try ExtensionHeader.parse(extensionValues)
+            } catch {
+                return .failure(.init(400, "malformed Sec-WebSocket-Extensions: \(error.detail)", reason: "extensions"))
+            }
+        }
         guard head.uri.hasPrefix("/") else {
             return .failure(.init(400, "the request target must be a path (origin-form)", reason: "target"))
         }
