@@ -170,6 +170,13 @@ struct InvalidDocument: Sendable, CustomTestStringConvertible {
         #expect(parsed.accessLog == expected)
     }
 
+    @Test(arguments: [("1.2", GatewayConfiguration.TLSVersion.v1_2), ("\"1.3\"", .v1_3), ("'1.3'", .v1_3)])
+    func tlsVersionsMayBeQuotedOrNot(text: String, expected: GatewayConfiguration.TLSVersion) throws {
+        let listener = #"{address: "0.0.0.0:1", tls: {certificate: a, key: b, min_version: \#(text)}}"#
+        let parsed = try GatewayConfiguration(yaml: document(listeners: listener))
+        #expect(parsed.listeners[0].tls?.minimumVersion == expected)
+    }
+
     // MARK: Upstream URLs
 
     @Test(arguments: [

@@ -45,7 +45,10 @@ extension GatewayConfiguration {
             throw ConfigurationError(yamlError: error)
         }
         guard let root else {
-            throw ConfigurationError(keyPath: "", message: "the configuration is empty: it needs at least `listeners` and `routes`")
+            throw ConfigurationError(
+                keyPath: "",
+                message: "the configuration is empty: it needs at least `listeners` and `routes`"
+            )
         }
         let reader = YAMLConfigurationReader(baseDirectory: baseDirectory)
         self = try reader.configuration(YAMLField(node: root, path: ConfigPath()))
@@ -90,8 +93,8 @@ extension ConfigurationError {
             self.init(keyPath: "", message: "YAML error: \(error)")
             return
         }
-        func located(_ kind: String, _ context: YamlError.Context?, _ problem: String, _ mark: Mark) -> String {
-            var text = "YAML \(kind) error at line \(mark.line), column \(mark.column): \(problem)"
+        func located(_ context: YamlError.Context?, _ problem: String, _ mark: Mark) -> String {
+            var text = "YAML syntax error at line \(mark.line), column \(mark.column): \(problem)"
             if let context {
                 text += " (\(context.text) at line \(context.mark.line), column \(context.mark.column))"
             }
@@ -99,16 +102,20 @@ extension ConfigurationError {
         }
         switch yamlError {
         case .scanner(let context, let problem, let mark, _):
-            self.init(keyPath: "", message: located("syntax", context, problem, mark))
+            self.init(keyPath: "", message: located(context, problem, mark))
         case .parser(let context, let problem, let mark, _):
-            self.init(keyPath: "", message: located("syntax", context, problem, mark))
+            self.init(keyPath: "", message: located(context, problem, mark))
         case .composer(let context, let problem, let mark, _):
-            self.init(keyPath: "", message: located("structure", context, problem, mark))
+            // libyaml's composer context is the first half of the sentence ("expected a single document in
+            // the stream" … "but found another document"), and its mark is not useful.
+            let sentence = context.map { "\($0.text) \(problem)" } ?? problem
+            self.init(keyPath: "", message: "YAML error at line \(mark.line), column \(mark.column): \(sentence)")
         case .duplicatedKeysInMapping(let duplicates, let context):
-            let keys = duplicates.map { String(reflecting: $0) }.joined(separator: ", ")
+            let keys = duplicates.map { quote($0) }.joined(separator: ", ")
+            let mark = context.mark
             self.init(
                 keyPath: "",
-                message: "YAML error at line \(context.mark.line), column \(context.mark.column): duplicate key \(keys) in one mapping"
+                message: "YAML error at line \(mark.line), column \(mark.column): duplicate key \(keys) in one mapping"
             )
         case .reader(let problem, _, _, _):
             self.init(keyPath: "", message: "YAML input error: \(problem)")
@@ -121,7 +128,7 @@ extension ConfigurationError {
 /// Reads a whole file as UTF-8, with errno's reason on failure.
 private func readConfigurationFile(atPath path: String, displayPath: String) throws(ConfigurationError) -> String {
     func failure(_ reason: String) -> ConfigurationError {
-        ConfigurationError(keyPath: "", message: "cannot read configuration file \(String(reflecting: displayPath)): \(reason)")
+        ConfigurationError(keyPath: "", message: "cannot read configuration file \(quote(displayPath)): \(reason)")
     }
     var isDirectory: ObjCBool = false
     guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
@@ -143,6 +150,11 @@ func joinPath(_ base: String, _ relative: String) -> String {
 }
 
 // MARK: - Key paths and fields
+
+/// A value as it appears in messages: in double quotes, with Swift escapes (`"10 MB"`).
+func quote(_ text: String) -> String {
+    String(reflecting: text)
+}
 
 /// A position in the document: `routes[1].upstreams[0]`.
 struct ConfigPath: Hashable, Sendable, CustomStringConvertible {
@@ -170,7 +182,7 @@ struct YAMLField {
     var kind: String {
         switch self.node {
         case .scalar(let scalar):
-            return scalar.resolvedTagName == .null ? "nothing" : "the value \(String(reflecting: scalar.string))"
+            return scalar.resolvedTagName == .null ? "nothing" : "the value \(quote(scalar.string))"
         case .mapping: return "a mapping"
         case .sequence: return "a list"
         case .alias: return "an alias"
@@ -212,7 +224,7 @@ struct YAMLField {
         switch try self.string() {
         case "true", "True", "TRUE": return true
         case "false", "False", "FALSE": return false
-        case let other: throw self.path.error("\(String(reflecting: other)) is not a boolean (use true or false)")
+        case let other: throw self.path.error("\(quote(other)) is not a boolean (use true or false)")
         }
     }
 
@@ -221,7 +233,7 @@ struct YAMLField {
         let text = try self.string()
         let digits = text.hasPrefix("-") ? text.dropFirst() : Substring(text)
         guard !digits.isEmpty, digits.allSatisfy(\.isASCIIDigit) else {
-            throw self.path.error("\(String(reflecting: text)) is not a whole number")
+            throw self.path.error("\(quote(text)) is not a whole number")
         }
         guard let value = Int(text) else { throw self.path.error("\(text) is too large") }
         return value
@@ -232,8 +244,9 @@ struct YAMLField {
         let text = try self.string()
         switch SizeSyntax.parse(text) {
         case .value(let size): return size
-        case .overflow: throw self.path.error("\(String(reflecting: text)) is too large (at most \(Int.max) bytes)")
-        case .malformed, .bareNumber: throw self.path.error("\(String(reflecting: text)) is not a size (use B, KiB, MiB, GiB, KB, MB, GB)")
+        case .overflow: throw self.path.error("\(quote(text)) is too large (at most \(Int.max) bytes)")
+        case .malformed, .bareNumber:
+            throw self.path.error("\(quote(text)) is not a size (use B, KiB, MiB, GiB, KB, MB, GB)")
         }
     }
 
@@ -243,9 +256,11 @@ struct YAMLField {
         switch DurationSyntax.parse(text) {
         case .value(let duration): return duration
         case .bareNumber: throw self.path.error("\(text) has no unit: add one (ms, s, m, h), for example \(text)s")
-        case .overflow: throw self.path.error("\(String(reflecting: text)) is too large (at most about 292 years)")
+        case .overflow: throw self.path.error("\(quote(text)) is too large (at most about 292 years)")
         case .malformed:
-            throw self.path.error("\(String(reflecting: text)) is not a duration (use ms, s, m, h, e.g. 250ms, 10s, 1m30s)")
+            throw self.path.error(
+                "\(quote(text)) is not a duration (use ms, s, m, h, e.g. 250ms, 10s, 1m30s)"
+            )
         }
     }
 }
@@ -267,11 +282,13 @@ struct YAMLMapping {
     init(_ field: YAMLField, keys allowed: [String]) throws(ConfigurationError) {
         self.path = field.path
         guard case .mapping(let mapping) = field.node else {
-            throw field.path.error("expected a mapping (with keys \(allowed.joined(separator: ", "))), found \(field.kind)")
+            let keys = allowed.joined(separator: ", ")
+            throw field.path.error("expected a mapping (with keys \(keys)), found \(field.kind)")
         }
         for (keyNode, value) in mapping {
             guard case .scalar(let keyScalar) = keyNode else {
-                throw field.path.error("keys must be plain strings, found \(YAMLField(node: keyNode, path: field.path).kind)")
+                let kind = YAMLField(node: keyNode, path: field.path).kind
+                throw field.path.error("keys must be plain strings, found \(kind)")
             }
             let key = keyScalar.string
             guard allowed.contains(key) else {
@@ -292,7 +309,8 @@ struct YAMLMapping {
     /// The key's value, which must be present and not empty.
     func required(_ key: String) throws(ConfigurationError) -> YAMLField {
         guard let field = self.optional(key) else {
-            throw self.path.key(key).error(self.values[key] == nil ? "required key is missing" : "required key has no value")
+            let problem = self.values[key] == nil ? "required key is missing" : "required key has no value"
+            throw self.path.key(key).error(problem)
         }
         return field
     }
@@ -301,9 +319,9 @@ struct YAMLMapping {
     static func unknownKeyMessage(_ key: String, allowed: [String]) -> String {
         let closest = allowed.map { (name: $0, distance: editDistance($0, key)) }.min { $0.distance < $1.distance }
         if let closest, closest.distance <= max(1, min(3, key.count / 3)) {
-            return "unknown key \(String(reflecting: key)) (did you mean \(String(reflecting: closest.name))?)"
+            return "unknown key \(quote(key)) (did you mean \(quote(closest.name))?)"
         }
-        return "unknown key \(String(reflecting: key)) (valid keys: \(allowed.joined(separator: ", ")))"
+        return "unknown key \(quote(key)) (valid keys: \(allowed.joined(separator: ", ")))"
     }
 
     /// Edit distance with adjacent transpositions (optimal string alignment), for typo suggestions:
@@ -434,33 +452,36 @@ struct YAMLConfigurationReader {
     }
 
     /// `host:port` or `[ipv6]:port`; the host comes back without brackets.
-    static func listenAddress(_ text: String, at path: ConfigPath) throws(ConfigurationError) -> (host: String, port: Int) {
+    static func listenAddress(
+        _ text: String,
+        at path: ConfigPath
+    ) throws(ConfigurationError) -> (host: String, port: Int) {
         let example = "(use host:port, e.g. 0.0.0.0:8443 or [::]:8443)"
         let host: String
         let portText: Substring
         if text.hasPrefix("[") {
             guard let close = text.firstIndex(of: "]") else {
-                throw path.error("\(String(reflecting: text)) has no closing \"]\" \(example)")
+                throw path.error("\(quote(text)) has no closing \"]\" \(example)")
             }
             host = String(text[text.index(after: text.startIndex)..<close])
             guard HostSyntax.isIPv6Literal(host) else {
-                throw path.error("\(String(reflecting: host)) is not an IPv6 address")
+                throw path.error("\(quote(host)) is not an IPv6 address")
             }
             let rest = text[text.index(after: close)...]
-            guard rest.hasPrefix(":") else { throw path.error("\(String(reflecting: text)) has no port \(example)") }
+            guard rest.hasPrefix(":") else { throw path.error("\(quote(text)) has no port \(example)") }
             portText = rest.dropFirst()
         } else {
             guard let colon = text.lastIndex(of: ":") else {
-                throw path.error("\(String(reflecting: text)) has no port \(example)")
+                throw path.error("\(quote(text)) has no port \(example)")
             }
             host = String(text[..<colon])
             portText = text[text.index(after: colon)...]
             guard !host.contains(":") else {
-                throw path.error("\(String(reflecting: text)): put an IPv6 address in brackets, e.g. [::1]:8443")
+                throw path.error("\(quote(text)): put an IPv6 address in brackets, e.g. [::1]:8443")
             }
-            guard !host.isEmpty else { throw path.error("\(String(reflecting: text)) has no host \(example)") }
+            guard !host.isEmpty else { throw path.error("\(quote(text)) has no host \(example)") }
             guard HostSyntax.isHostName(host) else {
-                throw path.error("\(String(reflecting: host)) is not an IP address or host name")
+                throw path.error("\(quote(host)) is not an IP address or host name")
             }
         }
         let port = try Self.port(portText, in: text, at: path)
@@ -470,7 +491,7 @@ struct YAMLConfigurationReader {
     /// A decimal port in 1–65535.
     static func port(_ text: Substring, in whole: String, at path: ConfigPath) throws(ConfigurationError) -> Int {
         guard !text.isEmpty, text.allSatisfy(\.isASCIIDigit) else {
-            throw path.error("\(String(reflecting: whole)) has no valid port")
+            throw path.error("\(quote(whole)) has no valid port")
         }
         guard let port = Int(text), (1...65535).contains(port) else {
             throw path.error("port \(text) is out of range 1–65535")
@@ -487,7 +508,9 @@ struct YAMLConfigurationReader {
         if let versionField = map.optional("min_version") {
             let text = try versionField.string()
             guard let version = GatewayConfiguration.TLSVersion(rawValue: text) else {
-                throw versionField.path.error("\(String(reflecting: text)) is not a supported TLS version (use \"1.2\" or \"1.3\")")
+                throw versionField.path.error(
+                    "\(quote(text)) is not a supported TLS version (use \"1.2\" or \"1.3\")"
+                )
             }
             tls.minimumVersion = version
         }
@@ -510,7 +533,9 @@ struct YAMLConfigurationReader {
 
     func route(_ field: YAMLField) throws(ConfigurationError) -> GatewayConfiguration.Route {
         let map = try field.mapping(keys: ["hosts", "path", "upstreams", "subprotocols", "upstream_tls"])
-        let upstreamTLS = try map.optional("upstream_tls").map { (field) throws(ConfigurationError) in try self.upstreamTLS(field) }
+        let upstreamTLS = try map.optional("upstream_tls").map { (field) throws(ConfigurationError) in
+            try self.upstreamTLS(field)
+        }
         var upstreams: [GatewayConfiguration.Upstream] = []
         for upstreamField in try map.required("upstreams").list() {
             var upstream = try Self.upstream(try upstreamField.string(), at: upstreamField.path)
@@ -529,8 +554,11 @@ struct YAMLConfigurationReader {
     }
 
     /// `ws://host[:port][/path]` or `wss://…`; IPv6 literals in brackets. Default ports 80 and 443.
-    static func upstream(_ text: String, at path: ConfigPath) throws(ConfigurationError) -> GatewayConfiguration.Upstream {
-        let quoted = String(reflecting: text)
+    static func upstream(
+        _ text: String,
+        at path: ConfigPath
+    ) throws(ConfigurationError) -> GatewayConfiguration.Upstream {
+        let quoted = quote(text)
         guard let separator = text.range(of: "://"),
             let scheme = GatewayConfiguration.Upstream.Scheme(rawValue: text[..<separator.lowerBound].lowercased())
         else {
@@ -551,7 +579,9 @@ struct YAMLConfigurationReader {
         if authority.hasPrefix("[") {
             guard let close = authority.firstIndex(of: "]") else { throw path.error("\(quoted) has no closing \"]\"") }
             host = String(authority[authority.index(after: authority.startIndex)..<close])
-            guard HostSyntax.isIPv6Literal(host) else { throw path.error("\(quoted): \(String(reflecting: host)) is not an IPv6 address") }
+            guard HostSyntax.isIPv6Literal(host) else {
+                throw path.error("\(quoted): \(quote(host)) is not an IPv6 address")
+            }
             let rest = authority[authority.index(after: close)...]
             if !rest.isEmpty {
                 guard rest.hasPrefix(":") else { throw path.error("\(quoted) has text after the IPv6 address") }
@@ -566,7 +596,7 @@ struct YAMLConfigurationReader {
             }
             guard !host.isEmpty else { throw path.error("\(quoted) has no host") }
             guard HostSyntax.isHostName(host) else {
-                throw path.error("\(quoted): \(String(reflecting: host)) is not an IP address or host name")
+                throw path.error("\(quoted): \(quote(host)) is not an IP address or host name")
             }
         }
         let port = try portText.map { (text) throws(ConfigurationError) in try Self.port(text, in: quoted, at: path) }
@@ -582,12 +612,10 @@ struct YAMLConfigurationReader {
         let map = try field.mapping(keys: ["verify", "ca", "server_name", "client_certificate", "client_key"])
         var tls = GatewayConfiguration.UpstreamTLS()
         if let verify = map.optional("verify") { tls.verify = try verify.bool() }
-        tls.caPath = try map.optional("ca").map { (field) throws(ConfigurationError) in try self.filePath(field) }
+        tls.caPath = try self.optionalFilePath(map.optional("ca"))
         tls.serverName = try map.optional("server_name")?.string()
-        tls.clientCertificatePath = try map.optional("client_certificate").map { (field) throws(ConfigurationError) in
-            try self.filePath(field)
-        }
-        tls.clientPrivateKeyPath = try map.optional("client_key").map { (field) throws(ConfigurationError) in try self.filePath(field) }
+        tls.clientCertificatePath = try self.optionalFilePath(map.optional("client_certificate"))
+        tls.clientPrivateKeyPath = try self.optionalFilePath(map.optional("client_key"))
         return tls
     }
 
@@ -632,10 +660,18 @@ struct YAMLConfigurationReader {
         case let text:
             if case .scalar(let scalar) = field.node, scalar.resolvedTagName == .bool {
                 // `access_log: false` would otherwise write to a file named "false".
-                throw field.path.error("\(text) is not stdout, stderr, off or a file path (quote it if it is a file name)")
+                throw field.path.error(
+                    "\(text) is not stdout, stderr, off or a file path (quote it if it is a file name)"
+                )
             }
             return .file(try self.filePath(field))
         }
+    }
+
+    /// ``filePath(_:)`` for an optional key.
+    func optionalFilePath(_ field: YAMLField?) throws(ConfigurationError) -> String? {
+        guard let field else { return nil }
+        return try self.filePath(field)
     }
 
     /// A file path, resolved against the base directory when relative.
@@ -710,7 +746,9 @@ extension GatewayConfiguration {
         for (index, listener) in self.listeners.enumerated() {
             let listenerPath = path.index(index)
             guard HostSyntax.isHostName(listener.host) || HostSyntax.isIPv6Literal(listener.host) else {
-                throw listenerPath.key("address").error("\(String(reflecting: listener.host)) is not an IP address or host name")
+                throw listenerPath.key("address").error(
+                    "\(quote(listener.host)) is not an IP address or host name"
+                )
             }
             guard (1...65535).contains(listener.port) else {
                 throw listenerPath.key("port").error("\(listener.port) is out of range 1–65535")
@@ -721,7 +759,9 @@ extension GatewayConfiguration {
             }
             guard !listener.name.isEmpty else { throw listenerPath.key("name").error("must not be empty") }
             if let other = names.updateValue(index, forKey: listener.name) {
-                throw listenerPath.key("name").error("\(String(reflecting: listener.name)) is already used by listeners[\(other)]")
+                throw listenerPath.key("name").error(
+                    "\(quote(listener.name)) is already used by listeners[\(other)]"
+                )
             }
             if let tls = listener.tls { try tls.validate(at: listenerPath.key("tls")) }
         }
@@ -735,30 +775,41 @@ extension GatewayConfiguration {
             // Two routes with the same prefix and a common host pattern: the second could never match.
             for (otherIndex, other) in self.routes[..<index].enumerated() where other.pathPrefix == route.pathPrefix {
                 if route.hosts.isEmpty && other.hosts.isEmpty {
-                    throw routePath.error("routes[\(otherIndex)] already matches every host on path \(route.pathPrefix)")
+                    throw routePath.error(
+                        "routes[\(otherIndex)] already matches every host on path \(route.pathPrefix)"
+                    )
                 }
                 if let host = route.hosts.first(where: other.hosts.contains) {
-                    throw routePath.error("routes[\(otherIndex)] already matches host \(String(reflecting: host)) on path \(route.pathPrefix)")
+                    throw routePath.error(
+                        "routes[\(otherIndex)] already matches host \(quote(host)) on path \(route.pathPrefix)"
+                    )
                 }
             }
         }
     }
 }
 
+/// TLS file paths may not be empty strings.
+private func requireFilePath(_ path: String, at keyPath: ConfigPath) throws(ConfigurationError) {
+    guard !path.isEmpty else { throw keyPath.error("expected a file path, found an empty string") }
+}
+
 extension GatewayConfiguration.ServerTLS {
     fileprivate func validate(at path: ConfigPath) throws(ConfigurationError) {
-        guard !self.certificatePath.isEmpty else { throw path.key("certificate").error("expected a file path, found an empty string") }
-        guard !self.privateKeyPath.isEmpty else { throw path.key("key").error("expected a file path, found an empty string") }
+        try requireFilePath(self.certificatePath, at: path.key("certificate"))
+        try requireFilePath(self.privateKeyPath, at: path.key("key"))
         for (index, entry) in self.sniCertificates.enumerated() {
             let entryPath = path.key("sni").index(index)
-            guard !entry.serverNames.isEmpty else { throw entryPath.key("names").error("at least one name is required") }
+            guard !entry.serverNames.isEmpty else {
+                throw entryPath.key("names").error("at least one name is required")
+            }
             for (nameIndex, name) in entry.serverNames.enumerated() where !HostSyntax.isHostPattern(name) {
                 throw entryPath.key("names").index(nameIndex).error(
-                    "\(String(reflecting: name)) is not a host name or a *.suffix pattern"
+                    "\(quote(name)) is not a host name or a *.suffix pattern"
                 )
             }
-            guard !entry.certificatePath.isEmpty else { throw entryPath.key("certificate").error("expected a file path, found an empty string") }
-            guard !entry.privateKeyPath.isEmpty else { throw entryPath.key("key").error("expected a file path, found an empty string") }
+            try requireFilePath(entry.certificatePath, at: entryPath.key("certificate"))
+            try requireFilePath(entry.privateKeyPath, at: entryPath.key("key"))
         }
     }
 }
@@ -766,31 +817,36 @@ extension GatewayConfiguration.ServerTLS {
 extension GatewayConfiguration.Route {
     fileprivate func validate(at path: ConfigPath) throws(ConfigurationError) {
         for (index, host) in self.hosts.enumerated() where !HostSyntax.isHostPattern(host) {
-            throw path.key("hosts").index(index).error("\(String(reflecting: host)) is not a host name or a *.suffix pattern")
+            throw path.key("hosts").index(index).error(
+                "\(quote(host)) is not a host name or a *.suffix pattern"
+            )
         }
         guard self.pathPrefix.hasPrefix("/") else {
-            throw path.key("path").error("\(String(reflecting: self.pathPrefix)) must start with \"/\"")
+            throw path.key("path").error("\(quote(self.pathPrefix)) must start with \"/\"")
         }
         if self.pathPrefix.contains(where: { $0 == "?" || $0 == "#" || $0.isWhitespace }) {
-            throw path.key("path").error("\(String(reflecting: self.pathPrefix)) must be a path only (no query, fragment or white space)")
+            throw path.key("path").error(
+                "\(quote(self.pathPrefix)) must be a path only (no query, fragment or white space)"
+            )
         }
         guard !self.upstreams.isEmpty else { throw path.key("upstreams").error("at least one upstream is required") }
         for (index, upstream) in self.upstreams.enumerated() {
             let upstreamPath = path.key("upstreams").index(index)
             guard HostSyntax.isHostName(upstream.host) || HostSyntax.isIPv6Literal(upstream.host) else {
-                throw upstreamPath.error("\(String(reflecting: upstream.host)) is not an IP address or host name")
+                throw upstreamPath.error("\(quote(upstream.host)) is not an IP address or host name")
             }
             guard (1...65535).contains(upstream.port) else {
                 throw upstreamPath.error("port \(upstream.port) is out of range 1–65535")
             }
             if let upstreamPathPrefix = upstream.path, !upstreamPathPrefix.hasPrefix("/") {
-                throw upstreamPath.error("path \(String(reflecting: upstreamPathPrefix)) must start with \"/\"")
+                throw upstreamPath.error("path \(quote(upstreamPathPrefix)) must start with \"/\"")
             }
             try upstream.tls.validate(at: path.key("upstream_tls"))
         }
         for (index, subprotocol) in self.subprotocols.enumerated() where !HTTPToken.isToken(subprotocol) {
             throw path.key("subprotocols").index(index).error(
-                "\(String(reflecting: subprotocol)) is not a valid subprotocol name (an HTTP token: no spaces, commas or quotes)"
+                "\(quote(subprotocol)) is not a valid subprotocol name "
+                    + "(an HTTP token: no spaces, commas or quotes)"
             )
         }
     }
@@ -799,7 +855,7 @@ extension GatewayConfiguration.Route {
 extension GatewayConfiguration.UpstreamTLS {
     fileprivate func validate(at path: ConfigPath) throws(ConfigurationError) {
         if let serverName = self.serverName, !HostSyntax.isHostName(serverName) {
-            throw path.key("server_name").error("\(String(reflecting: serverName)) is not a host name")
+            throw path.key("server_name").error("\(quote(serverName)) is not a host name")
         }
         switch (self.clientCertificatePath, self.clientPrivateKeyPath) {
         case (.some, .none): throw path.key("client_key").error("required when client_certificate is set")
@@ -822,7 +878,8 @@ extension GatewayConfiguration.Limits {
         }
         guard self.bufferLowWatermark < self.bufferHighWatermark else {
             throw path.key("buffer_low_watermark").error(
-                "\(self.bufferLowWatermark) bytes must be less than buffer_high_watermark (\(self.bufferHighWatermark) bytes)"
+                "\(self.bufferLowWatermark) bytes must be less than buffer_high_watermark "
+                    + "(\(self.bufferHighWatermark) bytes)"
             )
         }
     }
