@@ -439,6 +439,8 @@ struct InvalidDocument: Sendable, CustomTestStringConvertible {
         ("1TiB", .malformed),
         ("0x10", .malformed),
         (" 1", .malformed),
+        ("1\u{301}KiB", .malformed),
+        ("\u{FF11}KiB", .malformed),
         ("9223372036854775808", .overflow),
         ("8589934592GiB", .overflow),
         ("9999999999999GB", .overflow),

@@ -125,7 +125,7 @@ extension ConfigurationError {
     }
 }
 
-/// Reads a whole file as UTF-8, with errno's reason on failure.
+/// Reads a whole file as UTF-8; failures say why (missing, a directory, unreadable, not UTF-8).
 private func readConfigurationFile(atPath path: String, displayPath: String) throws(ConfigurationError) -> String {
     func failure(_ reason: String) -> ConfigurationError {
         ConfigurationError(keyPath: "", message: "cannot read configuration file \(quote(displayPath)): \(reason)")
@@ -271,7 +271,8 @@ extension Node.Scalar {
 }
 
 extension Character {
-    fileprivate var isASCIIDigit: Bool { ("0"..."9").contains(self) }
+    /// One of `0`–`9` (a combining mark after a digit makes it another character).
+    fileprivate var isASCIIDigit: Bool { self.isASCII && ("0"..."9").contains(self) }
 }
 
 /// A mapping checked against the keys the schema allows at its position.
