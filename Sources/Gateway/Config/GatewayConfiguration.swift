@@ -26,16 +26,16 @@ public struct GatewayConfiguration: Sendable, Hashable {
 
     /// One address the gateway accepts connections on.
     public struct Listener: Sendable, Hashable {
-        /// A name for logs and metrics. Default: the address.
+        /// A name for logs and metrics. Default: the address (`host:port`, `[v6]:port`).
         public var name: String
-        /// The host (an IPv4/IPv6 literal or a name) and port to bind.
+        /// The host (an IPv4/IPv6 literal without brackets, or a name) and port to bind.
         public var host: String
         public var port: Int
         /// TLS termination; `nil` for a plaintext (`ws`) listener.
         public var tls: ServerTLS?
 
         public init(name: String? = nil, host: String, port: Int, tls: ServerTLS? = nil) {
-            self.name = name ?? "\(host):\(port)"
+            self.name = name ?? (host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)")
             self.host = host
             self.port = port
             self.tls = tls
@@ -104,6 +104,7 @@ public struct GatewayConfiguration: Sendable, Hashable {
         }
 
         public var scheme: Scheme
+        /// A name or an IP literal (IPv6 without brackets).
         public var host: String
         public var port: Int
         /// The path prefix that replaces the route's prefix upstream; `nil` sends the client's path as is.
