@@ -55,6 +55,8 @@ let package = Package(
             dependencies: [
                 "Gateway",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]
         ),
         // libFuzzer harnesses (README, "Fuzzing"). In a normal build they link as no-op programs.
