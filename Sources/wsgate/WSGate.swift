@@ -2,6 +2,7 @@ import ArgumentParser
 import Dispatch
 import Gateway
 import NIOConcurrencyHelpers
+import NIOCore
 import NIOPosix
 
 #if canImport(Glibc)

@@ -22,7 +22,9 @@ final class RelaySession {
     private var upstreamParser: FrameParser
     private var closeState = RelayCloseState()
     private var heldRead: Set<Side> = []
-    private var stoppedReading: Set<Side> = []
+    /// Legs whose input is discarded (after their Close or a violation). They are still read, so that
+    /// their TCP close is seen.
+    private var discarding: Set<Side> = []
     private var closeTimer: Scheduled<Void>?
     private let closeTimeout: TimeAmount
     private(set) var stats: [Side: Stats] = [.client: Stats(), .upstream: Stats()]
@@ -49,7 +51,10 @@ final class RelaySession {
     }
 
     func read(from side: Side, _ buffer: inout ByteBuffer) {
-        guard !self.stoppedReading.contains(side) else { return }
+        guard !self.discarding.contains(side) else {
+            buffer.moveReaderIndex(to: buffer.writerIndex)
+            return
+        }
         let destination = side.other
         do {
             while true {
@@ -72,7 +77,7 @@ final class RelaySession {
                     if self.currentFin[side]! { self.stats[side]!.messages += 1 }
                 case .control(let frame):
                     self.control(frame, from: side)
-                    if self.stoppedReading.contains(side) { return }
+                    if self.discarding.contains(side) { return }
                 }
             }
         } catch {
@@ -135,7 +140,6 @@ final class RelaySession {
 
     /// The outbound `read` from `side`'s pipeline: held while the other leg cannot take more.
     func shouldRead(_ side: Side) -> Bool {
-        if self.stoppedReading.contains(side) { return false }
         if let other = self.contexts[side.other], !other.channel.isWritable {
             self.heldRead.insert(side)
             return false
@@ -165,7 +169,7 @@ final class RelaySession {
         for action in actions {
             switch action {
             case .stopReading(let side):
-                self.stoppedReading.insert(side)
+                self.discarding.insert(side)
             case .relayClose(let side):
                 self.writeClose(to: side) { encoder, bytes in
                     encoder.writeFrame(opcode: .close, payload: frame?.payload ?? ByteBuffer(), to: &bytes)

@@ -208,20 +208,42 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
 
     // MARK: Switching to frames
 
+    /// Step 1 of the switch: remove the client's HTTP decoder. `ByteToMessageHandler` hands over the bytes
+    /// it still holds on a later tick and completes the removal after that, so step 2 waits for it.
     private func switchToRelay(context: ChannelHandlerContext, request: ClientUpgradeRequest, subprotocol: String?) {
-        guard let upstream = self.upstreamChannel else { return }
+        guard case .upstreamHandshake = self.state else { return }
         let pipeline = context.pipeline.syncOperations
         do {
-            // 1. Bytes the client sent after its request, before our 101, are a violation (RFC 6455 §4.1:
-            //    the client waits for the answer). Removing the decoder hands them to a collector.
+            // Bytes the client sent after its request, before our 101, are a violation (RFC 6455 §4.1:
+            // the client waits for the answer). The collector catches what the decoder hands over.
             let collector = LeftoverBytesCollector()
             let decoder = try pipeline.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self)
             try pipeline.addHandler(collector, position: .after(decoder))
-            pipeline.removeHandler(decoder, promise: nil)
-            if let early = collector.bytes, early.readableBytes > 0 {
-                return self.refuse(context: context, HandshakeRejection(400, "data before the handshake completed", reason: "early-data"))
+            let removed = context.eventLoop.makePromise(of: Void.self)
+            pipeline.removeHandler(decoder, promise: removed)
+            let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+            let boundContext = NIOLoopBound(context, eventLoop: context.eventLoop)
+            removed.futureResult.assumeIsolated().whenComplete { _ in
+                handler.value.finishSwitch(context: boundContext.value, request: request, subprotocol: subprotocol, collector: collector)
             }
-            // 2. The 101 to the client.
+        } catch {
+            self.abort(context: context, refusal: "pipeline: \(error)")
+        }
+    }
+
+    /// Step 2: answer 101 and put ``RelayHandler``s on both channels (same event loop).
+    private func finishSwitch(
+        context: ChannelHandlerContext,
+        request: ClientUpgradeRequest,
+        subprotocol: String?,
+        collector: LeftoverBytesCollector
+    ) {
+        guard case .upstreamHandshake = self.state, let upstream = self.upstreamChannel else { return }
+        if let early = collector.bytes, early.readableBytes > 0 {
+            return self.refuse(context: context, HandshakeRejection(400, "data before the handshake completed", reason: "early-data"))
+        }
+        let pipeline = context.pipeline.syncOperations
+        do {
             var headers: [(String, String)] = [
                 ("Upgrade", "websocket"), ("Connection", "Upgrade"),
                 ("Sec-WebSocket-Accept", HandshakeKey.acceptValue(forKey: request.key)),
@@ -232,11 +254,9 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
             context.writeAndFlush(NIOAny(bytes), promise: nil)
             self.record.status = 101
             self.record.subprotocol = subprotocol
-
-            // 3. The relay on both channels (same event loop), then the upstream decoder goes: frames the
-            //    upstream sent right after its 101 reach the relay.
             self.upstreamDeadline?.cancel()
             self.state = .relaying
+
             let session = RelaySession(
                 eventLoop: context.eventLoop,
                 limits: self.environment.limits,
@@ -253,19 +273,26 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
                 record.closedBy = outcome?.closedBy
                 accessLog.record(record)
             }
-            try pipeline.addHandler(IdleStateHandler(allTimeout: TimeAmount(self.environment.timeouts.idle)), position: .after(self))
-            let idle = try pipeline.handler(type: IdleStateHandler.self)
+            let idle = IdleStateHandler(allTimeout: TimeAmount(self.environment.timeouts.idle))
+            try pipeline.addHandler(idle, position: .after(self))
             try pipeline.addHandler(RelayHandler(side: .client, session: session), position: .after(idle))
             pipeline.removeHandler(collector, promise: nil)
             if let limiter = try? pipeline.handler(type: RequestBytesLimiter.self) {
                 pipeline.removeHandler(limiter, promise: nil)
             }
+
+            // The upstream: frames it sent right behind its 101 are handed over when its decoder goes,
+            // on a later tick and without a `channelReadComplete`, hence the flush when that is done.
             let upstreamPipeline = upstream.pipeline.syncOperations
             let handshakeHandler = try upstreamPipeline.handler(type: UpstreamHandshakeHandler.self)
             try upstreamPipeline.addHandler(RelayHandler(side: .upstream, session: session), position: .after(handshakeHandler))
             upstreamPipeline.removeHandler(handshakeHandler, promise: nil)
             upstreamPipeline.removeHandler(try upstreamPipeline.handler(type: HTTPRequestEncoder.self), promise: nil)
-            upstreamPipeline.removeHandler(try upstreamPipeline.handler(type: ByteToMessageHandler<HTTPResponseDecoder>.self), promise: nil)
+            let decoderRemoved = upstream.eventLoop.makePromise(of: Void.self)
+            upstreamPipeline.removeHandler(try upstreamPipeline.handler(type: ByteToMessageHandler<HTTPResponseDecoder>.self), promise: decoderRemoved)
+            decoderRemoved.futureResult.assumeIsolated().whenComplete { _ in
+                session.readComplete(from: .upstream)
+            }
             pipeline.removeHandler(self, promise: nil)
             if !upstream.isActive { session.inactive(.upstream) }
         } catch {
