@@ -141,7 +141,10 @@ struct DemoUpstreamTests {
         try await withDemo { demo in
             let response = try await TestWebSocketClient.rawHandshake(port: demo.port, request: request)
             #expect(response.status == status, "\(name)")
-            #expect(response.headers.contains { $0.0.lowercased() == "sec-websocket-version" && $0.1 == "13" }, "\(name)")
+            #expect(
+                response.headers.contains { $0.0.lowercased() == "sec-websocket-version" && $0.1 == "13" },
+                "\(name)"
+            )
         }
     }
 
@@ -294,17 +297,22 @@ struct DemoUpstreamInteropTests {
         """#
 
     @Test func pythonWebsocketsClientTalksToEcho() async throws {
-        let probe = try await runPython(["-c", "import websockets; print(websockets.__version__)"], timeout: .seconds(10))
+        let probe = try await runPython(
+            ["-c", "import websockets; print(websockets.__version__)"],
+            timeout: .seconds(10)
+        )
         guard probe.status == 0 else {
             let lastLine = probe.output.split(separator: "\n").last.map(String.init) ?? "no output"
             let why = "python3 with the `websockets` package is missing (\(lastLine))"
             if ProcessInfo.processInfo.environment["WSGATE_SKIP_PYTHON"] == "1" {
-                print("""
+                print(
+                    """
                     ************************************************************************
                     SKIPPED: DemoUpstream interop with Python websockets. \(why).
                     WSGATE_SKIP_PYTHON=1 is set, so this does not fail. Run `pip install websockets`.
                     ************************************************************************
-                    """)
+                    """
+                )
                 try Test.cancel("WSGATE_SKIP_PYTHON=1 and \(why)")
             }
             Issue.record("\(why). Run `pip install websockets` (or set WSGATE_SKIP_PYTHON=1 to skip loudly).")
@@ -408,21 +416,30 @@ struct DemoUpstreamHandlerTests {
         #expect(text.hasPrefix("HTTP/1.1 101 Switching Protocols\r\n"))
         #expect(text.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"))
         #expect(Array(output.suffix(7)) == [0x81, 0x05, 0x48, 0x65, 0x6C, 0x6C, 0x6F])
-        #expect(throws: (any Error).self) { try channel.pipeline.syncOperations.context(handlerType: DemoUpgradeHandler.self) }
-        #expect(throws: (any Error).self) { try channel.pipeline.syncOperations.context(handlerType: HTTPResponseEncoder.self) }
+        #expect(throws: (any Error).self) {
+            try channel.pipeline.syncOperations.context(handlerType: DemoUpgradeHandler.self)
+        }
+        #expect(throws: (any Error).self) {
+            try channel.pipeline.syncOperations.context(handlerType: HTTPResponseEncoder.self)
+        }
+        #expect(throws: (any Error).self) {
+            try channel.pipeline.syncOperations.context(handlerType: ByteToMessageHandler<HTTPRequestDecoder>.self)
+        }
         _ = try channel.pipeline.syncOperations.context(handlerType: DemoEchoHandler.self)
         #expect(try channel.finish().isClean)
     }
 
-    @Test(arguments: [
-        ("name=alice", "alice"),
-        ("x=1&name=al%20ice&name=bob", "al ice"),
-        ("name=b%C3%B6b+jr", "böb jr"),
-        ("name=%zz%4", "%zz%4"),
-        ("name=", nil),
-        ("nom=alice", nil),
-        ("name=" + String(repeating: "é", count: 40), String(repeating: "é", count: 32)),
-    ] as [(String, String?)])
+    @Test(
+        arguments: [
+            ("name=alice", "alice"),
+            ("x=1&name=al%20ice&name=bob", "al ice"),
+            ("name=b%C3%B6b+jr", "böb jr"),
+            ("name=%zz%4", "%zz%4"),
+            ("name=", nil),
+            ("nom=alice", nil),
+            ("name=" + String(repeating: "é", count: 40), String(repeating: "é", count: 32)),
+        ] as [(String, String?)]
+    )
     func chatNameFromQuery(query: String, expected: String?) {
         #expect(DemoChatRoom.name(fromQuery: Substring(query)) == expected)
     }
