@@ -14,7 +14,8 @@ import NIOPosix
 /// Each connection starts as HTTP/1.1 (``DemoUpgradeHandler``) and becomes a WebSocket after the 101.
 ///
 /// ```swift
-/// let upstream = try await DemoUpstream.start(host: "127.0.0.1", port: 0, group: .singletonMultiThreadedEventLoopGroup)
+/// let group = MultiThreadedEventLoopGroup.singleton
+/// let upstream = try await DemoUpstream.start(host: "127.0.0.1", port: 0, group: group)
 /// print(upstream.port)
 /// try await upstream.close()
 /// ```
@@ -31,7 +32,11 @@ public final class DemoUpstream: Sendable {
     /// The port the listener is bound to (the ephemeral port chosen by the system when started with 0).
     public let port: Int
 
-    private init(listener: any Channel, connections: NIOLockedValueBox<[ObjectIdentifier: any Channel]>, room: DemoChatRoom) {
+    private init(
+        listener: any Channel,
+        connections: NIOLockedValueBox<[ObjectIdentifier: any Channel]>,
+        room: DemoChatRoom
+    ) {
         self.listener = listener
         self.connections = connections
         self.room = room

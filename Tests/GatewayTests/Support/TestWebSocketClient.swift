@@ -113,9 +113,16 @@ final class TestWebSocketClient {
             }
             let expected = HandshakeKey.acceptValue(forKey: key)
             guard values("Sec-WebSocket-Accept") == [expected] else {
-                throw Failure.handshakeFailed("Sec-WebSocket-Accept is \(values("Sec-WebSocket-Accept")), expected \(expected)")
+                throw Failure.handshakeFailed(
+                    "Sec-WebSocket-Accept is \(values("Sec-WebSocket-Accept")), expected \(expected)"
+                )
             }
-            return TestWebSocketClient(channel: channel, handler: handler, responseHeaders: response.headers, timeout: timeout)
+            return TestWebSocketClient(
+                channel: channel,
+                handler: handler,
+                responseHeaders: response.headers,
+                timeout: timeout
+            )
         } catch {
             channel.close(promise: nil)
             throw error
@@ -427,7 +434,12 @@ final class TestWebSocketClientHandler: ChannelInboundHandler {
                     current = nil
                 case .control(let control):
                     let payload = Array(control.payload.readableBytesView)
-                    self.deliver(Frame(header: FrameHeader(opcode: control.opcode, payloadLength: payload.count), payload: payload))
+                    self.deliver(
+                        Frame(
+                            header: FrameHeader(opcode: control.opcode, payloadLength: payload.count),
+                            payload: payload
+                        )
+                    )
                 }
             }
             self.state = .frames(current: current)
@@ -444,7 +456,11 @@ final class TestWebSocketClientHandler: ChannelInboundHandler {
         let bytes = Array(received.readableBytesView)
         guard let headEnd = Self.find([13, 10, 13, 10], in: bytes) else {
             if atEOF {
-                self.responsePromise.fail(TestWebSocketClient.Failure.handshakeFailed("incomplete answer: \(String(decoding: bytes, as: UTF8.self))"))
+                self.responsePromise.fail(
+                    TestWebSocketClient.Failure.handshakeFailed(
+                        "incomplete answer: \(String(decoding: bytes, as: UTF8.self))"
+                    )
+                )
             }
             return
         }
@@ -487,7 +503,8 @@ final class TestWebSocketClientHandler: ChannelInboundHandler {
 
     private static func find(_ needle: [UInt8], in haystack: [UInt8]) -> Int? {
         guard haystack.count >= needle.count else { return nil }
-        for start in 0...(haystack.count - needle.count) where haystack[start..<(start + needle.count)].elementsEqual(needle) {
+        for start in 0...(haystack.count - needle.count)
+        where haystack[start..<(start + needle.count)].elementsEqual(needle) {
             return start
         }
         return nil
