@@ -297,65 +297,17 @@ struct DemoUpstreamInteropTests {
         """#
 
     @Test func pythonWebsocketsClientTalksToEcho() async throws {
-        let probe = try await runPython(
-            ["-c", "import websockets; print(websockets.__version__)"],
-            timeout: .seconds(10)
-        )
-        guard probe.status == 0 else {
-            let lastLine = probe.output.split(separator: "\n").last.map(String.init) ?? "no output"
-            let why = "python3 with the `websockets` package is missing (\(lastLine))"
-            if ProcessInfo.processInfo.environment["WSGATE_SKIP_PYTHON"] == "1" {
-                print(
-                    """
-                    ************************************************************************
-                    SKIPPED: DemoUpstream interop with Python websockets. \(why).
-                    WSGATE_SKIP_PYTHON=1 is set, so this does not fail. Run `pip install websockets`.
-                    ************************************************************************
-                    """
-                )
-                try Test.cancel("WSGATE_SKIP_PYTHON=1 and \(why)")
-            }
-            Issue.record("\(why). Run `pip install websockets` (or set WSGATE_SKIP_PYTHON=1 to skip loudly).")
-            return
-        }
+        guard try await PythonPeer.require("websockets") else { return }
         try await withDemo { demo in
             let scriptURL = FileManager.default.temporaryDirectory
                 .appendingPathComponent("wsgate-interop-\(UUID().uuidString).py")
             try Self.script.write(to: scriptURL, atomically: true, encoding: .utf8)
             defer { try? FileManager.default.removeItem(at: scriptURL) }
             let run = try await runPython([scriptURL.path, "ws://127.0.0.1:\(demo.port)/echo"], timeout: .seconds(20))
-            #expect(run.status == 0, "python websockets \(probe.output): \(run.output)")
+            #expect(run.status == 0, "python websockets: \(run.output)")
             #expect(run.output.contains("interop ok"), "\(run.output)")
         }
     }
-}
-
-/// Runs `python3 arguments…` (found on PATH) with its output captured, killing it after `timeout`.
-func runPython(_ arguments: [String], timeout: Duration) async throws -> (status: Int32, output: String) {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = ["python3"] + arguments
-    let output = FileManager.default.temporaryDirectory.appendingPathComponent("wsgate-python-\(UUID().uuidString).log")
-    _ = FileManager.default.createFile(atPath: output.path, contents: nil)
-    defer { try? FileManager.default.removeItem(at: output) }
-    let handle = try FileHandle(forWritingTo: output)
-    defer { try? handle.close() }
-    process.standardOutput = handle
-    process.standardError = handle
-    process.standardInput = FileHandle.nullDevice
-    try process.run()
-    let deadline = ContinuousClock.now + timeout
-    while process.isRunning {
-        if ContinuousClock.now >= deadline {
-            process.terminate()
-            process.waitUntilExit()
-            let text = (try? String(contentsOf: output, encoding: .utf8)) ?? ""
-            return (-1, "timed out after \(timeout); output: \(text)")
-        }
-        try await Task.sleep(for: .milliseconds(20))
-    }
-    let text = (try? String(contentsOf: output, encoding: .utf8)) ?? ""
-    return (process.terminationStatus, text)
 }
 
 /// The demo's handlers in memory (EmbeddedChannel): exact bytes in, exact bytes out (STYLE P12), and

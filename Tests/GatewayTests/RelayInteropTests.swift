@@ -48,7 +48,7 @@ import Testing
         """
 
     @Test func pythonClientThroughTheGatewayToAPythonUpstream() async throws {
-        guard PythonPeer.available("websockets") else { return }
+        guard try await PythonPeer.require("websockets") else { return }
         let upstream = try PythonPeer(script: Self.echoUpstream)
         defer { upstream.stop() }
         let upstreamPort = Int(try await upstream.firstLine())!

@@ -9,20 +9,23 @@ final class PythonPeer: @unchecked Sendable {
     private let stdout = Pipe()
     private let stderr = Pipe()
 
-    /// Whether python3 with `module` is available; records an issue (or prints the skip) if not.
-    static func available(_ module: String, sourceLocation: SourceLocation = #_sourceLocation) -> Bool {
-        let probe = Process()
-        probe.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        probe.arguments = ["python3", "-c", "import \(module)"]
-        probe.standardOutput = FileHandle.nullDevice
-        probe.standardError = FileHandle.nullDevice
-        let ok = (try? probe.run()).map { probe.waitUntilExit(); return probe.terminationStatus == 0 } ?? false
-        if ok { return true }
+    /// Checks that python3 can import `module`. If not, the test fails and says what to install, unless
+    /// `WSGATE_SKIP_PYTHON=1` is set: then it prints a banner and cancels the test (reported as skipped).
+    static func require(_ module: String, sourceLocation: SourceLocation = #_sourceLocation) async throws -> Bool {
+        let probe = try await runPython(["-c", "import \(module)"], timeout: .seconds(30))
+        guard probe.status != 0 else { return true }
+        let why = "python3 cannot import \(module) (pip install \(module))"
         if ProcessInfo.processInfo.environment["WSGATE_SKIP_PYTHON"] == "1" {
-            print("⚠️  SKIPPED: python3 module '\(module)' is missing and WSGATE_SKIP_PYTHON=1 (pip install \(module))")
-        } else {
-            Issue.record("python3 module '\(module)' is missing: pip install \(module) (or set WSGATE_SKIP_PYTHON=1 to skip)", sourceLocation: sourceLocation)
+            print(
+                """
+                ************************************************************************
+                SKIPPED: \(why). WSGATE_SKIP_PYTHON=1 is set, so this does not fail.
+                ************************************************************************
+                """
+            )
+            try Test.cancel("WSGATE_SKIP_PYTHON=1 and \(why)")
         }
+        Issue.record("\(why); or set WSGATE_SKIP_PYTHON=1 to skip loudly", sourceLocation: sourceLocation)
         return false
     }
 
@@ -36,7 +39,7 @@ final class PythonPeer: @unchecked Sendable {
     }
 
     /// The first line the script prints (a port, say), within `timeout`.
-    func firstLine(timeout: Duration = .seconds(10)) async throws -> String {
+    func firstLine(timeout: Duration = .seconds(30)) async throws -> String {
         let handle = self.stdout.fileHandleForReading
         let deadline = ContinuousClock.now + timeout
         var data = Data()
@@ -95,3 +98,32 @@ extension FileHandle {
         return self.availableData
     }
 }
+
+/// Runs `python3 arguments…` (found on PATH) with its output captured, killing it after `timeout`.
+func runPython(_ arguments: [String], timeout: Duration) async throws -> (status: Int32, output: String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    process.arguments = ["python3"] + arguments
+    let output = FileManager.default.temporaryDirectory.appendingPathComponent("wsgate-python-\(UUID().uuidString).log")
+    _ = FileManager.default.createFile(atPath: output.path, contents: nil)
+    defer { try? FileManager.default.removeItem(at: output) }
+    let handle = try FileHandle(forWritingTo: output)
+    defer { try? handle.close() }
+    process.standardOutput = handle
+    process.standardError = handle
+    process.standardInput = FileHandle.nullDevice
+    try process.run()
+    let deadline = ContinuousClock.now + timeout
+    while process.isRunning {
+        if ContinuousClock.now >= deadline {
+            process.terminate()
+            process.waitUntilExit()
+            let text = (try? String(contentsOf: output, encoding: .utf8)) ?? ""
+            return (-1, "timed out after \(timeout); output: \(text)")
+        }
+        try await Task.sleep(for: .milliseconds(20))
+    }
+    let text = (try? String(contentsOf: output, encoding: .utf8)) ?? ""
+    return (process.terminationStatus, text)
+}
+
