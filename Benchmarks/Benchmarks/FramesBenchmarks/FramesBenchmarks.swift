@@ -123,15 +123,17 @@ let benchmarks: @Sendable () -> Void = {
     let smallPristine = UnsafeMutableRawBufferPointer.allocate(byteCount: smallFrames.readableBytes, alignment: 64)
     smallFrames.withUnsafeReadableBytes { smallPristine.copyMemory(from: $0) }
 
-    for remask in [false, true] {
+    // The third variant turns UTF-8 validation off, to show what the per-frame validator call costs.
+    for (remask, validates) in [(false, true), (true, true), (false, false)] {
         var work = ByteBufferAllocator().buffer(capacity: smallPristine.count)
         let name = remask
             ? "parse 1000 small frames + remaskPayload (relay)"
-            : "parse 1000 small frames"
+            : (validates ? "parse 1000 small frames" : "parse 1000 small frames, validatesUTF8 off")
+        let configuration = FrameParser.Configuration { $0.validatesUTF8 = validates }
         Benchmark(name) { benchmark in
             reset(&work, from: UnsafeRawBufferPointer(smallPristine))
             benchmark.startMeasurement()
-            var parser = FrameParser(role: .server)
+            var parser = FrameParser(role: .server, configuration: configuration)
             var frames = 0
             do {
                 while let event = try parser.next(&work) {

@@ -208,27 +208,59 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
 
     // MARK: Switching to frames
 
-    /// Step 1 of the switch: remove the client's HTTP decoder. `ByteToMessageHandler` hands over the bytes
-    /// it still holds on a later tick and completes the removal after that, so step 2 waits for it.
+    /// Step 1 of the switch: remove the HTTP decoders of both channels. `ByteToMessageHandler` hands over
+    /// the bytes it still holds on a later tick and completes its removal after that, so collectors take
+    /// those bytes and step 2 waits for both removals. (The upstream's decoder also watches outbound
+    /// writes, so nothing may be written to the upstream until it is gone.)
     private func switchToRelay(context: ChannelHandlerContext, request: ClientUpgradeRequest, subprotocol: String?) {
-        guard case .upstreamHandshake = self.state else { return }
-        let pipeline = context.pipeline.syncOperations
+        guard case .upstreamHandshake = self.state, let upstream = self.upstreamChannel else { return }
         do {
             // Bytes the client sent after its request, before our 101, are a violation (RFC 6455 §4.1:
-            // the client waits for the answer). The collector catches what the decoder hands over.
-            let collector = LeftoverBytesCollector()
-            let decoder = try pipeline.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self)
-            try pipeline.addHandler(collector, position: .after(decoder))
-            let removed = context.eventLoop.makePromise(of: Void.self)
-            pipeline.removeHandler(decoder, promise: removed)
+            // the client waits for the answer).
+            let clientCollector = LeftoverBytesCollector()
+            let clientRemoved = try Self.removeDecoder(
+                ByteToMessageHandler<HTTPRequestDecoder>.self,
+                from: context.channel,
+                collector: clientCollector
+            )
+            // Frames the upstream sent right behind its 101 are relayed once the relay is in place.
+            let upstreamCollector = LeftoverBytesCollector()
+            let upstreamPipeline = upstream.pipeline.syncOperations
+            upstreamPipeline.removeHandler(try upstreamPipeline.handler(type: UpstreamHandshakeHandler.self), promise: nil)
+            upstreamPipeline.removeHandler(try upstreamPipeline.handler(type: HTTPRequestEncoder.self), promise: nil)
+            let upstreamRemoved = try Self.removeDecoder(
+                ByteToMessageHandler<HTTPResponseDecoder>.self,
+                from: upstream,
+                collector: upstreamCollector
+            )
             let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
             let boundContext = NIOLoopBound(context, eventLoop: context.eventLoop)
-            removed.futureResult.assumeIsolated().whenComplete { _ in
-                handler.value.finishSwitch(context: boundContext.value, request: request, subprotocol: subprotocol, collector: collector)
+            clientRemoved.and(upstreamRemoved).assumeIsolated().whenComplete { _ in
+                handler.value.finishSwitch(
+                    context: boundContext.value,
+                    request: request,
+                    subprotocol: subprotocol,
+                    clientCollector: clientCollector,
+                    upstreamCollector: upstreamCollector
+                )
             }
         } catch {
             self.abort(context: context, refusal: "pipeline: \(error)")
         }
+    }
+
+    /// Puts `collector` right behind the decoder of type `type` and removes the decoder.
+    private static func removeDecoder<Decoder: RemovableChannelHandler>(
+        _ type: Decoder.Type,
+        from channel: any Channel,
+        collector: LeftoverBytesCollector
+    ) throws -> EventLoopFuture<Void> {
+        let pipeline = channel.pipeline.syncOperations
+        let decoder = try pipeline.handler(type: type)
+        try pipeline.addHandler(collector, position: .after(decoder))
+        let removed = channel.eventLoop.makePromise(of: Void.self)
+        pipeline.removeHandler(decoder, promise: removed)
+        return removed.futureResult
     }
 
     /// Step 2: answer 101 and put ``RelayHandler``s on both channels (same event loop).
@@ -236,10 +268,11 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
         context: ChannelHandlerContext,
         request: ClientUpgradeRequest,
         subprotocol: String?,
-        collector: LeftoverBytesCollector
+        clientCollector: LeftoverBytesCollector,
+        upstreamCollector: LeftoverBytesCollector
     ) {
         guard case .upstreamHandshake = self.state, let upstream = self.upstreamChannel else { return }
-        if let early = collector.bytes, early.readableBytes > 0 {
+        if let early = clientCollector.bytes, early.readableBytes > 0 {
             return self.refuse(context: context, HandshakeRejection(400, "data before the handshake completed", reason: "early-data"))
         }
         let pipeline = context.pipeline.syncOperations
@@ -276,24 +309,18 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
             let idle = IdleStateHandler(allTimeout: TimeAmount(self.environment.timeouts.idle))
             try pipeline.addHandler(idle, position: .after(self))
             try pipeline.addHandler(RelayHandler(side: .client, session: session), position: .after(idle))
-            pipeline.removeHandler(collector, promise: nil)
+            pipeline.removeHandler(clientCollector, promise: nil)
             if let limiter = try? pipeline.handler(type: RequestBytesLimiter.self) {
                 pipeline.removeHandler(limiter, promise: nil)
             }
-
-            // The upstream: frames it sent right behind its 101 are handed over when its decoder goes,
-            // on a later tick and without a `channelReadComplete`, hence the flush when that is done.
             let upstreamPipeline = upstream.pipeline.syncOperations
-            let handshakeHandler = try upstreamPipeline.handler(type: UpstreamHandshakeHandler.self)
-            try upstreamPipeline.addHandler(RelayHandler(side: .upstream, session: session), position: .after(handshakeHandler))
-            upstreamPipeline.removeHandler(handshakeHandler, promise: nil)
-            upstreamPipeline.removeHandler(try upstreamPipeline.handler(type: HTTPRequestEncoder.self), promise: nil)
-            let decoderRemoved = upstream.eventLoop.makePromise(of: Void.self)
-            upstreamPipeline.removeHandler(try upstreamPipeline.handler(type: ByteToMessageHandler<HTTPResponseDecoder>.self), promise: decoderRemoved)
-            decoderRemoved.futureResult.assumeIsolated().whenComplete { _ in
+            try upstreamPipeline.addHandler(RelayHandler(side: .upstream, session: session), position: .after(upstreamCollector))
+            upstreamPipeline.removeHandler(upstreamCollector, promise: nil)
+            pipeline.removeHandler(self, promise: nil)
+            if var early = upstreamCollector.bytes {
+                session.read(from: .upstream, &early)
                 session.readComplete(from: .upstream)
             }
-            pipeline.removeHandler(self, promise: nil)
             if !upstream.isActive { session.inactive(.upstream) }
         } catch {
             self.abort(context: context, refusal: "pipeline: \(error)")

@@ -1,0 +1,191 @@
+import Frames
+import NIOCore
+import Testing
+
+@testable import Gateway
+
+/// The gateway between a client and an upstream over real sockets: relaying, the close-code table of
+/// DESIGN §1, backpressure.
+@Suite(.timeLimit(.minutes(2))) struct GatewayRelayTests {
+    @Test func messagesPingsAndFragmentsAreRelayedExactly() async throws {
+        try await withGatewayAndDemo { port in
+            let client = try await TestWebSocketClient.connect(port: port, path: "/echo")
+            try await client.send(text: "héllo")
+            #expect(try await client.receiveMessage() == .text("héllo"))
+            try await client.send(binary: [0, 1, 2, 255])
+            #expect(try await client.receiveMessage() == .binary([0, 1, 2, 255]))
+            // Three fragments come back as three frames, with a ping relayed in between.
+            try await client.sendFrame(opcode: .text, fin: false, payload: Array("frag".utf8))
+            try await client.ping(Array("p".utf8))
+            try await client.sendFrame(opcode: .continuation, fin: false, payload: Array("men".utf8))
+            try await client.sendFrame(opcode: .continuation, fin: true, payload: Array("ted".utf8))
+            var frames: [(Opcode, Bool, [UInt8])] = []
+            while frames.count < 4 {
+                let (header, payload) = try await client.receiveFrame()
+                #expect(header.maskingKey == nil, "frames toward the client are never masked")
+                frames.append((header.opcode, header.fin, payload))
+            }
+            #expect(frames.map(\.0) == [.text, .pong, .continuation, .continuation])
+            #expect(frames.map(\.2) == [Array("frag".utf8), Array("p".utf8), Array("men".utf8), Array("ted".utf8)])
+            #expect(frames.map(\.1) == [false, true, false, true])
+            try await client.close(code: CloseCode(4000), reason: "done")
+            #expect(try await client.receiveMessage() == .close(CloseCode(4000), "done"))
+            try await client.waitForTCPClose()
+        }
+    }
+
+    @Test func aOneByteTrickleArrivesWhole() async throws {
+        try await withGatewayAndDemo { port in
+            let client = try await TestWebSocketClient.connect(port: port, path: "/echo")
+            var encoder = FrameEncoder(role: .client)
+            var bytes = ByteBuffer()
+            encoder.writeFrame(opcode: .text, payload: ByteBuffer(string: "trickled ✓ one byte at a time"), to: &bytes)
+            for byte in Array(buffer: bytes) { try await client.sendRaw([byte]) }
+            #expect(try await client.receiveMessage() == .text("trickled ✓ one byte at a time"))
+        }
+    }
+
+    @Test func clientFramesReachTheUpstreamRemaskedWithFreshKeys() async throws {
+        let upstream = try await FakeUpstream.start { .accept($0) }
+        defer { Task { await upstream.close() } }
+        try await withGateway(upstreamPort: upstream.port) { port in
+            let client = try await TestWebSocketClient.connect(port: port, path: "/")
+            for _ in 0..<50 { try await client.send(text: "same") }
+            try await upstream.waitUntilReceived { $0.count >= 50 * 10 }
+            let frames = try upstream.receivedFrames()
+            #expect(frames.count == 50)
+            #expect(frames.allSatisfy { $0.2 == Array("same".utf8) })
+            let keys = Set(frames.compactMap { $0.0?.maskingKey })
+            #expect(keys.count == 50, "every frame toward the upstream has its own key")
+        }
+    }
+
+    // MARK: The close-code table (DESIGN §1)
+
+    @Test func clientProtocolViolationGets1002AndTheUpstream1001() async throws {
+        let upstream = try await FakeUpstream.start { .accept($0) }
+        defer { Task { await upstream.close() } }
+        try await withGateway(upstreamPort: upstream.port) { port in
+            let client = try await TestWebSocketClient.connect(port: port, path: "/")
+            try await client.sendRaw([0x81, 0x02, 0x68, 0x69])  // unmasked text "hi"
+            #expect(try await client.receiveMessage() == .close(.protocolError, FramesError.Code.unmaskedClientFrame.description))
+            try await upstream.waitUntilReceived { !$0.isEmpty }
+            let frames = try upstream.receivedFrames()
+            #expect(frames.count == 1)
+            #expect(frames.first?.1?.closeCode == .goingAway)
+        }
+    }
+
+    @Test(arguments: [
+        ([0x81, 0x82, 0, 0, 0, 0, 0xC3, 0x28] as [UInt8], CloseCode.invalidPayloadData),  // invalid UTF-8
+        ([0x83, 0x80, 1, 2, 3, 4], CloseCode.protocolError),  // reserved opcode
+        ([0x82, 0xFF, 0, 0, 0, 1, 0, 0, 0, 0, 1, 2, 3, 4], CloseCode.messageTooBig),  // 4 GiB frame
+        ([0x88, 0x82, 0, 0, 0, 0, 0x03, 0xED], CloseCode.protocolError),  // close code 1005 on the wire
+    ])
+    func eachClientViolationHasItsCloseCode(bytes: [UInt8], expected: CloseCode) async throws {
+        try await withGatewayAndDemo { port in
+            let client = try await TestWebSocketClient.connect(port: port, path: "/echo")
+            try await client.sendRaw(bytes)
+            guard case .close(let code, _) = try await client.receiveMessage() else {
+                Issue.record("no Close")
+                return
+            }
+            #expect(code == expected)
+            try await client.waitForTCPClose()
+        }
+    }
+
+    @Test func upstreamThatVanishesGives1014() async throws {
+        let upstream = try await FakeUpstream.start { .accept($0) }
+        defer { Task { await upstream.close() } }
+        try await withGateway(upstreamPort: upstream.port) { port in
+            let client = try await TestWebSocketClient.connect(port: port, path: "/")
+            try await client.send(text: "are you there")
+            try await upstream.waitUntilReceived { !$0.isEmpty }
+            upstream.dropConnections()
+            guard case .close(let code, _) = try await client.receiveMessage() else {
+                Issue.record("no Close")
+                return
+            }
+            #expect(code == .badGateway)
+        }
+    }
+
+    @Test func upstreamProtocolViolationGivesTheClient1014() async throws {
+        // A masked frame from the upstream (servers never mask, RFC 6455 §5.1).
+        let upstream = try await FakeUpstream.start { request in
+            var reply = FakeUpstream.Reply.accept(request)
+            reply.then = [0x81, 0x82, 1, 2, 3, 4, 0x69, 0x6B]
+            return reply
+        }
+        defer { Task { await upstream.close() } }
+        try await withGateway(upstreamPort: upstream.port) { port in
+            let client = try await TestWebSocketClient.connect(port: port, path: "/")
+            guard case .close(let code, _) = try await client.receiveMessage() else {
+                Issue.record("no Close")
+                return
+            }
+            #expect(code == .badGateway)
+            // The offender gets 1002.
+            try await upstream.waitUntilReceived { !$0.isEmpty }
+            #expect(try upstream.receivedFrames().first?.1?.closeCode == .protocolError)
+        }
+    }
+
+    @Test func upstreamCloseCodeAndReasonReachTheClientUnchanged() async throws {
+        let upstream = try await FakeUpstream.start { request in
+            var reply = FakeUpstream.Reply.accept(request)
+            reply.then = [0x88, 0x06, 0x0F, 0xA0] + Array("bye!".utf8)  // Close 4000 "bye!"
+            return reply
+        }
+        defer { Task { await upstream.close() } }
+        try await withGateway(upstreamPort: upstream.port) { port in
+            let client = try await TestWebSocketClient.connect(port: port, path: "/")
+            #expect(try await client.receiveMessage() == .close(CloseCode(4000), "bye!"))
+            try await client.close(code: CloseCode(4000), reason: "bye!")
+            try await upstream.waitUntilReceived { !$0.isEmpty }
+            #expect(try upstream.receivedFrames().first?.1?.closeCode == CloseCode(4000))
+        }
+    }
+
+    // MARK: Backpressure and large messages
+
+    @Test func aSlowReaderStopsTheUpstreamInsteadOfGrowingBuffers() async throws {
+        let upstream = try await FakeUpstream.start { request in
+            var reply = FakeUpstream.Reply.accept(request)
+            reply.flood = 64 * 1024
+            return reply
+        }
+        defer { Task { await upstream.close() } }
+        try await withGateway(upstreamPort: upstream.port) { port in
+            let client = try await TestWebSocketClient.connect(port: port, path: "/")
+            // The client reads nothing (its socket is no longer read, so its receive buffer fills).
+            try await client.channel.setOption(.autoRead, value: false).get()
+            // After the socket buffers and watermarks fill, the upstream can no longer write: the gateway
+            // stopped reading from it.
+            try await Task.sleep(for: .milliseconds(500))
+            let first = upstream.flooded
+            try await Task.sleep(for: .milliseconds(500))
+            let second = upstream.flooded
+            #expect(second == first, "the upstream kept writing: \(first) → \(second) bytes")
+            #expect(second < 64 << 20, "far more than socket buffers and watermarks were accepted: \(second)")
+        }
+    }
+
+    @Test func aLargeMessageStreamsThroughInFrames() async throws {
+        try await withGatewayAndDemo(configure: { $0.limits.maxMessageSize = 64 << 20 }) { port in
+            let client = try await TestWebSocketClient.connect(port: port, path: "/echo", timeout: .seconds(20))
+            let chunk = (0..<(1 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+            for index in 0..<16 {
+                try await client.sendFrame(opcode: index == 0 ? .binary : .continuation, fin: index == 15, payload: chunk)
+            }
+            var total = 0
+            while total < 16 << 20 {
+                let (_, payload) = try await client.receiveFrame()
+                #expect(payload == chunk)
+                total += payload.count
+            }
+            #expect(total == 16 << 20)
+        }
+    }
+}
