@@ -1,0 +1,159 @@
+import Frames
+import NIOCore
+import NIOPosix
+import Testing
+
+@testable import Gateway
+
+/// The upgrade in both directions over real sockets: every refusal is an exact HTTP answer, and only a
+/// fully valid 101 from the upstream switches to frames (DESIGN §1.3–1.8).
+@Suite(.timeLimit(.minutes(2))) struct GatewayHandshakeTests {
+    private static func request(path: String = "/", extra: String = "", key: String = "dGhlIHNhbXBsZSBub25jZQ==") -> String {
+        "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: \(key)\r\nSec-WebSocket-Version: 13\r\n\(extra)\r\n"
+    }
+
+    // MARK: The client's request
+
+    @Test func refusalsHaveTheirExactStatus() async throws {
+        try await withGatewayAndDemo(configure: { $0.routes[0].hosts = ["127.0.0.1"] }) { port in
+            let cases: [(String, Int)] = [
+                ("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 426),
+                (Self.request().replacingOccurrences(of: "Version: 13", with: "Version: 8"), 426),
+                (Self.request().replacingOccurrences(of: "GET", with: "POST"), 405),
+                (Self.request(key: "not-a-key"), 400),
+                (Self.request().replacingOccurrences(of: "Host: 127.0.0.1", with: "Host: elsewhere.example"), 404),
+                ("garbage\r\n\r\n", 400),
+            ]
+            for (request, status) in cases {
+                let answer = try await TestWebSocketClient.rawHandshake(port: port, request: request)
+                #expect(answer.status == status, "\(request.prefix(40))")
+                #expect(answer.headers.contains { $0.0.lowercased() == "connection" && $0.1 == "close" })
+            }
+            let version = try await TestWebSocketClient.rawHandshake(port: port, request: Self.request().replacingOccurrences(of: "Version: 13", with: "Version: 8"))
+            #expect(version.headers.contains { $0.0 == "Sec-WebSocket-Version" && $0.1 == "13" })
+        }
+    }
+
+    @Test func anOversizedRequestHeadIs431() async throws {
+        try await withGatewayAndDemo { port in
+            let big = Self.request(extra: "X-Padding: \(String(repeating: "a", count: 17 * 1024))\r\n")
+            let answer = try await TestWebSocketClient.rawHandshake(port: port, request: big)
+            #expect(answer.status == 431)
+        }
+    }
+
+    @Test func aRequestHeadThatNeverEndsIs408() async throws {
+        try await withGatewayAndDemo(configure: { $0.timeouts.requestHead = .milliseconds(300) }) { port in
+            let answer = try await TestWebSocketClient.rawHandshake(port: port, request: "GET / HTTP/1.1\r\nHost: x\r\n")
+            #expect(answer.status == 408)
+        }
+    }
+
+    @Test func bytesBeforeThe101Are400AndNeverForwarded() async throws {
+        let upstream = try await FakeUpstream.start { .accept($0) }
+        defer { Task { await upstream.close() } }
+        try await withGateway(upstreamPort: upstream.port) { port in
+            // A masked text frame right behind the request, before any answer.
+            let answer = try await TestWebSocketClient.rawHandshake(
+                port: port,
+                request: Self.request() + String(decoding: [0x81, 0x80, 1, 2, 3, 4], as: UTF8.self)
+            )
+            #expect(answer.status == 400)
+            #expect(upstream.received.isEmpty)
+        }
+    }
+
+    // MARK: The upstream's answer
+
+    @Test(arguments: [
+        ("HTTP/1.1 426 Upgrade Required\r\nSec-WebSocket-Version: 13\r\nContent-Length: 5\r\n\r\nnope!", 426, "nope!"),
+        ("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nhi", 200, "hi"),
+        ("HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n", 403, ""),
+    ])
+    func aNon101IsRelayedAndBothSidesClose(response: String, status: Int, body: String) async throws {
+        let upstream = try await FakeUpstream.start { _ in FakeUpstream.Reply(response: Array(response.utf8)) }
+        defer { Task { await upstream.close() } }
+        try await withGateway(upstreamPort: upstream.port) { port in
+            let answer = try await TestWebSocketClient.rawHandshake(port: port, request: Self.request())
+            #expect(answer.status == status)
+            #expect(answer.body == body)
+            #expect(!answer.headers.contains { $0.0.lowercased() == "upgrade" })
+        }
+    }
+
+    @Test(arguments: [
+        "wrong-accept", "extension", "subprotocol", "no-upgrade-header",
+    ])
+    func anInvalid101Is502(flaw: String) async throws {
+        let upstream = try await FakeUpstream.start { request in
+            switch flaw {
+            case "wrong-accept":
+                return FakeUpstream.Reply(response: Array("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: AAAAAAAAAAAAAAAAAAAAAAAAAAA=\r\n\r\n".utf8))
+            case "extension":
+                return .accept(request, extraHeaders: "Sec-WebSocket-Extensions: permessage-deflate\r\n")
+            case "subprotocol":
+                return .accept(request, extraHeaders: "Sec-WebSocket-Protocol: never-offered\r\n")
+            default:
+                return FakeUpstream.Reply(response: Array("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: \(request.accept)\r\n\r\n".utf8))
+            }
+        }
+        defer { Task { await upstream.close() } }
+        try await withGateway(upstreamPort: upstream.port) { port in
+            let answer = try await TestWebSocketClient.rawHandshake(port: port, request: Self.request())
+            #expect(answer.status == 502, "\(flaw)")
+        }
+    }
+
+    @Test func anUnreachableUpstreamIs502() async throws {
+        // A port that was just free: bind, note it, close.
+        let probe = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: "127.0.0.1", port: 0).get()
+        let closedPort = probe.localAddress!.port!
+        try await probe.close()
+        try await withGateway(upstreamPort: closedPort) { port in
+            let answer = try await TestWebSocketClient.rawHandshake(port: port, request: Self.request())
+            #expect(answer.status == 502)
+        }
+    }
+
+    @Test func anUpstreamThatNeverAnswersIs504() async throws {
+        let upstream = try await FakeUpstream.start { _ in FakeUpstream.Reply(response: []) }
+        defer { Task { await upstream.close() } }
+        try await withGateway(upstreamPort: upstream.port, configure: {
+            $0.timeouts.upstreamConnect = .milliseconds(200)
+            $0.timeouts.upstreamHandshake = .milliseconds(300)
+        }) { port in
+            let answer = try await TestWebSocketClient.rawHandshake(port: port, request: Self.request())
+            #expect(answer.status == 504)
+        }
+    }
+
+    // MARK: What goes upstream
+
+    @Test func theUpstreamRequestCarriesAFreshKeyForwardedHeadersAndNoHopByHopHeaders() async throws {
+        let upstream = try await FakeUpstream.start { .accept($0, extraHeaders: "Sec-WebSocket-Protocol: chat.v1\r\n") }
+        defer { Task { await upstream.close() } }
+        try await withGateway(upstreamPort: upstream.port, configure: { $0.routes[0].subprotocols = ["chat.v1"] }) { port in
+            let extra = [
+                "Sec-WebSocket-Protocol: chat.v2, chat.v1", "X-Custom: kept", "Connection: X-Secret", "X-Secret: dropped",
+                "Keep-Alive: timeout=5", "X-Forwarded-For: 203.0.113.9", "Sec-WebSocket-Extensions: permessage-deflate",
+            ].map { $0 + "\r\n" }.joined()
+            let answer = try await TestWebSocketClient.rawHandshake(port: port, request: Self.request(path: "/room?x=1", extra: extra))
+            #expect(answer.status == 101)
+            #expect(answer.headers.contains { $0.0 == "Sec-WebSocket-Protocol" && $0.1 == "chat.v1" })
+            #expect(answer.headers.contains { $0.0 == "Sec-WebSocket-Accept" && $0.1 == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" })
+            #expect(!answer.headers.contains { $0.0 == "Sec-WebSocket-Extensions" })
+            let request = try #require(upstream.requests.first)
+            #expect(request.head.hasPrefix("GET /room?x=1 HTTP/1.1\r\n"))
+            #expect(request.key != "dGhlIHNhbXBsZSBub25jZQ==" && HandshakeKey.isValidKey(request.key))
+            #expect(request.header("X-Custom") == "kept")
+            #expect(request.header("X-Secret") == nil)
+            #expect(request.header("Keep-Alive") == nil)
+            #expect(request.header("Sec-WebSocket-Extensions") == nil)
+            #expect(request.header("Sec-WebSocket-Protocol") == "chat.v1")
+            #expect(request.header("X-Forwarded-For") == "203.0.113.9, 127.0.0.1")
+            #expect(request.header("X-Forwarded-Proto") == "http")
+            #expect(request.header("Forwarded")?.contains("for=127.0.0.1") == true)
+            #expect(request.header("Host") == "127.0.0.1:\(upstream.port)")
+        }
+    }
+}
