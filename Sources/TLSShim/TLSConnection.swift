@@ -258,3 +258,13 @@ func distinguishedName(_ name: OpaquePointer?) -> String? {
     _ = BIO_read_ex(bio, &bytes, length, &readBytes)
     return String(decoding: bytes.prefix(readBytes), as: UTF8.self)
 }
+
+extension TLSConnection {
+    /// Queues a KeyUpdate (update_requested) and lets OpenSSL write it (test hook).
+    func requestKeyUpdate() throws {
+        OpenSSLErrorQueue.clear()
+        guard SSL_key_update(self.ssl, SSL_KEY_UPDATE_REQUESTED) == 1, SSL_do_handshake(self.ssl) == 1 else {
+            throw OpenSSLErrorQueue.error(.connectionFailed, "SSL_key_update failed")
+        }
+    }
+}

@@ -384,3 +384,12 @@ public final class TLSHandler: ChannelDuplexHandler {
 
 @available(*, unavailable)
 extension TLSHandler: Sendable {}
+
+extension TLSHandler {
+    /// Test hook: queues a TLS 1.3 KeyUpdate that also asks the peer to update (RFC 8446 §4.6.3) and
+    /// flushes it through `channel`. Must be called on the channel's event loop.
+    func requestKeyUpdate(channel: Channel) throws {
+        try self.connection.requestKeyUpdate()
+        channel.flush()
+    }
+}
