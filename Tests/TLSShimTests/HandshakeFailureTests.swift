@@ -130,6 +130,22 @@ import Testing
         #expect(result.client?.reason == "tlsv1 alert protocol version")
     }
 
+    @Test func noSharedCipher() throws {
+        // AES128-SHA (RSA key exchange, CBC) is outside the safe default list.
+        let server = try Self.server(identity: Fixtures.localhost.identity)
+        let client = try TLSClientContext(
+            configuration: Fixtures.clientConfiguration {
+                $0.maximumVersion = .tls1_2
+                $0.cipherList = "AES128-SHA"
+            }
+        )
+        let result = try Self.failingHandshake(server: server, client: client)
+        #expect(result.server?.code == .noSharedCipher)
+        #expect(result.server?.reason == "no shared cipher")
+        #expect(result.client?.code == .alertReceived)
+        #expect(result.client?.alert == .handshakeFailure)
+    }
+
     @Test func noSharedApplicationProtocol() throws {
         let client = try TLSClientContext(configuration: Fixtures.clientConfiguration { $0.applicationProtocols = ["h2"] })
         let result = try Self.failingHandshake(server: Self.server(identity: Fixtures.localhost.identity), client: client)

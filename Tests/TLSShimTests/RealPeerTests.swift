@@ -261,6 +261,7 @@ import Testing
             print("PORT", listener.getsockname()[1], flush=True)
             conn, _ = listener.accept()
             conn.settimeout(20)
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             s = ctx.wrap_socket(conn, server_side=True)
             total = 0
             while True:
@@ -349,5 +350,18 @@ import Testing
         #expect(outcome.patternIntact)
         try await server.waitForExit()
         #expect(server.stdout.contains("SERVED \(64 << 20)"), "\(server.output)")
+    }
+
+    /// 64 MiB each way between a TLSShim client and a TLSShim server over loopback, checked here.
+    @Test func sixtyFourMiBEachWayTLSShimToTLSShim() async throws {
+        let server = try await TestServer.start(context: Self.serverContext, mode: .echo)
+        defer { Task { await server.stop() } }
+        let client = try TLSClientContext(configuration: Fixtures.clientConfiguration())
+        let outcome = try await runClient(context: client, serverName: "localhost", port: server.port, streamBytes: 64 << 20, timeout: 40)
+        #expect(outcome.error == nil)
+        #expect(outcome.receivedCount == 64 << 20)
+        #expect(outcome.patternIntact)
+        let events = try await server.eventsUntilClosed()
+        #expect(!events.contains { if case .error = $0 { true } else { false } })
     }
 }

@@ -190,7 +190,8 @@ final class InMemoryPair {
     }
 }
 
-/// Deterministic test payloads.
+/// Deterministic test payloads: byte k is `k * 31 + seed` (mod 256); with seed 0 and a length that is
+/// a multiple of 256 the buffer repeats seamlessly.
 func patternBuffer(_ count: Int, seed: UInt8 = 0) -> ByteBuffer {
     var buffer = ByteBuffer()
     buffer.reserveCapacity(count)
