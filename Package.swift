@@ -67,6 +67,16 @@ let package = Package(
         ),
         .executableTarget(name: "FuzzExtensionHeader", dependencies: ["Frames"]),
         .testTarget(
+            name: "TLSShimTests",
+            dependencies: [
+                "TLSShim",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOTLS", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(
             name: "FramesTests",
             dependencies: [
                 "Frames",

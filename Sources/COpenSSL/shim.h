@@ -1,7 +1,8 @@
 #ifndef COPENSSL_SHIM_H
 #define COPENSSL_SHIM_H
 /* Umbrella over the system OpenSSL 3 headers. Function-like macros that Swift cannot import get a
- * static inline wrapper here (TOOLCHAIN.md §1, variant B). */
+ * static inline wrapper here (TOOLCHAIN.md §1, variant B). Each wrapper is one line and does nothing
+ * but expand the macro, so the Swift side reads like the OpenSSL documentation. */
 #include <openssl/ssl.h>
 #include <openssl/err.h>
 #include <openssl/bio.h>
@@ -11,4 +12,32 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <openssl/opensslv.h>
+
+/* SSL_CTX / SSL control macros. */
+static inline int copenssl_SSL_CTX_set_min_proto_version(SSL_CTX *ctx, int v) { return (int)SSL_CTX_set_min_proto_version(ctx, v); }
+static inline int copenssl_SSL_CTX_set_max_proto_version(SSL_CTX *ctx, int v) { return (int)SSL_CTX_set_max_proto_version(ctx, v); }
+static inline long copenssl_SSL_CTX_set_mode(SSL_CTX *ctx, long mode) { return SSL_CTX_set_mode(ctx, mode); }
+static inline long copenssl_SSL_CTX_set_session_cache_mode(SSL_CTX *ctx, long mode) { return SSL_CTX_set_session_cache_mode(ctx, mode); }
+static inline long copenssl_SSL_CTX_add_extra_chain_cert(SSL_CTX *ctx, X509 *x509) { return SSL_CTX_add_extra_chain_cert(ctx, x509); }
+static inline int copenssl_SSL_set_tlsext_host_name(SSL *ssl, const char *name) { return (int)SSL_set_tlsext_host_name(ssl, name); }
+static inline int copenssl_SSL_get_ex_new_index(void) { return SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL); }
+
+/* Option and flag values that are computed macros (SSL_OP_BIT(n), ORs of flags). */
+static inline uint64_t copenssl_SSL_OP_NO_RENEGOTIATION(void) { return SSL_OP_NO_RENEGOTIATION; }
+static inline uint64_t copenssl_SSL_OP_NO_COMPRESSION(void) { return SSL_OP_NO_COMPRESSION; }
+static inline uint64_t copenssl_SSL_OP_CIPHER_SERVER_PREFERENCE(void) { return SSL_OP_CIPHER_SERVER_PREFERENCE; }
+static inline uint64_t copenssl_SSL_OP_IGNORE_UNEXPECTED_EOF(void) { return SSL_OP_IGNORE_UNEXPECTED_EOF; }
+static inline uint64_t copenssl_SSL_OP_NO_TICKET(void) { return SSL_OP_NO_TICKET; }
+static inline unsigned long copenssl_XN_FLAG_RFC2253(void) { return XN_FLAG_RFC2253; }
+
+/* BIO macros. */
+static inline long copenssl_BIO_set_mem_eof_return(BIO *bio, int v) { return BIO_set_mem_eof_return(bio, v); }
+
+/* Error queue accessors (static inline in OpenSSL 3 headers; wrapped so the import does not depend on that). */
+static inline int copenssl_ERR_GET_LIB(unsigned long e) { return ERR_GET_LIB(e); }
+static inline int copenssl_ERR_GET_REASON(unsigned long e) { return ERR_GET_REASON(e); }
+
+/* Key generation macros (EVP_EC_gen / EVP_RSA_gen expand to a variadic call Swift cannot make). */
+static inline EVP_PKEY *copenssl_EVP_EC_gen_P256(void) { return EVP_EC_gen("P-256"); }
+static inline EVP_PKEY *copenssl_EVP_RSA_gen(unsigned int bits) { return EVP_RSA_gen(bits); }
 #endif

@@ -1,0 +1,270 @@
+internal import COpenSSL
+import NIOCore
+
+/// The `SSL_CTX`-independent per-connection index under which an `SSL*` points back at its
+/// ``TLSConnection`` (for OpenSSL callbacks). Allocated once per process.
+private let connectionExDataIndex: Int32 = copenssl_SSL_get_ex_new_index()
+
+/// One TLS connection: an OpenSSL `SSL*` over two memory BIOs. The handler writes received ciphertext
+/// into the read BIO and sends whatever OpenSSL leaves in the write BIO; OpenSSL never touches a socket.
+///
+/// OpenSSL's return codes are normalised here, once, at the lowest layer (STYLE.md P7): `WANT_READ` /
+/// `WANT_WRITE` become `.incomplete` / `.wouldBlock`, failures become a classified ``TLSError``.
+/// Confined to one event loop; not Sendable.
+final class TLSConnection {
+    let ssl: OpaquePointer
+    private let readBIO: OpaquePointer
+    private let writeBIO: OpaquePointer
+    /// Strong references that keep the `SSL_CTX`s and callback arguments alive as long as the `SSL*`.
+    let serverContext: TLSServerContext?
+    let clientContext: TLSClientContext?
+    /// Server side: the SNI name from the ClientHello (set by the client-hello callback).
+    /// Client side: the SNI name sent.
+    var requestedServerName: String?
+    /// Client side: the key under which this connection's sessions are cached.
+    let sessionKey: String?
+
+    /// A server-side connection.
+    init(serverContext: TLSServerContext) throws {
+        guard let ssl = SSL_new(serverContext.defaultContext) else {
+            throw OpenSSLErrorQueue.error(.invalidConfiguration, "SSL_new failed")
+        }
+        self.ssl = ssl
+        self.serverContext = serverContext
+        self.clientContext = nil
+        self.sessionKey = nil
+        (self.readBIO, self.writeBIO) = Self.attachMemoryBIOs(to: ssl)
+        SSL_set_accept_state(ssl)
+        SSL_set_ex_data(ssl, connectionExDataIndex, Unmanaged.passUnretained(self).toOpaque())
+    }
+
+    /// A client-side connection toward `serverName` (a DNS name or an IP literal; nil: no SNI and no
+    /// name check, which full verification refuses).
+    init(clientContext: TLSClientContext, serverName: String?) throws {
+        guard let ssl = SSL_new(clientContext.context) else {
+            throw OpenSSLErrorQueue.error(.invalidConfiguration, "SSL_new failed")
+        }
+        self.ssl = ssl
+        self.serverContext = nil
+        self.clientContext = clientContext
+        (self.readBIO, self.writeBIO) = Self.attachMemoryBIOs(to: ssl)
+        SSL_set_connect_state(ssl)
+        let verification = clientContext.configuration.certificateVerification.base
+        var name = serverName
+        if let literal = name, literal.hasPrefix("["), literal.hasSuffix("]") {
+            name = String(literal.dropFirst().dropLast())
+        }
+        do {
+            if let name {
+                let isIPAddress = Self.isIPAddress(name)
+                if !isIPAddress {
+                    // RFC 6066 §3: literal IP addresses are not permitted in SNI.
+                    guard copenssl_SSL_set_tlsext_host_name(ssl, name) == 1 else {
+                        throw OpenSSLErrorQueue.error(.invalidConfiguration, "invalid server name \"\(name)\"")
+                    }
+                    self.requestedServerName = name
+                }
+                if verification == .full {
+                    let ok =
+                        isIPAddress
+                        ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), name) == 1
+                        : SSL_set1_host(ssl, name) == 1
+                    guard ok else {
+                        throw OpenSSLErrorQueue.error(.invalidConfiguration, "cannot verify against \"\(name)\"")
+                    }
+                }
+            } else if verification == .full {
+                throw TLSError(
+                    code: .invalidConfiguration,
+                    reason: "full certificate verification needs a server name or IP address"
+                )
+            }
+            if !clientContext.alpnWire.isEmpty {
+                guard SSL_set_alpn_protos(ssl, clientContext.alpnWire, UInt32(clientContext.alpnWire.count)) == 0
+                else { throw OpenSSLErrorQueue.error(.invalidConfiguration, "invalid ALPN list") }
+            }
+        } catch {
+            SSL_free(ssl)
+            throw error
+        }
+        self.sessionKey = clientContext.configuration.sessionReuse ? (name ?? "") : nil
+        if let key = self.sessionKey, let session = clientContext.cachedSession(for: key) {
+            _ = SSL_set_session(ssl, session)  // takes its own reference
+            SSL_SESSION_free(session)
+        }
+        SSL_set_ex_data(ssl, connectionExDataIndex, Unmanaged.passUnretained(self).toOpaque())
+    }
+
+    deinit {
+        SSL_free(self.ssl)  // frees both BIOs
+    }
+
+    /// The connection an `SSL*` belongs to, inside OpenSSL callbacks.
+    static func from(ssl: OpaquePointer) -> TLSConnection? {
+        guard let pointer = SSL_get_ex_data(ssl, connectionExDataIndex) else { return nil }
+        return Unmanaged<TLSConnection>.fromOpaque(pointer).takeUnretainedValue()
+    }
+
+    private static func attachMemoryBIOs(to ssl: OpaquePointer) -> (OpaquePointer, OpaquePointer) {
+        guard let readBIO = BIO_new(BIO_s_mem()), let writeBIO = BIO_new(BIO_s_mem()) else {
+            fatalError("BIO_new(BIO_s_mem()) failed: out of memory")
+        }
+        // An empty read BIO means "no data yet" (retry), never EOF: EOF comes from the channel.
+        _ = copenssl_BIO_set_mem_eof_return(readBIO, -1)
+        SSL_set_bio(ssl, readBIO, writeBIO)
+        return (readBIO, writeBIO)
+    }
+
+    private static func isIPAddress(_ name: String) -> Bool {
+        guard let octets = a2i_IPADDRESS(name) else { return false }
+        ASN1_OCTET_STRING_free(octets)
+        return true
+    }
+
+    // MARK: - Operations
+
+    enum HandshakeResult: Equatable {
+        case complete
+        case incomplete
+        case failed(TLSError)
+    }
+
+    /// Advances the handshake with whatever ciphertext has been received.
+    func handshake() -> HandshakeResult {
+        OpenSSLErrorQueue.clear()
+        let result = SSL_do_handshake(self.ssl)
+        if result == 1 { return .complete }
+        switch SSL_get_error(self.ssl, result) {
+        case SSL_ERROR_WANT_READ, SSL_ERROR_WANT_WRITE:
+            return .incomplete
+        case SSL_ERROR_ZERO_RETURN:
+            return .failed(TLSError(code: .eofDuringHandshake, reason: "close_notify during handshake"))
+        default:
+            return .failed(
+                HandshakeFailureClassifier.classify(
+                    errors: OpenSSLErrorQueue.drain(),
+                    verifyResult: Int(SSL_get_verify_result(self.ssl))
+                )
+            )
+        }
+    }
+
+    /// Hands received ciphertext to OpenSSL. Memory BIOs grow as needed, so this never fails short.
+    func receive(_ buffer: ByteBuffer) {
+        buffer.withUnsafeReadableBytes { bytes in
+            guard let base = bytes.baseAddress, bytes.count > 0 else { return }
+            var written = 0
+            _ = BIO_write_ex(self.readBIO, base, bytes.count, &written)
+            precondition(written == bytes.count, "memory BIO refused bytes")
+        }
+    }
+
+    enum ReadResult: Equatable {
+        /// Plaintext was appended to the buffer.
+        case data
+        /// OpenSSL needs more ciphertext (post-handshake messages were consumed, if any).
+        case wouldBlock
+        /// The peer sent `close_notify`.
+        case closeNotify
+        case failed(TLSError)
+    }
+
+    /// Decrypts up to `maximum` bytes into `buffer`.
+    func read(into buffer: inout ByteBuffer, maximum: Int) -> ReadResult {
+        OpenSSLErrorQueue.clear()
+        var readBytes = 0
+        let result = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: maximum) { pointer in
+            let ok = SSL_read_ex(self.ssl, pointer.baseAddress, min(pointer.count, maximum), &readBytes)
+            return ok == 1 ? readBytes : 0
+        }
+        if result > 0 { return .data }
+        switch SSL_get_error(self.ssl, 0) {
+        case SSL_ERROR_WANT_READ, SSL_ERROR_WANT_WRITE:
+            return .wouldBlock
+        case SSL_ERROR_ZERO_RETURN:
+            return .closeNotify
+        default:
+            let errors = OpenSSLErrorQueue.drain()
+            return .failed(HandshakeFailureClassifier.classifyEstablished(errors: errors))
+        }
+    }
+
+    /// Encrypts `buffer` whole into the write BIO (memory BIOs never block, so OpenSSL writes it all).
+    func write(_ buffer: ByteBuffer) -> TLSError? {
+        OpenSSLErrorQueue.clear()
+        return buffer.withUnsafeReadableBytes { bytes -> TLSError? in
+            guard let base = bytes.baseAddress, bytes.count > 0 else { return nil }
+            var written = 0
+            guard SSL_write_ex(self.ssl, base, bytes.count, &written) == 1, written == bytes.count else {
+                return HandshakeFailureClassifier.classifyEstablished(errors: OpenSSLErrorQueue.drain())
+            }
+            return nil
+        }
+    }
+
+    /// Queues our `close_notify` (RFC 8446 §6.1). We do not wait for the peer's.
+    func shutdown() {
+        OpenSSLErrorQueue.clear()
+        _ = SSL_shutdown(self.ssl)
+        OpenSSLErrorQueue.clear()
+    }
+
+    /// Ciphertext waiting to be sent.
+    var pendingOutboundBytes: Int { Int(BIO_ctrl_pending(self.writeBIO)) }
+
+    /// Moves all pending ciphertext into `buffer`.
+    func readOutbound(into buffer: inout ByteBuffer) {
+        let pending = self.pendingOutboundBytes
+        guard pending > 0 else { return }
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: pending) { pointer in
+            var readBytes = 0
+            _ = BIO_read_ex(self.writeBIO, pointer.baseAddress, pending, &readBytes)
+            return readBytes
+        }
+    }
+
+    /// What the handshake negotiated. Valid after `.complete`.
+    var info: TLSConnectionInfo {
+        let cipher = SSL_get_current_cipher(self.ssl).flatMap { SSL_CIPHER_get_name($0) }.map { String(cString: $0) }
+        var alpn: UnsafePointer<UInt8>? = nil
+        var alpnLength: UInt32 = 0
+        SSL_get0_alpn_selected(self.ssl, &alpn, &alpnLength)
+        let negotiated = alpn.map { String(decoding: UnsafeBufferPointer(start: $0, count: Int(alpnLength)), as: UTF8.self) }
+        return TLSConnectionInfo(
+            version: TLSVersion(wireValue: UInt16(truncatingIfNeeded: SSL_version(self.ssl))),
+            cipherSuite: cipher ?? "",
+            serverName: self.requestedServerName,
+            negotiatedProtocol: negotiated,
+            peerCertificateSubject: self.peerCertificateSubject,
+            sessionReused: SSL_session_reused(self.ssl) == 1
+        )
+    }
+
+    private var peerCertificateSubject: String? {
+        guard let certificate = SSL_get1_peer_certificate(self.ssl) else { return nil }
+        defer { X509_free(certificate) }
+        return distinguishedName(X509_get_subject_name(certificate))
+    }
+}
+
+/// An `X509_NAME` in RFC 2253 form.
+func distinguishedName(_ name: OpaquePointer?) -> String? {
+    guard let name, let bio = BIO_new(BIO_s_mem()) else { return nil }
+    defer { BIO_free(bio) }
+    guard X509_NAME_print_ex(bio, name, 0, copenssl_XN_FLAG_RFC2253()) >= 0 else { return nil }
+    let length = Int(BIO_ctrl_pending(bio))
+    var bytes = [UInt8](repeating: 0, count: length)
+    var readBytes = 0
+    _ = BIO_read_ex(bio, &bytes, length, &readBytes)
+    return String(decoding: bytes.prefix(readBytes), as: UTF8.self)
+}
+
+extension TLSConnection {
+    /// Queues a KeyUpdate (update_requested) and lets OpenSSL write it (test hook).
+    func requestKeyUpdate() throws {
+        OpenSSLErrorQueue.clear()
+        guard SSL_key_update(self.ssl, SSL_KEY_UPDATE_REQUESTED) == 1, SSL_do_handshake(self.ssl) == 1 else {
+            throw OpenSSLErrorQueue.error(.connectionFailed, "SSL_key_update failed")
+        }
+    }
+}
