@@ -27,20 +27,36 @@ struct Demo: AsyncParsableCommand {
     @Option(help: "The port of the ws listener.")
     var port = EmbeddedDefault.port
 
+    @Option(help: "The port of the wss listener (self-signed certificate made at start).")
+    var tlsPort = EmbeddedDefault.tlsPort
+
     func run() async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         let upstream = try await DemoUpstream.start(host: EmbeddedDefault.host, port: 0, group: group)
-        let server = try await GatewayServer.start(
-            configuration: EmbeddedDefault.configuration(upstreamPort: upstream.port, port: self.port),
-            group: group
-        )
+        let server: GatewayServer
+        do {
+            server = try await GatewayServer.start(
+                configuration: EmbeddedDefault.configuration(
+                    upstreamPort: upstream.port,
+                    identity: try EmbeddedDefault.makeIdentity(),
+                    port: self.port,
+                    tlsPort: self.tlsPort
+                ),
+                group: group
+            )
+        } catch {
+            printError("wsgate: cannot start: \(error)")
+            try await upstream.close()
+            try await group.shutdownGracefully()
+            throw ExitCode(1)
+        }
         let address = "ws://\(EmbeddedDefault.host):\(self.port)"
-        print(
+        printLine(
             """
-            wsgate is running on its embedded default.
-              gateway  \(address)  →  built-in demo upstream on 127.0.0.1:\(upstream.port)
-              echo     \(address)/echo        (every message comes back)
-              chat     \(address)/chat?name=you  (a room; who is online is broadcast on every join and leave)
+            wsgate is running on its embedded default, in front of a built-in demo upstream (127.0.0.1:\(upstream.port)).
+              \(address)/echo                 every message comes back
+              \(address)/chat?name=you        a chat room; who is online is broadcast on every join and leave
+              wss://\(EmbeddedDefault.host):\(self.tlsPort)/echo       the same over TLS (self-signed certificate made at start)
             Try it:
               python3 -m websockets \(address)/echo
             Stop with Ctrl-C.
@@ -78,7 +94,7 @@ struct Run: AsyncParsableCommand {
             throw ExitCode(1)
         }
         for (listener, address) in zip(configuration.listeners, server.localAddresses) {
-            print("wsgate: listener \(listener.name) on \(address)")
+            printLine("wsgate: listener \(listener.name) on \(address)")
         }
         try await waitForTermination()
         try await server.close()
@@ -96,7 +112,7 @@ struct Check: ParsableCommand {
     func run() throws {
         do {
             let configuration = try GatewayConfiguration.load(path: self.config)
-            print("wsgate: configuration \(self.config) is valid (\(configuration.listeners.count) listeners, \(configuration.routes.count) routes)")
+            printLine("wsgate: configuration \(self.config) is valid (\(configuration.listeners.count) listeners, \(configuration.routes.count) routes)")
         } catch {
             printError("wsgate: \(self.config): \(error)")
             throw ExitCode(1)
@@ -117,16 +133,26 @@ struct Echo: AsyncParsableCommand {
     func run() async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         let upstream = try await DemoUpstream.start(host: self.host, port: self.port, group: group)
-        print("wsgate echo: ws://\(self.host):\(upstream.port)/echo and /chat")
+        printLine("wsgate echo: ws://\(self.host):\(upstream.port)/echo and /chat")
         try await waitForTermination()
         try await upstream.close()
         try await group.shutdownGracefully()
     }
 }
 
+/// Writes a line to standard error at once (unbuffered).
 func printError(_ message: String) {
+    writeLine(message, to: 2)
+}
+
+/// Writes a line to standard output at once, so banners show up even when stdout is a pipe.
+func printLine(_ message: String) {
+    writeLine(message, to: 1)
+}
+
+private func writeLine(_ message: String, to descriptor: Int32) {
     var line = message + "\n"
-    line.withUTF8 { _ = Glibc.write(2, $0.baseAddress, $0.count) }
+    line.withUTF8 { _ = Glibc.write(descriptor, $0.baseAddress, $0.count) }
 }
 
 /// Returns when SIGINT or SIGTERM arrives (graceful drain is a later feature; this stops accepting and exits).

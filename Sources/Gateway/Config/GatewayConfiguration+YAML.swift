@@ -797,8 +797,10 @@ private func requireFilePath(_ path: String, at keyPath: ConfigPath) throws(Conf
 
 extension GatewayConfiguration.ServerTLS {
     fileprivate func validate(at path: ConfigPath) throws(ConfigurationError) {
-        try requireFilePath(self.certificatePath, at: path.key("certificate"))
-        try requireFilePath(self.privateKeyPath, at: path.key("key"))
+        if self.inlineIdentity == nil {
+            try requireFilePath(self.certificatePath, at: path.key("certificate"))
+            try requireFilePath(self.privateKeyPath, at: path.key("key"))
+        }
         for (index, entry) in self.sniCertificates.enumerated() {
             let entryPath = path.key("sni").index(index)
             guard !entry.serverNames.isEmpty else {

@@ -51,12 +51,32 @@ public struct GatewayConfiguration: Sendable, Hashable {
         public var sniCertificates: [SNICertificate]
         /// The lowest TLS version accepted. Default: 1.2.
         public var minimumVersion: TLSVersion
+        /// A default certificate and key held in memory (the embedded default's self-signed pair); when
+        /// set, the two paths are not used. Not settable from YAML.
+        public var inlineIdentity: InlineIdentity?
 
         public init(certificatePath: String, privateKeyPath: String, sniCertificates: [SNICertificate] = [], minimumVersion: TLSVersion = .v1_2) {
             self.certificatePath = certificatePath
             self.privateKeyPath = privateKeyPath
             self.sniCertificates = sniCertificates
             self.minimumVersion = minimumVersion
+        }
+
+        /// A listener whose default certificate is held in memory, never written to disk.
+        public init(inline identity: InlineIdentity, minimumVersion: TLSVersion = .v1_2) {
+            self.init(certificatePath: "", privateKeyPath: "", minimumVersion: minimumVersion)
+            self.inlineIdentity = identity
+        }
+    }
+
+    /// A PEM certificate chain and private key in memory.
+    public struct InlineIdentity: Sendable, Hashable {
+        public var certificatePEM: String
+        public var privateKeyPEM: String
+
+        public init(certificatePEM: String, privateKeyPEM: String) {
+            self.certificatePEM = certificatePEM
+            self.privateKeyPEM = privateKeyPEM
         }
     }
 

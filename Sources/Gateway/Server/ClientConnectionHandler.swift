@@ -2,6 +2,8 @@ import Frames
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOTLS
+import TLSShim
 
 /// Drives one client connection from its upgrade request to the relay (DESIGN §1): validates the
 /// request, routes it, connects the upstream on the same event loop, sends the upstream request, checks
@@ -67,7 +69,24 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
         }
     }
 
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case TLSUserEvent.handshakeCompleted = event,
+            let info = try? context.pipeline.syncOperations.handler(type: TLSHandler.self).connectionInfo
+        {
+            self.record.tlsVersion = info.version.description
+            self.record.tlsCipher = info.cipherSuite
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if let tlsError = error as? TLSError, tlsError.code.isHandshakeFailure {
+            // No HTTP answer is possible; the connection is recorded as lost to a failed TLS handshake
+            // (close code 1015, never sent in a Close frame: RFC 6455 §7.4.1).
+            self.record.closeCode = Int(CloseCode.tlsHandshakeFailure.rawValue)
+            self.record.closedBy = "gateway"
+            return self.abort(context: context, refusal: "tls-handshake-failed: \(tlsError.summary)")
+        }
         switch self.state {
         case .awaitingHead, .upstreamHandshake:
             if error is RequestBytesLimiter.LimitExceeded {
@@ -103,13 +122,9 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
         let pool = self.environment.pools[request.route.index]
         let (member, upstream) = pool.pick()
         self.record.upstream = upstream.url
-        guard upstream.scheme == .ws else {
-            // TLS toward upstreams arrives with TLSShim; until then a wss:// member cannot be reached.
-            return self.refuse(
-                context: context,
-                HandshakeRejection(502, "wss:// upstreams are not supported by this build yet", reason: "upstream-tls-unsupported")
-            )
-        }
+        let tlsContext = upstream.scheme == .wss ? self.environment.tls.routes[request.route.index] : nil
+        let serverName = upstream.tls.serverName ?? upstream.host
+        let tlsHandshakeTimeout = TimeAmount(self.environment.timeouts.upstreamHandshake)
         let handshake = UpstreamHandshake(subprotocolsOffered: request.subprotocols)
         let responsePromise = context.eventLoop.makePromise(of: UpstreamResponse.self)
         let limits = self.environment.limits
@@ -119,6 +134,11 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
             .channelOption(.writeBufferWaterMark, value: .init(low: limits.bufferLowWatermark, high: limits.bufferHighWatermark))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let tlsContext {
+                        try channel.pipeline.syncOperations.addHandler(
+                            TLSHandler.client(context: tlsContext, serverName: serverName, configuration: .init { $0.handshakeTimeout = tlsHandshakeTimeout })
+                        )
+                    }
                     // The encoder sits before the decoder: the decoder watches outbound request parts.
                     try channel.pipeline.syncOperations.addHandler(HTTPRequestEncoder())
                     try channel.pipeline.syncOperations.addHandler(
@@ -177,6 +197,19 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     ) {
         guard case .upstreamHandshake = self.state else { return }
         switch result {
+        case .failure(let error as TLSError) where error.code.isHandshakeFailure:
+            // DESIGN §1.7: 502 with the classified reason; recorded as close code 1015.
+            self.record.closeCode = Int(CloseCode.tlsHandshakeFailure.rawValue)
+            self.record.closedBy = "gateway"
+            self.refuse(
+                context: context,
+                HandshakeRejection(
+                    502,
+                    "upstream TLS handshake failed: \(error.summary)",
+                    reason: "upstream-tls-handshake-failed",
+                    headers: [("X-Wsgate-Error", "upstream-tls-handshake-failed")]
+                )
+            )
         case .failure:
             self.refuse(context: context, HandshakeRejection(502, "the upstream closed the connection without answering", reason: "upstream-no-answer"))
         case .success(let response):

@@ -8,13 +8,17 @@ final class GatewayEnvironment: Sendable {
     let routes: RouteTable
     let pools: [UpstreamPool]
     let accessLog: AccessLog
+    let tls: GatewayTLS
     private let nextConnectionID = NIOLockedValueBox<UInt64>(0)
 
-    init(_ configuration: GatewayConfiguration) {
+    /// Compiles the configuration; loading certificates is blocking disk I/O, so call it off the event
+    /// loops.
+    init(_ configuration: GatewayConfiguration) throws {
         self.configuration = configuration
         self.routes = RouteTable(configuration.routes)
         self.pools = configuration.routes.map { UpstreamPool($0.upstreams) }
         self.accessLog = AccessLog(configuration.accessLog)
+        self.tls = try GatewayTLS(configuration)
     }
 
     var limits: GatewayConfiguration.Limits { self.configuration.limits }

@@ -2,6 +2,7 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import TLSShim
 
 /// A running gateway: one server channel per listener on a `MultiThreadedEventLoopGroup`; each accepted
 /// connection's upstream channel is created on the same event loop (DESIGN §3).
@@ -19,13 +20,10 @@ public final class GatewayServer: Sendable {
 
     /// Binds every listener and starts accepting.
     public static func start(configuration: GatewayConfiguration, group: any EventLoopGroup) async throws -> GatewayServer {
-        let environment = GatewayEnvironment(configuration)
+        let environment = try GatewayEnvironment(configuration)
         var channels: [any Channel] = []
         do {
             for listener in configuration.listeners {
-                guard listener.tls == nil else {
-                    throw GatewayError("listener \(listener.name): TLS listeners need TLSShim, which this build does not have yet")
-                }
                 channels.append(try await Self.bind(listener, environment: environment, group: group))
             }
         } catch {
@@ -41,6 +39,8 @@ public final class GatewayServer: Sendable {
         group: any EventLoopGroup
     ) async throws -> any Channel {
         let limits = environment.limits
+        let tls = environment.tls.listeners[listener.name]
+        let handshakeTimeout = TimeAmount(environment.timeouts.tlsHandshake)
         return try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -54,9 +54,12 @@ public final class GatewayServer: Sendable {
                         listener: listener.name
                     )
                     let pipeline = channel.pipeline.syncOperations
+                    if let tls {
+                        try pipeline.addHandler(TLSHandler.server(provider: tls, configuration: .init { $0.handshakeTimeout = handshakeTimeout }))
+                    }
                     try pipeline.addHandler(RequestBytesLimiter(limit: limits.requestHeadBytes))
                     try pipeline.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)))
-                    try pipeline.addHandler(ClientConnectionHandler(environment: environment, record: record, clientUsedTLS: false))
+                    try pipeline.addHandler(ClientConnectionHandler(environment: environment, record: record, clientUsedTLS: tls != nil))
                 }
             }
             .bind(host: listener.host, port: listener.port)

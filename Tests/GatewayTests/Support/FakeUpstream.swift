@@ -2,6 +2,7 @@ import Frames
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import TLSShim
 
 /// A scripted upstream on loopback for fault tests: it answers the upgrade request with whatever the
 /// test says (a valid 101, a 426, a wrong accept value…), then sends scripted bytes, floods, holds or
@@ -54,12 +55,14 @@ final class FakeUpstream: Sendable {
         self.port = port
     }
 
-    static func start(_ script: @escaping @Sendable (Request) -> Reply) async throws -> FakeUpstream {
+    /// Starts listening on loopback; with `tls`, as a `wss://` server with that certificate.
+    static func start(tls: TLSServerContext? = nil, _ script: @escaping @Sendable (Request) -> Reply) async throws -> FakeUpstream {
         let box = NIOLockedValueBox<FakeUpstream?>(nil)
         let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let tls { try channel.pipeline.syncOperations.addHandler(TLSHandler.server(context: tls)) }
                     try channel.pipeline.syncOperations.addHandler(FakeUpstreamHandler(script: script, owner: box))
                 }
             }

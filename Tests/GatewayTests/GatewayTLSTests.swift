@@ -1,0 +1,139 @@
+import Foundation
+import NIOPosix
+import TLSShim
+import Testing
+
+@testable import Gateway
+
+/// TLS on both legs through TLSShim: termination, verification toward `wss://` upstreams, and close
+/// code 1015 recorded (never sent) for connections lost to a failed TLS handshake.
+@Suite(.serialized, .timeLimit(.minutes(2))) struct GatewayTLSTests {
+    static let ca = try! TLSCertificateGenerator.selfSigned(TLSCertificateRequest(commonName: "wsgate test CA") { $0.isCertificateAuthority = true })
+
+    static func certificate(names: [String] = ["localhost"], ips: [String] = ["127.0.0.1"], expired: Bool = false) throws -> TLSGeneratedCertificate {
+        try TLSCertificateGenerator.make(
+            TLSCertificateRequest(commonName: names.first ?? "test") {
+                $0.dnsNames = names
+                $0.ipAddresses = ips
+                if expired {
+                    $0.notBefore = -7200
+                    $0.notAfter = -3600
+                }
+            },
+            issuedBy: Self.ca
+        )
+    }
+
+    /// A temporary file with `contents`, removed after `body`.
+    static func withFile<T>(_ contents: String, _ body: (String) async throws -> T) async throws -> T {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("wsgate-\(UUID().uuidString)").path
+        try contents.write(toFile: path, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        return try await body(path)
+    }
+
+    static func accessLogLines(_ path: String) -> [String] {
+        ((try? String(contentsOfFile: path, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
+    }
+
+    static func tlsUpstream(_ certificate: TLSGeneratedCertificate) async throws -> FakeUpstream {
+        let context = try TLSServerContext(configuration: TLSServerConfiguration(defaultIdentity: certificate.identity))
+        return try await FakeUpstream.start(tls: context) { .accept($0) }
+    }
+
+    private func gatewayToTLSUpstream(
+        _ upstream: FakeUpstream,
+        serverName: String? = nil,
+        trustTestCA: Bool,
+        logPath: String
+    ) async throws -> (status: Int, headers: [(String, String)], body: String) {
+        try await Self.withFile(Self.ca.certificatePEM) { caPath in
+            var result: (Int, [(String, String)], String) = (0, [], "")
+            try await withGateway(upstreamPort: upstream.port, configure: {
+                var member = GatewayConfiguration.Upstream(scheme: .wss, host: "127.0.0.1", port: upstream.port)
+                member.tls.caPath = trustTestCA ? caPath : nil
+                member.tls.serverName = serverName
+                $0.routes[0].upstreams = [member]
+                $0.accessLog = .file(logPath)
+            }) { port in
+                result = try await TestWebSocketClient.rawHandshake(
+                    port: port,
+                    request: "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+                )
+            }
+            return result
+        }
+    }
+
+    @Test func aTrustedWssUpstreamIsRelayed() async throws {
+        let upstream = try await Self.tlsUpstream(try Self.certificate())
+        defer { Task { await upstream.close() } }
+        try await Self.withFile("") { log in
+            let answer = try await gatewayToTLSUpstream(upstream, serverName: "localhost", trustTestCA: true, logPath: log)
+            #expect(answer.status == 101)
+        }
+    }
+
+    @Test(arguments: ["untrusted", "wrong-name", "expired"])
+    func anUpstreamCertificateFailureIs502WithTheReasonAndRecords1015(flaw: String) async throws {
+        let certificate = try Self.certificate(names: ["localhost"], ips: [], expired: flaw == "expired")
+        let upstream = try await Self.tlsUpstream(certificate)
+        defer { Task { await upstream.close() } }
+        try await Self.withFile("") { log in
+            let answer = try await gatewayToTLSUpstream(
+                upstream,
+                serverName: flaw == "wrong-name" ? "other.example" : "localhost",
+                trustTestCA: flaw != "untrusted",
+                logPath: log
+            )
+            #expect(answer.status == 502)
+            #expect(answer.headers.contains { $0.0 == "X-Wsgate-Error" && $0.1 == "upstream-tls-handshake-failed" })
+            let expected = ["untrusted": "not trusted", "wrong-name": "name", "expired": "expired"][flaw]!
+            #expect(answer.body.lowercased().contains(expected), "\(answer.body)")
+            try await Task.sleep(for: .milliseconds(100))
+            let lines = Self.accessLogLines(log)
+            #expect(lines.count == 1)
+            #expect(lines.first?.contains("\"close_code\":1015") == true, "\(lines)")
+            #expect(lines.first?.contains("\"status\":502") == true, "\(lines)")
+        }
+    }
+
+    @Test func aWssListenerTerminatesTLSAndRecordsAFailedClientHandshakeAs1015() async throws {
+        guard try await PythonPeer.require("websockets") else { return }
+        let certificate = try Self.certificate()
+        try await Self.withFile(Self.ca.certificatePEM) { caPath in
+            try await Self.withFile("") { log in
+                try await withGatewayAndDemo(configure: {
+                    $0.listeners[0].tls = .init(inline: .init(certificatePEM: certificate.certificatePEM, privateKeyPEM: certificate.privateKeyPEM))
+                    $0.accessLog = .file(log)
+                }) { port in
+                    let script = """
+                        import asyncio, ssl, sys, socket
+                        from websockets.asyncio.client import connect
+                        async def main():
+                            ctx = ssl.create_default_context(cafile=sys.argv[2])
+                            async with connect(f"wss://localhost:{sys.argv[1]}/echo", ssl=ctx) as ws:
+                                await ws.send("over tls ✓")
+                                assert await ws.recv() == "over tls ✓"
+                            # A client that trusts nothing: its handshake fails.
+                            bad = ssl.create_default_context()
+                            try:
+                                async with connect(f"wss://localhost:{sys.argv[1]}/echo", ssl=bad) as ws:
+                                    pass
+                                print("unexpectedly connected")
+                            except ssl.SSLError:
+                                print("OK")
+                        asyncio.run(main())
+                        """
+                    let run = try await runPython(["-c", script, "\(port)", caPath], timeout: .seconds(30))
+                    #expect(run.status == 0, "\(run.output)")
+                    #expect(run.output.contains("OK"), "\(run.output)")
+                    try await Task.sleep(for: .milliseconds(200))
+                    let lines = Self.accessLogLines(log)
+                    #expect(lines.contains { $0.contains("\"tls_version\":\"TLSv1.3\"") && $0.contains("\"status\":101") }, "\(lines)")
+                    #expect(lines.contains { $0.contains("\"close_code\":1015") && $0.contains("tls-handshake-failed") }, "\(lines)")
+                }
+            }
+        }
+    }
+}
