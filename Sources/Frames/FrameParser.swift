@@ -88,14 +88,6 @@ public struct FrameParser {
         return false
     }
 
-    /// Whether part of a data frame's payload is still to come. While this is true, whoever relays the
-    /// frames has written this frame's header (and some payload) to the other side, so nothing else may
-    /// be written there until the frame is complete.
-    public var isInsideDataFrame: Bool {
-        if case .dataPayload(let remaining, _) = self.state { return remaining > 0 }
-        return false
-    }
-
     /// Whether a fragmented data message is open (its final frame has not been completed).
     public var isInsideMessage: Bool { self.message != nil }
 

@@ -63,9 +63,10 @@ import Testing
     // MARK: The close-code table (DESIGN §1)
 
     @Test func clientProtocolViolationGets1002AndTheUpstream1001() async throws {
+        // This upstream never answers Close: the client's 1002 comes when the close timeout ends.
         let upstream = try await FakeUpstream.start { .accept($0) }
         defer { Task { await upstream.close() } }
-        try await withGateway(upstreamPort: upstream.port) { port in
+        try await withGateway(upstreamPort: upstream.port, configure: { $0.timeouts.close = .milliseconds(300) }) { port in
             let client = try await TestWebSocketClient.connect(port: port, path: "/")
             try await client.sendRaw([0x81, 0x02, 0x68, 0x69])  // unmasked text "hi"
             #expect(try await client.receiveMessage() == .close(.protocolError, FramesError.Code.unmaskedClientFrame.description))
@@ -73,6 +74,27 @@ import Testing
             let frames = try upstream.receivedFrames()
             #expect(frames.count == 1)
             #expect(frames.first?.1?.closeCode == .goingAway)
+        }
+    }
+
+    @Test func answersToEarlierMessagesReachTheClientBeforeItsViolationClose() async throws {
+        // Autobahn 3.2: a valid message and a bad frame in one write. The echo of the valid message
+        // comes first, then Close 1002.
+        try await withGatewayAndDemo { port in
+            let client = try await TestWebSocketClient.connect(port: port, path: "/echo")
+            var encoder = FrameEncoder(role: .client)
+            var bytes = ByteBuffer()
+            encoder.writeFrame(opcode: .text, payload: ByteBuffer(string: "Hello, world!"), to: &bytes)
+            encoder.writeFrame(opcode: .text, reservedBits: .rsv2, payload: ByteBuffer(string: "Hello, world!"), to: &bytes)
+            encoder.writeFrame(opcode: .ping, payload: ByteBuffer(), to: &bytes)
+            try await client.sendRaw(Array(buffer: bytes))
+            #expect(try await client.receiveMessage() == .text("Hello, world!"))
+            guard case .close(let code, _) = try await client.receiveMessage() else {
+                Issue.record("no Close")
+                return
+            }
+            #expect(code == .protocolError)
+            try await client.waitForTCPClose()
         }
     }
 

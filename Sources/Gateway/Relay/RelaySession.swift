@@ -70,6 +70,7 @@ final class RelaySession {
                     self.forwardHeader(header, from: side, in: &buffer, headerStart: before)
                 case .payload(let payload):
                     self.stats[side]!.bytes += payload.readableBytes
+                    self.unfinishedPayload[side]! -= payload.readableBytes
                     if self.closeState.mayWrite(to: destination) {
                         self.contexts[destination]?.write(NIOAny(payload), promise: nil)
                     }
@@ -86,6 +87,9 @@ final class RelaySession {
     }
 
     private var currentFin: [Side: Bool] = [.client: false, .upstream: false]
+    /// Payload bytes of the frame from `side` whose header was forwarded and that are still to come:
+    /// while it is not zero, nothing else may be written in that direction.
+    private var unfinishedPayload: [Side: Int] = [.client: 0, .upstream: 0]
 
     /// Forwards a data frame header. Toward the upstream it gets a fresh masking key (RFC 6455 §5.3,
     /// §10.3) and the parser remasks the payload with it. When the header arrived whole and minimally
@@ -100,6 +104,7 @@ final class RelaySession {
             self.clientParser.remaskPayload(with: key)
         }
         guard self.closeState.mayWrite(to: side.other), let destination = self.contexts[side.other] else { return }
+        self.unfinishedPayload[side] = header.payloadLength
         let size = outgoing.encodedSize
         if buffer.readerIndex - headerStart == size {
             // ByteBuffer only hands out readable bytes: step back over the header, take it, step on.
@@ -183,7 +188,12 @@ final class RelaySession {
                 self.closeTimer = self.eventLoop.scheduleTask(in: self.closeTimeout) {
                     session.value.perform(session.value.closeState.closeTimerFired())
                 }
-            case .closeBoth:
+            case .closeLeg(let side):
+                if let context = self.contexts[side] {
+                    context.flush()
+                    context.close(promise: nil)
+                }
+            case .finish:
                 self.closeTimer?.cancel()
                 for side in [Side.client, .upstream] {
                     if let context = self.contexts[side] {
@@ -200,10 +210,9 @@ final class RelaySession {
     /// connection (a Close is never written inside a half-relayed frame, DESIGN §3).
     private func writeClose(to side: Side, _ write: (inout FrameEncoder, inout ByteBuffer) -> Void) {
         guard let context = self.contexts[side] else { return }
-        let sourceParserMidFrame = side == .upstream ? self.clientParser.isInsideDataFrame : self.upstreamParser.isInsideDataFrame
-        if sourceParserMidFrame {
-            self.closeState.closeImpossible(side)
+        if self.unfinishedPayload[side.other]! > 0 {
             context.close(promise: nil)
+            self.perform(self.closeState.closeImpossible(side))
             return
         }
         var encoder = side == .upstream ? FrameEncoder(role: .client, keys: RelaySession.maskingKeys) : FrameEncoder(role: .server)
