@@ -4,9 +4,11 @@ extension FrameParser {
     /// Reads a frame header from `buffer`, directly when it is all there, otherwise through the pending
     /// header bytes. Returns `nil` (having consumed everything) when more bytes are needed.
     mutating func readHeader(_ buffer: inout ByteBuffer) throws(FramesError) -> FrameHeader? {
+        // The decoder is static and gets only what it reads, so no closure captures (copies) the parser.
+        let context = HeaderContext(role: self.role, configuration: self.configuration, message: self.message, isClosed: self.isClosed)
         if self.pendingHeaderCount == 0 {
             let decoded = try buffer.withUnsafeReadableBytes { raw in
-                Result { () throws(FramesError) in try self.decodeHeader(raw) }
+                Result { () throws(FramesError) in try Self.decodeHeader(raw, context) }
             }.get()
             if let (header, size) = decoded {
                 buffer.moveReaderIndex(forwardBy: size)
@@ -24,7 +26,7 @@ extension FrameParser {
         }
         let decoded = try withUnsafeBytes(of: self.pendingHeader) { pending in
             Result { () throws(FramesError) in
-                try self.decodeHeader(UnsafeRawBufferPointer(rebasing: pending[0..<(previous + copied)]))
+                try Self.decodeHeader(UnsafeRawBufferPointer(rebasing: pending[0..<(previous + copied)]), context)
             }
         }.get()
         guard let (header, size) = decoded else {
@@ -37,21 +39,29 @@ extension FrameParser {
         return header
     }
 
+    /// What header validation needs to know about the parser.
+    struct HeaderContext {
+        var role: Role
+        var configuration: Configuration
+        var message: MessageState?
+        var isClosed: Bool
+    }
+
     /// Decodes and validates a header at the start of `bytes`. Returns the header and its size, or `nil`
     /// if `bytes` ends before the header does. Throws as soon as the bytes present break a rule,
     /// checking them in wire order, so a violation is reported identically however the input is split.
-    func decodeHeader(_ bytes: UnsafeRawBufferPointer) throws(FramesError) -> (FrameHeader, Int)? {
+    static func decodeHeader(_ bytes: UnsafeRawBufferPointer, _ context: HeaderContext) throws(FramesError) -> (FrameHeader, Int)? {
         guard bytes.count >= 1 else { return nil }
         let first = bytes[0]
         let fin = first & 0x80 != 0
         let reserved = ReservedBits(rawValue: (first >> 4) & 0b111)
         let opcode = Opcode(uncheckedRawValue: first & 0x0F)
-        try self.validateFirstByte(fin: fin, reserved: reserved, opcode: opcode)
+        try Self.validateFirstByte(fin: fin, reserved: reserved, opcode: opcode, context)
 
         guard bytes.count >= 2 else { return nil }
         let second = bytes[1]
         let masked = second & 0x80 != 0
-        switch self.role {
+        switch context.role {
         case .server where !masked: throw FramesError.unmaskedClientFrame
         case .client where masked: throw FramesError.maskedServerFrame
         case .server, .client: break
@@ -68,7 +78,7 @@ extension FrameParser {
             guard bytes.count >= 4 else { return nil }
             length = Int(bytes[2]) << 8 | Int(bytes[3])
             size = 4
-            if length < 126 && self.configuration.rejectsNonMinimalLengths {
+            if length < 126 && context.configuration.rejectsNonMinimalLengths {
                 throw FramesError(.nonMinimalLengthEncoding, detail: "\(length) in 16 bits")
             }
         case 127:
@@ -82,13 +92,13 @@ extension FrameParser {
                 throw FramesError(.payloadLengthMostSignificantBitSet, detail: "length 0x\(String(value, radix: 16))")
             }
             length = Int(value)
-            if length <= 0xFFFF && self.configuration.rejectsNonMinimalLengths {
+            if length <= 0xFFFF && context.configuration.rejectsNonMinimalLengths {
                 throw FramesError(.nonMinimalLengthEncoding, detail: "\(length) in 64 bits")
             }
         default:
             length = shortLength
         }
-        try self.validateLength(length, opcode: opcode)
+        try Self.validateLength(length, opcode: opcode, context)
 
         var key: MaskingKey?
         if masked {
@@ -102,8 +112,8 @@ extension FrameParser {
 
     /// The rules the first header byte shows: opcode, RSV bits, FIN on control frames, fragmentation
     /// state.
-    private func validateFirstByte(fin: Bool, reserved: ReservedBits, opcode: Opcode) throws(FramesError) {
-        if case .closed = self.state {
+    private static func validateFirstByte(fin: Bool, reserved: ReservedBits, opcode: Opcode, _ context: HeaderContext) throws(FramesError) {
+        if context.isClosed {
             throw FramesError(.frameAfterClose, detail: "\(opcode) frame")
         }
         if opcode.isReserved {
@@ -112,7 +122,7 @@ extension FrameParser {
         if !reserved.isEmpty {
             // RFC 6455 §5.2: only bits a negotiated extension defines. RFC 7692 §6: permessage-deflate
             // defines RSV1 for the first frame of a data message only, never control or continuation.
-            let allowed = opcode == .text || opcode == .binary ? self.configuration.allowedReservedBits : []
+            let allowed = opcode == .text || opcode == .binary ? context.configuration.allowedReservedBits : []
             if !allowed.isSuperset(of: reserved) {
                 throw FramesError(.reservedBitSet, detail: "RSV bits \(reserved.rawValue) on \(opcode) frame")
             }
@@ -120,24 +130,25 @@ extension FrameParser {
         if opcode.isControl {
             if !fin { throw FramesError(.fragmentedControlFrame, detail: "\(opcode) without FIN") }
         } else if opcode == .continuation {
-            if self.message == nil { throw FramesError.continuationWithoutMessage }
-        } else if let message = self.message {
+            if context.message == nil { throw FramesError.continuationWithoutMessage }
+        } else if let message = context.message {
             throw FramesError(.dataFrameInsideFragmentedMessage, detail: "\(opcode) inside a \(message.opcode) message")
         }
     }
 
     /// Size limits for a data frame, checked as soon as its length is known.
-    private func validateLength(_ length: Int, opcode: Opcode) throws(FramesError) {
+    private static func validateLength(_ length: Int, opcode: Opcode, _ context: HeaderContext) throws(FramesError) {
         guard !opcode.isControl else { return }
-        if length > self.configuration.maxFrameSize {
-            throw FramesError(.frameTooLarge, detail: "\(length) > \(self.configuration.maxFrameSize)")
+        let configuration = context.configuration
+        if length > configuration.maxFrameSize {
+            throw FramesError(.frameTooLarge, detail: "\(length) > \(configuration.maxFrameSize)")
         }
-        let (fragments, bytes) = opcode == .continuation ? (self.message!.fragments, self.message!.bytes) : (0, 0)
-        if length > self.configuration.maxMessageSize - bytes {
-            throw FramesError(.messageTooLarge, detail: "\(bytes + length) > \(self.configuration.maxMessageSize)")
+        let (fragments, bytes) = opcode == .continuation ? (context.message!.fragments, context.message!.bytes) : (0, 0)
+        if length > configuration.maxMessageSize - bytes {
+            throw FramesError(.messageTooLarge, detail: "\(bytes + length) > \(configuration.maxMessageSize)")
         }
-        if fragments + 1 > self.configuration.maxFragmentsPerMessage {
-            throw FramesError(.tooManyFragments, detail: "over \(self.configuration.maxFragmentsPerMessage)")
+        if fragments + 1 > configuration.maxFragmentsPerMessage {
+            throw FramesError(.tooManyFragments, detail: "over \(configuration.maxFragmentsPerMessage)")
         }
     }
 }
