@@ -1,6 +1,4 @@
 import Foundation
-import NIOCore
-import NIOPosix
 import Testing
 
 @testable import Gateway
@@ -42,30 +40,86 @@ import Testing
                 for i in range(200):
                     assert await ws.recv() == f"message {i}"
                 await ws.close(4001, "bye")
-            assert ws.close_code == 4001, ws.close_code
+            # A websockets upstream answers with the client's code; an aiohttp one answers 1000.
+            assert ws.close_code in (4001, 1000), ws.close_code
             print("OK", flush=True)
         asyncio.run(main())
         """
 
-    @Test func pythonClientThroughTheGatewayToAPythonUpstream() async throws {
-        guard try await PythonPeer.require("websockets") else { return }
-        let upstream = try PythonPeer(script: Self.echoUpstream)
+    static let aiohttpUpstream = """
+        import asyncio
+        from aiohttp import web, WSMsgType
+        async def handler(request):
+            ws = web.WebSocketResponse(max_msg_size=0, compress=False)
+            await ws.prepare(request)
+            async for msg in ws:
+                if msg.type == WSMsgType.TEXT:
+                    await ws.send_str(msg.data)
+                elif msg.type == WSMsgType.BINARY:
+                    await ws.send_bytes(msg.data)
+            return ws
+        async def main():
+            app = web.Application()
+            app.router.add_get("/{tail:.*}", handler)
+            runner = web.AppRunner(app)
+            await runner.setup()
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            print(site._server.sockets[0].getsockname()[1], flush=True)
+            await asyncio.sleep(60)
+        asyncio.run(main())
+        """
+
+    static let aiohttpClient = """
+        import asyncio, sys, os, aiohttp
+        async def main():
+            async with aiohttp.ClientSession() as session:
+                async with session.ws_connect(sys.argv[1], max_msg_size=0, compress=0, autoping=True) as ws:
+                    await ws.send_str("hello ✓")
+                    assert (await ws.receive()).data == "hello ✓"
+                    big = os.urandom(1 << 20)
+                    await ws.send_bytes(big)
+                    assert (await ws.receive()).data == big
+                    for i in range(100):
+                        await ws.send_str(f"m{i}")
+                    for i in range(100):
+                        assert (await ws.receive()).data == f"m{i}"
+                    await ws.close(code=4002, message=b"bye")
+                # A websockets upstream answers with the client's code; an aiohttp one answers 1000.
+                assert ws.close_code in (4002, 1000), ws.close_code
+            print("OK", flush=True)
+        asyncio.run(main())
+        """
+
+    /// Runs `client` (with the gateway's URL as its argument) against a gateway in front of `upstream`
+    /// (a script that prints its port).
+    private func relay(upstream script: String, client: String) async throws {
+        let upstream = try PythonPeer(script: script)
         defer { upstream.stop() }
         let upstreamPort = Int(try await upstream.firstLine())!
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
-        let configuration = GatewayConfiguration(
-            listeners: [.init(host: "127.0.0.1", port: 0)],
-            routes: [.init(pathPrefix: "/", upstreams: [.init(scheme: .ws, host: "127.0.0.1", port: upstreamPort)])],
-            limits: { var limits = GatewayConfiguration.Limits(); limits.maxMessageSize = 2 << 20; limits.maxFrameSize = 2 << 20; return limits }(),
-            accessLog: .off
-        )
-        let server = try await GatewayServer.start(configuration: configuration, group: group)
-        let port = server.localAddresses[0].port!
-        let client = try PythonPeer(script: Self.client, arguments: ["ws://127.0.0.1:\(port)/echo"])
-        let result = try await client.finish(timeout: .seconds(30))
-        #expect(result.status == 0, "\(result.output)")
-        #expect(result.output.contains("OK"))
-        try await server.close()
-        try await group.shutdownGracefully()
+        try await withGateway(upstreamPort: upstreamPort, configure: {
+            $0.limits.maxMessageSize = 2 << 20
+            $0.limits.maxFrameSize = 2 << 20
+        }) { port in
+            let run = try await runPython(["-c", client, "ws://127.0.0.1:\(port)/echo"], timeout: .seconds(30))
+            #expect(run.status == 0, "\(run.output)")
+            #expect(run.output.contains("OK"), "\(run.output)")
+        }
+    }
+
+    @Test func aiohttpClientThroughTheGatewayToAnAiohttpUpstream() async throws {
+        guard try await PythonPeer.require("aiohttp") else { return }
+        try await self.relay(upstream: Self.aiohttpUpstream, client: Self.aiohttpClient)
+    }
+
+    @Test func websocketsClientToAnAiohttpUpstreamAndAiohttpClientToAWebsocketsUpstream() async throws {
+        guard try await PythonPeer.require("aiohttp"), try await PythonPeer.require("websockets") else { return }
+        try await self.relay(upstream: Self.aiohttpUpstream, client: Self.client)
+        try await self.relay(upstream: Self.echoUpstream, client: Self.aiohttpClient)
+    }
+
+    @Test func pythonClientThroughTheGatewayToAPythonUpstream() async throws {
+        guard try await PythonPeer.require("websockets") else { return }
+        try await self.relay(upstream: Self.echoUpstream, client: Self.client)
     }
 }
