@@ -133,17 +133,11 @@ final class DemoChatHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     private func handleControl(_ frame: ControlFrame, context: ChannelHandlerContext) {
-        switch frame.opcode {
-        case .ping:
-            var bytes = context.channel.allocator.buffer(capacity: 2 + frame.payload.readableBytes)
-            self.encoder.writeFrame(opcode: .pong, payload: frame.payload, to: &bytes)
-            context.write(self.wrapOutboundOut(bytes), promise: nil)
-        case .close:
-            var bytes = context.channel.allocator.buffer(capacity: 2 + frame.payload.readableBytes)
-            self.encoder.writeFrame(opcode: .close, payload: frame.payload, to: &bytes)
-            self.closeAfterWriting(bytes, context: context)
-        default:
-            break  // Pong.
+        guard let reply = self.encoder.demoReply(to: frame, allocator: context.channel.allocator) else { return }
+        if reply.isClose {
+            self.closeAfterWriting(reply.bytes, context: context)
+        } else {
+            context.write(self.wrapOutboundOut(reply.bytes), promise: nil)
         }
     }
 

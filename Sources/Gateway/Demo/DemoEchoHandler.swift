@@ -131,19 +131,11 @@ final class DemoEchoHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     private func handleControl(_ frame: ControlFrame, context: ChannelHandlerContext) {
-        switch frame.opcode {
-        case .ping:
-            var bytes = context.channel.allocator.buffer(capacity: 2 + frame.payload.readableBytes)
-            self.encoder.writeFrame(opcode: .pong, payload: frame.payload, to: &bytes)
-            context.write(self.wrapOutboundOut(bytes), promise: nil)
-        case .close:
-            // The parser validated the body (RFC 6455 §5.5.1, §7.4), so it can go back unchanged.
-            var bytes = context.channel.allocator.buffer(capacity: 2 + frame.payload.readableBytes)
-            self.encoder.writeFrame(opcode: .close, payload: frame.payload, to: &bytes)
-            self.closeAfterWriting(bytes, context: context)
-        default:
-            // Pong, which is dropped (the parser only returns Close, Ping and Pong as control frames).
-            break
+        guard let reply = self.encoder.demoReply(to: frame, allocator: context.channel.allocator) else { return }
+        if reply.isClose {
+            self.closeAfterWriting(reply.bytes, context: context)
+        } else {
+            context.write(self.wrapOutboundOut(reply.bytes), promise: nil)
         }
     }
 
