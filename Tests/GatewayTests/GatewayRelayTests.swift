@@ -1,3 +1,4 @@
+import Foundation
 import Frames
 import NIOCore
 import Testing
@@ -194,20 +195,41 @@ import Testing
         }
     }
 
-    @Test func aLargeMessageStreamsThroughInFrames() async throws {
+    @Test func a64MiBMessageStreamsThroughWhileMemoryStaysBounded() async throws {
+        // 64 frames of 1 MiB form one 64 MiB message. Nothing on the way (gateway, demo echo, client)
+        // holds a whole message, so this process grows by a few MiB, not by 64.
         try await withGatewayAndDemo(configure: { $0.limits.maxMessageSize = 64 << 20 }) { port in
-            let client = try await TestWebSocketClient.connect(port: port, path: "/echo", timeout: .seconds(20))
+            let client = try await TestWebSocketClient.connect(port: port, path: "/echo", timeout: .seconds(30))
             let chunk = (0..<(1 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 7) }
-            for index in 0..<16 {
-                try await client.sendFrame(opcode: index == 0 ? .binary : .continuation, fin: index == 15, payload: chunk)
+            let before = residentBytes()
+            var peak = before
+            var received = 0
+            for index in 0..<64 {
+                try await client.sendFrame(opcode: index == 0 ? .binary : .continuation, fin: index == 63, payload: chunk)
+                // Read the echo as it comes, so the client itself holds at most a frame or two.
+                while received < (index - 1) << 20 {
+                    let (_, payload) = try await client.receiveFrame()
+                    #expect(payload == chunk)
+                    received += payload.count
+                    peak = max(peak, residentBytes())
+                }
             }
-            var total = 0
-            while total < 16 << 20 {
+            while received < 64 << 20 {
                 let (_, payload) = try await client.receiveFrame()
                 #expect(payload == chunk)
-                total += payload.count
+                received += payload.count
+                peak = max(peak, residentBytes())
             }
-            #expect(total == 16 << 20)
+            #expect(received == 64 << 20)
+            #expect(peak - before < 32 << 20, "resident memory grew by \((peak - before) >> 20) MiB for a 64 MiB message")
         }
     }
+}
+
+/// This process's resident set size, in bytes (/proc/self/statm).
+private func residentBytes() -> Int {
+    guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return 0 }
+    let fields = text.split(separator: " ")
+    return fields.count > 1 ? (Int(fields[1]) ?? 0) * 4096 : 0
+
 }

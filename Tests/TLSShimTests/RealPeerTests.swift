@@ -103,11 +103,12 @@ import Testing
             handlerConfiguration: .init { $0.handshakeTimeout = .milliseconds(300) }
         )
         defer { Task { await server.stop() } }
-        // A plain TCP client that sends the first 5 bytes of a TLS record header and then nothing.
+        // A plain TCP client that sends the first 5 bytes of a TLS record header and then nothing. The
+        // clock starts before the connection exists, since the server's deadline starts at accept.
+        let started = ContinuousClock.now
         let raw = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .connect(host: "127.0.0.1", port: server.port).get()
         try await raw.writeAndFlush(ByteBuffer(bytes: [0x16, 0x03, 0x01, 0x02, 0x00]))
-        let started = ContinuousClock.now
         let result = try await server.firstHandshakeResult(timeout: 5)
         guard case .failure(let error) = result else {
             Issue.record("a stalled client completed a handshake")

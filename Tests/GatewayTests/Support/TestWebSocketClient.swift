@@ -1,5 +1,6 @@
 import Foundation
 import Frames
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 
@@ -153,22 +154,21 @@ final class TestWebSocketClient {
         mode: TestWebSocketClientHandler.Mode,
         timeout: Duration
     ) async throws -> (any Channel, NIOLoopBound<TestWebSocketClientHandler>) {
+        // The handler is kept from the initializer: looking it up after `connect` fails when the server
+        // has already answered and closed (a fast refusal), which is exactly what some tests expect.
+        let added = NIOLockedValueBox<NIOLoopBound<TestWebSocketClientHandler>?>(nil)
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .connectTimeout(TimeAmount(timeout))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(TestWebSocketClientHandler(mode: mode))
+                    let handler = TestWebSocketClientHandler(mode: mode)
+                    try channel.pipeline.syncOperations.addHandler(handler)
+                    added.withLockedValue { $0 = NIOLoopBound(handler, eventLoop: channel.eventLoop) }
                 }
             }
             .connect(host: host, port: port)
             .get()
-        let handler = try await channel.eventLoop.submit {
-            NIOLoopBound(
-                try channel.pipeline.syncOperations.handler(type: TestWebSocketClientHandler.self),
-                eventLoop: channel.eventLoop
-            )
-        }.get()
-        return (channel, handler)
+        return (channel, added.withLockedValue { $0! })
     }
 
     private static func responseFuture(
