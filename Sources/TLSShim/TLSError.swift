@@ -5,8 +5,8 @@
 /// not trusted, a name mismatch, an expired certificate, a protocol version nobody shares, a deadline,
 /// an EOF), ``reason`` keeps OpenSSL's own text so that the gateway can tell the client why (it records
 /// close code 1015 for every connection lost this way, ../shared/DESIGN.md §1). Equality compares the
-/// code only, so tests can write `#expect(error == TLSError(code: .certificateExpired))`-style checks
-/// through ``Code``.
+/// code only (STYLE.md P6), so `#expect(throws: TLSError(code: .invalidConfiguration, reason: ""))`
+/// matches any reason text; switch on ``code`` (or read ``Code/isHandshakeFailure``) to classify.
 public struct TLSError: Error, Hashable, Sendable, CustomStringConvertible {
     /// What went wrong. A struct over a private enum so that codes can be added later without breaking
     /// `switch` statements in other modules (STYLE.md P6, P9).

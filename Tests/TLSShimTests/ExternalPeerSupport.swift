@@ -68,7 +68,10 @@ final class ExternalProcess: @unchecked Sendable {
     private let stderrPath: String
     let commandLine: String
 
-    init(_ executable: String, _ arguments: [String], in directory: TemporaryDirectory) throws {
+    /// Standard input, when the process was started with `interactiveInput: true`.
+    let input: Pipe?
+
+    init(_ executable: String, _ arguments: [String], in directory: TemporaryDirectory, interactiveInput: Bool = false) throws {
         let id = UUID().uuidString
         self.stdoutPath = "\(directory.path)/\(id).out"
         self.stderrPath = "\(directory.path)/\(id).err"
@@ -77,7 +80,8 @@ final class ExternalProcess: @unchecked Sendable {
         self.commandLine = ([executable] + arguments).joined(separator: " ")
         self.process.executableURL = URL(fileURLWithPath: executable)
         self.process.arguments = arguments
-        self.process.standardInput = FileHandle.nullDevice
+        self.input = interactiveInput ? Pipe() : nil
+        self.process.standardInput = self.input ?? FileHandle.nullDevice
         self.process.standardOutput = FileHandle(forWritingAtPath: self.stdoutPath)
         self.process.standardError = FileHandle(forWritingAtPath: self.stderrPath)
         try self.process.run()
@@ -117,8 +121,15 @@ final class ExternalProcess: @unchecked Sendable {
         }
     }
 
+    /// SIGKILL, not `Process.terminate()`'s SIGTERM: children inherit the test runner's blocked
+    /// signal mask, so a SIGTERM would stay pending forever and leave the peer running.
     func terminate() {
-        if self.process.isRunning { self.process.terminate() }
+        if self.process.isRunning { kill(self.process.processIdentifier, SIGKILL) }
+    }
+
+    /// Writes a line to the process's standard input (needs `interactiveInput: true`).
+    func send(_ line: String) {
+        self.input?.fileHandleForWriting.write(Data((line + "\n").utf8))
     }
 
     deinit { self.terminate() }

@@ -74,6 +74,35 @@ import Testing
         #expect(client.output.contains("CN = localhost"))
     }
 
+    /// ../shared/DESIGN.md §1 step 2: no renegotiation. `R` asks `s_client` to renegotiate (TLS 1.2);
+    /// the server refuses, so no second handshake ever completes.
+    @Test func renegotiationIsRefused() async throws {
+        let openssl = try Peers.openssl()
+        let directory = try TemporaryDirectory()
+        let (ca, _) = try Self.files(directory)
+        let server = try await TestServer.start(context: Self.serverContext, mode: .echo)
+        defer { Task { await server.stop() } }
+        let client = try ExternalProcess(
+            openssl,
+            ["s_client", "-connect", "127.0.0.1:\(server.port)", "-tls1_2", "-CAfile", ca, "-servername", "localhost"],
+            in: directory,
+            interactiveInput: true
+        )
+        _ = try await server.firstHandshakeResult().get()
+        _ = try await client.waitForOutput(containing: "Verify return code")
+        client.send("R")
+        _ = try await client.waitForOutput(containing: "RENEGOTIATING")
+        let status = try await client.waitForExit(timeout: 10)
+        #expect(status != 0)
+        #expect(client.output.contains("no renegotiation"), "\(client.output)")
+        let events = try await server.eventsUntilClosed(timeout: 10)
+        let handshakes = events.filter { if case .handshake = $0 { true } else { false } }
+        #expect(handshakes.isEmpty, "a second handshake completed")
+        // The client gives up with a fatal alert; the server reports it on the established connection.
+        let errors = events.compactMap { if case .error(let error) = $0 { error } else { nil } }
+        #expect(errors.map(\.code) == [.connectionFailed])
+    }
+
     @Test func tls10OnlyOpensslClientIsRefused() async throws {
         let openssl = try Peers.openssl()
         let directory = try TemporaryDirectory()
