@@ -26,12 +26,12 @@ final class DemoEchoHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
-    /// 16 MiB per frame and per message: the echo streams, so the limit only bounds what a peer may
-    /// declare; Autobahn's largest messages (case 9.x) are 16 MiB. Fragments are limited to 2^24,
-    /// enough for 16 MiB sent one byte per frame.
+    /// 16 MiB per frame (Autobahn's largest, case 9.x) and 1 GiB per message: the echo streams, so the
+    /// limits only bound what a peer may declare, not what the echo holds. Fragments are limited to
+    /// 2^24, enough for 16 MiB sent one byte per frame.
     static let parserConfiguration = FrameParser.Configuration {
         $0.maxFrameSize = 16 << 20
-        $0.maxMessageSize = 16 << 20
+        $0.maxMessageSize = 1 << 30
         $0.maxFragmentsPerMessage = 1 << 24
     }
 

@@ -49,13 +49,6 @@ final class RelayHandler: ChannelDuplexHandler, RemovableChannelHandler {
         context.close(promise: nil)
         context.fireErrorCaught(error)
     }
-
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if let event = event as? IdleStateHandler.IdleStateEvent, event == .all {
-            self.session.gatewayClose(.goingAway, reason: "idle timeout")
-        }
-        context.fireUserInboundEventTriggered(event)
-    }
 }
 
 @available(*, unavailable)

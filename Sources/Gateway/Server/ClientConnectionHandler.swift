@@ -326,22 +326,21 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
             let session = RelaySession(
                 eventLoop: context.eventLoop,
                 limits: self.environment.limits,
-                closeTimeout: TimeAmount(self.environment.timeouts.close)
+                closeTimeout: TimeAmount(self.environment.timeouts.close),
+                idleTimeout: TimeAmount(self.environment.timeouts.idle)
             )
             var record = self.record
             let accessLog = self.environment.accessLog
             session.onFinish = { outcome, stats in
-                record.clientMessages = stats[.client]!.messages
-                record.clientBytes = stats[.client]!.bytes
-                record.upstreamMessages = stats[.upstream]!.messages
-                record.upstreamBytes = stats[.upstream]!.bytes
+                record.clientMessages = stats.client.messages
+                record.clientBytes = stats.client.bytes
+                record.upstreamMessages = stats.upstream.messages
+                record.upstreamBytes = stats.upstream.bytes
                 record.closeCode = outcome?.code.map { Int($0.rawValue) }
                 record.closedBy = outcome?.closedBy
                 accessLog.record(record)
             }
-            let idle = IdleStateHandler(allTimeout: TimeAmount(self.environment.timeouts.idle))
-            try pipeline.addHandler(idle, position: .after(self))
-            try pipeline.addHandler(RelayHandler(side: .client, session: session), position: .after(idle))
+            try pipeline.addHandler(RelayHandler(side: .client, session: session), position: .after(self))
             pipeline.removeHandler(clientCollector, promise: nil)
             if let limiter = try? pipeline.handler(type: RequestBytesLimiter.self) {
                 pipeline.removeHandler(limiter, promise: nil)
