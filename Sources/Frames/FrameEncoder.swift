@@ -15,10 +15,11 @@ public struct FrameEncoder {
     public let role: Role
     @usableFromInline let keys: MaskingKeyGenerator?
 
-    /// An encoder for `role`. A client-role encoder draws keys from `keys` (the system CSPRNG by default).
-    public init(role: Role, keys: MaskingKeyGenerator = MaskingKeyGenerator()) {
+    /// An encoder for `role`. A client-role encoder draws keys from `keys` (a new generator over the
+    /// system CSPRNG when nil); a server-role encoder needs none and makes none.
+    public init(role: Role, keys: MaskingKeyGenerator? = nil) {
         self.role = role
-        self.keys = role == .client ? keys : nil
+        self.keys = role == .client ? (keys ?? MaskingKeyGenerator()) : nil
     }
 
     /// The header for a frame with this payload length, with a fresh key in the client role. Write it with
