@@ -158,7 +158,7 @@ final class RelaySession {
     /// Writes a whole control frame, masked toward the upstream.
     private func writeControl(opcode: Opcode, payload: ByteBuffer, to side: Side) {
         guard let context = self.contexts[side] else { return }
-        var encoder = side == .upstream ? FrameEncoder(role: .client, keys: RelaySession.maskingKeys) : FrameEncoder(role: .server)
+        var encoder = Self.encoder(toward: side)
         var bytes = context.channel.allocator.buffer(capacity: 14 + payload.readableBytes)
         encoder.writeFrame(opcode: opcode, payload: payload, to: &bytes)
         context.write(NIOAny(bytes), promise: nil)
@@ -215,21 +215,27 @@ final class RelaySession {
                     session.value.perform(session.value.closeState.closeTimerFired())
                 }
             case .closeLeg(let side):
-                if let context = self.contexts[side] {
-                    context.flush()
-                    context.close(promise: nil)
-                }
+                self.closeConnection(side)
             case .finish:
                 self.closeTimer?.cancel()
-                for side in [Side.client, .upstream] {
-                    if let context = self.contexts[side] {
-                        context.flush()
-                        context.close(promise: nil)
-                    }
-                }
+                self.closeConnection(.client)
+                self.closeConnection(.upstream)
                 self.finish()
             }
         }
+    }
+
+    /// Flushes what was written to `side` and closes its connection.
+    private func closeConnection(_ side: Side) {
+        guard let context = self.contexts[side] else { return }
+        context.flush()
+        context.close(promise: nil)
+    }
+
+    /// The encoder for frames the gateway writes toward `side`: masked with fresh keys toward the
+    /// upstream (the gateway is its client), unmasked toward the client.
+    private static func encoder(toward side: Side) -> FrameEncoder {
+        side == .upstream ? FrameEncoder(role: .client, keys: RelaySession.maskingKeys) : FrameEncoder(role: .server)
     }
 
     /// Writes a Close to `side` if the stream toward it is between frames; otherwise closes its TCP
@@ -241,7 +247,7 @@ final class RelaySession {
             self.perform(self.closeState.closeImpossible(side))
             return
         }
-        var encoder = side == .upstream ? FrameEncoder(role: .client, keys: RelaySession.maskingKeys) : FrameEncoder(role: .server)
+        var encoder = Self.encoder(toward: side)
         var bytes = context.channel.allocator.buffer(capacity: 14 + 125)
         write(&encoder, &bytes)
         context.writeAndFlush(NIOAny(bytes), promise: nil)

@@ -364,11 +364,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     /// Answers `rejection` and closes the client connection (and the upstream, if any). Nothing the
     /// client sends afterwards is read.
     private func refuse(context: ChannelHandlerContext, _ rejection: HandshakeRejection) {
-        guard !self.state.isFinal else { return }
-        self.state = .done
-        self.headDeadline?.cancel()
-        self.upstreamDeadline?.cancel()
-        self.upstreamChannel?.close(promise: nil)
+        guard self.end() else { return }
         context.channel.setOption(.autoRead, value: false).whenComplete { _ in }
         var bytes = context.channel.allocator.buffer(capacity: 256)
         rejection.response.write(to: &bytes)
@@ -382,14 +378,20 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
 
     /// Ends the connection without an answer (the client is gone, or the pipeline broke).
     private func abort(context: ChannelHandlerContext, refusal: String) {
-        guard !self.state.isFinal else { return }
+        guard self.end() else { return }
+        context.close(promise: nil)
+        self.record.refusal = refusal
+        self.environment.accessLog.record(self.record)
+    }
+
+    /// Moves to `.done` once: stops the deadlines and closes the upstream. False if already ended.
+    private func end() -> Bool {
+        guard !self.state.isFinal else { return false }
         self.state = .done
         self.headDeadline?.cancel()
         self.upstreamDeadline?.cancel()
         self.upstreamChannel?.close(promise: nil)
-        context.close(promise: nil)
-        self.record.refusal = refusal
-        self.environment.accessLog.record(self.record)
+        return true
     }
 }
 
