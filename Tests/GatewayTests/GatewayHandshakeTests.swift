@@ -1,4 +1,5 @@
 import Frames
+import MetricsTestKit
 import NIOCore
 import NIOPosix
 import Testing
@@ -15,7 +16,8 @@ import Testing
     // MARK: The client's request
 
     @Test func refusalsHaveTheirExactStatus() async throws {
-        try await withGatewayAndDemo(configure: { $0.routes[0].hosts = ["127.0.0.1"] }) { port in
+        let metrics = TestMetrics()
+        try await withGatewayAndDemo(metrics: metrics, configure: { $0.routes[0].hosts = ["127.0.0.1"] }) { port in
             let cases: [(String, Int)] = [
                 ("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 426),
                 (Self.request().replacingOccurrences(of: "Version: 13", with: "Version: 8"), 426),
@@ -32,6 +34,16 @@ import Testing
             let version = try await TestWebSocketClient.rawHandshake(port: port, request: Self.request().replacingOccurrences(of: "Version: 13", with: "Version: 8"))
             #expect(version.headers.contains { $0.0 == "Sec-WebSocket-Version" && $0.1 == "13" })
         }
+        // One refusal counted per answer, by reason and status.
+        #expect(metrics.counterTotal(label: "wsgate_upgrades_refused_total") == 7)
+        func refusals(_ key: String, _ value: String) -> Int64 {
+            metrics.counters(label: "wsgate_upgrades_refused_total")
+                .filter { $0.dimensions.contains { $0 == (key, value) } }
+                .reduce(0) { $0 + $1.totalValue }
+        }
+        #expect(refusals("status", "426") == 3)
+        #expect(refusals("status", "404") == 1)
+        #expect(refusals("reason", "ws-version") == 2)
     }
 
     @Test func anOversizedRequestHeadIs431() async throws {

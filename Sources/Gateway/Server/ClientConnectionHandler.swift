@@ -365,6 +365,10 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     /// client sends afterwards is read.
     private func refuse(context: ChannelHandlerContext, _ rejection: HandshakeRejection) {
         guard self.end() else { return }
+        self.environment.metrics.count(
+            "wsgate_upgrades_refused_total",
+            [("listener", self.record.listener), ("reason", rejection.reason), ("status", String(rejection.response.status))]
+        )
         context.channel.setOption(.autoRead, value: false).whenComplete { _ in }
         var bytes = context.channel.allocator.buffer(capacity: 256)
         rejection.response.write(to: &bytes)

@@ -1,3 +1,4 @@
+import CoreMetrics
 import NIOConcurrencyHelpers
 import NIOCore
 
@@ -9,16 +10,18 @@ final class GatewayEnvironment: Sendable {
     let pools: [UpstreamPool]
     let accessLog: AccessLog
     let tls: GatewayTLS
+    let metrics: GatewayMetrics
     private let nextConnectionID = NIOLockedValueBox<UInt64>(0)
 
     /// Compiles the configuration; loading certificates is blocking disk I/O, so call it off the event
     /// loops.
-    init(_ configuration: GatewayConfiguration) throws {
+    init(_ configuration: GatewayConfiguration, metrics: GatewayMetrics = GatewayMetrics()) throws {
         self.configuration = configuration
         self.routes = RouteTable(configuration.routes)
         self.pools = configuration.routes.map { UpstreamPool($0.upstreams) }
         self.accessLog = AccessLog(configuration.accessLog)
         self.tls = try GatewayTLS(configuration)
+        self.metrics = metrics
     }
 
     var limits: GatewayConfiguration.Limits { self.configuration.limits }

@@ -1,3 +1,4 @@
+import CoreMetrics
 import Logging
 import NIOCore
 import NIOHTTP1
@@ -18,9 +19,14 @@ public final class GatewayServer: Sendable {
         self.environment = environment
     }
 
-    /// Binds every listener and starts accepting.
-    public static func start(configuration: GatewayConfiguration, group: any EventLoopGroup) async throws -> GatewayServer {
-        let environment = try GatewayEnvironment(configuration)
+    /// Binds every listener and starts accepting. Metrics go to `metricsFactory` (by default the one
+    /// `MetricsSystem` was bootstrapped with).
+    public static func start(
+        configuration: GatewayConfiguration,
+        group: any EventLoopGroup,
+        metricsFactory: any MetricsFactory = MetricsSystem.factory
+    ) async throws -> GatewayServer {
+        let environment = try GatewayEnvironment(configuration, metrics: GatewayMetrics(factory: metricsFactory))
         var channels: [any Channel] = []
         do {
             for listener in configuration.listeners {

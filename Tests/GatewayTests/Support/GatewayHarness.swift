@@ -1,10 +1,13 @@
+import MetricsTestKit
 import NIOPosix
 
 @testable import Gateway
 
 /// Runs a gateway on an ephemeral loopback port in front of `upstreamPort` for the duration of `body`.
+/// Metrics go to `metrics` when given (assert them with `MetricsTestKit`).
 func withGateway(
     upstreamPort: Int,
+    metrics: TestMetrics? = nil,
     configure: (inout GatewayConfiguration) -> Void = { _ in },
     _ body: (_ port: Int) async throws -> Void
 ) async throws {
@@ -14,7 +17,11 @@ func withGateway(
         accessLog: .off
     )
     configure(&configuration)
-    let server = try await GatewayServer.start(configuration: configuration, group: MultiThreadedEventLoopGroup.singleton)
+    let server = try await GatewayServer.start(
+        configuration: configuration,
+        group: MultiThreadedEventLoopGroup.singleton,
+        metricsFactory: metrics ?? TestMetrics()
+    )
     do {
         try await body(server.localAddresses[0].port!)
     } catch {
@@ -26,10 +33,11 @@ func withGateway(
 
 /// A gateway in front of the demo upstream.
 func withGatewayAndDemo(
+    metrics: TestMetrics? = nil,
     configure: (inout GatewayConfiguration) -> Void = { _ in },
     _ body: (_ port: Int) async throws -> Void
 ) async throws {
     try await withDemo { demo in
-        try await withGateway(upstreamPort: demo.port, configure: configure, body)
+        try await withGateway(upstreamPort: demo.port, metrics: metrics, configure: configure, body)
     }
 }
