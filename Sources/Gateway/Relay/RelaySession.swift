@@ -17,7 +17,7 @@ final class RelaySession {
     }
 
     let eventLoop: any EventLoop
-    private var contexts = PerSide<ChannelHandlerContext?>(nil)
+    private(set) var contexts = PerSide<ChannelHandlerContext?>(nil)
     private var clientParser: FrameParser
     private var upstreamParser: FrameParser
     private var closeState = RelayCloseState()
@@ -28,7 +28,9 @@ final class RelaySession {
     private var closeTimer: Scheduled<Void>?
     private let closeTimeout: TimeAmount
     private(set) var stats = PerSide(Stats())
-    private var finished = false
+    private(set) var finished = false
+    /// Metrics and drain (issue #6, `RelaySession+Operations.swift`).
+    var operations = RelayOperations()
     /// Called once when both connections are closed, with who closed and the code.
     var onFinish: ((RelayCloseState.Outcome?, _ stats: PerSide<Stats>) -> Void)?
 
@@ -101,12 +103,14 @@ final class RelaySession {
                     }
                 case .frameEnd:
                     if self.currentFin[side] { self.stats[side].messages += 1 }
+                    if self.operations.drainPending { self.drainAtFrameBoundary() }
                 case .control(let frame):
                     self.control(frame, from: side)
                     if self.discarding[side] { return }
                 }
             }
         } catch {
+            self.operations.metrics?.protocolViolation(side: side.rawValue, error)
             self.perform(self.closeState.violation(by: side, error: error))
         }
     }
@@ -114,7 +118,7 @@ final class RelaySession {
     private var currentFin = PerSide(false)
     /// Payload bytes of the frame from `side` whose header was forwarded and that are still to come:
     /// while it is not zero, nothing else may be written in that direction.
-    private var unfinishedPayload = PerSide(0)
+    private(set) var unfinishedPayload = PerSide(0)
 
     /// Forwards a data frame header. Toward the upstream it gets a fresh masking key (RFC 6455 §5.3,
     /// §10.3) and the parser remasks the payload with it. When the header arrived whole and minimally
@@ -148,6 +152,7 @@ final class RelaySession {
     private func control(_ frame: ControlFrame, from side: Side) {
         switch frame.opcode {
         case .close:
+            self.operations.metrics?.close(side: side.rawValue, code: frame.closeCode, byPeer: true)
             self.perform(self.closeState.closeReceived(from: side, code: frame.closeCode), relaying: frame)
         default:
             guard self.closeState.mayWrite(to: side.other) else { return }
@@ -187,6 +192,9 @@ final class RelaySession {
     }
 
     func inactive(_ side: Side) {
+        if !self.closeState.legs[side].closeReceived && !self.closeState.legs[side].tcpCloseRequested {
+            self.operations.metrics?.close(side: side.rawValue, code: .abnormalClosure, byPeer: true)
+        }
         self.perform(self.closeState.tcpClosed(side))
     }
 
@@ -206,6 +214,7 @@ final class RelaySession {
                     encoder.writeFrame(opcode: .close, payload: frame?.payload ?? ByteBuffer(), to: &bytes)
                 }
             case .sendClose(let side, let code, let reason):
+                self.operations.metrics?.close(side: side.rawValue, code: code, byPeer: false)
                 self.writeClose(to: side) { encoder, bytes in
                     encoder.writeClose(code: code, reason: reason, to: &bytes)
                 }

@@ -55,6 +55,9 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
                 return self.refuse(context: context, HandshakeRejection(400, "data before the handshake completed", reason: "early-data"))
             }
             self.headDeadline?.cancel()
+            if self.environment.connections.isDraining {
+                return self.refuse(context: context, HandshakeRejection(503, "the gateway is shutting down", reason: "draining"))
+            }
             switch ClientUpgradeRequest.validate(head, limits: self.environment.limits, routes: self.environment.routes) {
             case .failure(let rejection):
                 self.refuse(context: context, rejection)
@@ -85,6 +88,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
             // (close code 1015, never sent in a Close frame: RFC 6455 §7.4.1).
             self.record.closeCode = Int(CloseCode.tlsHandshakeFailure.rawValue)
             self.record.closedBy = "gateway"
+            self.environment.metrics.tlsHandshakeFailed(leg: "client", tlsError)
             return self.abort(context: context, refusal: "tls-handshake-failed: \(tlsError.summary)")
         }
         switch self.state {
@@ -162,11 +166,15 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
             guard case .upstreamHandshake = handler.value.state else { return }
             handler.value.refuse(context: boundContext.value, HandshakeRejection(504, "the upstream did not answer in time", reason: "upstream-timeout"))
         }
+        let metrics = self.environment.metrics
+        let routeName = request.route.route.pathPrefix
+        let connectStart = NIODeadline.now()
         bootstrap.connect(host: upstream.host, port: upstream.port).assumeIsolated().whenComplete { result in
             switch result {
             case .failure(let error):
                 pool.report(member, success: false)
                 let timedOut = (error as? ChannelError).map { if case .connectTimeout = $0 { true } else { false } } ?? false
+                metrics.upstreamConnectFailed(route: routeName, member: upstream.url, timedOut: timedOut)
                 handler.value.refuse(
                     context: boundContext.value,
                     timedOut
@@ -175,6 +183,11 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
                 )
             case .success(let channel):
                 pool.report(member, success: true)
+                metrics.upstreamConnected(
+                    route: routeName,
+                    member: upstream.url,
+                    seconds: Double((NIODeadline.now() - connectStart).nanoseconds) / 1e9
+                )
                 guard case .upstreamHandshake = handler.value.state else {
                     channel.close(promise: nil)
                     return
@@ -201,6 +214,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
             // DESIGN §1.7: 502 with the classified reason; recorded as close code 1015.
             self.record.closeCode = Int(CloseCode.tlsHandshakeFailure.rawValue)
             self.record.closedBy = "gateway"
+            self.environment.metrics.tlsHandshakeFailed(leg: "upstream", error)
             self.refuse(
                 context: context,
                 HandshakeRejection(
@@ -331,7 +345,24 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
             )
             var record = self.record
             let accessLog = self.environment.accessLog
+            // Operations (issue #6): metrics for the session, and the drain's hold on it.
+            let metrics = self.environment.metrics
+            let routeName = record.route ?? ""
+            session.operations.metrics = metrics
+            metrics.sessionOpened(listener: record.listener, route: routeName)
+            let boundSession = NIOLoopBound(session, eventLoop: context.eventLoop)
+            self.environment.connections.attach(
+                context.channel,
+                drain: { boundSession.value.drain() },
+                forceClose: { boundSession.value.forceClose() }
+            )
             session.onFinish = { outcome, stats in
+                metrics.sessionEnded(
+                    listener: record.listener,
+                    route: routeName,
+                    clientToUpstream: (stats.client.messages, stats.client.bytes),
+                    upstreamToClient: (stats.upstream.messages, stats.upstream.bytes)
+                )
                 record.clientMessages = stats.client.messages
                 record.clientBytes = stats.client.bytes
                 record.upstreamMessages = stats.upstream.messages

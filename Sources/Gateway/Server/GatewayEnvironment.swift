@@ -11,27 +11,31 @@ final class GatewayEnvironment: Sendable {
     let accessLog: AccessLog
     let tls: GatewayTLS
     let metrics: GatewayMetrics
-    private let nextConnectionID = NIOLockedValueBox<UInt64>(0)
+    /// The live connections, for drain; shared across reloads (issue #6).
+    let connections: ConnectionRegistry
 
     /// Compiles the configuration; loading certificates is blocking disk I/O, so call it off the event
     /// loops.
-    init(_ configuration: GatewayConfiguration, metrics: GatewayMetrics = GatewayMetrics()) throws {
+    init(
+        _ configuration: GatewayConfiguration,
+        metrics: GatewayMetrics = GatewayMetrics(),
+        connections: ConnectionRegistry = ConnectionRegistry()
+    ) throws {
         self.configuration = configuration
         self.routes = RouteTable(configuration.routes)
         self.pools = configuration.routes.map { UpstreamPool($0.upstreams) }
         self.accessLog = AccessLog(configuration.accessLog)
         self.tls = try GatewayTLS(configuration)
         self.metrics = metrics
+        self.connections = connections
     }
 
     var limits: GatewayConfiguration.Limits { self.configuration.limits }
     var timeouts: GatewayConfiguration.Timeouts { self.configuration.timeouts }
 
+    /// Unique across reloads: the counter lives in the registry the reloaded environments share.
     func makeConnectionID() -> UInt64 {
-        self.nextConnectionID.withLockedValue {
-            $0 += 1
-            return $0
-        }
+        self.connections.makeConnectionID()
     }
 }
 

@@ -1,0 +1,125 @@
+import Foundation
+import Frames
+import MetricsTestKit
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import Testing
+
+@testable import Gateway
+
+/// SIGTERM's drain over real sockets (DESIGN §6, RELIABILITY G-01/G-02): Close 1001 on both legs at
+/// a frame boundary, nothing fully received is lost, the deadline bounds it all.
+@Suite(.timeLimit(.minutes(2))) struct DrainTests {
+    @Test func bothLegsGet1001AndTheDrainEndsWhenTheHandshakesAreDone() async throws {
+        let metrics = TestMetrics()
+        try await withDemo { demo in
+            try await withGatewayServer(upstreamPort: demo.port, metrics: metrics) { server, port in
+                let client = try await TestWebSocketClient.connect(port: port, path: "/echo")
+                try await client.send(text: "before the drain")
+                #expect(try await client.receiveMessage() == .text("before the drain"))
+                let drain = Task { await server.drain(timeout: .seconds(10)) }
+                #expect(try await client.receiveMessage() == .close(.goingAway, RelaySession.drainReason))
+                #expect(server.isDraining)
+                // Stopped accepting: a new connection is refused.
+                await #expect(throws: (any Error).self) {
+                    // (A bare connect: the test client's handler would leak its promise on a refused connect.)
+                    try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton).connect(host: "127.0.0.1", port: port).get().close()
+                }
+                try await client.close(code: .goingAway)
+                try await client.waitForTCPClose()
+                #expect(await drain.value == .init(closed: 1, forced: 0))
+                #expect(server.openConnections == 0)
+                // The demo upstream answered the gateway's 1001 with its own Close.
+                #expect(metrics.total("wsgate_close_codes_total", [("side", "upstream"), ("code", "1001"), ("by", "gateway")]) == 1)
+                #expect(metrics.total("wsgate_close_codes_total", [("side", "client"), ("code", "1001"), ("by", "gateway")]) == 1)
+                #expect(metrics.total("wsgate_close_codes_total", [("side", "client"), ("code", "1001"), ("by", "peer")]) == 1)
+                #expect(metrics.total("wsgate_drained_connections_total", [("result", "closed")]) == 1)
+            }
+        }
+    }
+
+    @Test func aHalfRelayedFrameIsFinishedBeforeTheClose() async throws {
+        let upstream = try await FakeUpstream.start { .accept($0) }
+        defer { Task { await upstream.close() } }
+        try await withGatewayServer(upstreamPort: upstream.port, configure: { $0.timeouts.close = .milliseconds(300) }) { server, port in
+            let client = try await TestWebSocketClient.connect(port: port, path: "/")
+            // A 100-byte binary frame: header, key and the first 40 bytes now, the rest after the drain began.
+            let payload = (0..<100).map { UInt8($0) }
+            var encoder = FrameEncoder(role: .client)
+            var frame = ByteBuffer()
+            encoder.writeFrame(opcode: .binary, payload: ByteBuffer(bytes: payload), to: &frame)
+            let bytes = Array(buffer: frame)
+            let split = bytes.count - 60
+            try await client.sendRaw(Array(bytes[..<split]))
+            try await upstream.waitUntilReceived { $0.count >= split }
+
+            let drain = Task { await server.drain(timeout: .seconds(10)) }
+            try await Task.sleep(for: .milliseconds(200))
+            // Nothing may be written into the half-relayed frame: neither leg has its Close yet.
+            #expect(upstream.received.count == split)
+            await #expect(throws: TestWebSocketClient.Failure.timedOut("a frame")) {
+                _ = try await client.receiveFrame(timeout: .milliseconds(100))
+            }
+            try await client.sendRaw(Array(bytes[split...]))
+            #expect(try await client.receiveMessage() == .close(.goingAway, RelaySession.drainReason))
+            try await upstream.waitUntilReceived { $0.count > bytes.count }
+            let frames = try upstream.receivedFrames()
+            #expect(frames.count == 2)
+            #expect(frames.first?.0?.opcode == .binary)
+            #expect(frames.first?.2 == payload, "the frame in flight when the drain began arrives whole")
+            #expect(frames.last?.1?.closeCode == .goingAway)
+            try await client.close(code: .goingAway)
+            // The fake upstream never answers its Close: the close timeout (300 ms) ends the connection.
+            #expect(await drain.value == .init(closed: 1, forced: 0))
+        }
+    }
+
+    @Test func connectionsStillOpenAtTheDeadlineAreClosed() async throws {
+        let upstream = try await FakeUpstream.start { .accept($0) }
+        defer { Task { await upstream.close() } }
+        try await withGatewayServer(upstreamPort: upstream.port) { server, port in
+            // Neither peer ever answers a Close (close timeout: the default 10 s, longer than the drain).
+            let client = try await TestWebSocketClient.connect(port: port, path: "/")
+            let start = ContinuousClock.now
+            let result = await server.drain(timeout: .milliseconds(300))
+            #expect(result == .init(closed: 0, forced: 1))
+            #expect(ContinuousClock.now - start < .seconds(3))
+            #expect(try await client.receiveMessage() == .close(.goingAway, RelaySession.drainReason))
+            try await client.waitForTCPClose()
+        }
+    }
+
+    @Test func anUpgradeRequestThatArrivesDuringTheDrainGets503() async throws {
+        let metrics = TestMetrics()
+        let upstream = try await FakeUpstream.start { .accept($0) }
+        defer { Task { await upstream.close() } }
+        try await withGatewayServer(upstreamPort: upstream.port, metrics: metrics) { server, port in
+            // Connected before the drain, request sent after it began.
+            let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton).connect(host: "127.0.0.1", port: port).get()
+            try await Task.sleep(for: .milliseconds(50))
+            let drain = Task { await server.drain(timeout: .seconds(2)) }
+            try await Task.sleep(for: .milliseconds(50))
+            let collector = ResponseCollector()
+            try await channel.pipeline.addHandler(collector)
+            try await channel.writeAndFlush(ByteBuffer(string: OperationsMetricsTests.upgradeRequest))
+            try await channel.closeFuture.get()
+            #expect(collector.text.hasPrefix("HTTP/1.1 503"), "\(collector.text)")
+            _ = await drain.value
+            #expect(metrics.total("wsgate_upgrades_refused_total", [("reason", "draining"), ("status", "503")]) == 1)
+        }
+    }
+}
+
+/// Collects what a raw connection receives.
+final class ResponseCollector: ChannelInboundHandler, Sendable {
+    typealias InboundIn = ByteBuffer
+    private let received = NIOLockedValueBox("")
+    var text: String { self.received.withLockedValue { $0 } }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var buffer = Self.unwrapInboundIn(data)
+        let text = buffer.readString(length: buffer.readableBytes) ?? ""
+        self.received.withLockedValue { $0 += text }
+    }
+}
