@@ -1,0 +1,85 @@
+import Foundation
+import NIOPosix
+import Testing
+
+/// The built `wsgate` executable run as a child process, its output in files (so nothing blocks on a
+/// full pipe). Every wait is bounded; the process is killed (SIGKILL, by its pid) if still running at
+/// the end.
+final class WSGateProcess: @unchecked Sendable {
+    let process = Process()
+    let stdoutPath: String
+    let stderrPath: String
+
+    /// The `wsgate` next to the test bundle (`swift build --build-tests` builds both), or in
+    /// `.build/debug` of this package.
+    static func executable() -> URL? {
+        let candidates = [
+            URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("wsgate"),
+            URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+                .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent(".build/debug/wsgate"),
+        ]
+        return candidates.first { FileManager.default.isExecutableFile(atPath: $0.path) }
+    }
+
+    init(_ arguments: [String]) throws {
+        guard let executable = Self.executable() else {
+            throw PeerError("the wsgate executable is not built: run `swift build --build-tests` first")
+        }
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("wsgate-cli-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        self.stdoutPath = directory.appendingPathComponent("stdout").path
+        self.stderrPath = directory.appendingPathComponent("stderr").path
+        FileManager.default.createFile(atPath: self.stdoutPath, contents: nil)
+        FileManager.default.createFile(atPath: self.stderrPath, contents: nil)
+        self.process.executableURL = executable
+        self.process.arguments = arguments
+        self.process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: self.stdoutPath))
+        self.process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: self.stderrPath))
+        var environment = ProcessInfo.processInfo.environment
+        environment["SWIFT_BACKTRACE"] = "enable=no"
+        self.process.environment = environment
+        try self.process.run()
+    }
+
+    var output: String { (try? String(contentsOfFile: self.stdoutPath, encoding: .utf8)) ?? "" }
+    var errors: String { (try? String(contentsOfFile: self.stderrPath, encoding: .utf8)) ?? "" }
+
+    /// Waits until `condition(stdout, stderr)` holds.
+    func waitFor(_ what: String, timeout: Duration = .seconds(20), _ condition: (String, String) -> Bool) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while !condition(self.output, self.errors) {
+            guard ContinuousClock.now < deadline, self.process.isRunning else {
+                throw PeerError("wsgate: \(what) did not happen; stdout: \(self.output) stderr: \(self.errors)")
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+    }
+
+    func signal(_ signal: Int32) {
+        kill(self.process.processIdentifier, signal)
+    }
+
+    /// Waits for the exit and returns the status (the exit code, or the signal for `.uncaughtSignal`).
+    func waitForExit(timeout: Duration) async throws -> (status: Int32, reason: Process.TerminationReason) {
+        let deadline = ContinuousClock.now + timeout
+        while self.process.isRunning {
+            guard ContinuousClock.now < deadline else {
+                throw PeerError("wsgate did not exit within \(timeout); stderr: \(self.errors)")
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        return (self.process.terminationStatus, self.process.terminationReason)
+    }
+
+    deinit {
+        if self.process.isRunning { kill(self.process.processIdentifier, SIGKILL) }
+    }
+}
+
+/// A loopback port nothing listens on right now (bound, then released).
+func freeLoopbackPort() async throws -> Int {
+    let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: "127.0.0.1", port: 0).get()
+    let port = channel.localAddress!.port!
+    try await channel.close()
+    return port
+}
