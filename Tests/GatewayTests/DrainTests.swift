@@ -76,9 +76,10 @@ import Testing
     }
 
     @Test func connectionsStillOpenAtTheDeadlineAreClosed() async throws {
+        let metrics = TestMetrics()
         let upstream = try await FakeUpstream.start { .accept($0) }
         defer { Task { await upstream.close() } }
-        try await withGatewayServer(upstreamPort: upstream.port) { server, port in
+        try await withGatewayServer(upstreamPort: upstream.port, metrics: metrics) { server, port in
             // Neither peer ever answers a Close (close timeout: the default 10 s, longer than the drain).
             let client = try await TestWebSocketClient.connect(port: port, path: "/")
             let start = ContinuousClock.now
@@ -87,6 +88,9 @@ import Testing
             #expect(ContinuousClock.now - start < .seconds(3))
             #expect(try await client.receiveMessage() == .close(.goingAway, RelaySession.drainReason))
             try await client.waitForTCPClose()
+            // Closed by the gateway at the deadline: not counted as connections lost by their peers.
+            #expect(metrics.total("wsgate_close_codes_total", [("code", "1006")]) == 0)
+            #expect(metrics.total("wsgate_drained_connections_total", [("result", "forced")]) == 1)
         }
     }
 

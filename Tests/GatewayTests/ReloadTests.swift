@@ -73,7 +73,6 @@ import Testing
                 #expect(run.output.contains("survived"), "\(run.output)")
                 #expect(run.output.contains("new second"), "\(run.output)")
                 #expect(metrics.total("wsgate_reloads_total", [("result", "applied")]) == 1)
-                #expect(metrics.total("wsgate_upgrades_refused_total", [("status", "404")]) == 0)
             }
         }
     }

@@ -9,6 +9,8 @@ struct RelayOperations {
     var metrics: GatewayMetrics?
     /// A drain was asked for while a frame was half relayed; Close 1001 goes out when it ends.
     var drainPending = false
+    /// The drain deadline closed both legs: their TCP closes are not counted as lost by the peer.
+    var forceClosed = false
 }
 
 extension RelaySession {
@@ -38,6 +40,7 @@ extension RelaySession {
 
     /// The drain deadline passed: close both legs now.
     func forceClose() {
+        self.operations.forceClosed = true
         for context in [self.contexts.client, self.contexts.upstream] {
             context?.close(promise: nil)
         }

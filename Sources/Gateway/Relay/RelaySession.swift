@@ -192,7 +192,9 @@ final class RelaySession {
     }
 
     func inactive(_ side: Side) {
-        if !self.closeState.legs[side].closeReceived && !self.closeState.legs[side].tcpCloseRequested {
+        if !self.closeState.legs[side].closeReceived && !self.closeState.legs[side].tcpCloseRequested
+            && !self.operations.forceClosed
+        {
             self.operations.metrics?.close(side: side.rawValue, code: .abnormalClosure, byPeer: true)
         }
         self.perform(self.closeState.tcpClosed(side))
