@@ -161,11 +161,14 @@ import Testing
             #expect(try await client.receiveMessage() == .close(.goingAway, RelaySession.drainReason))
             #expect(try await Self.get(adminPort, "/readyz").status == 503)
             #expect(try await Self.get(adminPort, "/healthz").status == 200)
+            let during = try await Self.get(adminPort, "/metrics").body
+            #expect(during.contains("\nwsgate_draining 1"), "\(during)")
             try await client.close(code: .goingAway)
             let result = await drain.value
             #expect(result == .init(closed: 1, forced: 0))
             let after = try await Self.get(adminPort, "/metrics").body
             #expect(after.contains(#"wsgate_drained_connections_total{result="closed"} 1"#), "\(after)")
+            #expect(after.contains("\nwsgate_draining 0"), "\(after)")
             #expect(after.contains(#"wsgate_close_codes_total{side="client",code="1001",by="gateway"} 1"#), "\(after)")
             try await admin.close()
         }
