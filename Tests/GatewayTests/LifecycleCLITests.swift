@@ -23,7 +23,7 @@ import Testing
         """
     }
 
-    @Test func sigtermDrainsBothLegsWith1001AndExits0AndSighupRefusesABrokenConfiguration() async throws {
+    @Test func sighupRefusesABrokenConfigurationAndAppliesAGoodOneAndSigtermDrainsBothLegsWith1001AndExits0() async throws {
         // A scripted upstream that records what it receives (it never answers a Close: the close
         // timeout, 500 ms, ends that leg).
         // Only the first upgrade is accepted; later ones get a 403 relayed (so that the frames it records
@@ -65,14 +65,24 @@ import Testing
             let metrics = try await OperationsMetricsTests.get(adminPort, "/metrics").body
             #expect(metrics.contains(#"wsgate_reloads_total{result="refused"} 1"#), "\(metrics)")
 
-            // SIGTERM: the client and the upstream both get 1001; the process exits 0.
+            // SIGHUP with a good file: new connections are routed by it (only /v2 now: / is 404), the live
+            // connection goes on.
+            try Self.config(port: port, adminPort: adminPort, upstreamPort: upstream.port, path: "/v2")
+                .write(toFile: configPath, atomically: true, encoding: .utf8)
+            gateway.signal(SIGHUP)
+            try await gateway.waitFor("the reload log line") { _, err in err.contains("configuration reloaded") }
+            #expect(try await TestWebSocketClient.rawHandshake(port: port, request: OperationsMetricsTests.upgradeRequest).status == 404)
+            try await client.send(text: "three")
+            try await upstream.waitUntilReceived { $0.count >= 29 }
+
+                        // SIGTERM: the client and the upstream both get 1001; the process exits 0.
             try await Task.sleep(for: .milliseconds(100))
             let before = upstream.received.count
             gateway.signal(SIGTERM)
             #expect(try await client.receiveMessage() == .close(.goingAway, RelaySession.drainReason))
             try await upstream.waitUntilReceived { $0.count > before }
             let frames = try upstream.receivedFrames()
-            #expect(frames.map { String(decoding: $0.2, as: UTF8.self) }.prefix(2) == ["one", "two"])
+            #expect(frames.map { String(decoding: $0.2, as: UTF8.self) }.prefix(3) == ["one", "two", "three"])
             #expect(frames.last?.1?.closeCode == .goingAway)
             #expect(try await OperationsMetricsTests.get(adminPort, "/readyz").status == 503)
             try await client.close(code: .goingAway)
