@@ -7,7 +7,7 @@ import Testing
 
 /// The `wsgate run` process end to end: SIGTERM drains and exits 0, SIGHUP reloads or refuses.
 @Suite(.serialized, .timeLimit(.minutes(2))) struct LifecycleCLITests {
-    static func config(port: Int, adminPort: Int, upstreamPort: Int, path: String = "/") -> String {
+    static func config(port: Int, adminPort: Int, upstreamPort: Int, path: String = "/", drain: String = "5s") -> String {
         """
         listeners:
           - address: 127.0.0.1:\(port)
@@ -18,7 +18,7 @@ import Testing
         admin:
           address: 127.0.0.1:\(adminPort)
         timeouts:
-          drain: 5s
+          drain: \(drain)
           close: 500ms
         """
     }
@@ -92,5 +92,32 @@ import Testing
             #expect(exit.status == 0, "\(gateway.errors)")
             #expect(gateway.errors.contains("closed=1 forced=0"), "\(gateway.errors)")
         }
+    }
+
+    @Test func aSecondSignalDuringTheDrainIsIgnoredAndTheDeadlineBoundsTheExit() async throws {
+        let upstream = try await FakeUpstream.start { .accept($0) }
+        defer { Task { await upstream.close() } }
+        let port = try await freeLoopbackPort()
+        let adminPort = try await freeLoopbackPort()
+        let configPath = FileManager.default.temporaryDirectory.appendingPathComponent("wsgate-cli-\(UUID().uuidString).yaml").path
+        defer { try? FileManager.default.removeItem(atPath: configPath) }
+        // The close timeout (500 ms) would end the connection before the deadline: make it longer.
+        try Self.config(port: port, adminPort: adminPort, upstreamPort: upstream.port, drain: "1s")
+            .replacingOccurrences(of: "close: 500ms", with: "close: 10s")
+            .write(toFile: configPath, atomically: true, encoding: .utf8)
+        let gateway = try WSGateProcess(["run", "-c", configPath])
+        try await gateway.waitFor("the admin banner") { out, _ in out.contains("wsgate: admin on") }
+        // Neither this client nor the upstream ever answers a Close.
+        let client = try await TestWebSocketClient.connect(port: port, path: "/")
+        let start = ContinuousClock.now
+        gateway.signal(SIGTERM)
+        #expect(try await client.receiveMessage() == .close(.goingAway, RelaySession.drainReason))
+        gateway.signal(SIGTERM)
+        gateway.signal(SIGINT)
+        try await client.waitForTCPClose(timeout: .seconds(5))
+        let exit = try await gateway.waitForExit(timeout: .seconds(10))
+        #expect(exit.reason == .exit && exit.status == 0, "\(exit) \(gateway.errors)")
+        #expect(ContinuousClock.now - start >= .milliseconds(900), "the drain lasted until its deadline")
+        #expect(gateway.errors.contains("closed=0 forced=1"), "\(gateway.errors)")
     }
 }
