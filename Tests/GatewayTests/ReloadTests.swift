@@ -101,4 +101,34 @@ import Testing
             }
         }
     }
+
+    @Test func aReloadOpensTheAccessLogAgainForLogRotation() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("wsgate-rotate-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let log = directory.appendingPathComponent("access.log").path
+        func lines(_ path: String) -> Int {
+            ((try? String(contentsOfFile: path, encoding: .utf8)) ?? "").split(separator: "\n").count
+        }
+        try await withDemo { demo in
+            try await withGatewayServer(upstreamPort: demo.port, configure: { $0.accessLog = .file(log) }) { server, port in
+                func oneConnection() async throws {
+                    let client = try await TestWebSocketClient.connect(port: port, path: "/echo")
+                    try await client.close()
+                    _ = try await client.receiveMessage()
+                    try await client.waitForTCPClose()
+                }
+                try await oneConnection()
+                try await Task.sleep(for: .milliseconds(100))
+                #expect(lines(log) == 1)
+                // logrotate's way: move the file, then SIGHUP (here: reload the same configuration).
+                try FileManager.default.moveItem(atPath: log, toPath: log + ".1")
+                try await server.reload(configuration: server.configuration)
+                try await oneConnection()
+                try await Task.sleep(for: .milliseconds(100))
+                #expect(lines(log) == 1, "the new connection's line goes to a new file")
+                #expect(lines(log + ".1") == 1)
+            }
+        }
+    }
 }
