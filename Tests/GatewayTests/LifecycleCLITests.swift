@@ -24,6 +24,7 @@ import Testing
     }
 
     @Test func sighupRefusesABrokenConfigurationAndAppliesAGoodOneAndSigtermDrainsBothLegsWith1001AndExits0() async throws {
+        guard try WSGateProcess.require() else { return }
         // A scripted upstream that records what it receives (it never answers a Close: the close
         // timeout, 500 ms, ends that leg).
         // Only the first upgrade is accepted; later ones get a 403 relayed (so that the frames it records
@@ -95,6 +96,7 @@ import Testing
     }
 
     @Test func aSecondSignalDuringTheDrainIsIgnoredAndTheDeadlineBoundsTheExit() async throws {
+        guard try WSGateProcess.require() else { return }
         let upstream = try await FakeUpstream.start { .accept($0) }
         defer { Task { await upstream.close() } }
         let port = try await freeLoopbackPort()
