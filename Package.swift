@@ -21,7 +21,8 @@ let package = Package(
         // RFC 6455 / RFC 7692 with no I/O.
         .target(
             name: "Frames",
-            dependencies: [.product(name: "NIOCore", package: "swift-nio")]
+            dependencies: [.product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: relayHotPathSettings
         ),
         // The system OpenSSL 3 (libssl-dev): module map plus static-inline wrappers for macros.
         .systemLibrary(
@@ -49,7 +50,8 @@ let package = Package(
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Yams", package: "Yams"),
-            ]
+            ],
+            swiftSettings: relayHotPathSettings
         ),
         .executableTarget(
             name: "wsgate",
@@ -100,3 +102,12 @@ let package = Package(
         ),
     ]
 )
+
+// The relay's per-frame path (Frames' parser, Gateway's relay and the ByteBuffer code NIO inlines into
+// them) spent about 11 % of its CPU in run-time exclusivity checks (`swift_beginAccess`, its access set
+// in thread-local storage) on class properties: ByteBuffer's storage, the masking-key generator.
+// Release builds of these two modules skip the run-time checks (compile-time checks stay; debug builds
+// and the tests keep the run-time checks). BENCHMARKS.md, "Gateway load".
+var relayHotPathSettings: [SwiftSetting] {
+    [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]
+}

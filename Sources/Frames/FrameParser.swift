@@ -125,8 +125,7 @@ public struct FrameParser {
 
     /// Consumes bytes from `buffer` and returns the next event, or `nil` when more bytes are needed.
     public mutating func next(_ buffer: inout ByteBuffer) throws(FramesError) -> Event? {
-        var unused = ByteBuffer()
-        switch try self.relayNext(&buffer, output: &unused, mode: .slice) {
+        switch try self.relayNext(&buffer, output: nil, mode: .slice) {
         case nil: return nil
         case .header(let header): return .header(header)
         case .payload(let count): return .payload(buffer.readSlice(length: count)!)
@@ -141,7 +140,9 @@ public struct FrameParser {
     /// ``remaskPayload(with:)``, in the same pass that copies it (a text chunk is checked before it is
     /// remasked; an invalid chunk is not appended). Masked control frames are unmasked in a copy.
     public mutating func next(_ buffer: inout ByteBuffer, copyingPayloadTo output: inout ByteBuffer) throws(FramesError) -> RelayEvent? {
-        try self.relayNext(&buffer, output: &output, mode: .copy)
+        try withUnsafeMutablePointer(to: &output) { output throws(FramesError) in
+            try self.relayNext(&buffer, output: output, mode: .copy)
+        }
     }
 
     /// Like ``next(_:)``, but a payload chunk is not sliced off: it is unmasked (or remasked) in place in
@@ -149,24 +150,33 @@ public struct FrameParser {
     /// is nothing to unmask or remask (frames from a server), `buffer` is only read, never written to,
     /// and its storage is not copied however it is shared. Masked control frames are unmasked in a copy.
     public mutating func nextInPlace(_ buffer: inout ByteBuffer) throws(FramesError) -> RelayEvent? {
-        var unused = ByteBuffer()
-        return try self.relayNext(&buffer, output: &unused, mode: .inPlace)
+        try self.relayNext(&buffer, output: nil, mode: .inPlace)
     }
 
-    private mutating func relayNext(_ buffer: inout ByteBuffer, output: inout ByteBuffer, mode: PayloadMode) throws(FramesError) -> RelayEvent? {
+    /// `output` is only used (and then not `nil`) in `.copy` mode. A pointer, not an `inout` buffer, so
+    /// that the other modes need no placeholder buffer (a retain and a release per event).
+    private mutating func relayNext(
+        _ buffer: inout ByteBuffer,
+        output: UnsafeMutablePointer<ByteBuffer>?,
+        mode: PayloadMode
+    ) throws(FramesError) -> RelayEvent? {
         do {
-            return try self.step(&buffer, output: &output, mode: mode)
+            return try self.step(&buffer, output: output, mode: mode)
         } catch {
             self.state = .failed(error)
             throw error
         }
     }
 
-    private mutating func step(_ buffer: inout ByteBuffer, output: inout ByteBuffer, mode: PayloadMode) throws(FramesError) -> RelayEvent? {
+    private mutating func step(
+        _ buffer: inout ByteBuffer,
+        output: UnsafeMutablePointer<ByteBuffer>?,
+        mode: PayloadMode
+    ) throws(FramesError) -> RelayEvent? {
         switch self.state {
         case .awaitingHeader:
             guard let header = try self.readHeader(&buffer) else { return nil }
-            return try self.begin(header, &buffer, output: &output, mode: mode)
+            return try self.begin(header, &buffer, output: output, mode: mode)
         case .dataPayload(let remaining, let offset):
             if remaining == 0 {
                 return try self.endDataFrame()
@@ -180,7 +190,7 @@ public struct FrameParser {
                 try self.transformPayload(&buffer, count: count, offset: offset)
                 buffer.moveReaderIndex(forwardBy: count)
             case .copy:
-                try self.copyPayload(&buffer, count: count, offset: offset, to: &output)
+                try self.copyPayload(&buffer, count: count, offset: offset, to: &output!.pointee)
                 buffer.moveReaderIndex(forwardBy: count)
             }
             self.state = .dataPayload(remaining: remaining - count, offset: offset + count)
@@ -215,7 +225,7 @@ public struct FrameParser {
     private mutating func begin(
         _ header: FrameHeader,
         _ buffer: inout ByteBuffer,
-        output: inout ByteBuffer,
+        output: UnsafeMutablePointer<ByteBuffer>?,
         mode: PayloadMode
     ) throws(FramesError) -> RelayEvent? {
         if header.opcode.isControl {
@@ -237,7 +247,7 @@ public struct FrameParser {
                 self.controlScratch!.clear()
             }
             self.state = .controlPayload(header)
-            return try self.step(&buffer, output: &output, mode: mode)
+            return try self.step(&buffer, output: output, mode: mode)
         }
         // A data frame: open or continue the message.
         if header.opcode == .continuation {
