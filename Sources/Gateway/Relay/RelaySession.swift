@@ -60,6 +60,11 @@ final class RelaySession {
         if self.idleTimer == nil { self.scheduleIdleCheck(in: self.idleTimeout) }
     }
 
+    /// `side`'s handler left its pipeline (its channel closed): the session lets go of its context.
+    func detach(_ side: Side) {
+        self.contexts[side] = nil
+    }
+
     /// One timer per connection, re-armed for the rest of the period when there was activity, instead
     /// of a handler that wraps every write in a promise (NIO's `IdleStateHandler` did: 7 of 13 mallocs
     /// per relayed message).
