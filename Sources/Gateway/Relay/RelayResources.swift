@@ -36,6 +36,13 @@ final class RelayResources {
         self.outputBuffers.append(buffer)
     }
 
+    /// The receive-buffer sizing of both legs' channels. NIO keeps each channel's last read buffer for
+    /// the next read, so an idle connection holds two of them: NIO's default starts them at 2,048
+    /// bytes (4 KiB of the ~10 KiB an idle relayed connection cost). 512 fits a typical upgrade
+    /// request or 101 response; each read that fills the buffer doubles the next one, up to NIO's
+    /// 64 KiB, so bulk traffic pays a few extra small reads at its start. Small reads shrink it back.
+    static let receiveAllocator = AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 512, maximum: 65536)
+
     /// This thread's resources, made on first use.
     static var current: RelayResources {
         if let resources = threadResources.currentValue { return resources }

@@ -132,6 +132,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
             .connectTimeout(TimeAmount(self.environment.timeouts.upstreamConnect))
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .channelOption(.writeBufferWaterMark, value: .init(low: limits.bufferLowWatermark, high: limits.bufferHighWatermark))
+            .channelOption(.recvAllocator, value: RelayResources.receiveAllocator)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     if let tlsContext {
