@@ -52,6 +52,7 @@ public final class GatewayServer: Sendable {
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
             .childChannelOption(.writeBufferWaterMark, value: .init(low: limits.bufferLowWatermark, high: limits.bufferHighWatermark))
+            .childChannelOption(.recvAllocator, value: RelayResources.receiveAllocator)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let record = ConnectionRecord(
