@@ -23,7 +23,7 @@ extension RelaySession {
     /// close handshakes then run as usual (close timeout); the drain deadline bounds all of it.
     func drain() {
         guard !self.finished else { return }
-        if self.unfinishedPayload.client > 0 || self.unfinishedPayload.upstream > 0 {
+        if self.legs.client.unfinishedPayload > 0 || self.legs.upstream.unfinishedPayload > 0 {
             self.operations.drainPending = true
         } else {
             self.operations.drainPending = false
@@ -33,7 +33,7 @@ extension RelaySession {
 
     /// Called at the end of every relayed frame while a drain is pending.
     func drainAtFrameBoundary() {
-        guard self.unfinishedPayload.client <= 0 && self.unfinishedPayload.upstream <= 0 else { return }
+        guard self.legs.client.unfinishedPayload <= 0 && self.legs.upstream.unfinishedPayload <= 0 else { return }
         self.operations.drainPending = false
         self.gatewayClose(.goingAway, reason: Self.drainReason)
     }

@@ -17,6 +17,8 @@ final class RelaySession {
     }
 
     let eventLoop: any EventLoop
+    /// Shared by every session on this event loop's thread.
+    private let resources: RelayResources
     private(set) var contexts = PerSide<ChannelHandlerContext?>(nil)
     private var clientParser: FrameParser
     private var upstreamParser: FrameParser
@@ -27,7 +29,7 @@ final class RelaySession {
     private var discarding = PerSide(false)
     private var closeTimer: Scheduled<Void>?
     private let closeTimeout: TimeAmount
-    private(set) var stats = PerSide(Stats())
+    var stats: PerSide<Stats> { PerSide(client: self.legs.client.stats, upstream: self.legs.upstream.stats) }
     private(set) var finished = false
     /// Metrics and drain (issue #6, `RelaySession+Operations.swift`).
     var operations = RelayOperations()
@@ -41,6 +43,7 @@ final class RelaySession {
 
     init(eventLoop: any EventLoop, limits: GatewayConfiguration.Limits, closeTimeout: TimeAmount, idleTimeout: TimeAmount) {
         self.eventLoop = eventLoop
+        self.resources = RelayResources.current
         self.idleTimeout = idleTimeout
         let configuration = FrameParser.Configuration {
             $0.maxFrameSize = limits.maxFrameSize
@@ -57,6 +60,11 @@ final class RelaySession {
     func attach(_ side: Side, context: ChannelHandlerContext) {
         self.contexts[side] = context
         if self.idleTimer == nil { self.scheduleIdleCheck(in: self.idleTimeout) }
+    }
+
+    /// `side`'s handler left its pipeline (its channel closed): the session lets go of its context.
+    func detach(_ side: Side) {
+        self.contexts[side] = nil
     }
 
     /// One timer per connection, re-armed for the rest of the period when there was activity, instead
@@ -82,71 +90,185 @@ final class RelaySession {
             buffer.moveReaderIndex(to: buffer.writerIndex)
             return
         }
-        let destination = side.other
-        do {
-            while true {
-                let before = buffer.readerIndex
-                let event: FrameParser.Event?
-                switch side {
-                case .client: event = try self.clientParser.next(&buffer)
-                case .upstream: event = try self.upstreamParser.next(&buffer)
-                }
-                guard let event else { break }
-                switch event {
-                case .header(let header):
-                    self.forwardHeader(header, from: side, in: &buffer, headerStart: before)
-                case .payload(let payload):
-                    self.stats[side].bytes += payload.readableBytes
-                    self.unfinishedPayload[side] -= payload.readableBytes
-                    if self.closeState.mayWrite(to: destination) {
-                        self.contexts[destination]?.write(NIOAny(payload), promise: nil)
-                    }
-                case .frameEnd:
-                    if self.currentFin[side] { self.stats[side].messages += 1 }
-                    if self.operations.drainPending { self.drainAtFrameBoundary() }
-                case .control(let frame):
-                    self.control(frame, from: side)
-                    if self.discarding[side] { return }
-                }
-            }
-        } catch {
-            self.operations.metrics?.protocolViolation(side: side.rawValue, error)
-            self.perform(self.closeState.violation(by: side, error: error))
+        // The parser is passed `inout` for the whole read: one exclusivity check per read instead of
+        // one per event on a class property. Nothing the loop calls touches the parsers.
+        switch side {
+        case .client: self.readFromClient(&buffer, parser: &self.clientParser)
+        case .upstream: self.readFromUpstream(&buffer, parser: &self.upstreamParser)
         }
     }
 
-    private var currentFin = PerSide(false)
-    /// Payload bytes of the frame from `side` whose header was forwarded and that are still to come:
-    /// while it is not zero, nothing else may be written in that direction.
-    private(set) var unfinishedPayload = PerSide(0)
+    /// Per-leg relay state, read into a local for the length of a read and stored back before anything
+    /// that looks at it (the close handshake) runs.
+    struct LegState {
+        /// FIN of the current data frame.
+        var fin = false
+        /// Payload bytes of the frame whose header was forwarded that are still to come: while it is not
+        /// zero, nothing else may be written in that direction.
+        var unfinishedPayload = 0
+        var stats = Stats()
+    }
 
-    /// Forwards a data frame header. Toward the upstream it gets a fresh masking key (RFC 6455 §5.3,
-    /// §10.3) and the parser remasks the payload with it. When the header arrived whole and minimally
-    /// encoded, its bytes are rewritten in place and forwarded as a slice of the read buffer (no
-    /// allocation); otherwise it is encoded into a small buffer.
-    private func forwardHeader(_ header: FrameHeader, from side: Side, in buffer: inout ByteBuffer, headerStart: Int) {
-        self.currentFin[side] = header.fin
-        var outgoing = header
-        if side == .client {
-            let key = RelaySession.maskingKeys.nextKey()
-            outgoing.maskingKey = key
-            self.clientParser.remaskPayload(with: key)
-        }
-        guard self.closeState.mayWrite(to: side.other), let destination = self.contexts[side.other] else { return }
-        self.unfinishedPayload[side] = header.payloadLength
-        let size = outgoing.encodedSize
-        if buffer.readerIndex - headerStart == size {
-            // ByteBuffer only hands out readable bytes: step back over the header, take it, step on.
-            buffer.moveReaderIndex(to: headerStart)
-            if let key = outgoing.maskingKey {
-                buffer.setInteger(key.packed, at: headerStart + size - 4, endianness: .host)
+    private(set) var legs = PerSide(LegState())
+
+    /// Client → upstream. Each frame needs a fresh masking key, so its bytes cannot be forwarded as they
+    /// came: the parser copies each payload chunk, unmasked, validated and remasked in the same pass, into
+    /// one output buffer per read, behind the re-encoded headers; the read buffer is only read (writing
+    /// to it would copy it: NIO's receive pool shares it). The output is written once per read.
+    private func readFromClient(_ buffer: inout ByteBuffer, parser: inout FrameParser) {
+        var leg = self.legs.client
+        let destination = self.contexts.upstream
+        var forwarding = destination != nil && self.closeState.mayWrite(to: .upstream)
+        // A read's output is at most its input plus one header completed from a previous read's bytes.
+        var output = self.resources.takeOutputBuffer(minimumWritableBytes: buffer.readableBytes + 14)
+        defer { self.resources.returnOutputBuffer(output) }
+        do {
+            while let event = try parser.next(&buffer, copyingPayloadTo: &output) {
+                switch event {
+                case .header(let header):
+                    leg.fin = header.fin
+                    // RFC 6455 §5.3, §10.3: a fresh, unpredictable key for every frame the gateway sends.
+                    let key = self.resources.maskingKeys.nextKey()
+                    parser.remaskPayload(with: key)
+                    if forwarding {
+                        var outgoing = header
+                        outgoing.maskingKey = key
+                        outgoing.write(to: &output)
+                        leg.unfinishedPayload = header.payloadLength
+                    }
+                case .payload(let count):
+                    leg.stats.bytes += count
+                    if forwarding {
+                        leg.unfinishedPayload -= count
+                    } else {
+                        output.moveWriterIndex(to: output.writerIndex - count)
+                    }
+                case .frameEnd:
+                    if leg.fin { leg.stats.messages += 1 }
+                    if self.operations.drainPending {
+                        // A drain waits for a frame boundary (`RelaySession+Operations`): what came
+                        // before goes first.
+                        if forwarding { Self.send(&output, to: destination) }
+                        self.legs.client = leg
+                        self.drainAtFrameBoundary()
+                        leg = self.legs.client
+                        forwarding = forwarding && self.closeState.mayWrite(to: .upstream)
+                    }
+                case .control(let frame) where frame.opcode != .close:
+                    if forwarding {
+                        var encoder = FrameEncoder(role: .client, keys: self.resources.maskingKeys)
+                        encoder.writeFrame(opcode: frame.opcode, payload: frame.payload, to: &output)
+                    }
+                case .control(let frame):
+                    // What came before the Close goes first; the Close is the handshake's business.
+                    Self.send(&output, to: destination)
+                    self.legs.client = leg
+                    self.control(frame, from: .client)
+                    leg = self.legs.client
+                    if self.discarding.client { return }
+                    forwarding = self.closeState.mayWrite(to: .upstream)
+                }
             }
-            destination.write(NIOAny(buffer.readSlice(length: size)!), promise: nil)
-        } else {
-            var bytes = destination.channel.allocator.buffer(capacity: size)
-            outgoing.write(to: &bytes)
-            destination.write(NIOAny(bytes), promise: nil)
+            if forwarding { Self.send(&output, to: destination) }
+            self.legs.client = leg
+        } catch {
+            // Frames before the violation are owed to the upstream before any Close.
+            if forwarding { Self.send(&output, to: destination) }
+            self.legs.client = leg
+            self.operations.metrics?.protocolViolation(side: Side.client.rawValue, error)
+            self.perform(self.closeState.violation(by: .client, error: error))
         }
+    }
+
+    /// Upstream → client. Frames from the upstream are not masked and keep their bytes, so everything
+    /// parsed is forwarded as it came, as slices of the read buffer: one per read, unless a header or a
+    /// control frame arrived split across reads (it is re-encoded) or a Close interrupts. Validation
+    /// only reads the buffer, so it is never copied.
+    private func readFromUpstream(_ buffer: inout ByteBuffer, parser: inout FrameParser) {
+        var leg = self.legs.upstream
+        let destination = self.contexts.client
+        var forwarding = destination != nil && self.closeState.mayWrite(to: .client)
+        // Bytes from `runStart` up to the end of the last event are forwarded verbatim.
+        var runStart = buffer.readerIndex
+        var eventEnd = buffer.readerIndex
+        do {
+            while let event = try parser.nextInPlace(&buffer) {
+                switch event {
+                case .header(let header):
+                    leg.fin = header.fin
+                    if forwarding {
+                        leg.unfinishedPayload = header.payloadLength
+                        if buffer.readerIndex - eventEnd != header.encodedSize {
+                            // Split across reads (or not minimally encoded): the header is written anew.
+                            Self.send(&buffer, from: runStart, to: eventEnd, to: destination)
+                            var bytes = destination!.channel.allocator.buffer(capacity: header.encodedSize)
+                            header.write(to: &bytes)
+                            destination!.write(NIOAny(bytes), promise: nil)
+                            runStart = buffer.readerIndex
+                        }
+                    }
+                case .payload(let count):
+                    leg.stats.bytes += count
+                    if forwarding { leg.unfinishedPayload -= count }
+                case .frameEnd:
+                    if leg.fin { leg.stats.messages += 1 }
+                    if self.operations.drainPending {
+                        // A drain waits for a frame boundary (`RelaySession+Operations`): the frame's
+                        // bytes go first.
+                        if forwarding { Self.send(&buffer, from: runStart, to: buffer.readerIndex, to: destination) }
+                        runStart = buffer.readerIndex
+                        self.legs.upstream = leg
+                        self.drainAtFrameBoundary()
+                        leg = self.legs.upstream
+                        forwarding = forwarding && self.closeState.mayWrite(to: .client)
+                    }
+                case .control(let frame) where frame.opcode != .close:
+                    if buffer.readerIndex - eventEnd != 2 + frame.payload.readableBytes {
+                        // It arrived split: its bytes are not all in this buffer.
+                        if forwarding { Self.send(&buffer, from: runStart, to: eventEnd, to: destination) }
+                        runStart = buffer.readerIndex
+                        if forwarding { self.writeControl(opcode: frame.opcode, payload: frame.payload, to: .client) }
+                    }
+                case .control(let frame):
+                    if forwarding { Self.send(&buffer, from: runStart, to: eventEnd, to: destination) }
+                    runStart = buffer.readerIndex
+                    self.legs.upstream = leg
+                    self.control(frame, from: .upstream)
+                    leg = self.legs.upstream
+                    if self.discarding.upstream { return }
+                    forwarding = self.closeState.mayWrite(to: .client)
+                }
+                eventEnd = buffer.readerIndex
+            }
+        } catch {
+            // Falls through: the frames before the violation are owed to the client before any Close.
+            if forwarding { Self.send(&buffer, from: runStart, to: eventEnd, to: destination) }
+            self.legs.upstream = leg
+            self.operations.metrics?.protocolViolation(side: Side.upstream.rawValue, error)
+            self.perform(self.closeState.violation(by: .upstream, error: error))
+            return
+        }
+        // Bytes after `eventEnd` are the start of a header the parser keeps until the next read.
+        if forwarding { Self.send(&buffer, from: runStart, to: eventEnd, to: destination) }
+        self.legs.upstream = leg
+    }
+
+    /// Writes the readable bytes of `output` to `context`, once: afterwards they are no longer readable.
+    private static func send(_ output: inout ByteBuffer, to context: ChannelHandlerContext?) {
+        guard output.readableBytes > 0, let context else { return }
+        context.write(NIOAny(output), promise: nil)
+        output.moveReaderIndex(to: output.writerIndex)
+    }
+
+    /// Writes bytes `start..<end` of `buffer` (already consumed) to `context` as a slice.
+    private static func send(_ buffer: inout ByteBuffer, from start: Int, to end: Int, to context: ChannelHandlerContext?) {
+        guard end > start, let context else { return }
+        // ByteBuffer only hands out readable bytes: step back over the run, take it, step on.
+        let current = buffer.readerIndex
+        buffer.moveReaderIndex(to: start)
+        let slice = buffer.readSlice(length: end - start)!
+        buffer.moveReaderIndex(to: current)
+        context.write(NIOAny(slice), promise: nil)
     }
 
     private func control(_ frame: ControlFrame, from side: Side) {
@@ -163,7 +285,7 @@ final class RelaySession {
     /// Writes a whole control frame, masked toward the upstream.
     private func writeControl(opcode: Opcode, payload: ByteBuffer, to side: Side) {
         guard let context = self.contexts[side] else { return }
-        var encoder = Self.encoder(toward: side)
+        var encoder = self.encoder(toward: side)
         var bytes = context.channel.allocator.buffer(capacity: 14 + payload.readableBytes)
         encoder.writeFrame(opcode: opcode, payload: payload, to: &bytes)
         context.write(NIOAny(bytes), promise: nil)
@@ -245,20 +367,20 @@ final class RelaySession {
 
     /// The encoder for frames the gateway writes toward `side`: masked with fresh keys toward the
     /// upstream (the gateway is its client), unmasked toward the client.
-    private static func encoder(toward side: Side) -> FrameEncoder {
-        side == .upstream ? FrameEncoder(role: .client, keys: RelaySession.maskingKeys) : FrameEncoder(role: .server)
+    private func encoder(toward side: Side) -> FrameEncoder {
+        side == .upstream ? FrameEncoder(role: .client, keys: self.resources.maskingKeys) : FrameEncoder(role: .server)
     }
 
     /// Writes a Close to `side` if the stream toward it is between frames; otherwise closes its TCP
     /// connection (a Close is never written inside a half-relayed frame, DESIGN §3).
     private func writeClose(to side: Side, _ write: (inout FrameEncoder, inout ByteBuffer) -> Void) {
         guard let context = self.contexts[side] else { return }
-        if self.unfinishedPayload[side.other] > 0 {
+        if self.legs[side.other].unfinishedPayload > 0 {
             context.close(promise: nil)
             self.perform(self.closeState.closeImpossible(side))
             return
         }
-        var encoder = Self.encoder(toward: side)
+        var encoder = self.encoder(toward: side)
         var bytes = context.channel.allocator.buffer(capacity: 14 + 125)
         write(&encoder, &bytes)
         context.writeAndFlush(NIOAny(bytes), promise: nil)
@@ -271,16 +393,4 @@ final class RelaySession {
         self.onFinish?(self.closeState.outcome, self.stats)
         self.onFinish = nil
     }
-
-    /// Masking keys from one generator per event-loop thread (256 bytes each), so there is no system
-    /// call per frame and no per-connection key buffer.
-    static var maskingKeys: MaskingKeyGenerator {
-        if let generator = threadKeys.currentValue { return generator }
-        let generator = MaskingKeyGenerator()
-        threadKeys.currentValue = generator
-        return generator
-    }
-
-    /// Each thread sees only its own generator, so sharing the variable across threads is safe.
-    nonisolated(unsafe) private static let threadKeys = ThreadSpecificVariable<MaskingKeyGenerator>()
 }

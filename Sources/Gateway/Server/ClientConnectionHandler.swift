@@ -136,6 +136,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
             .connectTimeout(TimeAmount(self.environment.timeouts.upstreamConnect))
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .channelOption(.writeBufferWaterMark, value: .init(low: limits.bufferLowWatermark, high: limits.bufferHighWatermark))
+            .channelOption(.recvAllocator, value: RelayResources.receiveAllocator)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     if let tlsContext {
@@ -169,7 +170,15 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
         let metrics = self.environment.metrics
         let routeName = request.route.route.pathPrefix
         let connectStart = NIODeadline.now()
-        bootstrap.connect(host: upstream.host, port: upstream.port).assumeIsolated().whenComplete { result in
+        // An IP literal needs no resolution: NIO's `connect(host:port:)` runs getaddrinfo and Happy
+        // Eyeballs for it anyway, about a third of the CPU of each proxied connection.
+        let connecting: EventLoopFuture<any Channel>
+        if let address = try? SocketAddress(ipAddress: upstream.host, port: upstream.port) {
+            connecting = bootstrap.connect(to: address)
+        } else {
+            connecting = bootstrap.connect(host: upstream.host, port: upstream.port)
+        }
+        connecting.assumeIsolated().whenComplete { result in
             switch result {
             case .failure(let error):
                 pool.report(member, success: false)
