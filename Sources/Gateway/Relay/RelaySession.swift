@@ -36,9 +36,18 @@ final class RelaySession {
     private let idleTimeout: TimeAmount
     private var lastActivity = NIODeadline.now()
     private var idleTimer: Scheduled<Void>?
+    /// Rate limits, keep-alive and maximum lifetime (issue #5; the extension at the end of this file).
+    private var policy: RelayPolicyState
 
-    init(eventLoop: any EventLoop, limits: GatewayConfiguration.Limits, closeTimeout: TimeAmount, idleTimeout: TimeAmount) {
+    init(
+        eventLoop: any EventLoop,
+        limits: GatewayConfiguration.Limits,
+        closeTimeout: TimeAmount,
+        idleTimeout: TimeAmount,
+        policy: RelayPolicy = RelayPolicy()
+    ) {
         self.eventLoop = eventLoop
+        self.policy = RelayPolicyState(policy, now: eventLoop.now)
         self.idleTimeout = idleTimeout
         let configuration = FrameParser.Configuration {
             $0.maxFrameSize = limits.maxFrameSize
@@ -55,6 +64,7 @@ final class RelaySession {
     func attach(_ side: Side, context: ChannelHandlerContext) {
         self.contexts[side] = context
         if self.idleTimer == nil { self.scheduleIdleCheck(in: self.idleTimeout) }
+        self.policyAttached(side)
     }
 
     /// One timer per connection, re-armed for the rest of the period when there was activity, instead
@@ -75,11 +85,15 @@ final class RelaySession {
     }
 
     func read(from side: Side, _ buffer: inout ByteBuffer) {
+        let previousActivity = self.lastActivity
+        let readStart = buffer.readerIndex
         self.lastActivity = .now()
+        self.policy.keepAlive[side]?.heard(at: self.eventLoop.now)
         guard !self.discarding[side] else {
             buffer.moveReaderIndex(to: buffer.writerIndex)
             return
         }
+        if self.stashIfThrottled(side, &buffer) { return }
         let destination = side.other
         do {
             while true {
@@ -92,6 +106,7 @@ final class RelaySession {
                 guard let event else { break }
                 switch event {
                 case .header(let header):
+                    guard self.admit(.header(header), from: side, rest: &buffer) else { return }
                     self.forwardHeader(header, from: side, in: &buffer, headerStart: before)
                 case .payload(let payload):
                     self.stats[side].bytes += payload.readableBytes
@@ -101,7 +116,15 @@ final class RelaySession {
                     }
                 case .frameEnd:
                     if self.currentFin[side] { self.stats[side].messages += 1 }
+                    if self.policy.keepAlive[destination]?.state == .pingOwed { self.keepAliveFrameBoundary(destination) }
                 case .control(let frame):
+                    if frame.opcode == .pong, self.consumeKeepAlivePong(frame, from: side) {
+                        // The gateway's own pong is not application traffic: a read that held only it
+                        // does not postpone the idle timeout.
+                        if before == readStart && buffer.readableBytes == 0 { self.lastActivity = previousActivity }
+                        continue
+                    }
+                    guard self.admit(.control(frame), from: side, rest: &buffer) else { return }
                     self.control(frame, from: side)
                     if self.discarding[side] { return }
                 }
@@ -170,6 +193,10 @@ final class RelaySession {
 
     /// The outbound `read` from `side`'s pipeline: held while the other leg cannot take more.
     func shouldRead(_ side: Side) -> Bool {
+        if self.policy.throttled[side] != nil {
+            self.heldRead[side] = true
+            return false
+        }
         if let other = self.contexts[side.other], !other.channel.isWritable {
             self.heldRead[side] = true
             return false
@@ -180,7 +207,7 @@ final class RelaySession {
     func writabilityChanged(_ side: Side) {
         guard let context = self.contexts[side], context.channel.isWritable else { return }
         let source = side.other
-        if self.heldRead[source], let sourceContext = self.contexts[source] {
+        if self.heldRead[source], self.policy.throttled[source] == nil, let sourceContext = self.contexts[source] {
             self.heldRead[source] = false
             sourceContext.read()
         }
@@ -257,6 +284,7 @@ final class RelaySession {
         guard !self.finished else { return }
         self.finished = true
         self.idleTimer?.cancel()
+        self.policyFinished()
         self.onFinish?(self.closeState.outcome, self.stats)
         self.onFinish = nil
     }
@@ -272,4 +300,167 @@ final class RelaySession {
 
     /// Each thread sees only its own generator, so sharing the variable across threads is safe.
     nonisolated(unsafe) private static let threadKeys = ThreadSpecificVariable<MaskingKeyGenerator>()
+}
+
+// MARK: - Policies (issue #5 C–D): rate limits, keep-alive, maximum lifetime
+
+extension RelaySession {
+    /// Starts the keep-alive of `side` and, with the first leg, the lifetime timer.
+    fileprivate func policyAttached(_ side: Side) {
+        let now = self.eventLoop.now
+        if let interval = self.policy.policy.pingInterval {
+            // The nonce comes from the CSPRNG-fed masking-key generator: peers cannot guess it.
+            let nonce = UInt64(RelaySession.maskingKeys.nextKey().packed) << 32 | UInt64(RelaySession.maskingKeys.nextKey().packed)
+            self.policy.keepAlive[side] = KeepAlive(interval: interval, deadline: self.policy.policy.pongDeadline, nonce: nonce, now: now)
+            self.scheduleKeepAlive(side, at: now + interval)
+        }
+        if let lifetime = self.policy.policy.maxLifetime, self.policy.lifetimeTimer == nil {
+            let session = NIOLoopBound(self, eventLoop: self.eventLoop)
+            self.policy.lifetimeTimer = self.eventLoop.scheduleTask(in: lifetime) {
+                let session = session.value
+                guard !session.finished else { return }
+                session.policy.count("wsgate_max_lifetime_closes_total", [])
+                session.gatewayClose(.goingAway, reason: "maximum lifetime")
+            }
+        }
+    }
+
+    fileprivate func policyFinished() {
+        self.policy.lifetimeTimer?.cancel()
+        for side in [Side.client, .upstream] {
+            self.policy.keepAliveTimers[side]?.cancel()
+            self.policy.keepAlive[side]?.stop()
+            self.policy.throttled[side]?.timer?.cancel()
+            self.policy.throttled[side] = nil
+        }
+    }
+
+    // MARK: Rate limits
+
+    /// Asks `side`'s rate limiter whether `event` may be relayed now. On `throttle` the event and the
+    /// rest of the buffer are held and `side` is no longer read until a timer on the event loop resumes
+    /// it (lossless); on `close` the offender gets 1008 through the close state machine (at a frame
+    /// boundary: the frame's header was not forwarded). Returns whether to go on.
+    fileprivate func admit(_ event: RelayPolicyState.Throttled.Pending, from side: Side, rest buffer: inout ByteBuffer) -> Bool {
+        guard self.policy.limiters[side] != nil else { return true }
+        let now = self.eventLoop.now
+        let verdict: RateLimiter.Verdict
+        switch event {
+        case .header(let header):
+            let startsMessage = header.opcode != .continuation
+            verdict = self.policy.limiters[side]!.dataFrame(startsMessage: startsMessage, payloadLength: header.payloadLength, now: now)
+        case .control(let frame):
+            // Close frames are not limited: a peer's Close is always honoured.
+            guard frame.opcode != .close else { return true }
+            verdict = self.policy.limiters[side]!.controlFrame(now: now)
+        }
+        switch verdict {
+        case .pass:
+            return true
+        case .throttle(let until, let limit):
+            self.policy.count("wsgate_rate_limit_decisions_total", [("side", side.rawValue), ("limit", limit.rawValue), ("action", "throttle")])
+            let stash = buffer.readSlice(length: buffer.readableBytes)!
+            self.policy.throttled[side] = .init(pending: event, stash: stash, timer: self.scheduleResume(side, at: until))
+            return false
+        case .close(let limit):
+            self.policy.count("wsgate_rate_limit_decisions_total", [("side", side.rawValue), ("limit", limit.rawValue), ("action", "close")])
+            buffer.moveReaderIndex(to: buffer.writerIndex)
+            self.perform(self.closeState.policyViolation(by: side, code: .policyViolation, reason: "rate limit: \(limit.rawValue)"))
+            return false
+        }
+    }
+
+    /// While `side` is throttled, what it still sends (reads already under way) is appended to the held
+    /// bytes: at most what NIO reads before the held `read()` takes effect.
+    fileprivate func stashIfThrottled(_ side: Side, _ buffer: inout ByteBuffer) -> Bool {
+        guard self.policy.throttled[side] != nil else { return false }
+        self.policy.throttled[side]!.stash.writeBuffer(&buffer)
+        return true
+    }
+
+    private func scheduleResume(_ side: Side, at deadline: NIODeadline) -> Scheduled<Void> {
+        let session = NIOLoopBound(self, eventLoop: self.eventLoop)
+        return self.eventLoop.scheduleTask(deadline: deadline) { session.value.resume(side) }
+    }
+
+    /// Tokens are back: relay the held event, then the held bytes, then read `side` again.
+    private func resume(_ side: Side) {
+        guard !self.finished, let throttled = self.policy.throttled[side] else { return }
+        self.policy.throttled[side] = nil
+        var stash = throttled.stash
+        if !self.discarding[side] {
+            guard self.admit(throttled.pending, from: side, rest: &stash) else {
+                if self.policy.throttled[side] != nil {
+                    // Still short (cannot happen with exact arithmetic; kept for safety): keep waiting.
+                    return
+                }
+                return self.readComplete(from: side)
+            }
+            switch throttled.pending {
+            case .header(let header):
+                var nothing = ByteBuffer()
+                // headerStart -1: the header is encoded afresh (the read buffer it came in is gone).
+                self.forwardHeader(header, from: side, in: &nothing, headerStart: -1)
+            case .control(let frame):
+                self.control(frame, from: side)
+            }
+        }
+        if stash.readableBytes > 0 { self.read(from: side, &stash) }
+        self.readComplete(from: side)
+        if self.policy.throttled[side] == nil, self.heldRead[side], let context = self.contexts[side], self.shouldRead(side) {
+            self.heldRead[side] = false
+            context.read()
+        }
+    }
+
+    // MARK: Keep-alive
+
+    private func scheduleKeepAlive(_ side: Side, at deadline: NIODeadline) {
+        let session = NIOLoopBound(self, eventLoop: self.eventLoop)
+        self.policy.keepAliveTimers[side] = self.eventLoop.scheduleTask(deadline: deadline) {
+            session.value.keepAliveTimerFired(side)
+        }
+    }
+
+    private func keepAliveTimerFired(_ side: Side) {
+        guard !self.finished, self.policy.keepAlive[side] != nil else { return }
+        let midFrame = self.unfinishedPayload[side.other] > 0
+        let action = self.policy.keepAlive[side]!.timerFired(now: self.eventLoop.now, midFrame: midFrame)
+        self.performKeepAlive(action, side)
+        if midFrame, self.policy.keepAlive[side]?.state == .pingOwed {
+            // Poll: the frame toward the leg may stall (its reader is gone); idle then ends it.
+            self.scheduleKeepAlive(side, at: self.eventLoop.now + self.policy.policy.pongDeadline)
+        }
+    }
+
+    fileprivate func keepAliveFrameBoundary(_ side: Side) {
+        guard let action = self.policy.keepAlive[side]?.frameBoundary(now: self.eventLoop.now) else { return }
+        self.performKeepAlive(action, side)
+    }
+
+    private func performKeepAlive(_ action: KeepAlive.Action, _ side: Side) {
+        switch action {
+        case .none:
+            break
+        case .checkAt(let deadline):
+            self.scheduleKeepAlive(side, at: deadline)
+        case .sendPing(let payload, let checkAt):
+            // No pings once a Close went either way on this leg: the close timeout governs then.
+            guard self.closeState.mayWrite(to: side), !self.closeState.legs[side].closeReceived else {
+                self.policy.keepAlive[side]?.stop()
+                return
+            }
+            self.writeControl(opcode: .ping, payload: ByteBuffer(bytes: payload), to: side)
+            self.contexts[side]?.flush()
+            self.scheduleKeepAlive(side, at: checkAt)
+        case .dead:
+            self.policy.count("wsgate_keepalive_timeouts_total", [("side", side.rawValue)])
+            self.perform(self.closeState.keepAliveExpired(side))
+        }
+    }
+
+    /// Whether `frame` (a pong from `side`) answers one of the gateway's pings: then it is consumed.
+    fileprivate func consumeKeepAlivePong(_ frame: ControlFrame, from side: Side) -> Bool {
+        self.policy.keepAlive[side]?.pongReceived(frame.payload, now: self.eventLoop.now) ?? false
+    }
 }
