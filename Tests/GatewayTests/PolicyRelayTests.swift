@@ -15,7 +15,10 @@ import Testing
             $0.routes[0].rateLimits.client.action = .close
         }) { port in
             let client = try await TestWebSocketClient.connect(port: port, path: "/echo")
-            for index in 0..<10 { try await client.send(text: "m\(index)") }
+            // All ten in one write: the gateway closes the connection soon after the sixth, and a later
+            // separate write could meet a reset.
+            let frames = (0..<10).flatMap { RelayHandlerEmbeddedTests.clientFrame(.text, Array("m\($0)".utf8)) }
+            try await client.sendRaw(frames)
             var echoed: [String] = []
             var close: TestWebSocketClient.Message?
             while close == nil {

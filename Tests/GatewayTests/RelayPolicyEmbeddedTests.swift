@@ -22,14 +22,14 @@ import Testing
         private(set) var outcome: RelayCloseState.Outcome?
         private(set) var finished = false
 
-        init(_ configure: (inout RelayPolicy) -> Void) throws {
+        init(idleTimeout: TimeAmount = .hours(1), _ configure: (inout RelayPolicy) -> Void) throws {
             self.client = EmbeddedChannel(loop: self.loop)
             self.upstream = EmbeddedChannel(loop: self.loop)
             var policy = RelayPolicy()
             policy.metrics = GatewayMetrics(factory: self.metrics)
             policy.route = "/r"
             configure(&policy)
-            self.session = RelaySession(eventLoop: self.loop, limits: .init(), closeTimeout: .seconds(10), idleTimeout: .hours(1), policy: policy)
+            self.session = RelaySession(eventLoop: self.loop, limits: .init(), closeTimeout: .seconds(10), idleTimeout: idleTimeout, policy: policy)
             self.session.onFinish = { [unowned self] outcome, _ in
                 self.outcome = outcome
                 self.finished = true
@@ -195,6 +195,21 @@ import Testing
         try pair.deliver(Base.clientFrame(.pong, [9]), from: .client)
         #expect(try pair.frames(to: .upstream).map(\.payload) == [[9]])
         #expect(pair.metrics.counterTotal(label: "wsgate_keepalive_timeouts_total") == 0)
+    }
+
+    @Test func keepAlivePongsDoNotPostponeTheIdleTimeout() throws {
+        let pair = try Pair(idleTimeout: .seconds(60)) { $0.pingInterval = .seconds(30); $0.pongDeadline = .seconds(20) }
+        pair.loop.advanceTime(by: .seconds(30))
+        let clientPing = try #require(try pair.frames(to: .client).first)
+        let upstreamPing = try #require(try pair.frames(to: .upstream).first)
+        try pair.deliver(Base.clientFrame(.pong, clientPing.payload), from: .client)
+        try pair.deliver(Base.upstreamFrame(.pong, upstreamPing.payload), from: .upstream)
+        // Both legs are alive, but no application frame since the start: idle at exactly 60 s.
+        pair.loop.advanceTime(by: .milliseconds(29_999))
+        #expect(try pair.frames(to: .client).isEmpty)
+        pair.loop.advanceTime(by: .milliseconds(1))
+        #expect(try pair.frames(to: .client).last?.payload == Base.closePayload(1001, "idle timeout"))
+        #expect(try pair.frames(to: .upstream).last?.payload == Base.closePayload(1001, "idle timeout"))
     }
 
     @Test func aDeadUpstreamIsClosedAndTheClientGets1001() throws {

@@ -42,13 +42,13 @@ extension GatewayConfiguration {
     /// Token-bucket limits for one direction of a connection (DESIGN §5), checked at frame boundaries:
     /// a data message takes one message token with its first frame, every data frame takes its
     /// declared payload length in byte tokens with its header, and every control frame one control
-    /// token. `nil` limits are off.
+    /// token. Close frames are never limited (a peer's Close is always honoured). `nil` limits are off.
     public struct DirectionRateLimits: Sendable, Hashable {
         /// Messages per second. Default: off.
         public var messages: Rate?
         /// Payload bytes per second (as on the wire). Default: off.
         public var bytes: Rate?
-        /// Control frames (ping, pong, close) per second. Default: 100/s with a burst of 100
+        /// Pings and pongs per second. Default: 100/s with a burst of 100
         /// (DESIGN §7, RELIABILITY R-04).
         public var controlFrames: Rate? = Rate(perSecond: 100, burst: 100)
         /// What happens when a limit is reached. Default: `.close` (1008).
@@ -71,7 +71,8 @@ extension GatewayConfiguration {
     public enum RateLimitAction: String, Sendable, Hashable {
         /// Stop reading the sender until tokens return: lossless backpressure, nothing is dropped.
         case throttle
-        /// Close with 1008 (policy violation) toward the sender and 1001 toward the other side.
+        /// Close with 1008 (policy violation) toward the sender and 1001 toward the other side, at a frame
+        /// boundary (the frame over the limit is not forwarded).
         case close
     }
 

@@ -5,7 +5,7 @@ import NIOCore
 ///
 /// Costs: a data frame that starts a message takes one message token; every data frame takes its
 /// declared payload length in byte tokens (known from its header, so a frame is admitted or not before
-/// any of it is forwarded); every control frame takes one control token. The buckets a frame needs are
+/// any of it is forwarded); every ping and pong takes one control token (the relay never limits Close). The buckets a frame needs are
 /// checked together and charged together, so a refused frame takes nothing.
 struct RateLimiter: Sendable {
     /// Which limit decided.
@@ -53,7 +53,7 @@ struct RateLimiter: Sendable {
         return .pass
     }
 
-    /// A control frame (ping, pong or close) was read.
+    /// A ping or pong was read.
     mutating func controlFrame(now: NIODeadline) -> Verdict {
         if let at = self.controlFrames?.availableAt(cost: 1, now: now) { return self.refuse(until: at, .controlFrames) }
         self.controlFrames?.take(1)

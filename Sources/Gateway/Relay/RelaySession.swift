@@ -48,6 +48,7 @@ final class RelaySession {
     ) {
         self.eventLoop = eventLoop
         self.policy = RelayPolicyState(policy, now: eventLoop.now)
+        self.lastActivity = eventLoop.now
         self.idleTimeout = idleTimeout
         let configuration = FrameParser.Configuration {
             $0.maxFrameSize = limits.maxFrameSize
@@ -75,7 +76,7 @@ final class RelaySession {
         self.idleTimer = self.eventLoop.scheduleTask(in: delay) {
             let session = session.value
             guard !session.finished else { return }
-            let quiet = NIODeadline.now() - session.lastActivity
+            let quiet = session.eventLoop.now - session.lastActivity
             if quiet >= session.idleTimeout {
                 session.gatewayClose(.goingAway, reason: "idle timeout")
             } else {
@@ -87,8 +88,11 @@ final class RelaySession {
     func read(from side: Side, _ buffer: inout ByteBuffer) {
         let previousActivity = self.lastActivity
         let readStart = buffer.readerIndex
-        self.lastActivity = .now()
-        self.policy.keepAlive[side]?.heard(at: self.eventLoop.now)
+        // The event loop's clock (virtual time on an `EmbeddedEventLoop`, so idle and keep-alive tests
+        // are exact).
+        let now = self.eventLoop.now
+        self.lastActivity = now
+        self.policy.keepAlive[side]?.heard(at: now)
         guard !self.discarding[side] else {
             buffer.moveReaderIndex(to: buffer.writerIndex)
             return
