@@ -1,7 +1,6 @@
 import Foundation
 import MetricsTestKit
 import Testing
-import TLSShim
 
 @testable import Gateway
 

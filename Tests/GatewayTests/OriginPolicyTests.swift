@@ -139,6 +139,29 @@ import Testing
         #expect(upstream.requests.count == 1, "a refused request reached the upstream")
     }
 
+    /// RELIABILITY O-03 over sockets: two `Origin` headers are 400 whichever comes first; the legacy
+    /// `Sec-WebSocket-Origin` is ignored, so such a request falls under the missing-origin setting.
+    @Test func repeatedAndLegacyOriginHeaders() async throws {
+        let metrics = TestMetrics()
+        try await withGatewayAndDemo(metrics: metrics, configure: {
+            $0.routes[0].origins.allow = ["http://app.example"]
+            $0.routes[0].origins.missing = .refuse
+        }) { port in
+            let twice = Self.request(origin: "http://app.example").replacingOccurrences(of: "\r\n\r\n", with: "\r\nOrigin: http://evil.example\r\n\r\n")
+            #expect(try await TestWebSocketClient.rawHandshake(port: port, request: twice).status == 400)
+            let reversed = Self.request(origin: "http://evil.example").replacingOccurrences(of: "\r\n\r\n", with: "\r\nOrigin: http://app.example\r\n\r\n")
+            #expect(try await TestWebSocketClient.rawHandshake(port: port, request: reversed).status == 400)
+            let legacy = Self.request(origin: nil).replacingOccurrences(of: "\r\n\r\n", with: "\r\nSec-WebSocket-Origin: http://app.example\r\n\r\n")
+            let answer = try await TestWebSocketClient.rawHandshake(port: port, request: legacy)
+            #expect(answer.status == 403)
+            #expect(answer.body.contains("an Origin header is required"))
+        }
+        #expect(metrics.counterTotal(
+            label: "wsgate_origin_decisions_total",
+            dimensions: [("route", "/"), ("side", "client"), ("decision", "refuse"), ("reason", "missing")]
+        ) == 1)
+    }
+
     @Test func nothingAfterARefusedRequestIsRead() async throws {
         let upstream = try await FakeUpstream.start { .accept($0) }
         defer { Task { await upstream.close() } }
