@@ -232,6 +232,28 @@ import Testing
         #expect(pair.finished && pair.outcome == .init(code: .goingAway, closedBy: "gateway"))
     }
 
+    @Test func aCloseHandshakeUnderWayIsLeftToTheCloseTimeout() throws {
+        let pair = try Pair { $0.pingInterval = .seconds(30); $0.pongDeadline = .seconds(20) }
+        pair.loop.advanceTime(by: .seconds(30))
+        _ = try pair.frames(to: .client)
+        _ = try pair.frames(to: .upstream)
+        // Neither leg answers its ping; the client closes at 45 s and the upstream answers at 52 s (the
+        // close timeout is 10 s).
+        pair.loop.advanceTime(by: .seconds(15))
+        try pair.deliver(Base.clientFrame(.close, Base.closePayload(1000)), from: .client)
+        #expect(try pair.frames(to: .upstream).map(\.opcode) == [.close])
+        pair.loop.advanceTime(by: .seconds(5))
+        // At 50 s both pong deadlines pass: a Close went both ways on neither leg yet, but each leg is in a
+        // close handshake (the client sent its Close, the upstream was sent one), so the close timeout
+        // bounds them instead of keep-alive.
+        #expect(pair.client.isActive && pair.upstream.isActive)
+        pair.loop.advanceTime(by: .seconds(2))
+        try pair.deliver(Base.upstreamFrame(.close, Base.closePayload(1000)), from: .upstream)
+        #expect(try pair.frames(to: .client).map(\.payload) == [Base.closePayload(1000)])
+        #expect(pair.finished && pair.outcome == .init(code: .normalClosure, closedBy: "client"))
+        #expect(pair.metrics.counterTotal(label: "wsgate_keepalive_timeouts_total") == 0)
+    }
+
     @Test func aTalkingLegIsNotPingedAndAPingWaitsForTheEndOfAHalfWrittenFrame() throws {
         let pair = try Pair { $0.pingInterval = .seconds(30); $0.pongDeadline = .seconds(20) }
         pair.loop.advanceTime(by: .seconds(20))

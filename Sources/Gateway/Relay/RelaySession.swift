@@ -458,6 +458,8 @@ extension RelaySession {
             self.contexts[side]?.flush()
             self.scheduleKeepAlive(side, at: checkAt)
         case .dead:
+            // A close handshake under way on this leg is bounded by the close timeout instead.
+            guard self.closeState.mayWrite(to: side), !self.closeState.legs[side].closeReceived else { return }
             self.policy.count("wsgate_keepalive_timeouts_total", [("side", side.rawValue)])
             self.perform(self.closeState.keepAliveExpired(side))
         }
