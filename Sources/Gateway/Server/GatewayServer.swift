@@ -55,6 +55,10 @@ public final class GatewayServer: Sendable {
             .childChannelOption(.recvAllocator, value: RelayResources.receiveAllocator)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    // Connection caps (issue #5 C): refused connections are closed at accept, unread.
+                    if environment.admitAtAccept(channel, listener: listener.name) == false {
+                        return try channel.pipeline.syncOperations.addHandler(CloseAtAcceptHandler())
+                    }
                     let record = ConnectionRecord(
                         id: environment.makeConnectionID(),
                         clientAddress: channel.remoteAddress?.ipAddress,
