@@ -422,7 +422,7 @@ struct YAMLConfigurationReader {
     var baseDirectory: String?
 
     func configuration(_ root: YAMLField) throws(ConfigurationError) -> GatewayConfiguration {
-        let top = try root.mapping(keys: ["listeners", "routes", "limits", "timeouts", "access_log", "admin"])
+        let top = try root.mapping(keys: ["listeners", "routes", "limits", "timeouts", "access_log", "connection_limits", "admin"])
         var listeners: [GatewayConfiguration.Listener] = []
         for field in try top.required("listeners").list() {
             listeners.append(try self.listener(field))
@@ -435,6 +435,7 @@ struct YAMLConfigurationReader {
         if let field = top.optional("limits") { configuration.limits = try self.limits(field) }
         if let field = top.optional("timeouts") { configuration.timeouts = try self.timeouts(field) }
         if let field = top.optional("access_log") { configuration.accessLog = try self.accessLog(field) }
+        if let field = top.optional("connection_limits") { configuration.connectionLimits = try self.connectionLimits(field) }
         if let field = top.optional("admin") { configuration.admin = try self.admin(field) }
         return configuration
     }
@@ -442,15 +443,17 @@ struct YAMLConfigurationReader {
     // MARK: Listeners
 
     func listener(_ field: YAMLField) throws(ConfigurationError) -> GatewayConfiguration.Listener {
-        let map = try field.mapping(keys: ["name", "address", "tls"])
+        let map = try field.mapping(keys: ["name", "address", "tls", "max_connections"])
         let addressField = try map.required("address")
         let (host, port) = try Self.listenAddress(try addressField.string(), at: addressField.path)
-        return GatewayConfiguration.Listener(
+        var listener = GatewayConfiguration.Listener(
             name: try map.optional("name")?.string(),
             host: host,
             port: port,
             tls: try map.optional("tls").map { (field) throws(ConfigurationError) in try self.serverTLS(field) }
         )
+        listener.maxConnections = try map.optional("max_connections")?.count()
+        return listener
     }
 
     /// `host:port` or `[ipv6]:port`; the host comes back without brackets.
@@ -534,7 +537,7 @@ struct YAMLConfigurationReader {
     // MARK: Routes
 
     func route(_ field: YAMLField) throws(ConfigurationError) -> GatewayConfiguration.Route {
-        let map = try field.mapping(keys: ["hosts", "path", "upstreams", "subprotocols", "upstream_tls"])
+        let map = try field.mapping(keys: ["hosts", "path", "upstreams", "subprotocols", "upstream_tls", "origins", "rate_limits"])
         let upstreamTLS = try map.optional("upstream_tls").map { (field) throws(ConfigurationError) in
             try self.upstreamTLS(field)
         }
@@ -547,12 +550,15 @@ struct YAMLConfigurationReader {
         if upstreamTLS != nil, !upstreams.isEmpty, !upstreams.contains(where: { $0.scheme == .wss }) {
             throw map.path.key("upstream_tls").error("is set but no upstream of this route uses wss://")
         }
-        return GatewayConfiguration.Route(
+        var route = GatewayConfiguration.Route(
             hosts: try map.optional("hosts")?.strings().map { $0.lowercased() } ?? [],
             pathPrefix: try map.optional("path")?.string() ?? "/",
             upstreams: upstreams,
             subprotocols: try map.optional("subprotocols")?.strings() ?? []
         )
+        if let field = map.optional("origins") { route.origins = try self.originPolicy(field) }
+        if let field = map.optional("rate_limits") { route.rateLimits = try self.rateLimits(field) }
+        return route
     }
 
     /// `ws://host[:port][/path]` or `wss://…`; IPv6 literals in brackets. Default ports 80 and 443.
@@ -641,7 +647,8 @@ struct YAMLConfigurationReader {
 
     func timeouts(_ field: YAMLField) throws(ConfigurationError) -> GatewayConfiguration.Timeouts {
         let map = try field.mapping(keys: [
-            "request_head", "tls_handshake", "upstream_connect", "upstream_handshake", "close", "idle", "drain",
+            "request_head", "tls_handshake", "upstream_connect", "upstream_handshake", "close", "idle",
+            "ping_interval", "pong_deadline", "max_lifetime", "drain",
         ])
         var timeouts = GatewayConfiguration.Timeouts()
         if let value = map.optional("request_head") { timeouts.requestHead = try value.duration() }
@@ -651,6 +658,7 @@ struct YAMLConfigurationReader {
         if let value = map.optional("close") { timeouts.close = try value.duration() }
         if let value = map.optional("idle") { timeouts.idle = try value.duration() }
         if let value = map.optional("drain") { timeouts.drain = try value.duration() }
+        try self.keepAliveTimeouts(map, into: &timeouts)
         return timeouts
     }
 
@@ -737,6 +745,7 @@ extension GatewayConfiguration {
         try self.validateRoutes(at: root.key("routes"))
         try self.limits.validate(at: root.key("limits"))
         try self.timeouts.validate(at: root.key("timeouts"))
+        try self.validatePolicies(at: root)
         try self.validateAdmin(at: root.key("admin"))
         if case .file(let path) = self.accessLog, path.isEmpty {
             throw root.key("access_log").error("expected stdout, stderr, off or a file path, found an empty string")

@@ -11,6 +11,8 @@ public struct GatewayConfiguration: Sendable, Hashable {
     public var accessLog: AccessLogDestination
     /// The admin listener (`/metrics`, `/healthz`, `/readyz`); see `GatewayConfiguration+Operations`.
     public var admin = Admin()
+    /// Per-IP admission limits (policies, issue #5; `GatewayConfiguration+Policy.swift`).
+    public var connectionLimits = ConnectionLimits()
 
     public init(
         listeners: [Listener],
@@ -35,6 +37,9 @@ public struct GatewayConfiguration: Sendable, Hashable {
         public var port: Int
         /// TLS termination; `nil` for a plaintext (`ws`) listener.
         public var tls: ServerTLS?
+        /// Open connections on this listener; beyond it a new connection is closed at accept (policies,
+        /// issue #5). Default: `nil`, no limit.
+        public var maxConnections: Int?
 
         public init(name: String? = nil, host: String, port: Int, tls: ServerTLS? = nil) {
             self.name = name ?? (host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)")
@@ -109,6 +114,9 @@ public struct GatewayConfiguration: Sendable, Hashable {
         public var upstreams: [Upstream]
         /// The subprotocols that may be offered upstream; empty forwards the client's offer unchanged.
         public var subprotocols: [String]
+        /// Origin and rate-limit policies (issue #5; `GatewayConfiguration+Policy.swift`).
+        public var origins = OriginPolicy()
+        public var rateLimits = RateLimits()
 
         public init(hosts: [String] = [], pathPrefix: String = "/", upstreams: [Upstream], subprotocols: [String] = []) {
             self.hosts = hosts
@@ -195,6 +203,14 @@ public struct GatewayConfiguration: Sendable, Hashable {
         /// On SIGTERM/SIGINT, how long live connections get to finish their close handshakes before they
         /// are closed. Default: 25 s (inside Kubernetes' default 30 s grace period).
         public var drain: Duration = .seconds(25)
+        /// A leg that sent nothing for this long gets a keep-alive ping from the gateway; `nil` turns
+        /// keep-alive off. Default: 30 s (DESIGN §7).
+        public var pingInterval: Duration? = .seconds(30)
+        /// A leg that does not answer a keep-alive ping within this long is dead: its connection is closed
+        /// and the other side gets 1001. Default: 20 s (DESIGN §7).
+        public var pongDeadline: Duration = .seconds(20)
+        /// A connection open this long gets 1001 on both legs; `nil` for no limit. Default: `nil`.
+        public var maxLifetime: Duration?
 
         public init() {}
     }

@@ -59,8 +59,17 @@ extension GatewayServer {
         }
         let new: GatewayEnvironment
         do {
+            // Live connections stay counted against the connection caps unless the caps change (then the
+            // new caps count from zero).
+            let sameCaps = old.configuration.connectionLimits == configuration.connectionLimits
+                && old.configuration.listeners.map(\.maxConnections) == configuration.listeners.map(\.maxConnections)
             new = try await NIOThreadPool.singleton.runIfActive {
-                try GatewayEnvironment(configuration, metrics: old.metrics, connections: old.connections)
+                try GatewayEnvironment(
+                    configuration,
+                    metrics: old.metrics,
+                    connections: old.connections,
+                    admission: sameCaps ? old.admission : nil
+                )
             }
         } catch {
             old.metrics.count("wsgate_reloads_total", [("result", "refused")])

@@ -27,6 +27,12 @@ extension GatewayMetrics {
         .init(name: "wsgate_reloads_total", kind: .counter, labels: ["result"], help: "SIGHUP reloads, applied or refused"),
         .init(name: "wsgate_draining", kind: .gauge, labels: [], help: "1 while the gateway drains"),
         .init(name: "wsgate_drained_connections_total", kind: .counter, labels: ["result"], help: "connections ended by a drain: closed (handshake done) or forced (deadline)"),
+        // Policies (issue #5).
+        .init(name: "wsgate_origin_decisions_total", kind: .counter, labels: ["route", "side", "decision", "reason"], help: "origin checks and the rule that decided"),
+        .init(name: "wsgate_rate_limit_decisions_total", kind: .counter, labels: ["side", "limit", "action"], help: "rate limits reached"),
+        .init(name: "wsgate_connection_limit_refusals_total", kind: .counter, labels: ["listener", "limit"], help: "connections refused by a cap"),
+        .init(name: "wsgate_keepalive_timeouts_total", kind: .counter, labels: ["side"], help: "legs closed for an unanswered keep-alive ping"),
+        .init(name: "wsgate_max_lifetime_closes_total", kind: .counter, labels: [], help: "connections closed at their maximum lifetime"),
     ]
 
     /// Histogram buckets (seconds) for the upstream connect latency.

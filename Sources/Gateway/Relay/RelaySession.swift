@@ -40,10 +40,25 @@ final class RelaySession {
     private let idleTimeout: TimeAmount
     private var lastActivity = NIODeadline.now()
     private var idleTimer: Scheduled<Void>?
+    /// Where the current read started and the activity time before it: a read that holds only the
+    /// gateway's own keep-alive pong does not postpone the idle timeout.
+    private var readStart = 0
+    private var activityBeforeRead: NIODeadline
+    /// Rate limits, keep-alive and maximum lifetime (issue #5; the extension at the end of this file).
+    private var policy: RelayPolicyState
 
-    init(eventLoop: any EventLoop, limits: GatewayConfiguration.Limits, closeTimeout: TimeAmount, idleTimeout: TimeAmount) {
+    init(
+        eventLoop: any EventLoop,
+        limits: GatewayConfiguration.Limits,
+        closeTimeout: TimeAmount,
+        idleTimeout: TimeAmount,
+        policy: RelayPolicy = RelayPolicy()
+    ) {
         self.eventLoop = eventLoop
         self.resources = RelayResources.current
+        self.policy = RelayPolicyState(policy, now: eventLoop.now)
+        self.lastActivity = eventLoop.now
+        self.activityBeforeRead = eventLoop.now
         self.idleTimeout = idleTimeout
         let configuration = FrameParser.Configuration {
             $0.maxFrameSize = limits.maxFrameSize
@@ -60,6 +75,7 @@ final class RelaySession {
     func attach(_ side: Side, context: ChannelHandlerContext) {
         self.contexts[side] = context
         if self.idleTimer == nil { self.scheduleIdleCheck(in: self.idleTimeout) }
+        self.policyAttached(side)
     }
 
     /// `side`'s handler left its pipeline (its channel closed): the session lets go of its context.
@@ -75,7 +91,7 @@ final class RelaySession {
         self.idleTimer = self.eventLoop.scheduleTask(in: delay) {
             let session = session.value
             guard !session.finished else { return }
-            let quiet = NIODeadline.now() - session.lastActivity
+            let quiet = session.eventLoop.now - session.lastActivity
             if quiet >= session.idleTimeout {
                 session.gatewayClose(.goingAway, reason: "idle timeout")
             } else {
@@ -85,11 +101,20 @@ final class RelaySession {
     }
 
     func read(from side: Side, _ buffer: inout ByteBuffer) {
-        self.lastActivity = .now()
+        let previousActivity = self.lastActivity
+        let readStart = buffer.readerIndex
+        // The event loop's clock (virtual time on an `EmbeddedEventLoop`, so idle and keep-alive tests
+        // are exact).
+        let now = self.eventLoop.now
+        self.lastActivity = now
+        self.policy.keepAlive[side]?.heard(at: now)
         guard !self.discarding[side] else {
             buffer.moveReaderIndex(to: buffer.writerIndex)
             return
         }
+        if self.stashIfThrottled(side, &buffer) { return }
+        self.readStart = readStart
+        self.activityBeforeRead = previousActivity
         // The parser is passed `inout` for the whole read: one exclusivity check per read instead of
         // one per event on a class property. Nothing the loop calls touches the parsers.
         switch side {
@@ -123,9 +148,18 @@ final class RelaySession {
         var output = self.resources.takeOutputBuffer(minimumWritableBytes: buffer.readableBytes + 14)
         defer { self.resources.returnOutputBuffer(output) }
         do {
-            while let event = try parser.next(&buffer, copyingPayloadTo: &output) {
+            while true {
+                let before = buffer.readerIndex
+                guard let event = try parser.next(&buffer, copyingPayloadTo: &output) else { break }
                 switch event {
                 case .header(let header):
+                    if self.policy.limiters.client != nil, let verdict = self.rateVerdict(.header(header), from: .client) {
+                        // Held or refused: what came before goes first; the header is not forwarded.
+                        if forwarding { Self.send(&output, to: destination) }
+                        self.legs.client = leg
+                        self.enforce(verdict, on: .header(header), from: .client, rest: &buffer)
+                        return
+                    }
                     leg.fin = header.fin
                     // RFC 6455 §5.3, §10.3: a fresh, unpredictable key for every frame the gateway sends.
                     let key = self.resources.maskingKeys.nextKey()
@@ -145,6 +179,12 @@ final class RelaySession {
                     }
                 case .frameEnd:
                     if leg.fin { leg.stats.messages += 1 }
+                    if self.policy.keepAlive.upstream?.state == .pingOwed {
+                        // A keep-alive ping waited for this frame toward the upstream to end.
+                        if forwarding { Self.send(&output, to: destination) }
+                        self.legs.client = leg
+                        self.keepAliveFrameBoundary(.upstream)
+                    }
                     if self.operations.drainPending {
                         // A drain waits for a frame boundary (`RelaySession+Operations`): what came
                         // before goes first.
@@ -155,6 +195,16 @@ final class RelaySession {
                         forwarding = forwarding && self.closeState.mayWrite(to: .upstream)
                     }
                 case .control(let frame) where frame.opcode != .close:
+                    if frame.opcode == .pong, self.consumeKeepAlivePong(frame, from: .client) {
+                        self.keepAlivePongConsumed(eventStart: before, rest: buffer)
+                        continue
+                    }
+                    if self.policy.limiters.client != nil, let verdict = self.rateVerdict(.control(frame), from: .client) {
+                        if forwarding { Self.send(&output, to: destination) }
+                        self.legs.client = leg
+                        self.enforce(verdict, on: .control(frame), from: .client, rest: &buffer)
+                        return
+                    }
                     if forwarding {
                         var encoder = FrameEncoder(role: .client, keys: self.resources.maskingKeys)
                         encoder.writeFrame(opcode: frame.opcode, payload: frame.payload, to: &output)
@@ -195,6 +245,13 @@ final class RelaySession {
             while let event = try parser.nextInPlace(&buffer) {
                 switch event {
                 case .header(let header):
+                    if self.policy.limiters.upstream != nil, let verdict = self.rateVerdict(.header(header), from: .upstream) {
+                        // Held or refused: what came before goes first; the header is not forwarded.
+                        if forwarding { Self.send(&buffer, from: runStart, to: eventEnd, to: destination) }
+                        self.legs.upstream = leg
+                        self.enforce(verdict, on: .header(header), from: .upstream, rest: &buffer)
+                        return
+                    }
                     leg.fin = header.fin
                     if forwarding {
                         leg.unfinishedPayload = header.payloadLength
@@ -212,6 +269,13 @@ final class RelaySession {
                     if forwarding { leg.unfinishedPayload -= count }
                 case .frameEnd:
                     if leg.fin { leg.stats.messages += 1 }
+                    if self.policy.keepAlive.client?.state == .pingOwed {
+                        // A keep-alive ping waited for this frame toward the client to end.
+                        if forwarding { Self.send(&buffer, from: runStart, to: buffer.readerIndex, to: destination) }
+                        runStart = buffer.readerIndex
+                        self.legs.upstream = leg
+                        self.keepAliveFrameBoundary(.client)
+                    }
                     if self.operations.drainPending {
                         // A drain waits for a frame boundary (`RelaySession+Operations`): the frame's
                         // bytes go first.
@@ -223,6 +287,20 @@ final class RelaySession {
                         forwarding = forwarding && self.closeState.mayWrite(to: .client)
                     }
                 case .control(let frame) where frame.opcode != .close:
+                    if frame.opcode == .pong, self.consumeKeepAlivePong(frame, from: .upstream) {
+                        // Consumed: its bytes are cut out of the verbatim run.
+                        if forwarding { Self.send(&buffer, from: runStart, to: eventEnd, to: destination) }
+                        runStart = buffer.readerIndex
+                        self.keepAlivePongConsumed(eventStart: eventEnd, rest: buffer)
+                        eventEnd = buffer.readerIndex
+                        continue
+                    }
+                    if self.policy.limiters.upstream != nil, let verdict = self.rateVerdict(.control(frame), from: .upstream) {
+                        if forwarding { Self.send(&buffer, from: runStart, to: eventEnd, to: destination) }
+                        self.legs.upstream = leg
+                        self.enforce(verdict, on: .control(frame), from: .upstream, rest: &buffer)
+                        return
+                    }
                     if buffer.readerIndex - eventEnd != 2 + frame.payload.readableBytes {
                         // It arrived split: its bytes are not all in this buffer.
                         if forwarding { Self.send(&buffer, from: runStart, to: eventEnd, to: destination) }
@@ -297,6 +375,10 @@ final class RelaySession {
 
     /// The outbound `read` from `side`'s pipeline: held while the other leg cannot take more.
     func shouldRead(_ side: Side) -> Bool {
+        if self.policy.throttled[side] != nil {
+            self.heldRead[side] = true
+            return false
+        }
         if let other = self.contexts[side.other], !other.channel.isWritable {
             self.heldRead[side] = true
             return false
@@ -307,7 +389,7 @@ final class RelaySession {
     func writabilityChanged(_ side: Side) {
         guard let context = self.contexts[side], context.channel.isWritable else { return }
         let source = side.other
-        if self.heldRead[source], let sourceContext = self.contexts[source] {
+        if self.heldRead[source], self.policy.throttled[source] == nil, let sourceContext = self.contexts[source] {
             self.heldRead[source] = false
             sourceContext.read()
         }
@@ -390,7 +472,199 @@ final class RelaySession {
         guard !self.finished else { return }
         self.finished = true
         self.idleTimer?.cancel()
+        self.policyFinished()
         self.onFinish?(self.closeState.outcome, self.stats)
         self.onFinish = nil
+    }
+}
+
+// MARK: - Policies (issue #5 C–D): rate limits, keep-alive, maximum lifetime
+
+extension RelaySession {
+    /// Starts the keep-alive of `side` and, with the first leg, the lifetime timer.
+    fileprivate func policyAttached(_ side: Side) {
+        let now = self.eventLoop.now
+        if let interval = self.policy.policy.pingInterval {
+            // The nonce comes from the CSPRNG-fed masking-key generator: peers cannot guess it.
+            let keys = self.resources.maskingKeys
+            let nonce = UInt64(keys.nextKey().packed) << 32 | UInt64(keys.nextKey().packed)
+            self.policy.keepAlive[side] = KeepAlive(interval: interval, deadline: self.policy.policy.pongDeadline, nonce: nonce, now: now)
+            self.scheduleKeepAlive(side, at: now + interval)
+        }
+        if let lifetime = self.policy.policy.maxLifetime, self.policy.lifetimeTimer == nil {
+            let session = NIOLoopBound(self, eventLoop: self.eventLoop)
+            self.policy.lifetimeTimer = self.eventLoop.scheduleTask(in: lifetime) {
+                let session = session.value
+                guard !session.finished else { return }
+                session.policy.count("wsgate_max_lifetime_closes_total", [])
+                session.gatewayClose(.goingAway, reason: "maximum lifetime")
+            }
+        }
+    }
+
+    fileprivate func policyFinished() {
+        self.policy.lifetimeTimer?.cancel()
+        for side in [Side.client, .upstream] {
+            self.policy.keepAliveTimers[side]?.cancel()
+            self.policy.keepAlive[side]?.stop()
+            self.policy.throttled[side]?.timer?.cancel()
+            self.policy.throttled[side] = nil
+        }
+    }
+
+    // MARK: Rate limits
+
+    /// Charges `event` from `side` to its rate limiter: `nil` when it may be relayed now, otherwise the
+    /// verdict for ``enforce(_:on:from:rest:)``. Close frames are not limited: a peer's Close is always
+    /// honoured.
+    fileprivate func rateVerdict(_ event: RelayPolicyState.Throttled.Pending, from side: Side) -> RateLimiter.Verdict? {
+        guard self.policy.limiters[side] != nil else { return nil }
+        let now = self.eventLoop.now
+        let verdict: RateLimiter.Verdict
+        switch event {
+        case .header(let header):
+            let startsMessage = header.opcode != .continuation
+            verdict = self.policy.limiters[side]!.dataFrame(startsMessage: startsMessage, payloadLength: header.payloadLength, now: now)
+        case .control(let frame):
+            guard frame.opcode != .close else { return nil }
+            verdict = self.policy.limiters[side]!.controlFrame(now: now)
+        }
+        if case .pass = verdict { return nil }
+        return verdict
+    }
+
+    /// Acts on a rate-limit verdict for `event`, whose bytes were parsed but not forwarded; `buffer` is
+    /// the rest of the read. On `throttle` the event and the rest are held and `side` is no longer read
+    /// until a timer on the event loop resumes it (lossless); on `close` the offender gets 1008 through
+    /// the close state machine (at a frame boundary: the frame's header was not forwarded).
+    fileprivate func enforce(_ verdict: RateLimiter.Verdict, on event: RelayPolicyState.Throttled.Pending, from side: Side, rest buffer: inout ByteBuffer) {
+        switch verdict {
+        case .pass:
+            break
+        case .throttle(let until, let limit):
+            self.policy.count("wsgate_rate_limit_decisions_total", [("side", side.rawValue), ("limit", limit.rawValue), ("action", "throttle")])
+            let stash = buffer.readSlice(length: buffer.readableBytes)!
+            self.policy.throttled[side] = .init(pending: event, stash: stash, timer: self.scheduleResume(side, at: until))
+        case .close(let limit):
+            self.policy.count("wsgate_rate_limit_decisions_total", [("side", side.rawValue), ("limit", limit.rawValue), ("action", "close")])
+            buffer.moveReaderIndex(to: buffer.writerIndex)
+            self.perform(self.closeState.policyViolation(by: side, code: .policyViolation, reason: "rate limit: \(limit.rawValue)"))
+        }
+    }
+
+    /// While `side` is throttled, what it still sends (reads already under way) is appended to the held
+    /// bytes: at most what NIO reads before the held `read()` takes effect.
+    fileprivate func stashIfThrottled(_ side: Side, _ buffer: inout ByteBuffer) -> Bool {
+        guard self.policy.throttled[side] != nil else { return false }
+        self.policy.throttled[side]!.stash.writeBuffer(&buffer)
+        return true
+    }
+
+    private func scheduleResume(_ side: Side, at deadline: NIODeadline) -> Scheduled<Void> {
+        let session = NIOLoopBound(self, eventLoop: self.eventLoop)
+        return self.eventLoop.scheduleTask(deadline: deadline) { session.value.resume(side) }
+    }
+
+    /// Tokens are back: relay the held event, then the held bytes, then read `side` again.
+    private func resume(_ side: Side) {
+        guard !self.finished, let throttled = self.policy.throttled[side] else { return }
+        self.policy.throttled[side] = nil
+        var stash = throttled.stash
+        if !self.discarding[side] {
+            if let verdict = self.rateVerdict(throttled.pending, from: side) {
+                // Still short (cannot happen with exact arithmetic; kept for safety): held again.
+                self.enforce(verdict, on: throttled.pending, from: side, rest: &stash)
+                if self.policy.throttled[side] != nil { return }
+                return self.readComplete(from: side)
+            }
+            switch throttled.pending {
+            case .header(let header):
+                self.forwardHeldHeader(header, from: side)
+            case .control(let frame):
+                self.control(frame, from: side)
+            }
+        }
+        if stash.readableBytes > 0 { self.read(from: side, &stash) }
+        self.readComplete(from: side)
+        if self.policy.throttled[side] == nil, self.heldRead[side], let context = self.contexts[side], self.shouldRead(side) {
+            self.heldRead[side] = false
+            context.read()
+        }
+    }
+
+    /// Forwards the header of a frame that was held by a throttle, encoded afresh (the read it came in
+    /// is gone); toward the upstream with a fresh key, with which the parser remasks the payload.
+    private func forwardHeldHeader(_ header: FrameHeader, from side: Side) {
+        var outgoing = header
+        if side == .client {
+            let key = self.resources.maskingKeys.nextKey()
+            self.clientParser.remaskPayload(with: key)
+            outgoing.maskingKey = key
+        }
+        self.legs[side].fin = header.fin
+        guard self.closeState.mayWrite(to: side.other), let destination = self.contexts[side.other] else { return }
+        self.legs[side].unfinishedPayload = header.payloadLength
+        var bytes = destination.channel.allocator.buffer(capacity: outgoing.encodedSize)
+        outgoing.write(to: &bytes)
+        destination.write(NIOAny(bytes), promise: nil)
+    }
+
+    // MARK: Keep-alive
+
+    private func scheduleKeepAlive(_ side: Side, at deadline: NIODeadline) {
+        let session = NIOLoopBound(self, eventLoop: self.eventLoop)
+        self.policy.keepAliveTimers[side] = self.eventLoop.scheduleTask(deadline: deadline) {
+            session.value.keepAliveTimerFired(side)
+        }
+    }
+
+    private func keepAliveTimerFired(_ side: Side) {
+        guard !self.finished, self.policy.keepAlive[side] != nil else { return }
+        let midFrame = self.legs[side.other].unfinishedPayload > 0
+        let action = self.policy.keepAlive[side]!.timerFired(now: self.eventLoop.now, midFrame: midFrame)
+        self.performKeepAlive(action, side)
+        if midFrame, self.policy.keepAlive[side]?.state == .pingOwed {
+            // Poll: the frame toward the leg may stall (its reader is gone); idle then ends it.
+            self.scheduleKeepAlive(side, at: self.eventLoop.now + self.policy.policy.pongDeadline)
+        }
+    }
+
+    fileprivate func keepAliveFrameBoundary(_ side: Side) {
+        guard let action = self.policy.keepAlive[side]?.frameBoundary(now: self.eventLoop.now) else { return }
+        self.performKeepAlive(action, side)
+    }
+
+    private func performKeepAlive(_ action: KeepAlive.Action, _ side: Side) {
+        switch action {
+        case .none:
+            break
+        case .checkAt(let deadline):
+            self.scheduleKeepAlive(side, at: deadline)
+        case .sendPing(let payload, let checkAt):
+            // No pings once a Close went either way on this leg: the close timeout governs then.
+            guard self.closeState.mayWrite(to: side), !self.closeState.legs[side].closeReceived else {
+                self.policy.keepAlive[side]?.stop()
+                return
+            }
+            self.writeControl(opcode: .ping, payload: ByteBuffer(bytes: payload), to: side)
+            self.contexts[side]?.flush()
+            self.scheduleKeepAlive(side, at: checkAt)
+        case .dead:
+            // A close handshake under way on this leg is bounded by the close timeout instead.
+            guard self.closeState.mayWrite(to: side), !self.closeState.legs[side].closeReceived else { return }
+            self.policy.count("wsgate_keepalive_timeouts_total", [("side", side.rawValue)])
+            self.perform(self.closeState.keepAliveExpired(side))
+        }
+    }
+
+    /// Whether `frame` (a pong from `side`) answers one of the gateway's pings: then it is consumed.
+    fileprivate func consumeKeepAlivePong(_ frame: ControlFrame, from side: Side) -> Bool {
+        self.policy.keepAlive[side]?.pongReceived(frame.payload, now: self.eventLoop.now) ?? false
+    }
+
+    /// The gateway's own pong is not application traffic: a read that held only it (it started the
+    /// read at `eventStart` and nothing follows it) does not postpone the idle timeout.
+    fileprivate func keepAlivePongConsumed(eventStart: Int, rest: ByteBuffer) {
+        if eventStart == self.readStart && rest.readableBytes == 0 { self.lastActivity = self.activityBeforeRead }
     }
 }

@@ -11,15 +11,21 @@ final class GatewayEnvironment: Sendable {
     let accessLog: AccessLog
     let tls: GatewayTLS
     let metrics: GatewayMetrics
+    /// Policies (issue #5): compiled origin policies by route index, and connection admission.
+    let originPolicies: [CompiledOriginPolicy]
+    let admission: ConnectionAdmission
     /// The live connections, for drain; shared across reloads (issue #6).
     let connections: ConnectionRegistry
 
     /// Compiles the configuration; loading certificates is blocking disk I/O, so call it off the event
-    /// loops.
+    /// loops. A reload passes the running gateway's `connections` and, when the connection limits did
+    /// not change, its `admission` (so that live connections stay counted).
     init(
         _ configuration: GatewayConfiguration,
         metrics: GatewayMetrics = GatewayMetrics(),
-        connections: ConnectionRegistry = ConnectionRegistry()
+        clock: any GatewayClock = SystemGatewayClock(),
+        connections: ConnectionRegistry = ConnectionRegistry(),
+        admission: ConnectionAdmission? = nil
     ) throws {
         self.configuration = configuration
         self.routes = RouteTable(configuration.routes)
@@ -27,6 +33,8 @@ final class GatewayEnvironment: Sendable {
         self.accessLog = AccessLog(configuration.accessLog)
         self.tls = try GatewayTLS(configuration)
         self.metrics = metrics
+        self.originPolicies = try configuration.compiledOriginPolicies()
+        self.admission = admission ?? ConnectionAdmission(configuration, clock: clock)
         self.connections = connections
     }
 

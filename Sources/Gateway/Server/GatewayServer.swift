@@ -58,6 +58,10 @@ public final class GatewayServer: Sendable {
                     // The configuration in force when the connection is accepted (a reload replaces it;
                     // connections keep the one they were accepted under).
                     let environment = current.withLockedValue { $0 }
+                    // Connection caps (issue #5 C): refused connections are closed at accept, unread.
+                    if environment.admitAtAccept(channel, listener: listener.name) == false {
+                        return try channel.pipeline.syncOperations.addHandler(CloseAtAcceptHandler())
+                    }
                     let limits = environment.limits
                     let tls = environment.tls.listeners[listener.name]
                     let handshakeTimeout = TimeAmount(environment.timeouts.tlsHandshake)
