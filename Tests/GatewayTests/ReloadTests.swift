@@ -131,4 +131,23 @@ import Testing
             }
         }
     }
+
+    @Test func liveConnectionsStayCountedAgainstUnchangedConnectionCaps() async throws {
+        let metrics = TestMetrics()
+        try await withDemo { demo in
+            try await withGatewayServer(upstreamPort: demo.port, metrics: metrics, configure: { $0.connectionLimits.perIPConnections = 1 }) { server, port in
+                let first = try await TestWebSocketClient.connect(port: port, path: "/echo")
+                var configuration = server.configuration
+                configuration.routes[0].pathPrefix = "/echo"
+                try await server.reload(configuration: configuration)
+                // The cap is the same, so the live connection still counts: a second one is refused.
+                await #expect(throws: (any Error).self) {
+                    _ = try await TestWebSocketClient.rawHandshake(port: port, request: OperationsMetricsTests.upgradeRequest, timeout: .seconds(2))
+                }
+                #expect(metrics.total("wsgate_connection_limit_refusals_total", [("limit", "ip_connections")]) == 1)
+                try await first.send(text: "still relayed")
+                #expect(try await first.receiveMessage() == .text("still relayed"))
+            }
+        }
+    }
 }
