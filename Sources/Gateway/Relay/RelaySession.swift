@@ -5,11 +5,13 @@ import NIOPosix
 /// One relayed WebSocket connection after both handshakes: the client leg and the upstream leg, on the
 /// same event loop, with no locks (DESIGN §3).
 ///
-/// Client → upstream: frames are parsed (validated), unmasked and remasked with a fresh key in place,
-/// and forwarded cut-through: the header as soon as it is parsed (rewritten in place in the read buffer
-/// when it arrived whole), the payload in the chunks it arrives in. Upstream → client: the same without
-/// masking. Control frames are relayed; the close handshake follows ``RelayCloseState``. When a leg is
-/// not writable, the other leg is not read (backpressure).
+/// Cut-through: a frame's header is forwarded as soon as it is parsed, its payload in the chunks it
+/// arrives in, and everything one read yields goes out as one write (``readFromClient(_:parser:)``,
+/// ``readFromUpstream(_:parser:)``). The read buffer is never written to. Client → upstream: frames
+/// are validated, unmasked and remasked with a fresh key while they are copied to an output buffer.
+/// Upstream → client: frames are validated and forwarded as slices of the read buffer. Control frames
+/// are relayed; the close handshake follows ``RelayCloseState``. When a leg is not writable, the other
+/// leg is not read (backpressure).
 final class RelaySession {
     struct Stats {
         var messages = 0
