@@ -1,4 +1,5 @@
 import Frames
+import MetricsTestKit
 import NIOCore
 import NIOEmbedded
 import Testing
@@ -20,10 +21,22 @@ import Testing
         private(set) var outcome: RelayCloseState.Outcome?
         private(set) var finished = false
 
-        init(limits: GatewayConfiguration.Limits = .init(), closeTimeout: TimeAmount = .seconds(10)) throws {
+        /// Policy decisions are counted in `metrics`, under the route `/r`.
+        let metrics = TestMetrics()
+
+        init(
+            limits: GatewayConfiguration.Limits = .init(),
+            closeTimeout: TimeAmount = .seconds(10),
+            idleTimeout: TimeAmount = .hours(1),
+            _ configure: (inout RelayPolicy) -> Void = { _ in }
+        ) throws {
             self.client = EmbeddedChannel(loop: self.loop)
             self.upstream = EmbeddedChannel(loop: self.loop)
-            self.session = RelaySession(eventLoop: self.loop, limits: limits, closeTimeout: closeTimeout, idleTimeout: .hours(1))
+            var policy = RelayPolicy()
+            policy.metrics = GatewayMetrics(factory: self.metrics)
+            policy.route = "/r"
+            configure(&policy)
+            self.session = RelaySession(eventLoop: self.loop, limits: limits, closeTimeout: closeTimeout, idleTimeout: idleTimeout, policy: policy)
             self.session.onFinish = { [unowned self] outcome, _ in
                 self.outcome = outcome
                 self.finished = true

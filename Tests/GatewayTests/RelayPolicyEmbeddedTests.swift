@@ -12,56 +12,7 @@ import Testing
 @Suite struct RelayPolicyEmbeddedTests {
     typealias Base = RelayHandlerEmbeddedTests
 
-    final class Pair {
-        let loop = EmbeddedEventLoop()
-        let client: EmbeddedChannel
-        let upstream: EmbeddedChannel
-        let session: RelaySession
-        let clientReads = Base.ReadCounter()
-        let metrics = TestMetrics()
-        private(set) var outcome: RelayCloseState.Outcome?
-        private(set) var finished = false
-
-        init(idleTimeout: TimeAmount = .hours(1), _ configure: (inout RelayPolicy) -> Void) throws {
-            self.client = EmbeddedChannel(loop: self.loop)
-            self.upstream = EmbeddedChannel(loop: self.loop)
-            var policy = RelayPolicy()
-            policy.metrics = GatewayMetrics(factory: self.metrics)
-            policy.route = "/r"
-            configure(&policy)
-            self.session = RelaySession(eventLoop: self.loop, limits: .init(), closeTimeout: .seconds(10), idleTimeout: idleTimeout, policy: policy)
-            self.session.onFinish = { [unowned self] outcome, _ in
-                self.outcome = outcome
-                self.finished = true
-            }
-            try self.client.pipeline.syncOperations.addHandler(self.clientReads)
-            try self.client.pipeline.syncOperations.addHandler(RelayHandler(side: .client, session: self.session))
-            try self.upstream.pipeline.syncOperations.addHandler(RelayHandler(side: .upstream, session: self.session))
-            try self.client.connect(to: .init(ipAddress: "127.0.0.1", port: 1)).wait()
-            try self.upstream.connect(to: .init(ipAddress: "127.0.0.1", port: 2)).wait()
-        }
-
-        func deliver(_ bytes: [UInt8], from side: Side) throws {
-            let channel = side == .client ? self.client : self.upstream
-            try channel.writeInbound(ByteBuffer(bytes: bytes))
-            channel.pipeline.fireChannelReadComplete()
-        }
-
-        func written(to side: Side) throws -> [UInt8] {
-            let channel = side == .client ? self.client : self.upstream
-            var bytes: [UInt8] = []
-            while let buffer = try channel.readOutbound(as: ByteBuffer.self) { bytes += buffer.readableBytesView }
-            return bytes
-        }
-
-        func frames(to side: Side) throws -> [Base.Frame] {
-            try Base.frames(self.written(to: side), sentTo: side)
-        }
-
-        func count(_ label: String, _ dimensions: [(String, String)]) -> Int64 {
-            self.metrics.counterTotal(label: label, dimensions: [("route", "/r")] + dimensions)
-        }
-    }
+    typealias Pair = Base.Pair
 
     private static func limits(_ configure: (inout GatewayConfiguration.DirectionRateLimits) -> Void) -> GatewayConfiguration.RateLimits {
         var limits = GatewayConfiguration.RateLimits()
@@ -292,5 +243,15 @@ import Testing
         #expect(try pair.frames(to: .client).first?.payload == Base.closePayload(1001, "maximum lifetime"))
         #expect(try pair.frames(to: .upstream).first?.payload == Base.closePayload(1001, "maximum lifetime"))
         #expect(pair.count("wsgate_max_lifetime_closes_total", []) == 1)
+    }
+}
+
+extension RelayHandlerEmbeddedTests.Pair {
+    func frames(to side: Side) throws -> [RelayHandlerEmbeddedTests.Frame] {
+        try RelayHandlerEmbeddedTests.frames(self.written(to: side), sentTo: side)
+    }
+
+    func count(_ label: String, _ dimensions: [(String, String)]) -> Int64 {
+        self.metrics.counterTotal(label: label, dimensions: [("route", "/r")] + dimensions)
     }
 }

@@ -11,24 +11,9 @@ func withGateway(
     configure: (inout GatewayConfiguration) -> Void = { _ in },
     _ body: (_ port: Int) async throws -> Void
 ) async throws {
-    var configuration = GatewayConfiguration(
-        listeners: [.init(host: "127.0.0.1", port: 0)],
-        routes: [.init(pathPrefix: "/", upstreams: [.init(scheme: .ws, host: "127.0.0.1", port: upstreamPort)])],
-        accessLog: .off
-    )
-    configure(&configuration)
-    let server = try await GatewayServer.start(
-        configuration: configuration,
-        group: MultiThreadedEventLoopGroup.singleton,
-        metricsFactory: metrics ?? TestMetrics()
-    )
-    do {
-        try await body(server.localAddresses[0].port!)
-    } catch {
-        try? await server.close()
-        throw error
+    try await withGatewayServer(upstreamPort: upstreamPort, metrics: metrics, configure: configure) { _, port in
+        try await body(port)
     }
-    try await server.close()
 }
 
 /// A gateway in front of the demo upstream.
