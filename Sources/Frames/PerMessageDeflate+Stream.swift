@@ -171,3 +171,9 @@ public struct PerMessageDeflateWriter {
         return buffer
     }
 }
+
+extension FrameParser {
+    /// The key the current data frame's payload is being remasked with (``remaskPayload(with:)``), so a
+    /// caller that must see the payload plain (to inflate it) can take the masking over.
+    public var remaskingKey: MaskingKey? { self.outgoingKey }
+}

@@ -533,7 +533,7 @@ struct YAMLConfigurationReader {
     // MARK: Routes
 
     func route(_ field: YAMLField) throws(ConfigurationError) -> GatewayConfiguration.Route {
-        let map = try field.mapping(keys: ["hosts", "path", "upstreams", "subprotocols", "upstream_tls"])
+        let map = try field.mapping(keys: ["hosts", "path", "upstreams", "subprotocols", "upstream_tls", "extensions"])
         let upstreamTLS = try map.optional("upstream_tls").map { (field) throws(ConfigurationError) in
             try self.upstreamTLS(field)
         }
@@ -546,12 +546,14 @@ struct YAMLConfigurationReader {
         if upstreamTLS != nil, !upstreams.isEmpty, !upstreams.contains(where: { $0.scheme == .wss }) {
             throw map.path.key("upstream_tls").error("is set but no upstream of this route uses wss://")
         }
-        return GatewayConfiguration.Route(
+        var route = GatewayConfiguration.Route(
             hosts: try map.optional("hosts")?.strings().map { $0.lowercased() } ?? [],
             pathPrefix: try map.optional("path")?.string() ?? "/",
             upstreams: upstreams,
             subprotocols: try map.optional("subprotocols")?.strings() ?? []
         )
+        if let field = map.optional("extensions") { route.extensions = try self.extensions(field) }
+        return route
     }
 
     /// `ws://host[:port][/path]` or `wss://…`; IPv6 literals in brackets. Default ports 80 and 443.

@@ -107,12 +107,21 @@ public struct GatewayConfiguration: Sendable, Hashable {
         public var upstreams: [Upstream]
         /// The subprotocols that may be offered upstream; empty forwards the client's offer unchanged.
         public var subprotocols: [String]
+        /// Extension policy per leg (permessage-deflate). Default: strip on both legs.
+        public var extensions: Extensions
 
-        public init(hosts: [String] = [], pathPrefix: String = "/", upstreams: [Upstream], subprotocols: [String] = []) {
+        public init(
+            hosts: [String] = [],
+            pathPrefix: String = "/",
+            upstreams: [Upstream],
+            subprotocols: [String] = [],
+            extensions: Extensions = Extensions()
+        ) {
             self.hosts = hosts
             self.pathPrefix = pathPrefix
             self.upstreams = upstreams
             self.subprotocols = subprotocols
+            self.extensions = extensions
         }
     }
 

@@ -17,10 +17,10 @@ final class RelaySession {
     }
 
     let eventLoop: any EventLoop
-    private var contexts = PerSide<ChannelHandlerContext?>(nil)
-    private var clientParser: FrameParser
+    var contexts = PerSide<ChannelHandlerContext?>(nil)
+    var clientParser: FrameParser
     private var upstreamParser: FrameParser
-    private var closeState = RelayCloseState()
+    var closeState = RelayCloseState()
     private var heldRead = PerSide(false)
     /// Legs whose input is discarded (after their Close or a violation). They are still read, so that
     /// their TCP close is seen.
@@ -37,7 +37,13 @@ final class RelaySession {
     private var lastActivity = NIODeadline.now()
     private var idleTimer: Scheduled<Void>?
 
-    init(eventLoop: any EventLoop, limits: GatewayConfiguration.Limits, closeTimeout: TimeAmount, idleTimeout: TimeAmount) {
+    init(
+        eventLoop: any EventLoop,
+        limits: GatewayConfiguration.Limits,
+        closeTimeout: TimeAmount,
+        idleTimeout: TimeAmount,
+        compression: RelayCompression = .none
+    ) {
         self.eventLoop = eventLoop
         self.idleTimeout = idleTimeout
         let configuration = FrameParser.Configuration {
@@ -48,7 +54,21 @@ final class RelaySession {
         self.clientParser = FrameParser(role: .server, configuration: configuration)
         self.upstreamParser = FrameParser(role: .client, configuration: configuration)
         self.closeTimeout = closeTimeout
+        // permessage-deflate (RelayCompression.swift): RSV1 only from a leg that negotiated it.
+        if compression.client != nil { self.clientParser.configuration.allowedReservedBits = .rsv1 }
+        if compression.upstream != nil { self.upstreamParser.configuration.allowedReservedBits = .rsv1 }
+        let allocator = ByteBufferAllocator()
+        self.transcoders = PerSide(
+            client: compression.transcoder(from: .client, maxMessageSize: limits.maxMessageSize, allocator: allocator),
+            upstream: compression.transcoder(from: .upstream, maxMessageSize: limits.maxMessageSize, allocator: allocator)
+        )
     }
+
+    /// permessage-deflate per direction (by source side); nil where neither leg compresses.
+    private var transcoders = PerSide<MessageTranscoder?>(nil)
+    /// The key and payload offset of a verbatim compressed frame from the client that the relay masks
+    /// itself (its payload must reach the inflater plain).
+    var verbatimMask: (key: MaskingKey, offset: Int)?
 
     // MARK: Events from the handlers
 
@@ -92,15 +112,27 @@ final class RelaySession {
                 guard let event else { break }
                 switch event {
                 case .header(let header):
+                    if let transcoder = self.transcoders[side], try transcoder.header(header) {
+                        self.currentFin[side] = header.fin  // transcoded: written as new frames
+                        break
+                    }
                     self.forwardHeader(header, from: side, in: &buffer, headerStart: before)
+                    if side == .client, self.transcoders[side]?.isInspecting == true {
+                        self.takeOverMasking()
+                    }
                 case .payload(let payload):
                     self.stats[side].bytes += payload.readableBytes
+                    if let transcoder = self.transcoders[side], transcoder.handlesPayload {
+                        try self.compressedPayload(payload, from: side, in: &buffer, transcoder)
+                        break
+                    }
                     self.unfinishedPayload[side] -= payload.readableBytes
                     if self.closeState.mayWrite(to: destination) {
                         self.contexts[destination]?.write(NIOAny(payload), promise: nil)
                     }
                 case .frameEnd:
                     if self.currentFin[side] { self.stats[side].messages += 1 }
+                    try self.transcoders[side]?.frameEnd(fin: self.currentFin[side]) { self.writeTranscoded($0, to: destination) }
                 case .control(let frame):
                     self.control(frame, from: side)
                     if self.discarding[side] { return }
@@ -114,7 +146,7 @@ final class RelaySession {
     private var currentFin = PerSide(false)
     /// Payload bytes of the frame from `side` whose header was forwarded and that are still to come:
     /// while it is not zero, nothing else may be written in that direction.
-    private var unfinishedPayload = PerSide(0)
+    var unfinishedPayload = PerSide(0)
 
     /// Forwards a data frame header. Toward the upstream it gets a fresh masking key (RFC 6455 §5.3,
     /// §10.3) and the parser remasks the payload with it. When the header arrived whole and minimally
