@@ -28,7 +28,8 @@ let package = Package(
             dependencies: [
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "CompressNIO", package: "compress-nio"),
-            ]
+            ],
+            swiftSettings: relayHotPathSettings
         ),
         // The system OpenSSL 3 (libssl-dev): module map plus static-inline wrappers for macros.
         .systemLibrary(
@@ -59,7 +60,8 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            ]
+            ],
+            swiftSettings: relayHotPathSettings
         ),
         .executableTarget(
             name: "wsgate",
@@ -111,3 +113,12 @@ let package = Package(
         ),
     ]
 )
+
+// The relay's per-frame path (Frames' parser, Gateway's relay and the ByteBuffer code NIO inlines into
+// them) spent about 11 % of its CPU in run-time exclusivity checks (`swift_beginAccess`, its access set
+// in thread-local storage) on class properties: ByteBuffer's storage, the masking-key generator.
+// Release builds of these two modules skip the run-time checks (compile-time checks stay; debug builds
+// and the tests keep the run-time checks). BENCHMARKS.md, "Gateway load".
+var relayHotPathSettings: [SwiftSetting] {
+    [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]
+}

@@ -40,6 +40,30 @@ public struct FrameParser {
         case control(ControlFrame)
     }
 
+    /// What ``next(_:copyingPayloadTo:)`` and ``nextInPlace(_:)`` produce: an ``Event`` whose payload
+    /// chunk is only a count, because its bytes stay where the call put them. A relay uses these to
+    /// forward the bytes of many frames as one buffer instead of one slice per header and chunk.
+    public enum RelayEvent: Hashable, Sendable {
+        /// As ``Event/header(_:)``.
+        case header(FrameHeader)
+        /// The next `count` bytes of the current data frame's payload, validated and consumed. Never 0.
+        case payload(count: Int)
+        /// As ``Event/frameEnd``.
+        case frameEnd
+        /// As ``Event/control(_:)``.
+        case control(ControlFrame)
+    }
+
+    /// How a step treats payload bytes.
+    enum PayloadMode {
+        /// Transformed in place and left readable, for ``next(_:)`` to slice.
+        case slice
+        /// Transformed in place and consumed.
+        case inPlace
+        /// Copied, transformed, to the output; the input is never written to.
+        case copy
+    }
+
     public let role: Role
     public var configuration: Configuration
 
@@ -101,28 +125,76 @@ public struct FrameParser {
 
     /// Consumes bytes from `buffer` and returns the next event, or `nil` when more bytes are needed.
     public mutating func next(_ buffer: inout ByteBuffer) throws(FramesError) -> Event? {
+        switch try self.relayNext(&buffer, output: nil, mode: .slice) {
+        case nil: return nil
+        case .header(let header): return .header(header)
+        case .payload(let count): return .payload(buffer.readSlice(length: count)!)
+        case .frameEnd: return .frameEnd
+        case .control(let frame): return .control(frame)
+        }
+    }
+
+    /// Like ``next(_:)``, but `buffer` is only read, never written to, so its storage is not copied when
+    /// something else shares it (NIO's receive buffer pool, slices already handed on). Each payload
+    /// chunk is consumed and appended to `output` unmasked, or remasked with the key given to
+    /// ``remaskPayload(with:)``, in the same pass that copies it (a text chunk is checked before it is
+    /// remasked; an invalid chunk is not appended). Masked control frames are unmasked in a copy.
+    public mutating func next(_ buffer: inout ByteBuffer, copyingPayloadTo output: inout ByteBuffer) throws(FramesError) -> RelayEvent? {
+        try withUnsafeMutablePointer(to: &output) { output throws(FramesError) in
+            try self.relayNext(&buffer, output: output, mode: .copy)
+        }
+    }
+
+    /// Like ``next(_:)``, but a payload chunk is not sliced off: it is unmasked (or remasked) in place in
+    /// `buffer` and consumed, so the caller can forward every byte it consumed as one slice. When there
+    /// is nothing to unmask or remask (frames from a server), `buffer` is only read, never written to,
+    /// and its storage is not copied however it is shared. Masked control frames are unmasked in a copy.
+    public mutating func nextInPlace(_ buffer: inout ByteBuffer) throws(FramesError) -> RelayEvent? {
+        try self.relayNext(&buffer, output: nil, mode: .inPlace)
+    }
+
+    /// `output` is only used (and then not `nil`) in `.copy` mode. A pointer, not an `inout` buffer, so
+    /// that the other modes need no placeholder buffer (a retain and a release per event).
+    private mutating func relayNext(
+        _ buffer: inout ByteBuffer,
+        output: UnsafeMutablePointer<ByteBuffer>?,
+        mode: PayloadMode
+    ) throws(FramesError) -> RelayEvent? {
         do {
-            return try self.step(&buffer)
+            return try self.step(&buffer, output: output, mode: mode)
         } catch {
             self.state = .failed(error)
             throw error
         }
     }
 
-    private mutating func step(_ buffer: inout ByteBuffer) throws(FramesError) -> Event? {
+    private mutating func step(
+        _ buffer: inout ByteBuffer,
+        output: UnsafeMutablePointer<ByteBuffer>?,
+        mode: PayloadMode
+    ) throws(FramesError) -> RelayEvent? {
         switch self.state {
         case .awaitingHeader:
             guard let header = try self.readHeader(&buffer) else { return nil }
-            return try self.begin(header, &buffer)
+            return try self.begin(header, &buffer, output: output, mode: mode)
         case .dataPayload(let remaining, let offset):
             if remaining == 0 {
                 return try self.endDataFrame()
             }
             let count = min(remaining, buffer.readableBytes)
             guard count > 0 else { return nil }
-            try self.transformPayload(&buffer, count: count, offset: offset)
+            switch mode {
+            case .slice:
+                try self.transformPayload(&buffer, count: count, offset: offset)
+            case .inPlace:
+                try self.transformPayload(&buffer, count: count, offset: offset)
+                buffer.moveReaderIndex(forwardBy: count)
+            case .copy:
+                try self.copyPayload(&buffer, count: count, offset: offset, to: &output!.pointee)
+                buffer.moveReaderIndex(forwardBy: count)
+            }
             self.state = .dataPayload(remaining: remaining - count, offset: offset + count)
-            return .payload(buffer.readSlice(length: count)!)
+            return .payload(count: count)
         case .controlPayload(let header):
             var scratch = self.controlScratch!
             self.controlScratch = nil
@@ -137,7 +209,6 @@ public struct FrameParser {
                 key.apply(to: &scratch)
             }
             let frame = try self.finishControlFrame(header, payload: scratch)
-            scratch.clear()
             self.controlScratch = scratch
             return frame
         case .closed:
@@ -151,9 +222,14 @@ public struct FrameParser {
     }
 
     /// Starts a frame whose header was just read.
-    private mutating func begin(_ header: FrameHeader, _ buffer: inout ByteBuffer) throws(FramesError) -> Event? {
+    private mutating func begin(
+        _ header: FrameHeader,
+        _ buffer: inout ByteBuffer,
+        output: UnsafeMutablePointer<ByteBuffer>?,
+        mode: PayloadMode
+    ) throws(FramesError) -> RelayEvent? {
         if header.opcode.isControl {
-            if buffer.readableBytes >= header.payloadLength {
+            if buffer.readableBytes >= header.payloadLength && (header.maskingKey == nil || mode == .slice) {
                 // Unmask in the input buffer before slicing, so no copy is made.
                 if let key = header.maskingKey {
                     buffer.withUnsafeMutableReadableBytes { raw in
@@ -165,9 +241,13 @@ public struct FrameParser {
             if self.controlScratch == nil {
                 // 125 bytes is the largest control payload (RFC 6455 §5.5).
                 self.controlScratch = ByteBufferAllocator().buffer(capacity: 125)
+            } else {
+                // Cleared here, not when the last control frame was emitted: its payload (a slice of the
+                // scratch) has been dropped by now, so the scratch is reused without an allocation.
+                self.controlScratch!.clear()
             }
             self.state = .controlPayload(header)
-            return try self.step(&buffer)
+            return try self.step(&buffer, output: output, mode: mode)
         }
         // A data frame: open or continue the message.
         if header.opcode == .continuation {
@@ -191,7 +271,7 @@ public struct FrameParser {
         return .header(header)
     }
 
-    private mutating func endDataFrame() throws(FramesError) -> Event {
+    private mutating func endDataFrame() throws(FramesError) -> RelayEvent {
         self.state = .awaitingHeader
         if self.currentFin {
             if self.message!.validatesUTF8 && !self.utf8.isComplete {
@@ -210,7 +290,13 @@ public struct FrameParser {
     ) throws(FramesError) {
         let incoming = self.incomingKey
         let outgoing = self.outgoingKey
-        if self.message!.validatesUTF8 {
+        if self.message!.validatesUTF8 && incoming == nil && outgoing == nil {
+            // Nothing to change: validate through the read-only view, which never copies the storage.
+            let valid = buffer.withUnsafeReadableBytes { raw in
+                self.utf8.feed(UnsafeRawBufferPointer(rebasing: raw[0..<count]))
+            }
+            guard valid else { throw FramesError(.invalidUTF8, detail: "text message") }
+        } else if self.message!.validatesUTF8 {
             let valid = buffer.withUnsafeMutableReadableBytes { raw in
                 let chunk = UnsafeMutableRawBufferPointer(rebasing: raw[0..<count])
                 incoming?.apply(to: chunk, offset: offset)
@@ -228,8 +314,38 @@ public struct FrameParser {
         }
     }
 
+    /// Appends the next `count` payload bytes of `buffer` to `output`, unmasked (and remasked, and
+    /// validated), without writing to `buffer`.
+    private mutating func copyPayload(
+        _ buffer: inout ByteBuffer,
+        count: Int,
+        offset: Int,
+        to output: inout ByteBuffer
+    ) throws(FramesError) {
+        let incoming = self.incomingKey ?? MaskingKey(packed: 0)
+        let outgoing = self.outgoingKey
+        let validates = self.message!.validatesUTF8
+        var valid = true
+        buffer.withUnsafeReadableBytes { source in
+            output.writeWithUnsafeMutableBytes(minimumWritableBytes: count) { destination in
+                let from = UnsafeRawBufferPointer(rebasing: source[0..<count])
+                let to = UnsafeMutableRawBufferPointer(rebasing: destination[0..<count])
+                if validates {
+                    incoming.apply(from: from, to: to, offset: offset)
+                    valid = self.utf8.feed(UnsafeRawBufferPointer(to))
+                    guard valid else { return 0 }
+                    outgoing?.apply(to: to, offset: offset)
+                } else {
+                    (incoming ^ (outgoing ?? MaskingKey(packed: 0))).apply(from: from, to: to, offset: offset)
+                }
+                return count
+            }
+        }
+        guard valid else { throw FramesError(.invalidUTF8, detail: "text message") }
+    }
+
     /// Validates a whole, already unmasked control payload.
-    private mutating func finishControlFrame(_ header: FrameHeader, payload: ByteBuffer) throws(FramesError) -> Event {
+    private mutating func finishControlFrame(_ header: FrameHeader, payload: ByteBuffer) throws(FramesError) -> RelayEvent {
         self.state = .awaitingHeader
         if header.opcode == .close {
             let failure = payload.withUnsafeReadableBytes { raw -> FramesError? in

@@ -405,6 +405,32 @@ import Testing
         }
     }
 
+    @Test(arguments: [0x1, 0x2] as [UInt8])
+    func copiedPayloadIsThePlaintextUnderTheNewKeyAndTheInputIsUntouched(opcode: UInt8) throws {
+        let text = Array("remask me at every offset — ünïcödé".utf8)
+        let input = frame(opcode, key: testKey, payload: text)
+        let newKey = MaskingKey(0xA1, 0xB2, 0xC3, 0xD4)
+        for chunk in 1...7 {
+            var parser = FrameParser(role: .server)
+            var out = ByteBuffer()
+            var offset = 0
+            while offset < input.count {
+                let piece = Array(input[offset..<min(input.count, offset + chunk)])
+                var buffer = ByteBuffer(bytes: piece)
+                let shared = buffer
+                offset += chunk
+                while let event = try parser.next(&buffer, copyingPayloadTo: &out) {
+                    if case .header = event { parser.remaskPayload(with: newKey) }
+                }
+                // A write to the input would have copied its (shared) storage away from `shared`'s.
+                #expect(buffer.withVeryUnsafeBytes { $0.baseAddress } == shared.withVeryUnsafeBytes { $0.baseAddress })
+                #expect(Array(buffer: shared) == piece)
+            }
+            let expected = text.enumerated().map { $0.element ^ newKey[$0.offset] }
+            #expect(Array(buffer: out) == expected, "chunk size \(chunk)")
+        }
+    }
+
     @Test func parsingTheSameBufferNeverCopiesPayload() throws {
         // Cut-through: payload events are slices of the input's storage, not copies.
         var parser = FrameParser(role: .server)

@@ -89,3 +89,25 @@ import Testing
         #expect(ored == UInt32.max && anded == 0)
     }
 }
+
+@Suite struct MaskingCopyTests {
+    @Test func copyingMatchesMaskingInPlaceAtEveryOffsetAndLengthUpTo300() {
+        var random = SplitMix64(seed: 11)
+        for key in [MaskingKey(0x12, 0x34, 0x56, 0x78), MaskingKey(packed: 0)] {
+            for length in 0...300 {
+                let plain = (0..<length).map { _ in UInt8(truncatingIfNeeded: random.next()) }
+                for offset in 0..<8 {
+                    var expected = plain
+                    expected.withUnsafeMutableBytes { key.apply(to: $0, offset: offset) }
+                    // One spare byte at the end shows that nothing past `length` is written.
+                    var copy = [UInt8](repeating: 0xAA, count: length + 1)
+                    plain.withUnsafeBytes { source in
+                        copy.withUnsafeMutableBytes { key.apply(from: source, to: $0, offset: offset) }
+                    }
+                    #expect(Array(copy.prefix(length)) == expected, "key \(key) length \(length) offset \(offset)")
+                    #expect(copy.last == 0xAA)
+                }
+            }
+        }
+    }
+}

@@ -37,12 +37,23 @@ extension ByteBuffer {
     }
 }
 
+/// The parser's three ways of handing out payload bytes.
+enum ParserAPI: CaseIterable {
+    /// ``FrameParser/next(_:)``: slices of the input.
+    case slices
+    /// ``FrameParser/nextInPlace(_:)``: left in the input, consumed.
+    case inPlace
+    /// ``FrameParser/next(_:copyingPayloadTo:)``: copied to an output buffer.
+    case copy
+}
+
 /// Runs `input` through a fresh parser in chunks of the given sizes (the rest in one last chunk).
 func transcript(
     of input: [UInt8],
     role: FrameParser.Role,
     configuration: FrameParser.Configuration = .init(),
-    chunks: [Int] = []
+    chunks: [Int] = [],
+    api: ParserAPI = .slices
 ) -> [TranscriptEntry] {
     var parser = FrameParser(role: role, configuration: configuration)
     var entries: [TranscriptEntry] = []
@@ -57,7 +68,7 @@ func transcript(
     for piece in pieces {
         var buffer = ByteBuffer(bytes: piece)
         do {
-            while let event = try parser.next(&buffer) {
+            while let event = try next(&parser, &buffer, api) {
                 switch event {
                 case .header(let header): entries.append(.header(header))
                 case .payload(let chunk):
@@ -84,6 +95,53 @@ func transcript(
         }
     }
     return entries
+}
+
+/// One step of `parser` through `api`, with each payload chunk as a buffer of its bytes.
+private func next(_ parser: inout FrameParser, _ buffer: inout ByteBuffer, _ api: ParserAPI) throws(FramesError) -> FrameParser.Event? {
+    switch api {
+    case .slices:
+        return try parser.next(&buffer)
+    case .inPlace:
+        let start = buffer.readerIndex
+        // Another reference to the storage: a write to it would copy it and move `buffer`'s bytes.
+        let snapshot = buffer
+        defer {
+            if parser.role == .client {
+                #expect(storageAddress(buffer) == storageAddress(snapshot), "unmasked input is never written to")
+            }
+        }
+        switch try parser.nextInPlace(&buffer) {
+        case nil: return nil
+        case .header(let header): return .header(header)
+        case .payload(let count):
+            #expect(buffer.readerIndex - start == count, "a payload chunk is consumed")
+            let end = buffer.readerIndex
+            buffer.moveReaderIndex(to: start)
+            defer { buffer.moveReaderIndex(to: end) }
+            return .payload(buffer.getSlice(at: start, length: count)!)
+        case .frameEnd: return .frameEnd
+        case .control(let frame): return .control(frame)
+        }
+    case .copy:
+        var output = ByteBuffer()
+        let snapshot = buffer
+        defer { #expect(storageAddress(buffer) == storageAddress(snapshot), "the input is never written to") }
+        switch try parser.next(&buffer, copyingPayloadTo: &output) {
+        case nil: return nil
+        case .header(let header): return .header(header)
+        case .payload(let count):
+            #expect(output.readableBytes == count, "a payload chunk is appended to the output")
+            return .payload(output)
+        case .frameEnd: return .frameEnd
+        case .control(let frame): return .control(frame)
+        }
+    }
+}
+
+/// Where `buffer`'s storage is: it moves when a write copies shared storage.
+private func storageAddress(_ buffer: ByteBuffer) -> UnsafeRawPointer? {
+    buffer.withVeryUnsafeBytes { $0.baseAddress }
 }
 
 /// Parses `input` whole, one byte at a time, split in two at every byte boundary (or at a sample of
@@ -118,6 +176,22 @@ func expectSameUnderAllSplits(
             total += size
         }
         check(chunks, "random chunking \(round)")
+    }
+    // The relay's ways of taking payloads give the same transcript (a sample of the chunkings above).
+    for api in [ParserAPI.inPlace, .copy] {
+        #expect(transcript(of: input, role: role, configuration: configuration, api: api) == whole, "\(api), whole", sourceLocation: sourceLocation)
+        let ones = Array(repeating: 1, count: input.count)
+        #expect(transcript(of: input, role: role, configuration: configuration, chunks: ones, api: api) == whole, "\(api), one byte at a time", sourceLocation: sourceLocation)
+        for round in 0..<8 {
+            var chunks: [Int] = []
+            var total = 0
+            while total < input.count {
+                let size = Int(random.next() % UInt64(round % 4 == 0 ? 7 : 300)) + 1
+                chunks.append(size)
+                total += size
+            }
+            #expect(transcript(of: input, role: role, configuration: configuration, chunks: chunks, api: api) == whole, "\(api), random chunking \(round)", sourceLocation: sourceLocation)
+        }
     }
     return whole
 }

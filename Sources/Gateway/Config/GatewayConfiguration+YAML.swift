@@ -422,7 +422,7 @@ struct YAMLConfigurationReader {
     var baseDirectory: String?
 
     func configuration(_ root: YAMLField) throws(ConfigurationError) -> GatewayConfiguration {
-        let top = try root.mapping(keys: ["listeners", "routes", "limits", "timeouts", "access_log"])
+        let top = try root.mapping(keys: ["listeners", "routes", "limits", "timeouts", "access_log", "connection_limits"])
         var listeners: [GatewayConfiguration.Listener] = []
         for field in try top.required("listeners").list() {
             listeners.append(try self.listener(field))
@@ -435,21 +435,24 @@ struct YAMLConfigurationReader {
         if let field = top.optional("limits") { configuration.limits = try self.limits(field) }
         if let field = top.optional("timeouts") { configuration.timeouts = try self.timeouts(field) }
         if let field = top.optional("access_log") { configuration.accessLog = try self.accessLog(field) }
+        if let field = top.optional("connection_limits") { configuration.connectionLimits = try self.connectionLimits(field) }
         return configuration
     }
 
     // MARK: Listeners
 
     func listener(_ field: YAMLField) throws(ConfigurationError) -> GatewayConfiguration.Listener {
-        let map = try field.mapping(keys: ["name", "address", "tls"])
+        let map = try field.mapping(keys: ["name", "address", "tls", "max_connections"])
         let addressField = try map.required("address")
         let (host, port) = try Self.listenAddress(try addressField.string(), at: addressField.path)
-        return GatewayConfiguration.Listener(
+        var listener = GatewayConfiguration.Listener(
             name: try map.optional("name")?.string(),
             host: host,
             port: port,
             tls: try map.optional("tls").map { (field) throws(ConfigurationError) in try self.serverTLS(field) }
         )
+        listener.maxConnections = try map.optional("max_connections")?.count()
+        return listener
     }
 
     /// `host:port` or `[ipv6]:port`; the host comes back without brackets.
@@ -533,7 +536,7 @@ struct YAMLConfigurationReader {
     // MARK: Routes
 
     func route(_ field: YAMLField) throws(ConfigurationError) -> GatewayConfiguration.Route {
-        let map = try field.mapping(keys: ["hosts", "path", "upstreams", "subprotocols", "upstream_tls", "extensions"])
+        let map = try field.mapping(keys: ["hosts", "path", "upstreams", "subprotocols", "upstream_tls", "origins", "rate_limits", "extensions"])
         let upstreamTLS = try map.optional("upstream_tls").map { (field) throws(ConfigurationError) in
             try self.upstreamTLS(field)
         }
@@ -552,6 +555,8 @@ struct YAMLConfigurationReader {
             upstreams: upstreams,
             subprotocols: try map.optional("subprotocols")?.strings() ?? []
         )
+        if let field = map.optional("origins") { route.origins = try self.originPolicy(field) }
+        if let field = map.optional("rate_limits") { route.rateLimits = try self.rateLimits(field) }
         if let field = map.optional("extensions") { route.extensions = try self.extensions(field) }
         return route
     }
@@ -643,6 +648,7 @@ struct YAMLConfigurationReader {
     func timeouts(_ field: YAMLField) throws(ConfigurationError) -> GatewayConfiguration.Timeouts {
         let map = try field.mapping(keys: [
             "request_head", "tls_handshake", "upstream_connect", "upstream_handshake", "close", "idle",
+            "ping_interval", "pong_deadline", "max_lifetime",
         ])
         var timeouts = GatewayConfiguration.Timeouts()
         if let value = map.optional("request_head") { timeouts.requestHead = try value.duration() }
@@ -651,6 +657,7 @@ struct YAMLConfigurationReader {
         if let value = map.optional("upstream_handshake") { timeouts.upstreamHandshake = try value.duration() }
         if let value = map.optional("close") { timeouts.close = try value.duration() }
         if let value = map.optional("idle") { timeouts.idle = try value.duration() }
+        try self.keepAliveTimeouts(map, into: &timeouts)
         return timeouts
     }
 
@@ -737,6 +744,7 @@ extension GatewayConfiguration {
         try self.validateRoutes(at: root.key("routes"))
         try self.limits.validate(at: root.key("limits"))
         try self.timeouts.validate(at: root.key("timeouts"))
+        try self.validatePolicies(at: root)
         if case .file(let path) = self.accessLog, path.isEmpty {
             throw root.key("access_log").error("expected stdout, stderr, off or a file path, found an empty string")
         }

@@ -9,6 +9,8 @@ public struct GatewayConfiguration: Sendable, Hashable {
     public var limits: Limits
     public var timeouts: Timeouts
     public var accessLog: AccessLogDestination
+    /// Per-IP admission limits (policies, issue #5; `GatewayConfiguration+Policy.swift`).
+    public var connectionLimits = ConnectionLimits()
 
     public init(
         listeners: [Listener],
@@ -33,6 +35,9 @@ public struct GatewayConfiguration: Sendable, Hashable {
         public var port: Int
         /// TLS termination; `nil` for a plaintext (`ws`) listener.
         public var tls: ServerTLS?
+        /// Open connections on this listener; beyond it a new connection is closed at accept (policies,
+        /// issue #5). Default: `nil`, no limit.
+        public var maxConnections: Int?
 
         public init(name: String? = nil, host: String, port: Int, tls: ServerTLS? = nil) {
             self.name = name ?? (host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)")
@@ -107,6 +112,9 @@ public struct GatewayConfiguration: Sendable, Hashable {
         public var upstreams: [Upstream]
         /// The subprotocols that may be offered upstream; empty forwards the client's offer unchanged.
         public var subprotocols: [String]
+        /// Origin and rate-limit policies (issue #5; `GatewayConfiguration+Policy.swift`).
+        public var origins = OriginPolicy()
+        public var rateLimits = RateLimits()
         /// Extension policy per leg (permessage-deflate). Default: strip on both legs.
         public var extensions: Extensions
 
@@ -199,6 +207,14 @@ public struct GatewayConfiguration: Sendable, Hashable {
         public var close: Duration = .seconds(10)
         /// A connection with no frame in either direction for this long is closed (1001). Default: 120 s.
         public var idle: Duration = .seconds(120)
+        /// A leg that sent nothing for this long gets a keep-alive ping from the gateway; `nil` turns
+        /// keep-alive off. Default: 30 s (DESIGN §7).
+        public var pingInterval: Duration? = .seconds(30)
+        /// A leg that does not answer a keep-alive ping within this long is dead: its connection is closed
+        /// and the other side gets 1001. Default: 20 s (DESIGN §7).
+        public var pongDeadline: Duration = .seconds(20)
+        /// A connection open this long gets 1001 on both legs; `nil` for no limit. Default: `nil`.
+        public var maxLifetime: Duration?
 
         public init() {}
     }

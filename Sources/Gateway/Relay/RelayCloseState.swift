@@ -212,3 +212,48 @@ struct RelayCloseState {
         if self.outcome == nil { self.outcome = Outcome(code: code, closedBy: by) }
     }
 }
+
+// MARK: - Policies (issue #5 C–D): rate-limit closes and keep-alive timeouts
+
+extension RelayCloseState {
+    /// `side` broke a policy after the handshake (a rate limit with `action: close`): it gets `code`
+    /// (1008) and the other side 1001 (DESIGN §1 close-code table). Ordering is that of a protocol
+    /// violation: a client offender is no longer read, the upstream gets 1001 first and the client its
+    /// 1008 once the upstream has closed, so answers to its earlier messages still reach it.
+    mutating func policyViolation(by side: Side, code: CloseCode, reason: String) -> [Action] {
+        self.record(code: code, by: "gateway")
+        var actions: [Action] = [.stopReading(side)]
+        self.legs[side].closeReceived = true
+        switch side {
+        case .client where self.mayWrite(to: .upstream) && self.mayWrite(to: .client):
+            self.owedToClient = (code, reason)
+            self.legs[.upstream].closeSent = true
+            actions.append(.sendClose(.upstream, .goingAway, reason: ""))
+        case .client, .upstream:
+            if self.mayWrite(to: side) {
+                self.legs[side].closeSent = true
+                actions.append(.sendClose(side, code, reason: reason))
+            }
+            if self.mayWrite(to: side.other) {
+                self.legs[side.other].closeSent = true
+                actions.append(.sendClose(side.other, .goingAway, reason: ""))
+            }
+        }
+        return actions + self.progress()
+    }
+
+    /// A keep-alive ping to `side` went unanswered: `side` is dead. Its connection is closed at once (no
+    /// Close: it would not be read) and the other side gets 1001 (DESIGN §1: "idle/ping timeout on one
+    /// leg").
+    mutating func keepAliveExpired(_ side: Side) -> [Action] {
+        self.record(code: .goingAway, by: "gateway")
+        self.legs[side].tcpClosed = true
+        var actions: [Action] = [.stopReading(side)]
+        let clientIsOwedItsOwnClose = side == .upstream && self.owedToClient != nil
+        if !clientIsOwedItsOwnClose, self.mayWrite(to: side.other) {
+            self.legs[side.other].closeSent = true
+            actions.append(.sendClose(side.other, .goingAway, reason: "keep-alive timeout"))
+        }
+        return actions + self.progress()
+    }
+}

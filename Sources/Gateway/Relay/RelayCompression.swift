@@ -221,7 +221,7 @@ final class MessageTranscoder {
             fin: fin,
             reservedBits: first && self.compressesOutput ? .rsv1 : [],
             opcode: first ? transcoding.opcode : .continuation,
-            maskingKey: self.masksOutput ? RelaySession.maskingKeys.nextKey() : nil,
+            maskingKey: self.masksOutput ? RelayResources.current.maskingKeys.nextKey() : nil,
             payloadLength: payload.readableBytes
         )
         var frame: ByteBuffer
@@ -246,50 +246,5 @@ final class MessageTranscoder {
             }
         }
         return frame
-    }
-}
-
-// MARK: - The relay's side (kept here so RelaySession only has the hooks)
-
-extension RelaySession {
-    /// A frame of a transcoded message, whole: written if the direction is still open.
-    func writeTranscoded(_ frame: ByteBuffer, to destination: Side) {
-        guard self.closeState.mayWrite(to: destination) else { return }
-        self.contexts[destination]?.write(NIOAny(frame), promise: nil)
-    }
-
-    /// After a verbatim compressed frame's header from the client was forwarded: the parser delivers its
-    /// payload plain (the inflater must see it) and the relay masks it with the forwarded header's key.
-    func takeOverMasking() {
-        guard let key = self.clientParser.remaskingKey else { return }
-        self.clientParser.remaskPayload(with: nil)
-        self.verbatimMask = (key, 0)
-    }
-
-    /// A payload chunk of a transcoded message (written as new frames), or of a verbatim compressed one
-    /// (inflated to validate, then forwarded as it is; from the client it is masked here, in place in the
-    /// read buffer it is a slice of, so no copy is made).
-    func compressedPayload(_ payload: ByteBuffer, from side: Side, in buffer: inout ByteBuffer, _ transcoder: MessageTranscoder) throws(FramesError) {
-        let destination = side.other
-        guard transcoder.isInspecting else {
-            try transcoder.payload(payload) { self.writeTranscoded($0, to: destination) }
-            return
-        }
-        try transcoder.payload(payload) { _ in }
-        let count = payload.readableBytes
-        self.unfinishedPayload[side] -= count
-        var forwarded = payload
-        if side == .client, let (key, offset) = self.verbatimMask {
-            self.verbatimMask = (key, offset + count)
-            let end = buffer.readerIndex
-            buffer.moveReaderIndex(to: end - count)
-            buffer.withUnsafeMutableReadableBytes { raw in
-                key.apply(to: UnsafeMutableRawBufferPointer(rebasing: raw[0..<count]), offset: offset)
-            }
-            forwarded = buffer.readSlice(length: count)!
-        }
-        if self.closeState.mayWrite(to: destination) {
-            self.contexts[destination]?.write(NIOAny(forwarded), promise: nil)
-        }
     }
 }

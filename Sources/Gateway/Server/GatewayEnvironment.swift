@@ -11,17 +11,22 @@ final class GatewayEnvironment: Sendable {
     let accessLog: AccessLog
     let tls: GatewayTLS
     let metrics: GatewayMetrics
+    /// Policies (issue #5): compiled origin policies by route index, and connection admission.
+    let originPolicies: [CompiledOriginPolicy]
+    let admission: ConnectionAdmission
     private let nextConnectionID = NIOLockedValueBox<UInt64>(0)
 
     /// Compiles the configuration; loading certificates is blocking disk I/O, so call it off the event
     /// loops.
-    init(_ configuration: GatewayConfiguration, metrics: GatewayMetrics = GatewayMetrics()) throws {
+    init(_ configuration: GatewayConfiguration, metrics: GatewayMetrics = GatewayMetrics(), clock: any GatewayClock = SystemGatewayClock()) throws {
         self.configuration = configuration
         self.routes = RouteTable(configuration.routes)
         self.pools = configuration.routes.map { UpstreamPool($0.upstreams) }
         self.accessLog = AccessLog(configuration.accessLog)
         self.tls = try GatewayTLS(configuration)
         self.metrics = metrics
+        self.originPolicies = try configuration.compiledOriginPolicies()
+        self.admission = ConnectionAdmission(configuration, clock: clock)
     }
 
     var limits: GatewayConfiguration.Limits { self.configuration.limits }

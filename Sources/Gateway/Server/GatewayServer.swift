@@ -52,8 +52,13 @@ public final class GatewayServer: Sendable {
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
             .childChannelOption(.writeBufferWaterMark, value: .init(low: limits.bufferLowWatermark, high: limits.bufferHighWatermark))
+            .childChannelOption(.recvAllocator, value: RelayResources.receiveAllocator)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    // Connection caps (issue #5 C): refused connections are closed at accept, unread.
+                    if environment.admitAtAccept(channel, listener: listener.name) == false {
+                        return try channel.pipeline.syncOperations.addHandler(CloseAtAcceptHandler())
+                    }
                     let record = ConnectionRecord(
                         id: environment.makeConnectionID(),
                         clientAddress: channel.remoteAddress?.ipAddress,

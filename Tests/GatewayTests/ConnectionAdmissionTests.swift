@@ -1,0 +1,116 @@
+import MetricsTestKit
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import Testing
+
+@testable import Gateway
+
+/// A clock the test sets by hand.
+final class ManualClock: GatewayClock, @unchecked Sendable {
+    private let lock = NIOLock()
+    private var current = NIODeadline.uptimeNanoseconds(1_000_000_000_000)
+    var now: NIODeadline { self.lock.withLock { self.current } }
+    func advance(by amount: TimeAmount) { self.lock.withLock { self.current = self.current + amount } }
+}
+
+/// Connection caps and the per-IP handshake rate (DESIGN §1.1, §5; RELIABILITY R-11, O-06).
+@Suite(.timeLimit(.minutes(2))) struct ConnectionAdmissionTests {
+    private static func configuration(_ configure: (inout GatewayConfiguration) -> Void) -> GatewayConfiguration {
+        var configuration = GatewayConfiguration(
+            listeners: [.init(name: "a", host: "127.0.0.1", port: 1), .init(name: "b", host: "127.0.0.1", port: 2)],
+            routes: [.init(upstreams: [.init(scheme: .ws, host: "127.0.0.1", port: 9000)])]
+        )
+        configure(&configuration)
+        return configuration
+    }
+
+    @Test func listenerAndPerIPCapsCountOpenConnections() {
+        let admission = ConnectionAdmission(Self.configuration {
+            $0.listeners[0].maxConnections = 2
+            $0.connectionLimits.perIPConnections = 3
+        })
+        #expect(admission.admit(listener: "a", ip: "10.0.0.1") == nil)
+        #expect(admission.admit(listener: "a", ip: "10.0.0.2") == nil)
+        #expect(admission.admit(listener: "a", ip: "10.0.0.3") == .listenerConnections)
+        #expect(admission.openConnections(listener: "a") == 2, "a refused connection was counted")
+        // Listener b has no cap; 10.0.0.1's third connection fills its per-IP cap of 3.
+        #expect(admission.admit(listener: "b", ip: "10.0.0.1") == nil)
+        #expect(admission.admit(listener: "b", ip: "10.0.0.1") == nil)
+        #expect(admission.admit(listener: "b", ip: "10.0.0.1") == .ipConnections)
+        #expect(admission.admit(listener: "b", ip: "10.0.0.9") == nil, "another address is not affected")
+        admission.release(listener: "a", ip: "10.0.0.1")
+        #expect(admission.admit(listener: "a", ip: "10.0.0.1") == nil, "a closed connection frees its place")
+    }
+
+    @Test func theHandshakeRateIsExactPerAddress() {
+        let clock = ManualClock()
+        let admission = ConnectionAdmission(Self.configuration { $0.connectionLimits.perIPHandshakes = .init(perSecond: 2, burst: 3) }, clock: clock)
+        for _ in 0..<3 { #expect(admission.admitHandshake(ip: "10.0.0.1") == nil) }
+        #expect(admission.admitHandshake(ip: "10.0.0.1") == 1, "Retry-After rounds 500 ms up to 1 s")
+        #expect(admission.admitHandshake(ip: "10.0.0.2") == nil, "another address has its own bucket")
+        clock.advance(by: .milliseconds(499))
+        #expect(admission.admitHandshake(ip: "10.0.0.1") == 1)
+        clock.advance(by: .milliseconds(1))
+        #expect(admission.admitHandshake(ip: "10.0.0.1") == nil)
+        #expect(admission.admitHandshake(ip: "10.0.0.1") == 1)
+    }
+
+    // MARK: Over real sockets
+
+    @Test func aFullListenerClosesNewConnectionsAtAcceptAndCountsThem() async throws {
+        let metrics = TestMetrics()
+        try await withGatewayAndDemo(metrics: metrics, configure: {
+            $0.listeners[0] = .init(name: "capped", host: "127.0.0.1", port: 0)
+            $0.listeners[0].maxConnections = 1
+        }) { port in
+            let first = try await TestWebSocketClient.connect(port: port, path: "/echo")
+            try await first.send(text: "still here")
+            #expect(try await first.receiveMessage(timeout: .seconds(5)) == .text("still here"))
+            // The second connection is closed before anything is read: no HTTP answer at all.
+            await #expect(throws: (any Error).self) {
+                _ = try await TestWebSocketClient.rawHandshake(port: port, request: Self.upgrade)
+            }
+            try await first.close()
+            try await first.waitForTCPClose(timeout: .seconds(5))
+            // Its place is free again (the release runs when the gateway's channel closes).
+            try await Self.eventually {
+                let answer = try? await TestWebSocketClient.rawHandshake(port: port, request: Self.upgrade)
+                return answer?.status == 101
+            }
+        }
+        #expect(metrics.counterTotal(label: "wsgate_connection_limit_refusals_total", dimensions: [("listener", "capped"), ("limit", "listener_connections")]) >= 1)
+    }
+
+    @Test func tooManyHandshakesFromOneAddressAre429WithRetryAfter() async throws {
+        let metrics = TestMetrics()
+        try await withGatewayAndDemo(metrics: metrics, configure: {
+            $0.connectionLimits.perIPHandshakes = .init(perSecond: 1, burst: 2)
+        }) { port in
+            var statuses: [Int] = []
+            var retryAfter: String?
+            for _ in 0..<3 {
+                let answer = try await TestWebSocketClient.rawHandshake(port: port, request: Self.upgrade)
+                statuses.append(answer.status)
+                retryAfter = answer.headers.first { $0.0 == "Retry-After" }?.1 ?? retryAfter
+            }
+            #expect(statuses == [101, 101, 429])
+            #expect(retryAfter == "1")
+        }
+        #expect(metrics.counterTotal(label: "wsgate_connection_limit_refusals_total", dimensions: [("listener", "127.0.0.1:0"), ("limit", "ip_handshake_rate")]) == 1)
+    }
+
+    static let upgrade = "GET /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+
+    /// Polls `condition` every 20 ms for up to 5 s.
+    static func eventually(_ condition: () async throws -> Bool) async throws {
+        let deadline = ContinuousClock.now + .seconds(5)
+        while !(try await condition()) {
+            guard ContinuousClock.now < deadline else {
+                Issue.record("condition not met within 5 s")
+                return
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+    }
+}

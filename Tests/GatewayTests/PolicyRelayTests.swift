@@ -1,0 +1,96 @@
+import Frames
+import MetricsTestKit
+import NIOCore
+import Testing
+
+@testable import Gateway
+
+/// Rate limits and keep-alive over real sockets, through the demo upstream (the exact arithmetic is in
+/// `TokenBucketTests` and `RelayPolicyEmbeddedTests`; these check what only the kernel shows).
+@Suite(.timeLimit(.minutes(2))) struct PolicyRelayTests {
+    @Test func aClientOverItsMessageRateGets1008AfterItsEarlierMessagesAreAnswered() async throws {
+        let metrics = TestMetrics()
+        try await withGatewayAndDemo(metrics: metrics, configure: {
+            $0.routes[0].rateLimits.client.messages = .init(perSecond: 1, burst: 5)
+            $0.routes[0].rateLimits.client.action = .close
+        }) { port in
+            let client = try await TestWebSocketClient.connect(port: port, path: "/echo")
+            // All ten in one write: the gateway closes the connection soon after the sixth, and a later
+            // separate write could meet a reset.
+            let frames = (0..<10).flatMap { RelayHandlerEmbeddedTests.clientFrame(.text, Array("m\($0)".utf8)) }
+            try await client.sendRaw(frames)
+            var echoed: [String] = []
+            var close: TestWebSocketClient.Message?
+            while close == nil {
+                switch try await client.receiveMessage(timeout: .seconds(5)) {
+                case .text(let text): echoed.append(text)
+                case let other: close = other
+                }
+            }
+            #expect(echoed == (0..<5).map { "m\($0)" })
+            #expect(close == .close(.policyViolation, "rate limit: messages"))
+            try await client.waitForTCPClose(timeout: .seconds(5))
+        }
+        #expect(metrics.counterTotal(
+            label: "wsgate_rate_limit_decisions_total",
+            dimensions: [("route", "/"), ("side", "client"), ("limit", "messages"), ("action", "close")]
+        ) == 1)
+    }
+
+    @Test func throttlingSlowsTheSenderAndLosesNothing() async throws {
+        let metrics = TestMetrics()
+        try await withGatewayAndDemo(metrics: metrics, configure: {
+            $0.routes[0].rateLimits.client.messages = .init(perSecond: 20, burst: 1)
+            $0.routes[0].rateLimits.client.bytes = .init(perSecond: 1 << 20, burst: 64 << 10)
+            $0.routes[0].rateLimits.client.action = .throttle
+        }) { port in
+            let client = try await TestWebSocketClient.connect(port: port, path: "/echo")
+            let start = ContinuousClock.now
+            let big = [UInt8](repeating: 0x42, count: 100_000)
+            for index in 0..<10 { try await client.send(text: "m\(index)") }
+            try await client.send(binary: big)
+            for index in 0..<10 { #expect(try await client.receiveMessage(timeout: .seconds(10)) == .text("m\(index)")) }
+            #expect(try await client.receiveMessage(timeout: .seconds(10)) == .binary(big))
+            // Ten messages at 20/s after a burst of 1: the last may start 450 ms after the first, and
+            // the 100 kB message waits for its bytes after it.
+            #expect(ContinuousClock.now - start >= .milliseconds(450))
+            try await client.close()
+            #expect(try await client.receiveMessage(timeout: .seconds(5)) == .close(.normalClosure, ""))
+        }
+        #expect(metrics.counterTotal(
+            label: "wsgate_rate_limit_decisions_total",
+            dimensions: [("route", "/"), ("side", "client"), ("limit", "messages"), ("action", "throttle")]
+        ) >= 9)
+    }
+
+    @Test func aClientThatAnswersPingsStaysAndOneThatStopsIsClosed() async throws {
+        let metrics = TestMetrics()
+        try await withGatewayAndDemo(metrics: metrics, configure: {
+            $0.timeouts.pingInterval = .milliseconds(300)
+            $0.timeouts.pongDeadline = .milliseconds(300)
+        }) { port in
+            let client = try await TestWebSocketClient.connect(port: port, path: "/echo")
+            // Two pings answered: the connection stays, and the echo still works in between.
+            for _ in 0..<2 {
+                guard case .ping(let payload) = try await client.receiveMessage(timeout: .seconds(5)) else {
+                    Issue.record("expected a keep-alive ping")
+                    return
+                }
+                #expect(payload.count == 18 && payload.starts(with: Array("wsgate".utf8)))
+                try await client.sendFrame(opcode: .pong, payload: payload)
+                try await client.send(text: "alive")
+                #expect(try await client.receiveMessage(timeout: .seconds(5)) == .text("alive"))
+            }
+            // The third is not answered: the gateway closes the TCP connection (no Close to a dead peer).
+            guard case .ping = try await client.receiveMessage(timeout: .seconds(5)) else {
+                Issue.record("expected a keep-alive ping")
+                return
+            }
+            await #expect(throws: TestWebSocketClient.Failure.connectionClosed) {
+                _ = try await client.receiveMessage(timeout: .seconds(5))
+            }
+        }
+        #expect(metrics.counterTotal(label: "wsgate_keepalive_timeouts_total", dimensions: [("route", "/"), ("side", "client")]) == 1)
+        #expect(metrics.counterTotal(label: "wsgate_keepalive_timeouts_total", dimensions: [("route", "/"), ("side", "upstream")]) == 0)
+    }
+}

@@ -1,0 +1,296 @@
+import Frames
+import MetricsTestKit
+import NIOCore
+import NIOEmbedded
+import Testing
+
+@testable import Gateway
+
+/// Rate limits, keep-alive and maximum lifetime in the relay, in memory: two `EmbeddedChannel`s on one
+/// `EmbeddedEventLoop` whose virtual time is the relay's clock, so every instant is exact and nothing
+/// sleeps (STYLE P11).
+@Suite struct RelayPolicyEmbeddedTests {
+    typealias Base = RelayHandlerEmbeddedTests
+
+    final class Pair {
+        let loop = EmbeddedEventLoop()
+        let client: EmbeddedChannel
+        let upstream: EmbeddedChannel
+        let session: RelaySession
+        let clientReads = Base.ReadCounter()
+        let metrics = TestMetrics()
+        private(set) var outcome: RelayCloseState.Outcome?
+        private(set) var finished = false
+
+        init(idleTimeout: TimeAmount = .hours(1), _ configure: (inout RelayPolicy) -> Void) throws {
+            self.client = EmbeddedChannel(loop: self.loop)
+            self.upstream = EmbeddedChannel(loop: self.loop)
+            var policy = RelayPolicy()
+            policy.metrics = GatewayMetrics(factory: self.metrics)
+            policy.route = "/r"
+            configure(&policy)
+            self.session = RelaySession(eventLoop: self.loop, limits: .init(), closeTimeout: .seconds(10), idleTimeout: idleTimeout, policy: policy)
+            self.session.onFinish = { [unowned self] outcome, _ in
+                self.outcome = outcome
+                self.finished = true
+            }
+            try self.client.pipeline.syncOperations.addHandler(self.clientReads)
+            try self.client.pipeline.syncOperations.addHandler(RelayHandler(side: .client, session: self.session))
+            try self.upstream.pipeline.syncOperations.addHandler(RelayHandler(side: .upstream, session: self.session))
+            try self.client.connect(to: .init(ipAddress: "127.0.0.1", port: 1)).wait()
+            try self.upstream.connect(to: .init(ipAddress: "127.0.0.1", port: 2)).wait()
+        }
+
+        func deliver(_ bytes: [UInt8], from side: Side) throws {
+            let channel = side == .client ? self.client : self.upstream
+            try channel.writeInbound(ByteBuffer(bytes: bytes))
+            channel.pipeline.fireChannelReadComplete()
+        }
+
+        func written(to side: Side) throws -> [UInt8] {
+            let channel = side == .client ? self.client : self.upstream
+            var bytes: [UInt8] = []
+            while let buffer = try channel.readOutbound(as: ByteBuffer.self) { bytes += buffer.readableBytesView }
+            return bytes
+        }
+
+        func frames(to side: Side) throws -> [Base.Frame] {
+            try Base.frames(self.written(to: side), sentTo: side)
+        }
+
+        func count(_ label: String, _ dimensions: [(String, String)]) -> Int64 {
+            self.metrics.counterTotal(label: label, dimensions: [("route", "/r")] + dimensions)
+        }
+    }
+
+    private static func limits(_ configure: (inout GatewayConfiguration.DirectionRateLimits) -> Void) -> GatewayConfiguration.RateLimits {
+        var limits = GatewayConfiguration.RateLimits()
+        limits.upstream.controlFrames = nil
+        configure(&limits.client)
+        return limits
+    }
+
+    private static func text(_ string: String, fin: Bool = true) -> [UInt8] { Base.clientFrame(.text, Array(string.utf8), fin: fin) }
+
+    // MARK: Rate limits: throttle
+
+    @Test func throttleHoldsTheFrameAndTheReadsUntilTokensReturnAndLosesNothing() throws {
+        let pair = try Pair { $0.rateLimits = Self.limits { $0.messages = .init(perSecond: 2, burst: 2); $0.action = .throttle } }
+        // Four messages in one read: two pass, the third is held with the fourth behind it.
+        try pair.deliver(Self.text("a") + Self.text("b") + Self.text("c") + Self.text("d"), from: .client)
+        #expect(try pair.frames(to: .upstream).map(\.payload) == [[0x61], [0x62]])
+        #expect(pair.count("wsgate_rate_limit_decisions_total", [("side", "client"), ("limit", "messages"), ("action", "throttle")]) == 1)
+        // The client is no longer read, and what was already on its way is kept, not dropped.
+        pair.client.read()
+        #expect(pair.clientReads.reads == 0)
+        try pair.deliver(Self.text("e"), from: .client)
+        // One token every 500 ms: nothing at 499 ms, "c" at 500 ms, "d" at 1 s, "e" at 1.5 s.
+        pair.loop.advanceTime(by: .milliseconds(499))
+        #expect(try pair.frames(to: .upstream).isEmpty)
+        pair.loop.advanceTime(by: .milliseconds(1))
+        #expect(try pair.frames(to: .upstream).map(\.payload) == [[0x63]])
+        pair.loop.advanceTime(by: .milliseconds(500))
+        #expect(try pair.frames(to: .upstream).map(\.payload) == [[0x64]])
+        #expect(pair.clientReads.reads == 0, "read while still throttled")
+        pair.loop.advanceTime(by: .milliseconds(500))
+        #expect(try pair.frames(to: .upstream).map(\.payload) == [[0x65]])
+        // Caught up: the held read goes out.
+        #expect(pair.clientReads.reads == 1)
+        #expect(pair.count("wsgate_rate_limit_decisions_total", [("side", "client"), ("limit", "messages"), ("action", "throttle")]) == 3)
+        #expect(pair.client.isActive && pair.upstream.isActive)
+    }
+
+    @Test func byteThrottlingKeepsFragmentsAndPayloadIntact() throws {
+        let pair = try Pair { $0.rateLimits = Self.limits { $0.bytes = .init(perSecond: 100, burst: 100); $0.action = .throttle } }
+        let payload = [UInt8](repeating: 0x78, count: 80)
+        try pair.deliver(
+            Base.clientFrame(.binary, payload, fin: false) + Base.clientFrame(.continuation, payload, fin: false) + Base.clientFrame(.continuation, payload),
+            from: .client
+        )
+        // Masked frames toward the upstream: 6 header bytes + 80 payload bytes each.
+        var received = try pair.written(to: .upstream)
+        #expect(received.count == 86)
+        // 80 tokens for the second frame: 20 are left, 60 more take 600 ms.
+        pair.loop.advanceTime(by: .milliseconds(599))
+        #expect(try pair.written(to: .upstream).isEmpty)
+        pair.loop.advanceTime(by: .milliseconds(1))
+        received += try pair.written(to: .upstream)
+        #expect(received.count == 172)
+        pair.loop.advanceTime(by: .milliseconds(799))
+        #expect(try pair.written(to: .upstream).isEmpty)
+        pair.loop.advanceTime(by: .milliseconds(1))
+        received += try pair.written(to: .upstream)
+        let frames = try Base.frames(received, sentTo: .upstream)
+        #expect(frames.map(\.opcode) == [.binary, .continuation, .continuation])
+        #expect(frames.map(\.fin) == [false, false, true])
+        #expect(frames.allSatisfy { $0.payload == payload })
+    }
+
+    // MARK: Rate limits: close
+
+    @Test func closeSends1008ToTheClientAfter1001ToTheUpstreamAtAFrameBoundary() throws {
+        let pair = try Pair { $0.rateLimits = Self.limits { $0.messages = .init(perSecond: 1, burst: 2); $0.action = .close } }
+        try pair.deliver(Self.text("a") + Self.text("b", fin: false) + Base.clientFrame(.continuation, [0x63]) + Self.text("d"), from: .client)
+        let toUpstream = try pair.frames(to: .upstream)
+        // "a" and the whole fragmented "bc" pass; "d" is the third message: the upstream gets 1001.
+        #expect(toUpstream.map(\.opcode) == [.text, .text, .continuation, .close])
+        #expect(toUpstream.last?.payload.prefix(2) == [0x03, 0xE9])
+        #expect(try pair.frames(to: .client).isEmpty, "the client's Close waits for the upstream")
+        try pair.deliver(Base.upstreamFrame(.close, Base.closePayload(1001)), from: .upstream)
+        let toClient = try pair.frames(to: .client)
+        #expect(toClient.map(\.opcode) == [.close])
+        #expect(toClient.first?.payload == Base.closePayload(1008, "rate limit: messages"))
+        #expect(pair.finished && pair.outcome == .init(code: .policyViolation, closedBy: "gateway"))
+        #expect(pair.count("wsgate_rate_limit_decisions_total", [("side", "client"), ("limit", "messages"), ("action", "close")]) == 1)
+    }
+
+    @Test func aPingFloodFromTheUpstreamIsClosedWith1008AndTheClientGets1001() throws {
+        let pair = try Pair {
+            var limits = GatewayConfiguration.RateLimits()
+            limits.upstream.controlFrames = .init(perSecond: 100, burst: 3)
+            $0.rateLimits = limits
+        }
+        var flood: [UInt8] = []
+        for _ in 0..<5 { flood += Base.upstreamFrame(.ping, [1]) }
+        try pair.deliver(flood, from: .upstream)
+        let toClient = try pair.frames(to: .client)
+        #expect(toClient.map(\.opcode) == [.ping, .ping, .ping, .close])
+        #expect(toClient.last?.payload.prefix(2) == [0x03, 0xE9])
+        let toUpstream = try pair.frames(to: .upstream)
+        #expect(toUpstream.last?.opcode == .close)
+        #expect(toUpstream.last?.payload == Base.closePayload(1008, "rate limit: control_frames"))
+        #expect(pair.count("wsgate_rate_limit_decisions_total", [("side", "upstream"), ("limit", "control_frames"), ("action", "close")]) == 1)
+    }
+
+    @Test func aCloseFrameIsNeverRateLimited() throws {
+        let pair = try Pair { $0.rateLimits = Self.limits { $0.controlFrames = .init(perSecond: 1, burst: 1) } }
+        try pair.deliver(Base.clientFrame(.ping, []) + Base.clientFrame(.close, Base.closePayload(1000)), from: .client)
+        #expect(try pair.frames(to: .upstream).map(\.opcode) == [.ping, .close])
+        #expect(pair.metrics.counterTotal(label: "wsgate_rate_limit_decisions_total") == 0)
+    }
+
+    // MARK: Keep-alive
+
+    @Test func aQuietLegIsPingedAndItsPongIsConsumedNotRelayed() throws {
+        let pair = try Pair { $0.pingInterval = .seconds(30); $0.pongDeadline = .seconds(20) }
+        pair.loop.advanceTime(by: .seconds(29))
+        #expect(try pair.frames(to: .client).isEmpty)
+        pair.loop.advanceTime(by: .seconds(1))
+        let ping = try #require(try pair.frames(to: .client).first)
+        #expect(ping.opcode == .ping && ping.payload.count == 18 && ping.payload.starts(with: Array("wsgate".utf8)))
+        let upstreamPing = try #require(try pair.frames(to: .upstream).first)
+        #expect(upstreamPing.opcode == .ping && upstreamPing.masked)
+        // Pongs of both legs come back: neither is relayed to the other side.
+        try pair.deliver(Base.clientFrame(.pong, ping.payload), from: .client)
+        try pair.deliver(Base.upstreamFrame(.pong, upstreamPing.payload), from: .upstream)
+        #expect(try pair.frames(to: .upstream).isEmpty)
+        #expect(try pair.frames(to: .client).isEmpty)
+        // Alive: the deadline passes without effect, and the next ping comes 30 s after the pong.
+        pair.loop.advanceTime(by: .seconds(29))
+        #expect(pair.client.isActive && pair.upstream.isActive)
+        pair.loop.advanceTime(by: .seconds(1))
+        #expect(try pair.frames(to: .client).map(\.opcode) == [.ping])
+        #expect(try pair.frames(to: .upstream).map(\.opcode) == [.ping])
+        // A pong the gateway did not ask for (another payload) is relayed as usual.
+        try pair.deliver(Base.clientFrame(.pong, [9]), from: .client)
+        #expect(try pair.frames(to: .upstream).map(\.payload) == [[9]])
+        #expect(pair.metrics.counterTotal(label: "wsgate_keepalive_timeouts_total") == 0)
+    }
+
+    @Test func keepAlivePongsDoNotPostponeTheIdleTimeout() throws {
+        let pair = try Pair(idleTimeout: .seconds(60)) { $0.pingInterval = .seconds(30); $0.pongDeadline = .seconds(20) }
+        pair.loop.advanceTime(by: .seconds(30))
+        let clientPing = try #require(try pair.frames(to: .client).first)
+        let upstreamPing = try #require(try pair.frames(to: .upstream).first)
+        try pair.deliver(Base.clientFrame(.pong, clientPing.payload), from: .client)
+        try pair.deliver(Base.upstreamFrame(.pong, upstreamPing.payload), from: .upstream)
+        // Both legs are alive, but no application frame since the start: idle at exactly 60 s.
+        pair.loop.advanceTime(by: .milliseconds(29_999))
+        #expect(try pair.frames(to: .client).isEmpty)
+        pair.loop.advanceTime(by: .milliseconds(1))
+        #expect(try pair.frames(to: .client).last?.payload == Base.closePayload(1001, "idle timeout"))
+        #expect(try pair.frames(to: .upstream).last?.payload == Base.closePayload(1001, "idle timeout"))
+    }
+
+    @Test func aDeadUpstreamIsClosedAndTheClientGets1001() throws {
+        let pair = try Pair { $0.pingInterval = .seconds(30); $0.pongDeadline = .seconds(20) }
+        pair.loop.advanceTime(by: .seconds(30))
+        let clientPing = try #require(try pair.frames(to: .client).first)
+        #expect(try pair.frames(to: .upstream).map(\.opcode) == [.ping])
+        // The client answers, the upstream does not.
+        try pair.deliver(Base.clientFrame(.pong, clientPing.payload), from: .client)
+        pair.loop.advanceTime(by: .milliseconds(19_999))
+        #expect(pair.upstream.isActive)
+        pair.loop.advanceTime(by: .milliseconds(1))
+        #expect(!pair.upstream.isActive, "the dead leg's connection is closed")
+        #expect(try pair.frames(to: .upstream).isEmpty, "a dead leg gets no Close")
+        let toClient = try pair.frames(to: .client)
+        #expect(toClient.map(\.opcode) == [.close])
+        #expect(toClient.first?.payload == Base.closePayload(1001, "keep-alive timeout"))
+        #expect(pair.count("wsgate_keepalive_timeouts_total", [("side", "upstream")]) == 1)
+        try pair.deliver(Base.clientFrame(.close, Base.closePayload(1001)), from: .client)
+        #expect(pair.finished && pair.outcome == .init(code: .goingAway, closedBy: "gateway"))
+    }
+
+    @Test func aCloseHandshakeUnderWayIsLeftToTheCloseTimeout() throws {
+        let pair = try Pair { $0.pingInterval = .seconds(30); $0.pongDeadline = .seconds(20) }
+        pair.loop.advanceTime(by: .seconds(30))
+        _ = try pair.frames(to: .client)
+        _ = try pair.frames(to: .upstream)
+        // Neither leg answers its ping; the client closes at 45 s and the upstream answers at 52 s (the
+        // close timeout is 10 s).
+        pair.loop.advanceTime(by: .seconds(15))
+        try pair.deliver(Base.clientFrame(.close, Base.closePayload(1000)), from: .client)
+        #expect(try pair.frames(to: .upstream).map(\.opcode) == [.close])
+        pair.loop.advanceTime(by: .seconds(5))
+        // At 50 s both pong deadlines pass: a Close went both ways on neither leg yet, but each leg is in a
+        // close handshake (the client sent its Close, the upstream was sent one), so the close timeout
+        // bounds them instead of keep-alive.
+        #expect(pair.client.isActive && pair.upstream.isActive)
+        pair.loop.advanceTime(by: .seconds(2))
+        try pair.deliver(Base.upstreamFrame(.close, Base.closePayload(1000)), from: .upstream)
+        #expect(try pair.frames(to: .client).map(\.payload) == [Base.closePayload(1000)])
+        #expect(pair.finished && pair.outcome == .init(code: .normalClosure, closedBy: "client"))
+        #expect(pair.metrics.counterTotal(label: "wsgate_keepalive_timeouts_total") == 0)
+    }
+
+    @Test func aTalkingLegIsNotPingedAndAPingWaitsForTheEndOfAHalfWrittenFrame() throws {
+        let pair = try Pair { $0.pingInterval = .seconds(30); $0.pongDeadline = .seconds(20) }
+        pair.loop.advanceTime(by: .seconds(20))
+        // The upstream talks at 20 s: its next ping is due at 50 s. It starts a frame toward the client.
+        let frame = Base.upstreamFrame(.binary, [UInt8](repeating: 1, count: 10))
+        try pair.deliver(Array(frame.prefix(5)), from: .upstream)
+        _ = try pair.client.readOutbound(as: ByteBuffer.self)
+        _ = try pair.client.readOutbound(as: ByteBuffer.self)
+        pair.loop.advanceTime(by: .seconds(10))
+        // At 30 s the client is due, but the stream toward it is mid-frame: no ping yet.
+        #expect(try pair.client.readOutbound(as: ByteBuffer.self) == nil)
+        #expect(try pair.frames(to: .upstream).isEmpty, "the upstream talked 10 s ago")
+        try pair.deliver(Array(frame.dropFirst(5)), from: .upstream)
+        var bytes: [UInt8] = []
+        while let buffer = try pair.client.readOutbound(as: ByteBuffer.self) { bytes += buffer.readableBytesView }
+        // The rest of the frame, then the owed ping.
+        #expect(Array(bytes.prefix(7)) == Array(frame.dropFirst(5)))
+        let ping = try Base.frames(Array(bytes.dropFirst(7)), sentTo: .client)
+        #expect(ping.map(\.opcode) == [.ping])
+        try pair.deliver(Base.clientFrame(.pong, ping.first?.payload ?? []), from: .client)
+        // The upstream last talked at 30 s: pinged at 60 s.
+        pair.loop.advanceTime(by: .milliseconds(29_999))
+        #expect(try pair.frames(to: .upstream).isEmpty)
+        pair.loop.advanceTime(by: .milliseconds(1))
+        #expect(try pair.frames(to: .upstream).map(\.opcode) == [.ping])
+        #expect(pair.client.isActive && pair.upstream.isActive)
+    }
+
+    // MARK: Maximum lifetime
+
+    @Test func theMaximumLifetimeClosesBothLegsWith1001() throws {
+        let pair = try Pair { $0.maxLifetime = .seconds(60) }
+        pair.loop.advanceTime(by: .milliseconds(59_999))
+        #expect(try pair.frames(to: .client).isEmpty)
+        pair.loop.advanceTime(by: .milliseconds(1))
+        #expect(try pair.frames(to: .client).first?.payload == Base.closePayload(1001, "maximum lifetime"))
+        #expect(try pair.frames(to: .upstream).first?.payload == Base.closePayload(1001, "maximum lifetime"))
+        #expect(pair.count("wsgate_max_lifetime_closes_total", []) == 1)
+    }
+}
