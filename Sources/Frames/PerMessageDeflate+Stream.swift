@@ -34,7 +34,8 @@ public struct PerMessageDeflateReader {
     /// Starts a compressed message.
     public mutating func begin(validatingUTF8: Bool) throws(FramesError) {
         try self.inflater.beginMessage(validatingUTF8: validatingUTF8)
-        self.current = nil
+        // A discarding reader keeps its one scratch buffer from message to message (no allocation).
+        if !self.discarding { self.current = nil }
     }
 
     /// Inflates a payload chunk of the message (plain, unmasked bytes). Full chunks go to `emit`.
@@ -57,11 +58,11 @@ public struct PerMessageDeflateReader {
             self.current = output
             if !full { break }
         }
-        defer { self.current = nil }
         if self.discarding {
             self.current?.clear()
             return nil
         }
+        defer { self.current = nil }
         return self.current
     }
 
@@ -143,8 +144,9 @@ public struct PerMessageDeflateWriter {
         }
         var last = self.current!
         self.current = nil
-        let tail = last.getBytes(at: last.writerIndex - 4, length: 4)
-        precondition(tail == deflateTail, "a sync flush ends with 00 00 ff ff")
+        // Read as one integer: no array is made per message.
+        let tail = last.getInteger(at: last.writerIndex - 4, as: UInt32.self)
+        precondition(tail == 0x0000_FFFF, "a sync flush ends with 00 00 ff ff")
         last.moveWriterIndex(to: last.writerIndex - 4)
         try self.deflater.endMessage()
         return last
