@@ -227,6 +227,33 @@ import Testing
         }
     }
 
+    /// The client limits the gateway's window to 10 bits, the upstream compresses with 15: upstream →
+    /// client cannot go verbatim and is re-compressed; client → upstream still goes verbatim.
+    @Test func differentParametersAreTranscodedPerDirection() async throws {
+        let compressedHello: [UInt8] = [0xF2, 0x48, 0xCD, 0xC9, 0xC9, 0x07, 0x00]
+        let upstream = try await FakeUpstream.start { request in
+            var reply = FakeUpstream.Reply.accept(request, extraHeaders: "Sec-WebSocket-Extensions: permessage-deflate\r\n")
+            reply.then = [0xC1, 0x07] + compressedHello
+            return reply
+        }
+        defer { Task { await upstream.close() } }
+        try await withGateway(upstreamPort: upstream.port, configure: Self.policy(client: .negotiate, upstream: .negotiate)) { port in
+            let client = try await TestWebSocketClient.connect(
+                port: port,
+                path: "/",
+                headers: [("Sec-WebSocket-Extensions", "permessage-deflate; server_max_window_bits=10")]
+            )
+            #expect(client.responseHeaders.filter { $0.0 == "Sec-WebSocket-Extensions" }.map(\.1) == ["permessage-deflate; server_max_window_bits=10"])
+            let inflater = PerMessageInflater(windowBits: 10, noContextTakeover: false, maxMessageSize: 1 << 20)
+            let hello = try await Self.receive(client, inflater)
+            #expect(hello.compressed && hello.bytes == Array("Hello".utf8))
+            let message = try Self.compress(Self.json(300))
+            try await Self.sendCompressed(client, message, fragments: 2)
+            try await upstream.waitUntilReceived { _ in ((try? upstream.receivedFrames(compressed: true)) ?? []).count >= 2 }
+            #expect(try upstream.receivedFrames(compressed: true).flatMap(\.2) == message)
+        }
+    }
+
     @Test func verbatimPathStillValidatesUTF8AfterInflation() async throws {
         let upstream = try await FakeUpstream.start { .accept($0, extraHeaders: "Sec-WebSocket-Extensions: permessage-deflate\r\n") }
         defer { Task { await upstream.close() } }

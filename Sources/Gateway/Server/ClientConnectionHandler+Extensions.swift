@@ -34,7 +34,7 @@ extension ClientConnectionHandler {
         metrics: GatewayMetrics
     ) -> ExtensionOutcome {
         let policy = request.route.route.extensions.permessageDeflate
-        let route = request.route.route.pathPrefix
+        let route = request.route.route.label
         func decision(_ side: String, _ decision: String) {
             metrics.count(
                 "wsgate_extension_decisions_total",
