@@ -326,7 +326,7 @@ public struct FrameParser {
         let outgoing = self.outgoingKey
         let validates = self.message!.validatesUTF8
         var valid = true
-        buffer.withUnsafeReadableBytes { source in
+        _ = buffer.withUnsafeReadableBytes { source in
             output.writeWithUnsafeMutableBytes(minimumWritableBytes: count) { destination in
                 let from = UnsafeRawBufferPointer(rebasing: source[0..<count])
                 let to = UnsafeMutableRawBufferPointer(rebasing: destination[0..<count])

@@ -28,7 +28,15 @@ public struct MaskingKey: Hashable, Sendable, CustomStringConvertible {
     /// The key rotated so that its first byte is the one for payload offset `offset`.
     @inlinable
     public func rotated(by offset: Int) -> MaskingKey {
-        MaskingKey(self[offset], self[offset + 1], self[offset + 2], self[offset + 3])
+        // A rotation of the packed word (byte 0 is the first in memory), not four byte loads and stores:
+        // this runs once per payload chunk.
+        let shift = UInt32(truncatingIfNeeded: (offset & 3) * 8)
+        guard shift != 0 else { return self }
+        #if _endian(little)
+        return MaskingKey(packed: (self.packed >> shift) | (self.packed << (32 - shift)))
+        #else
+        return MaskingKey(packed: (self.packed << shift) | (self.packed >> (32 - shift)))
+        #endif
     }
 
     /// XOR of two keys: masking with `a ^ b` equals unmasking with `a` and masking with `b` (used to

@@ -1,9 +1,11 @@
 import ArgumentParser
 import Dispatch
 import Gateway
+import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import ServiceLifecycle
 
 #if canImport(Glibc)
 import Glibc
@@ -33,23 +35,14 @@ struct Demo: AsyncParsableCommand {
     func run() async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         let upstream = try await DemoUpstream.start(host: EmbeddedDefault.host, port: 0, group: group)
-        let server: GatewayServer
-        do {
-            server = try await GatewayServer.start(
-                configuration: EmbeddedDefault.configuration(
-                    upstreamPort: upstream.port,
-                    identity: try EmbeddedDefault.makeIdentity(),
-                    port: self.port,
-                    tlsPort: self.tlsPort
-                ),
-                group: group
-            )
-        } catch {
-            printError("wsgate: cannot start: \(error)")
-            try await upstream.close()
-            try await group.shutdownGracefully()
-            throw ExitCode(1)
-        }
+        var configuration = try EmbeddedDefault.configuration(
+            upstreamPort: upstream.port,
+            identity: try EmbeddedDefault.makeIdentity(),
+            port: self.port,
+            tlsPort: self.tlsPort
+        )
+        // The demo runs without the admin listener, so that it starts wherever port 9090 is taken.
+        configuration.admin = .off
         let address = "ws://\(EmbeddedDefault.host):\(self.port)"
         printLine(
             """
@@ -62,8 +55,14 @@ struct Demo: AsyncParsableCommand {
             Stop with Ctrl-C.
             """
         )
-        try await waitForTermination()
-        try await server.close()
+        do {
+            try await runGateway(configuration: configuration, path: nil, group: group, banner: false)
+        } catch {
+            printError("wsgate: cannot start: \(error)")
+            try await upstream.close()
+            try await group.shutdownGracefully()
+            throw ExitCode(1)
+        }
         try await upstream.close()
         try await group.shutdownGracefully()
     }
@@ -85,19 +84,13 @@ struct Run: AsyncParsableCommand {
             throw ExitCode(1)
         }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
-        let server: GatewayServer
         do {
-            server = try await GatewayServer.start(configuration: configuration, group: group)
+            try await runGateway(configuration: configuration, path: self.config, group: group, banner: true)
         } catch {
             printError("wsgate: cannot start: \(error)")
             try await group.shutdownGracefully()
             throw ExitCode(1)
         }
-        for (listener, address) in zip(configuration.listeners, server.localAddresses) {
-            printLine("wsgate: listener \(listener.name) on \(address)")
-        }
-        try await waitForTermination()
-        try await server.close()
         try await group.shutdownGracefully()
     }
 }
@@ -138,6 +131,30 @@ struct Echo: AsyncParsableCommand {
         try await upstream.close()
         try await group.shutdownGracefully()
     }
+}
+
+/// Runs the gateway in a `ServiceGroup` until SIGTERM or SIGINT, then drains (Close 1001 to every
+/// connection, up to `timeouts.drain`) and returns; SIGHUP reloads `path`. A second SIGTERM/SIGINT
+/// during the drain is ignored: the drain deadline bounds the exit.
+func runGateway(configuration: GatewayConfiguration, path: String?, group: any EventLoopGroup, banner: Bool) async throws {
+    let logger = Logger(label: "wsgate") { StreamLogHandler.standardError(label: $0) }
+    let service = GatewayService(configuration: configuration, configurationPath: path, group: group, logger: logger) { started in
+        guard banner else { return }
+        for (listener, address) in zip(configuration.listeners, started.server.localAddresses) {
+            printLine("wsgate: listener \(listener.name) on \(address)")
+        }
+        if let admin = started.admin?.localAddress {
+            printLine("wsgate: admin on \(admin) (/metrics, /healthz, /readyz)")
+        }
+    }
+    var serviceConfiguration = ServiceGroupConfiguration(
+        services: [.init(service: service)],
+        gracefulShutdownSignals: [.sigterm, .sigint],
+        logger: logger
+    )
+    // A safety net above the drain deadline: the drain itself force-closes at its deadline.
+    serviceConfiguration.maximumGracefulShutdownDuration = configuration.timeouts.drain + .seconds(10)
+    try await ServiceGroup(configuration: serviceConfiguration).run()
 }
 
 /// Writes a line to standard error at once (unbuffered).

@@ -139,3 +139,21 @@ private func failingChunk(_ bytes: [UInt8], chunks: [Int]) -> (chunk: Int?, comp
         #expect([UInt8(0x41)].withUnsafeBytes { validator.feed($0) })
     }
 }
+
+@Suite struct UTF8ValidatorASCIITests {
+    /// The ASCII shortcut must agree with the full check wherever the first non-ASCII byte falls
+    /// (inside or after a 32-byte block, in the 8-byte steps, in the tail).
+    @Test func aNonASCIIByteAnywhereIsSeen() {
+        for length in 1...80 {
+            for position in 0..<length {
+                var bytes = [UInt8](repeating: 0x61, count: length)
+                bytes[position] = 0xFF
+                var validator = UTF8Validator()
+                #expect(!bytes.withUnsafeBytes { validator.feed($0) }, "0xFF at \(position) of \(length)")
+                bytes[position] = 0x7F
+                validator = UTF8Validator()
+                #expect(bytes.withUnsafeBytes { validator.feed($0) }, "ASCII, length \(length)")
+            }
+        }
+    }
+}

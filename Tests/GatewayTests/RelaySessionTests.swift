@@ -1,3 +1,4 @@
+import Frames
 import NIOCore
 import NIOEmbedded
 import Testing
@@ -25,5 +26,74 @@ import Testing
         }()
         #expect(weakHandler == nil)
         #expect(weakSession == nil)
+    }
+
+    /// The relay forwards what one read parsed as one write: a header or control frame split across
+    /// reads must still come out whole and in order, in both directions, wherever the reads end.
+    @Test(arguments: [1, 2, 3, 5, 7, 13, 64, 4096])
+    func framesSplitAnywhereAreRelayedExactly(readSize: Int) throws {
+        let loop = EmbeddedEventLoop()
+        let session = RelaySession(eventLoop: loop, limits: .init(), closeTimeout: .seconds(5), idleTimeout: .seconds(120))
+        let client = EmbeddedChannel(handler: RelayHandler(side: .client, session: session), loop: loop)
+        let upstream = EmbeddedChannel(handler: RelayHandler(side: .upstream, session: session), loop: loop)
+
+        // Upstream → client: unmasked frames go out byte for byte as they came.
+        var server = FrameEncoder(role: .server)
+        var fromUpstream = ByteBuffer()
+        Self.writeSample(with: &server, to: &fromUpstream)
+        let upstreamBytes = Array(buffer: fromUpstream)
+        for start in stride(from: 0, to: upstreamBytes.count, by: readSize) {
+            try upstream.writeInbound(ByteBuffer(bytes: upstreamBytes[start..<min(upstreamBytes.count, start + readSize)]))
+        }
+        var toClient: [UInt8] = []
+        while let bytes = try client.readOutbound(as: ByteBuffer.self) { toClient += Array(buffer: bytes) }
+        #expect(toClient == upstreamBytes)
+
+        // Client → upstream: the same frames, masked by the client, arrive remasked, in order.
+        var clientEncoder = FrameEncoder(role: .client)
+        var fromClient = ByteBuffer()
+        Self.writeSample(with: &clientEncoder, to: &fromClient)
+        let clientBytes = Array(buffer: fromClient)
+        for start in stride(from: 0, to: clientBytes.count, by: readSize) {
+            try client.writeInbound(ByteBuffer(bytes: clientBytes[start..<min(clientBytes.count, start + readSize)]))
+        }
+        var toUpstream = ByteBuffer()
+        while var bytes = try upstream.readOutbound(as: ByteBuffer.self) { toUpstream.writeBuffer(&bytes) }
+        #expect(try Self.frames(in: toUpstream, role: .server) == Self.frames(in: fromUpstream, role: .client))
+        #expect(session.stats.client.messages == 3 && session.stats.upstream.messages == 3)
+
+        _ = try client.finish(acceptAlreadyClosed: true)
+        _ = try upstream.finish(acceptAlreadyClosed: true)
+    }
+
+    /// A fragmented text message with a Ping between its fragments, then a 300-byte binary message (a
+    /// 16-bit length), then a one-byte text message.
+    private static func writeSample(with encoder: inout FrameEncoder, to buffer: inout ByteBuffer) {
+        encoder.writeFrame(opcode: .text, fin: false, payload: ByteBuffer(string: "héllo "), to: &buffer)
+        encoder.writeFrame(opcode: .ping, payload: ByteBuffer(string: "p"), to: &buffer)
+        encoder.writeFrame(opcode: .continuation, payload: ByteBuffer(string: "wörld"), to: &buffer)
+        encoder.writeFrame(opcode: .binary, payload: ByteBuffer(repeating: 7, count: 300), to: &buffer)
+        encoder.writeFrame(opcode: .text, payload: ByteBuffer(string: "!"), to: &buffer)
+    }
+
+    /// Opcode, FIN and unmasked payload of each frame; the parser's role checks the masking.
+    private static func frames(in buffer: ByteBuffer, role: FrameParser.Role) throws -> [String] {
+        var parser = FrameParser(role: role)
+        var buffer = buffer
+        var frames: [String] = []
+        var payload: [UInt8] = []
+        var current = ""
+        while let event = try parser.next(&buffer) {
+            switch event {
+            case .header(let header): current = "\(header.opcode) fin=\(header.fin)"
+            case .payload(let bytes): payload += Array(buffer: bytes)
+            case .frameEnd:
+                frames.append("\(current) \(payload)")
+                payload = []
+            case .control(let frame): frames.append("\(frame.opcode) \(Array(buffer: frame.payload))")
+            }
+        }
+        #expect(buffer.readableBytes == 0)
+        return frames
     }
 }

@@ -422,7 +422,7 @@ struct YAMLConfigurationReader {
     var baseDirectory: String?
 
     func configuration(_ root: YAMLField) throws(ConfigurationError) -> GatewayConfiguration {
-        let top = try root.mapping(keys: ["listeners", "routes", "limits", "timeouts", "access_log", "connection_limits"])
+        let top = try root.mapping(keys: ["listeners", "routes", "limits", "timeouts", "access_log", "connection_limits", "admin"])
         var listeners: [GatewayConfiguration.Listener] = []
         for field in try top.required("listeners").list() {
             listeners.append(try self.listener(field))
@@ -436,6 +436,7 @@ struct YAMLConfigurationReader {
         if let field = top.optional("timeouts") { configuration.timeouts = try self.timeouts(field) }
         if let field = top.optional("access_log") { configuration.accessLog = try self.accessLog(field) }
         if let field = top.optional("connection_limits") { configuration.connectionLimits = try self.connectionLimits(field) }
+        if let field = top.optional("admin") { configuration.admin = try self.admin(field) }
         return configuration
     }
 
@@ -648,7 +649,7 @@ struct YAMLConfigurationReader {
     func timeouts(_ field: YAMLField) throws(ConfigurationError) -> GatewayConfiguration.Timeouts {
         let map = try field.mapping(keys: [
             "request_head", "tls_handshake", "upstream_connect", "upstream_handshake", "close", "idle",
-            "ping_interval", "pong_deadline", "max_lifetime",
+            "ping_interval", "pong_deadline", "max_lifetime", "drain",
         ])
         var timeouts = GatewayConfiguration.Timeouts()
         if let value = map.optional("request_head") { timeouts.requestHead = try value.duration() }
@@ -657,6 +658,7 @@ struct YAMLConfigurationReader {
         if let value = map.optional("upstream_handshake") { timeouts.upstreamHandshake = try value.duration() }
         if let value = map.optional("close") { timeouts.close = try value.duration() }
         if let value = map.optional("idle") { timeouts.idle = try value.duration() }
+        if let value = map.optional("drain") { timeouts.drain = try value.duration() }
         try self.keepAliveTimeouts(map, into: &timeouts)
         return timeouts
     }
@@ -745,6 +747,7 @@ extension GatewayConfiguration {
         try self.limits.validate(at: root.key("limits"))
         try self.timeouts.validate(at: root.key("timeouts"))
         try self.validatePolicies(at: root)
+        try self.validateAdmin(at: root.key("admin"))
         if case .file(let path) = self.accessLog, path.isEmpty {
             throw root.key("access_log").error("expected stdout, stderr, off or a file path, found an empty string")
         }
@@ -903,7 +906,7 @@ extension GatewayConfiguration.Timeouts {
         let values: [(String, Duration)] = [
             ("request_head", self.requestHead), ("tls_handshake", self.tlsHandshake),
             ("upstream_connect", self.upstreamConnect), ("upstream_handshake", self.upstreamHandshake),
-            ("close", self.close), ("idle", self.idle),
+            ("close", self.close), ("idle", self.idle), ("drain", self.drain),
         ]
         for (key, value) in values where value <= .zero {
             throw path.key(key).error("must be greater than zero (found \(value))")

@@ -9,6 +9,8 @@ public struct GatewayConfiguration: Sendable, Hashable {
     public var limits: Limits
     public var timeouts: Timeouts
     public var accessLog: AccessLogDestination
+    /// The admin listener (`/metrics`, `/healthz`, `/readyz`); see `GatewayConfiguration+Operations`.
+    public var admin = Admin()
     /// Per-IP admission limits (policies, issue #5; `GatewayConfiguration+Policy.swift`).
     public var connectionLimits = ConnectionLimits()
 
@@ -207,6 +209,9 @@ public struct GatewayConfiguration: Sendable, Hashable {
         public var close: Duration = .seconds(10)
         /// A connection with no frame in either direction for this long is closed (1001). Default: 120 s.
         public var idle: Duration = .seconds(120)
+        /// On SIGTERM/SIGINT, how long live connections get to finish their close handshakes before they
+        /// are closed. Default: 25 s (inside Kubernetes' default 30 s grace period).
+        public var drain: Duration = .seconds(25)
         /// A leg that sent nothing for this long gets a keep-alive ping from the gateway; `nil` turns
         /// keep-alive off. Default: 30 s (DESIGN §7).
         public var pingInterval: Duration? = .seconds(30)

@@ -28,6 +28,8 @@ struct GatewayMetrics: Sendable {
 
     /// Moves the gauge `name` by `delta` (connections open and the like).
     func add(_ name: String, _ dimensions: [(String, String)] = [], _ delta: Double) {
-        Meter(label: name, dimensions: dimensions, factory: self.factory).increment(by: delta)
+        let meter = Meter(label: name, dimensions: dimensions, factory: self.factory)
+        // A meter only moves by non-negative amounts: a negative increment would be dropped.
+        if delta < 0 { meter.decrement(by: -delta) } else { meter.increment(by: delta) }
     }
 }

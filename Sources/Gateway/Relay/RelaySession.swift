@@ -5,11 +5,13 @@ import NIOPosix
 /// One relayed WebSocket connection after both handshakes: the client leg and the upstream leg, on the
 /// same event loop, with no locks (DESIGN §3).
 ///
-/// Client → upstream: frames are parsed (validated), unmasked and remasked with a fresh key in place,
-/// and forwarded cut-through: the header as soon as it is parsed (rewritten in place in the read buffer
-/// when it arrived whole), the payload in the chunks it arrives in. Upstream → client: the same without
-/// masking. Control frames are relayed; the close handshake follows ``RelayCloseState``. When a leg is
-/// not writable, the other leg is not read (backpressure).
+/// Cut-through: a frame's header is forwarded as soon as it is parsed, its payload in the chunks it
+/// arrives in, and everything one read yields goes out as one write (``readFromClient(_:parser:)``,
+/// ``readFromUpstream(_:parser:)``). The read buffer is never written to. Client → upstream: frames
+/// are validated, unmasked and remasked with a fresh key while they are copied to an output buffer.
+/// Upstream → client: frames are validated and forwarded as slices of the read buffer. Control frames
+/// are relayed; the close handshake follows ``RelayCloseState``. When a leg is not writable, the other
+/// leg is not read (backpressure).
 final class RelaySession {
     struct Stats {
         var messages = 0
@@ -19,7 +21,7 @@ final class RelaySession {
     let eventLoop: any EventLoop
     /// Shared by every session on this event loop's thread.
     private let resources: RelayResources
-    private var contexts = PerSide<ChannelHandlerContext?>(nil)
+    private(set) var contexts = PerSide<ChannelHandlerContext?>(nil)
     private var clientParser: FrameParser
     private var upstreamParser: FrameParser
     private var closeState = RelayCloseState()
@@ -30,7 +32,9 @@ final class RelaySession {
     private var closeTimer: Scheduled<Void>?
     private let closeTimeout: TimeAmount
     var stats: PerSide<Stats> { PerSide(client: self.legs.client.stats, upstream: self.legs.upstream.stats) }
-    private var finished = false
+    private(set) var finished = false
+    /// Metrics and drain (issue #6, `RelaySession+Operations.swift`).
+    var operations = RelayOperations()
     /// Called once when both connections are closed, with who closed and the code.
     var onFinish: ((RelayCloseState.Outcome?, _ stats: PerSide<Stats>) -> Void)?
 
@@ -140,7 +144,7 @@ final class RelaySession {
         var stats = Stats()
     }
 
-    private var legs = PerSide(LegState())
+    private(set) var legs = PerSide(LegState())
 
     /// Client → upstream. Each frame needs a fresh masking key, so its bytes cannot be forwarded as they
     /// came: the parser copies each payload chunk, unmasked, validated and remasked in the same pass, into
@@ -191,6 +195,15 @@ final class RelaySession {
                         self.legs.client = leg
                         self.keepAliveFrameBoundary(.upstream)
                     }
+                    if self.operations.drainPending {
+                        // A drain waits for a frame boundary (`RelaySession+Operations`): what came
+                        // before goes first.
+                        if forwarding { Self.send(&output, to: destination) }
+                        self.legs.client = leg
+                        self.drainAtFrameBoundary()
+                        leg = self.legs.client
+                        forwarding = forwarding && self.closeState.mayWrite(to: .upstream)
+                    }
                 case .control(let frame) where frame.opcode != .close:
                     if frame.opcode == .pong, self.consumeKeepAlivePong(frame, from: .client) {
                         self.keepAlivePongConsumed(eventStart: before, rest: buffer)
@@ -222,6 +235,7 @@ final class RelaySession {
             // Frames before the violation are owed to the upstream before any Close.
             if forwarding { Self.send(&output, to: destination) }
             self.legs.client = leg
+            self.operations.metrics?.protocolViolation(side: Side.client.rawValue, error)
             self.perform(self.closeState.violation(by: .client, error: error))
         }
     }
@@ -272,6 +286,16 @@ final class RelaySession {
                         self.legs.upstream = leg
                         self.keepAliveFrameBoundary(.client)
                     }
+                    if self.operations.drainPending {
+                        // A drain waits for a frame boundary (`RelaySession+Operations`): the frame's
+                        // bytes go first.
+                        if forwarding { Self.send(&buffer, from: runStart, to: buffer.readerIndex, to: destination) }
+                        runStart = buffer.readerIndex
+                        self.legs.upstream = leg
+                        self.drainAtFrameBoundary()
+                        leg = self.legs.upstream
+                        forwarding = forwarding && self.closeState.mayWrite(to: .client)
+                    }
                 case .control(let frame) where frame.opcode != .close:
                     if frame.opcode == .pong, self.consumeKeepAlivePong(frame, from: .upstream) {
                         // Consumed: its bytes are cut out of the verbatim run.
@@ -308,6 +332,7 @@ final class RelaySession {
             // Falls through: the frames before the violation are owed to the client before any Close.
             if forwarding { Self.send(&buffer, from: runStart, to: eventEnd, to: destination) }
             self.legs.upstream = leg
+            self.operations.metrics?.protocolViolation(side: Side.upstream.rawValue, error)
             self.perform(self.closeState.violation(by: .upstream, error: error))
             return
         }
@@ -337,6 +362,7 @@ final class RelaySession {
     private func control(_ frame: ControlFrame, from side: Side) {
         switch frame.opcode {
         case .close:
+            self.operations.metrics?.close(side: side.rawValue, code: frame.closeCode, byPeer: true)
             self.perform(self.closeState.closeReceived(from: side, code: frame.closeCode), relaying: frame)
         default:
             guard self.closeState.mayWrite(to: side.other) else { return }
@@ -380,6 +406,11 @@ final class RelaySession {
     }
 
     func inactive(_ side: Side) {
+        if !self.closeState.legs[side].closeReceived && !self.closeState.legs[side].tcpCloseRequested
+            && !self.operations.forceClosed
+        {
+            self.operations.metrics?.close(side: side.rawValue, code: .abnormalClosure, byPeer: true)
+        }
         self.perform(self.closeState.tcpClosed(side))
     }
 
@@ -399,6 +430,7 @@ final class RelaySession {
                     encoder.writeFrame(opcode: .close, payload: frame?.payload ?? ByteBuffer(), to: &bytes)
                 }
             case .sendClose(let side, let code, let reason):
+                self.operations.metrics?.close(side: side.rawValue, code: code, byPeer: false)
                 self.writeClose(to: side) { encoder, bytes in
                     encoder.writeClose(code: code, reason: reason, to: &bytes)
                 }
@@ -737,6 +769,14 @@ extension RelaySession {
                         self.legs[side] = leg
                         self.keepAliveFrameBoundary(destinationSide)
                     }
+                    if self.operations.drainPending {
+                        // As in the plain loops: a drain waits for a frame boundary.
+                        if forwarding { Self.send(&output, to: destination) }
+                        self.legs[side] = leg
+                        self.drainAtFrameBoundary()
+                        leg = self.legs[side]
+                        forwarding = forwarding && self.closeState.mayWrite(to: destinationSide)
+                    }
                 case .control(let frame) where frame.opcode != .close:
                     if frame.opcode == .pong, self.consumeKeepAlivePong(frame, from: side) {
                         self.keepAlivePongConsumed(eventStart: before, rest: buffer)
@@ -766,6 +806,7 @@ extension RelaySession {
         } catch {
             if forwarding { Self.send(&output, to: destination) }
             self.legs[side] = leg
+            self.operations.metrics?.protocolViolation(side: side.rawValue, error)
             self.perform(self.closeState.violation(by: side, error: error))
         }
     }
@@ -796,6 +837,7 @@ extension RelaySession {
         do {
             if try transcoder.header(header) { return }
         } catch {
+            self.operations.metrics?.protocolViolation(side: side.rawValue, error)
             return self.perform(self.closeState.violation(by: side, error: error))
         }
         var outgoing = header

@@ -79,6 +79,12 @@ struct JSONLineLogHandler: LogHandler {
 
         var isOpen: Bool { self.descriptor >= 0 }
 
+        /// A file opened here is closed when the last configuration and connection using it are gone
+        /// (a reload opens the file again: log rotation is `mv` and SIGHUP).
+        deinit {
+            if self.descriptor > 2 { close(self.descriptor) }
+        }
+
         /// One `write(2)` per line under a lock, so lines from different event loops never interleave.
         func write(_ line: String) {
             guard self.descriptor >= 0 else { return }

@@ -55,6 +55,9 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
                 return self.refuse(context: context, HandshakeRejection(400, "data before the handshake completed", reason: "early-data"))
             }
             self.headDeadline?.cancel()
+            if self.environment.connections.isDraining {
+                return self.refuse(context: context, HandshakeRejection(503, "the gateway is shutting down", reason: "draining"))
+            }
             if let rejection = self.handshakeRateRejection() { return self.refuse(context: context, rejection) }
             switch ClientUpgradeRequest.validate(head, limits: self.environment.limits, routes: self.environment.routes) {
             case .failure(let rejection):
@@ -87,6 +90,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
             // (close code 1015, never sent in a Close frame: RFC 6455 §7.4.1).
             self.record.closeCode = Int(CloseCode.tlsHandshakeFailure.rawValue)
             self.record.closedBy = "gateway"
+            self.environment.metrics.tlsHandshakeFailed(leg: "client", tlsError)
             return self.abort(context: context, refusal: "tls-handshake-failed: \(tlsError.summary)")
         }
         switch self.state {
@@ -165,6 +169,9 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
             guard case .upstreamHandshake = handler.value.state else { return }
             handler.value.refuse(context: boundContext.value, HandshakeRejection(504, "the upstream did not answer in time", reason: "upstream-timeout"))
         }
+        let metrics = self.environment.metrics
+        let routeName = request.route.route.label
+        let connectStart = NIODeadline.now()
         // An IP literal needs no resolution: NIO's `connect(host:port:)` runs getaddrinfo and Happy
         // Eyeballs for it anyway, about a third of the CPU of each proxied connection.
         let connecting: EventLoopFuture<any Channel>
@@ -178,6 +185,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
             case .failure(let error):
                 pool.report(member, success: false)
                 let timedOut = (error as? ChannelError).map { if case .connectTimeout = $0 { true } else { false } } ?? false
+                metrics.upstreamConnectFailed(route: routeName, member: upstream.url, timedOut: timedOut)
                 handler.value.refuse(
                     context: boundContext.value,
                     timedOut
@@ -186,6 +194,11 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
                 )
             case .success(let channel):
                 pool.report(member, success: true)
+                metrics.upstreamConnected(
+                    route: routeName,
+                    member: upstream.url,
+                    seconds: Double((NIODeadline.now() - connectStart).nanoseconds) / 1e9
+                )
                 guard case .upstreamHandshake = handler.value.state else {
                     channel.close(promise: nil)
                     return
@@ -212,6 +225,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
             // DESIGN §1.7: 502 with the classified reason; recorded as close code 1015.
             self.record.closeCode = Int(CloseCode.tlsHandshakeFailure.rawValue)
             self.record.closedBy = "gateway"
+            self.environment.metrics.tlsHandshakeFailed(leg: "upstream", error)
             self.refuse(
                 context: context,
                 HandshakeRejection(
@@ -355,7 +369,24 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
             )
             var record = self.record
             let accessLog = self.environment.accessLog
+            // Operations (issue #6): metrics for the session, and the drain's hold on it.
+            let metrics = self.environment.metrics
+            let routeName = request.route.route.label
+            session.operations.metrics = metrics
+            metrics.sessionOpened(listener: record.listener, route: routeName)
+            let boundSession = NIOLoopBound(session, eventLoop: context.eventLoop)
+            self.environment.connections.attach(
+                context.channel,
+                drain: { boundSession.value.drain() },
+                forceClose: { boundSession.value.forceClose() }
+            )
             session.onFinish = { outcome, stats in
+                metrics.sessionEnded(
+                    listener: record.listener,
+                    route: routeName,
+                    clientToUpstream: (stats.client.messages, stats.client.bytes),
+                    upstreamToClient: (stats.upstream.messages, stats.upstream.bytes)
+                )
                 record.clientMessages = stats.client.messages
                 record.clientBytes = stats.client.bytes
                 record.upstreamMessages = stats.upstream.messages

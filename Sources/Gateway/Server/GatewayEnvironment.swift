@@ -14,11 +14,19 @@ final class GatewayEnvironment: Sendable {
     /// Policies (issue #5): compiled origin policies by route index, and connection admission.
     let originPolicies: [CompiledOriginPolicy]
     let admission: ConnectionAdmission
-    private let nextConnectionID = NIOLockedValueBox<UInt64>(0)
+    /// The live connections, for drain; shared across reloads (issue #6).
+    let connections: ConnectionRegistry
 
     /// Compiles the configuration; loading certificates is blocking disk I/O, so call it off the event
-    /// loops.
-    init(_ configuration: GatewayConfiguration, metrics: GatewayMetrics = GatewayMetrics(), clock: any GatewayClock = SystemGatewayClock()) throws {
+    /// loops. A reload passes the running gateway's `connections` and, when the connection limits did
+    /// not change, its `admission` (so that live connections stay counted).
+    init(
+        _ configuration: GatewayConfiguration,
+        metrics: GatewayMetrics = GatewayMetrics(),
+        clock: any GatewayClock = SystemGatewayClock(),
+        connections: ConnectionRegistry = ConnectionRegistry(),
+        admission: ConnectionAdmission? = nil
+    ) throws {
         self.configuration = configuration
         self.routes = RouteTable(configuration.routes)
         self.pools = configuration.routes.map { UpstreamPool($0.upstreams) }
@@ -26,17 +34,16 @@ final class GatewayEnvironment: Sendable {
         self.tls = try GatewayTLS(configuration)
         self.metrics = metrics
         self.originPolicies = try configuration.compiledOriginPolicies()
-        self.admission = ConnectionAdmission(configuration, clock: clock)
+        self.admission = admission ?? ConnectionAdmission(configuration, clock: clock)
+        self.connections = connections
     }
 
     var limits: GatewayConfiguration.Limits { self.configuration.limits }
     var timeouts: GatewayConfiguration.Timeouts { self.configuration.timeouts }
 
+    /// Unique across reloads: the counter lives in the registry the reloaded environments share.
     func makeConnectionID() -> UInt64 {
-        self.nextConnectionID.withLockedValue {
-            $0 += 1
-            return $0
-        }
+        self.connections.makeConnectionID()
     }
 }
 

@@ -1,5 +1,6 @@
 import CoreMetrics
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -8,16 +9,13 @@ import TLSShim
 /// A running gateway: one server channel per listener on a `MultiThreadedEventLoopGroup`; each accepted
 /// connection's upstream channel is created on the same event loop (DESIGN §3).
 public final class GatewayServer: Sendable {
-    private let serverChannels: [any Channel]
-    private let environment: GatewayEnvironment
+    let serverChannels: [any Channel]
+    /// The compiled configuration new connections use; a reload replaces it (`GatewayServer+Lifecycle`).
+    let currentEnvironment: NIOLockedValueBox<GatewayEnvironment>
+    var environment: GatewayEnvironment { self.currentEnvironment.withLockedValue { $0 } }
 
     /// The addresses the listeners are bound to, in configuration order (port 0 → the chosen port).
     public var localAddresses: [SocketAddress] { self.serverChannels.compactMap(\.localAddress) }
-
-    private init(serverChannels: [any Channel], environment: GatewayEnvironment) {
-        self.serverChannels = serverChannels
-        self.environment = environment
-    }
 
     /// Binds every listener and starts accepting. Metrics go to `metricsFactory` (by default the one
     /// `MetricsSystem` was bootstrapped with).
@@ -27,38 +25,52 @@ public final class GatewayServer: Sendable {
         metricsFactory: any MetricsFactory = MetricsSystem.factory
     ) async throws -> GatewayServer {
         let environment = try GatewayEnvironment(configuration, metrics: GatewayMetrics(factory: metricsFactory))
+        let current = NIOLockedValueBox(environment)
         var channels: [any Channel] = []
         do {
             for listener in configuration.listeners {
-                channels.append(try await Self.bind(listener, environment: environment, group: group))
+                channels.append(try await Self.bind(listener, environment: current, group: group))
             }
         } catch {
             for channel in channels { try? await channel.close() }
             throw error
         }
-        return GatewayServer(serverChannels: channels, environment: environment)
+        return GatewayServer(serverChannels: channels, currentEnvironment: current)
+    }
+
+    private init(serverChannels: [any Channel], currentEnvironment: NIOLockedValueBox<GatewayEnvironment>) {
+        self.serverChannels = serverChannels
+        self.currentEnvironment = currentEnvironment
     }
 
     private static func bind(
         _ listener: GatewayConfiguration.Listener,
-        environment: GatewayEnvironment,
+        environment current: NIOLockedValueBox<GatewayEnvironment>,
         group: any EventLoopGroup
     ) async throws -> any Channel {
-        let limits = environment.limits
-        let tls = environment.tls.listeners[listener.name]
-        let handshakeTimeout = TimeAmount(environment.timeouts.tlsHandshake)
-        return try await ServerBootstrap(group: group)
+        try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
-            .childChannelOption(.writeBufferWaterMark, value: .init(low: limits.bufferLowWatermark, high: limits.bufferHighWatermark))
             .childChannelOption(.recvAllocator, value: RelayResources.receiveAllocator)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    // The configuration in force when the connection is accepted (a reload replaces it;
+                    // connections keep the one they were accepted under).
+                    let environment = current.withLockedValue { $0 }
                     // Connection caps (issue #5 C): refused connections are closed at accept, unread.
                     if environment.admitAtAccept(channel, listener: listener.name) == false {
                         return try channel.pipeline.syncOperations.addHandler(CloseAtAcceptHandler())
                     }
+                    let limits = environment.limits
+                    let tls = environment.tls.listeners[listener.name]
+                    let handshakeTimeout = TimeAmount(environment.timeouts.tlsHandshake)
+                    try channel.syncOptions?.setOption(
+                        .writeBufferWaterMark,
+                        value: .init(low: limits.bufferLowWatermark, high: limits.bufferHighWatermark)
+                    )
+                    environment.connections.register(channel)
+                    environment.metrics.connectionAccepted(listener: listener.name)
                     let record = ConnectionRecord(
                         id: environment.makeConnectionID(),
                         clientAddress: channel.remoteAddress?.ipAddress,
@@ -77,7 +89,7 @@ public final class GatewayServer: Sendable {
             .get()
     }
 
-    /// Stops accepting. Live connections are not touched (drain is a later feature).
+    /// Stops accepting. Live connections are not touched (``drain(timeout:)`` ends them).
     public func close() async throws {
         for channel in self.serverChannels {
             try await channel.close()

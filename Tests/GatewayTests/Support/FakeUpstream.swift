@@ -119,6 +119,13 @@ final class FakeUpstream: Sendable {
     }
     fileprivate func addFlooded(_ count: Int) { self.state.withLockedValue { $0.flooded += count } }
 
+    /// Writes `bytes` to every live connection (the rest of a frame, say).
+    func write(_ bytes: [UInt8]) {
+        for channel in self.state.withLockedValue({ $0.channels }) {
+            channel.writeAndFlush(ByteBuffer(bytes: bytes), promise: nil)
+        }
+    }
+
     /// Closes the live connections abruptly (no Close frame): an upstream that vanishes.
     func dropConnections() {
         for channel in self.state.withLockedValue({ $0.channels }) { channel.close(promise: nil) }

@@ -1,0 +1,73 @@
+/// Configuration for operating the gateway (issue #6): the admin listener. The drain deadline is
+/// `timeouts.drain` (``GatewayConfiguration/Timeouts/drain``).
+extension GatewayConfiguration {
+    /// The admin listener: `/metrics` (Prometheus text), `/healthz`, `/readyz`. It is its own address,
+    /// off the public listeners, and is meant for the local host or the pod network only.
+    public struct Admin: Sendable, Hashable {
+        /// Whether the admin listener runs. Default: on.
+        public var enabled: Bool = true
+        /// The address to bind. Default: 127.0.0.1.
+        public var host: String = "127.0.0.1"
+        /// Default: 9090.
+        public var port: Int = 9090
+
+        public init() {}
+
+        /// No admin listener.
+        public static var off: Admin {
+            var admin = Admin()
+            admin.enabled = false
+            return admin
+        }
+    }
+}
+
+extension YAMLConfigurationReader {
+    /// `admin: { address: host:port | off }`.
+    func admin(_ field: YAMLField) throws(ConfigurationError) -> GatewayConfiguration.Admin {
+        let map = try field.mapping(keys: ["address"])
+        var admin = GatewayConfiguration.Admin()
+        if let addressField = map.optional("address") {
+            let text = try addressField.string()
+            if text == "off" {
+                admin.enabled = false
+            } else {
+                (admin.host, admin.port) = try Self.listenAddress(text, at: addressField.path)
+            }
+        }
+        return admin
+    }
+}
+
+extension GatewayConfiguration {
+    /// The admin address is not one of the listeners' addresses.
+    func validateAdmin(at path: ConfigPath) throws(ConfigurationError) {
+        guard self.admin.enabled else { return }
+        guard (0...65535).contains(self.admin.port) else {
+            throw path.key("address").error("port \(self.admin.port) is out of range 1–65535")
+        }
+        let address = Listener(host: self.admin.host.lowercased(), port: self.admin.port).name
+        for (index, listener) in self.listeners.enumerated()
+        where Listener(host: listener.host.lowercased(), port: listener.port).name == address {
+            throw path.key("address").error("\(address) is already used by listeners[\(index)]")
+        }
+    }
+
+    /// What a reload cannot change without rebinding sockets: the listeners' names, addresses and
+    /// whether they terminate TLS, and the admin address. `nil` when `other` keeps them.
+    func bindingDifference(from other: GatewayConfiguration) -> String? {
+        func binding(_ listener: Listener) -> String {
+            "\(listener.name)=\(listener.host):\(listener.port)\(listener.tls == nil ? "" : "+tls")"
+        }
+        let old = self.listeners.map(binding)
+        let new = other.listeners.map(binding)
+        if old != new {
+            return "listeners changed (\(old.joined(separator: ", ")) → \(new.joined(separator: ", "))); "
+                + "listener addresses are bound at start: restart to change them"
+        }
+        if self.admin != other.admin {
+            return "the admin address changed; it is bound at start: restart to change it"
+        }
+        return nil
+    }
+}

@@ -1,0 +1,149 @@
+import Logging
+import NIOCore
+import NIOPosix
+import Prometheus
+import ServiceLifecycle
+import UnixSignals
+
+/// The gateway as a swift-service-lifecycle `Service` (DESIGN §6): run it in a `ServiceGroup` whose
+/// graceful-shutdown signals are SIGTERM and SIGINT.
+///
+/// - Start: binds the listeners and the admin listener (`/metrics`, `/healthz`, `/readyz`), with
+///   metrics in its own Prometheus registry.
+/// - SIGHUP: reads the configuration file again and installs it for new connections
+///   (``GatewayServer/reload(configuration:)``); a configuration that does not parse, does not
+///   validate, changes a bound address or has certificates that do not load is refused with a logged
+///   error, and the running one stays.
+/// - Graceful shutdown: ``GatewayServer/drain(timeout:)`` with `timeouts.drain`; `run()` returns when
+///   every connection has ended or was closed at the deadline, so the process exits 0.
+public struct GatewayService: Service {
+    /// What the service reports once it serves (for the CLI's banner and for tests).
+    public struct Started: Sendable {
+        public var server: GatewayServer
+        public var admin: AdminServer?
+        public var registry: PrometheusCollectorRegistry
+    }
+
+    private let configuration: GatewayConfiguration
+    private let configurationPath: String?
+    private let group: any EventLoopGroup
+    private let logger: Logger
+    private let onStarted: @Sendable (Started) -> Void
+
+    /// - Parameters:
+    ///   - configuration: The configuration to start with.
+    ///   - configurationPath: The file SIGHUP reads again; `nil` ignores SIGHUP (it is still trapped,
+    ///     so it does not kill the process).
+    ///   - onStarted: Called once the listeners are bound.
+    public init(
+        configuration: GatewayConfiguration,
+        configurationPath: String?,
+        group: any EventLoopGroup,
+        logger: Logger,
+        onStarted: @escaping @Sendable (Started) -> Void = { _ in }
+    ) {
+        self.configuration = configuration
+        self.configurationPath = configurationPath
+        self.group = group
+        self.logger = logger
+        self.onStarted = onStarted
+    }
+
+    /// The metrics factory the service uses: Prometheus, with the connect-latency buckets.
+    public static func metricsFactory(registry: PrometheusCollectorRegistry) -> PrometheusMetricsFactory {
+        var factory = PrometheusMetricsFactory(registry: registry)
+        factory.valueHistogramBuckets["wsgate_upstream_connect_seconds"] = GatewayMetrics.connectSecondsBuckets
+        return factory
+    }
+
+    public func run() async throws {
+        // Trap SIGHUP before anything else: its default action would end the process.
+        let hangups = await UnixSignalsSequence(trapping: .sighup)
+        let registry = PrometheusCollectorRegistry()
+        let server = try await GatewayServer.start(
+            configuration: self.configuration,
+            group: self.group,
+            metricsFactory: Self.metricsFactory(registry: registry)
+        )
+        let admin: AdminServer?
+        do {
+            admin = try await self.startAdmin(server: server, registry: registry)
+        } catch {
+            try? await server.close()
+            throw error
+        }
+        self.onStarted(Started(server: server, admin: admin, registry: registry))
+
+        var cancelled = false
+        await withTaskGroup(of: Void.self) { tasks in
+            tasks.addTask {
+                for await _ in hangups {
+                    await self.reload(server)
+                }
+            }
+            do {
+                try await gracefulShutdown()
+            } catch {
+                cancelled = true
+            }
+            tasks.cancelAll()
+        }
+
+        let timeout = cancelled ? Duration.zero : server.configuration.timeouts.drain
+        self.logger.notice(
+            "draining",
+            metadata: ["connections": "\(server.openConnections)", "deadline": "\(timeout)"]
+        )
+        let result = await server.drain(timeout: timeout)
+        self.logger.notice("drained", metadata: ["closed": "\(result.closed)", "forced": "\(result.forced)"])
+        try? await admin?.close()
+    }
+
+    private func startAdmin(server: GatewayServer, registry: PrometheusCollectorRegistry) async throws -> AdminServer? {
+        let settings = self.configuration.admin
+        guard settings.enabled else { return nil }
+        do {
+            return try await AdminServer.start(
+                host: settings.host,
+                port: settings.port,
+                registry: registry,
+                group: self.group,
+                isReady: { !server.isDraining }
+            )
+        } catch {
+            throw GatewayError("admin listener \(settings.host):\(settings.port): \(error)")
+        }
+    }
+
+    /// SIGHUP: read the file again and install it; on any error keep the running configuration.
+    private func reload(_ server: GatewayServer) async {
+        guard let path = self.configurationPath else {
+            self.logger.warning("SIGHUP ignored: the gateway was not started from a configuration file")
+            return
+        }
+        do {
+            let configuration = try await NIOThreadPool.singleton.runIfActive {
+                try GatewayConfiguration.load(path: path)
+            }
+            try await server.reload(configuration: configuration)
+            self.logger.notice(
+                "configuration reloaded",
+                metadata: [
+                    "path": "\(path)", "listeners": "\(configuration.listeners.count)",
+                    "routes": "\(configuration.routes.count)",
+                ]
+            )
+        } catch let error as ConfigurationError {
+            server.environment.metrics.count("wsgate_reloads_total", [("result", "refused")])
+            self.logger.error(
+                "reload refused: the running configuration stays in force",
+                metadata: ["path": "\(path)", "error": "\(error)"]
+            )
+        } catch {
+            self.logger.error(
+                "reload refused: the running configuration stays in force",
+                metadata: ["path": "\(path)", "error": "\(error)"]
+            )
+        }
+    }
+}

@@ -1,0 +1,125 @@
+import Foundation
+import Frames
+import NIOConcurrencyHelpers
+import Testing
+
+@testable import Gateway
+
+/// The `wsgate run` process end to end: SIGTERM drains and exits 0, SIGHUP reloads or refuses.
+@Suite(.serialized, .timeLimit(.minutes(2))) struct LifecycleCLITests {
+    static func config(port: Int, adminPort: Int, upstreamPort: Int, path: String = "/", drain: String = "5s") -> String {
+        """
+        listeners:
+          - address: 127.0.0.1:\(port)
+        routes:
+          - path: \(path)
+            upstreams: [ws://127.0.0.1:\(upstreamPort)]
+        access_log: off
+        admin:
+          address: 127.0.0.1:\(adminPort)
+        timeouts:
+          drain: \(drain)
+          close: 500ms
+        """
+    }
+
+    @Test func sighupRefusesABrokenConfigurationAndAppliesAGoodOneAndSigtermDrainsBothLegsWith1001AndExits0() async throws {
+        guard try WSGateProcess.require() else { return }
+        // A scripted upstream that records what it receives (it never answers a Close: the close
+        // timeout, 500 ms, ends that leg).
+        // Only the first upgrade is accepted; later ones get a 403 relayed (so that the frames it records
+        // are those of the first connection).
+        let upgrades = NIOLockedValueBox(0)
+        let upstream = try await FakeUpstream.start { request in
+            let first = upgrades.withLockedValue { count in
+                count += 1
+                return count == 1
+            }
+            return first ? .accept(request) : FakeUpstream.Reply(response: Array("HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n".utf8), closeAfter: true)
+        }
+        defer { Task { await upstream.close() } }
+        do {
+            let port = try await freeLoopbackPort()
+            let adminPort = try await freeLoopbackPort()
+            let directory = FileManager.default.temporaryDirectory.appendingPathComponent("wsgate-cli-config-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(at: directory) }
+            let configPath = directory.appendingPathComponent("wsgate.yaml").path
+            try Self.config(port: port, adminPort: adminPort, upstreamPort: upstream.port).write(toFile: configPath, atomically: true, encoding: .utf8)
+
+            let gateway = try WSGateProcess(["run", "-c", configPath])
+            try await gateway.waitFor("the admin banner") { out, _ in out.contains("wsgate: admin on") }
+            let client = try await TestWebSocketClient.connect(port: port, path: "/echo")
+            try await client.send(text: "one")
+            try await upstream.waitUntilReceived { $0.count >= 9 }
+            #expect(try await OperationsMetricsTests.get(adminPort, "/readyz").status == 200)
+
+            // SIGHUP with a broken file: refused, logged, the old configuration keeps serving.
+            try "listeners: [".write(toFile: configPath, atomically: true, encoding: .utf8)
+            gateway.signal(SIGHUP)
+            try await gateway.waitFor("the refusal log line") { _, err in err.contains("reload refused") }
+            try await client.send(text: "two")
+            try await upstream.waitUntilReceived { $0.count >= 18 }
+            let second = try await TestWebSocketClient.rawHandshake(port: port, request: OperationsMetricsTests.upgradeRequest)
+            #expect(second.status == 403, "a new connection is routed by the old configuration")
+            #expect(upstream.requests.count == 2)
+            let metrics = try await OperationsMetricsTests.get(adminPort, "/metrics").body
+            #expect(metrics.contains(#"wsgate_reloads_total{result="refused"} 1"#), "\(metrics)")
+
+            // SIGHUP with a good file: new connections are routed by it (only /v2 now: / is 404), the live
+            // connection goes on.
+            try Self.config(port: port, adminPort: adminPort, upstreamPort: upstream.port, path: "/v2")
+                .write(toFile: configPath, atomically: true, encoding: .utf8)
+            gateway.signal(SIGHUP)
+            try await gateway.waitFor("the reload log line") { _, err in err.contains("configuration reloaded") }
+            #expect(try await TestWebSocketClient.rawHandshake(port: port, request: OperationsMetricsTests.upgradeRequest).status == 404)
+            try await client.send(text: "three")
+            try await upstream.waitUntilReceived { $0.count >= 29 }
+
+                        // SIGTERM: the client and the upstream both get 1001; the process exits 0.
+            try await Task.sleep(for: .milliseconds(100))
+            let before = upstream.received.count
+            gateway.signal(SIGTERM)
+            #expect(try await client.receiveMessage() == .close(.goingAway, RelaySession.drainReason))
+            try await upstream.waitUntilReceived { $0.count > before }
+            let frames = try upstream.receivedFrames()
+            #expect(frames.map { String(decoding: $0.2, as: UTF8.self) }.prefix(3) == ["one", "two", "three"])
+            #expect(frames.last?.1?.closeCode == .goingAway)
+            #expect(try await OperationsMetricsTests.get(adminPort, "/readyz").status == 503)
+            try await client.close(code: .goingAway)
+            try await client.waitForTCPClose()
+            let exit = try await gateway.waitForExit(timeout: .seconds(10))
+            #expect(exit.reason == .exit)
+            #expect(exit.status == 0, "\(gateway.errors)")
+            #expect(gateway.errors.contains("closed=1 forced=0"), "\(gateway.errors)")
+        }
+    }
+
+    @Test func aSecondSignalDuringTheDrainIsIgnoredAndTheDeadlineBoundsTheExit() async throws {
+        guard try WSGateProcess.require() else { return }
+        let upstream = try await FakeUpstream.start { .accept($0) }
+        defer { Task { await upstream.close() } }
+        let port = try await freeLoopbackPort()
+        let adminPort = try await freeLoopbackPort()
+        let configPath = FileManager.default.temporaryDirectory.appendingPathComponent("wsgate-cli-\(UUID().uuidString).yaml").path
+        defer { try? FileManager.default.removeItem(atPath: configPath) }
+        // The close timeout (500 ms) would end the connection before the deadline: make it longer.
+        try Self.config(port: port, adminPort: adminPort, upstreamPort: upstream.port, drain: "1s")
+            .replacingOccurrences(of: "close: 500ms", with: "close: 10s")
+            .write(toFile: configPath, atomically: true, encoding: .utf8)
+        let gateway = try WSGateProcess(["run", "-c", configPath])
+        try await gateway.waitFor("the admin banner") { out, _ in out.contains("wsgate: admin on") }
+        // Neither this client nor the upstream ever answers a Close.
+        let client = try await TestWebSocketClient.connect(port: port, path: "/")
+        let start = ContinuousClock.now
+        gateway.signal(SIGTERM)
+        #expect(try await client.receiveMessage() == .close(.goingAway, RelaySession.drainReason))
+        gateway.signal(SIGTERM)
+        gateway.signal(SIGINT)
+        try await client.waitForTCPClose(timeout: .seconds(5))
+        let exit = try await gateway.waitForExit(timeout: .seconds(10))
+        #expect(exit.reason == .exit && exit.status == 0, "\(exit) \(gateway.errors)")
+        #expect(ContinuousClock.now - start >= .milliseconds(900), "the drain lasted until its deadline")
+        #expect(gateway.errors.contains("closed=0 forced=1"), "\(gateway.errors)")
+    }
+}
