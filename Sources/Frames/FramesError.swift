@@ -26,6 +26,9 @@ public struct FramesError: Error, Hashable, Sendable, CustomStringConvertible {
             case messageTooLarge
             case tooManyFragments
             case malformedExtensionHeader
+            case invalidExtensionResponse
+            case invalidCompressedData
+            case compressorFailure
         }
 
         fileprivate let base: Base
@@ -68,6 +71,14 @@ public struct FramesError: Error, Hashable, Sendable, CustomStringConvertible {
         public static let tooManyFragments = Code(.tooManyFragments)
         /// RFC 6455 §9.1: a `Sec-WebSocket-Extensions` value that does not follow the grammar.
         public static let malformedExtensionHeader = Code(.malformedExtensionHeader)
+        /// RFC 6455 §4.1, RFC 7692 §7: a server's extension answer the client must fail the connection for
+        /// (an extension or parameter not offered, an invalid or duplicate parameter). A handshake error:
+        /// it never appears in a Close frame.
+        public static let invalidExtensionResponse = Code(.invalidExtensionResponse)
+        /// RFC 7692 §7.2.2: the payload of a compressed message is not valid DEFLATE data.
+        public static let invalidCompressedData = Code(.invalidCompressedData)
+        /// zlib could not allocate or run a stream (out of memory): not the peer's fault.
+        public static let compressorFailure = Code(.compressorFailure)
 
         public var description: String {
             switch self.base {
@@ -89,6 +100,9 @@ public struct FramesError: Error, Hashable, Sendable, CustomStringConvertible {
             case .messageTooLarge: "message over the size limit"
             case .tooManyFragments: "message over the fragment limit"
             case .malformedExtensionHeader: "malformed Sec-WebSocket-Extensions (RFC 6455 §9.1)"
+            case .invalidExtensionResponse: "invalid Sec-WebSocket-Extensions answer (RFC 7692 §7)"
+            case .invalidCompressedData: "invalid DEFLATE data (RFC 7692 §7.2.2)"
+            case .compressorFailure: "zlib failure"
             }
         }
     }
@@ -111,14 +125,16 @@ public struct FramesError: Error, Hashable, Sendable, CustomStringConvertible {
         case .unmaskedClientFrame, .maskedServerFrame, .reservedBitSet, .reservedOpcode, .fragmentedControlFrame,
             .controlFramePayloadTooLong, .continuationWithoutMessage, .dataFrameInsideFragmentedMessage,
             .payloadLengthMostSignificantBitSet, .nonMinimalLengthEncoding, .frameAfterClose, .closePayloadTooShort,
-            .invalidCloseCode, .malformedExtensionHeader:
+            .invalidCloseCode, .malformedExtensionHeader, .invalidExtensionResponse:
             .protocolError
-        case .invalidUTF8:
+        case .invalidUTF8, .invalidCompressedData:
             .invalidPayloadData
         case .tooManyFragments:
             .policyViolation
         case .frameTooLarge, .messageTooLarge:
             .messageTooBig
+        case .compressorFailure:
+            .internalError
         }
     }
 
@@ -150,4 +166,7 @@ extension FramesError {
     public static let messageTooLarge = FramesError(.messageTooLarge)
     public static let tooManyFragments = FramesError(.tooManyFragments)
     public static let malformedExtensionHeader = FramesError(.malformedExtensionHeader)
+    public static let invalidExtensionResponse = FramesError(.invalidExtensionResponse)
+    public static let invalidCompressedData = FramesError(.invalidCompressedData)
+    public static let compressorFailure = FramesError(.compressorFailure)
 }

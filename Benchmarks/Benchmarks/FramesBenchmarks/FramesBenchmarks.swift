@@ -71,6 +71,9 @@ let benchmarks: @Sendable () -> Void = {
         maxIterations: 20_000
     )
 
+    // --- permessage-deflate: DeflateBenchmarks.swift. -------------------------------------------------
+    deflateBenchmarks()
+
     // --- Masking: MaskingKey.apply(to:offset:) in place. ------------------------------------------
     // 64 KiB: 16 passes per sample (1 MiB per sample) so the clock reads are < 1% of a sample.
     for (label, size, passes) in [("64 KiB", kib64, 16), ("1 MiB", mib1, 1)] {

@@ -537,7 +537,7 @@ struct YAMLConfigurationReader {
     // MARK: Routes
 
     func route(_ field: YAMLField) throws(ConfigurationError) -> GatewayConfiguration.Route {
-        let map = try field.mapping(keys: ["hosts", "path", "upstreams", "subprotocols", "upstream_tls", "origins", "rate_limits"])
+        let map = try field.mapping(keys: ["hosts", "path", "upstreams", "subprotocols", "upstream_tls", "origins", "rate_limits", "extensions"])
         let upstreamTLS = try map.optional("upstream_tls").map { (field) throws(ConfigurationError) in
             try self.upstreamTLS(field)
         }
@@ -558,6 +558,7 @@ struct YAMLConfigurationReader {
         )
         if let field = map.optional("origins") { route.origins = try self.originPolicy(field) }
         if let field = map.optional("rate_limits") { route.rateLimits = try self.rateLimits(field) }
+        if let field = map.optional("extensions") { route.extensions = try self.extensions(field) }
         return route
     }
 

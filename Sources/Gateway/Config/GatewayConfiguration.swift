@@ -117,12 +117,21 @@ public struct GatewayConfiguration: Sendable, Hashable {
         /// Origin and rate-limit policies (issue #5; `GatewayConfiguration+Policy.swift`).
         public var origins = OriginPolicy()
         public var rateLimits = RateLimits()
+        /// Extension policy per leg (permessage-deflate). Default: strip on both legs.
+        public var extensions: Extensions
 
-        public init(hosts: [String] = [], pathPrefix: String = "/", upstreams: [Upstream], subprotocols: [String] = []) {
+        public init(
+            hosts: [String] = [],
+            pathPrefix: String = "/",
+            upstreams: [Upstream],
+            subprotocols: [String] = [],
+            extensions: Extensions = Extensions()
+        ) {
             self.hosts = hosts
             self.pathPrefix = pathPrefix
             self.upstreams = upstreams
             self.subprotocols = subprotocols
+            self.extensions = extensions
         }
     }
 

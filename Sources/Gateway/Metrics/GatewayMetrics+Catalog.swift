@@ -33,6 +33,9 @@ extension GatewayMetrics {
         .init(name: "wsgate_connection_limit_refusals_total", kind: .counter, labels: ["listener", "limit"], help: "connections refused by a cap"),
         .init(name: "wsgate_keepalive_timeouts_total", kind: .counter, labels: ["side"], help: "legs closed for an unanswered keep-alive ping"),
         .init(name: "wsgate_max_lifetime_closes_total", kind: .counter, labels: [], help: "connections closed at their maximum lifetime"),
+        // permessage-deflate (issue #5 A).
+        .init(name: "wsgate_extension_decisions_total", kind: .counter, labels: ["route", "side", "extension", "decision"], help: "permessage-deflate decision per leg at each 101"),
+        .init(name: "wsgate_extensions_dropped_total", kind: .counter, labels: ["route", "side"], help: "offered extensions the gateway does not implement (never forwarded)"),
     ]
 
     /// Histogram buckets (seconds) for the upstream connect latency.

@@ -48,13 +48,18 @@ final class RelaySession {
     private var activityBeforeRead: NIODeadline
     /// Rate limits, keep-alive and maximum lifetime (issue #5; the extension at the end of this file).
     private var policy: RelayPolicyState
+    /// permessage-deflate per direction, by source side; nil: the plain loops (the extension at the end).
+    private var transcoders = PerSide<MessageTranscoder?>(nil)
+    /// The key and payload offset of a verbatim compressed frame from the client, masked by the relay.
+    private var verbatimMask: (key: MaskingKey, offset: Int)?
 
     init(
         eventLoop: any EventLoop,
         limits: GatewayConfiguration.Limits,
         closeTimeout: TimeAmount,
         idleTimeout: TimeAmount,
-        policy: RelayPolicy = RelayPolicy()
+        policy: RelayPolicy = RelayPolicy(),
+        compression: RelayCompression = .none
     ) {
         self.eventLoop = eventLoop
         self.resources = RelayResources.current
@@ -70,6 +75,7 @@ final class RelaySession {
         self.clientParser = FrameParser(role: .server, configuration: configuration)
         self.upstreamParser = FrameParser(role: .client, configuration: configuration)
         self.closeTimeout = closeTimeout
+        self.compressionAttached(compression, limits: limits)
     }
 
     // MARK: Events from the handlers
@@ -120,6 +126,8 @@ final class RelaySession {
         // The parser is passed `inout` for the whole read: one exclusivity check per read instead of
         // one per event on a class property. Nothing the loop calls touches the parsers.
         switch side {
+        case .client where self.transcoders.client != nil: self.readCompressed(from: .client, &buffer, parser: &self.clientParser)
+        case .upstream where self.transcoders.upstream != nil: self.readCompressed(from: .upstream, &buffer, parser: &self.upstreamParser)
         case .client: self.readFromClient(&buffer, parser: &self.clientParser)
         case .upstream: self.readFromUpstream(&buffer, parser: &self.upstreamParser)
         }
@@ -597,6 +605,7 @@ extension RelaySession {
     /// Forwards the header of a frame that was held by a throttle, encoded afresh (the read it came in
     /// is gone); toward the upstream with a fresh key, with which the parser remasks the payload.
     private func forwardHeldHeader(_ header: FrameHeader, from side: Side) {
+        if self.transcoders[side] != nil { return self.forwardHeldHeaderCompressed(header, from: side) }
         var outgoing = header
         if side == .client {
             let key = self.resources.maskingKeys.nextKey()
@@ -668,5 +677,179 @@ extension RelaySession {
     /// read at `eventStart` and nothing follows it) does not postpone the idle timeout.
     fileprivate func keepAlivePongConsumed(eventStart: Int, rest: ByteBuffer) {
         if eventStart == self.readStart && rest.readableBytes == 0 { self.lastActivity = self.activityBeforeRead }
+    }
+}
+
+// MARK: - permessage-deflate (issue #5 A; the transcoder is in RelayCompression.swift)
+
+extension RelaySession {
+    /// Sets up what `compression` agreed: RSV1 is accepted only from a leg that negotiated, and each
+    /// direction where a leg compresses gets a ``MessageTranscoder`` (its reads then go through
+    /// ``readCompressed(from:_:parser:)``; other connections keep the plain loops untouched).
+    fileprivate func compressionAttached(_ compression: RelayCompression, limits: GatewayConfiguration.Limits) {
+        if compression.client != nil { self.clientParser.configuration.allowedReservedBits = .rsv1 }
+        if compression.upstream != nil { self.upstreamParser.configuration.allowedReservedBits = .rsv1 }
+        let allocator = ByteBufferAllocator()
+        self.transcoders = PerSide(
+            client: compression.transcoder(from: .client, maxMessageSize: limits.maxMessageSize, allocator: allocator),
+            upstream: compression.transcoder(from: .upstream, maxMessageSize: limits.maxMessageSize, allocator: allocator)
+        )
+    }
+
+    /// One read from `side` when compression is involved in its direction. Like the plain loops: frames
+    /// forwarded as they are go into one output buffer per read (payload copied by the parser, remasked
+    /// toward the upstream); rate limits, keep-alive pongs and frame boundaries are handled the same way.
+    /// In addition, per message (``MessageTranscoder``): a transcoded message's frames are not forwarded
+    /// but rewritten as new frames, and a verbatim compressed message is also inflated to validate it —
+    /// from the client its payload is copied plain and masked here with the forwarded header's key.
+    fileprivate func readCompressed(from side: Side, _ buffer: inout ByteBuffer, parser: inout FrameParser) {
+        let transcoder = self.transcoders[side]!
+        let destinationSide = side.other
+        var leg = self.legs[side]
+        let destination = self.contexts[destinationSide]
+        var forwarding = destination != nil && self.closeState.mayWrite(to: destinationSide)
+        var output = self.resources.takeOutputBuffer(minimumWritableBytes: buffer.readableBytes + 14)
+        defer { self.resources.returnOutputBuffer(output) }
+        // A transcoded frame goes out whole, after what is already in `output`.
+        let emit: (ByteBuffer) -> Void = { frame in
+            guard forwarding, let destination else { return }
+            Self.send(&output, to: destination)
+            destination.write(NIOAny(frame), promise: nil)
+        }
+        do {
+            while true {
+                let before = buffer.readerIndex
+                let start = output.writerIndex
+                guard let event = try parser.next(&buffer, copyingPayloadTo: &output) else { break }
+                switch event {
+                case .header(let header):
+                    if self.policy.limiters[side] != nil, let verdict = self.rateVerdict(.header(header), from: side) {
+                        if forwarding { Self.send(&output, to: destination) }
+                        self.legs[side] = leg
+                        self.enforce(verdict, on: .header(header), from: side, rest: &buffer)
+                        return
+                    }
+                    leg.fin = header.fin
+                    if try transcoder.header(header) { continue }  // rewritten as new frames
+                    var outgoing = header
+                    if side == .client {
+                        let key = self.resources.maskingKeys.nextKey()
+                        outgoing.maskingKey = key
+                        if transcoder.isInspecting {
+                            self.verbatimMask = (key, 0)  // payload copied plain, masked below
+                        } else {
+                            parser.remaskPayload(with: key)
+                        }
+                    }
+                    if forwarding {
+                        outgoing.write(to: &output)
+                        leg.unfinishedPayload = header.payloadLength
+                    }
+                case .payload(let count):
+                    leg.stats.bytes += count
+                    if transcoder.isInspecting {
+                        try self.inspectVerbatim(count, at: start, in: &output, transcoder, from: side)
+                    } else if transcoder.handlesPayload {
+                        // Taken back out of `output`: the transcoder writes new frames.
+                        let plain = output.getSlice(at: start, length: count)!
+                        output.moveWriterIndex(to: output.writerIndex - count)
+                        try transcoder.payload(plain, emit: emit)
+                        continue
+                    }
+                    if forwarding {
+                        leg.unfinishedPayload -= count
+                    } else {
+                        output.moveWriterIndex(to: output.writerIndex - count)
+                    }
+                case .frameEnd:
+                    if leg.fin { leg.stats.messages += 1 }
+                    try transcoder.frameEnd(fin: leg.fin, emit: emit)
+                    if self.policy.keepAlive[destinationSide]?.state == .pingOwed {
+                        if forwarding { Self.send(&output, to: destination) }
+                        self.legs[side] = leg
+                        self.keepAliveFrameBoundary(destinationSide)
+                    }
+                    if self.operations.drainPending {
+                        // As in the plain loops: a drain waits for a frame boundary.
+                        if forwarding { Self.send(&output, to: destination) }
+                        self.legs[side] = leg
+                        self.drainAtFrameBoundary()
+                        leg = self.legs[side]
+                        forwarding = forwarding && self.closeState.mayWrite(to: destinationSide)
+                    }
+                case .control(let frame) where frame.opcode != .close:
+                    if frame.opcode == .pong, self.consumeKeepAlivePong(frame, from: side) {
+                        self.keepAlivePongConsumed(eventStart: before, rest: buffer)
+                        continue
+                    }
+                    if self.policy.limiters[side] != nil, let verdict = self.rateVerdict(.control(frame), from: side) {
+                        if forwarding { Self.send(&output, to: destination) }
+                        self.legs[side] = leg
+                        self.enforce(verdict, on: .control(frame), from: side, rest: &buffer)
+                        return
+                    }
+                    if forwarding {
+                        var encoder = self.encoder(toward: destinationSide)
+                        encoder.writeFrame(opcode: frame.opcode, payload: frame.payload, to: &output)
+                    }
+                case .control(let frame):
+                    Self.send(&output, to: destination)
+                    self.legs[side] = leg
+                    self.control(frame, from: side)
+                    leg = self.legs[side]
+                    if self.discarding[side] { return }
+                    forwarding = self.closeState.mayWrite(to: destinationSide)
+                }
+            }
+            if forwarding { Self.send(&output, to: destination) }
+            self.legs[side] = leg
+        } catch {
+            if forwarding { Self.send(&output, to: destination) }
+            self.legs[side] = leg
+            self.operations.metrics?.protocolViolation(side: side.rawValue, error)
+            self.perform(self.closeState.violation(by: side, error: error))
+        }
+    }
+
+    /// The `count` plain payload bytes of a verbatim compressed message that the parser just appended to
+    /// `output` at `start`: inflated to validate them (size after inflation, UTF-8), then masked here
+    /// toward the upstream with the forwarded header's key.
+    private func inspectVerbatim(
+        _ count: Int,
+        at start: Int,
+        in output: inout ByteBuffer,
+        _ transcoder: MessageTranscoder,
+        from side: Side
+    ) throws(FramesError) {
+        try transcoder.payload(output.getSlice(at: start, length: count)!) { _ in }
+        guard side == .client, let (key, offset) = self.verbatimMask else { return }
+        self.verbatimMask = (key, offset + count)
+        let from = start - output.readerIndex
+        output.withUnsafeMutableReadableBytes { raw in
+            key.apply(to: UnsafeMutableRawBufferPointer(rebasing: raw[from..<(from + count)]), offset: offset)
+        }
+    }
+
+    /// A frame held by a throttle, on a compressed direction: transcoded, or forwarded afresh.
+    private func forwardHeldHeaderCompressed(_ header: FrameHeader, from side: Side) {
+        let transcoder = self.transcoders[side]!
+        self.legs[side].fin = header.fin
+        do {
+            if try transcoder.header(header) { return }
+        } catch {
+            self.operations.metrics?.protocolViolation(side: side.rawValue, error)
+            return self.perform(self.closeState.violation(by: side, error: error))
+        }
+        var outgoing = header
+        if side == .client {
+            let key = self.resources.maskingKeys.nextKey()
+            outgoing.maskingKey = key
+            if transcoder.isInspecting { self.verbatimMask = (key, 0) } else { self.clientParser.remaskPayload(with: key) }
+        }
+        guard self.closeState.mayWrite(to: side.other), let destination = self.contexts[side.other] else { return }
+        self.legs[side].unfinishedPayload = header.payloadLength
+        var bytes = destination.channel.allocator.buffer(capacity: outgoing.encodedSize)
+        outgoing.write(to: &bytes)
+        destination.write(NIOAny(bytes), promise: nil)
     }
 }

@@ -20,6 +20,9 @@ struct ConnectionRecord {
     var tlsVersion: String?
     var tlsCipher: String?
     var subprotocol: String?
+    /// The extensions in effect on each leg (the `Sec-WebSocket-Extensions` value agreed), if any.
+    var clientExtensions: String?
+    var upstreamExtensions: String?
     /// The HTTP status the handshake ended with (101 when it switched to frames).
     var status: Int?
     var refusal: String?
@@ -49,6 +52,8 @@ struct ConnectionRecord {
         add("tls_version", self.tlsVersion)
         add("tls_cipher", self.tlsCipher)
         add("subprotocol", self.subprotocol)
+        add("client_extensions", self.clientExtensions)
+        add("upstream_extensions", self.upstreamExtensions)
         add("status", self.status)
         add("refusal", self.refusal)
         add("close_code", self.closeCode)

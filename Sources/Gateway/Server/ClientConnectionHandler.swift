@@ -131,7 +131,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
         let tlsContext = upstream.scheme == .wss ? self.environment.tls.routes[request.route.index] : nil
         let serverName = upstream.tls.serverName ?? upstream.host
         let tlsHandshakeTimeout = TimeAmount(self.environment.timeouts.upstreamHandshake)
-        let handshake = UpstreamHandshake(subprotocolsOffered: request.subprotocols)
+        let handshake = UpstreamHandshake(subprotocolsOffered: request.subprotocols, deflateOffer: Self.upstreamDeflateOffer(request))
         let responsePromise = context.eventLoop.makePromise(of: UpstreamResponse.self)
         let limits = self.environment.limits
         let bootstrap = ClientBootstrap(group: context.eventLoop)
@@ -239,8 +239,8 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
             self.refuse(context: context, HandshakeRejection(502, "the upstream closed the connection without answering", reason: "upstream-no-answer"))
         case .success(let response):
             switch handshake.check(response.head) {
-            case .accepted(let subprotocol):
-                self.switchToRelay(context: context, request: request, subprotocol: subprotocol)
+            case .accepted(let subprotocol, let deflate):
+                self.switchToRelay(context: context, request: request, subprotocol: subprotocol, upstreamDeflate: deflate)
             case .invalid(let why):
                 self.refuse(context: context, HandshakeRejection(502, "invalid upgrade answer from the upstream: \(why)", reason: "upstream-invalid-101"))
             case .refused(let status):
@@ -270,7 +270,12 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     /// the bytes it still holds on a later tick and completes its removal after that, so collectors take
     /// those bytes and step 2 waits for both removals. (The upstream's decoder also watches outbound
     /// writes, so nothing may be written to the upstream until it is gone.)
-    private func switchToRelay(context: ChannelHandlerContext, request: ClientUpgradeRequest, subprotocol: String?) {
+    private func switchToRelay(
+        context: ChannelHandlerContext,
+        request: ClientUpgradeRequest,
+        subprotocol: String?,
+        upstreamDeflate: PerMessageDeflateParameters?
+    ) {
         guard case .upstreamHandshake = self.state, let upstream = self.upstreamChannel else { return }
         do {
             // Bytes the client sent after its request, before our 101, are a violation (RFC 6455 §4.1:
@@ -298,6 +303,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
                     context: boundContext.value,
                     request: request,
                     subprotocol: subprotocol,
+                    upstreamDeflate: upstreamDeflate,
                     clientCollector: clientCollector,
                     upstreamCollector: upstreamCollector
                 )
@@ -326,6 +332,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
         context: ChannelHandlerContext,
         request: ClientUpgradeRequest,
         subprotocol: String?,
+        upstreamDeflate: PerMessageDeflateParameters?,
         clientCollector: LeftoverBytesCollector,
         upstreamCollector: LeftoverBytesCollector
     ) {
@@ -340,6 +347,10 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
                 ("Sec-WebSocket-Accept", HandshakeKey.acceptValue(forKey: request.key)),
             ]
             if let subprotocol { headers.append(("Sec-WebSocket-Protocol", subprotocol)) }
+            let extensions = Self.negotiateExtensions(request, upstreamDeflate: upstreamDeflate, metrics: self.environment.metrics)
+            if let answer = extensions.clientAnswer { headers.append(("Sec-WebSocket-Extensions", answer)) }
+            self.record.clientExtensions = extensions.clientAnswer
+            self.record.upstreamExtensions = extensions.upstreamAgreement
             var bytes = context.channel.allocator.buffer(capacity: 256)
             HTTPResponse(status: 101, headers: headers).write(to: &bytes)
             context.writeAndFlush(NIOAny(bytes), promise: nil)
@@ -353,7 +364,8 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
                 limits: self.environment.limits,
                 closeTimeout: TimeAmount(self.environment.timeouts.close),
                 idleTimeout: TimeAmount(self.environment.timeouts.idle),
-                policy: RelayPolicy(route: request.route.route, timeouts: self.environment.timeouts, metrics: self.environment.metrics)
+                policy: RelayPolicy(route: request.route.route, timeouts: self.environment.timeouts, metrics: self.environment.metrics),
+                compression: extensions.compression
             )
             var record = self.record
             let accessLog = self.environment.accessLog

@@ -15,6 +15,8 @@ struct ClientUpgradeRequest {
     var subprotocols: [String]
     var origin: String?
     var route: RouteTable.Entry
+    /// The client's `Sec-WebSocket-Extensions` offers, parsed (RFC 6455 §9.1), in order.
+    var extensionOffers: [ExtensionOffer] = []
 
     /// Validates a request head. Either the request, or the exact response to refuse it with.
     static func validate(
@@ -66,12 +68,13 @@ struct ClientUpgradeRequest {
         guard let key = headers.first(name: "Sec-WebSocket-Key")?.trimmingWhitespace(), HandshakeKey.isValidKey(key) else {
             return .failure(.init(400, "Sec-WebSocket-Key must be the base64 of 16 bytes (RFC 6455 §4.1)", reason: "ws-key"))
         }
-        // Extensions are parsed so that a malformed header is refused; none is negotiated by this build
-        // (permessage-deflate per leg is a later policy), so the client gets none and none goes upstream.
+        // Extensions are parsed so that a malformed header is refused; the route's policy decides what is
+        // answered (permessage-deflate only); nothing the client offers is forwarded upstream as such.
         let extensionValues = headers["Sec-WebSocket-Extensions"]
+        var extensionOffers: [ExtensionOffer] = []
         if !extensionValues.isEmpty {
             do {
-                _ = try ExtensionHeader.parse(extensionValues)
+                extensionOffers = try ExtensionHeader.parse(extensionValues)
             } catch {
                 return .failure(.init(400, "malformed Sec-WebSocket-Extensions: \(error.detail)", reason: "extensions"))
             }
@@ -96,7 +99,8 @@ struct ClientUpgradeRequest {
                 target: head.uri,
                 subprotocols: offered,
                 origin: headers.first(name: "Origin"),
-                route: route
+                route: route,
+                extensionOffers: extensionOffers
             )
         )
     }

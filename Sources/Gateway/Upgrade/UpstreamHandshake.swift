@@ -8,6 +8,8 @@ struct UpstreamHandshake {
     /// The fresh `Sec-WebSocket-Key` of this request (never the client's).
     let key: String
     let subprotocolsOffered: [String]
+    /// The permessage-deflate element offered upstream (the route's upstream leg negotiates), or nil.
+    let deflateOffer: ExtensionOffer?
 
     /// Headers that describe one hop and are never forwarded (RFC 9110 §7.6.1), plus those the gateway
     /// writes itself.
@@ -18,15 +20,16 @@ struct UpstreamHandshake {
         "sec-websocket-accept",
     ]
 
-    init(key: String = HandshakeKey.makeKey(), subprotocolsOffered: [String]) {
+    init(key: String = HandshakeKey.makeKey(), subprotocolsOffered: [String], deflateOffer: ExtensionOffer? = nil) {
         self.key = key
         self.subprotocolsOffered = subprotocolsOffered
+        self.deflateOffer = deflateOffer
     }
 
     /// The request head toward `upstream`: the client's end-to-end headers (hop-by-hop ones and any
     /// named in `Connection` removed), `Host` of the upstream, `X-Forwarded-For/-Proto/-Host`,
-    /// `Forwarded` (RFC 7239), a fresh key and the filtered subprotocol offer. No extension is offered
-    /// upstream (permessage-deflate per leg is a later policy).
+    /// `Forwarded` (RFC 7239), a fresh key, the filtered subprotocol offer and the gateway's own
+    /// extension offer (never the client's).
     func requestHead(
         for client: ClientUpgradeRequest,
         upstream: GatewayConfiguration.Upstream,
@@ -52,6 +55,9 @@ struct UpstreamHandshake {
         headers.add(name: "Sec-WebSocket-Version", value: "13")
         if !self.subprotocolsOffered.isEmpty {
             headers.add(name: "Sec-WebSocket-Protocol", value: self.subprotocolsOffered.joined(separator: ", "))
+        }
+        if let deflateOffer = self.deflateOffer {
+            headers.add(name: "Sec-WebSocket-Extensions", value: ExtensionHeader.serialize([deflateOffer]))
         }
         var forwardedFor: [String] = []
         var forwarded: [String] = []
@@ -90,8 +96,9 @@ struct UpstreamHandshake {
 
     /// What the upstream's answer means.
     enum Verdict: Equatable {
-        /// A valid 101: relay frames; `subprotocol` is the one the upstream chose (if any).
-        case accepted(subprotocol: String?)
+        /// A valid 101: relay frames; `subprotocol` is the one the upstream chose (if any), `deflate` the
+        /// permessage-deflate parameters it accepted (nil: none).
+        case accepted(subprotocol: String?, deflate: PerMessageDeflateParameters?)
         /// An invalid 101: 502 to the client with the reason.
         case invalid(String)
         /// Not a 101: relay this status to the client, then close both.
@@ -99,8 +106,8 @@ struct UpstreamHandshake {
     }
 
     /// Checks a response head (DESIGN §1.7): only a 101 with `Upgrade: websocket`, `Connection: upgrade`,
-    /// the exact accept value for our key, no extension (none was offered) and a subprotocol we offered
-    /// switches to frames.
+    /// the exact accept value for our key, extensions only as offered (RFC 7692 §7 checks) and a
+    /// subprotocol we offered switches to frames.
     func check(_ head: HTTPResponseHead) -> Verdict {
         guard head.status.code == 101 else { return .refused(status: Int(head.status.code)) }
         let headers = head.headers
@@ -114,16 +121,21 @@ struct UpstreamHandshake {
         guard accept.count == 1, accept[0].trimmingWhitespace() == HandshakeKey.acceptValue(forKey: self.key) else {
             return .invalid("wrong or missing Sec-WebSocket-Accept")
         }
-        let extensions = ClientUpgradeRequest.commaList(headers["Sec-WebSocket-Extensions"])
-        guard extensions.isEmpty else {
-            return .invalid("extension the gateway did not offer: \(extensions.joined(separator: ", "))")
+        // RFC 6455 §4.1 and RFC 7692 §7: only what was offered, with valid parameters.
+        let deflate: PerMessageDeflateParameters?
+        do {
+            let values = headers["Sec-WebSocket-Extensions"]
+            let elements = ClientUpgradeRequest.commaList(values).isEmpty ? [] : try ExtensionHeader.parse(values)
+            deflate = try PerMessageDeflate.validateResponse(elements, offered: self.deflateOffer)
+        } catch {
+            return .invalid("Sec-WebSocket-Extensions: \(error.detail)")
         }
         let protocols = ClientUpgradeRequest.commaList(headers["Sec-WebSocket-Protocol"])
         switch protocols.count {
         case 0:
-            return .accepted(subprotocol: nil)
+            return .accepted(subprotocol: nil, deflate: deflate)
         case 1 where self.subprotocolsOffered.contains(protocols[0]):
-            return .accepted(subprotocol: protocols[0])
+            return .accepted(subprotocol: protocols[0], deflate: deflate)
         default:
             return .invalid("subprotocol the gateway did not offer: \(protocols.joined(separator: ", "))")
         }

@@ -86,9 +86,17 @@ final class FakeUpstream: Sendable {
         }
     }
 
-    /// The frames received so far, parsed as a server parses client frames.
-    func receivedFrames() throws -> [(FrameHeader?, ControlFrame?, [UInt8])] {
-        var parser = FrameParser(role: .server, configuration: .init { $0.maxFrameSize = 1 << 30; $0.maxMessageSize = 1 << 30 })
+    /// The frames received so far, parsed as a server parses client frames (RSV1 allowed on first data
+    /// frames when `compressed`, as after a permessage-deflate agreement).
+    func receivedFrames(compressed: Bool = false) throws -> [(FrameHeader?, ControlFrame?, [UInt8])] {
+        var parser = FrameParser(
+            role: .server,
+            configuration: .init {
+                $0.maxFrameSize = 1 << 30
+                $0.maxMessageSize = 1 << 30
+                if compressed { $0.allowedReservedBits = .rsv1 }
+            }
+        )
         var buffer = ByteBuffer(bytes: self.received)
         var frames: [(FrameHeader?, ControlFrame?, [UInt8])] = []
         while let event = try parser.next(&buffer) {

@@ -1,0 +1,181 @@
+import NIOCore
+
+/// Inflates one compressed message at a time into chunks of bounded size, for a relay that forwards
+/// the inflated message (``chunk(_:)``) or only validates it (``discarding``).
+///
+/// Chunks are `ByteBuffer`s of at most `chunkSize` payload bytes with `headroom` free bytes in front of
+/// the reader index, so the caller can prepend a frame header in place (no copy). A full chunk is handed
+/// out only when more output follows, so the last chunk of a message (possibly empty) comes from
+/// ``finish(_:)``, and the caller knows which frame gets FIN.
+public struct PerMessageDeflateReader {
+    public let inflater: PerMessageInflater
+    public let chunkSize: Int
+    public let headroom: Int
+    /// Validate only: output goes to one reused scratch buffer and is never handed out.
+    public let discarding: Bool
+    private let allocator: ByteBufferAllocator
+    private var current: ByteBuffer?
+
+    public init(
+        inflater: PerMessageInflater,
+        chunkSize: Int = 32 * 1024,
+        headroom: Int = 14,
+        discarding: Bool = false,
+        allocator: ByteBufferAllocator = ByteBufferAllocator()
+    ) {
+        precondition(chunkSize > 0)
+        self.inflater = inflater
+        self.chunkSize = chunkSize
+        self.headroom = headroom
+        self.discarding = discarding
+        self.allocator = allocator
+    }
+
+    /// Starts a compressed message.
+    public mutating func begin(validatingUTF8: Bool) throws(FramesError) {
+        try self.inflater.beginMessage(validatingUTF8: validatingUTF8)
+        // A discarding reader keeps its one scratch buffer from message to message (no allocation).
+        if !self.discarding { self.current = nil }
+    }
+
+    /// Inflates a payload chunk of the message (plain, unmasked bytes). Full chunks go to `emit`.
+    public mutating func append(_ payload: ByteBuffer, _ emit: (ByteBuffer) -> Void) throws(FramesError) {
+        var input = payload
+        while true {
+            var output = self.takeBuffer(emit)
+            let full = try self.inflater.inflate(&input, into: &output, maxBytes: self.chunkSize - output.readableBytes)
+            self.current = output
+            if !full && input.readableBytes == 0 { return }
+        }
+    }
+
+    /// Ends the message: inflates the tail and hands out the last chunk (possibly empty; nil when
+    /// discarding).
+    public mutating func finish(_ emit: (ByteBuffer) -> Void) throws(FramesError) -> ByteBuffer? {
+        while true {
+            var output = self.takeBuffer(emit)
+            let full = try self.inflater.finishMessage(into: &output, maxBytes: self.chunkSize - output.readableBytes)
+            self.current = output
+            if !full { break }
+        }
+        if self.discarding {
+            self.current?.clear()
+            return nil
+        }
+        defer { self.current = nil }
+        return self.current
+    }
+
+    /// The buffer to inflate into: the current one while it has room; otherwise the full one goes out
+    /// (or is cleared, when discarding) and a new one is made.
+    private mutating func takeBuffer(_ emit: (ByteBuffer) -> Void) -> ByteBuffer {
+        if var buffer = self.current {
+            self.current = nil
+            if buffer.readableBytes < self.chunkSize { return buffer }
+            if self.discarding {
+                buffer.clear()
+                return buffer
+            }
+            emit(buffer)
+        }
+        var buffer = self.allocator.buffer(capacity: self.headroom + self.chunkSize)
+        buffer.moveWriterIndex(forwardBy: self.headroom)
+        buffer.moveReaderIndex(forwardBy: self.headroom)
+        return buffer
+    }
+}
+
+/// Compresses one message at a time into frame payloads of bounded size, with the `00 00 ff ff` that
+/// ends each message's sync flush stripped (RFC 7692 §7.2.1).
+///
+/// Payloads have `headroom` free bytes in front (for the frame header, prepended in place). The last 4
+/// bytes produced are always held back until more output follows or the message ends, so the tail is
+/// never split across frames, and the last payload (from ``finish(_:)``) is the one with FIN.
+public struct PerMessageDeflateWriter {
+    public let deflater: PerMessageDeflater
+    public let chunkSize: Int
+    public let headroom: Int
+    private let allocator: ByteBufferAllocator
+    private var current: ByteBuffer?
+    /// Whether the current message had any payload: zlib outputs nothing for a sync flush right after
+    /// another one, so an empty message is written as its known compressed form instead.
+    private var hasInput = false
+
+    public init(
+        deflater: PerMessageDeflater,
+        chunkSize: Int = 32 * 1024,
+        headroom: Int = 14,
+        allocator: ByteBufferAllocator = ByteBufferAllocator()
+    ) {
+        precondition(chunkSize > 4)
+        self.deflater = deflater
+        self.chunkSize = chunkSize
+        self.headroom = headroom
+        self.allocator = allocator
+    }
+
+    /// Compresses a chunk of the message's plain payload; complete frame payloads go to `emit`.
+    public mutating func append(_ payload: ByteBuffer, _ emit: (ByteBuffer) -> Void) throws(FramesError) {
+        var input = payload
+        self.hasInput = self.hasInput || input.readableBytes > 0
+        while input.readableBytes > 0 {
+            var output = self.takeBuffer(emit)
+            _ = try self.deflater.compress(&input, into: &output, maxBytes: self.chunkSize + 4 - output.readableBytes)
+            self.current = output
+        }
+    }
+
+    /// Ends the message: flushes, strips the tail and returns the last payload (never empty: an empty
+    /// message compresses to `00`, RFC 7692 §7.2.3.6).
+    public mutating func finish(_ emit: (ByteBuffer) -> Void) throws(FramesError) -> ByteBuffer {
+        guard self.hasInput else {
+            // RFC 7692 §7.2.3.6: an empty message is the byte 0x00 (an empty stored block, tail stripped);
+            // it adds nothing to the window, so the peer's context stays in step.
+            var empty = self.makeBuffer()
+            empty.writeInteger(UInt8(0))
+            return empty
+        }
+        self.hasInput = false
+        while true {
+            var output = self.takeBuffer(emit)
+            let full = try self.deflater.flush(into: &output, maxBytes: self.chunkSize + 4 - output.readableBytes)
+            self.current = output
+            if !full { break }
+        }
+        var last = self.current!
+        self.current = nil
+        // Read as one integer: no array is made per message.
+        let tail = last.getInteger(at: last.writerIndex - 4, as: UInt32.self)
+        precondition(tail == 0x0000_FFFF, "a sync flush ends with 00 00 ff ff")
+        last.moveWriterIndex(to: last.writerIndex - 4)
+        try self.deflater.endMessage()
+        return last
+    }
+
+    /// The buffer to compress into. When the current one is full, all but its last 4 bytes go out and
+    /// those 4 bytes start the next buffer.
+    private mutating func takeBuffer(_ emit: (ByteBuffer) -> Void) -> ByteBuffer {
+        guard var buffer = self.current else { return self.makeBuffer() }
+        self.current = nil
+        if buffer.readableBytes < self.chunkSize + 4 { return buffer }
+        var held = buffer.getSlice(at: buffer.writerIndex - 4, length: 4)!
+        buffer.moveWriterIndex(to: buffer.writerIndex - 4)
+        emit(buffer)
+        var next = self.makeBuffer()
+        next.writeBuffer(&held)
+        return next
+    }
+
+    private func makeBuffer() -> ByteBuffer {
+        var buffer = self.allocator.buffer(capacity: self.headroom + self.chunkSize + 4)
+        buffer.moveWriterIndex(forwardBy: self.headroom)
+        buffer.moveReaderIndex(forwardBy: self.headroom)
+        return buffer
+    }
+}
+
+extension FrameParser {
+    /// The key the current data frame's payload is being remasked with (``remaskPayload(with:)``), so a
+    /// caller that must see the payload plain (to inflate it) can take the masking over.
+    public var remaskingKey: MaskingKey? { self.outgoingKey }
+}

@@ -1,0 +1,78 @@
+import Frames
+
+/// The extension policy of the handshake (DESIGN §1.6–1.8, §4): what is offered upstream, what the
+/// client is answered, and the counters for each decision.
+extension ClientConnectionHandler {
+    /// What the handshake settled about extensions.
+    struct ExtensionOutcome {
+        /// The `Sec-WebSocket-Extensions` value of the 101 to the client, if any.
+        var clientAnswer: String?
+        /// The upstream leg's agreement as a header value (for the access log), if any.
+        var upstreamAgreement: String?
+        var compression: RelayCompression
+    }
+
+    /// The permessage-deflate element offered upstream when the route's upstream leg negotiates. The
+    /// client's offers are never forwarded: the gateway terminates the extension per hop.
+    static func upstreamDeflateOffer(_ request: ClientUpgradeRequest) -> ExtensionOffer? {
+        let policy = request.route.route.extensions.permessageDeflate
+        return policy.upstream.isNegotiate ? PerMessageDeflate.clientOffer(policy.preferences) : nil
+    }
+
+    /// Decides the client leg once the upstream's answer is known, and counts every decision:
+    /// `wsgate_extension_decisions_total{route, side, extension, decision}` once per side, with
+    /// `decision` one of `negotiated`, `declined` (negotiate, but no acceptable offer or the upstream
+    /// did not accept), `stripped` (policy strip, and on the client leg the client offered it) and
+    /// `not-offered` (the client offered nothing); `wsgate_extensions_dropped_total{route, side}` for
+    /// each offered extension the gateway does not implement (never forwarded).
+    ///
+    /// When both legs negotiate, the client is answered with the upstream's parameters if its offer
+    /// allows that answer, so compressed payloads can be forwarded verbatim.
+    static func negotiateExtensions(
+        _ request: ClientUpgradeRequest,
+        upstreamDeflate: PerMessageDeflateParameters?,
+        metrics: GatewayMetrics
+    ) -> ExtensionOutcome {
+        let policy = request.route.route.extensions.permessageDeflate
+        let route = request.route.route.label
+        func decision(_ side: String, _ decision: String) {
+            metrics.count(
+                "wsgate_extension_decisions_total",
+                [("route", route), ("side", side), ("extension", PerMessageDeflate.extensionName), ("decision", decision)]
+            )
+        }
+        let offers = request.extensionOffers
+        let clientOffersDeflate = offers.contains { PerMessageDeflate.isPerMessageDeflate($0.name) }
+        let others = offers.filter { !PerMessageDeflate.isPerMessageDeflate($0.name) }.count
+        if others > 0 {
+            metrics.count("wsgate_extensions_dropped_total", [("route", route), ("side", "client")], by: Int64(others))
+        }
+
+        var outcome = ExtensionOutcome(compression: RelayCompression(policy: policy))
+        if policy.upstream.isNegotiate {
+            decision("upstream", upstreamDeflate == nil ? "declined" : "negotiated")
+            outcome.compression.upstream = upstreamDeflate
+            outcome.upstreamAgreement = upstreamDeflate?.description
+        } else {
+            decision("upstream", "stripped")
+        }
+
+        if policy.client.isNegotiate {
+            let negotiation = PerMessageDeflate.negotiateAsServer(
+                offers: offers,
+                preferences: policy.preferences,
+                matching: upstreamDeflate
+            )
+            if let (parameters, response) = negotiation.accepted {
+                decision("client", "negotiated")
+                outcome.compression.client = parameters
+                outcome.clientAnswer = ExtensionHeader.serialize([response])
+            } else {
+                decision("client", clientOffersDeflate ? "declined" : "not-offered")
+            }
+        } else {
+            decision("client", clientOffersDeflate ? "stripped" : "not-offered")
+        }
+        return outcome
+    }
+}
