@@ -46,29 +46,8 @@ import Testing
         asyncio.run(main())
         """
 
-    static let aiohttpUpstream = """
-        import asyncio
-        from aiohttp import web, WSMsgType
-        async def handler(request):
-            ws = web.WebSocketResponse(max_msg_size=0, compress=False)
-            await ws.prepare(request)
-            async for msg in ws:
-                if msg.type == WSMsgType.TEXT:
-                    await ws.send_str(msg.data)
-                elif msg.type == WSMsgType.BINARY:
-                    await ws.send_bytes(msg.data)
-            return ws
-        async def main():
-            app = web.Application()
-            app.router.add_get("/{tail:.*}", handler)
-            runner = web.AppRunner(app)
-            await runner.setup()
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            await site.start()
-            print(site._server.sockets[0].getsockname()[1], flush=True)
-            await asyncio.sleep(60)
-        asyncio.run(main())
-        """
+    /// An aiohttp echo upstream without compression (the script is shared with the deflate interop tests).
+    static let aiohttpUpstream = (script: DeflateInteropTests.aiohttpUpstream, arguments: ["off"])
 
     static let aiohttpClient = """
         import asyncio, sys, os, aiohttp
@@ -93,8 +72,8 @@ import Testing
 
     /// Runs `client` (with the gateway's URL as its argument) against a gateway in front of `upstream`
     /// (a script that prints its port).
-    private func relay(upstream script: String, client: String) async throws {
-        let upstream = try PythonPeer(script: script)
+    private func relay(upstream: (script: String, arguments: [String]), client: String) async throws {
+        let upstream = try PythonPeer(script: upstream.script, arguments: upstream.arguments)
         defer { upstream.stop() }
         let upstreamPort = Int(try await upstream.firstLine())!
         try await withGateway(upstreamPort: upstreamPort, configure: {
@@ -115,11 +94,11 @@ import Testing
     @Test func websocketsClientToAnAiohttpUpstreamAndAiohttpClientToAWebsocketsUpstream() async throws {
         guard try await PythonPeer.require("aiohttp"), try await PythonPeer.require("websockets") else { return }
         try await self.relay(upstream: Self.aiohttpUpstream, client: Self.client)
-        try await self.relay(upstream: Self.echoUpstream, client: Self.aiohttpClient)
+        try await self.relay(upstream: (Self.echoUpstream, []), client: Self.aiohttpClient)
     }
 
     @Test func pythonClientThroughTheGatewayToAPythonUpstream() async throws {
         guard try await PythonPeer.require("websockets") else { return }
-        try await self.relay(upstream: Self.echoUpstream, client: Self.client)
+        try await self.relay(upstream: (Self.echoUpstream, []), client: Self.client)
     }
 }
