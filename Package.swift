@@ -82,6 +82,10 @@ let package = Package(
             dependencies: ["Frames", .product(name: "NIOCore", package: "swift-nio")]
         ),
         .executableTarget(name: "FuzzExtensionHeader", dependencies: ["Frames"]),
+        .executableTarget(
+            name: "FuzzPerMessageDeflate",
+            dependencies: ["Frames", .product(name: "NIOCore", package: "swift-nio")]
+        ),
         .testTarget(
             name: "TLSShimTests",
             dependencies: [
