@@ -189,18 +189,11 @@ final class RelaySession {
                     }
                 case .frameEnd:
                     if leg.fin { leg.stats.messages += 1 }
-                    if self.policy.keepAlive.upstream?.state == .pingOwed {
-                        // A keep-alive ping waited for this frame toward the upstream to end.
+                    if self.hasFrameBoundaryWork(toward: .upstream) {
+                        // What came before goes first.
                         if forwarding { Self.send(&output, to: destination) }
                         self.legs.client = leg
-                        self.keepAliveFrameBoundary(.upstream)
-                    }
-                    if self.operations.drainPending {
-                        // A drain waits for a frame boundary (`RelaySession+Operations`): what came
-                        // before goes first.
-                        if forwarding { Self.send(&output, to: destination) }
-                        self.legs.client = leg
-                        self.drainAtFrameBoundary()
+                        self.atFrameBoundary(toward: .upstream)
                         leg = self.legs.client
                         forwarding = forwarding && self.closeState.mayWrite(to: .upstream)
                     }
@@ -279,20 +272,12 @@ final class RelaySession {
                     if forwarding { leg.unfinishedPayload -= count }
                 case .frameEnd:
                     if leg.fin { leg.stats.messages += 1 }
-                    if self.policy.keepAlive.client?.state == .pingOwed {
-                        // A keep-alive ping waited for this frame toward the client to end.
+                    if self.hasFrameBoundaryWork(toward: .client) {
+                        // The frame's bytes go first.
                         if forwarding { Self.send(&buffer, from: runStart, to: buffer.readerIndex, to: destination) }
                         runStart = buffer.readerIndex
                         self.legs.upstream = leg
-                        self.keepAliveFrameBoundary(.client)
-                    }
-                    if self.operations.drainPending {
-                        // A drain waits for a frame boundary (`RelaySession+Operations`): the frame's
-                        // bytes go first.
-                        if forwarding { Self.send(&buffer, from: runStart, to: buffer.readerIndex, to: destination) }
-                        runStart = buffer.readerIndex
-                        self.legs.upstream = leg
-                        self.drainAtFrameBoundary()
+                        self.atFrameBoundary(toward: .client)
                         leg = self.legs.upstream
                         forwarding = forwarding && self.closeState.mayWrite(to: .client)
                     }
@@ -640,6 +625,19 @@ extension RelaySession {
         }
     }
 
+    /// Whether something waits for the end of the frame being relayed toward `destination`: a keep-alive
+    /// ping owed to that leg, or a drain (`RelaySession+Operations`).
+    fileprivate func hasFrameBoundaryWork(toward destination: Side) -> Bool {
+        self.policy.keepAlive[destination]?.state == .pingOwed || self.operations.drainPending
+    }
+
+    /// A frame toward `destination` ended (what was relayed before it is written): the owed keep-alive
+    /// ping goes out, then a pending drain's Close if no frame is half relayed either way.
+    fileprivate func atFrameBoundary(toward destination: Side) {
+        if self.policy.keepAlive[destination]?.state == .pingOwed { self.keepAliveFrameBoundary(destination) }
+        if self.operations.drainPending { self.drainAtFrameBoundary() }
+    }
+
     fileprivate func keepAliveFrameBoundary(_ side: Side) {
         guard let action = self.policy.keepAlive[side]?.frameBoundary(now: self.eventLoop.now) else { return }
         self.performKeepAlive(action, side)
@@ -764,16 +762,11 @@ extension RelaySession {
                 case .frameEnd:
                     if leg.fin { leg.stats.messages += 1 }
                     try transcoder.frameEnd(fin: leg.fin, emit: emit)
-                    if self.policy.keepAlive[destinationSide]?.state == .pingOwed {
+                    if self.hasFrameBoundaryWork(toward: destinationSide) {
+                        // As in the plain loops: what came before goes first.
                         if forwarding { Self.send(&output, to: destination) }
                         self.legs[side] = leg
-                        self.keepAliveFrameBoundary(destinationSide)
-                    }
-                    if self.operations.drainPending {
-                        // As in the plain loops: a drain waits for a frame boundary.
-                        if forwarding { Self.send(&output, to: destination) }
-                        self.legs[side] = leg
-                        self.drainAtFrameBoundary()
+                        self.atFrameBoundary(toward: destinationSide)
                         leg = self.legs[side]
                         forwarding = forwarding && self.closeState.mayWrite(to: destinationSide)
                     }
