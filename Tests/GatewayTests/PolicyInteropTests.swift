@@ -32,7 +32,7 @@ import Testing
 
     @Test func websocketsPeersAnswerKeepAlivePingsAndAThrottledClientLosesNothing() async throws {
         guard try await PythonPeer.require("websockets") else { return }
-        let upstream = try PythonPeer(script: RelayInteropTests.echoUpstream)
+        let upstream = try PythonPeer(script: RelayInteropTests.echoUpstream.script, arguments: RelayInteropTests.echoUpstream.arguments)
         defer { kill(upstream.process.processIdentifier, SIGKILL) }
         let upstreamPort = Int(try await upstream.firstLine())!
         let metrics = TestMetrics()

@@ -5,18 +5,9 @@ import Testing
 
 /// The gateway between independent implementations: Python `websockets` as upstream and as client.
 @Suite(.serialized) struct RelayInteropTests {
-    static let echoUpstream = """
-        import asyncio, sys
-        from websockets.asyncio.server import serve
-        async def echo(ws):
-            async for message in ws:
-                await ws.send(message)
-        async def main():
-            async with serve(echo, "127.0.0.1", 0, max_size=None, compression=None) as server:
-                print(server.sockets[0].getsockname()[1], flush=True)
-                await asyncio.sleep(60)
-        asyncio.run(main())
-        """
+    /// A `websockets` echo upstream without compression (the script is shared with the deflate interop
+    /// tests, like the aiohttp one below).
+    static let echoUpstream = (script: DeflateInteropTests.websocketsUpstream, arguments: ["off"])
 
     static let client = """
         import asyncio, sys, os
@@ -94,11 +85,11 @@ import Testing
     @Test func websocketsClientToAnAiohttpUpstreamAndAiohttpClientToAWebsocketsUpstream() async throws {
         guard try await PythonPeer.require("aiohttp"), try await PythonPeer.require("websockets") else { return }
         try await self.relay(upstream: Self.aiohttpUpstream, client: Self.client)
-        try await self.relay(upstream: (Self.echoUpstream, []), client: Self.aiohttpClient)
+        try await self.relay(upstream: Self.echoUpstream, client: Self.aiohttpClient)
     }
 
     @Test func pythonClientThroughTheGatewayToAPythonUpstream() async throws {
         guard try await PythonPeer.require("websockets") else { return }
-        try await self.relay(upstream: (Self.echoUpstream, []), client: Self.client)
+        try await self.relay(upstream: Self.echoUpstream, client: Self.client)
     }
 }
