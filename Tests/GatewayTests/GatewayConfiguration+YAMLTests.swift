@@ -237,7 +237,7 @@ struct InvalidDocument: Sendable, CustomTestStringConvertible {
         // Unknown keys, at every level.
         (document(extra: "timeouts: {idel: 10s}"), "timeouts.idel", #"unknown key "idel" (did you mean "idle"?)"#),
         (document(extra: "routs: []"), "routs", #"unknown key "routs" (did you mean "routes"?)"#),
-        (document(extra: "colour: blue"), "colour", #"unknown key "colour" (valid keys: listeners, routes, limits, timeouts, access_log, connection_limits, admin)"#),
+        (document(extra: "colour: blue"), "colour", #"unknown key "colour" (valid keys: listeners, routes, limits, timeouts, access_log, connection_limits, admin, trusted_proxies, client_address)"#),
         (document(listeners: #"{adress: "1.2.3.4:5"}"#), "listeners[0].adress", #"unknown key "adress" (did you mean "address"?)"#),
         (document(routes: #"{upstreams: ["wss://a"], upstream_tls: {verfy: false}}"#), "routes[0].upstream_tls.verfy", "unknown key"),
         (document(extra: "limits: {max_message_size: 1MiB}"), "limits.max_message_size", "unknown key"),
@@ -311,7 +311,7 @@ struct InvalidDocument: Sendable, CustomTestStringConvertible {
         (document(extra: #"access_log: """#), "access_log", "expected stdout, stderr, off or a file path"),
         (document(extra: "access_log: [stdout]"), "access_log", "expected a string, found a list"),
         ("", "", "the configuration is empty"),
-        ("- a\n- b", "", "expected a mapping (with keys listeners, routes, limits, timeouts, access_log, connection_limits, admin), found a list"),
+        ("- a\n- b", "", "expected a mapping (with keys listeners, routes, limits, timeouts, access_log, connection_limits, admin, trusted_proxies, client_address), found a list"),
         ("{[a]: b}", "", "keys must be plain strings, found a list"),
     ]
 

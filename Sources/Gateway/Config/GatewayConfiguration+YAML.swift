@@ -422,7 +422,7 @@ struct YAMLConfigurationReader {
     var baseDirectory: String?
 
     func configuration(_ root: YAMLField) throws(ConfigurationError) -> GatewayConfiguration {
-        let top = try root.mapping(keys: ["listeners", "routes", "limits", "timeouts", "access_log", "connection_limits", "admin"])
+        let top = try root.mapping(keys: ["listeners", "routes", "limits", "timeouts", "access_log", "connection_limits", "admin", "trusted_proxies", "client_address"])
         var listeners: [GatewayConfiguration.Listener] = []
         for field in try top.required("listeners").list() {
             listeners.append(try self.listener(field))
@@ -437,13 +437,14 @@ struct YAMLConfigurationReader {
         if let field = top.optional("access_log") { configuration.accessLog = try self.accessLog(field) }
         if let field = top.optional("connection_limits") { configuration.connectionLimits = try self.connectionLimits(field) }
         if let field = top.optional("admin") { configuration.admin = try self.admin(field) }
+        try self.edge(top, into: &configuration)
         return configuration
     }
 
     // MARK: Listeners
 
     func listener(_ field: YAMLField) throws(ConfigurationError) -> GatewayConfiguration.Listener {
-        let map = try field.mapping(keys: ["name", "address", "tls", "max_connections"])
+        let map = try field.mapping(keys: ["name", "address", "tls", "max_connections", "proxy_protocol", "require_sni_host_match"])
         let addressField = try map.required("address")
         let (host, port) = try Self.listenAddress(try addressField.string(), at: addressField.path)
         var listener = GatewayConfiguration.Listener(
@@ -453,6 +454,7 @@ struct YAMLConfigurationReader {
             tls: try map.optional("tls").map { (field) throws(ConfigurationError) in try self.serverTLS(field) }
         )
         listener.maxConnections = try map.optional("max_connections")?.count()
+        try self.listenerEdge(map, into: &listener)
         return listener
     }
 
@@ -649,7 +651,7 @@ struct YAMLConfigurationReader {
     func timeouts(_ field: YAMLField) throws(ConfigurationError) -> GatewayConfiguration.Timeouts {
         let map = try field.mapping(keys: [
             "request_head", "tls_handshake", "upstream_connect", "upstream_handshake", "close", "idle",
-            "ping_interval", "pong_deadline", "max_lifetime", "drain",
+            "ping_interval", "pong_deadline", "max_lifetime", "drain", "proxy_header",
         ])
         var timeouts = GatewayConfiguration.Timeouts()
         if let value = map.optional("request_head") { timeouts.requestHead = try value.duration() }
@@ -659,6 +661,7 @@ struct YAMLConfigurationReader {
         if let value = map.optional("close") { timeouts.close = try value.duration() }
         if let value = map.optional("idle") { timeouts.idle = try value.duration() }
         if let value = map.optional("drain") { timeouts.drain = try value.duration() }
+        if let value = map.optional("proxy_header") { timeouts.proxyHeader = try value.duration() }
         try self.keepAliveTimeouts(map, into: &timeouts)
         return timeouts
     }
@@ -748,6 +751,7 @@ extension GatewayConfiguration {
         try self.timeouts.validate(at: root.key("timeouts"))
         try self.validatePolicies(at: root)
         try self.validateAdmin(at: root.key("admin"))
+        try self.validateEdge(at: root)
         if case .file(let path) = self.accessLog, path.isEmpty {
             throw root.key("access_log").error("expected stdout, stderr, off or a file path, found an empty string")
         }

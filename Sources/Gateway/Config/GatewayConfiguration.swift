@@ -13,6 +13,8 @@ public struct GatewayConfiguration: Sendable, Hashable {
     public var admin = Admin()
     /// Per-IP admission limits (policies, issue #5; `GatewayConfiguration+Policy.swift`).
     public var connectionLimits = ConnectionLimits()
+    /// Trusted proxies and the client-address source (issue #11; `GatewayConfiguration+Edge.swift`).
+    public var edge = Edge()
 
     public init(
         listeners: [Listener],
@@ -40,6 +42,8 @@ public struct GatewayConfiguration: Sendable, Hashable {
         /// Open connections on this listener; beyond it a new connection is closed at accept (policies,
         /// issue #5). Default: `nil`, no limit.
         public var maxConnections: Int?
+        /// PROXY protocol and the SNI/Host match (issue #11; `GatewayConfiguration+Edge.swift`).
+        public var edge = Edge()
 
         public init(name: String? = nil, host: String, port: Int, tls: ServerTLS? = nil) {
             self.name = name ?? (host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)")
@@ -220,6 +224,9 @@ public struct GatewayConfiguration: Sendable, Hashable {
         public var pongDeadline: Duration = .seconds(20)
         /// A connection open this long gets 1001 on both legs; `nil` for no limit. Default: `nil`.
         public var maxLifetime: Duration?
+        /// A listener with `proxy_protocol` closes a connection whose PROXY header has not arrived within
+        /// it (issue #11). Default: 5 s.
+        public var proxyHeader: Duration = .seconds(5)
 
         public init() {}
     }
