@@ -31,6 +31,8 @@ extension GatewayMetrics {
         .init(name: "wsgate_origin_decisions_total", kind: .counter, labels: ["route", "side", "decision", "reason"], help: "origin checks and the rule that decided"),
         .init(name: "wsgate_rate_limit_decisions_total", kind: .counter, labels: ["side", "limit", "action"], help: "rate limits reached"),
         .init(name: "wsgate_connection_limit_refusals_total", kind: .counter, labels: ["listener", "limit"], help: "connections refused by a cap"),
+        // Edge (issue #11).
+        .init(name: "wsgate_proxy_protocol_refusals_total", kind: .counter, labels: ["listener", "reason"], help: "connections closed for a missing, late or malformed PROXY protocol header"),
         .init(name: "wsgate_keepalive_timeouts_total", kind: .counter, labels: ["side"], help: "legs closed for an unanswered keep-alive ping"),
         .init(name: "wsgate_max_lifetime_closes_total", kind: .counter, labels: [], help: "connections closed at their maximum lifetime"),
         // permessage-deflate (issue #5 A).

@@ -28,11 +28,18 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     private var headDeadline: Scheduled<Void>?
     private var upstreamDeadline: Scheduled<Void>?
     private var upstreamChannel: (any Channel)?
+    /// Edge (issue #11): the connection's peer (after a PROXY header, the address it carried), the TLS
+    /// SNI name, and whether the Host must match it.
+    private var peer: IPAddress?
+    private var serverName: String?
+    private let requireSNIHostMatch: Bool
 
-    init(environment: GatewayEnvironment, record: ConnectionRecord, clientUsedTLS: Bool) {
+    init(environment: GatewayEnvironment, record: ConnectionRecord, clientUsedTLS: Bool, requireSNIHostMatch: Bool = false) {
         self.environment = environment
         self.record = record
         self.clientUsedTLS = clientUsedTLS
+        self.requireSNIHostMatch = requireSNIHostMatch
+        self.peer = record.clientAddress.flatMap { IPAddress($0) }
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -58,12 +65,14 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
             if self.environment.connections.isDraining {
                 return self.refuse(context: context, HandshakeRejection(503, "the gateway is shutting down", reason: "draining"))
             }
+            self.resolveClientAddress(head)
             if let rejection = self.handshakeRateRejection() { return self.refuse(context: context, rejection) }
             switch ClientUpgradeRequest.validate(head, limits: self.environment.limits, routes: self.environment.routes) {
             case .failure(let rejection):
                 self.refuse(context: context, rejection)
             case .success(let request):
                 self.record.route = request.route.route.pathPrefix
+                if let rejection = self.sniHostRejection(request) { return self.refuse(context: context, rejection) }
                 if let rejection = self.originRejection(request) { return self.refuse(context: context, rejection) }
                 self.state = .upstreamHandshake(request)
                 self.connectUpstream(context: context, request: request)
@@ -75,11 +84,17 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let proxied = event as? ProxyProtocolReceived, let source = proxied.header.source {
+            // The PROXY header (from a trusted proxy) names the real client (issue #11 §1).
+            self.peer = source
+            self.record.clientAddress = source.description
+        }
         if case TLSUserEvent.handshakeCompleted = event,
             let info = try? context.pipeline.syncOperations.handler(type: TLSHandler.self).connectionInfo
         {
             self.record.tlsVersion = info.version.description
             self.record.tlsCipher = info.cipherSuite
+            self.serverName = info.serverName
         }
         context.fireUserInboundEventTriggered(event)
     }
@@ -154,11 +169,11 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
                     try channel.pipeline.syncOperations.addHandler(UpstreamHandshakeHandler(promise: responsePromise))
                 }
             }
-        let clientAddress = context.channel.remoteAddress?.ipAddress
         let requestHead = handshake.requestHead(
             for: request,
             upstream: upstream,
-            clientAddress: clientAddress,
+            peer: self.peer,
+            peerIsTrusted: self.environment.trustedProxies.contains(self.peer),
             clientUsedTLS: self.clientUsedTLS
         )
         let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
@@ -499,5 +514,34 @@ extension ClientConnectionHandler {
             reason: "ip-handshake-rate",
             headers: [("Retry-After", String(max(1, retryAfter)))]
         )
+    }
+}
+
+// MARK: - Edge (issue #11): client address and SNI/Host match
+
+extension ClientConnectionHandler {
+    /// With `client_address: chain`, the right-most untrusted `X-Forwarded-For` address of a trusted
+    /// peer becomes the client address of the logs and the handshake rate.
+    fileprivate func resolveClientAddress(_ head: HTTPRequestHead) {
+        let configuration = self.environment.configuration
+        guard case .chain = configuration.clientAddress else { return }
+        let client = ForwardingHeaders.clientAddress(
+            peer: self.peer,
+            forwardedFor: head.headers["X-Forwarded-For"],
+            source: .chain,
+            trusted: self.environment.trustedProxies
+        )
+        if let client { self.record.clientAddress = client.description }
+    }
+
+    /// `require_sni_host_match`: a Host that is not the TLS SNI name is 421 Misdirected Request
+    /// (RFC 9110 §15.5.20), which rules out domain fronting (SNI of one site, Host of another). No SNI
+    /// at all does not match either.
+    fileprivate func sniHostRejection(_ request: ClientUpgradeRequest) -> HandshakeRejection? {
+        guard self.requireSNIHostMatch, self.clientUsedTLS else { return nil }
+        let sni = self.serverName.map { $0.lowercased().hasSuffix(".") ? String($0.lowercased().dropLast()) : $0.lowercased() }
+        let host = request.host.hasSuffix(".") ? String(request.host.dropLast()) : request.host
+        if let sni, sni == host { return nil }
+        return HandshakeRejection(421, "the Host does not match the TLS server name (SNI) of this connection", reason: "sni-host-mismatch")
     }
 }

@@ -16,6 +16,8 @@ final class GatewayEnvironment: Sendable {
     let admission: ConnectionAdmission
     /// The live connections, for drain; shared across reloads (issue #6).
     let connections: ConnectionRegistry
+    /// `trusted_proxies`, compiled (issue #11).
+    let trustedProxies: TrustedProxies
 
     /// Compiles the configuration; loading certificates is blocking disk I/O, so call it off the event
     /// loops. A reload passes the running gateway's `connections` and, when the connection limits did
@@ -36,6 +38,7 @@ final class GatewayEnvironment: Sendable {
         self.originPolicies = try configuration.compiledOriginPolicies()
         self.admission = admission ?? ConnectionAdmission(configuration, clock: clock)
         self.connections = connections
+        self.trustedProxies = configuration.compiledTrustedProxies
     }
 
     var limits: GatewayConfiguration.Limits { self.configuration.limits }

@@ -1,0 +1,357 @@
+import Foundation
+import MetricsTestKit
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import TLSShim
+import Testing
+
+@testable import Gateway
+
+/// Issue #11 over real sockets: a real HAProxy sending PROXY v1 (`send-proxy`) and v2
+/// (`send-proxy-v2`) in front of the gateway, the upstream and the access log seeing the original
+/// client; a peer outside `trusted_proxies` closed at accept; the forged Host refused; the SNI/Host
+/// match answering 421.
+@Suite(.serialized, .timeLimit(.minutes(2))) struct GatewayEdgeTests {
+    /// The client's own address: a second loopback address, so that it differs from HAProxy's (127.0.0.1).
+    static let clientAddress = "127.0.0.2"
+
+    static func request(host: String = "edge.example", extra: String = "") -> String {
+        "GET /room HTTP/1.1\r\nHost: \(host)\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\(extra)\r\n"
+    }
+
+    @Test(arguments: [("send-proxy", ProxyProtocolMode.v1), ("send-proxy-v2", .v2), ("send-proxy-v2", .any), ("send-proxy", .any)])
+    func haproxyCarriesTheClientAddressToTheUpstreamAndTheLog(option: String, mode: ProxyProtocolMode) async throws {
+        guard try HAProxy.require() else { return }
+        let upstream = try await FakeUpstream.start { .accept($0) }
+        defer { Task { await upstream.close() } }
+        try await GatewayTLSTests.withFile("") { log in
+            try await withGateway(upstreamPort: upstream.port, configure: {
+                $0.listeners[0].proxyProtocol = mode
+                $0.trustedProxies = ["127.0.0.1"]
+                $0.accessLog = .file(log)
+                // The fake upstream never answers the gateway's Close: end the session quickly.
+                $0.timeouts.close = .milliseconds(100)
+            }) { port in
+                let haproxy = try await HAProxy.start(forwardingTo: port, option: option)
+                defer { haproxy.stop() }
+                // A client forging its own forwarding headers: they are not believed (it is not trusted).
+                let answer = try await RawClient.exchange(
+                    from: Self.clientAddress,
+                    port: haproxy.port,
+                    Self.request(extra: "X-Forwarded-For: 6.6.6.6\r\nX-Real-IP: 6.6.6.6\r\nForwarded: for=6.6.6.6\r\n")
+                )
+                #expect(answer.hasPrefix("HTTP/1.1 101"), "\(answer)")
+                let request = try #require(upstream.requests.first)
+                #expect(request.header("X-Forwarded-For") == Self.clientAddress)
+                #expect(request.header("Forwarded") == "for=\(Self.clientAddress);host=edge.example;proto=http")
+                #expect(request.header("X-Real-IP") == nil)
+            }
+            // The line is written when the session ends (the client left; the upstream got 1001).
+            let deadline = ContinuousClock.now + .seconds(5)
+            while ContinuousClock.now < deadline && !GatewayTLSTests.accessLogLines(log).contains(where: { $0.contains("\"status\":101") }) {
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            let lines = GatewayTLSTests.accessLogLines(log)
+            #expect(lines.contains { $0.contains("\"client\":\"\(Self.clientAddress)\"") && $0.contains("\"status\":101") }, "\(lines)")
+        }
+    }
+
+    @Test func aListenerForV1RefusesHAProxysV2() async throws {
+        guard try HAProxy.require() else { return }
+        let metrics = TestMetrics()
+        let upstream = try await FakeUpstream.start { .accept($0) }
+        defer { Task { await upstream.close() } }
+        try await withGateway(upstreamPort: upstream.port, metrics: metrics, configure: {
+            $0.listeners[0].proxyProtocol = .v1
+            $0.trustedProxies = ["127.0.0.1"]
+        }) { port in
+            let haproxy = try await HAProxy.start(forwardingTo: port, option: "send-proxy-v2")
+            defer { haproxy.stop() }
+            let answer = try await RawClient.exchange(from: Self.clientAddress, port: haproxy.port, Self.request())
+            #expect(answer.isEmpty, "\(answer)")
+            #expect(upstream.requests.isEmpty)
+        }
+        // HAProxy may retry a server that closed before answering: one refusal per attempt.
+        #expect(metrics.total("wsgate_proxy_protocol_refusals_total", [("reason", "proxy-protocol-signature")]) >= 1)
+    }
+
+    @Test func aPeerOutsideTrustedProxiesIsClosedAtAcceptOnAProxyListener() async throws {
+        let upstream = try await FakeUpstream.start { .accept($0) }
+        defer { Task { await upstream.close() } }
+        try await withGateway(upstreamPort: upstream.port, configure: {
+            $0.listeners[0].proxyProtocol = .any
+            $0.trustedProxies = ["127.0.0.1"]
+        }) { port in
+            // 127.0.0.2 claims to be 1.2.3.4 in a well-formed header: closed unread, nothing upstream.
+            let answer = try await RawClient.exchange(from: Self.clientAddress, port: port, "PROXY TCP4 1.2.3.4 127.0.0.1 1 2\r\n" + Self.request())
+            #expect(answer.isEmpty)
+            #expect(upstream.requests.isEmpty)
+            // The trusted peer with the same bytes gets through, as 1.2.3.4.
+            let trusted = try await RawClient.exchange(from: "127.0.0.1", port: port, "PROXY TCP4 1.2.3.4 127.0.0.1 1 2\r\n" + Self.request())
+            #expect(trusted.hasPrefix("HTTP/1.1 101"), "\(trusted)")
+            #expect(upstream.requests.first?.header("X-Forwarded-For") == "1.2.3.4")
+        }
+    }
+
+    @Test func aPlainListenerNoLongerBelievesAClientsForwardingHeadersButATrustedProxysAreAppended() async throws {
+        let upstream = try await FakeUpstream.start { .accept($0) }
+        defer { Task { await upstream.close() } }
+        try await withGateway(upstreamPort: upstream.port, configure: { $0.trustedProxies = ["127.0.0.1"] }) { port in
+            let forged = "X-Forwarded-For: 6.6.6.6\r\nX-Forwarded-Proto: https\r\nTrue-Client-IP: 6.6.6.6\r\n"
+            _ = try await RawClient.exchange(from: Self.clientAddress, port: port, Self.request(extra: forged))
+            _ = try await RawClient.exchange(from: "127.0.0.1", port: port, Self.request(extra: "X-Forwarded-For: 203.0.113.9\r\n"))
+            let requests = upstream.requests
+            try #require(requests.count == 2)
+            #expect(requests[0].header("X-Forwarded-For") == Self.clientAddress)
+            #expect(requests[0].header("X-Forwarded-Proto") == "http")
+            #expect(requests[0].header("True-Client-IP") == nil)
+            #expect(requests[1].header("X-Forwarded-For") == "203.0.113.9, 127.0.0.1")
+        }
+    }
+
+    @Test func perIPConnectionCapsCountTheAddressOfThePROXYHeader() async throws {
+        let upstream = try await FakeUpstream.start { .accept($0) }
+        defer { Task { await upstream.close() } }
+        try await withGateway(upstreamPort: upstream.port, configure: {
+            $0.listeners[0].proxyProtocol = .v1
+            $0.trustedProxies = ["127.0.0.1"]
+            $0.connectionLimits.perIPConnections = 1
+        }) { port in
+            // Three connections from the same proxy: two for client 1.2.3.4 (the second over the cap of
+            // 1), one for 5.6.7.8. Capping the proxy's own address would refuse the third too.
+            let first = try await RawClient.connect(from: "127.0.0.1", port: port, "PROXY TCP4 1.2.3.4 127.0.0.1 1 2\r\n" + Self.request())
+            defer { first.channel.close(promise: nil) }
+            #expect(first.answer.hasPrefix("HTTP/1.1 101"), "\(first.answer)")
+            let second = try await RawClient.exchange(from: "127.0.0.1", port: port, "PROXY TCP4 1.2.3.4 127.0.0.1 3 2\r\n" + Self.request())
+            #expect(second.isEmpty, "\(second)")
+            let other = try await RawClient.exchange(from: "127.0.0.1", port: port, "PROXY TCP4 5.6.7.8 127.0.0.1 1 2\r\n" + Self.request())
+            #expect(other.hasPrefix("HTTP/1.1 101"), "\(other)")
+        }
+    }
+
+    @Test func chainModeLogsTheRightMostUntrustedAddressOfATrustedPeer() async throws {
+        let upstream = try await FakeUpstream.start { .accept($0) }
+        defer { Task { await upstream.close() } }
+        try await GatewayTLSTests.withFile("") { log in
+            try await withGateway(upstreamPort: upstream.port, configure: {
+                $0.trustedProxies = ["127.0.0.1", "10.0.0.0/8"]
+                $0.clientAddress = .chain
+                $0.accessLog = .file(log)
+                $0.timeouts.close = .milliseconds(100)
+            }) { port in
+                _ = try await RawClient.exchange(from: "127.0.0.1", port: port, Self.request(extra: "X-Forwarded-For: 6.6.6.6, 198.51.100.4, 10.1.1.1\r\n"))
+                // The untrusted client's chain is not walked.
+                _ = try await RawClient.exchange(from: Self.clientAddress, port: port, Self.request(extra: "X-Forwarded-For: 6.6.6.6\r\n"))
+                let deadline = ContinuousClock.now + .seconds(5)
+                while ContinuousClock.now < deadline && GatewayTLSTests.accessLogLines(log).filter({ $0.contains("\"status\":101") }).count < 2 {
+                    try await Task.sleep(for: .milliseconds(50))
+                }
+            }
+            let lines = GatewayTLSTests.accessLogLines(log)
+            #expect(lines.contains { $0.contains("\"client\":\"198.51.100.4\"") }, "\(lines)")
+            #expect(lines.contains { $0.contains("\"client\":\"\(Self.clientAddress)\"") }, "\(lines)")
+            #expect(!lines.contains { $0.contains("6.6.6.6") }, "\(lines)")
+        }
+    }
+
+    @Test func theIssuesForgedHostIs400() async throws {
+        let upstream = try await FakeUpstream.start { .accept($0) }
+        defer { Task { await upstream.close() } }
+        try await withGateway(upstreamPort: upstream.port) { port in
+            let answer = try await RawClient.exchange(from: "127.0.0.1", port: port, Self.request(host: #"[a",for=6.6.6.6;proto=https;host="b]"#))
+            #expect(answer.hasPrefix("HTTP/1.1 400"), "\(answer)")
+            #expect(upstream.requests.isEmpty)
+        }
+    }
+
+    @Test func aHostThatIsNotTheSNINameIs421WhenTheListenerRequiresTheMatch() async throws {
+        guard try await PythonPeer.require("ssl") else { return }
+        let certificate = try GatewayTLSTests.certificate(names: ["localhost", "other.example"])
+        let upstream = try await FakeUpstream.start { .accept($0) }
+        defer { Task { await upstream.close() } }
+        try await withGateway(upstreamPort: upstream.port, configure: {
+            $0.listeners[0].tls = .init(inline: .init(certificatePEM: certificate.certificatePEM, privateKeyPEM: certificate.privateKeyPEM))
+            $0.listeners[0].requireSNIHostMatch = true
+        }) { port in
+            let script = """
+                import socket, ssl, sys
+                def status(sni, host):
+                    ctx = ssl.create_default_context()
+                    ctx.check_hostname = False
+                    ctx.verify_mode = ssl.CERT_NONE
+                    with socket.create_connection(("127.0.0.1", int(sys.argv[1]))) as raw:
+                        with ctx.wrap_socket(raw, server_hostname=sni) as s:
+                            s.sendall((f"GET / HTTP/1.1\\r\\nHost: {host}\\r\\nUpgrade: websocket\\r\\nConnection: Upgrade\\r\\n"
+                                       "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\\r\\nSec-WebSocket-Version: 13\\r\\n\\r\\n").encode())
+                            return s.recv(4096).split(b" ")[1].decode()
+                print(status("localhost", "localhost:443"), status("LOCALHOST", "localhost"), status("localhost", "other.example"), status(None, "localhost"))
+                """
+            let run = try await runPython(["-c", script, "\(port)"], timeout: .seconds(30))
+            #expect(run.status == 0, "\(run.output)")
+            #expect(run.output.trimmingCharacters(in: .whitespacesAndNewlines) == "101 101 421 421", "\(run.output)")
+        }
+    }
+}
+
+/// A real HAProxy (`/usr/sbin/haproxy`, Debian package `haproxy`) in TCP mode in front of a port. If it
+/// is missing the test fails saying what to install, unless `WSGATE_SKIP_HAPROXY=1` is set: then it
+/// prints a banner and the test is reported as skipped (the pattern of `PythonPeer.require`).
+final class HAProxy: @unchecked Sendable {
+    static let path = ProcessInfo.processInfo.environment["WSGATE_HAPROXY"] ?? "/usr/sbin/haproxy"
+
+    let process = Process()
+    let port: Int
+    private let directory: URL
+
+    static func require(sourceLocation: SourceLocation = #_sourceLocation) throws -> Bool {
+        guard !FileManager.default.isExecutableFile(atPath: Self.path) else { return true }
+        let why = "\(Self.path) is missing (apt-get install -y haproxy, or set WSGATE_HAPROXY to its path)"
+        if ProcessInfo.processInfo.environment["WSGATE_SKIP_HAPROXY"] == "1" {
+            print(
+                """
+                ************************************************************************
+                SKIPPED: \(why). WSGATE_SKIP_HAPROXY=1 is set, so this does not fail.
+                ************************************************************************
+                """
+            )
+            try Test.cancel("WSGATE_SKIP_HAPROXY=1 and \(why)")
+        }
+        Issue.record("\(why); or set WSGATE_SKIP_HAPROXY=1 to skip loudly", sourceLocation: sourceLocation)
+        return false
+    }
+
+    /// Starts HAProxy listening on a free loopback port and sending `option` (`send-proxy` or
+    /// `send-proxy-v2`) to `127.0.0.1:target`; returns once its port accepts connections.
+    static func start(forwardingTo target: Int, option: String) async throws -> HAProxy {
+        let port = try await Self.freePort()
+        let haproxy = try HAProxy(port: port, target: target, option: option)
+        let deadline = ContinuousClock.now + .seconds(10)
+        while ContinuousClock.now < deadline {
+            if haproxy.process.isRunning == false { throw RawClient.Failure("haproxy exited: \(haproxy.output)") }
+            if (try? await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton).connect(host: "127.0.0.1", port: port).get())
+                .map({ $0.close(promise: nil) }) != nil
+            {
+                return haproxy
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        haproxy.stop()
+        throw RawClient.Failure("haproxy did not start listening: \(haproxy.output)")
+    }
+
+    private init(port: Int, target: Int, option: String) throws {
+        self.port = port
+        self.directory = FileManager.default.temporaryDirectory.appendingPathComponent("wsgate-haproxy-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: self.directory, withIntermediateDirectories: true)
+        let configuration = """
+            global
+                maxconn 100
+            defaults
+                mode tcp
+                timeout connect 5s
+                timeout client 30s
+                timeout server 30s
+            frontend edge
+                bind 127.0.0.1:\(port)
+                default_backend gateway
+            backend gateway
+                server gw 127.0.0.1:\(target) \(option)
+
+            """
+        let file = self.directory.appendingPathComponent("haproxy.cfg")
+        try configuration.write(to: file, atomically: true, encoding: .utf8)
+        self.process.executableURL = URL(fileURLWithPath: Self.path)
+        self.process.arguments = ["-db", "-f", file.path]
+        let log = self.directory.appendingPathComponent("haproxy.log")
+        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
+        let handle = try FileHandle(forWritingTo: log)
+        self.process.standardOutput = handle
+        self.process.standardError = handle
+        self.process.standardInput = FileHandle.nullDevice
+        try self.process.run()
+    }
+
+    var output: String {
+        (try? String(contentsOf: self.directory.appendingPathComponent("haproxy.log"), encoding: .utf8)) ?? ""
+    }
+
+    func stop() {
+        if self.process.isRunning {
+            self.process.terminate()
+            self.process.waitUntilExit()
+        }
+        try? FileManager.default.removeItem(at: self.directory)
+    }
+
+    private static func freePort() async throws -> Int {
+        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: "127.0.0.1", port: 0).get()
+        let port = channel.localAddress!.port!
+        try await channel.close()
+        return port
+    }
+}
+
+/// A TCP client bound to a chosen local address: sends bytes and returns what came back up to the end
+/// of the response head (or the peer's close).
+enum RawClient {
+    struct Failure: Error, CustomStringConvertible {
+        var description: String
+        init(_ description: String) { self.description = description }
+    }
+
+    private final class Collector: ChannelInboundHandler, @unchecked Sendable {
+        typealias InboundIn = ByteBuffer
+        let done: EventLoopPromise<String>
+        var bytes: [UInt8] = []
+        var finished = false
+        init(done: EventLoopPromise<String>) { self.done = done }
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            self.bytes += Array(buffer: Self.unwrapInboundIn(data))
+            if !self.finished, self.bytes.count >= 4, self.bytes.indices.dropLast(3).contains(where: { self.bytes[$0..<($0 + 4)].elementsEqual([13, 10, 13, 10]) }) {
+                self.finish()
+            }
+        }
+        func channelInactive(context: ChannelHandlerContext) { self.finish() }
+        func finish() {
+            guard !self.finished else { return }
+            self.finished = true
+            self.done.succeed(String(decoding: self.bytes, as: UTF8.self))
+        }
+        func errorCaught(context: ChannelHandlerContext, error: any Error) { context.close(promise: nil) }
+    }
+
+    static func exchange(from local: String, port: Int, _ text: String, timeout: TimeAmount = .seconds(5)) async throws -> String {
+        let (answer, channel) = try await Self.connect(from: local, port: port, text, timeout: timeout)
+        channel.close(promise: nil)
+        return answer
+    }
+
+    /// Like ``exchange(from:port:_:timeout:)`` but leaves the connection open (close `channel`).
+    static func connect(
+        from local: String,
+        port: Int,
+        _ text: String,
+        timeout: TimeAmount = .seconds(5)
+    ) async throws -> (answer: String, channel: any Channel) {
+        let loop = MultiThreadedEventLoopGroup.singleton.next()
+        let done = loop.makePromise(of: String.self)
+        let channel = try await ClientBootstrap(group: loop)
+            .bind(to: try SocketAddress(ipAddress: local, port: 0))
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(Collector(done: done)) }
+            }
+            .connect(host: "127.0.0.1", port: port)
+            .get()
+        // A connection closed at accept may refuse the write; what came back (nothing) is the answer.
+        try? await channel.writeAndFlush(ByteBuffer(string: text))
+        let timer = loop.scheduleTask(in: timeout) { done.fail(Failure("no answer within \(timeout)")) }
+        defer { timer.cancel() }
+        do {
+            return (try await done.futureResult.get(), channel)
+        } catch {
+            channel.close(promise: nil)
+            throw error
+        }
+    }
+}
