@@ -171,7 +171,7 @@ import Testing
         let upstream = try await FakeUpstream.start { .accept($0) }
         defer { Task { await upstream.close() } }
         try await withGateway(upstreamPort: upstream.port, configure: {
-            $0.listeners[0].tls = .init(inline: .init(certificatePEM: certificate.certificatePEM, privateKeyPEM: certificate.privateKeyPEM))
+            $0.listeners[0].tls = TLSServerConfiguration(defaultIdentity: certificate.identity)
             $0.listeners[0].requireSNIHostMatch = true
         }) { port in
             let script = """

@@ -36,20 +36,20 @@ extension GatewayConfiguration {
 
     func validateEdge(at path: ConfigPath) throws(ConfigurationError) {
         for (index, entry) in self.trustedProxies.enumerated() where IPAddressRange(entry) == nil {
-            throw path.key("trusted_proxies").index(index).error("\(quote(entry)) is not an IP address or CIDR block (10.0.0.0/8, 2001:db8::/32)")
+            throw path.key("trusted_proxies").index(index).error(.invalidValue, "\(quote(entry)) is not an IP address or CIDR block (10.0.0.0/8, 2001:db8::/32)")
         }
         for (index, listener) in self.listeners.enumerated() {
             let listenerPath = path.key("listeners").index(index)
             if listener.proxyProtocol != .off && self.trustedProxies.isEmpty {
                 // PROXY headers are believed only from trusted proxies: with none, every connection would be closed.
-                throw listenerPath.key("proxy_protocol").error("needs trusted_proxies: the PROXY header is accepted only from them")
+                throw listenerPath.key("proxy_protocol").error(.conflict, "needs trusted_proxies: the PROXY header is accepted only from them")
             }
             if listener.requireSNIHostMatch && listener.tls == nil {
-                throw listenerPath.key("require_sni_host_match").error("needs tls: a plaintext listener has no SNI name")
+                throw listenerPath.key("require_sni_host_match").error(.conflict, "needs tls: a plaintext listener has no SNI name")
             }
         }
         guard self.timeouts.proxyHeader > .zero else {
-            throw path.key("timeouts").key("proxy_header").error("must be greater than 0")
+            throw path.key("timeouts").key("proxy_header").error(.outOfRange, "must be greater than 0")
         }
     }
 }
@@ -75,36 +75,29 @@ extension GatewayConfiguration.Listener {
     }
 }
 
-extension YAMLConfigurationReader {
-    /// `trusted_proxies` and `client_address` at the top level.
-    func edge(_ top: YAMLMapping, into configuration: inout GatewayConfiguration) throws(ConfigurationError) {
-        if let field = top.optional("trusted_proxies") {
-            for entry in try field.list() {
-                let text = try entry.string()
-                guard IPAddressRange(text) != nil else {
-                    throw entry.path.error("\(quote(text)) is not an IP address or CIDR block (10.0.0.0/8, 2001:db8::/32)")
-                }
-                configuration.trustedProxies.append(text)
+// MARK: - YAML keys (listed in the schemas of `GatewayConfiguration+YAML.swift`)
+
+extension GatewayConfiguration.Edge {
+    /// `trusted_proxies`: a list of addresses and CIDR blocks.
+    static let trustedProxiesKey = YAMLSchema<GatewayConfiguration>.Key.optional("trusted_proxies") { value, field, reader throws(ConfigurationError) in
+        value.trustedProxies = try reader.list(field) { (entry) throws(ConfigurationError) in
+            let text = try entry.string()
+            guard IPAddressRange(text) != nil else {
+                throw entry.path.error(.invalidValue, "\(quote(text)) is not an IP address or CIDR block (10.0.0.0/8, 2001:db8::/32)")
             }
-        }
-        if let field = top.optional("client_address") {
-            let text = try field.string()
-            guard let source = ClientAddressSource(rawValue: text) else {
-                throw field.path.error("\(quote(text)) is not a client address source (use peer or chain)")
-            }
-            configuration.clientAddress = source
+            return text
         }
     }
 
-    /// `proxy_protocol` and `require_sni_host_match` of one listener.
-    func listenerEdge(_ map: YAMLMapping, into listener: inout GatewayConfiguration.Listener) throws(ConfigurationError) {
-        if let field = map.optional("proxy_protocol") {
-            let text = try field.string()
-            guard let mode = ProxyProtocolMode(rawValue: text) else {
-                throw field.path.error("\(quote(text)) is not a PROXY protocol mode (use off, v1, v2 or any)")
-            }
-            listener.proxyProtocol = mode
-        }
-        if let field = map.optional("require_sni_host_match") { listener.requireSNIHostMatch = try field.bool() }
+    /// `client_address`: `peer` or `chain`.
+    static let clientAddressKey = YAMLSchema<GatewayConfiguration>.Key.optional("client_address") { value, field, _ throws(ConfigurationError) in
+        value.clientAddress = try field.word({ ClientAddressSource(rawValue: $0) }, expected: "a client address source (use peer or chain)")
+    }
+}
+
+extension GatewayConfiguration.Listener.Edge {
+    /// `listeners[].proxy_protocol`: `off`, `v1`, `v2` or `any`.
+    static let proxyProtocolKey = YAMLSchema<GatewayConfiguration.Listener>.Key.optional("proxy_protocol") { value, field, _ throws(ConfigurationError) in
+        value.proxyProtocol = try field.word({ ProxyProtocolMode(rawValue: $0) }, expected: "a PROXY protocol mode (use off, v1, v2 or any)")
     }
 }
