@@ -57,6 +57,41 @@ import Testing
         }
     }
 
+    @Test func aReloadTurnsPROXYProtocolOnForNewConnections() async throws {
+        let upstream = try await FakeUpstream.start { .accept($0) }
+        defer { Task { await upstream.close() } }
+        try await withGatewayServer(upstreamPort: upstream.port) { server, port in
+            var configuration = server.configuration
+            configuration.listeners[0].proxyProtocol = .v1
+            configuration.trustedProxies = ["127.0.0.1"]
+            try await server.reload(configuration: configuration)
+            // A request without the header is now refused; one with it names its client.
+            let bare = try await RawClient.exchange(from: "127.0.0.1", port: port, Self.request())
+            #expect(bare.isEmpty, "\(bare)")
+            let proxied = try await RawClient.exchange(from: "127.0.0.1", port: port, "PROXY TCP4 1.2.3.4 127.0.0.1 1 2\r\n" + Self.request())
+            #expect(proxied.hasPrefix("HTTP/1.1 101"), "\(proxied)")
+            #expect(upstream.requests.map { $0.header("X-Forwarded-For") } == ["1.2.3.4"])
+        }
+    }
+
+    @Test func aTruncatedHeaderIsClosedAtTheDeadlineAndNothingBehindItIsRead() async throws {
+        let metrics = TestMetrics()
+        let upstream = try await FakeUpstream.start { .accept($0) }
+        defer { Task { await upstream.close() } }
+        try await withGateway(upstreamPort: upstream.port, metrics: metrics, configure: {
+            $0.listeners[0].proxyProtocol = .v2
+            $0.trustedProxies = ["127.0.0.1"]
+            $0.timeouts.proxyHeader = .milliseconds(200)
+        }) { port in
+            // The signature and a 12-byte INET length, then only 4 of the 12 address bytes.
+            let partial = ProxyProtocolDecoder.v2Signature + [0x21, 0x11, 0, 12, 1, 2, 3, 4]
+            let answer = try await RawClient.exchange(from: "127.0.0.1", port: port, String(decoding: partial, as: UTF8.self))
+            #expect(answer.isEmpty)
+            #expect(upstream.requests.isEmpty)
+        }
+        #expect(metrics.total("wsgate_proxy_protocol_refusals_total", [("reason", "proxy-protocol-timeout")]) == 1)
+    }
+
     @Test func aListenerForV1RefusesHAProxysV2() async throws {
         guard try HAProxy.require() else { return }
         let metrics = TestMetrics()

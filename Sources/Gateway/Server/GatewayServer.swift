@@ -58,9 +58,11 @@ public final class GatewayServer: Sendable {
                     // The configuration in force when the connection is accepted (a reload replaces it;
                     // connections keep the one they were accepted under).
                     let environment = current.withLockedValue { $0 }
+                    // This listener's edge settings as last reloaded (names cannot change on reload).
+                    let edge = environment.configuration.listeners.first { $0.name == listener.name }?.edge ?? listener.edge
                     // PROXY protocol (issue #11): only a trusted proxy may name the client; anyone else
                     // is closed at accept, unread.
-                    let proxyProtocol = listener.proxyProtocol
+                    let proxyProtocol = edge.proxyProtocol
                     if proxyProtocol != .off && !environment.trustedProxies.contains(channel.remoteAddress?.ipAddress) {
                         return try channel.pipeline.syncOperations.addHandler(CloseAtAcceptHandler())
                     }
@@ -96,7 +98,7 @@ public final class GatewayServer: Sendable {
                             environment: environment,
                             record: record,
                             clientUsedTLS: tls != nil,
-                            requireSNIHostMatch: listener.requireSNIHostMatch
+                            requireSNIHostMatch: edge.requireSNIHostMatch
                         )
                     )
                 }
