@@ -46,10 +46,10 @@ enum ForwardingHeaders {
                 let lower = name.lowercased()
                 guard Self.clientSentNames.contains(lower), Self.isSafe(value) else { continue }
                 switch lower {
-                case "x-forwarded-for": chainFor.append(value.trimmingWhitespace())
-                case "forwarded": chainForwarded.append(value.trimmingWhitespace())
-                case "x-forwarded-proto": keptProto = keptProto ?? value.trimmingWhitespace()
-                case "x-forwarded-host": keptHost = keptHost ?? value.trimmingWhitespace()
+                case "x-forwarded-for": chainFor.append(Self.trimmed(value[...]))
+                case "forwarded": chainForwarded.append(Self.trimmed(value[...]))
+                case "x-forwarded-proto": keptProto = keptProto ?? Self.trimmed(value[...])
+                case "x-forwarded-host": keptHost = keptHost ?? Self.trimmed(value[...])
                 default: passed.append((name, value))
                 }
             }
@@ -95,6 +95,13 @@ enum ForwardingHeaders {
         }
     }
 
+    /// RFC 9110 §5.6.3 OWS (spaces and tabs) trimmed from both ends.
+    private static func trimmed(_ text: Substring) -> String {
+        let isSpace: (Character) -> Bool = { $0 == " " || $0 == "\t" }
+        guard let first = text.firstIndex(where: { !isSpace($0) }), let last = text.lastIndex(where: { !isSpace($0) }) else { return "" }
+        return String(text[first...last])
+    }
+
     /// No CR, LF or NUL (NIO's decoder refuses them already; this keeps the guarantee local).
     private static func isSafe(_ value: String) -> Bool {
         !value.utf8.contains(where: { $0 == 13 || $0 == 10 || $0 == 0 })
@@ -112,7 +119,7 @@ enum ForwardingHeaders {
     ) -> IPAddress? {
         guard case .chain = source, let peer, trusted.contains(peer) else { return peer }
         var client = peer
-        let entries = values.flatMap { $0.split(separator: ",") }.map { $0.trimmingWhitespace() }
+        let entries = values.flatMap { $0.split(separator: ",") }.map { Self.trimmed($0) }
         for entry in entries.reversed() {
             guard let address = IPAddress(entry) else { return client }
             client = address
