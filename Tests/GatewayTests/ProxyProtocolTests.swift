@@ -146,4 +146,50 @@ import Testing
             }
         }
     }
+
+    /// Mutated headers (seeded, reproducible): never a crash, and the same verdict whether the bytes
+    /// arrive whole or one at a time (the decoder looks only at what it has).
+    @Test func mutatedHeadersGetTheSameVerdictWholeAndByteByByte() throws {
+        var generator = SplitMix64(seed: 0x11_2026)
+        let seeds = [Self.v1TCP4, Self.v1TCP6, Self.v2(), Self.v2(family: 0x21), Self.v2(command: 0x20), Array("PROXY UNKNOWN\r\n".utf8)]
+        for round in 0..<1500 {
+            var bytes = seeds[Int(generator.next() % UInt64(seeds.count))]
+            for _ in 0..<(1 + Int(generator.next() % 3)) {
+                let index = Int(generator.next() % UInt64(bytes.count))
+                switch generator.next() % 3 {
+                case 0: bytes[index] = UInt8(truncatingIfNeeded: generator.next())
+                case 1: bytes.remove(at: index)
+                default: bytes.insert(UInt8(truncatingIfNeeded: generator.next()), at: index)
+                }
+            }
+            let whole = Self.verdict { () throws(ProxyProtocolError) in try Self.decode(bytes).0 }
+            var incremental: String = "incomplete"
+            for end in 1...bytes.count {
+                incremental = Self.verdict { () throws(ProxyProtocolError) in try Self.decode(Array(bytes[..<end])).0 }
+                if incremental != "incomplete" { break }
+            }
+            #expect(whole == incremental, "round \(round): \(bytes)")
+        }
+    }
+
+    private static func verdict(_ body: () throws(ProxyProtocolError) -> ProxyHeader?) -> String {
+        do {
+            return try body().map { "header \($0.length) \($0.source?.description ?? "-")" } ?? "incomplete"
+        } catch {
+            return "error \(error.code)"
+        }
+    }
+}
+
+/// A small seeded generator (SplitMix64), so that failures are reproducible.
+private struct SplitMix64: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { self.state = seed }
+    mutating func next() -> UInt64 {
+        self.state &+= 0x9E37_79B9_7F4A_7C15
+        var z = self.state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
 }
