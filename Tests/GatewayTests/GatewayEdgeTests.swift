@@ -112,9 +112,10 @@ import Testing
     }
 
     @Test func aPeerOutsideTrustedProxiesIsClosedAtAcceptOnAProxyListener() async throws {
+        let metrics = TestMetrics()
         let upstream = try await FakeUpstream.start { .accept($0) }
         defer { Task { await upstream.close() } }
-        try await withGateway(upstreamPort: upstream.port, configure: {
+        try await withGateway(upstreamPort: upstream.port, metrics: metrics, configure: {
             $0.listeners[0].proxyProtocol = .any
             $0.trustedProxies = ["127.0.0.1"]
         }) { port in
@@ -127,6 +128,7 @@ import Testing
             #expect(trusted.hasPrefix("HTTP/1.1 101"), "\(trusted)")
             #expect(upstream.requests.first?.header("X-Forwarded-For") == "1.2.3.4")
         }
+        #expect(metrics.total("wsgate_proxy_protocol_refusals_total", [("reason", "untrusted-peer")]) == 1)
     }
 
     @Test func aPlainListenerNoLongerBelievesAClientsForwardingHeadersButATrustedProxysAreAppended() async throws {

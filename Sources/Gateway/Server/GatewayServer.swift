@@ -64,6 +64,7 @@ public final class GatewayServer: Sendable {
                     // is closed at accept, unread.
                     let proxyProtocol = edge.proxyProtocol
                     if proxyProtocol != .off && !environment.trustedProxies.contains(channel.remoteAddress?.ipAddress) {
+                        environment.metrics.count("wsgate_proxy_protocol_refusals_total", [("listener", listener.name), ("reason", "untrusted-peer")])
                         return try channel.pipeline.syncOperations.addHandler(CloseAtAcceptHandler())
                     }
                     // Connection caps (issue #5 C): refused connections are closed at accept, unread.
