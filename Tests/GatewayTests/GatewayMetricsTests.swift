@@ -1,4 +1,5 @@
 import CoreMetrics
+import Foundation
 import Frames
 import MetricsTestKit
 import NIOConcurrencyHelpers
@@ -93,6 +94,17 @@ import Testing
         #expect(kinds["wsgate_draining"] == .gauge)
         #expect(kinds["wsgate_upstream_connect_seconds"] == .histogram)
         #expect(GatewayMetrics.catalog.allSatisfy { !$0.help.isEmpty })
+    }
+
+    /// Declared once: a metric name appears in the sources only in its declaration.
+    @Test func noSourceOutsideTheDeclarationsSpellsAMetricName() throws {
+        let gateway = OperationsDocumentationTests.root.appendingPathComponent("Sources/Gateway")
+        var spelled: [String] = []
+        let files = try #require(FileManager.default.enumerator(at: gateway, includingPropertiesForKeys: nil))
+        for case let file as URL in files where file.pathExtension == "swift" && file.lastPathComponent != "GatewayMetrics.swift" {
+            if try String(contentsOf: file, encoding: .utf8).contains("\"wsgate_") { spelled.append(file.lastPathComponent) }
+        }
+        #expect(spelled.isEmpty, "metric names outside GatewayMetrics.swift: \(spelled)")
     }
 
     @Test func aSeriesObjectIsMadeOnceAndReusedForEveryLaterEvent() throws {
