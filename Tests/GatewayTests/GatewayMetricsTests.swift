@@ -40,7 +40,8 @@ import Testing
     /// Every series' label names, by metric name, whatever its type.
     static func emittedLabels(_ metrics: TestMetrics) -> [String: Set<[String]>] {
         var emitted: [String: Set<[String]>] = [:]
-        let series = metrics.counters.map { ($0.label, $0.dimensions) } + metrics.meters.map { ($0.label, $0.dimensions) }
+        let series =
+            metrics.counters.map { ($0.label, $0.dimensions) } + metrics.meters.map { ($0.label, $0.dimensions) }
             + metrics.recorders.map { ($0.label, $0.dimensions) }
         for (label, dimensions) in series {
             emitted[label, default: []].insert(dimensions.map(\.0))
@@ -56,7 +57,9 @@ import Testing
         for entry in GatewayMetrics.catalog {
             #expect(emitted[entry.name] == [entry.labels], "\(entry.name)")
         }
-        #expect(try test.expectRecorder("wsgate_upstream_connect_seconds", [("route", "/chat"), ("member", "ws://127.0.0.1:9000")]).values == [0.002])
+        #expect(
+            try test.expectRecorder("wsgate_upstream_connect_seconds", [("route", "/chat"), ("member", "ws://127.0.0.1:9000")]).values == [0.002]
+        )
         #expect(try test.expectCounter("wsgate_tls_handshake_failures_total", [("leg", "upstream"), ("class", "handshake_timeout")]).totalValue == 1)
         #expect(try test.expectCounter("wsgate_protocol_violations_total", [("side", "client"), ("rule", "reserved_bit_set")]).totalValue == 1)
     }
@@ -73,7 +76,10 @@ import Testing
         state.countKeepAliveTimeout(.upstream)
         state.countMaxLifetimeClose()
         let route = ("route", "chat.example.com/chat")
-        #expect(try test.expectCounter("wsgate_rate_limit_decisions_total", [route, ("side", "client"), ("limit", "messages"), ("action", "throttle")]).totalValue == 1)
+        #expect(
+            try test.expectCounter("wsgate_rate_limit_decisions_total", [route, ("side", "client"), ("limit", "messages"), ("action", "throttle")])
+                .totalValue == 1
+        )
         #expect(try test.expectCounter("wsgate_keepalive_timeouts_total", [route, ("side", "upstream")]).totalValue == 1)
         #expect(try test.expectCounter("wsgate_max_lifetime_closes_total", [route]).totalValue == 1)
         let catalog = Dictionary(uniqueKeysWithValues: GatewayMetrics.catalog.map { ($0.name, $0.labels) })

@@ -12,6 +12,11 @@ import CoreMetrics
 ///
 /// Counting is for decisions and connection-level events, not per frame: per-message and per-byte
 /// figures are accumulated in the connection's record and added once when it ends.
+///
+/// Adding a metric: a stored family here (its name and help in `init`), its label set in
+/// `GatewayMetrics+Labels.swift` (or one that exists, such as ``RouteSideLabels``), one recording
+/// method in `GatewayMetrics+Recording.swift`, and its README row (the tests then check all three
+/// agree).
 struct GatewayMetrics: Sendable {
     let connectionsAccepted: CounterFamily<ListenerLabels>
     let connections: CounterFamily<ListenerRouteLabels>

@@ -16,7 +16,6 @@ extension MetricLabels {
     var dimensions: [(String, String)] { Array(zip(Self.names, self.values)) }
 }
 
-
 /// One declared metric, whatever its type: what the catalog (and so the README test) is built from.
 protocol MetricFamily: Sendable {
     var descriptor: GatewayMetrics.Descriptor { get }
