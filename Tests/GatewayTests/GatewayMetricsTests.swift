@@ -28,7 +28,7 @@ import Testing
         metrics.reloaded(.applied)
         metrics.drainingChanged(true)
         metrics.drained(.forced, count: 2)
-        metrics.originDecided(route: "/chat", .refuse, reason: "mixed-content")
+        metrics.originDecided(route: "/chat", .refuse, reason: .mixedContent)
         metrics.rateLimited(route: "/chat", side: .upstream, limit: .controlFrames, action: .close)
         metrics.connectionLimitRefused(listener: "public", .ipHandshakeRate)
         metrics.keepAliveTimedOut(route: "/chat", side: .client)

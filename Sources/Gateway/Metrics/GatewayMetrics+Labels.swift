@@ -184,10 +184,10 @@ struct OriginDecisionLabels: MetricLabels {
     var route: String
     var side: Side
     var decision: OriginDecision
-    /// The rule that decided (`listed`, `mixed-content`, …): a fixed set in ``CompiledOriginPolicy``.
-    var reason: String
+    /// The rule that decided (`listed`, `mixed-content`, …).
+    var reason: CompiledOriginPolicy.Reason
     static let names = ["route", "side", "decision", "reason"]
-    var values: [String] { [self.route, self.side.rawValue, self.decision.rawValue, self.reason] }
+    var values: [String] { [self.route, self.side.rawValue, self.decision.rawValue, self.reason.rawValue] }
 }
 
 struct RateLimitLabels: MetricLabels {

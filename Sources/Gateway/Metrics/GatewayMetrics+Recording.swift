@@ -73,7 +73,7 @@ extension GatewayMetrics {
     // MARK: Policies (issue #5)
 
     /// An origin check on `route` (always the client's `Origin`), with the rule that decided.
-    func originDecided(route: String, _ decision: OriginDecision, reason: String) {
+    func originDecided(route: String, _ decision: OriginDecision, reason: CompiledOriginPolicy.Reason) {
         self.originDecisions.increment(.init(route: route, side: .client, decision: decision, reason: reason))
     }
 
