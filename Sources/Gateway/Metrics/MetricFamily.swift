@@ -28,7 +28,7 @@ protocol MetricFamily: Sendable {
 /// Made lazily rather than for every combination up front so that `/metrics` shows exactly the series
 /// that were recorded (as before), and so that open label sets (close codes, upstream members, TLS
 /// failure classes) need no enumeration. Every recorded event is a connection-level one (a handful per
-/// connection, never per frame), so one uncontended lock per event is the whole cost.
+/// connection, never per frame), so one short lock per event is the whole cost.
 final class MetricSeries<Labels: MetricLabels, Handle: Sendable>: Sendable {
     let name: String
     private let make: @Sendable (String, [(String, String)]) -> Handle
