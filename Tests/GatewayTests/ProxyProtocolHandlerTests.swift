@@ -25,14 +25,14 @@ import Testing
         let channel: EmbeddedChannel
         let sink: Sink
         let loop: EmbeddedEventLoop
-        let reasons: NIOLoopBoundBox<[String]>
+        let reasons: NIOLoopBoundBox<[ProxyProtocolRefusal]>
     }
 
     static func harness(mode: ProxyProtocolMode = .any, accept: Bool = true) throws -> Harness {
         let loop = EmbeddedEventLoop()
         let channel = EmbeddedChannel(loop: loop)
         let sink = Sink()
-        let reasons = NIOLoopBoundBox([String](), eventLoop: loop)
+        let reasons = NIOLoopBoundBox([ProxyProtocolRefusal](), eventLoop: loop)
         try channel.pipeline.syncOperations.addHandler(
             ProxyProtocolHandler(mode: mode, deadline: .seconds(5), accept: { _ in accept }, rejected: { reasons.value.append($0) })
         )
@@ -78,7 +78,7 @@ import Testing
         #expect(harness.channel.isActive)
         harness.loop.advanceTime(by: .milliseconds(1))
         #expect(!harness.channel.isActive)
-        #expect(harness.reasons.value == ["proxy-protocol-timeout"])
+        #expect(harness.reasons.value == [.timeout])
         #expect(harness.sink.bytes.isEmpty)
     }
 
@@ -87,6 +87,6 @@ import Testing
         try harness.channel.writeInbound(ByteBuffer(bytes: ProxyProtocolTests.v1TCP4 + [0x47]))
         #expect(!harness.channel.isActive)
         #expect(harness.sink.bytes.isEmpty)
-        #expect(harness.reasons.value == ["proxy-protocol-refused"])
+        #expect(harness.reasons.value == [.refused])
     }
 }

@@ -25,20 +25,21 @@ struct ProxyHeader: Hashable, Sendable {
 
 /// A hostile or malformed PROXY header: the connection is closed without reading further.
 struct ProxyProtocolError: Error, Hashable, Sendable, CustomStringConvertible {
-    struct Code: Hashable, Sendable, CustomStringConvertible {
-        let description: String
+    enum Code: String, Hashable, Sendable, CustomStringConvertible {
         /// Neither `PROXY ` (v1) nor the 12-byte v2 signature, or a version the listener does not accept.
-        static let signature = Code(description: "signature")
+        case signature
         /// v1 longer than 107 bytes without CRLF, or a v2 length over the bound.
-        static let tooLong = Code(description: "too-long")
+        case tooLong = "too-long"
         /// v1 line not `PROXY TCP4|TCP6 src dst sport dport` (or `PROXY UNKNOWN…`).
-        static let malformedV1 = Code(description: "malformed-v1")
+        case malformedV1 = "malformed-v1"
         /// v2 version nibble not 2, or command not LOCAL/PROXY.
-        static let versionOrCommand = Code(description: "version-or-command")
+        case versionOrCommand = "version-or-command"
         /// v2 address family not UNSPEC/INET/INET6/UNIX, or a transport other than STREAM/UNSPEC.
-        static let family = Code(description: "family")
+        case family
         /// v2 length shorter than the family's address block.
-        static let shortAddress = Code(description: "short-address")
+        case shortAddress = "short-address"
+
+        var description: String { self.rawValue }
     }
 
     var code: Code

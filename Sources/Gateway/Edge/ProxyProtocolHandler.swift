@@ -21,13 +21,18 @@ final class ProxyProtocolHandler: ChannelInboundHandler, RemovableChannelHandler
     private var decoder: ProxyProtocolDecoder
     private let deadline: TimeAmount
     private let accept: (ProxyHeader) -> Bool
-    private let rejected: (String) -> Void
+    private let rejected: (ProxyProtocolRefusal) -> Void
     private var buffered: ByteBuffer?
     private var timer: Scheduled<Void>?
     private var finished = false
 
-    /// `rejected` is told why a connection was closed (`"proxy-protocol-timeout"`, the error's code).
-    init(mode: ProxyProtocolMode, deadline: TimeAmount, accept: @escaping (ProxyHeader) -> Bool, rejected: @escaping (String) -> Void = { _ in }) {
+    /// `rejected` is told why a connection was closed (the deadline, the error's code, or `accept`).
+    init(
+        mode: ProxyProtocolMode,
+        deadline: TimeAmount,
+        accept: @escaping (ProxyHeader) -> Bool,
+        rejected: @escaping (ProxyProtocolRefusal) -> Void = { _ in }
+    ) {
         self.decoder = ProxyProtocolDecoder(mode: mode)
         self.deadline = deadline
         self.accept = accept
@@ -38,7 +43,7 @@ final class ProxyProtocolHandler: ChannelInboundHandler, RemovableChannelHandler
         let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         self.timer = context.eventLoop.scheduleTask(in: self.deadline) {
             let (handler, context) = bound.value
-            handler.fail(context: context, reason: "proxy-protocol-timeout")
+            handler.fail(context: context, reason: .timeout)
         }
     }
 
@@ -58,12 +63,12 @@ final class ProxyProtocolHandler: ChannelInboundHandler, RemovableChannelHandler
         do {
             header = try self.decoder.decode(&self.buffered!)
         } catch {
-            return self.fail(context: context, reason: "proxy-protocol-\(error.code)")
+            return self.fail(context: context, reason: ProxyProtocolRefusal(error.code))
         }
         guard let header else { return }
         self.finished = true
         self.timer?.cancel()
-        guard self.accept(header) else { return self.fail(context: context, reason: "proxy-protocol-refused") }
+        guard self.accept(header) else { return self.fail(context: context, reason: .refused) }
         context.fireUserInboundEventTriggered(ProxyProtocolReceived(header: header))
         let rest = self.buffered!
         self.buffered = nil
@@ -78,7 +83,7 @@ final class ProxyProtocolHandler: ChannelInboundHandler, RemovableChannelHandler
         // Nothing is passed on before the header is complete.
     }
 
-    private func fail(context: ChannelHandlerContext, reason: String) {
+    private func fail(context: ChannelHandlerContext, reason: ProxyProtocolRefusal) {
         self.finished = true
         self.buffered = nil
         self.timer?.cancel()

@@ -9,7 +9,7 @@ extension GatewayEnvironment {
     func admitAtAccept(_ channel: any Channel, listener: String, countAddress: Bool = true) -> Bool {
         let ip = countAddress ? channel.remoteAddress?.ipAddress : nil
         if let refusal = self.admission.admit(listener: listener, ip: ip) {
-            self.metrics.count("wsgate_connection_limit_refusals_total", [("listener", listener), ("limit", refusal.rawValue)])
+            self.metrics.connectionLimitRefused(listener: listener, ConnectionLimit(refusal))
             return false
         }
         let admission = self.admission
@@ -22,7 +22,7 @@ extension GatewayEnvironment {
     /// The per-IP cap for the client a PROXY protocol header named; released when the channel closes.
     func admitProxiedAddress(_ ip: String, channel: any Channel, listener: String) -> Bool {
         if let refusal = self.admission.admitAddress(ip) {
-            self.metrics.count("wsgate_connection_limit_refusals_total", [("listener", listener), ("limit", refusal.rawValue)])
+            self.metrics.connectionLimitRefused(listener: listener, ConnectionLimit(refusal))
             return false
         }
         let admission = self.admission

@@ -64,7 +64,7 @@ public final class GatewayServer: Sendable {
                     // is closed at accept, unread.
                     let proxyProtocol = edge.proxyProtocol
                     if proxyProtocol != .off && !environment.trustedProxies.contains(channel.remoteAddress?.ipAddress) {
-                        environment.metrics.count("wsgate_proxy_protocol_refusals_total", [("listener", listener.name), ("reason", "untrusted-peer")])
+                        environment.metrics.proxyProtocolRefused(listener: listener.name, .untrustedPeer)
                         return try channel.pipeline.syncOperations.addHandler(CloseAtAcceptHandler())
                     }
                     // Connection caps (issue #5 C): refused connections are closed at accept, unread.
@@ -120,7 +120,7 @@ public final class GatewayServer: Sendable {
             guard let ip = header.source?.description ?? channel.remoteAddress?.ipAddress else { return true }
             return environment.admitProxiedAddress(ip, channel: channel, listener: listener)
         } rejected: { reason in
-            environment.metrics.count("wsgate_proxy_protocol_refusals_total", [("listener", listener), ("reason", reason)])
+            environment.metrics.proxyProtocolRefused(listener: listener, reason)
         }
     }
 
