@@ -1,4 +1,5 @@
 import Foundation
+import Frames
 import Yams
 
 /// A configuration that cannot be used: where it is wrong and what is wrong.
@@ -859,7 +860,7 @@ extension GatewayConfiguration.Route {
             }
             try upstream.tls.validate(at: path.key("upstream_tls"))
         }
-        for (index, subprotocol) in self.subprotocols.enumerated() where !HTTPToken.isToken(subprotocol) {
+        for (index, subprotocol) in self.subprotocols.enumerated() where !HTTPSyntax.isToken(subprotocol) {
             throw path.key("subprotocols").index(index).error(
                 "\(quote(subprotocol)) is not a valid subprotocol name "
                     + "(an HTTP token: no spaces, commas or quotes)"
@@ -911,16 +912,5 @@ extension GatewayConfiguration.Timeouts {
         for (key, value) in values where value <= .zero {
             throw path.key(key).error("must be greater than zero (found \(value))")
         }
-    }
-}
-
-/// RFC 7230 §3.2.6 `token`: what `Sec-WebSocket-Protocol` values are made of (RFC 6455 §4.1).
-enum HTTPToken {
-    static func isToken(_ text: String) -> Bool {
-        !text.isEmpty
-            && text.unicodeScalars.allSatisfy { scalar in
-                ("a"..."z").contains(scalar) || ("A"..."Z").contains(scalar) || ("0"..."9").contains(scalar)
-                    || "!#$%&'*+-.^_`|~".unicodeScalars.contains(scalar)
-            }
     }
 }
