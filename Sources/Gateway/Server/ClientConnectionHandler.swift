@@ -149,7 +149,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
         }
         let tls = plan.upstream.scheme == .wss
             ? self.environment.tls.routes[request.route.index].map {
-                (context: $0, serverName: plan.upstream.tls.serverName ?? plan.upstream.host, handshakeTimeout: TimeAmount(timeouts.upstreamHandshake))
+                (context: $0, serverName: GatewayTLS.serverName(for: plan.upstream, of: request.route.route), handshakeTimeout: TimeAmount(timeouts.upstreamHandshake))
             }
             : nil
         let answer = context.eventLoop.makePromise(of: UpstreamResponse.self)
