@@ -67,7 +67,9 @@ import Testing
     }
 
     @Test func aClientWithoutAnAcceptableOfferIsDeclinedOrNotOffered() throws {
-        for (extensions, decision) in [("permessage-deflate; server_max_window_bits=7", "declined"), (nil, "not-offered"), ("x-custom", "not-offered")] {
+        for (extensions, decision) in [
+            ("permessage-deflate; server_max_window_bits=7", "declined"), (nil, "not-offered"), ("x-custom", "not-offered"),
+        ] {
             let metrics = TestMetrics()
             let request = try Self.request(client: .negotiate, upstream: .strip, extensions: extensions)
             let outcome = ClientConnectionHandler.negotiateExtensions(request, upstreamDeflate: nil, metrics: GatewayMetrics(factory: metrics))

@@ -1,8 +1,8 @@
 import Frames
 import NIOCore
 import NIOHTTP1
-import Testing
 import TLSShim
+import Testing
 
 @testable import Gateway
 

@@ -19,7 +19,10 @@ import Testing
     }
 
     /// A client connection as the listener sets it up, without TLS.
-    static func makeChannel(metrics: TestMetrics = TestMetrics(), configure: (inout GatewayConfiguration) -> Void = { _ in }) throws -> EmbeddedChannel {
+    static func makeChannel(
+        metrics: TestMetrics = TestMetrics(),
+        configure: (inout GatewayConfiguration) -> Void = { _ in }
+    ) throws -> EmbeddedChannel {
         var configuration = GatewayConfiguration(
             listeners: [.init(name: "public", host: "127.0.0.1", port: 0)],
             routes: [.init(hosts: ["gw.example"], pathPrefix: "/chat", upstreams: [.init(scheme: .ws, host: "127.0.0.1", port: 1)])],
@@ -32,7 +35,11 @@ import Testing
         try pipeline.addHandler(RequestBytesLimiter(limit: environment.limits.requestHeadBytes))
         try pipeline.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)))
         try pipeline.addHandler(
-            ClientConnectionHandler(environment: environment, record: ConnectionRecord(id: 1, clientAddress: "127.0.0.1", listener: "public"), clientUsedTLS: false)
+            ClientConnectionHandler(
+                environment: environment,
+                record: ConnectionRecord(id: 1, clientAddress: "127.0.0.1", listener: "public"),
+                clientUsedTLS: false
+            )
         )
         try channel.connect(to: .init(ipAddress: "127.0.0.1", port: 40000)).wait()
         return channel
@@ -287,7 +294,8 @@ extension ClientConnectionHandlerTests {
     static func switchingAnswer(to request: [UInt8], subprotocol: String? = "chat", trailing: [UInt8] = []) throws -> [UInt8] {
         let head = try #require(Self.parseHead(request), "the upstream got no request head")
         let key = try #require(Self.header("Sec-WebSocket-Key", in: head.headers))
-        var text = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        var text =
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             + "Sec-WebSocket-Accept: \(HandshakeKey.acceptValue(forKey: key))\r\n"
         if let subprotocol { text += "Sec-WebSocket-Protocol: \(subprotocol)\r\n" }
         return Array((text + "\r\n").utf8) + trailing
@@ -375,7 +383,11 @@ extension ClientConnectionHandlerTests {
         let cases: [(name: String, outcome: EmbeddedUpstreamConnector.Outcome, answer: String?, status: Int, reason: String)] = [
             ("refused", .refuse, nil, 502, "upstream-connect-failed"),
             ("connect timeout", .timeOut, nil, 504, "upstream-connect-timeout"),
-            ("wrong accept", .connect, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: x\r\n\r\n", 502, "upstream-invalid-101"),
+            (
+                "wrong accept", .connect,
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: x\r\n\r\n", 502,
+                "upstream-invalid-101"
+            ),
             ("closed without answer", .connect, "", 502, "upstream-no-answer"),
         ]
         for (name, outcome, answer, status, reason) in cases {

@@ -34,7 +34,14 @@ import Testing
     }
 
     @Test func eachRuleRefusesWhatBreaksIt() {
-        #expect(OpeningHandshake.duplicatedSingleton(in: Self.headers { $0.add(name: "Origin", value: "a") ; $0.add(name: "origin", value: "b") }) == "Origin")
+        #expect(
+            OpeningHandshake.duplicatedSingleton(
+                in: Self.headers {
+                    $0.add(name: "Origin", value: "a")
+                    $0.add(name: "origin", value: "b")
+                }
+            ) == "Origin"
+        )
         #expect(OpeningHandshake.host(Self.headers { $0.add(name: "Host", value: "other") }) == nil)
         #expect(OpeningHandshake.host(Self.headers { $0.remove(name: "Host") }) == nil)
         #expect(OpeningHandshake.asksForWebSocket(Self.headers { $0.replaceOrAdd(name: "Upgrade", value: "h2c, WebSocket") }))

@@ -30,7 +30,10 @@ import Testing
         #expect(Self.handshake().check(Self.answer()) == .accepted(subprotocol: nil, deflate: nil))
         #expect(Self.handshake().check(Self.answer(["Sec-WebSocket-Protocol": "v2"])) == .accepted(subprotocol: "v2", deflate: nil))
         // Tokens are case-insensitive and may come with others in Connection (RFC 9110 §7.6.1).
-        #expect(Self.handshake().check(Self.answer(["Upgrade": "WebSocket", "Connection": "keep-alive, UPGRADE"])) == .accepted(subprotocol: nil, deflate: nil))
+        #expect(
+            Self.handshake().check(Self.answer(["Upgrade": "WebSocket", "Connection": "keep-alive, UPGRADE"]))
+                == .accepted(subprotocol: nil, deflate: nil)
+        )
         #expect(Self.handshake().check(Self.answer(["Sec-WebSocket-Accept": " \(Self.accept) "])) == .accepted(subprotocol: nil, deflate: nil))
     }
 
@@ -47,7 +50,10 @@ import Testing
             ("no Connection", ["Connection": nil], "101 without Connection: upgrade"),
             ("Connection without upgrade", ["Connection": "keep-alive"], "101 without Connection: upgrade"),
             ("no accept", ["Sec-WebSocket-Accept": nil], "wrong or missing Sec-WebSocket-Accept"),
-            ("the client's accept", ["Sec-WebSocket-Accept": HandshakeKey.acceptValue(forKey: "dGhlIHNhbXBsZSBub25jZQ==")], "wrong or missing Sec-WebSocket-Accept"),
+            (
+                "the client's accept", ["Sec-WebSocket-Accept": HandshakeKey.acceptValue(forKey: "dGhlIHNhbXBsZSBub25jZQ==")],
+                "wrong or missing Sec-WebSocket-Accept"
+            ),
             ("an unoffered subprotocol", ["Sec-WebSocket-Protocol": "other"], "subprotocol the gateway did not offer: other"),
             ("two subprotocols", ["Sec-WebSocket-Protocol": "chat, v2"], "subprotocol the gateway did not offer: chat, v2"),
         ]
@@ -57,7 +63,10 @@ import Testing
         var twice = Self.answer()
         twice.headers.add(name: "Sec-WebSocket-Accept", value: Self.accept)
         #expect(Self.handshake().check(twice) == .invalid("wrong or missing Sec-WebSocket-Accept"))
-        #expect(Self.handshake(subprotocols: []).check(Self.answer(["Sec-WebSocket-Protocol": "chat"])) == .invalid("subprotocol the gateway did not offer: chat"))
+        #expect(
+            Self.handshake(subprotocols: []).check(Self.answer(["Sec-WebSocket-Protocol": "chat"]))
+                == .invalid("subprotocol the gateway did not offer: chat")
+        )
     }
 
     @Test func extensionsAreOnlyWhatWasOfferedWithValidParameters() {
@@ -76,7 +85,8 @@ import Testing
         )
         for invalid in [
             "permessage-deflate; unknown=1", "permessage-deflate; server_max_window_bits=16", "x-webkit-deflate-frame",
-            "permessage-deflate, permessage-deflate", "permessage-deflate; =", "permessage-deflate; server_no_context_takeover; server_no_context_takeover",
+            "permessage-deflate, permessage-deflate", "permessage-deflate; =",
+            "permessage-deflate; server_no_context_takeover; server_no_context_takeover",
         ] {
             guard case .invalid(let why) = offered.check(Self.answer(["Sec-WebSocket-Extensions": invalid])) else {
                 Issue.record("\(invalid) was accepted")

@@ -28,10 +28,16 @@ extension ClientConnectionHandler {
         let route = request.route.route.label
         switch decision {
         case .allowed(let reason):
-            self.environment.metrics.count("wsgate_origin_decisions_total", [("route", route), ("side", "client"), ("decision", "allow"), ("reason", reason)])
+            self.environment.metrics.count(
+                "wsgate_origin_decisions_total",
+                [("route", route), ("side", "client"), ("decision", "allow"), ("reason", reason)]
+            )
             return nil
         case .refused(let reason, let message):
-            self.environment.metrics.count("wsgate_origin_decisions_total", [("route", route), ("side", "client"), ("decision", "refuse"), ("reason", reason)])
+            self.environment.metrics.count(
+                "wsgate_origin_decisions_total",
+                [("route", route), ("side", "client"), ("decision", "refuse"), ("reason", reason)]
+            )
             return HandshakeRejection(403, message, reason: "origin-\(reason)")
         }
     }

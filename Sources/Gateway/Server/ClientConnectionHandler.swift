@@ -147,11 +147,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
         self.upstreamDeadline = context.eventLoop.scheduleTask(in: TimeAmount(timeouts.upstreamConnect + timeouts.upstreamHandshake)) {
             handler.value.perform(handler.value.machine.upstreamDeadlinePassed(), context: boundContext.value)
         }
-        let tls = plan.upstream.scheme == .wss
-            ? self.environment.tls.routes[request.route.index].map {
-                (context: $0, serverName: GatewayTLS.serverName(for: plan.upstream, of: request.route.route), handshakeTimeout: TimeAmount(timeouts.upstreamHandshake))
-            }
-            : nil
+        let tls = self.upstreamTLS(request, plan)
         let answer = context.eventLoop.makePromise(of: UpstreamResponse.self)
         answer.futureResult.assumeIsolated().whenComplete { result in
             let upstreamAnswer: ClientConnectionStateMachine.UpstreamAnswer
@@ -186,6 +182,17 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
                 handler.value.perform(handler.value.machine.upstreamConnected(), context: boundContext.value)
             }
         }
+    }
+
+    /// TLS toward a `wss://` member: the route's client context, the member's server name, the
+    /// handshake deadline (DESIGN §1.6); nil for `ws://`.
+    private func upstreamTLS(
+        _ request: ClientUpgradeRequest,
+        _ plan: UpstreamPlan
+    ) -> (context: TLSClientContext, serverName: String, handshakeTimeout: TimeAmount)? {
+        guard plan.upstream.scheme == .wss, let context = self.environment.tls.routes[request.route.index] else { return nil }
+        let serverName = GatewayTLS.serverName(for: plan.upstream, of: request.route.route)
+        return (context, serverName, TimeAmount(self.environment.timeouts.upstreamHandshake))
     }
 
     /// Step 1 of the switch (``UpgradePipelineSwitch``).

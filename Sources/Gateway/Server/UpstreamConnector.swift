@@ -63,7 +63,11 @@ enum UpstreamHandshakePipeline {
         let pipeline = channel.pipeline.syncOperations
         if let tls {
             try pipeline.addHandler(
-                TLSHandler.client(context: tls.context, serverName: tls.serverName, configuration: .init { $0.handshakeTimeout = tls.handshakeTimeout })
+                TLSHandler.client(
+                    context: tls.context,
+                    serverName: tls.serverName,
+                    configuration: .init { $0.handshakeTimeout = tls.handshakeTimeout }
+                )
             )
         }
         // The encoder sits before the decoder: the decoder watches outbound request parts.
