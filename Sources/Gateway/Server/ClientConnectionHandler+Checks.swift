@@ -28,16 +28,10 @@ extension ClientConnectionHandler {
         let route = request.route.route.label
         switch decision {
         case .allowed(let reason):
-            self.environment.metrics.count(
-                "wsgate_origin_decisions_total",
-                [("route", route), ("side", "client"), ("decision", "allow"), ("reason", reason)]
-            )
+            self.environment.metrics.originDecided(route: route, .allow, reason: reason)
             return nil
         case .refused(let reason, let message):
-            self.environment.metrics.count(
-                "wsgate_origin_decisions_total",
-                [("route", route), ("side", "client"), ("decision", "refuse"), ("reason", reason)]
-            )
+            self.environment.metrics.originDecided(route: route, .refuse, reason: reason)
             return HandshakeRejection(403, message, reason: "origin-\(reason)")
         }
     }
@@ -46,7 +40,7 @@ extension ClientConnectionHandler {
     private func handshakeRateRejection() -> HandshakeRejection? {
         let record = self.recorder.record
         guard let retryAfter = self.environment.admission.admitHandshake(ip: record.clientAddress) else { return nil }
-        self.environment.metrics.count("wsgate_connection_limit_refusals_total", [("listener", record.listener), ("limit", "ip_handshake_rate")])
+        self.environment.metrics.connectionLimitRefused(listener: record.listener, .ipHandshakeRate)
         return HandshakeRejection(
             429,
             "too many upgrade requests from this address",

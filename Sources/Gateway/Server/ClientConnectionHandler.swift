@@ -113,12 +113,12 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
             self.refuse(context: context, rejection)
         case .refuseAfterUpstreamTLSFailure(let rejection, let tlsError):
             // DESIGN §1.7: 502 with the classified reason; recorded as close code 1015.
-            self.recorder.tlsHandshakeFailed(leg: "upstream", tlsError)
+            self.recorder.tlsHandshakeFailed(leg: .upstream, tlsError)
             self.refuse(context: context, rejection)
         case .abort(let reason):
             self.abort(context: context, reason: reason)
         case .abortAfterClientTLSFailure(let tlsError):
-            self.recorder.tlsHandshakeFailed(leg: "client", tlsError)
+            self.recorder.tlsHandshakeFailed(leg: .client, tlsError)
             self.abort(context: context, reason: "tls-handshake-failed: \(tlsError.summary)")
         case .forwardError:
             if let error { context.fireErrorCaught(error) }

@@ -43,7 +43,7 @@ struct UpgradeRecorder {
 
     /// A TLS handshake failed on `leg`: recorded with close code 1015 (never sent in a Close frame,
     /// RFC 6455 §7.4.1) and counted by class.
-    mutating func tlsHandshakeFailed(leg: String, _ error: TLSError) {
+    mutating func tlsHandshakeFailed(leg: Side, _ error: TLSError) {
         self.record.closeCode = Int(CloseCode.tlsHandshakeFailure.rawValue)
         self.record.closedBy = "gateway"
         self.metrics.tlsHandshakeFailed(leg: leg, error)
@@ -51,10 +51,7 @@ struct UpgradeRecorder {
 
     /// The handshake was refused with `rejection`: counted, and the connection's line is written.
     mutating func refused(_ rejection: HandshakeRejection) {
-        self.metrics.count(
-            "wsgate_upgrades_refused_total",
-            [("listener", self.record.listener), ("reason", rejection.reason), ("status", String(rejection.response.status))]
-        )
+        self.metrics.upgradeRefused(listener: self.record.listener, rejection)
         self.record.status = rejection.response.status
         self.record.refusal = rejection.reason
         self.accessLog.record(self.record)
