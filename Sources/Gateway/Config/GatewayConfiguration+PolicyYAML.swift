@@ -68,6 +68,9 @@ extension YAMLConfigurationReader {
         if let value = map.optional("max_lifetime") {
             timeouts.maxLifetime = try Self.isOff(value) ? nil : value.duration()
         }
+        if let value = map.optional("frame") {
+            timeouts.frame = try Self.isOff(value) ? nil : value.duration()
+        }
     }
 
     /// `{ rate: N, burst: M }` (counts, or sizes for byte limits), or `off`. `burst` defaults to `rate`.

@@ -649,7 +649,7 @@ struct YAMLConfigurationReader {
     func timeouts(_ field: YAMLField) throws(ConfigurationError) -> GatewayConfiguration.Timeouts {
         let map = try field.mapping(keys: [
             "request_head", "tls_handshake", "upstream_connect", "upstream_handshake", "close", "idle",
-            "ping_interval", "pong_deadline", "max_lifetime", "drain",
+            "ping_interval", "pong_deadline", "max_lifetime", "drain", "frame",
         ])
         var timeouts = GatewayConfiguration.Timeouts()
         if let value = map.optional("request_head") { timeouts.requestHead = try value.duration() }
@@ -910,6 +910,9 @@ extension GatewayConfiguration.Timeouts {
         ]
         for (key, value) in values where value <= .zero {
             throw path.key(key).error("must be greater than zero (found \(value))")
+        }
+        if let frame = self.frame, frame <= .zero {
+            throw path.key("frame").error("must be greater than zero or off (found \(frame))")
         }
     }
 }

@@ -32,6 +32,7 @@ extension GatewayMetrics {
         .init(name: "wsgate_rate_limit_decisions_total", kind: .counter, labels: ["side", "limit", "action"], help: "rate limits reached"),
         .init(name: "wsgate_connection_limit_refusals_total", kind: .counter, labels: ["listener", "limit"], help: "connections refused by a cap"),
         .init(name: "wsgate_keepalive_timeouts_total", kind: .counter, labels: ["side"], help: "legs closed for an unanswered keep-alive ping"),
+        .init(name: "wsgate_frame_deadline_closes_total", kind: .counter, labels: ["side"], help: "legs closed with 1008 for a frame or message not complete within timeouts.frame"),
         .init(name: "wsgate_max_lifetime_closes_total", kind: .counter, labels: [], help: "connections closed at their maximum lifetime"),
         // permessage-deflate (issue #5 A).
         .init(name: "wsgate_extension_decisions_total", kind: .counter, labels: ["route", "side", "extension", "decision"], help: "permessage-deflate decision per leg at each 101"),

@@ -11,6 +11,9 @@ struct RelayPolicy {
     var pongDeadline: TimeAmount = .seconds(20)
     /// Both legs get 1001 after this long; `nil` for no limit.
     var maxLifetime: TimeAmount?
+    /// A frame or fragmented message must arrive whole within this long, or its sender gets 1008;
+    /// `nil` for no deadline (`timeouts.frame`, issue #10).
+    var frameTimeout: TimeAmount?
     /// Where decisions are counted, and the route's label for them.
     var metrics: GatewayMetrics?
     var route: String = ""
@@ -23,6 +26,7 @@ struct RelayPolicy {
         self.pingInterval = timeouts.pingInterval.map(TimeAmount.init)
         self.pongDeadline = TimeAmount(timeouts.pongDeadline)
         self.maxLifetime = timeouts.maxLifetime.map(TimeAmount.init)
+        self.frameTimeout = timeouts.frame.map(TimeAmount.init)
         self.metrics = metrics
         self.route = route.label
     }

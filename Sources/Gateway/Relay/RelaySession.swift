@@ -24,12 +24,14 @@ final class RelaySession {
     private(set) var contexts = PerSide<ChannelHandlerContext?>(nil)
     private var clientParser: FrameParser
     private var upstreamParser: FrameParser
-    private var closeState = RelayCloseState()
-    private var heldRead = PerSide(false)
+    var closeState = RelayCloseState()
+    private(set) var heldRead = PerSide(false)
     /// Legs whose input is discarded (after their Close or a violation). They are still read, so that
     /// their TCP close is seen.
     private var discarding = PerSide(false)
-    private var closeTimer: Scheduled<Void>?
+    private var closeTimers = PerSide<Scheduled<Void>?>(nil)
+    /// Per source side, the timer of the frame deadline (`RelaySession+FrameDeadline.swift`).
+    var frameTimers = PerSide<Scheduled<Void>?>(nil)
     private let closeTimeout: TimeAmount
     var stats: PerSide<Stats> { PerSide(client: self.legs.client.stats, upstream: self.legs.upstream.stats) }
     private(set) var finished = false
@@ -47,7 +49,7 @@ final class RelaySession {
     private var readStart = 0
     private var activityBeforeRead: NIODeadline
     /// Rate limits, keep-alive and maximum lifetime (issue #5; the extension at the end of this file).
-    private var policy: RelayPolicyState
+    var policy: RelayPolicyState
     /// permessage-deflate per direction, by source side; nil: the plain loops (the extension at the end).
     private var transcoders = PerSide<MessageTranscoder?>(nil)
     /// The key and payload offset of a verbatim compressed frame from the client, masked by the relay.
@@ -131,6 +133,10 @@ final class RelaySession {
         case .client: self.readFromClient(&buffer, parser: &self.clientParser)
         case .upstream: self.readFromUpstream(&buffer, parser: &self.upstreamParser)
         }
+        if self.policy.policy.frameTimeout != nil {
+            let idle = side == .client ? self.clientParser.isBetweenMessages : self.upstreamParser.isBetweenMessages
+            self.frameDeadlineAfterRead(from: side, parserIdle: idle, now: now)
+        }
     }
 
     /// Per-leg relay state, read into a local for the length of a read and stored back before anything
@@ -142,9 +148,12 @@ final class RelaySession {
         /// zero, nothing else may be written in that direction.
         var unfinishedPayload = 0
         var stats = Stats()
+        /// When the frame or fragmented message now arriving from this leg began (seen at the end of a
+        /// read); `nil` between messages. Trickling does not move it (issue #10, behaviour 3).
+        var frameStart: NIODeadline?
     }
 
-    private(set) var legs = PerSide(LegState())
+    var legs = PerSide(LegState())
 
     /// Client → upstream. Each frame needs a fresh masking key, so its bytes cannot be forwarded as they
     /// came: the parser copies each payload chunk, unmasked, validated and remasked in the same pass, into
@@ -188,7 +197,10 @@ final class RelaySession {
                         output.moveWriterIndex(to: output.writerIndex - count)
                     }
                 case .frameEnd:
-                    if leg.fin { leg.stats.messages += 1 }
+                    if leg.fin {
+                        leg.stats.messages += 1
+                        leg.frameStart = nil
+                    }
                     if self.hasFrameBoundaryWork(toward: .upstream) {
                         // What came before goes first.
                         if forwarding { Self.send(&output, to: destination) }
@@ -229,7 +241,7 @@ final class RelaySession {
             if forwarding { Self.send(&output, to: destination) }
             self.legs.client = leg
             self.operations.metrics?.protocolViolation(side: Side.client.rawValue, error)
-            self.perform(self.closeState.violation(by: .client, error: error))
+            self.perform(self.closeState.violation(by: .client, error: error, boundary: self.boundaries))
         }
     }
 
@@ -271,7 +283,10 @@ final class RelaySession {
                     leg.stats.bytes += count
                     if forwarding { leg.unfinishedPayload -= count }
                 case .frameEnd:
-                    if leg.fin { leg.stats.messages += 1 }
+                    if leg.fin {
+                        leg.stats.messages += 1
+                        leg.frameStart = nil
+                    }
                     if self.hasFrameBoundaryWork(toward: .client) {
                         // The frame's bytes go first.
                         if forwarding { Self.send(&buffer, from: runStart, to: buffer.readerIndex, to: destination) }
@@ -318,7 +333,7 @@ final class RelaySession {
             if forwarding { Self.send(&buffer, from: runStart, to: eventEnd, to: destination) }
             self.legs.upstream = leg
             self.operations.metrics?.protocolViolation(side: Side.upstream.rawValue, error)
-            self.perform(self.closeState.violation(by: .upstream, error: error))
+            self.perform(self.closeState.violation(by: .upstream, error: error, boundary: self.boundaries))
             return
         }
         // Bytes after `eventEnd` are the start of a header the parser keeps until the next read.
@@ -348,7 +363,7 @@ final class RelaySession {
         switch frame.opcode {
         case .close:
             self.operations.metrics?.close(side: side.rawValue, code: frame.closeCode, byPeer: true)
-            self.perform(self.closeState.closeReceived(from: side, code: frame.closeCode), relaying: frame)
+            self.perform(self.closeState.closeReceived(from: side, code: frame.closeCode, payload: frame.payload, boundary: self.boundaries))
         default:
             guard self.closeState.mayWrite(to: side.other) else { return }
             self.writeControl(opcode: frame.opcode, payload: frame.payload, to: side.other)
@@ -391,43 +406,45 @@ final class RelaySession {
     }
 
     func inactive(_ side: Side) {
-        if !self.closeState.legs[side].closeReceived && !self.closeState.legs[side].tcpCloseRequested
-            && !self.operations.forceClosed
-        {
+        if self.closeState.legs[side].isOpen && !self.operations.forceClosed {
             self.operations.metrics?.close(side: side.rawValue, code: .abnormalClosure, byPeer: true)
         }
-        self.perform(self.closeState.tcpClosed(side))
+        self.perform(self.closeState.tcpClosed(side, boundary: self.boundaries))
     }
 
-    func gatewayClose(_ code: CloseCode, reason: String) {
-        self.perform(self.closeState.gatewayClose(code, reason: reason))
+    func gatewayClose(_ code: CloseCode, reason: String, timed: Bool = true) {
+        self.perform(self.closeState.gatewayClose(code, reason: reason, boundary: self.boundaries, timed: timed))
+    }
+
+    /// Per leg, whether the direction toward it is between frames (no forwarded frame is half written):
+    /// only then may a Close be written to it.
+    var boundaries: PerSide<Bool> {
+        PerSide(client: self.legs.upstream.unfinishedPayload <= 0, upstream: self.legs.client.unfinishedPayload <= 0)
     }
 
     // MARK: Actions
 
-    private func perform(_ actions: [RelayCloseState.Action], relaying frame: ControlFrame? = nil) {
+    func perform(_ actions: [RelayCloseState.Action]) {
         for action in actions {
             switch action {
             case .stopReading(let side):
                 self.discarding[side] = true
-            case .relayClose(let side):
-                self.writeClose(to: side) { encoder, bytes in
-                    encoder.writeFrame(opcode: .close, payload: frame?.payload ?? ByteBuffer(), to: &bytes)
+            case .sendClose(let side, let message):
+                if case .code(let code, _) = message, let code {
+                    self.operations.metrics?.close(side: side.rawValue, code: code, byPeer: false)
                 }
-            case .sendClose(let side, let code, let reason):
-                self.operations.metrics?.close(side: side.rawValue, code: code, byPeer: false)
-                self.writeClose(to: side) { encoder, bytes in
-                    encoder.writeClose(code: code, reason: reason, to: &bytes)
-                }
-            case .startCloseTimer:
+                self.writeClose(message, to: side)
+            case .startCloseTimer(let side):
+                self.closeTimers[side]?.cancel()
                 let session = NIOLoopBound(self, eventLoop: self.eventLoop)
-                self.closeTimer = self.eventLoop.scheduleTask(in: self.closeTimeout) {
-                    session.value.perform(session.value.closeState.closeTimerFired())
+                self.closeTimers[side] = self.eventLoop.scheduleTask(in: self.closeTimeout) {
+                    let session = session.value
+                    session.perform(session.closeState.closeTimerFired(side, boundary: session.boundaries))
                 }
             case .closeLeg(let side):
+                self.closeTimers[side]?.cancel()
                 self.closeConnection(side)
             case .finish:
-                self.closeTimer?.cancel()
                 self.closeConnection(.client)
                 self.closeConnection(.upstream)
                 self.finish()
@@ -448,18 +465,26 @@ final class RelaySession {
         side == .upstream ? FrameEncoder(role: .client, keys: self.resources.maskingKeys) : FrameEncoder(role: .server)
     }
 
-    /// Writes a Close to `side` if the stream toward it is between frames; otherwise closes its TCP
-    /// connection (a Close is never written inside a half-relayed frame, DESIGN §3).
-    private func writeClose(to side: Side, _ write: (inout FrameEncoder, inout ByteBuffer) -> Void) {
+    /// Writes `message` as a Close frame to `side`. The state machine only asks for it between frames;
+    /// should the stream toward `side` be mid-frame after all, its TCP connection is closed instead (a
+    /// Close is never written inside a half-relayed frame, DESIGN §3).
+    private func writeClose(_ message: CloseMessage, to side: Side) {
         guard let context = self.contexts[side] else { return }
         if self.legs[side.other].unfinishedPayload > 0 {
             context.close(promise: nil)
-            self.perform(self.closeState.closeImpossible(side))
+            self.perform(self.closeState.closeImpossible(side, boundary: self.boundaries))
             return
         }
         var encoder = self.encoder(toward: side)
         var bytes = context.channel.allocator.buffer(capacity: 14 + 125)
-        write(&encoder, &bytes)
+        switch message {
+        case .code(let code?, let reason):
+            encoder.writeClose(code: code, reason: reason, to: &bytes)
+        case .code(nil, _):
+            encoder.writeFrame(opcode: .close, payload: ByteBuffer(), to: &bytes)
+        case .relay(let payload):
+            encoder.writeFrame(opcode: .close, payload: payload, to: &bytes)
+        }
         context.writeAndFlush(NIOAny(bytes), promise: nil)
     }
 
@@ -467,6 +492,10 @@ final class RelaySession {
         guard !self.finished else { return }
         self.finished = true
         self.idleTimer?.cancel()
+        self.closeTimers.client?.cancel()
+        self.closeTimers.upstream?.cancel()
+        self.frameTimers.client?.cancel()
+        self.frameTimers.upstream?.cancel()
         self.policyFinished()
         self.onFinish?(self.closeState.outcome, self.stats)
         self.onFinish = nil
@@ -543,7 +572,11 @@ extension RelaySession {
         case .close(let limit):
             self.policy.count("wsgate_rate_limit_decisions_total", [("side", side.rawValue), ("limit", limit.rawValue), ("action", "close")])
             buffer.moveReaderIndex(to: buffer.writerIndex)
-            self.perform(self.closeState.policyViolation(by: side, code: .policyViolation, reason: "rate limit: \(limit.rawValue)"))
+            self.perform(
+                self.closeState.policyViolation(
+                    by: side, code: .policyViolation, reason: "rate limit: \(limit.rawValue)", failed: true, boundary: self.boundaries
+                )
+            )
         }
     }
 
@@ -626,16 +659,17 @@ extension RelaySession {
     }
 
     /// Whether something waits for the end of the frame being relayed toward `destination`: a keep-alive
-    /// ping owed to that leg, or a drain (`RelaySession+Operations`).
+    /// ping owed to that leg, or a Close owed to it (``RelayLegClose``).
     fileprivate func hasFrameBoundaryWork(toward destination: Side) -> Bool {
-        self.policy.keepAlive[destination]?.state == .pingOwed || self.operations.drainPending
+        self.policy.keepAlive[destination]?.state == .pingOwed || self.closeState.legs[destination].isOwed
     }
 
-    /// A frame toward `destination` ended (what was relayed before it is written): the owed keep-alive
-    /// ping goes out, then a pending drain's Close if no frame is half relayed either way.
+    /// A frame toward `destination` ended (what was relayed before it is written): the Close owed to
+    /// that leg goes out, or else the owed keep-alive ping. Only this direction matters: the other
+    /// direction's frames never hold it back (issue #10).
     fileprivate func atFrameBoundary(toward destination: Side) {
+        if self.closeState.legs[destination].isOwed { self.perform(self.closeState.frameBoundary(toward: destination, boundary: self.boundaries)) }
         if self.policy.keepAlive[destination]?.state == .pingOwed { self.keepAliveFrameBoundary(destination) }
-        if self.operations.drainPending { self.drainAtFrameBoundary() }
     }
 
     fileprivate func keepAliveFrameBoundary(_ side: Side) {
@@ -651,7 +685,7 @@ extension RelaySession {
             self.scheduleKeepAlive(side, at: deadline)
         case .sendPing(let payload, let checkAt):
             // No pings once a Close went either way on this leg: the close timeout governs then.
-            guard self.closeState.mayWrite(to: side), !self.closeState.legs[side].closeReceived else {
+            guard self.closeState.legs[side].isOpen else {
                 self.policy.keepAlive[side]?.stop()
                 return
             }
@@ -660,9 +694,9 @@ extension RelaySession {
             self.scheduleKeepAlive(side, at: checkAt)
         case .dead:
             // A close handshake under way on this leg is bounded by the close timeout instead.
-            guard self.closeState.mayWrite(to: side), !self.closeState.legs[side].closeReceived else { return }
+            guard self.closeState.legs[side].isOpen else { return }
             self.policy.count("wsgate_keepalive_timeouts_total", [("side", side.rawValue)])
-            self.perform(self.closeState.keepAliveExpired(side))
+            self.perform(self.closeState.keepAliveExpired(side, boundary: self.boundaries))
         }
     }
 
@@ -760,7 +794,10 @@ extension RelaySession {
                         output.moveWriterIndex(to: output.writerIndex - count)
                     }
                 case .frameEnd:
-                    if leg.fin { leg.stats.messages += 1 }
+                    if leg.fin {
+                        leg.stats.messages += 1
+                        leg.frameStart = nil
+                    }
                     try transcoder.frameEnd(fin: leg.fin, emit: emit)
                     if self.hasFrameBoundaryWork(toward: destinationSide) {
                         // As in the plain loops: what came before goes first.
@@ -800,7 +837,7 @@ extension RelaySession {
             if forwarding { Self.send(&output, to: destination) }
             self.legs[side] = leg
             self.operations.metrics?.protocolViolation(side: side.rawValue, error)
-            self.perform(self.closeState.violation(by: side, error: error))
+            self.perform(self.closeState.violation(by: side, error: error, boundary: self.boundaries))
         }
     }
 
@@ -831,7 +868,7 @@ extension RelaySession {
             if try transcoder.header(header) { return }
         } catch {
             self.operations.metrics?.protocolViolation(side: side.rawValue, error)
-            return self.perform(self.closeState.violation(by: side, error: error))
+            return self.perform(self.closeState.violation(by: side, error: error, boundary: self.boundaries))
         }
         var outgoing = header
         if side == .client {

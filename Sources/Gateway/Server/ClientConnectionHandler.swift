@@ -374,12 +374,6 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
             let routeName = request.route.route.label
             session.operations.metrics = metrics
             metrics.sessionOpened(listener: record.listener, route: routeName)
-            let boundSession = NIOLoopBound(session, eventLoop: context.eventLoop)
-            self.environment.connections.attach(
-                context.channel,
-                drain: { boundSession.value.drain() },
-                forceClose: { boundSession.value.forceClose() }
-            )
             session.onFinish = { outcome, stats in
                 metrics.sessionEnded(
                     listener: record.listener,
@@ -409,6 +403,8 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
                 session.readComplete(from: .upstream)
             }
             if !upstream.isActive { session.inactive(.upstream) }
+            // The relay handler is in place: a drain under way reaches it now (issue #10).
+            self.environment.connections.attach(context.channel)
         } catch {
             self.abort(context: context, refusal: "pipeline: \(error)")
         }
