@@ -51,7 +51,7 @@ final class RelaySession {
     var activityBeforeRead: NIODeadline
     /// Rate limits, keep-alive and maximum lifetime (issue #5; the extension at the end of this file).
     var policy: RelayPolicyState
-    /// permessage-deflate per direction, by source side; nil: the plain loops (the extension at the end).
+    /// permessage-deflate per direction, by source side; nil: no compression (`RelaySession+Compression`).
     var transcoders = PerSide<MessageTranscoder?>(nil)
     /// The key and payload offset of a verbatim compressed frame from the client, masked by the relay.
     var verbatimMask: (key: MaskingKey, offset: Int)?
