@@ -45,7 +45,7 @@ extension RelaySession {
         }
         guard now >= start + timeout else { return self.scheduleFrameDeadline(side, at: start + timeout) }
         self.legs[side].frameStart = nil
-        self.policy.count("wsgate_frame_deadline_closes_total", [("side", side.rawValue)])
+        self.policy.countFrameDeadlineClose(side)
         self.perform(
             self.closeState.policyViolation(by: side, code: .policyViolation, reason: "frame deadline", failed: false, boundary: self.boundaries)
         )

@@ -19,7 +19,7 @@ extension RelaySession {
             self.policy.lifetimeTimer = self.eventLoop.scheduleTask(in: lifetime) {
                 let session = session.value
                 guard !session.finished else { return }
-                session.policy.count("wsgate_max_lifetime_closes_total", [])
+                session.policy.countMaxLifetimeClose()
                 session.gatewayClose(.goingAway, reason: "maximum lifetime")
             }
         }
@@ -65,11 +65,11 @@ extension RelaySession {
         case .pass:
             break
         case .throttle(let until, let limit):
-            self.policy.count("wsgate_rate_limit_decisions_total", [("side", side.rawValue), ("limit", limit.rawValue), ("action", "throttle")])
+            self.policy.countRateLimit(side, limit, .throttle)
             let stash = buffer.readSlice(length: buffer.readableBytes)!
             self.policy.throttled[side] = .init(pending: event, stash: stash, timer: self.scheduleResume(side, at: until))
         case .close(let limit):
-            self.policy.count("wsgate_rate_limit_decisions_total", [("side", side.rawValue), ("limit", limit.rawValue), ("action", "close")])
+            self.policy.countRateLimit(side, limit, .close)
             buffer.moveReaderIndex(to: buffer.writerIndex)
             self.perform(
                 self.closeState.policyViolation(
@@ -127,7 +127,7 @@ extension RelaySession {
         do {
             if let transcoder, try transcoder.header(header) { return }
         } catch {
-            self.operations.metrics?.protocolViolation(side: side.rawValue, error)
+            self.operations.metrics?.protocolViolation(side: side, error)
             return self.perform(self.closeState.violation(by: side, error: error, boundary: self.boundaries))
         }
         let outgoing = self.outgoingHeader(header, from: side, transcoder, parser: &self.clientParser)
@@ -195,7 +195,7 @@ extension RelaySession {
         case .dead:
             // A close handshake under way on this leg is bounded by the close timeout instead.
             guard self.closeState.legs[side].isOpen else { return }
-            self.policy.count("wsgate_keepalive_timeouts_total", [("side", side.rawValue)])
+            self.policy.countKeepAliveTimeout(side)
             self.perform(self.closeState.keepAliveExpired(side, boundary: self.boundaries))
         }
     }

@@ -189,7 +189,7 @@ extension RelaySession {
             // The frames before the violation are owed to the other side before any Close.
             if forwarding { out.send(&buffer, upTo: before, to: destination) }
             self.legs[side] = leg
-            self.operations.metrics?.protocolViolation(side: side.rawValue, error)
+            self.operations.metrics?.protocolViolation(side: side, error)
             self.perform(self.closeState.violation(by: side, error: error, boundary: self.boundaries))
         }
     }

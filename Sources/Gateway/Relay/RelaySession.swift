@@ -155,7 +155,7 @@ final class RelaySession {
     func control(_ frame: ControlFrame, from side: Side) {
         switch frame.opcode {
         case .close:
-            self.operations.metrics?.close(side: side.rawValue, code: frame.closeCode, byPeer: true)
+            self.operations.metrics?.close(side: side, code: frame.closeCode, byPeer: true)
             self.perform(self.closeState.closeReceived(from: side, code: frame.closeCode, payload: frame.payload, boundary: self.boundaries))
         default:
             guard self.closeState.mayWrite(to: side.other) else { return }
@@ -200,7 +200,7 @@ final class RelaySession {
 
     func inactive(_ side: Side) {
         if self.closeState.legs[side].isOpen && !self.operations.forceClosed {
-            self.operations.metrics?.close(side: side.rawValue, code: .abnormalClosure, byPeer: true)
+            self.operations.metrics?.close(side: side, code: .abnormalClosure, byPeer: true)
         }
         self.perform(self.closeState.tcpClosed(side, boundary: self.boundaries))
     }
@@ -224,7 +224,7 @@ final class RelaySession {
                 self.discarding[side] = true
             case .sendClose(let side, let message):
                 if case .code(let code, _) = message, let code {
-                    self.operations.metrics?.close(side: side.rawValue, code: code, byPeer: false)
+                    self.operations.metrics?.close(side: side, code: code, byPeer: false)
                 }
                 self.writeClose(message, to: side)
             case .startCloseTimer(let side):
