@@ -72,7 +72,7 @@ import Testing
         var policy = RelayPolicy()
         policy.metrics = GatewayMetrics(factory: test)
         policy.route = "chat.example.com/chat"
-        let state = RelayPolicyState(policy, now: .uptimeNanoseconds(0))
+        let state = RelayPolicyState(policy)
         state.countRateLimit(.client, .messages, .throttle)
         state.countKeepAliveTimeout(.upstream)
         state.countMaxLifetimeClose()

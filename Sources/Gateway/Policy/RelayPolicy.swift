@@ -32,7 +32,8 @@ struct RelayPolicy {
     }
 }
 
-/// The per-connection state of ``RelayPolicy`` inside ``RelaySession``.
+/// The per-connection state of ``RelayPolicy`` inside ``RelaySession``; per-direction state (rate limiter,
+/// throttled frame, keep-alive) is in ``RelayDirection``.
 struct RelayPolicyState {
     /// A frame from a throttled leg that was held back, with what was read after it.
     struct Throttled {
@@ -47,18 +48,10 @@ struct RelayPolicyState {
     }
 
     let policy: RelayPolicy
-    var limiters: PerSide<RateLimiter?>
-    var throttled = PerSide<Throttled?>(nil)
-    var keepAlive = PerSide<KeepAlive?>(nil)
-    var keepAliveTimers = PerSide<Scheduled<Void>?>(nil)
     var lifetimeTimer: Scheduled<Void>?
 
-    init(_ policy: RelayPolicy, now: NIODeadline) {
+    init(_ policy: RelayPolicy) {
         self.policy = policy
-        self.limiters = PerSide(
-            client: policy.rateLimits.map { RateLimiter($0.client, now: now) }.flatMap { $0.isActive ? $0 : nil },
-            upstream: policy.rateLimits.map { RateLimiter($0.upstream, now: now) }.flatMap { $0.isActive ? $0 : nil }
-        )
     }
 
     // Policy decisions, counted with the route's label (one line per call site).

@@ -11,10 +11,8 @@ extension RelaySession {
         if compression.client != nil { self.clientParser.configuration.allowedReservedBits = .rsv1 }
         if compression.upstream != nil { self.upstreamParser.configuration.allowedReservedBits = .rsv1 }
         let allocator = ByteBufferAllocator()
-        self.transcoders = PerSide(
-            client: compression.transcoder(from: .client, maxMessageSize: limits.maxMessageSize, allocator: allocator),
-            upstream: compression.transcoder(from: .upstream, maxMessageSize: limits.maxMessageSize, allocator: allocator)
-        )
+        self.directions.client.transcoder = compression.transcoder(from: .client, maxMessageSize: limits.maxMessageSize, allocator: allocator)
+        self.directions.upstream.transcoder = compression.transcoder(from: .upstream, maxMessageSize: limits.maxMessageSize, allocator: allocator)
     }
 
     /// The `count` plain payload bytes of a verbatim compressed message that the parser just appended to

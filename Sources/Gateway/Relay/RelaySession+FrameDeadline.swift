@@ -15,36 +15,36 @@ extension RelaySession {
     /// Called at the end of each read from `side`; `parserIdle`: its parser is between messages.
     func frameDeadlineAfterRead(from side: Side, parserIdle: Bool, now: NIODeadline) {
         if parserIdle {
-            self.legs[side].frameStart = nil
+            self.directions[side].leg.frameStart = nil
             return
         }
-        if self.legs[side].frameStart == nil { self.legs[side].frameStart = now }
-        if self.frameTimers[side] == nil, let start = self.legs[side].frameStart, let timeout = self.policy.policy.frameTimeout {
+        if self.directions[side].leg.frameStart == nil { self.directions[side].leg.frameStart = now }
+        if self.directions[side].frameTimer == nil, let start = self.directions[side].leg.frameStart, let timeout = self.policy.policy.frameTimeout {
             self.scheduleFrameDeadline(side, at: start + timeout)
         }
     }
 
     private func scheduleFrameDeadline(_ side: Side, at deadline: NIODeadline) {
         let session = NIOLoopBound(self, eventLoop: self.eventLoop)
-        self.frameTimers[side] = self.eventLoop.scheduleTask(deadline: deadline) {
+        self.directions[side].frameTimer = self.eventLoop.scheduleTask(deadline: deadline) {
             session.value.frameDeadlineFired(side)
         }
     }
 
     private func frameDeadlineFired(_ side: Side) {
-        self.frameTimers[side] = nil
+        self.directions[side].frameTimer = nil
         guard !self.finished, self.closeState.legs[side].isOpen, let timeout = self.policy.policy.frameTimeout,
-            let start = self.legs[side].frameStart
+            let start = self.directions[side].leg.frameStart
         else { return }
         let now = self.eventLoop.now
-        if self.heldRead[side] || self.policy.throttled[side] != nil {
+        if self.heldRead[side] || self.directions[side].throttled != nil {
             // The gateway itself is not reading the sender (backpressure from the other leg, or a
             // throttle): the time it is held does not count against it.
-            self.legs[side].frameStart = now
+            self.directions[side].leg.frameStart = now
             return self.scheduleFrameDeadline(side, at: now + timeout)
         }
         guard now >= start + timeout else { return self.scheduleFrameDeadline(side, at: start + timeout) }
-        self.legs[side].frameStart = nil
+        self.directions[side].leg.frameStart = nil
         self.policy.countFrameDeadlineClose(side)
         self.perform(
             self.closeState.policyViolation(by: side, code: .policyViolation, reason: "frame deadline", failed: false, boundary: self.boundaries)

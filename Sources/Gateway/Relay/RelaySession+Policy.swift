@@ -11,7 +11,7 @@ extension RelaySession {
             // The nonce comes from the CSPRNG-fed masking-key generator: peers cannot guess it.
             let keys = self.resources.maskingKeys
             let nonce = UInt64(keys.nextKey().packed) << 32 | UInt64(keys.nextKey().packed)
-            self.policy.keepAlive[side] = KeepAlive(interval: interval, deadline: self.policy.policy.pongDeadline, nonce: nonce, now: now)
+            self.directions[side].keepAlive = KeepAlive(interval: interval, deadline: self.policy.policy.pongDeadline, nonce: nonce, now: now)
             self.scheduleKeepAlive(side, at: now + interval)
         }
         if let lifetime = self.policy.policy.maxLifetime, self.policy.lifetimeTimer == nil {
@@ -28,10 +28,10 @@ extension RelaySession {
     func policyFinished() {
         self.policy.lifetimeTimer?.cancel()
         for side in [Side.client, .upstream] {
-            self.policy.keepAliveTimers[side]?.cancel()
-            self.policy.keepAlive[side]?.stop()
-            self.policy.throttled[side]?.timer?.cancel()
-            self.policy.throttled[side] = nil
+            self.directions[side].keepAliveTimer?.cancel()
+            self.directions[side].keepAlive?.stop()
+            self.directions[side].throttled?.timer?.cancel()
+            self.directions[side].throttled = nil
         }
     }
 
@@ -41,16 +41,16 @@ extension RelaySession {
     /// verdict for ``enforce(_:on:from:rest:)``. Close frames are not limited: a peer's Close is always
     /// honoured.
     func rateVerdict(_ event: RelayPolicyState.Throttled.Pending, from side: Side) -> RateLimiter.Verdict? {
-        guard self.policy.limiters[side] != nil else { return nil }
+        guard self.directions[side].limiter != nil else { return nil }
         let now = self.eventLoop.now
         let verdict: RateLimiter.Verdict
         switch event {
         case .header(let header):
             let startsMessage = header.opcode != .continuation
-            verdict = self.policy.limiters[side]!.dataFrame(startsMessage: startsMessage, payloadLength: header.payloadLength, now: now)
+            verdict = self.directions[side].limiter!.dataFrame(startsMessage: startsMessage, payloadLength: header.payloadLength, now: now)
         case .control(let frame):
             guard frame.opcode != .close else { return nil }
-            verdict = self.policy.limiters[side]!.controlFrame(now: now)
+            verdict = self.directions[side].limiter!.controlFrame(now: now)
         }
         if case .pass = verdict { return nil }
         return verdict
@@ -67,7 +67,7 @@ extension RelaySession {
         case .throttle(let until, let limit):
             self.policy.countRateLimit(side, limit, .throttle)
             let stash = buffer.readSlice(length: buffer.readableBytes)!
-            self.policy.throttled[side] = .init(pending: event, stash: stash, timer: self.scheduleResume(side, at: until))
+            self.directions[side].throttled = .init(pending: event, stash: stash, timer: self.scheduleResume(side, at: until))
         case .close(let limit):
             self.policy.countRateLimit(side, limit, .close)
             buffer.moveReaderIndex(to: buffer.writerIndex)
@@ -82,8 +82,8 @@ extension RelaySession {
     /// While `side` is throttled, what it still sends (reads already under way) is appended to the held
     /// bytes: at most what NIO reads before the held `read()` takes effect.
     func stashIfThrottled(_ side: Side, _ buffer: inout ByteBuffer) -> Bool {
-        guard self.policy.throttled[side] != nil else { return false }
-        self.policy.throttled[side]!.stash.writeBuffer(&buffer)
+        guard self.directions[side].throttled != nil else { return false }
+        self.directions[side].throttled!.stash.writeBuffer(&buffer)
         return true
     }
 
@@ -94,14 +94,14 @@ extension RelaySession {
 
     /// Tokens are back: relay the held event, then the held bytes, then read `side` again.
     func resume(_ side: Side) {
-        guard !self.finished, let throttled = self.policy.throttled[side] else { return }
-        self.policy.throttled[side] = nil
+        guard !self.finished, let throttled = self.directions[side].throttled else { return }
+        self.directions[side].throttled = nil
         var stash = throttled.stash
         if !self.discarding[side] {
             if let verdict = self.rateVerdict(throttled.pending, from: side) {
                 // Still short (cannot happen with exact arithmetic; kept for safety): held again.
                 self.enforce(verdict, on: throttled.pending, from: side, rest: &stash)
-                if self.policy.throttled[side] != nil { return }
+                if self.directions[side].throttled != nil { return }
                 return self.readComplete(from: side)
             }
             switch throttled.pending {
@@ -113,7 +113,7 @@ extension RelaySession {
         }
         if stash.readableBytes > 0 { self.read(from: side, &stash) }
         self.readComplete(from: side)
-        if self.policy.throttled[side] == nil, self.heldRead[side], let context = self.contexts[side], self.shouldRead(side) {
+        if self.directions[side].throttled == nil, self.heldRead[side], let context = self.contexts[side], self.shouldRead(side) {
             self.heldRead[side] = false
             context.read()
         }
@@ -122,8 +122,8 @@ extension RelaySession {
     /// Forwards the header of a frame that was held by a throttle, encoded afresh (the read it came in
     /// is gone), or hands it to the transcoder.
     func forwardHeldHeader(_ header: FrameHeader, from side: Side) {
-        let transcoder = self.transcoders[side]
-        self.legs[side].fin = header.fin
+        let transcoder = self.directions[side].transcoder
+        self.directions[side].leg.fin = header.fin
         do {
             if let transcoder, try transcoder.header(header) { return }
         } catch {
@@ -132,7 +132,7 @@ extension RelaySession {
         }
         let outgoing = self.outgoingHeader(header, from: side, transcoder, parser: &self.clientParser)
         guard self.closeState.mayWrite(to: side.other), let destination = self.contexts[side.other] else { return }
-        self.legs[side].unfinishedPayload = header.payloadLength
+        self.directions[side].leg.unfinishedPayload = header.payloadLength
         var bytes = destination.channel.allocator.buffer(capacity: outgoing.encodedSize)
         outgoing.write(to: &bytes)
         destination.write(NIOAny(bytes), promise: nil)
@@ -142,17 +142,17 @@ extension RelaySession {
 
     func scheduleKeepAlive(_ side: Side, at deadline: NIODeadline) {
         let session = NIOLoopBound(self, eventLoop: self.eventLoop)
-        self.policy.keepAliveTimers[side] = self.eventLoop.scheduleTask(deadline: deadline) {
+        self.directions[side].keepAliveTimer = self.eventLoop.scheduleTask(deadline: deadline) {
             session.value.keepAliveTimerFired(side)
         }
     }
 
     func keepAliveTimerFired(_ side: Side) {
-        guard !self.finished, self.policy.keepAlive[side] != nil else { return }
-        let midFrame = self.legs[side.other].unfinishedPayload > 0
-        let action = self.policy.keepAlive[side]!.timerFired(now: self.eventLoop.now, midFrame: midFrame)
+        guard !self.finished, self.directions[side].keepAlive != nil else { return }
+        let midFrame = self.directions[side.other].leg.unfinishedPayload > 0
+        let action = self.directions[side].keepAlive!.timerFired(now: self.eventLoop.now, midFrame: midFrame)
         self.performKeepAlive(action, side)
-        if midFrame, self.policy.keepAlive[side]?.state == .pingOwed {
+        if midFrame, self.directions[side].keepAlive?.state == .pingOwed {
             // Poll: the frame toward the leg may stall (its reader is gone); idle then ends it.
             self.scheduleKeepAlive(side, at: self.eventLoop.now + self.policy.policy.pongDeadline)
         }
@@ -161,7 +161,7 @@ extension RelaySession {
     /// Whether something waits for the end of the frame being relayed toward `destination`: a keep-alive
     /// ping owed to that leg, or a Close owed to it (``RelayLegClose``).
     func hasFrameBoundaryWork(toward destination: Side) -> Bool {
-        self.policy.keepAlive[destination]?.state == .pingOwed || self.closeState.legs[destination].isOwed
+        self.directions[destination].keepAlive?.state == .pingOwed || self.closeState.legs[destination].isOwed
     }
 
     /// A frame toward `destination` ended (what was relayed before it is written): the Close owed to
@@ -169,11 +169,11 @@ extension RelaySession {
     /// direction's frames never hold it back (issue #10).
     func atFrameBoundary(toward destination: Side) {
         if self.closeState.legs[destination].isOwed { self.perform(self.closeState.frameBoundary(toward: destination, boundary: self.boundaries)) }
-        if self.policy.keepAlive[destination]?.state == .pingOwed { self.keepAliveFrameBoundary(destination) }
+        if self.directions[destination].keepAlive?.state == .pingOwed { self.keepAliveFrameBoundary(destination) }
     }
 
     func keepAliveFrameBoundary(_ side: Side) {
-        guard let action = self.policy.keepAlive[side]?.frameBoundary(now: self.eventLoop.now) else { return }
+        guard let action = self.directions[side].keepAlive?.frameBoundary(now: self.eventLoop.now) else { return }
         self.performKeepAlive(action, side)
     }
 
@@ -186,7 +186,7 @@ extension RelaySession {
         case .sendPing(let payload, let checkAt):
             // No pings once a Close went either way on this leg: the close timeout governs then.
             guard self.closeState.legs[side].isOpen else {
-                self.policy.keepAlive[side]?.stop()
+                self.directions[side].keepAlive?.stop()
                 return
             }
             self.writeControl(opcode: .ping, payload: ByteBuffer(bytes: payload), to: side)
@@ -202,7 +202,7 @@ extension RelaySession {
 
     /// Whether `frame` (a pong from `side`) answers one of the gateway's pings: then it is consumed.
     func consumeKeepAlivePong(_ frame: ControlFrame, from side: Side) -> Bool {
-        self.policy.keepAlive[side]?.pongReceived(frame.payload, now: self.eventLoop.now) ?? false
+        self.directions[side].keepAlive?.pongReceived(frame.payload, now: self.eventLoop.now) ?? false
     }
 
     /// The gateway's own pong is not application traffic: a read that held only it (it started the

@@ -67,8 +67,8 @@ extension RelaySession {
     /// event on a class property. Nothing the loop calls touches the parsers.
     func readFrames(from side: Side, _ buffer: inout ByteBuffer, parser: inout FrameParser) {
         let destinationSide = side.other
-        let transcoder = self.transcoders[side]
-        var leg = self.legs[side]
+        let transcoder = self.directions[side].transcoder
+        var leg = self.directions[side].leg
         let destination = self.contexts[destinationSide]
         var forwarding = destination != nil && self.closeState.mayWrite(to: destinationSide)
         var out = RelayOutput(copying: side == .client || transcoder != nil, buffer: buffer, resources: self.resources)
@@ -82,10 +82,10 @@ extension RelaySession {
                 guard let event = parsed else { break }
                 switch event {
                 case .header(let header):
-                    if self.policy.limiters[side] != nil, let verdict = self.rateVerdict(.header(header), from: side) {
+                    if self.directions[side].limiter != nil, let verdict = self.rateVerdict(.header(header), from: side) {
                         // Held or refused: what came before goes first; the header is not forwarded.
                         if forwarding { out.send(&buffer, upTo: before, to: destination) }
-                        self.legs[side] = leg
+                        self.directions[side].leg = leg
                         return self.enforce(verdict, on: .header(header), from: side, rest: &buffer)
                     }
                     leg.fin = header.fin
@@ -143,9 +143,9 @@ extension RelaySession {
                         // The frame's bytes go first.
                         if forwarding { out.send(&buffer, upTo: buffer.readerIndex, to: destination) }
                         out.skip(to: buffer.readerIndex)
-                        self.legs[side] = leg
+                        self.directions[side].leg = leg
                         self.atFrameBoundary(toward: destinationSide)
-                        leg = self.legs[side]
+                        leg = self.directions[side].leg
                         forwarding = forwarding && self.closeState.mayWrite(to: destinationSide)
                     }
                 case .control(let frame) where frame.opcode != .close:
@@ -156,9 +156,9 @@ extension RelaySession {
                         self.keepAlivePongConsumed(eventStart: before, rest: buffer)
                         continue
                     }
-                    if self.policy.limiters[side] != nil, let verdict = self.rateVerdict(.control(frame), from: side) {
+                    if self.directions[side].limiter != nil, let verdict = self.rateVerdict(.control(frame), from: side) {
                         if forwarding { out.send(&buffer, upTo: before, to: destination) }
-                        self.legs[side] = leg
+                        self.directions[side].leg = leg
                         return self.enforce(verdict, on: .control(frame), from: side, rest: &buffer)
                     }
                     guard forwarding else { continue }
@@ -175,20 +175,20 @@ extension RelaySession {
                     // What came before the Close goes first; the Close is the handshake's business.
                     if forwarding { out.send(&buffer, upTo: before, to: destination) }
                     out.skip(to: buffer.readerIndex)
-                    self.legs[side] = leg
+                    self.directions[side].leg = leg
                     self.control(frame, from: side)
-                    leg = self.legs[side]
+                    leg = self.directions[side].leg
                     if self.discarding[side] { return }
                     forwarding = self.closeState.mayWrite(to: destinationSide)
                 }
             }
             // In place, bytes after `before` are the start of a header the parser keeps until the next read.
             if forwarding { out.send(&buffer, upTo: before, to: destination) }
-            self.legs[side] = leg
+            self.directions[side].leg = leg
         } catch {
             // The frames before the violation are owed to the other side before any Close.
             if forwarding { out.send(&buffer, upTo: before, to: destination) }
-            self.legs[side] = leg
+            self.directions[side].leg = leg
             self.operations.metrics?.protocolViolation(side: side, error)
             self.perform(self.closeState.violation(by: side, error: error, boundary: self.boundaries))
         }

@@ -31,10 +31,8 @@ final class RelaySession {
     /// their TCP close is seen.
     var discarding = PerSide(false)
     var closeTimers = PerSide<Scheduled<Void>?>(nil)
-    /// Per source side, the timer of the frame deadline (`RelaySession+FrameDeadline.swift`).
-    var frameTimers = PerSide<Scheduled<Void>?>(nil)
     let closeTimeout: TimeAmount
-    var stats: PerSide<Stats> { PerSide(client: self.legs.client.stats, upstream: self.legs.upstream.stats) }
+    var stats: PerSide<Stats> { PerSide(client: self.directions.client.leg.stats, upstream: self.directions.upstream.leg.stats) }
     private(set) var finished = false
     /// Metrics and drain (issue #6, `RelaySession+Operations.swift`).
     var operations = RelayOperations()
@@ -51,8 +49,6 @@ final class RelaySession {
     var activityBeforeRead: NIODeadline
     /// Rate limits, keep-alive and maximum lifetime (issue #5; the extension at the end of this file).
     var policy: RelayPolicyState
-    /// permessage-deflate per direction, by source side; nil: no compression (`RelaySession+Compression`).
-    var transcoders = PerSide<MessageTranscoder?>(nil)
     /// The key and payload offset of a verbatim compressed frame from the client, masked by the relay.
     var verbatimMask: (key: MaskingKey, offset: Int)?
 
@@ -66,7 +62,12 @@ final class RelaySession {
     ) {
         self.eventLoop = eventLoop
         self.resources = RelayResources.current
-        self.policy = RelayPolicyState(policy, now: eventLoop.now)
+        self.policy = RelayPolicyState(policy)
+        let now = eventLoop.now
+        self.directions = PerSide(
+            client: RelayDirection(limiter: policy.rateLimits.map { RateLimiter($0.client, now: now) }),
+            upstream: RelayDirection(limiter: policy.rateLimits.map { RateLimiter($0.upstream, now: now) })
+        )
         self.lastActivity = eventLoop.now
         self.activityBeforeRead = eventLoop.now
         self.idleTimeout = idleTimeout
@@ -118,7 +119,7 @@ final class RelaySession {
         // are exact).
         let now = self.eventLoop.now
         self.lastActivity = now
-        self.policy.keepAlive[side]?.heard(at: now)
+        self.directions[side].keepAlive?.heard(at: now)
         guard !self.discarding[side] else {
             buffer.moveReaderIndex(to: buffer.writerIndex)
             return
@@ -136,21 +137,8 @@ final class RelaySession {
         }
     }
 
-    /// Per-leg relay state, read into a local for the length of a read and stored back before anything
-    /// that looks at it (the close handshake) runs.
-    struct LegState {
-        /// FIN of the current data frame.
-        var fin = false
-        /// Payload bytes of the frame whose header was forwarded that are still to come: while it is not
-        /// zero, nothing else may be written in that direction.
-        var unfinishedPayload = 0
-        var stats = Stats()
-        /// When the frame or fragmented message now arriving from this leg began (seen at the end of a
-        /// read); `nil` between messages. Trickling does not move it (issue #10, behaviour 3).
-        var frameStart: NIODeadline?
-    }
-
-    var legs = PerSide(LegState())
+    /// Per direction, by source side: everything but the parser (``RelayDirection``).
+    var directions: PerSide<RelayDirection>
 
     func control(_ frame: ControlFrame, from side: Side) {
         switch frame.opcode {
@@ -178,7 +166,7 @@ final class RelaySession {
 
     /// The outbound `read` from `side`'s pipeline: held while the other leg cannot take more.
     func shouldRead(_ side: Side) -> Bool {
-        if self.policy.throttled[side] != nil {
+        if self.directions[side].throttled != nil {
             self.heldRead[side] = true
             return false
         }
@@ -192,7 +180,7 @@ final class RelaySession {
     func writabilityChanged(_ side: Side) {
         guard let context = self.contexts[side], context.channel.isWritable else { return }
         let source = side.other
-        if self.heldRead[source], self.policy.throttled[source] == nil, let sourceContext = self.contexts[source] {
+        if self.heldRead[source], self.directions[source].throttled == nil, let sourceContext = self.contexts[source] {
             self.heldRead[source] = false
             sourceContext.read()
         }
@@ -212,7 +200,7 @@ final class RelaySession {
     /// Per leg, whether the direction toward it is between frames (no forwarded frame is half written):
     /// only then may a Close be written to it.
     var boundaries: PerSide<Bool> {
-        PerSide(client: self.legs.upstream.unfinishedPayload <= 0, upstream: self.legs.client.unfinishedPayload <= 0)
+        PerSide(client: self.directions.upstream.leg.unfinishedPayload <= 0, upstream: self.directions.client.leg.unfinishedPayload <= 0)
     }
 
     // MARK: Actions
@@ -263,7 +251,7 @@ final class RelaySession {
     /// Close is never written inside a half-relayed frame, DESIGN §3).
     func writeClose(_ message: CloseMessage, to side: Side) {
         guard let context = self.contexts[side] else { return }
-        if self.legs[side.other].unfinishedPayload > 0 {
+        if self.directions[side.other].leg.unfinishedPayload > 0 {
             context.close(promise: nil)
             self.perform(self.closeState.closeImpossible(side, boundary: self.boundaries))
             return
@@ -287,8 +275,8 @@ final class RelaySession {
         self.idleTimer?.cancel()
         self.closeTimers.client?.cancel()
         self.closeTimers.upstream?.cancel()
-        self.frameTimers.client?.cancel()
-        self.frameTimers.upstream?.cancel()
+        self.directions.client.frameTimer?.cancel()
+        self.directions.upstream.frameTimer?.cancel()
         self.policyFinished()
         self.onFinish?(self.closeState.outcome, self.stats)
         self.onFinish = nil
