@@ -172,6 +172,7 @@ extension GatewayConfiguration.Timeouts {
         .duration("pong_deadline", \.pongDeadline),
         .durationOrOff("max_lifetime", \.maxLifetime),
         .duration("drain", \.drain),
+        .durationOrOff("frame", \.frame),
         .duration("proxy_header", \.proxyHeader),
     ])
 }
