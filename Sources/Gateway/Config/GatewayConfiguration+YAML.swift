@@ -633,7 +633,7 @@ struct YAMLConfigurationReader {
     func limits(_ field: YAMLField) throws(ConfigurationError) -> GatewayConfiguration.Limits {
         let map = try field.mapping(keys: [
             "request_head", "request_headers", "max_frame", "max_message", "max_fragments",
-            "buffer_high_watermark", "buffer_low_watermark",
+            "buffer_high_watermark", "buffer_low_watermark", "compression_memory",
         ])
         var limits = GatewayConfiguration.Limits()
         if let value = map.optional("request_head") { limits.requestHeadBytes = try value.size() }
@@ -643,6 +643,7 @@ struct YAMLConfigurationReader {
         if let value = map.optional("max_fragments") { limits.maxFragments = try value.count() }
         if let value = map.optional("buffer_high_watermark") { limits.bufferHighWatermark = try value.size() }
         if let value = map.optional("buffer_low_watermark") { limits.bufferLowWatermark = try value.size() }
+        if let value = map.optional("compression_memory") { limits.compressionMemory = try value.size() }
         return limits
     }
 
@@ -887,7 +888,7 @@ extension GatewayConfiguration.Limits {
             ("request_head", self.requestHeadBytes), ("request_headers", self.requestHeaders),
             ("max_frame", self.maxFrameSize), ("max_message", self.maxMessageSize),
             ("max_fragments", self.maxFragments), ("buffer_high_watermark", self.bufferHighWatermark),
-            ("buffer_low_watermark", self.bufferLowWatermark),
+            ("buffer_low_watermark", self.bufferLowWatermark), ("compression_memory", self.compressionMemory ?? 1),
         ]
         for (key, value) in values where value <= 0 {
             throw path.key(key).error("must be greater than zero (found \(value))")

@@ -36,6 +36,18 @@ extension GatewayMetrics {
         // permessage-deflate (issue #5 A).
         .init(name: "wsgate_extension_decisions_total", kind: .counter, labels: ["route", "side", "extension", "decision"], help: "permessage-deflate decision per leg at each 101"),
         .init(name: "wsgate_extensions_dropped_total", kind: .counter, labels: ["route", "side"], help: "offered extensions the gateway does not implement (never forwarded)"),
+        .init(
+            name: "wsgate_compression_uncompressed_messages_total",
+            kind: .counter,
+            labels: ["route", "side"],
+            help: "messages sent uncompressed toward a compressing leg because compressing did not make them smaller"
+        ),
+        .init(
+            name: "wsgate_compression_memory_declines_total",
+            kind: .counter,
+            labels: ["route", "side"],
+            help: "permessage-deflate not negotiated because limits.compression_memory was spent"
+        ),
     ]
 
     /// Histogram buckets (seconds) for the upstream connect latency.

@@ -52,6 +52,10 @@ final class RelaySession {
     private var transcoders = PerSide<MessageTranscoder?>(nil)
     /// The key and payload offset of a verbatim compressed frame from the client, masked by the relay.
     private var verbatimMask: (key: MaskingKey, offset: Int)?
+    /// Issue #10 item 6: transcoding stops between frames for backpressure, work per read and rate.
+    private var flow: TranscodeFlow
+    /// Issue #10 item 7: this connection's share of `limits.compression_memory`, given back when it ends.
+    private var compressionReservation: CompressionMemoryBudget.Reservation?
 
     init(
         eventLoop: any EventLoop,
@@ -75,6 +79,7 @@ final class RelaySession {
         self.clientParser = FrameParser(role: .server, configuration: configuration)
         self.upstreamParser = FrameParser(role: .client, configuration: configuration)
         self.closeTimeout = closeTimeout
+        self.flow = TranscodeFlow(inflationPerRead: limits.bufferHighWatermark)
         self.compressionAttached(compression, limits: limits)
     }
 
@@ -121,6 +126,7 @@ final class RelaySession {
             return
         }
         if self.stashIfThrottled(side, &buffer) { return }
+        if self.stashIfTranscodePaused(side, &buffer) { return }  // issue #10 item 6
         self.readStart = readStart
         self.activityBeforeRead = previousActivity
         // The parser is passed `inout` for the whole read: one exclusivity check per read instead of
@@ -365,12 +371,13 @@ final class RelaySession {
     }
 
     func readComplete(from side: Side) {
+        self.flow.inflatedThisRead[side] = 0  // issue #10 item 6: the inflation share is per read
         self.contexts[side.other]?.flush()
     }
 
     /// The outbound `read` from `side`'s pipeline: held while the other leg cannot take more.
     func shouldRead(_ side: Side) -> Bool {
-        if self.policy.throttled[side] != nil {
+        if self.policy.throttled[side] != nil || self.flow.paused[side] != nil {
             self.heldRead[side] = true
             return false
         }
@@ -384,7 +391,9 @@ final class RelaySession {
     func writabilityChanged(_ side: Side) {
         guard let context = self.contexts[side], context.channel.isWritable else { return }
         let source = side.other
-        if self.heldRead[source], self.policy.throttled[source] == nil, let sourceContext = self.contexts[source] {
+        // Issue #10 item 6: transcoding toward `side` stopped for its watermark goes on first.
+        if self.flow.paused[source]?.reason == .writability { return self.resumeTranscoding(source) }
+        if self.heldRead[source], self.policy.throttled[source] == nil, self.flow.paused[source] == nil, let sourceContext = self.contexts[source] {
             self.heldRead[source] = false
             sourceContext.read()
         }
@@ -410,6 +419,7 @@ final class RelaySession {
             switch action {
             case .stopReading(let side):
                 self.discarding[side] = true
+                self.transcodingStopped(side)  // issue #10 item 6
             case .relayClose(let side):
                 self.writeClose(to: side) { encoder, bytes in
                     encoder.writeFrame(opcode: .close, payload: frame?.payload ?? ByteBuffer(), to: &bytes)
@@ -468,6 +478,7 @@ final class RelaySession {
         self.finished = true
         self.idleTimer?.cancel()
         self.policyFinished()
+        self.compressionFinished()
         self.onFinish?(self.closeState.outcome, self.stats)
         self.onFinish = nil
     }
@@ -519,7 +530,10 @@ extension RelaySession {
         switch event {
         case .header(let header):
             let startsMessage = header.opcode != .continuation
-            verdict = self.policy.limiters[side]!.dataFrame(startsMessage: startsMessage, payloadLength: header.payloadLength, now: now)
+            // Issue #10 item 6: a compressed message the gateway inflates is charged its inflated bytes
+            // as they are produced (`admitInflated`, `chargeInspected`), not its wire bytes.
+            let charged = self.transcoders[side]?.chargesInflatedBytes(header) == true ? 0 : header.payloadLength
+            verdict = self.policy.limiters[side]!.dataFrame(startsMessage: startsMessage, payloadLength: charged, now: now)
         case .control(let frame):
             guard frame.opcode != .close else { return nil }
             verdict = self.policy.limiters[side]!.controlFrame(now: now)
@@ -689,9 +703,10 @@ extension RelaySession {
         if compression.upstream != nil { self.upstreamParser.configuration.allowedReservedBits = .rsv1 }
         let allocator = ByteBufferAllocator()
         self.transcoders = PerSide(
-            client: compression.transcoder(from: .client, maxMessageSize: limits.maxMessageSize, allocator: allocator),
-            upstream: compression.transcoder(from: .upstream, maxMessageSize: limits.maxMessageSize, allocator: allocator)
+            client: compression.transcoder(from: .client, maxMessageSize: limits.maxMessageSize, maxFrameSize: limits.maxFrameSize, allocator: allocator),
+            upstream: compression.transcoder(from: .upstream, maxMessageSize: limits.maxMessageSize, maxFrameSize: limits.maxFrameSize, allocator: allocator)
         )
+        self.compressionReservation = compression.reservation
     }
 
     /// One read from `side` when compression is involved in its direction. Like the plain loops: frames
@@ -746,12 +761,21 @@ extension RelaySession {
                 case .payload(let count):
                     leg.stats.bytes += count
                     if transcoder.isInspecting {
+                        let inflated = transcoder.inflatedBytes
                         try self.inspectVerbatim(count, at: start, in: &output, transcoder, from: side)
+                        self.chargeInspected(transcoder.inflatedBytes - inflated, from: side)
                     } else if transcoder.handlesPayload {
                         // Taken back out of `output`: the transcoder writes new frames.
                         let plain = output.getSlice(at: start, length: count)!
                         output.moveWriterIndex(to: output.writerIndex - count)
-                        try transcoder.payload(plain, emit: emit)
+                        // Issue #10 item 6: it may stop between frames; the rest of the read waits.
+                        let gate = { (count: Int) in self.admitInflated(count, from: side, forwarding: forwarding) }
+                        if try transcoder.payload(plain, gate: gate, emit: emit) == .suspended {
+                            if forwarding { Self.send(&output, to: destination) }
+                            self.legs[side] = leg
+                            self.suspendTranscoding(side, rest: &buffer)
+                            return
+                        }
                         continue
                     }
                     if forwarding {
@@ -761,7 +785,10 @@ extension RelaySession {
                     }
                 case .frameEnd:
                     if leg.fin { leg.stats.messages += 1 }
-                    try transcoder.frameEnd(fin: leg.fin, emit: emit)
+                    let inflated = transcoder.isInspecting ? transcoder.inflatedBytes : 0
+                    // Issue #10 item 6: the last inflated chunks of a message are charged, not gated.
+                    try transcoder.frameEnd(fin: leg.fin, charge: { self.chargeInspected($0, from: side) }, emit: emit)
+                    if inflated > 0 { self.chargeInspected(transcoder.inflatedBytes - inflated, from: side) }
                     if self.hasFrameBoundaryWork(toward: destinationSide) {
                         // As in the plain loops: what came before goes first.
                         if forwarding { Self.send(&output, to: destination) }
@@ -844,5 +871,140 @@ extension RelaySession {
         var bytes = destination.channel.allocator.buffer(capacity: outgoing.encodedSize)
         outgoing.write(to: &bytes)
         destination.write(NIOAny(bytes), promise: nil)
+    }
+
+    // MARK: Transcoding flow (issue #10 item 6)
+
+    /// Asked before each inflated chunk of a transcoded message is forwarded: whether it may go now.
+    /// No when the destination is above its high watermark, when this read already inflated its share,
+    /// or when the `bytes` rate limit (counted after inflation) refuses it; the reason is kept for
+    /// ``suspendTranscoding(_:rest:)``.
+    fileprivate func admitInflated(_ count: Int, from side: Side, forwarding: Bool) -> Bool {
+        guard forwarding, let destination = self.contexts[side.other] else { return true }
+        if !destination.channel.isWritable {
+            self.flow.refusal[side] = .writability
+            return false
+        }
+        if self.flow.inflatedThisRead[side] >= self.flow.inflationPerRead {
+            self.flow.refusal[side] = .workPerRead
+            return false
+        }
+        if self.policy.limiters[side] != nil {
+            switch self.policy.limiters[side]!.inflatedBytes(count, now: self.eventLoop.now) {
+            case .pass:
+                break
+            case .throttle(let until, _):
+                self.flow.refusal[side] = .throttle(until: until)
+                return false
+            case .close(let limit):
+                self.flow.refusal[side] = .close(limit)
+                return false
+            }
+        }
+        self.flow.inflatedThisRead[side] += count
+        return true
+    }
+
+    /// Inflated bytes of a verbatim compressed message, charged to the `bytes` rate limit as a debt.
+    fileprivate func chargeInspected(_ count: Int, from side: Side) {
+        guard count > 0, self.policy.limiters[side] != nil else { return }
+        self.policy.limiters[side]!.chargeInflatedBytes(count, now: self.eventLoop.now)
+    }
+
+    /// The transcoder of `side` stopped between frames: the rest of the read is kept and `side` is not
+    /// read until ``resumeTranscoding(_:)`` (on writability, on the next loop turn, or when the rate
+    /// limit's tokens are back); a `close` rate limit ends it with 1008 instead.
+    fileprivate func suspendTranscoding(_ side: Side, rest buffer: inout ByteBuffer) {
+        let reason = self.flow.refusal[side] ?? .workPerRead
+        self.flow.refusal[side] = nil
+        var pause = TranscodeFlow.Pause(stash: buffer.readSlice(length: buffer.readableBytes)!, reason: reason)
+        let session = NIOLoopBound(self, eventLoop: self.eventLoop)
+        switch reason {
+        case .writability:
+            break
+        case .workPerRead:
+            self.eventLoop.execute { session.value.resumeTranscoding(side) }
+        case .throttle(let until):
+            self.policy.count("wsgate_rate_limit_decisions_total", [("side", side.rawValue), ("limit", "bytes"), ("action", "throttle")])
+            pause.timer = self.eventLoop.scheduleTask(deadline: until) { session.value.resumeTranscoding(side) }
+        case .close(let limit):
+            self.policy.count("wsgate_rate_limit_decisions_total", [("side", side.rawValue), ("limit", limit.rawValue), ("action", "close")])
+            return self.perform(self.closeState.policyViolation(by: side, code: .policyViolation, reason: "rate limit: \(limit.rawValue)"))
+        }
+        self.flow.paused[side] = pause
+    }
+
+    /// While `side`'s transcoding is paused, what it still sends is appended to the kept bytes.
+    fileprivate func stashIfTranscodePaused(_ side: Side, _ buffer: inout ByteBuffer) -> Bool {
+        guard self.flow.paused[side] != nil else { return false }
+        self.flow.paused[side]!.stash.writeBuffer(&buffer)
+        return true
+    }
+
+    /// Continues a paused transcoding: the rest of the interrupted payload, then the kept bytes (always
+    /// parsed, even when empty: the parser may owe the frame's end), then reads resume.
+    fileprivate func resumeTranscoding(_ side: Side) {
+        guard !self.finished, let pause = self.flow.paused[side], let transcoder = self.transcoders[side] else { return }
+        self.flow.paused[side] = nil
+        pause.timer?.cancel()
+        var stash = pause.stash
+        if !self.discarding[side] {
+            let destination = self.contexts[side.other]
+            let forwarding = destination != nil && self.closeState.mayWrite(to: side.other)
+            self.flow.inflatedThisRead[side] = 0
+            do {
+                let gate = { (count: Int) in self.admitInflated(count, from: side, forwarding: forwarding) }
+                let step = try transcoder.resume(gate: gate) { frame in
+                    if forwarding { destination?.write(NIOAny(frame), promise: nil) }
+                }
+                if step == .suspended {
+                    // Paused before the flush: a flush can make the destination writable at once, and
+                    // its `writabilityChanged` must find the pause.
+                    self.suspendTranscoding(side, rest: &stash)
+                    destination?.flush()
+                    return
+                }
+            } catch {
+                destination?.flush()
+                self.operations.metrics?.protocolViolation(side: side.rawValue, error)
+                return self.perform(self.closeState.violation(by: side, error: error))
+            }
+            self.read(from: side, &stash)
+        }
+        self.readComplete(from: side)
+        if self.flow.paused[side] == nil, self.policy.throttled[side] == nil, self.heldRead[side], let context = self.contexts[side] {
+            self.heldRead[side] = false
+            context.read()
+        }
+    }
+
+    /// `side` is no longer relayed (its input is discarded): a paused transcoding is dropped and its
+    /// reads resume, so that its Close and its TCP close are seen.
+    fileprivate func transcodingStopped(_ side: Side) {
+        guard let pause = self.flow.paused[side] else { return }
+        pause.timer?.cancel()
+        self.flow.paused[side] = nil
+        if self.heldRead[side], self.policy.throttled[side] == nil, let context = self.contexts[side] {
+            self.heldRead[side] = false
+            context.read()
+        }
+    }
+
+    /// The connection ended: pause timers stop, the memory reservation is given back, and messages sent
+    /// uncompressed because compressing did not pay are counted (issue #10 item 5), per destination.
+    fileprivate func compressionFinished() {
+        for side in [Side.client, .upstream] {
+            self.flow.paused[side]?.timer?.cancel()
+            self.flow.paused[side] = nil
+            if let count = self.transcoders[side]?.uncompressedMessages, count > 0 {
+                self.policy.policy.metrics?.count(
+                    "wsgate_compression_uncompressed_messages_total",
+                    [("route", self.policy.policy.route), ("side", side.other.rawValue)],
+                    by: Int64(count)
+                )
+            }
+        }
+        self.compressionReservation?.release()
+        self.compressionReservation = nil
     }
 }

@@ -131,7 +131,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
         let tlsContext = upstream.scheme == .wss ? self.environment.tls.routes[request.route.index] : nil
         let serverName = upstream.tls.serverName ?? upstream.host
         let tlsHandshakeTimeout = TimeAmount(self.environment.timeouts.upstreamHandshake)
-        let handshake = UpstreamHandshake(subprotocolsOffered: request.subprotocols, deflateOffer: Self.upstreamDeflateOffer(request))
+        let handshake = UpstreamHandshake(subprotocolsOffered: request.subprotocols, deflateOffer: Self.upstreamDeflateOffer(request, budget: self.environment.compressionMemory, metrics: self.environment.metrics))
         let responsePromise = context.eventLoop.makePromise(of: UpstreamResponse.self)
         let limits = self.environment.limits
         let bootstrap = ClientBootstrap(group: context.eventLoop)
@@ -347,7 +347,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
                 ("Sec-WebSocket-Accept", HandshakeKey.acceptValue(forKey: request.key)),
             ]
             if let subprotocol { headers.append(("Sec-WebSocket-Protocol", subprotocol)) }
-            let extensions = Self.negotiateExtensions(request, upstreamDeflate: upstreamDeflate, metrics: self.environment.metrics)
+            let extensions = Self.negotiateExtensions(request, upstreamDeflate: upstreamDeflate, metrics: self.environment.metrics, budget: self.environment.compressionMemory)
             if let answer = extensions.clientAnswer { headers.append(("Sec-WebSocket-Extensions", answer)) }
             self.record.clientExtensions = extensions.clientAnswer
             self.record.upstreamExtensions = extensions.upstreamAgreement
