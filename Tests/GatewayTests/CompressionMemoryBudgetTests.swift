@@ -40,6 +40,19 @@ import Testing
         #expect(CompressionMemoryBudget.defaultLimit > 0)
     }
 
+    @Test func theKeyIsASizeAndAbsentMeansTheMachineDefault() throws {
+        let base = """
+            listeners: [{address: "127.0.0.1:8080"}]
+            routes: [{upstreams: ["ws://127.0.0.1:9000"]}]
+
+            """
+        #expect(try GatewayConfiguration(yaml: base + "limits: {compression_memory: 64MiB}").limits.compressionMemory == 64 << 20)
+        #expect(try GatewayConfiguration(yaml: base + "limits: {compression_memory: ~}").limits.compressionMemory == nil)
+        #expect(try GatewayConfiguration(yaml: base).limits.compressionMemory == nil)
+        #expect(throws: ConfigurationError.self) { try GatewayConfiguration(yaml: base + "limits: {compression_memory: 0}") }
+        #expect(throws: ConfigurationError.self) { try GatewayConfiguration(yaml: base + "limits: {compression_memory: lots}") }
+    }
+
     @Test func aSpentBudgetOpensConnectionsPlainAndCountsTheDeclines() async throws {
         let metrics = TestMetrics()
         try await withGatewayAndDemo(metrics: metrics, configure: {
