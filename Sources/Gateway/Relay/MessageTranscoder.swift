@@ -9,8 +9,9 @@ import NIOCore
 ///   compressed message is still inflated, into a reused scratch buffer, to check its size after
 ///   inflation (1009) and its UTF-8 (1007).
 /// - **transcode**: the message is inflated (if compressed) and/or deflated (toward a leg the gateway
-///   compresses for) and written as new frames of at most 32 KiB each: fragmentation is not preserved.
-///   Frames are written whole, so a Close can always go between them.
+///   compresses for) and written as new frames (32 KiB from the codec; a plain message that goes out
+///   uncompressed after all keeps the chunks it arrived in): fragmentation is not preserved. Frames are
+///   written whole, so a Close can always go between them.
 ///
 /// Issue #10: the limits count inflated bytes (a frame's too, ``maxFrameSize``); inflation can stop
 /// between transcoded frames and resume (``payload(_:gate:emit:)`` returns ``Step/suspended``); and a
