@@ -234,7 +234,7 @@ final class RelaySession {
             // Frames before the violation are owed to the upstream before any Close.
             if forwarding { Self.send(&output, to: destination) }
             self.legs.client = leg
-            self.operations.metrics?.protocolViolation(side: Side.client.rawValue, error)
+            self.operations.metrics?.protocolViolation(side: .client, error)
             self.perform(self.closeState.violation(by: .client, error: error))
         }
     }
@@ -323,7 +323,7 @@ final class RelaySession {
             // Falls through: the frames before the violation are owed to the client before any Close.
             if forwarding { Self.send(&buffer, from: runStart, to: eventEnd, to: destination) }
             self.legs.upstream = leg
-            self.operations.metrics?.protocolViolation(side: Side.upstream.rawValue, error)
+            self.operations.metrics?.protocolViolation(side: .upstream, error)
             self.perform(self.closeState.violation(by: .upstream, error: error))
             return
         }
@@ -353,7 +353,7 @@ final class RelaySession {
     private func control(_ frame: ControlFrame, from side: Side) {
         switch frame.opcode {
         case .close:
-            self.operations.metrics?.close(side: side.rawValue, code: frame.closeCode, byPeer: true)
+            self.operations.metrics?.close(side: side, code: frame.closeCode, byPeer: true)
             self.perform(self.closeState.closeReceived(from: side, code: frame.closeCode), relaying: frame)
         default:
             guard self.closeState.mayWrite(to: side.other) else { return }
@@ -403,7 +403,7 @@ final class RelaySession {
         if !self.closeState.legs[side].closeReceived && !self.closeState.legs[side].tcpCloseRequested
             && !self.operations.forceClosed
         {
-            self.operations.metrics?.close(side: side.rawValue, code: .abnormalClosure, byPeer: true)
+            self.operations.metrics?.close(side: side, code: .abnormalClosure, byPeer: true)
         }
         self.perform(self.closeState.tcpClosed(side))
     }
@@ -425,7 +425,7 @@ final class RelaySession {
                     encoder.writeFrame(opcode: .close, payload: frame?.payload ?? ByteBuffer(), to: &bytes)
                 }
             case .sendClose(let side, let code, let reason):
-                self.operations.metrics?.close(side: side.rawValue, code: code, byPeer: false)
+                self.operations.metrics?.close(side: side, code: code, byPeer: false)
                 self.writeClose(to: side) { encoder, bytes in
                     encoder.writeClose(code: code, reason: reason, to: &bytes)
                 }
@@ -502,7 +502,7 @@ extension RelaySession {
             self.policy.lifetimeTimer = self.eventLoop.scheduleTask(in: lifetime) {
                 let session = session.value
                 guard !session.finished else { return }
-                session.policy.count("wsgate_max_lifetime_closes_total", [])
+                session.policy.countMaxLifetimeClose()
                 session.gatewayClose(.goingAway, reason: "maximum lifetime")
             }
         }
@@ -551,11 +551,11 @@ extension RelaySession {
         case .pass:
             break
         case .throttle(let until, let limit):
-            self.policy.count("wsgate_rate_limit_decisions_total", [("side", side.rawValue), ("limit", limit.rawValue), ("action", "throttle")])
+            self.policy.countRateLimit(side, limit, .throttle)
             let stash = buffer.readSlice(length: buffer.readableBytes)!
             self.policy.throttled[side] = .init(pending: event, stash: stash, timer: self.scheduleResume(side, at: until))
         case .close(let limit):
-            self.policy.count("wsgate_rate_limit_decisions_total", [("side", side.rawValue), ("limit", limit.rawValue), ("action", "close")])
+            self.policy.countRateLimit(side, limit, .close)
             buffer.moveReaderIndex(to: buffer.writerIndex)
             self.perform(self.closeState.policyViolation(by: side, code: .policyViolation, reason: "rate limit: \(limit.rawValue)"))
         }
@@ -675,7 +675,7 @@ extension RelaySession {
         case .dead:
             // A close handshake under way on this leg is bounded by the close timeout instead.
             guard self.closeState.mayWrite(to: side), !self.closeState.legs[side].closeReceived else { return }
-            self.policy.count("wsgate_keepalive_timeouts_total", [("side", side.rawValue)])
+            self.policy.countKeepAliveTimeout(side)
             self.perform(self.closeState.keepAliveExpired(side))
         }
     }
@@ -826,7 +826,7 @@ extension RelaySession {
         } catch {
             if forwarding { Self.send(&output, to: destination) }
             self.legs[side] = leg
-            self.operations.metrics?.protocolViolation(side: side.rawValue, error)
+            self.operations.metrics?.protocolViolation(side: side, error)
             self.perform(self.closeState.violation(by: side, error: error))
         }
     }
@@ -857,7 +857,7 @@ extension RelaySession {
         do {
             if try transcoder.header(header) { return }
         } catch {
-            self.operations.metrics?.protocolViolation(side: side.rawValue, error)
+            self.operations.metrics?.protocolViolation(side: side, error)
             return self.perform(self.closeState.violation(by: side, error: error))
         }
         var outgoing = header
@@ -925,10 +925,10 @@ extension RelaySession {
         case .workPerRead:
             self.eventLoop.execute { session.value.resumeTranscoding(side) }
         case .throttle(let until):
-            self.policy.count("wsgate_rate_limit_decisions_total", [("side", side.rawValue), ("limit", "bytes"), ("action", "throttle")])
+            self.policy.countRateLimit(side, .bytes, .throttle)
             pause.timer = self.eventLoop.scheduleTask(deadline: until) { session.value.resumeTranscoding(side) }
         case .close(let limit):
-            self.policy.count("wsgate_rate_limit_decisions_total", [("side", side.rawValue), ("limit", limit.rawValue), ("action", "close")])
+            self.policy.countRateLimit(side, limit, .close)
             return self.perform(self.closeState.policyViolation(by: side, code: .policyViolation, reason: "rate limit: \(limit.rawValue)"))
         }
         self.flow.paused[side] = pause
@@ -966,7 +966,7 @@ extension RelaySession {
                 }
             } catch {
                 destination?.flush()
-                self.operations.metrics?.protocolViolation(side: side.rawValue, error)
+                self.operations.metrics?.protocolViolation(side: side, error)
                 return self.perform(self.closeState.violation(by: side, error: error))
             }
             self.read(from: side, &stash)
@@ -997,11 +997,7 @@ extension RelaySession {
             self.flow.paused[side]?.timer?.cancel()
             self.flow.paused[side] = nil
             if let count = self.transcoders[side]?.uncompressedMessages, count > 0 {
-                self.policy.policy.metrics?.count(
-                    "wsgate_compression_uncompressed_messages_total",
-                    [("route", self.policy.policy.route), ("side", side.other.rawValue)],
-                    by: Int64(count)
-                )
+                self.policy.policy.metrics?.uncompressedMessages(route: self.policy.policy.route, side: side.other, count: count)
             }
         }
         self.compressionReservation?.release()
