@@ -40,6 +40,50 @@ import Testing
         #expect(CompressionMemoryBudget.defaultLimit > 0)
     }
 
+    // MARK: The negotiation hook
+
+    typealias Extensions = ClientConnectionHandlerExtensionsTests
+
+    @Test func aSpentBudgetDeclinesTheClientLegAndDoesNotOfferTheUpstream() throws {
+        let metrics = TestMetrics()
+        let budget = CompressionMemoryBudget(limit: 100 * 1024)
+        let request = try Extensions.request(client: .negotiate, upstream: .negotiate, extensions: "permessage-deflate")
+        #expect(ClientConnectionHandler.upstreamDeflateOffer(request, budget: budget, metrics: GatewayMetrics(factory: metrics)) == nil)
+        let outcome = ClientConnectionHandler.negotiateExtensions(request, upstreamDeflate: nil, metrics: GatewayMetrics(factory: metrics), budget: budget)
+        #expect(outcome.clientAnswer == nil && outcome.compression.client == nil && outcome.compression.reservation == nil)
+        #expect(Extensions.decisions(metrics) == ["upstream=declined×1", "client=declined×1"])
+        #expect(metrics.counterTotal(label: "wsgate_compression_memory_declines_total", dimensions: [("side", "client")]) == 1)
+        #expect(metrics.counterTotal(label: "wsgate_compression_memory_declines_total", dimensions: [("side", "upstream")]) == 1)
+        #expect(budget.reserved == 0)
+    }
+
+    @Test func aNegotiatedConnectionHoldsItsShareUntilItIsReleased() throws {
+        let metrics = TestMetrics()
+        let budget = CompressionMemoryBudget(limit: 1 << 20)
+        let request = try Extensions.request(client: .negotiate, upstream: .negotiate, extensions: "permessage-deflate")
+        #expect(ClientConnectionHandler.upstreamDeflateOffer(request, budget: budget) != nil)
+        var outcome: ClientConnectionHandler.ExtensionOutcome? = ClientConnectionHandler.negotiateExtensions(
+            request,
+            upstreamDeflate: PerMessageDeflateParameters(),
+            metrics: GatewayMetrics(factory: metrics),
+            budget: budget
+        )
+        #expect(outcome?.compression.client != nil && outcome?.compression.upstream != nil)
+        #expect(budget.reserved == 2 * 301 * 1024)
+        // A second connection fits the upstream leg only (agreed already), so its client leg is declined.
+        let second = ClientConnectionHandler.negotiateExtensions(
+            request,
+            upstreamDeflate: PerMessageDeflateParameters(),
+            metrics: GatewayMetrics(factory: metrics),
+            budget: budget
+        )
+        #expect(second.compression.client == nil && second.compression.upstream != nil)
+        #expect(budget.reserved == 3 * 301 * 1024, "the upstream agreement is reserved past the budget")
+        outcome = nil
+        #expect(budget.reserved == 301 * 1024)
+        _ = second
+    }
+
     @Test func theKeyIsASizeAndAbsentMeansTheMachineDefault() throws {
         let base = """
             listeners: [{address: "127.0.0.1:8080"}]
