@@ -16,6 +16,8 @@ final class GatewayEnvironment: Sendable {
     let admission: ConnectionAdmission
     /// The live connections, for drain; shared across reloads (issue #6).
     let connections: ConnectionRegistry
+    /// `limits.compression_memory` (issue #10 item 7); kept across reloads that do not change it.
+    let compressionMemory: CompressionMemoryBudget
     /// `trusted_proxies`, compiled (issue #11).
     let trustedProxies: TrustedProxies
 
@@ -27,7 +29,8 @@ final class GatewayEnvironment: Sendable {
         metrics: GatewayMetrics = GatewayMetrics(),
         clock: any GatewayClock = SystemGatewayClock(),
         connections: ConnectionRegistry = ConnectionRegistry(),
-        admission: ConnectionAdmission? = nil
+        admission: ConnectionAdmission? = nil,
+        compressionMemory: CompressionMemoryBudget? = nil
     ) throws {
         self.configuration = configuration
         self.routes = RouteTable(configuration.routes)
@@ -38,6 +41,8 @@ final class GatewayEnvironment: Sendable {
         self.originPolicies = try configuration.compiledOriginPolicies()
         self.admission = admission ?? ConnectionAdmission(configuration, clock: clock)
         self.connections = connections
+        self.compressionMemory =
+            compressionMemory ?? CompressionMemoryBudget(limit: configuration.limits.compressionMemory ?? CompressionMemoryBudget.defaultLimit)
         self.trustedProxies = configuration.compiledTrustedProxies
     }
 
