@@ -66,7 +66,7 @@ import Testing
                 configuration.routes[0].pathPrefix = "/echo"
                 try await server.reload(configuration: configuration)
                 #expect(server.configuration.routes[0].pathPrefix == "/echo")
-                FileManager.default.createFile(atPath: path("go"), contents: nil)
+                _ = FileManager.default.createFile(atPath: path("go"), contents: nil)
 
                 let run = try await peer.finish(timeout: .seconds(30))
                 #expect(run.status == 0, "\(run.output)")
