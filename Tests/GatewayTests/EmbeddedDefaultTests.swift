@@ -1,5 +1,6 @@
 import MetricsTestKit
 import NIOCore
+import TLSShim
 import Testing
 
 @testable import Gateway
@@ -7,10 +8,14 @@ import Testing
 /// The embedded default (`swift run wsgate`, issue #12 §2): what a newcomer meets first. The process
 /// itself (banner, admin endpoints, exit) is in `LifecycleCLITests`.
 @Suite struct EmbeddedDefaultTests {
-    static let identity = GatewayConfiguration.InlineIdentity(certificatePEM: "unused", privateKeyPEM: "unused")
+    let identity: TLSGeneratedCertificate
+
+    init() throws {
+        self.identity = try EmbeddedDefault.makeIdentity()
+    }
 
     @Test func theAdminListenerIsOnAt127001Port9090LikeAConfigurationWithoutAnAdminKey() {
-        let configuration = EmbeddedDefault.configuration(upstreamPort: 7000, identity: Self.identity)
+        let configuration = EmbeddedDefault.configuration(upstreamPort: 7000, identity: self.identity)
         #expect(configuration.admin.enabled)
         #expect(configuration.admin.host == "127.0.0.1")
         #expect(configuration.admin.port == 9090)
@@ -18,12 +23,12 @@ import Testing
         #expect(configuration.listeners.map(\.port) == [8080, 8443])
         #expect(configuration.listeners.map { $0.tls != nil } == [false, true])
 
-        #expect(EmbeddedDefault.configuration(upstreamPort: 7000, identity: Self.identity, adminPort: 0).admin.port == 0)
-        #expect(!EmbeddedDefault.configuration(upstreamPort: 7000, identity: Self.identity, adminPort: nil).admin.enabled)
+        #expect(EmbeddedDefault.configuration(upstreamPort: 7000, identity: self.identity, adminPort: 0).admin.port == 0)
+        #expect(!EmbeddedDefault.configuration(upstreamPort: 7000, identity: self.identity, adminPort: nil).admin.enabled)
     }
 
     @Test func theDemoRouteNegotiatesPermessageDeflateWithTheClientAndOffersNoneToTheDemoUpstream() {
-        let route = EmbeddedDefault.configuration(upstreamPort: 7000, identity: Self.identity).routes
+        let route = EmbeddedDefault.configuration(upstreamPort: 7000, identity: self.identity).routes
         #expect(route.count == 1)
         #expect(route[0].extensions.permessageDeflate.client == .negotiate)
         #expect(route[0].extensions.permessageDeflate.upstream == .strip)
@@ -34,7 +39,7 @@ import Testing
     @Test func aClientThatOffersPermessageDeflateGetsItAndOneThatOffersNothingGetsNoExtension() async throws {
         let metrics = TestMetrics()
         try await withDemo { demo in
-            let embedded = EmbeddedDefault.configuration(upstreamPort: demo.port, identity: Self.identity)
+            let embedded = EmbeddedDefault.configuration(upstreamPort: demo.port, identity: self.identity)
             try await withGateway(upstreamPort: demo.port, metrics: metrics, configure: { $0.routes = embedded.routes }) { port in
                 let offer = "permessage-deflate; client_max_window_bits"
                 let compressed = try await TestWebSocketClient.rawHandshake(
