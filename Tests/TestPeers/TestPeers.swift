@@ -5,9 +5,8 @@ import Foundation
 /// programs from Debian packages (Chromium, HAProxy, OpenSSL) that `scripts/test` installs as root.
 ///
 /// Every Python peer runs this interpreter, never the `python3` on `PATH`, so a test meets the pinned
-/// packages whatever the machine has. When the environment is missing or its requirements changed, the
-/// first call provisions it (once per test process, under the script's lock), so `swift test` by hand
-/// works as well as `scripts/test`.
+/// packages whatever the machine has. `swift test` by hand works once `scripts/test` (or
+/// `scripts/provision-test-peers`) has run; before that, the tests that need a peer fail and say so.
 public enum TestPeers {
     /// The package's root directory (this file is `Tests/TestPeers/TestPeers.swift`).
     public static let packageRoot: URL = URL(fileURLWithPath: #filePath)
@@ -21,47 +20,28 @@ public enum TestPeers {
         return self.packageRoot.appendingPathComponent(".build/test-peers")
     }
 
-    /// The provisioned `python3`, provisioning it first if needed; or why there is none.
+    /// The provisioned `python3`, or why there is none.
     public static func python() throws(TestPeerError) -> String {
         try self.provisionedPython.get()
     }
 
-    /// Runs `scripts/provision-test-peers python` once per process (it returns at once when the
-    /// environment is current). Blocking is fine here: it happens once, before any peer starts. With
-    /// `WSGATE_SKIP_PYTHON=1` nothing is provisioned: an environment already there is still used.
+    /// Checks once per process that the environment exists and was made from the current
+    /// `requirements.txt` (the script keeps a copy as `.requirements`). It does not provision: pip
+    /// downloads take from seconds to minutes, which would run inside some suite's time limit and fail
+    /// it there (tried: a 60 s suite timed out while pip ran); `scripts/test` provisions before the build.
     private static let provisionedPython: Result<String, TestPeerError> = {
-        let python = TestPeers.environment.appendingPathComponent("bin/python3").path
-        let script = TestPeers.packageRoot.appendingPathComponent("scripts/provision-test-peers").path
-        if ProcessInfo.processInfo.environment["WSGATE_SKIP_PYTHON"] == "1" {
-            guard FileManager.default.isExecutableFile(atPath: python) else {
-                return .failure(TestPeerError("no provisioned Python at \(python) (WSGATE_SKIP_PYTHON=1: not provisioned)"))
-            }
-            return .success(python)
-        }
-        let log = FileManager.default.temporaryDirectory.appendingPathComponent("wsgate-provision-\(UUID().uuidString).log")
-        defer { try? FileManager.default.removeItem(at: log) }
-        do {
-            _ = FileManager.default.createFile(atPath: log.path, contents: nil)
-            let handle = try FileHandle(forWritingTo: log)
-            defer { try? handle.close() }
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: "/bin/bash")
-            process.arguments = [script, "python"]
-            process.standardInput = FileHandle.nullDevice
-            process.standardOutput = handle
-            process.standardError = handle
-            try process.run()
-            process.waitUntilExit()
-            let output = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
-            guard process.terminationStatus == 0 else {
-                return .failure(TestPeerError("the Python test peers could not be provisioned (\(script) python): \(output)"))
-            }
-            if !output.isEmpty { print(output, terminator: "") }
-        } catch {
-            return .failure(TestPeerError("cannot run \(script): \(error)"))
-        }
+        let environment = TestPeers.environment
+        let python = environment.appendingPathComponent("bin/python3").path
+        let requirements = TestPeers.packageRoot.appendingPathComponent("scripts/test-peers/requirements.txt")
+        let stamp = environment.appendingPathComponent(".requirements")
+        let remedy = "run scripts/provision-test-peers python (scripts/test does), or set WSGATE_SKIP_PYTHON=1 to skip these tests loudly"
         guard FileManager.default.isExecutableFile(atPath: python) else {
-            return .failure(TestPeerError("\(script) left no \(python)"))
+            return .failure(TestPeerError("the Python test peers are not provisioned (no \(python)): \(remedy)"))
+        }
+        guard let wanted = FileManager.default.contents(atPath: requirements.path),
+            FileManager.default.contents(atPath: stamp.path) == wanted
+        else {
+            return .failure(TestPeerError("\(requirements.path) changed since \(environment.path) was made: \(remedy)"))
         }
         return .success(python)
     }()
