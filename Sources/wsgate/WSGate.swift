@@ -61,11 +61,12 @@ struct Demo: AsyncParsableCommand {
                 )
             }
         } catch {
+            let ports = ([self.port, self.tlsPort] + (adminPort.map { [$0] } ?? [])).map(String.init).joined(separator: ", ")
             printError(
                 """
                 wsgate: cannot start: \(error)
-                (the embedded default listens on 127.0.0.1:\(self.port), \(self.tlsPort) and \(adminPort.map(String.init) ?? "no admin port"): \
-                choose others with --port, --tls-port and --admin-port, or --admin-port off)
+                (the embedded default listens on 127.0.0.1 ports \(ports): choose others with --port, --tls-port \
+                and --admin-port, or --admin-port off)
                 """
             )
             try await upstream.close()
