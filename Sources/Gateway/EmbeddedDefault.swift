@@ -83,15 +83,10 @@ public enum EmbeddedDefault {
         }
         let width = rows.map(\.0.count).max() ?? 0
         let table = rows.map { "  " + $0.0 + String(repeating: " ", count: width + 3 - $0.0.count) + $0.1 }
-        return (
-            ["wsgate is running on its embedded default, in front of a built-in demo upstream (\(host):\(upstreamPort))."]
-                + table
-                + [
-                    admin == nil ? "The admin listener is off." : nil,
-                    "Try it:",
-                    "  python3 -m websockets \(ws)/echo",
-                    "Stop with Ctrl-C.",
-                ].compactMap { $0 }
-        ).joined(separator: "\n")
+        var lines = ["wsgate is running on its embedded default, in front of a built-in demo upstream (\(host):\(upstreamPort))."]
+        lines += table
+        if admin == nil { lines.append("The admin listener is off.") }
+        lines += ["Try it:", "  python3 -m websockets \(ws)/echo", "Stop with Ctrl-C."]
+        return lines.joined(separator: "\n")
     }
 }

@@ -135,4 +135,3 @@ func runPython(_ arguments: [String], timeout: Duration) async throws -> (status
     let text = (try? String(contentsOf: output, encoding: .utf8)) ?? ""
     return (process.terminationStatus, text)
 }
-
