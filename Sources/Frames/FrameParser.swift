@@ -85,6 +85,8 @@ public struct FrameParser {
         var fragments: Int
         var bytes: Int
         var validatesUTF8: Bool
+        /// RSV1 on the first frame (RFC 7692 §6): the size limits count inflated bytes.
+        var compressed: Bool
     }
 
     @usableFromInline var state: State = .awaitingHeader
@@ -114,6 +116,13 @@ public struct FrameParser {
 
     /// Whether a fragmented data message is open (its final frame has not been completed).
     public var isInsideMessage: Bool { self.message != nil }
+
+    /// Whether the parser is between messages: no frame (or header) partly received and no fragmented
+    /// message open. The relay's frame deadline runs while this is false.
+    public var isBetweenMessages: Bool {
+        guard case .awaitingHeader = self.state else { return false }
+        return self.pendingHeaderCount == 0 && self.message == nil
+    }
 
     /// After a ``Event/header(_:)`` event: the payload chunks of this frame are masked with `key` (as a
     /// client must send them, RFC 6455 §5.3) instead of being delivered plain; `nil` delivers them plain.
@@ -260,7 +269,8 @@ public struct FrameParser {
                 opcode: header.opcode,
                 fragments: 1,
                 bytes: header.payloadLength,
-                validatesUTF8: validates
+                validatesUTF8: validates,
+                compressed: compressed
             )
             self.utf8.reset()
         }

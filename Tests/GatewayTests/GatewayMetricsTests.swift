@@ -32,9 +32,12 @@ import Testing
         metrics.rateLimited(route: "/chat", side: .upstream, limit: .controlFrames, action: .close)
         metrics.connectionLimitRefused(listener: "public", .ipHandshakeRate)
         metrics.keepAliveTimedOut(route: "/chat", side: .client)
+        metrics.frameDeadlineClosed(route: "/chat", side: .upstream)
         metrics.maxLifetimeClosed(route: "/chat")
         metrics.extensionDecided(route: "/chat", side: .client, extension: "permessage-deflate", .notOffered)
         metrics.droppedExtensions(route: "/chat", side: .client, count: 1)
+        metrics.uncompressedMessages(route: "/chat", side: .upstream, count: 2)
+        metrics.compressionMemoryDeclined(route: "/chat", side: .client)
     }
 
     /// Every series' label names, by metric name, whatever its type.
@@ -71,7 +74,7 @@ import Testing
         var policy = RelayPolicy()
         policy.metrics = GatewayMetrics(factory: test)
         policy.route = "chat.example.com/chat"
-        let state = RelayPolicyState(policy, now: .uptimeNanoseconds(0))
+        let state = RelayPolicyState(policy)
         state.countRateLimit(.client, .messages, .throttle)
         state.countKeepAliveTimeout(.upstream)
         state.countMaxLifetimeClose()
@@ -90,10 +93,10 @@ import Testing
 
     @Test func theCatalogIsEveryDeclarationOnceInDeclarationOrder() {
         let names = GatewayMetrics.catalog.map(\.name)
-        #expect(names.count == 21)
+        #expect(names.count == 24)
         #expect(Set(names).count == names.count)
         #expect(names.first == "wsgate_connections_accepted_total")
-        #expect(names.last == "wsgate_extensions_dropped_total")
+        #expect(names.last == "wsgate_compression_memory_declines_total")
         #expect(names.allSatisfy { $0.hasPrefix("wsgate_") })
         let kinds = Dictionary(uniqueKeysWithValues: GatewayMetrics.catalog.map { ($0.name, $0.kind) })
         #expect(kinds["wsgate_connections_open"] == .gauge)

@@ -172,7 +172,7 @@ extension GatewayConfiguration.Limits {
             ("request_head", self.requestHeadBytes), ("request_headers", self.requestHeaders),
             ("max_frame", self.maxFrameSize), ("max_message", self.maxMessageSize),
             ("max_fragments", self.maxFragments), ("buffer_high_watermark", self.bufferHighWatermark),
-            ("buffer_low_watermark", self.bufferLowWatermark),
+            ("buffer_low_watermark", self.bufferLowWatermark), ("compression_memory", self.compressionMemory ?? 1),
         ]
         for (key, value) in values where value <= 0 {
             throw path.key(key).error(.outOfRange, "must be greater than zero (found \(value))")
@@ -196,6 +196,9 @@ extension GatewayConfiguration.Timeouts {
         ]
         for (key, value) in values where value <= .zero {
             throw path.key(key).error(.outOfRange, "must be greater than zero (found \(value))")
+        }
+        if let frame = self.frame, frame <= .zero {
+            throw path.key("frame").error(.outOfRange, "must be greater than zero (found \(frame)); use off for no deadline")
         }
     }
 }

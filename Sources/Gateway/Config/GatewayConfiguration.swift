@@ -141,6 +141,9 @@ public struct GatewayConfiguration: Sendable, Hashable {
         public var bufferHighWatermark: Int = 256 * 1024
         /// Reading resumes below it. Default: 64 KiB.
         public var bufferLowWatermark: Int = 64 * 1024
+        /// Process-wide budget for zlib memory of permessage-deflate (issue #10 item 7); once spent, new
+        /// connections open without compression. `nil`: a quarter of the machine's physical memory.
+        public var compressionMemory: Int?
 
         public init() {}
     }
@@ -170,6 +173,10 @@ public struct GatewayConfiguration: Sendable, Hashable {
         public var pongDeadline: Duration = .seconds(20)
         /// A connection open this long gets 1001 on both legs; `nil` for no limit. Default: `nil`.
         public var maxLifetime: Duration?
+        /// A frame, and a fragmented message, must arrive whole within this long however steadily its
+        /// bytes trickle; otherwise its sender gets Close 1008 and the other leg 1001. `nil` turns it off.
+        /// Default: 30 s (issue #10).
+        public var frame: Duration? = .seconds(30)
 
         public init() {}
     }

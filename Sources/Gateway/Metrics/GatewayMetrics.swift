@@ -37,10 +37,14 @@ struct GatewayMetrics: Sendable {
     let rateLimitDecisions: CounterFamily<RateLimitLabels>
     let connectionLimitRefusals: CounterFamily<ConnectionLimitLabels>
     let keepAliveTimeouts: CounterFamily<RouteSideLabels>
+    let frameDeadlineCloses: CounterFamily<RouteSideLabels>
     let maxLifetimeCloses: CounterFamily<RouteLabels>
     // permessage-deflate (issue #5 A).
     let extensionDecisions: CounterFamily<ExtensionDecisionLabels>
     let extensionsDropped: CounterFamily<RouteSideLabels>
+    // Compression (issue #10 items 5 and 7).
+    let compressionUncompressedMessages: CounterFamily<RouteSideLabels>
+    let compressionMemoryDeclines: CounterFamily<RouteSideLabels>
 
     /// The histogram's name, for its buckets on the Prometheus factory.
     static let upstreamConnectSecondsName = "wsgate_upstream_connect_seconds"
@@ -72,6 +76,11 @@ struct GatewayMetrics: Sendable {
         self.rateLimitDecisions = .init("wsgate_rate_limit_decisions_total", help: "rate limits reached", factory: f)
         self.connectionLimitRefusals = .init("wsgate_connection_limit_refusals_total", help: "connections refused by a cap", factory: f)
         self.keepAliveTimeouts = .init("wsgate_keepalive_timeouts_total", help: "legs closed for an unanswered keep-alive ping", factory: f)
+        self.frameDeadlineCloses = .init(
+            "wsgate_frame_deadline_closes_total",
+            help: "legs closed with 1008 for a frame or message not whole within timeouts.frame",
+            factory: f
+        )
         self.maxLifetimeCloses = .init("wsgate_max_lifetime_closes_total", help: "connections closed at their maximum lifetime", factory: f)
         self.extensionDecisions = .init(
             "wsgate_extension_decisions_total",
@@ -81,6 +90,16 @@ struct GatewayMetrics: Sendable {
         self.extensionsDropped = .init(
             "wsgate_extensions_dropped_total",
             help: "offered extensions the gateway does not implement (never forwarded)",
+            factory: f
+        )
+        self.compressionUncompressedMessages = .init(
+            "wsgate_compression_uncompressed_messages_total",
+            help: "messages sent uncompressed toward a compressing leg because compressing did not make them smaller",
+            factory: f
+        )
+        self.compressionMemoryDeclines = .init(
+            "wsgate_compression_memory_declines_total",
+            help: "permessage-deflate not negotiated because limits.compression_memory was spent",
             factory: f
         )
     }

@@ -129,7 +129,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     private func plan(_ request: ClientUpgradeRequest, context: ChannelHandlerContext) -> UpstreamPlan {
         let (member, upstream) = self.environment.pools[request.route.index].pick()
         self.recorder.upstreamPicked(upstream)
-        let handshake = UpstreamHandshake(subprotocolsOffered: request.subprotocols, deflateOffer: Self.upstreamDeflateOffer(request))
+        let handshake = UpstreamHandshake(subprotocolsOffered: request.subprotocols, deflateOffer: Self.upstreamDeflateOffer(request, budget: self.environment.compressionMemory, metrics: self.environment.metrics))
         let head = handshake.requestHead(
             for: request,
             upstream: upstream,
@@ -224,7 +224,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
             ("Sec-WebSocket-Accept", HandshakeKey.acceptValue(forKey: request.key)),
         ]
         if let subprotocol = agreement.subprotocol { headers.append(("Sec-WebSocket-Protocol", subprotocol)) }
-        let extensions = Self.negotiateExtensions(request, upstreamDeflate: agreement.upstreamDeflate, metrics: self.environment.metrics)
+        let extensions = Self.negotiateExtensions(request, upstreamDeflate: agreement.upstreamDeflate, metrics: self.environment.metrics, budget: self.environment.compressionMemory)
         if let answer = extensions.clientAnswer { headers.append(("Sec-WebSocket-Extensions", answer)) }
         self.recorder.switched(subprotocol: agreement.subprotocol, extensions: extensions)
         var bytes = context.channel.allocator.buffer(capacity: 256)
@@ -240,15 +240,11 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
             compression: extensions.compression
         )
         self.recorder.relayStarted(session, route: request.route.route.label)
-        // Operations (issue #6): the drain's hold on the session.
-        let boundSession = NIOLoopBound(session, eventLoop: context.eventLoop)
-        self.environment.connections.attach(
-            context.channel,
-            drain: { boundSession.value.drain() },
-            forceClose: { boundSession.value.forceClose() }
-        )
         do {
             try pipelineSwitch.installRelay(session, after: self)
+            // The relay handler is in place: a drain under way reaches it now, as the registry's
+            // `ChannelShouldQuiesceEvent` (issue #10).
+            self.environment.connections.attach(context.channel)
         } catch {
             self.perform(self.machine.pipelineFailed("\(error)"), context: context)
         }
