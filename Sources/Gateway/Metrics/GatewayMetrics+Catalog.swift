@@ -84,8 +84,35 @@ extension GatewayMetrics {
     func close(side: String, code: CloseCode?, byPeer: Bool) {
         self.count(
             "wsgate_close_codes_total",
-            [("side", side), ("code", code.map { String($0.rawValue) } ?? "1005"), ("by", byPeer ? "peer" : "gateway")]
+            [("side", side), ("code", Self.closeCodeLabel(code)), ("by", byPeer ? "peer" : "gateway")]
         )
+    }
+
+    /// The `code` label of a close code. A peer chooses its code, so only the RFC 6455 §7.4.1 codes
+    /// (1000–1015: at most 16 values) are labelled by number; the registered and private ranges are
+    /// `3xxx` and `4xxx`, anything else `other` (a peer must not be able to mint time series).
+    /// No code at all is 1005, as RFC 6455 §7.1.5 says.
+    static func closeCodeLabel(_ code: CloseCode?) -> String {
+        guard let code else { return "1005" }
+        switch code.rawValue {
+        case 1000...1015: return String(code.rawValue)
+        case 3000...3999: return "3xxx"
+        case 4000...4999: return "4xxx"
+        default: return "other"
+        }
+    }
+
+    /// An upgrade request answered with an HTTP error. The gateway's own statuses are a fixed set and
+    /// keep their number; a status relayed from an upstream (`upstream-refused`) is the upstream's
+    /// choice, so it is labelled by class (`4xx`), or `other` outside 100–599.
+    func upgradeRefused(listener: String, _ rejection: HandshakeRejection) {
+        let status = rejection.response.status
+        let label = rejection.reason == HandshakeRejection.upstreamRefusedReason ? Self.statusClassLabel(status) : String(status)
+        self.count("wsgate_upgrades_refused_total", [("listener", listener), ("reason", rejection.reason), ("status", label)])
+    }
+
+    static func statusClassLabel(_ status: Int) -> String {
+        (100...599).contains(status) ? "\(status / 100)xx" : "other"
     }
 
     /// A TLS handshake failed on `leg`; recorded as close code 1015 on that leg as well.

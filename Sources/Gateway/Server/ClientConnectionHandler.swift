@@ -86,7 +86,8 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         if let tlsError = error as? TLSError, tlsError.code.isHandshakeFailure {
-            // No HTTP answer is possible; the connection is recorded as lost to a failed TLS handshake
+            // No HTTP answer is possible (a plain HTTP request got its clear-text 400 from the TLS handler);
+            // the connection is recorded as lost to a failed TLS handshake
             // (close code 1015, never sent in a Close frame: RFC 6455 §7.4.1).
             self.record.closeCode = Int(CloseCode.tlsHandshakeFailure.rawValue)
             self.record.closedBy = "gateway"
@@ -252,7 +253,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
                     headers: headers.map { ($0.name, $0.value) } + [("Connection", "close")],
                     body: body.readBytes(length: body.readableBytes) ?? []
                 )
-                self.refuse(context: context, HandshakeRejection(response: relayed, reason: "upstream-refused"))
+                self.refuse(context: context, HandshakeRejection(response: relayed, reason: HandshakeRejection.upstreamRefusedReason))
             }
         }
     }
@@ -420,10 +421,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     /// client sends afterwards is read.
     private func refuse(context: ChannelHandlerContext, _ rejection: HandshakeRejection) {
         guard self.end() else { return }
-        self.environment.metrics.count(
-            "wsgate_upgrades_refused_total",
-            [("listener", self.record.listener), ("reason", rejection.reason), ("status", String(rejection.response.status))]
-        )
+        self.environment.metrics.upgradeRefused(listener: self.record.listener, rejection)
         context.channel.setOption(.autoRead, value: false).whenComplete { _ in }
         var bytes = context.channel.allocator.buffer(capacity: 256)
         rejection.response.write(to: &bytes)
