@@ -16,12 +16,13 @@
 /// ```
 extension YAMLConfigurationReader {
     func connectionLimits(_ field: YAMLField) throws(ConfigurationError) -> GatewayConfiguration.ConnectionLimits {
-        let map = try field.mapping(keys: ["per_ip_connections", "per_ip_handshakes"])
+        let map = try field.mapping(keys: ["per_ip_connections", "per_ip_handshakes", "ipv6_prefix"])
         var limits = GatewayConfiguration.ConnectionLimits()
         if let value = map.optional("per_ip_connections"), !(try Self.isOff(value)) {
             limits.perIPConnections = try value.count()
         }
         if let value = map.optional("per_ip_handshakes") { limits.perIPHandshakes = try Self.rate(value, sizes: false) }
+        if let value = map.optional("ipv6_prefix") { limits.ipv6Prefix = try value.count() }
         return limits
     }
 
@@ -111,6 +112,9 @@ extension GatewayConfiguration {
             throw connections.key("per_ip_connections").error("must be greater than zero (found \(limit))")
         }
         try self.connectionLimits.perIPHandshakes?.validate(at: connections.key("per_ip_handshakes"))
+        if !(1...128).contains(self.connectionLimits.ipv6Prefix) {
+            throw connections.key("ipv6_prefix").error("must be a prefix length from 1 to 128 (found \(self.connectionLimits.ipv6Prefix))")
+        }
         _ = try self.compiledOriginPolicies()
         for (index, route) in self.routes.enumerated() {
             let path = root.key("routes").index(index).key("rate_limits")
