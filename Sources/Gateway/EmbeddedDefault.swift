@@ -9,27 +9,27 @@ public enum EmbeddedDefault {
     public static let tlsPort = 8443
 
     /// A fresh self-signed certificate for `localhost` and 127.0.0.1 (ECDSA P-256, 30 days).
-    public static func makeIdentity() throws -> GatewayConfiguration.InlineIdentity {
+    public static func makeIdentity() throws -> TLSGeneratedCertificate {
         let certificate = try TLSCertificateGenerator.selfSigned(
             TLSCertificateRequest(commonName: "wsgate embedded default") {
                 $0.dnsNames = ["localhost"]
                 $0.ipAddresses = ["127.0.0.1", "::1"]
             }
         )
-        return .init(certificatePEM: certificate.certificatePEM, privateKeyPEM: certificate.privateKeyPEM)
+        return certificate
     }
 
     /// The gateway configuration in front of a demo upstream listening on `upstreamPort`.
     public static func configuration(
         upstreamPort: Int,
-        identity: GatewayConfiguration.InlineIdentity,
+        identity: TLSGeneratedCertificate,
         port: Int = EmbeddedDefault.port,
         tlsPort: Int = EmbeddedDefault.tlsPort
     ) -> GatewayConfiguration {
         GatewayConfiguration(
             listeners: [
                 .init(name: "ws", host: host, port: port),
-                .init(name: "wss", host: host, port: tlsPort, tls: .init(inline: identity)),
+                .init(name: "wss", host: host, port: tlsPort, tls: TLSServerConfiguration(defaultIdentity: identity.identity)),
             ],
             routes: [.init(pathPrefix: "/", upstreams: [.init(scheme: .ws, host: host, port: upstreamPort)])]
         )

@@ -38,6 +38,15 @@ public struct TLSPEMSource: Hashable, Sendable, CustomStringConvertible {
     /// PEM text in memory.
     public static func pem(_ text: String) -> TLSPEMSource { TLSPEMSource(base: .pem(text)) }
 
+    /// The path of a ``file(_:)`` source; `nil` for in-memory PEM. For configuration checks that name
+    /// the file (an empty path) before the context is built.
+    public var filePath: String? {
+        switch self.base {
+        case .file(let path): path
+        case .pem: nil
+        }
+    }
+
     public var description: String {
         switch self.base {
         case .file(let path): "file \(path)"

@@ -44,7 +44,7 @@ import Testing
 
         let metrics = TestMetrics()
         try await withGatewayAndDemo(metrics: metrics, configure: {
-            $0.listeners[0] = .init(name: "wss", host: "127.0.0.1", port: 0, tls: .init(inline: identity))
+            $0.listeners[0] = .init(name: "wss", host: "127.0.0.1", port: 0, tls: .init(defaultIdentity: identity.identity))
             // Both pages are listed: the http: one is refused by the mixed-content rule alone.
             $0.routes[0].origins.allow = [httpsOrigin, httpOrigin]
             $0.routes[0].extensions.permessageDeflate.client = .negotiate

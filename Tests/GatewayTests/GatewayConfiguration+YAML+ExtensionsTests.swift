@@ -32,23 +32,23 @@ import Testing
     }
 
     @Test(arguments: [
-        ("{permessage_deflate: {client: compress}}", "routes[0].extensions.permessage_deflate.client", "negotiate or strip"),
-        ("{permessage_deflate: {upstream: yes}}", "routes[0].extensions.permessage_deflate.upstream", "negotiate or strip"),
-        ("{permessage_deflate: {max_window_bits: 8}}", "routes[0].extensions.permessage_deflate.max_window_bits", "8-bit window"),
-        ("{permessage_deflate: {max_window_bits: 16}}", "routes[0].extensions.permessage_deflate.max_window_bits", "out of range"),
-        ("{permessage_deflate: {compression_level: 10}}", "routes[0].extensions.permessage_deflate.compression_level", "out of range"),
-        ("{permessage_deflate: {memory_level: 0}}", "routes[0].extensions.permessage_deflate.memory_level", "out of range"),
-        ("{permessage_deflate: {no_context_takeover: 1}}", "routes[0].extensions.permessage_deflate.no_context_takeover", "boolean"),
-        ("{permessage_deflate: {clinet: negotiate}}", "routes[0].extensions.permessage_deflate.clinet", "did you mean"),
-        ("{permessage-deflate: {client: negotiate}}", "routes[0].extensions.permessage-deflate", "unknown key"),
-        ("[permessage_deflate]", "routes[0].extensions", "expected a mapping"),
+        (ConfigurationError.Code.invalidValue, "{permessage_deflate: {client: compress}}", "routes[0].extensions.permessage_deflate.client", "negotiate or strip"),
+        (.invalidValue, "{permessage_deflate: {upstream: yes}}", "routes[0].extensions.permessage_deflate.upstream", "negotiate or strip"),
+        (.outOfRange, "{permessage_deflate: {max_window_bits: 8}}", "routes[0].extensions.permessage_deflate.max_window_bits", "8-bit window"),
+        (.outOfRange, "{permessage_deflate: {max_window_bits: 16}}", "routes[0].extensions.permessage_deflate.max_window_bits", "out of range"),
+        (.outOfRange, "{permessage_deflate: {compression_level: 10}}", "routes[0].extensions.permessage_deflate.compression_level", "out of range"),
+        (.outOfRange, "{permessage_deflate: {memory_level: 0}}", "routes[0].extensions.permessage_deflate.memory_level", "out of range"),
+        (.invalidValue, "{permessage_deflate: {no_context_takeover: 1}}", "routes[0].extensions.permessage_deflate.no_context_takeover", "boolean"),
+        (.unknownKey, "{permessage_deflate: {clinet: negotiate}}", "routes[0].extensions.permessage_deflate.clinet", "did you mean"),
+        (.unknownKey, "{permessage-deflate: {client: negotiate}}", "routes[0].extensions.permessage-deflate", "unknown key"),
+        (.wrongType, "[permessage_deflate]", "routes[0].extensions", "expected a mapping"),
     ])
-    func errorsNameTheKeyPath(extensions: String, keyPath: String, message: String) {
+    func errorsNameTheKeyPath(code: ConfigurationError.Code, extensions: String, keyPath: String, message: String) {
         #expect {
             try self.parse(extensions)
         } throws: { error in
             guard let error = error as? ConfigurationError else { return false }
-            return error.keyPath == keyPath && error.message.contains(message)
+            return error.code == code && error.keyPath == keyPath && error.message.contains(message)
         }
     }
 }

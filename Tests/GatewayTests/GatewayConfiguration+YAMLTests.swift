@@ -1,4 +1,5 @@
 import Foundation
+import TLSShim
 import Testing
 
 @testable import Gateway
@@ -26,13 +27,14 @@ private func parseError(_ yaml: String, baseDirectory: String? = nil) -> Configu
     }
 }
 
-/// A document that must fail at `keyPath` with a message containing `message`.
+/// A document that must fail with `code` at `keyPath`, with a message containing `message`.
 struct InvalidDocument: Sendable, CustomTestStringConvertible {
+    var code: ConfigurationError.Code
     var yaml: String
     var keyPath: String
     var message: String
 
-    var testDescription: String { "\(self.keyPath): \(self.message)" }
+    var testDescription: String { "\(self.code) \(self.keyPath): \(self.message)" }
 }
 
 @Suite struct GatewayConfigurationYAMLTests {
@@ -66,12 +68,14 @@ struct InvalidDocument: Sendable, CustomTestStringConvertible {
     @Test func fullExampleParsesToTheExpectedValue() throws {
         let parsed = try GatewayConfiguration(yaml: Self.fullExample, baseDirectory: "/etc/wsgate")
 
-        var upstreamTLS = GatewayConfiguration.UpstreamTLS()
-        upstreamTLS.verify = false
-        upstreamTLS.caPath = "/etc/wsgate/certs/ca.pem"
-        upstreamTLS.serverName = "app.internal"
-        upstreamTLS.clientCertificatePath = "/etc/wsgate/c.pem"
-        upstreamTLS.clientPrivateKeyPath = "/etc/wsgate/c.key"
+        let upstreamTLS = GatewayConfiguration.UpstreamTLS(
+            configuration: TLSClientConfiguration {
+                $0.certificateVerification = .none
+                $0.trustRoots = .certificates(.file("/etc/wsgate/certs/ca.pem"))
+                $0.identity = TLSIdentity(certificateChain: .file("/etc/wsgate/c.pem"), privateKey: .file("/etc/wsgate/c.key"))
+            },
+            serverName: "app.internal"
+        )
         var limits = GatewayConfiguration.Limits()
         limits.requestHeadBytes = 8192
         limits.requestHeaders = 50
@@ -87,24 +91,26 @@ struct InvalidDocument: Sendable, CustomTestStringConvertible {
         timeouts.upstreamHandshake = .seconds(120)
         timeouts.close = .seconds(3600)
         timeouts.idle = .seconds(45)
-        let expected = GatewayConfiguration(
+        var expected = GatewayConfiguration(
             listeners: [
                 .init(
                     name: "public",
                     host: "0.0.0.0",
                     port: 8443,
-                    tls: .init(
-                        certificatePath: "/etc/wsgate/certs/gateway.pem",
-                        privateKeyPath: "/etc/wsgate/certs/gateway.key",
-                        sniCertificates: [
-                            .init(
+                    tls: TLSServerConfiguration(
+                        defaultIdentity: TLSIdentity(
+                            certificateChain: .file("/etc/wsgate/certs/gateway.pem"),
+                            privateKey: .file("/etc/wsgate/certs/gateway.key")
+                        )
+                    ) {
+                        $0.virtualHosts = [
+                            TLSVirtualHost(
                                 serverNames: ["api.example.com", "*.example.org"],
-                                certificatePath: "/etc/wsgate/certs/api.pem",
-                                privateKeyPath: "/etc/ssl/api.key"
+                                identity: TLSIdentity(certificateChain: .file("/etc/wsgate/certs/api.pem"), privateKey: .file("/etc/ssl/api.key"))
                             )
-                        ],
-                        minimumVersion: .v1_3
-                    )
+                        ]
+                        $0.minimumVersion = .tls1_3
+                    }
                 ),
                 .init(host: "::1", port: 8080),
             ],
@@ -114,8 +120,8 @@ struct InvalidDocument: Sendable, CustomTestStringConvertible {
                     pathPrefix: "/chat",
                     upstreams: [
                         .init(scheme: .ws, host: "127.0.0.1", port: 9000),
-                        .init(scheme: .wss, host: "app.internal", port: 8443, path: "/socket", tls: upstreamTLS),
-                        .init(scheme: .wss, host: "::1", port: 443, tls: upstreamTLS),
+                        .init(scheme: .wss, host: "app.internal", port: 8443, path: "/socket"),
+                        .init(scheme: .wss, host: "::1", port: 443),
                     ],
                     subprotocols: ["chat.v1"]
                 ),
@@ -125,6 +131,7 @@ struct InvalidDocument: Sendable, CustomTestStringConvertible {
             timeouts: timeouts,
             accessLog: .file("/etc/wsgate/logs/access.log")
         )
+        expected.routes[0].upstreamTLS = upstreamTLS
         #expect(parsed == expected)
         #expect(parsed.listeners[1].name == "[::1]:8080")
     }
@@ -170,154 +177,139 @@ struct InvalidDocument: Sendable, CustomTestStringConvertible {
         #expect(parsed.accessLog == expected)
     }
 
-    @Test(arguments: [("1.2", GatewayConfiguration.TLSVersion.v1_2), ("\"1.3\"", .v1_3), ("'1.3'", .v1_3)])
-    func tlsVersionsMayBeQuotedOrNot(text: String, expected: GatewayConfiguration.TLSVersion) throws {
+    @Test(arguments: [("1.2", TLSVersion.tls1_2), ("\"1.3\"", .tls1_3), ("'1.3'", .tls1_3)])
+    func tlsVersionsMayBeQuotedOrNot(text: String, expected: TLSVersion) throws {
         let listener = #"{address: "0.0.0.0:1", tls: {certificate: a, key: b, min_version: \#(text)}}"#
         let parsed = try GatewayConfiguration(yaml: document(listeners: listener))
         #expect(parsed.listeners[0].tls?.minimumVersion == expected)
     }
 
-    // MARK: Upstream URLs
-
-    @Test(arguments: [
-        ("ws://127.0.0.1:9000", GatewayConfiguration.Upstream(scheme: .ws, host: "127.0.0.1", port: 9000)),
-        ("ws://app", .init(scheme: .ws, host: "app", port: 80)),
-        ("wss://app", .init(scheme: .wss, host: "app", port: 443)),
-        ("WSS://app.internal:8443/socket", .init(scheme: .wss, host: "app.internal", port: 8443, path: "/socket")),
-        ("ws://[::1]:9000/a/b", .init(scheme: .ws, host: "::1", port: 9000, path: "/a/b")),
-        ("wss://[2001:db8::1]", .init(scheme: .wss, host: "2001:db8::1", port: 443)),
-        ("ws://app/", .init(scheme: .ws, host: "app", port: 80, path: "/")),
-    ])
-    func upstreamURLs(text: String, expected: GatewayConfiguration.Upstream) throws {
-        let parsed = try GatewayConfiguration(yaml: document(routes: "{upstreams: [\"\(text)\"]}"))
-        #expect(parsed.routes[0].upstreams == [expected])
-    }
-
     // MARK: Errors
 
-    /// One invalid document per rule: the exact key path and a fragment of the message.
-    static let invalidDocuments = invalidDocumentTable.map { InvalidDocument(yaml: $0.0, keyPath: $0.1, message: $0.2) }
+    /// One invalid document per rule: the code, the exact key path and a fragment of the message.
+    static let invalidDocuments = invalidDocumentTable.map { InvalidDocument(code: $0.0, yaml: $0.1, keyPath: $0.2, message: $0.3) }
 
-    private static let invalidDocumentTable: [(String, String, String)] = [
+    private static let invalidDocumentTable: [(ConfigurationError.Code, String, String, String)] = [
         // Upstream URLs.
-        (
+        (.invalidValue,
             document(routes: #"{upstreams: ["ws://a:1"]}, {path: /x, upstreams: ["http://x"]}"#),
             "routes[1].upstreams[0]", #""http://x" is not a ws:// or wss:// URL"#
         ),
-        (document(routes: #"{upstreams: ["127.0.0.1:9000"]}"#), "routes[0].upstreams[0]", "is not a ws:// or wss:// URL"),
-        (document(routes: #"{upstreams: ["ws://h:70000"]}"#), "routes[0].upstreams[0]", "port 70000 is out of range 1–65535"),
-        (document(routes: #"{upstreams: ["ws://h:0"]}"#), "routes[0].upstreams[0]", "port 0 is out of range 1–65535"),
-        (document(routes: #"{upstreams: ["ws://h:"]}"#), "routes[0].upstreams[0]", "has no valid port"),
-        (document(routes: #"{upstreams: ["ws://:80"]}"#), "routes[0].upstreams[0]", "has no host"),
-        (document(routes: #"{upstreams: ["ws://h/p?q=1"]}"#), "routes[0].upstreams[0]", "has a query"),
-        (document(routes: #"{upstreams: ["ws://u:p@h"]}"#), "routes[0].upstreams[0]", "has user information"),
-        (document(routes: #"{upstreams: ["wss://[::1"]}"#), "routes[0].upstreams[0]", #"has no closing "]""#),
-        (document(routes: #"{upstreams: ["wss://[nope]:1"]}"#), "routes[0].upstreams[0]", "is not an IPv6 address"),
-        (document(routes: #"{upstreams: ["ws://bad host"]}"#), "routes[0].upstreams[0]", "has white space"),
-        (document(routes: #"{upstreams: []}"#), "routes[0].upstreams", "at least one upstream is required"),
-        (document(routes: #"{path: /}"#), "routes[0].upstreams", "required key is missing"),
-        (document(routes: #"{upstreams: "ws://a"}"#), "routes[0].upstreams", #"expected a list, found the value "ws://a""#),
+        (.invalidValue, document(routes: #"{upstreams: ["127.0.0.1:9000"]}"#), "routes[0].upstreams[0]", "is not a ws:// or wss:// URL"),
+        (.outOfRange, document(routes: #"{upstreams: ["ws://h:70000"]}"#), "routes[0].upstreams[0]", "port 70000 is out of range 1–65535"),
+        (.outOfRange, document(routes: #"{upstreams: ["ws://h:0"]}"#), "routes[0].upstreams[0]", "port 0 is out of range 1–65535"),
+        (.invalidValue, document(routes: #"{upstreams: ["ws://h:"]}"#), "routes[0].upstreams[0]", "has no valid port"),
+        (.invalidValue, document(routes: #"{upstreams: ["ws://:80"]}"#), "routes[0].upstreams[0]", "has no host"),
+        (.invalidValue, document(routes: #"{upstreams: ["ws://h/p?q=1"]}"#), "routes[0].upstreams[0]", "has a query"),
+        (.invalidValue, document(routes: #"{upstreams: ["ws://u:p@h"]}"#), "routes[0].upstreams[0]", "has user information"),
+        (.invalidValue, document(routes: #"{upstreams: ["wss://[::1"]}"#), "routes[0].upstreams[0]", #"has no closing "]""#),
+        (.invalidValue, document(routes: #"{upstreams: ["wss://[nope]:1"]}"#), "routes[0].upstreams[0]", "is not an IPv6 address"),
+        (.invalidValue, document(routes: #"{upstreams: ["ws://bad host"]}"#), "routes[0].upstreams[0]", "has white space"),
+        (.missingKey, document(routes: #"{upstreams: []}"#), "routes[0].upstreams", "at least one upstream is required"),
+        (.missingKey, document(routes: #"{path: /}"#), "routes[0].upstreams", "required key is missing"),
+        (.wrongType, document(routes: #"{upstreams: "ws://a"}"#), "routes[0].upstreams", #"expected a list, found the value "ws://a""#),
         // Sizes, counts, durations.
-        (document(extra: "limits: {max_message: 10 MB}"), "limits.max_message", #""10 MB" is not a size (use B, KiB, MiB, GiB, KB, MB, GB)"#),
-        (document(extra: "limits: {max_frame: 16kib}"), "limits.max_frame", "is not a size"),
-        (document(extra: "limits: {max_frame: 99999999999GiB}"), "limits.max_frame", "is too large"),
-        (document(extra: "limits: {request_headers: many}"), "limits.request_headers", #""many" is not a whole number"#),
-        (document(extra: "limits: {max_fragments: 99999999999999999999}"), "limits.max_fragments", "is too large"),
-        (document(extra: "limits: {max_frame: 0}"), "limits.max_frame", "must be greater than zero (found 0)"),
-        (document(extra: "limits: {max_fragments: -1}"), "limits.max_fragments", "must be greater than zero (found -1)"),
-        (
+        (.invalidValue, document(extra: "limits: {max_message: 10 MB}"), "limits.max_message", #""10 MB" is not a size (use B, KiB, MiB, GiB, KB, MB, GB)"#),
+        (.invalidValue, document(extra: "limits: {max_frame: 16kib}"), "limits.max_frame", "is not a size"),
+        (.outOfRange, document(extra: "limits: {max_frame: 99999999999GiB}"), "limits.max_frame", "is too large"),
+        (.invalidValue, document(extra: "limits: {request_headers: many}"), "limits.request_headers", #""many" is not a whole number"#),
+        (.outOfRange, document(extra: "limits: {max_fragments: 99999999999999999999}"), "limits.max_fragments", "is too large"),
+        (.outOfRange, document(extra: "limits: {max_frame: 0}"), "limits.max_frame", "must be greater than zero (found 0)"),
+        (.outOfRange, document(extra: "limits: {max_fragments: -1}"), "limits.max_fragments", "must be greater than zero (found -1)"),
+        (.conflict,
             document(extra: "limits: {buffer_low_watermark: 256KiB, buffer_high_watermark: 64KiB}"),
             "limits.buffer_low_watermark", "262144 bytes must be less than buffer_high_watermark (65536 bytes)"
         ),
-        (document(extra: "limits: {buffer_low_watermark: 256KiB}"), "limits.buffer_low_watermark", "must be less than buffer_high_watermark"),
-        (document(extra: "timeouts: {idle: 120}"), "timeouts.idle", "120 has no unit: add one (ms, s, m, h), for example 120s"),
-        (document(extra: "timeouts: {close: 10 s}"), "timeouts.close", #""10 s" is not a duration (use ms, s, m, h, e.g. 250ms, 10s, 1m30s)"#),
-        (document(extra: "timeouts: {close: 9999999999h}"), "timeouts.close", "is too large"),
-        (document(extra: "timeouts: {upstream_connect: 0ms}"), "timeouts.upstream_connect", "must be greater than zero"),
+        (.conflict, document(extra: "limits: {buffer_low_watermark: 256KiB}"), "limits.buffer_low_watermark", "must be less than buffer_high_watermark"),
+        (.invalidValue, document(extra: "timeouts: {idle: 120}"), "timeouts.idle", "120 has no unit: add one (ms, s, m, h), for example 120s"),
+        (.invalidValue, document(extra: "timeouts: {close: 10 s}"), "timeouts.close", #""10 s" is not a duration (use ms, s, m, h, e.g. 250ms, 10s, 1m30s)"#),
+        (.outOfRange, document(extra: "timeouts: {close: 9999999999h}"), "timeouts.close", "is too large"),
+        (.outOfRange, document(extra: "timeouts: {upstream_connect: 0ms}"), "timeouts.upstream_connect", "must be greater than zero"),
         // Unknown keys, at every level.
-        (document(extra: "timeouts: {idel: 10s}"), "timeouts.idel", #"unknown key "idel" (did you mean "idle"?)"#),
-        (document(extra: "routs: []"), "routs", #"unknown key "routs" (did you mean "routes"?)"#),
-        (document(extra: "colour: blue"), "colour", #"unknown key "colour" (valid keys: listeners, routes, limits, timeouts, access_log, connection_limits, admin)"#),
-        (document(listeners: #"{adress: "1.2.3.4:5"}"#), "listeners[0].adress", #"unknown key "adress" (did you mean "address"?)"#),
-        (document(routes: #"{upstreams: ["wss://a"], upstream_tls: {verfy: false}}"#), "routes[0].upstream_tls.verfy", "unknown key"),
-        (document(extra: "limits: {max_message_size: 1MiB}"), "limits.max_message_size", "unknown key"),
+        (.unknownKey, document(extra: "timeouts: {idel: 10s}"), "timeouts.idel", #"unknown key "idel" (did you mean "idle"?)"#),
+        (.unknownKey, document(extra: "routs: []"), "routs", #"unknown key "routs" (did you mean "routes"?)"#),
+        (.unknownKey, document(extra: "colour: blue"), "colour", #"unknown key "colour" (valid keys: listeners, routes, limits, timeouts, access_log, connection_limits, admin)"#),
+        (.unknownKey, document(listeners: #"{adress: "1.2.3.4:5"}"#), "listeners[0].adress", #"unknown key "adress" (did you mean "address"?)"#),
+        (.unknownKey, document(routes: #"{upstreams: ["wss://a"], upstream_tls: {verfy: false}}"#), "routes[0].upstream_tls.verfy", "unknown key"),
+        (.unknownKey, document(extra: "limits: {max_message_size: 1MiB}"), "limits.max_message_size", "unknown key"),
         // Listeners.
-        (document(listeners: #"{address: "0.0.0.0:70000"}"#), "listeners[0].address", "port 70000 is out of range 1–65535"),
-        (document(listeners: #"{address: "0.0.0.0"}"#), "listeners[0].address", "has no port"),
-        (document(listeners: #"{address: ":8080"}"#), "listeners[0].address", "has no host"),
-        (document(listeners: #"{address: "::1:8080"}"#), "listeners[0].address", "put an IPv6 address in brackets"),
-        (document(listeners: #"{address: "[::g]:8080"}"#), "listeners[0].address", #""::g" is not an IPv6 address"#),
-        (document(listeners: #"{address: "bad_host!:8080"}"#), "listeners[0].address", "is not an IP address or host name"),
-        (document(listeners: #"{name: x}"#), "listeners[0].address", "required key is missing"),
-        (document(listeners: #"{address: }"#), "listeners[0].address", "required key has no value"),
-        (document(listeners: ""), "listeners", "at least one listener is required"),
-        ("routes: [{upstreams: [\"ws://a\"]}]", "listeners", "required key is missing"),
-        ("listeners: {address: \"1.2.3.4:5\"}\nroutes: []", "listeners", "expected a list, found a mapping"),
-        (
+        (.outOfRange, document(listeners: #"{address: "0.0.0.0:70000"}"#), "listeners[0].address", "port 70000 is out of range 1–65535"),
+        (.invalidValue, document(listeners: #"{address: "0.0.0.0"}"#), "listeners[0].address", "has no port"),
+        (.invalidValue, document(listeners: #"{address: ":8080"}"#), "listeners[0].address", "has no host"),
+        (.invalidValue, document(listeners: #"{address: "::1:8080"}"#), "listeners[0].address", "put an IPv6 address in brackets"),
+        (.invalidValue, document(listeners: #"{address: "[::g]:8080"}"#), "listeners[0].address", #""::g" is not an IPv6 address"#),
+        (.invalidValue, document(listeners: #"{address: "bad_host!:8080"}"#), "listeners[0].address", "is not an IP address or host name"),
+        (.missingKey, document(listeners: #"{name: x}"#), "listeners[0].address", "required key is missing"),
+        (.missingKey, document(listeners: #"{address: }"#), "listeners[0].address", "required key has no value"),
+        (.missingKey, document(listeners: ""), "listeners", "at least one listener is required"),
+        (.missingKey, "routes: [{upstreams: [\"ws://a\"]}]", "listeners", "required key is missing"),
+        (.wrongType, "listeners: {address: \"1.2.3.4:5\"}\nroutes: []", "listeners", "expected a list, found a mapping"),
+        (.conflict,
             document(listeners: #"{address: "127.0.0.1:8080"}, {address: "127.0.0.1:8080"}"#),
             "listeners[1].address", "127.0.0.1:8080 is already used by listeners[0]"
         ),
-        (
+        (.conflict,
             document(listeners: #"{address: "[::1]:8080"}, {address: "[::1]:8081"}, {address: "[::1]:8080"}"#),
             "listeners[2].address", "[::1]:8080 is already used by listeners[0]"
         ),
-        (
+        (.conflict,
             document(listeners: #"{name: a, address: "127.0.0.1:1"}, {name: a, address: "127.0.0.1:2"}"#),
             "listeners[1].name", #""a" is already used by listeners[0]"#
         ),
         // Listener TLS.
-        (
+        (.invalidValue,
             document(listeners: #"{address: "0.0.0.0:1", tls: {certificate: a, key: b, min_version: "1.1"}}"#),
             "listeners[0].tls.min_version", #""1.1" is not a supported TLS version (use "1.2" or "1.3")"#
         ),
-        (document(listeners: #"{address: "0.0.0.0:1", tls: {certificate: a}}"#), "listeners[0].tls.key", "required key is missing"),
-        (
+        (.missingKey, document(listeners: #"{address: "0.0.0.0:1", tls: {certificate: a}}"#), "listeners[0].tls.key", "required key is missing"),
+        (.missingKey,
             document(listeners: #"{address: "0.0.0.0:1", tls: {certificate: a, key: b, sni: [{names: [x], certificate: c}]}}"#),
             "listeners[0].tls.sni[0].key", "required key is missing"
         ),
-        (
+        (.invalidValue,
             document(listeners: #"{address: "0.0.0.0:1", tls: {certificate: a, key: b, sni: [{names: [x, "x.*"], certificate: c, key: d}]}}"#),
             "listeners[0].tls.sni[0].names[1]", #""x.*" is not a host name or a *.suffix pattern"#
         ),
-        (
+        (.missingKey,
             document(listeners: #"{address: "0.0.0.0:1", tls: {certificate: a, key: b, sni: [{names: [], certificate: c, key: d}]}}"#),
             "listeners[0].tls.sni[0].names", "at least one name is required"
         ),
         // Routes.
-        (document(routes: ""), "routes", "at least one route is required"),
-        (document(routes: #"{path: chat, upstreams: ["ws://a"]}"#), "routes[0].path", #""chat" must start with "/""#),
-        (document(routes: #"{path: "/chat?x", upstreams: ["ws://a"]}"#), "routes[0].path", "must be a path only"),
-        (document(routes: #"{hosts: [a.com, "a.*.com"], upstreams: ["ws://a"]}"#), "routes[0].hosts[1]", #""a.*.com" is not a host name or a *.suffix pattern"#),
-        (document(routes: #"{hosts: ["*"], upstreams: ["ws://a"]}"#), "routes[0].hosts[0]", "is not a host name or a *.suffix pattern"),
-        (document(routes: #"{hosts: ["*example.com"], upstreams: ["ws://a"]}"#), "routes[0].hosts[0]", "is not a host name"),
-        (document(routes: #"{hosts: ["chat.example.com:8443"], upstreams: ["ws://a"]}"#), "routes[0].hosts[0]", "is not a host name"),
-        (
+        (.missingKey, document(routes: ""), "routes", "at least one route is required"),
+        (.invalidValue, document(routes: #"{path: chat, upstreams: ["ws://a"]}"#), "routes[0].path", #""chat" must start with "/""#),
+        (.invalidValue, document(routes: #"{path: "/chat?x", upstreams: ["ws://a"]}"#), "routes[0].path", "must be a path only"),
+        (.invalidValue, document(routes: #"{hosts: [a.com, "a.*.com"], upstreams: ["ws://a"]}"#), "routes[0].hosts[1]", #""a.*.com" is not a host name or a *.suffix pattern"#),
+        (.invalidValue, document(routes: #"{hosts: ["*"], upstreams: ["ws://a"]}"#), "routes[0].hosts[0]", "is not a host name or a *.suffix pattern"),
+        (.invalidValue, document(routes: #"{hosts: ["*example.com"], upstreams: ["ws://a"]}"#), "routes[0].hosts[0]", "is not a host name"),
+        (.invalidValue, document(routes: #"{hosts: ["chat.example.com:8443"], upstreams: ["ws://a"]}"#), "routes[0].hosts[0]", "is not a host name"),
+        (.conflict,
             document(routes: #"{upstreams: ["ws://a"]}, {path: /, upstreams: ["ws://b"]}"#),
             "routes[1]", "routes[0] already matches every host on path /"
         ),
-        (
+        (.conflict,
             document(routes: #"{hosts: [a.com, b.com], path: /x, upstreams: ["ws://a"]}, {hosts: [B.com], path: /x, upstreams: ["ws://b"]}"#),
             "routes[1]", #"routes[0] already matches host "b.com" on path /x"#
         ),
-        (document(routes: #"{subprotocols: ["chat v1"], upstreams: ["ws://a"]}"#), "routes[0].subprotocols[0]", "is not a valid subprotocol name"),
+        (.invalidValue, document(routes: #"{subprotocols: ["chat v1"], upstreams: ["ws://a"]}"#), "routes[0].subprotocols[0]", "is not a valid subprotocol name"),
         // Upstream TLS.
-        (document(routes: #"{upstreams: ["wss://a"], upstream_tls: {client_certificate: c.pem}}"#), "routes[0].upstream_tls.client_key", "required when client_certificate is set"),
-        (document(routes: #"{upstreams: ["wss://a"], upstream_tls: {client_key: c.key}}"#), "routes[0].upstream_tls.client_certificate", "required when client_key is set"),
-        (document(routes: #"{upstreams: ["wss://a"], upstream_tls: {verify: yes}}"#), "routes[0].upstream_tls.verify", #""yes" is not a boolean (use true or false)"#),
-        (document(routes: #"{upstreams: ["wss://a"], upstream_tls: {server_name: "a b"}}"#), "routes[0].upstream_tls.server_name", "is not a host name"),
-        (document(routes: #"{upstreams: ["ws://a"], upstream_tls: {verify: true}}"#), "routes[0].upstream_tls", "is set but no upstream of this route uses wss://"),
+        (.missingKey, document(routes: #"{upstreams: ["wss://a"], upstream_tls: {client_certificate: c.pem}}"#), "routes[0].upstream_tls.client_key", "required when client_certificate is set"),
+        (.missingKey, document(routes: #"{upstreams: ["wss://a"], upstream_tls: {client_key: c.key}}"#), "routes[0].upstream_tls.client_certificate", "required when client_key is set"),
+        (.invalidValue, document(routes: #"{upstreams: ["wss://a"], upstream_tls: {verify: yes}}"#), "routes[0].upstream_tls.verify", #""yes" is not a boolean (use true or false)"#),
+        (.invalidValue, document(routes: #"{upstreams: ["wss://a"], upstream_tls: {server_name: "a b"}}"#), "routes[0].upstream_tls.server_name", "is not a host name"),
+        (.conflict, document(routes: #"{upstreams: ["ws://a"], upstream_tls: {verify: true}}"#), "routes[0].upstream_tls", "is set but no upstream of this route uses wss://"),
         // Access log, document shape.
-        (document(extra: "access_log: false"), "access_log", "false is not stdout, stderr, off or a file path"),
-        (document(extra: #"access_log: """#), "access_log", "expected stdout, stderr, off or a file path"),
-        (document(extra: "access_log: [stdout]"), "access_log", "expected a string, found a list"),
-        ("", "", "the configuration is empty"),
-        ("- a\n- b", "", "expected a mapping (with keys listeners, routes, limits, timeouts, access_log, connection_limits, admin), found a list"),
-        ("{[a]: b}", "", "keys must be plain strings, found a list"),
+        (.invalidValue, document(extra: "access_log: false"), "access_log", "false is not stdout, stderr, off or a file path"),
+        (.invalidValue, document(extra: #"access_log: """#), "access_log", "expected stdout, stderr, off or a file path"),
+        (.wrongType, document(extra: "access_log: [stdout]"), "access_log", "expected a string, found a list"),
+        (.emptyDocument, "", "", "the configuration is empty"),
+        (.wrongType, "- a\n- b", "", "expected a mapping (with keys listeners, routes, limits, timeouts, access_log, connection_limits, admin), found a list"),
+        (.wrongType, "{[a]: b}", "", "keys must be plain strings, found a list"),
     ]
 
     @Test(arguments: Self.invalidDocuments)
     func invalidDocumentsNameTheKeyPath(_ invalid: InvalidDocument) throws {
         let error = try #require(parseError(invalid.yaml), "parsed, but should fail at \(invalid.keyPath)")
+        #expect(error.code == invalid.code, "\(error)")
         #expect(error.keyPath == invalid.keyPath, "\(error)")
         #expect(error.message.contains(invalid.message), "\(error)")
     }
@@ -337,119 +329,6 @@ struct InvalidDocument: Sendable, CustomTestStringConvertible {
         #expect(error.message.contains("line 4"), "\(error)")
     }
 
-    @Test func descriptionJoinsKeyPathAndMessage() {
-        #expect(ConfigurationError(keyPath: "limits.max_frame", message: "bad").description == "limits.max_frame: bad")
-        #expect(ConfigurationError(keyPath: "", message: "bad").description == "bad")
-    }
-
-    @Test func validateChecksConfigurationsBuiltInCode() throws {
-        var configuration = GatewayConfiguration(
-            listeners: [.init(host: "0.0.0.0", port: 70000)],
-            routes: [.init(upstreams: [.init(scheme: .ws, host: "a", port: 80)])]
-        )
-        #expect(throws: ConfigurationError(keyPath: "listeners[0].port", message: "70000 is out of range 1–65535")) {
-            try configuration.validate()
-        }
-        configuration.listeners[0].port = 8080
-        try configuration.validate()
-        configuration.routes[0].upstreams[0].path = "x"
-        #expect(throws: ConfigurationError(keyPath: "routes[0].upstreams[0]", message: #"path "x" must start with "/""#)) {
-            try configuration.validate()
-        }
-        configuration.routes[0].upstreams = []
-        #expect(throws: ConfigurationError(keyPath: "routes[0].upstreams", message: "at least one upstream is required")) {
-            try configuration.validate()
-        }
-    }
-
-    // MARK: Durations and sizes
-
-    @Test(arguments: [
-        ("250ms", Duration.milliseconds(250)),
-        ("10s", .seconds(10)),
-        ("90s", .seconds(90)),
-        ("2m", .seconds(120)),
-        ("1h", .seconds(3600)),
-        ("1m30s", .seconds(90)),
-        ("1h30m", .seconds(5400)),
-        ("1h2m3s4ms", .milliseconds(3_723_004)),
-        ("0s", .zero),
-        ("2562047h", .seconds(2_562_047 * 3600)),
-    ])
-    func validDurations(text: String, expected: Duration) {
-        #expect(GatewayConfiguration.parseDuration(text) == expected)
-    }
-
-    @Test(arguments: [
-        ("10", QuantityParseResult<Duration>.bareNumber),
-        ("0", .bareNumber),
-        ("", .malformed),
-        ("s", .malformed),
-        ("ms", .malformed),
-        ("10 s", .malformed),
-        (" 10s", .malformed),
-        ("10s ", .malformed),
-        ("1.5s", .malformed),
-        ("-1s", .malformed),
-        ("+1s", .malformed),
-        ("10S", .malformed),
-        ("10sec", .malformed),
-        ("1d", .malformed),
-        ("10us", .malformed),
-        ("30s1m", .malformed),
-        ("1s1s", .malformed),
-        ("1m30", .malformed),
-        ("2562048h", .overflow),
-        ("9223372036854775808ms", .overflow),
-        ("9223372036854775807s", .overflow),
-        ("2562047h1h", .malformed),
-    ])
-    func invalidDurations(text: String, expected: QuantityParseResult<Duration>) {
-        #expect(DurationSyntax.parse(text) == expected)
-        #expect(GatewayConfiguration.parseDuration(text) == nil)
-    }
-
-    @Test(arguments: [
-        ("0", 0),
-        ("512", 512),
-        ("512B", 512),
-        ("16KiB", 16_384),
-        ("1MiB", 1_048_576),
-        ("1GiB", 1_073_741_824),
-        ("64KB", 64_000),
-        ("1MB", 1_000_000),
-        ("2GB", 2_000_000_000),
-        ("8589934591GiB", Int.max - (1 << 30) + 1),
-        ("9223372036854775807", Int.max),
-    ])
-    func validSizes(text: String, expected: Int) {
-        #expect(GatewayConfiguration.parseSize(text) == expected)
-    }
-
-    @Test(arguments: [
-        ("", QuantityParseResult<Int>.malformed),
-        ("10 MB", .malformed),
-        ("1.5MiB", .malformed),
-        ("16kib", .malformed),
-        ("16KIB", .malformed),
-        ("16kb", .malformed),
-        ("16K", .malformed),
-        ("KiB", .malformed),
-        ("-1", .malformed),
-        ("1TiB", .malformed),
-        ("0x10", .malformed),
-        (" 1", .malformed),
-        ("1\u{301}KiB", .malformed),
-        ("\u{FF11}KiB", .malformed),
-        ("9223372036854775808", .overflow),
-        ("8589934592GiB", .overflow),
-        ("9999999999999GB", .overflow),
-    ])
-    func invalidSizes(text: String, expected: QuantityParseResult<Int>) {
-        #expect(SizeSyntax.parse(text) == expected)
-        #expect(GatewayConfiguration.parseSize(text) == nil)
-    }
-
     // MARK: Paths and files
 
     @Test func relativePathsResolveAgainstTheBaseDirectory() throws {
@@ -460,18 +339,15 @@ struct InvalidDocument: Sendable, CustomTestStringConvertible {
         )
         let parsed = try GatewayConfiguration(yaml: yaml, baseDirectory: "/etc/wsgate/")
         let tls = try #require(parsed.listeners[0].tls)
-        #expect(tls.certificatePath == "/etc/wsgate/certs/a.pem")
-        #expect(tls.privateKeyPath == "/abs/a.key")
-        #expect(tls.sniCertificates[0].certificatePath == "/etc/wsgate/../b.pem")
-        #expect(tls.sniCertificates[0].privateKeyPath == "/etc/wsgate/b.key")
-        let upstreamTLS = parsed.routes[0].upstreams[0].tls
-        #expect(upstreamTLS.caPath == "/etc/wsgate/ca.pem")
-        #expect(upstreamTLS.clientCertificatePath == "/etc/wsgate/c/c.pem")
-        #expect(upstreamTLS.clientPrivateKeyPath == "/k")
+        #expect(tls.defaultIdentity == TLSIdentity(certificateChain: .file("/etc/wsgate/certs/a.pem"), privateKey: .file("/abs/a.key")))
+        #expect(tls.virtualHosts[0].identity == TLSIdentity(certificateChain: .file("/etc/wsgate/../b.pem"), privateKey: .file("/etc/wsgate/b.key")))
+        let upstreamTLS = try #require(parsed.routes[0].upstreamTLS).configuration
+        #expect(upstreamTLS.trustRoots == .certificates(.file("/etc/wsgate/ca.pem")))
+        #expect(upstreamTLS.identity == TLSIdentity(certificateChain: .file("/etc/wsgate/c/c.pem"), privateKey: .file("/k")))
         #expect(parsed.accessLog == .file("/etc/wsgate/logs/access.log"))
 
         let unresolved = try GatewayConfiguration(yaml: yaml)
-        #expect(unresolved.listeners[0].tls?.certificatePath == "./certs/a.pem")
+        #expect(unresolved.listeners[0].tls?.defaultIdentity.certificateChain == .file("./certs/a.pem"))
         #expect(unresolved.accessLog == .file("logs//access.log"))
     }
 
@@ -488,6 +364,7 @@ struct InvalidDocument: Sendable, CustomTestStringConvertible {
 
     @Test func loadingAMissingFileSaysSo() {
         let expected = ConfigurationError(
+            .unreadableFile,
             keyPath: "",
             message: #"cannot read configuration file "/nonexistent/wsgate.yaml": no such file"#
         )
@@ -497,7 +374,7 @@ struct InvalidDocument: Sendable, CustomTestStringConvertible {
     }
 
     @Test func loadingADirectorySaysSo() throws {
-        #expect(throws: ConfigurationError(keyPath: "", message: #"cannot read configuration file "/tmp": it is a directory"#)) {
+        #expect(throws: ConfigurationError(.unreadableFile, keyPath: "", message: #"cannot read configuration file "/tmp": it is a directory"#)) {
             try GatewayConfiguration.load(path: "/tmp")
         }
     }
@@ -512,12 +389,12 @@ struct InvalidDocument: Sendable, CustomTestStringConvertible {
 
         #expect(example.listeners.map(\.name) == ["public", "plaintext-local"])
         #expect(example.listeners[0].port == 8443)
-        #expect(example.listeners[0].tls?.certificatePath == directory + "/certs/gateway.pem")
-        #expect(example.listeners[0].tls?.sniCertificates.first?.serverNames == ["api.example.com", "*.example.org"])
+        #expect(example.listeners[0].tls?.defaultIdentity.certificateChain == .file(directory + "/certs/gateway.pem"))
+        #expect(example.listeners[0].tls?.virtualHosts.first?.serverNames == ["api.example.com", "*.example.org"])
         #expect(example.routes.count == 2)
         #expect(example.routes[0].pathPrefix == "/chat")
-        #expect(example.routes[0].upstreams[1] == .init(scheme: .wss, host: "app.internal", port: 8443, path: "/socket", tls: example.routes[0].upstreams[1].tls))
-        #expect(example.routes[0].upstreams[1].tls.caPath == directory + "/certs/ca.pem")
+        #expect(example.routes[0].upstreams[1] == .init(scheme: .wss, host: "app.internal", port: 8443, path: "/socket"))
+        #expect(example.routes[0].upstreamTLS?.configuration.trustRoots == .certificates(.file(directory + "/certs/ca.pem")))
         #expect(example.routes[1].pathPrefix == "/")
         // The example spells out the defaults.
         #expect(example.limits == GatewayConfiguration.Limits())

@@ -51,10 +51,10 @@ import Testing
         try await Self.withFile(Self.ca.certificatePEM) { caPath in
             var result: (Int, [(String, String)], String) = (0, [], "")
             try await withGateway(upstreamPort: upstream.port, configure: {
-                var member = GatewayConfiguration.Upstream(scheme: .wss, host: "127.0.0.1", port: upstream.port)
-                member.tls.caPath = trustTestCA ? caPath : nil
-                member.tls.serverName = serverName
-                $0.routes[0].upstreams = [member]
+                $0.routes[0].upstreams = [GatewayConfiguration.Upstream(scheme: .wss, host: "127.0.0.1", port: upstream.port)]
+                var tls = GatewayConfiguration.UpstreamTLS(serverName: serverName)
+                if trustTestCA { tls.configuration.trustRoots = .certificates(.file(caPath)) }
+                $0.routes[0].upstreamTLS = tls
                 $0.accessLog = .file(logPath)
             }) { port in
                 result = try await TestWebSocketClient.rawHandshake(
@@ -72,6 +72,62 @@ import Testing
         try await Self.withFile("") { log in
             let answer = try await gatewayToTLSUpstream(upstream, serverName: "localhost", trustTestCA: true, logPath: log)
             #expect(answer.status == 101)
+        }
+    }
+
+    // MARK: Upstream TLS is per route
+
+    @Test func everyWssMemberOfARouteGetsTheRoutesTLSAndItsOwnHostAsServerName() throws {
+        var route = GatewayConfiguration.Route(upstreams: [
+            .init(scheme: .wss, host: "a.internal", port: 443),
+            .init(scheme: .ws, host: "plain.internal", port: 80),
+            .init(scheme: .wss, host: "b.internal", port: 8443),
+        ])
+        let wss = route.upstreams.filter { $0.scheme == .wss }
+        // No `upstream_tls`: the defaults, full verification against the system bundle.
+        #expect(GatewayTLS.upstreamConfiguration(of: route) == TLSClientConfiguration())
+        var tls = GatewayConfiguration.UpstreamTLS()
+        tls.configuration.trustRoots = .certificates(.pem(Self.ca.certificatePEM))
+        route.upstreamTLS = tls
+        #expect(GatewayTLS.upstreamConfiguration(of: route) == tls.configuration)
+        #expect(wss.map { GatewayTLS.serverName(for: $0, of: route) } == ["a.internal", "b.internal"])
+        route.upstreamTLS?.serverName = "shared.internal"
+        #expect(wss.map { GatewayTLS.serverName(for: $0, of: route) } == ["shared.internal", "shared.internal"])
+        // One client context for the route; none for a route without `wss://` members.
+        let configuration = GatewayConfiguration(
+            listeners: [.init(host: "127.0.0.1", port: 8080)],
+            routes: [route, .init(pathPrefix: "/plain", upstreams: [.init(scheme: .ws, host: "a", port: 80)])]
+        )
+        let compiled = try GatewayTLS(configuration)
+        #expect(Set(compiled.routes.keys) == [0])
+    }
+
+    @Test func twoWssMembersAreEachVerifiedAgainstTheirOwnHostWithTheRoutesTrust() async throws {
+        let byName = try await Self.tlsUpstream(try Self.certificate(names: ["localhost"], ips: []))
+        defer { Task { await byName.close() } }
+        let byAddress = try await Self.tlsUpstream(try Self.certificate(names: ["address.test"], ips: ["127.0.0.1"]))
+        defer { Task { await byAddress.close() } }
+        let request = "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        for serverName in [nil, "localhost"] as [String?] {
+            try await Self.withFile(Self.ca.certificatePEM) { caPath in
+                var statuses: [Int] = []
+                try await withGateway(upstreamPort: byName.port, configure: {
+                    $0.routes[0].upstreams = [
+                        .init(scheme: .wss, host: "localhost", port: byName.port),
+                        .init(scheme: .wss, host: "127.0.0.1", port: byAddress.port),
+                    ]
+                    var tls = GatewayConfiguration.UpstreamTLS(serverName: serverName)
+                    tls.configuration.trustRoots = .certificates(.file(caPath))
+                    $0.routes[0].upstreamTLS = tls
+                }) { port in
+                    for _ in 0..<2 {
+                        statuses.append(try await TestWebSocketClient.rawHandshake(port: port, request: request).status)
+                    }
+                }
+                // Round robin: the `localhost` member first, then the 127.0.0.1 member, whose certificate
+                // has only the address: it verifies against its own host, not against `server_name`.
+                #expect(statuses == (serverName == nil ? [101, 101] : [101, 502]), "server_name \(serverName ?? "unset")")
+            }
         }
     }
 
@@ -105,7 +161,7 @@ import Testing
         try await Self.withFile(Self.ca.certificatePEM) { caPath in
             try await Self.withFile("") { log in
                 try await withGatewayAndDemo(configure: {
-                    $0.listeners[0].tls = .init(inline: .init(certificatePEM: certificate.certificatePEM, privateKeyPEM: certificate.privateKeyPEM))
+                    $0.listeners[0].tls = TLSServerConfiguration(defaultIdentity: certificate.identity)
                     $0.accessLog = .file(log)
                 }) { port in
                     let script = """
@@ -145,7 +201,7 @@ import Testing
         let metrics = TestMetrics()
         try await Self.withFile("") { log in
             try await withGatewayAndDemo(metrics: metrics, configure: {
-                $0.listeners[0].tls = .init(inline: .init(certificatePEM: certificate.certificatePEM, privateKeyPEM: certificate.privateKeyPEM))
+                $0.listeners[0].tls = TLSServerConfiguration(defaultIdentity: certificate.identity)
                 $0.accessLog = .file(log)
             }) { port in
                 let answer = try await TestWebSocketClient.rawHandshake(

@@ -3,8 +3,8 @@ import Testing
 
 @testable import Gateway
 
-/// README's production section cannot drift from the code: its configuration reference is compared
-/// with the key lists the YAML parser accepts, and its metrics list with the metric catalog and with
+/// README's production section cannot drift from the code: its configuration reference is compared,
+/// mapping by mapping, with the schema the YAML parser reads, and its metrics list with the metric catalog and with
 /// every metric name the sources record.
 @Suite struct OperationsDocumentationTests {
     static let root = URL(fileURLWithPath: #filePath)
@@ -34,28 +34,6 @@ import Testing
             }
     }
 
-    /// The schema the YAML parser accepts: every `mapping(keys: [...])` list in the gateway's sources,
-    /// read from the source text so that a section another change adds is covered without touching
-    /// this test.
-    static func acceptedKeyLists() throws -> [Set<String>] {
-        let directory = root.appendingPathComponent("Sources/Gateway")
-        var lists: [Set<String>] = []
-        let files = FileManager.default.enumerator(at: directory, includingPropertiesForKeys: nil)!
-        for case let file as URL in files where file.pathExtension == "swift" {
-            let text = try String(contentsOf: file, encoding: .utf8)
-            let calls = text.components(separatedBy: ".mapping(keys:").dropFirst()
-            for call in calls {
-                let trimmed = call.drop { $0.isWhitespace }
-                #expect(trimmed.hasPrefix("["), "\(file.lastPathComponent): mapping(keys:) takes a literal list, so that the documentation test can read it")
-                guard trimmed.hasPrefix("["), let close = trimmed.firstIndex(of: "]") else { continue }
-                let literal = trimmed[trimmed.index(after: trimmed.startIndex)..<close]
-                let keys = literal.components(separatedBy: "\"").enumerated().filter { $0.offset % 2 == 1 }.map(\.element)
-                lists.append(Set(keys))
-            }
-        }
-        return lists
-    }
-
     @Test func theConfigurationReferenceDocumentsExactlyTheKeysTheParserAccepts() throws {
         let rows = try Self.table("configuration-reference")
         #expect(rows.count > 30)
@@ -70,15 +48,16 @@ import Testing
             let key = components.removeLast().replacingOccurrences(of: "[]", with: "")
             documented[components.joined(separator: "."), default: []].insert(key)
         }
-        let accepted = try Self.acceptedKeyLists()
-        #expect(!accepted.isEmpty)
-        // Every key list of the parser is one documented mapping, and every documented mapping is one
-        // key list of the parser, key for key.
-        for keys in accepted {
-            #expect(documented.values.contains(keys), "the parser accepts \(keys.sorted()) in one mapping; README's configuration reference has no mapping with exactly these keys")
+        // The parser's schema, mapping by mapping (`YAMLConfigurationReader.sections`, built from the
+        // same `YAMLSchema` values that read the file).
+        var accepted: [String: Set<String>] = [:]
+        for section in YAMLConfigurationReader.sections {
+            #expect(accepted.updateValue(Set(section.keys), forKey: section.path) == nil, "\(section.path) is listed twice")
         }
-        for (parent, keys) in documented {
-            #expect(accepted.contains(keys), "README documents \(keys.sorted()) under `\(parent.isEmpty ? "(top level)" : parent)`; the parser has no mapping with exactly these keys")
+        #expect(Set(accepted.keys) == Set(documented.keys), "mappings: parser \(accepted.keys.sorted()), README \(documented.keys.sorted())")
+        for (path, keys) in accepted {
+            let where_ = path.isEmpty ? "(top level)" : path
+            #expect(documented[path] == keys, "`\(where_)`: the parser accepts \(keys.sorted()), README documents \(documented[path]?.sorted() ?? [])")
         }
     }
 

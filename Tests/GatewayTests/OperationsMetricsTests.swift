@@ -96,7 +96,7 @@ import Testing
         let certificate = try GatewayTLSTests.certificate()
         // Client leg: a plaintext request on a TLS listener fails the handshake.
         try await withGatewayAndDemo(metrics: metrics, configure: {
-            $0.listeners[0].tls = .init(inline: .init(certificatePEM: certificate.certificatePEM, privateKeyPEM: certificate.privateKeyPEM))
+            $0.listeners[0].tls = TLSServerConfiguration(defaultIdentity: certificate.identity)
         }) { port in
             _ = try? await TestWebSocketClient.rawHandshake(port: port, request: Self.upgradeRequest, timeout: .seconds(2))
             await metrics.eventually { metrics.total("wsgate_tls_handshake_failures_total", [("leg", "client")]) == 1 }

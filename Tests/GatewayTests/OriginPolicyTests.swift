@@ -102,6 +102,7 @@ import Testing
         )
         configuration.routes[0].origins.allow = ["https://ok.example", "https://bad.example/path"]
         #expect(throws: ConfigurationError(
+            .invalidValue,
             keyPath: "routes[0].origins.allow[1]",
             message: #""https://bad.example/path" is not an origin (scheme://host[:port]) or a scheme://*.suffix pattern"#
         )) { try configuration.validate() }

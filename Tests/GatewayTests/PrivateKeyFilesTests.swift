@@ -1,4 +1,5 @@
 import Foundation
+import TLSShim
 import Testing
 
 @testable import Gateway
@@ -25,7 +26,7 @@ import Testing
             listeners: [.init(name: "tls", host: "127.0.0.1", port: 0)],
             routes: [.init(pathPrefix: "/", upstreams: [.init(scheme: .ws, host: "127.0.0.1", port: 1)])]
         )
-        configuration.listeners[0].tls = .init(certificatePath: directory + "/cert.pem", privateKeyPath: key)
+        configuration.listeners[0].tls = TLSServerConfiguration(defaultIdentity: TLSIdentity(certificateChain: .file(directory + "/cert.pem"), privateKey: .file(key)))
         return configuration
     }
 
@@ -54,9 +55,16 @@ import Testing
             listeners: [.init(name: "tls", host: "127.0.0.1", port: 0)],
             routes: [.init(pathPrefix: "/", upstreams: [.init(scheme: .ws, host: "127.0.0.1", port: 1)])]
         )
-        configuration.listeners[0].tls = .init(inline: .init(certificatePEM: "c", privateKeyPEM: "k"))
+        configuration.listeners[0].tls = TLSServerConfiguration(defaultIdentity: TLSIdentity(certificateChain: .pem("c"), privateKey: .pem("k")))
         #expect(PrivateKeyFiles.paths(in: configuration).isEmpty)
-        configuration.listeners[0].tls = .init(certificatePath: "/nonexistent/c.pem", privateKeyPath: "/nonexistent/k.pem")
+        configuration.listeners[0].tls?.virtualHosts = [
+            TLSVirtualHost(serverNames: ["a.example"], identity: TLSIdentity(certificateChain: .file("/v.pem"), privateKey: .file("/v.key")))
+        ]
+        var upstreamTLS = GatewayConfiguration.UpstreamTLS()
+        upstreamTLS.configuration.identity = TLSIdentity(certificateChain: .file("/c.pem"), privateKey: .file("/c.key"))
+        configuration.routes[0].upstreamTLS = upstreamTLS
+        #expect(PrivateKeyFiles.paths(in: configuration) == ["/v.key", "/c.key"])
+        configuration.listeners[0].tls = TLSServerConfiguration(defaultIdentity: TLSIdentity(certificateChain: .file("/nonexistent/c.pem"), privateKey: .file("/nonexistent/k.pem")))
         #expect(try PrivateKeyFiles.check(configuration).isEmpty)
     }
 }

@@ -55,7 +55,7 @@ import Testing
 
         try await withDemo { demo in
             try await withGatewayServer(upstreamPort: demo.port, metrics: metrics, configure: {
-                $0.listeners[0].tls = .init(certificatePath: path("cert.pem"), privateKeyPath: path("key.pem"))
+                $0.listeners[0].tls = TLSServerConfiguration(defaultIdentity: TLSIdentity(certificateChain: .file(path("cert.pem")), privateKey: .file(path("key.pem"))))
             }) { server, port in
                 let peer = try PythonPeer(script: Self.script, arguments: ["\(port)", path("ca.pem"), path("go")])
                 defer { peer.stop() }
@@ -85,7 +85,7 @@ import Testing
                 let before = server.configuration
                 // Certificates that do not load.
                 var broken = before
-                broken.listeners[0].tls = .init(certificatePath: "/nonexistent/cert.pem", privateKeyPath: "/nonexistent/key.pem")
+                broken.listeners[0].tls = TLSServerConfiguration(defaultIdentity: TLSIdentity(certificateChain: .file("/nonexistent/cert.pem"), privateKey: .file("/nonexistent/key.pem")))
                 broken.routes[0].pathPrefix = "/nowhere"
                 await #expect(throws: (any Error).self) { try await server.reload(configuration: broken) }
                 // A changed listener address: refused (addresses are bound at start).

@@ -22,21 +22,18 @@ extension GatewayConfiguration {
     }
 }
 
-extension YAMLConfigurationReader {
+extension GatewayConfiguration.Admin {
     /// `admin: { address: host:port | off }`.
-    func admin(_ field: YAMLField) throws(ConfigurationError) -> GatewayConfiguration.Admin {
-        let map = try field.mapping(keys: ["address"])
-        var admin = GatewayConfiguration.Admin()
-        if let addressField = map.optional("address") {
-            let text = try addressField.string()
+    static let yaml = YAMLSchema<Self>([
+        .optional("address") { value, field, _ throws(ConfigurationError) in
+            let text = try field.string()
             if text == "off" {
-                admin.enabled = false
+                value.enabled = false
             } else {
-                (admin.host, admin.port) = try Self.listenAddress(text, at: addressField.path)
+                (value.host, value.port) = try HostSyntax.listenAddress(text, at: field.path)
             }
-        }
-        return admin
-    }
+        },
+    ])
 }
 
 extension GatewayConfiguration {
@@ -44,12 +41,12 @@ extension GatewayConfiguration {
     func validateAdmin(at path: ConfigPath) throws(ConfigurationError) {
         guard self.admin.enabled else { return }
         guard (0...65535).contains(self.admin.port) else {
-            throw path.key("address").error("port \(self.admin.port) is out of range 1–65535")
+            throw path.key("address").error(.outOfRange, "port \(self.admin.port) is out of range 1–65535")
         }
         let address = Listener(host: self.admin.host.lowercased(), port: self.admin.port).name
         for (index, listener) in self.listeners.enumerated()
         where Listener(host: listener.host.lowercased(), port: listener.port).name == address {
-            throw path.key("address").error("\(address) is already used by listeners[\(index)]")
+            throw path.key("address").error(.conflict, "\(address) is already used by listeners[\(index)]")
         }
     }
 

@@ -1,4 +1,5 @@
 import Frames
+import TLSShim
 
 /// The whole configuration of a gateway: what `wsgate run -c FILE` reads (see `GatewayConfiguration+YAML`)
 /// and what the embedded default builds. A value type; it is compiled once (routes, TLS contexts) at start
@@ -35,73 +36,20 @@ public struct GatewayConfiguration: Sendable, Hashable {
         /// The host (an IPv4/IPv6 literal without brackets, or a name) and port to bind.
         public var host: String
         public var port: Int
-        /// TLS termination; `nil` for a plaintext (`ws`) listener.
-        public var tls: ServerTLS?
+        /// TLS termination; `nil` for a plaintext (`ws`) listener. TLSShim's own configuration: the YAML
+        /// file sets the default identity (`certificate`, `key`), `sni` virtual hosts and `min_version`;
+        /// code may set the rest (the embedded default's in-memory identity).
+        public var tls: TLSServerConfiguration?
         /// Open connections on this listener; beyond it a new connection is closed at accept (policies,
         /// issue #5). Default: `nil`, no limit.
         public var maxConnections: Int?
 
-        public init(name: String? = nil, host: String, port: Int, tls: ServerTLS? = nil) {
+        public init(name: String? = nil, host: String, port: Int, tls: TLSServerConfiguration? = nil) {
             self.name = name ?? (host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)")
             self.host = host
             self.port = port
             self.tls = tls
         }
-    }
-
-    /// Certificates for a TLS listener.
-    public struct ServerTLS: Sendable, Hashable {
-        /// PEM certificate chain and private key files for the default certificate.
-        public var certificatePath: String
-        public var privateKeyPath: String
-        /// Extra certificates chosen by SNI (exact names and `*.suffix` wildcards).
-        public var sniCertificates: [SNICertificate]
-        /// The lowest TLS version accepted. Default: 1.2.
-        public var minimumVersion: TLSVersion
-        /// A default certificate and key held in memory (the embedded default's self-signed pair); when
-        /// set, the two paths are not used. Not settable from YAML.
-        public var inlineIdentity: InlineIdentity?
-
-        public init(certificatePath: String, privateKeyPath: String, sniCertificates: [SNICertificate] = [], minimumVersion: TLSVersion = .v1_2) {
-            self.certificatePath = certificatePath
-            self.privateKeyPath = privateKeyPath
-            self.sniCertificates = sniCertificates
-            self.minimumVersion = minimumVersion
-        }
-
-        /// A listener whose default certificate is held in memory, never written to disk.
-        public init(inline identity: InlineIdentity, minimumVersion: TLSVersion = .v1_2) {
-            self.init(certificatePath: "", privateKeyPath: "", minimumVersion: minimumVersion)
-            self.inlineIdentity = identity
-        }
-    }
-
-    /// A PEM certificate chain and private key in memory.
-    public struct InlineIdentity: Sendable, Hashable {
-        public var certificatePEM: String
-        public var privateKeyPEM: String
-
-        public init(certificatePEM: String, privateKeyPEM: String) {
-            self.certificatePEM = certificatePEM
-            self.privateKeyPEM = privateKeyPEM
-        }
-    }
-
-    public struct SNICertificate: Sendable, Hashable {
-        public var serverNames: [String]
-        public var certificatePath: String
-        public var privateKeyPath: String
-
-        public init(serverNames: [String], certificatePath: String, privateKeyPath: String) {
-            self.serverNames = serverNames
-            self.certificatePath = certificatePath
-            self.privateKeyPath = privateKeyPath
-        }
-    }
-
-    public enum TLSVersion: String, Sendable, Hashable, CaseIterable {
-        case v1_2 = "1.2"
-        case v1_3 = "1.3"
     }
 
     /// Requests whose host and path match go to one upstream group.
@@ -119,6 +67,11 @@ public struct GatewayConfiguration: Sendable, Hashable {
         public var rateLimits = RateLimits()
         /// Extension policy per leg (permessage-deflate). Default: strip on both legs.
         public var extensions: Extensions
+        /// TLS toward every `wss://` member of the route: one client context per route, shared by its
+        /// members; each member is verified against (and sends SNI for) its own host unless
+        /// ``UpstreamTLS/serverName`` is set. `nil`: the defaults (``UpstreamTLS/init()``); setting it on
+        /// a route without `wss://` members is an error.
+        public var upstreamTLS: UpstreamTLS?
 
         public init(
             hosts: [String] = [],
@@ -148,31 +101,28 @@ public struct GatewayConfiguration: Sendable, Hashable {
         public var port: Int
         /// The path prefix that replaces the route's prefix upstream; `nil` sends the client's path as is.
         public var path: String?
-        /// TLS toward a `wss://` member.
-        public var tls: UpstreamTLS
 
-        public init(scheme: Scheme, host: String, port: Int, path: String? = nil, tls: UpstreamTLS = UpstreamTLS()) {
+        public init(scheme: Scheme, host: String, port: Int, path: String? = nil) {
             self.scheme = scheme
             self.host = host
             self.port = port
             self.path = path
-            self.tls = tls
         }
     }
 
-    /// Verification toward a `wss://` upstream.
+    /// TLS toward the `wss://` members of a route (``Route/upstreamTLS``).
     public struct UpstreamTLS: Sendable, Hashable {
-        /// Certificate and host-name verification. Default: on.
-        public var verify: Bool = true
-        /// A PEM file of trusted CAs; `nil` uses the system bundle.
-        public var caPath: String?
-        /// The name sent in SNI and verified; `nil` uses the upstream host.
+        /// TLSShim's client configuration. The YAML file sets `verify` (full verification or none),
+        /// `ca` (trust roots instead of the system bundle) and `client_certificate` with `client_key`
+        /// (the identity for mTLS). Default: full verification against the system bundle.
+        public var configuration: TLSClientConfiguration
+        /// The name sent in SNI and verified, for every member; `nil` uses each member's own host.
         public var serverName: String?
-        /// A client certificate and key for mTLS.
-        public var clientCertificatePath: String?
-        public var clientPrivateKeyPath: String?
 
-        public init() {}
+        public init(configuration: TLSClientConfiguration = TLSClientConfiguration(), serverName: String? = nil) {
+            self.configuration = configuration
+            self.serverName = serverName
+        }
     }
 
     /// Size and count limits. Sizes in bytes.

@@ -25,6 +25,7 @@ extension GatewayConfiguration {
                 compiled.append(try CompiledOriginPolicy(route.origins))
             } catch {
                 throw ConfigPath().key("routes").index(index).key("origins").key("allow").index(error.index).error(
+                    .invalidValue,
                     "\(quote(error.entry)) is not an origin (scheme://host[:port]) or a scheme://*.suffix pattern"
                 )
             }

@@ -130,7 +130,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
         let (member, upstream) = pool.pick()
         self.record.upstream = upstream.url
         let tlsContext = upstream.scheme == .wss ? self.environment.tls.routes[request.route.index] : nil
-        let serverName = upstream.tls.serverName ?? upstream.host
+        let serverName = GatewayTLS.serverName(for: upstream, of: request.route.route)
         let tlsHandshakeTimeout = TimeAmount(self.environment.timeouts.upstreamHandshake)
         let handshake = UpstreamHandshake(subprotocolsOffered: request.subprotocols, deflateOffer: Self.upstreamDeflateOffer(request))
         let responsePromise = context.eventLoop.makePromise(of: UpstreamResponse.self)

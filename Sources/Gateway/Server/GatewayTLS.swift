@@ -2,6 +2,11 @@ import TLSShim
 
 /// TLS contexts compiled from the configuration, once, off the event loop (STYLE P8): one server
 /// context provider per TLS listener, one client context per route with `wss://` members.
+///
+/// Upstream TLS is per route: every `wss://` member of a route shares the route's client context
+/// (``GatewayConfiguration/Route/upstreamTLS``: verification, trust roots, mTLS identity), and each
+/// member sends SNI for, and is verified against, its own host unless the route sets `server_name`
+/// (``serverName(for:of:)``).
 struct GatewayTLS: Sendable {
     var listeners: [String: TLSServerContextProvider] = [:]
     var routes: [Int: TLSClientContext] = [:]
@@ -10,44 +15,31 @@ struct GatewayTLS: Sendable {
         for listener in configuration.listeners {
             guard let tls = listener.tls else { continue }
             do {
-                let context = try TLSServerContext(configuration: Self.serverConfiguration(tls))
-                self.listeners[listener.name] = TLSServerContextProvider(context)
+                self.listeners[listener.name] = TLSServerContextProvider(try TLSServerContext(configuration: tls))
             } catch {
                 throw GatewayError("listener \(listener.name): cannot load its TLS certificates: \(error)")
             }
         }
-        for (index, route) in configuration.routes.enumerated() where route.upstreams.contains(where: { $0.scheme == .wss }) {
+        for (index, route) in configuration.routes.enumerated() {
+            guard let tls = Self.upstreamConfiguration(of: route) else { continue }
             do {
-                self.routes[index] = try TLSClientContext(configuration: Self.clientConfiguration(route.upstreams.first { $0.scheme == .wss }!.tls))
+                self.routes[index] = try TLSClientContext(configuration: tls)
             } catch {
                 throw GatewayError("route \(route.pathPrefix): cannot set up TLS toward its upstreams: \(error)")
             }
         }
     }
 
-    static func serverConfiguration(_ tls: GatewayConfiguration.ServerTLS) -> TLSServerConfiguration {
-        let identity =
-            tls.inlineIdentity.map { TLSIdentity(certificateChain: .pem($0.certificatePEM), privateKey: .pem($0.privateKeyPEM)) }
-            ?? TLSIdentity(certificateChain: .file(tls.certificatePath), privateKey: .file(tls.privateKeyPath))
-        return TLSServerConfiguration(defaultIdentity: identity) {
-            $0.minimumVersion = tls.minimumVersion == .v1_3 ? .tls1_3 : .tls1_2
-            $0.virtualHosts = tls.sniCertificates.map {
-                TLSVirtualHost(
-                    serverNames: $0.serverNames,
-                    identity: TLSIdentity(certificateChain: .file($0.certificatePath), privateKey: .file($0.privateKeyPath))
-                )
-            }
-        }
+    /// The client configuration of a route's `wss://` members; `nil` when it has none.
+    static func upstreamConfiguration(of route: GatewayConfiguration.Route) -> TLSClientConfiguration? {
+        guard route.upstreams.contains(where: { $0.scheme == .wss }) else { return nil }
+        return (route.upstreamTLS ?? GatewayConfiguration.UpstreamTLS()).configuration
     }
 
-    static func clientConfiguration(_ tls: GatewayConfiguration.UpstreamTLS) -> TLSClientConfiguration {
-        TLSClientConfiguration {
-            $0.certificateVerification = tls.verify ? .fullVerification : .none
-            if let ca = tls.caPath { $0.trustRoots = .certificates(.file(ca)) }
-            if let certificate = tls.clientCertificatePath, let key = tls.clientPrivateKeyPath {
-                $0.identity = TLSIdentity(certificateChain: .file(certificate), privateKey: .file(key))
-            }
-        }
+    /// The name a `wss://` member is sent in SNI and verified against: the route's `server_name`, or
+    /// else the member's own host.
+    static func serverName(for upstream: GatewayConfiguration.Upstream, of route: GatewayConfiguration.Route) -> String {
+        route.upstreamTLS?.serverName ?? upstream.host
     }
 }
 

@@ -35,11 +35,10 @@ enum PrivateKeyFiles {
         var paths: [String] = []
         for listener in configuration.listeners {
             guard let tls = listener.tls else { continue }
-            if tls.inlineIdentity == nil { paths.append(tls.privateKeyPath) }
-            paths += tls.sniCertificates.map(\.privateKeyPath)
+            paths += ([tls.defaultIdentity] + tls.virtualHosts.map(\.identity)).compactMap(\.privateKey.filePath)
         }
         for route in configuration.routes {
-            paths += route.upstreams.compactMap(\.tls.clientPrivateKeyPath)
+            if let path = route.upstreamTLS?.configuration.identity?.privateKey.filePath { paths.append(path) }
         }
         var seen = Set<String>()
         return paths.filter { seen.insert($0).inserted }
