@@ -138,4 +138,21 @@ import Testing
         #expect(try upstreamURI("/api/v1") == "route 2 /base/api/v1")
         #expect(try upstreamURI("/publicity") == "route 3 /echo/publicity")
     }
+
+    @Test(arguments: ["/a/../b", "//x", "/%61", "/a%2fb", "/a\\b"])
+    func aRoutePrefixThatCouldNeverMatchIsAConfigurationError(_ prefix: String) {
+        let configuration = GatewayConfiguration(
+            listeners: [.init(host: "127.0.0.1", port: 8080)],
+            routes: [.init(pathPrefix: prefix, upstreams: [.init(scheme: .ws, host: "127.0.0.1", port: 1)])]
+        )
+        do {
+            try configuration.validate()
+            Issue.record("\(prefix) was accepted")
+        } catch {
+            #expect(error.keyPath == "routes[0].path" && error.message.contains("would never match"), "\(error)")
+        }
+        var fine = configuration
+        fine.routes[0].pathPrefix = "/chat/"
+        #expect(throws: Never.self) { try fine.validate() }
+    }
 }
