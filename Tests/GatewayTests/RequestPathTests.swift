@@ -155,4 +155,27 @@ import Testing
         fine.routes[0].pathPrefix = "/chat/"
         #expect(throws: Never.self) { try fine.validate() }
     }
+
+    /// Through a real gateway: the request line the upstream receives, and nothing for a refused path.
+    @Test(.timeLimit(.minutes(1))) func theUpstreamReceivesTheMappedCanonicalPath() async throws {
+        let upstream = try await FakeUpstream.start { .accept($0) }
+        defer { Task { await upstream.close() } }
+        try await withGateway(upstreamPort: upstream.port, configure: { $0.routes[0].upstreams[0].path = "/echo" }) { port in
+            func upgrade(_ path: String) async throws -> Int {
+                let request =
+                    "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                    + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+                return try await TestWebSocketClient.rawHandshake(port: port, request: request).status
+            }
+            let root = try await upgrade("/")
+            let room = try await upgrade("/room/1?name=b%c3%b6b")
+            #expect(root == 101 && room == 101)
+            for hostile in ["/x/../../etc", "/%2E%2E/x", "//x", "/x%2F..%2F..", "/x\\..\\.."] {
+                let status = try await upgrade(hostile)
+                #expect(status == 400, "\(hostile)")
+            }
+            let lines = upstream.requests.map { String($0.head.split(separator: "\r\n").first ?? "") }
+            #expect(lines == ["GET /echo HTTP/1.1", "GET /echo/room/1?name=b%c3%b6b HTTP/1.1"])
+        }
+    }
 }
