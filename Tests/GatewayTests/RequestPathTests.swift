@@ -42,6 +42,10 @@ import Testing
         ("/a#frag", .invalidCharacter),
         ("/é", .invalidCharacter),
         ("/a\"b", .invalidCharacter),
+        ("/%2e%2e/admin", .nonCanonicalEncoding),  // RELIABILITY H-17's inputs
+        ("/echo%2F..%2Fadmin", .encodedSlash),
+        ("/echo#frag", .invalidCharacter),
+        ("ws://127.0.0.1/echo", .notOriginForm),
         ("*", .notOriginForm),
         ("http://other/admin", .notOriginForm),
         ("", .notOriginForm),
@@ -173,6 +177,15 @@ import Testing
             for hostile in ["/x/../../etc", "/%2E%2E/x", "//x", "/x%2F..%2F..", "/x\\..\\.."] {
                 let status = try await upgrade(hostile)
                 #expect(status == 400, "\(hostile)")
+            }
+            // RELIABILITY H-17 over the wire. (A request line with two spaces is llhttp's to judge: it
+            // reads `/echo`, which is then routed and forwarded alike.)
+            for line in ["GET /echo/../admin HTTP/1.1", "GET /echo#frag HTTP/1.1", "GET * HTTP/1.1", "GET ws://127.0.0.1/echo HTTP/1.1"] {
+                let request =
+                    "\(line)\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                    + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+                let status = try await TestWebSocketClient.rawHandshake(port: port, request: request).status
+                #expect(status == 400, "\(line)")
             }
             let lines = upstream.requests.map { String($0.head.split(separator: "\r\n").first ?? "") }
             #expect(lines == ["GET /echo HTTP/1.1", "GET /echo/room/1?name=b%c3%b6b HTTP/1.1"])
