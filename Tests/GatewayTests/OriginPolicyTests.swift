@@ -51,7 +51,7 @@ import Testing
         let policy = try Self.policy { $0.allow = ["https://app.example"] }
         let decision = policy.check(origin, listenerUsesTLS: true)
         if allowed {
-            #expect(decision == .allowed(reason: "listed"), "\(origin)")
+            #expect(decision == .allowed(reason: .listed), "\(origin)")
         } else {
             guard case .refused = decision else { Issue.record("\(origin) was allowed"); return }
         }
@@ -59,14 +59,14 @@ import Testing
 
     @Test func wildcardsMatchSubdomainsOnlyWithTheirSchemeAndPort() throws {
         let policy = try Self.policy { $0.allow = ["https://*.example.com", "https://*.dev.example:8443"] }
-        #expect(policy.check("https://a.example.com", listenerUsesTLS: true) == .allowed(reason: "wildcard"))
-        #expect(policy.check("https://A.B.Example.com:443", listenerUsesTLS: true) == .allowed(reason: "wildcard"))
-        #expect(policy.check("https://x.dev.example:8443", listenerUsesTLS: true) == .allowed(reason: "wildcard"))
+        #expect(policy.check("https://a.example.com", listenerUsesTLS: true) == .allowed(reason: .wildcard))
+        #expect(policy.check("https://A.B.Example.com:443", listenerUsesTLS: true) == .allowed(reason: .wildcard))
+        #expect(policy.check("https://x.dev.example:8443", listenerUsesTLS: true) == .allowed(reason: .wildcard))
         for refused in [
             "https://example.com", "https://a.example.com:8443", "https://evilexample.com", "https://a.example.com.evil.net",
             "https://x.dev.example", "https://[::1]",
         ] {
-            #expect(policy.check(refused, listenerUsesTLS: true) == .refused(reason: "not-allowed", message: "origin \(Origin(refused)!) is not allowed"), "\(refused)")
+            #expect(policy.check(refused, listenerUsesTLS: true) == .refused(reason: .notAllowed, message: "origin \(Origin(refused)!) is not allowed"), "\(refused)")
         }
         // A wildcard does not lift the mixed-content rule.
         #expect(policy.check("http://a.example.com", listenerUsesTLS: true).reason == "mixed-content")
@@ -76,22 +76,22 @@ import Testing
         let policy = try Self.policy()
         #expect(policy.check("http://app.example", listenerUsesTLS: true).reason == "mixed-content")
         #expect(policy.check("https://app.example", listenerUsesTLS: false).reason == "mixed-content")
-        #expect(policy.check("https://app.example", listenerUsesTLS: true) == .allowed(reason: "any"))
-        #expect(policy.check("http://app.example", listenerUsesTLS: false) == .allowed(reason: "any"))
+        #expect(policy.check("https://app.example", listenerUsesTLS: true) == .allowed(reason: .any))
+        #expect(policy.check("http://app.example", listenerUsesTLS: false) == .allowed(reason: .any))
         let behindALoadBalancer = try Self.policy { $0.mixedContent = .allow }
-        #expect(behindALoadBalancer.check("https://app.example", listenerUsesTLS: false) == .allowed(reason: "any"))
+        #expect(behindALoadBalancer.check("https://app.example", listenerUsesTLS: false) == .allowed(reason: .any))
     }
 
     @Test func nullAndMissingOriginsHaveTheirOwnSettings() throws {
         let defaults = try Self.policy { $0.allow = ["https://app.example"] }
         #expect(defaults.check("null", listenerUsesTLS: true).reason == "null")
-        #expect(defaults.check(nil, listenerUsesTLS: true) == .allowed(reason: "missing-allowed"))
+        #expect(defaults.check(nil, listenerUsesTLS: true) == .allowed(reason: .missingAllowed))
         #expect(defaults.check("file://", listenerUsesTLS: true).reason == "malformed")
         let strict = try Self.policy {
             $0.null = .allow
             $0.missing = .refuse
         }
-        #expect(strict.check("null", listenerUsesTLS: true) == .allowed(reason: "null-allowed"))
+        #expect(strict.check("null", listenerUsesTLS: true) == .allowed(reason: .nullAllowed))
         #expect(strict.check(nil, listenerUsesTLS: true).reason == "missing")
     }
 
@@ -137,6 +137,8 @@ import Testing
         #expect(metrics.counterTotal(label: "wsgate_origin_decisions_total", dimensions: route + [("decision", "refuse"), ("reason", "not-allowed")]) == 1)
         #expect(metrics.counterTotal(label: "wsgate_origin_decisions_total", dimensions: route + [("decision", "allow"), ("reason", "listed")]) == 1)
         #expect(metrics.counterTotal(label: "wsgate_upgrades_refused_total") == 2)
+        #expect(metrics.total("wsgate_upgrades_refused_total", [("reason", "origin-mixed-content"), ("status", "403")]) == 1)
+        #expect(metrics.total("wsgate_upgrades_refused_total", [("reason", "origin-not-allowed"), ("status", "403")]) == 1)
         #expect(upstream.requests.count == 1, "a refused request reached the upstream")
     }
 
@@ -203,7 +205,7 @@ import Testing
 extension CompiledOriginPolicy.Decision {
     fileprivate var reason: String {
         switch self {
-        case .allowed(let reason), .refused(let reason, _): reason
+        case .allowed(let reason), .refused(let reason, _): reason.rawValue
         }
     }
 }

@@ -25,7 +25,7 @@ extension GatewayServer {
         let environment = self.environment
         let connections = environment.connections
         let before = connections.count
-        environment.metrics.add("wsgate_draining", [], 1)
+        environment.metrics.drainingChanged(true)
         // Fail readiness first, then stop accepting, then ask every connection for its Close.
         connections.markDraining()
         for channel in self.serverChannels {
@@ -38,9 +38,9 @@ extension GatewayServer {
             _ = await connections.waitUntilEmpty(timeout: .seconds(2))
         }
         let result = DrainResult(closed: max(0, before - forced), forced: forced)
-        if result.closed > 0 { environment.metrics.count("wsgate_drained_connections_total", [("result", "closed")], by: Int64(result.closed)) }
-        if result.forced > 0 { environment.metrics.count("wsgate_drained_connections_total", [("result", "forced")], by: Int64(result.forced)) }
-        environment.metrics.add("wsgate_draining", [], -1)
+        environment.metrics.drained(.closed, count: result.closed)
+        environment.metrics.drained(.forced, count: result.forced)
+        environment.metrics.drainingChanged(false)
         return result
     }
 
@@ -54,7 +54,7 @@ extension GatewayServer {
     public func reload(configuration: GatewayConfiguration) async throws {
         let old = self.environment
         if let difference = old.configuration.bindingDifference(from: configuration) {
-            old.metrics.count("wsgate_reloads_total", [("result", "refused")])
+            old.metrics.reloaded(.refused)
             throw GatewayError("reload refused: \(difference)")
         }
         let new: GatewayEnvironment
@@ -72,11 +72,11 @@ extension GatewayServer {
                 )
             }
         } catch {
-            old.metrics.count("wsgate_reloads_total", [("result", "refused")])
+            old.metrics.reloaded(.refused)
             throw error
         }
         self.currentEnvironment.withLockedValue { $0 = new }
-        old.metrics.count("wsgate_reloads_total", [("result", "applied")])
+        old.metrics.reloaded(.applied)
     }
 
     /// The configuration new connections get.

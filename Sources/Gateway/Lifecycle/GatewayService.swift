@@ -52,7 +52,7 @@ public struct GatewayService: Service {
     /// The metrics factory the service uses: Prometheus, with the connect-latency buckets.
     public static func metricsFactory(registry: PrometheusCollectorRegistry) -> PrometheusMetricsFactory {
         var factory = PrometheusMetricsFactory(registry: registry)
-        factory.valueHistogramBuckets["wsgate_upstream_connect_seconds"] = GatewayMetrics.connectSecondsBuckets
+        factory.valueHistogramBuckets[GatewayMetrics.upstreamConnectSecondsName] = GatewayMetrics.connectSecondsBuckets
         return factory
     }
 
@@ -136,7 +136,7 @@ public struct GatewayService: Service {
                 ]
             )
         } catch let error as ConfigurationError {
-            server.environment.metrics.count("wsgate_reloads_total", [("result", "refused")])
+            server.environment.metrics.reloaded(.refused)
             self.logger.error(
                 "reload refused: the running configuration stays in force",
                 metadata: ["path": "\(path)", "error": "\(error)"]

@@ -7,7 +7,7 @@ extension GatewayEnvironment {
     func admitAtAccept(_ channel: any Channel, listener: String) -> Bool {
         let ip = channel.remoteAddress?.ipAddress
         if let refusal = self.admission.admit(listener: listener, ip: ip) {
-            self.metrics.count("wsgate_connection_limit_refusals_total", [("listener", listener), ("limit", refusal.rawValue)])
+            self.metrics.connectionLimitRefused(listener: listener, ConnectionLimit(refusal))
             return false
         }
         let admission = self.admission

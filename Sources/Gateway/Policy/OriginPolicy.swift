@@ -88,8 +88,35 @@ struct Origin: Hashable, Sendable, CustomStringConvertible {
 struct CompiledOriginPolicy: Sendable {
     /// The outcome of checking one request, with a stable reason label for metrics and logs.
     enum Decision: Equatable, Sendable {
-        case allowed(reason: String)
-        case refused(reason: String, message: String)
+        case allowed(reason: Reason)
+        case refused(reason: Reason, message: String)
+    }
+
+    /// The rule that decided: the `reason` label of `wsgate_origin_decisions_total` and, after
+    /// `origin-`, the refusal reason of the 403 (its raw value in both, and in string interpolation).
+    enum Reason: String, Sendable, CustomStringConvertible {
+        /// No allow-list: any origin (mixed content still refused).
+        case any
+        /// On the allow-list, exactly.
+        case listed
+        /// Matched by a `scheme://*.suffix` pattern.
+        case wildcard
+        /// No `Origin` header, and `missing: allow`.
+        case missingAllowed = "missing-allowed"
+        /// `Origin: null`, and `null: allow`.
+        case nullAllowed = "null-allowed"
+        /// No `Origin` header, and `missing: refuse`.
+        case missing
+        /// `Origin: null`, and `null: refuse`.
+        case null
+        /// Not a serialized origin (RFC 6454 §6.2).
+        case malformed
+        /// An `http:` origin on a TLS listener, or an `https:` origin on a plaintext one.
+        case mixedContent = "mixed-content"
+        /// Not on the allow-list.
+        case notAllowed = "not-allowed"
+
+        var description: String { self.rawValue }
     }
 
     private struct Pattern: Hashable, Sendable {
@@ -137,34 +164,34 @@ struct CompiledOriginPolicy: Sendable {
     func check(_ header: String?, listenerUsesTLS: Bool) -> Decision {
         guard let header else {
             return self.settings.missing == .allow
-                ? .allowed(reason: "missing-allowed")
-                : .refused(reason: "missing", message: "an Origin header is required")
+                ? .allowed(reason: .missingAllowed)
+                : .refused(reason: .missing, message: "an Origin header is required")
         }
         if header == "null" {
             return self.settings.null == .allow
-                ? .allowed(reason: "null-allowed")
-                : .refused(reason: "null", message: "Origin null is not allowed")
+                ? .allowed(reason: .nullAllowed)
+                : .refused(reason: .null, message: "Origin null is not allowed")
         }
         guard let origin = Origin(header) else {
-            return .refused(reason: "malformed", message: "the Origin header is not a serialized origin (RFC 6454)")
+            return .refused(reason: .malformed, message: "the Origin header is not a serialized origin (RFC 6454)")
         }
         if self.settings.mixedContent == .refuse {
             if listenerUsesTLS && origin.scheme == "http" {
-                return .refused(reason: "mixed-content", message: "mixed content: an http: origin may not open a wss: connection")
+                return .refused(reason: .mixedContent, message: "mixed content: an http: origin may not open a wss: connection")
             }
             if !listenerUsesTLS && origin.scheme == "https" {
-                return .refused(reason: "mixed-content", message: "mixed content: an https: origin may not open a plaintext ws: connection")
+                return .refused(reason: .mixedContent, message: "mixed content: an https: origin may not open a plaintext ws: connection")
             }
         }
-        if self.settings.allow.isEmpty { return .allowed(reason: "any") }
-        if self.exact.contains(origin) { return .allowed(reason: "listed") }
+        if self.settings.allow.isEmpty { return .allowed(reason: .any) }
+        if self.exact.contains(origin) { return .allowed(reason: .listed) }
         for pattern in self.patterns
         where pattern.scheme == origin.scheme && pattern.port == origin.port && origin.host.hasSuffix(pattern.suffix)
             && origin.host.utf8.count > pattern.suffix.utf8.count && !origin.host.hasPrefix("[")
         {
-            return .allowed(reason: "wildcard")
+            return .allowed(reason: .wildcard)
         }
-        return .refused(reason: "not-allowed", message: "origin \(origin) is not allowed")
+        return .refused(reason: .notAllowed, message: "origin \(origin) is not allowed")
     }
 }
 

@@ -57,8 +57,18 @@ struct RelayPolicyState {
         )
     }
 
-    func count(_ name: String, _ dimensions: [(String, String)]) {
-        self.policy.metrics?.count(name, [("route", self.policy.route)] + dimensions)
+    // Policy decisions, counted with the route's label (one line per call site).
+
+    func countRateLimit(_ side: Side, _ limit: RateLimiter.Limit, _ action: RateLimitAction) {
+        self.policy.metrics?.rateLimited(route: self.policy.route, side: side, limit: limit, action: action)
+    }
+
+    func countKeepAliveTimeout(_ side: Side) {
+        self.policy.metrics?.keepAliveTimedOut(route: self.policy.route, side: side)
+    }
+
+    func countMaxLifetimeClose() {
+        self.policy.metrics?.maxLifetimeClosed(route: self.policy.route)
     }
 }
 

@@ -228,7 +228,7 @@ final class RelaySession {
             // Frames before the violation are owed to the upstream before any Close.
             if forwarding { Self.send(&output, to: destination) }
             self.legs.client = leg
-            self.operations.metrics?.protocolViolation(side: Side.client.rawValue, error)
+            self.operations.metrics?.protocolViolation(side: .client, error)
             self.perform(self.closeState.violation(by: .client, error: error))
         }
     }
@@ -317,7 +317,7 @@ final class RelaySession {
             // Falls through: the frames before the violation are owed to the client before any Close.
             if forwarding { Self.send(&buffer, from: runStart, to: eventEnd, to: destination) }
             self.legs.upstream = leg
-            self.operations.metrics?.protocolViolation(side: Side.upstream.rawValue, error)
+            self.operations.metrics?.protocolViolation(side: .upstream, error)
             self.perform(self.closeState.violation(by: .upstream, error: error))
             return
         }
@@ -347,7 +347,7 @@ final class RelaySession {
     private func control(_ frame: ControlFrame, from side: Side) {
         switch frame.opcode {
         case .close:
-            self.operations.metrics?.close(side: side.rawValue, code: frame.closeCode, byPeer: true)
+            self.operations.metrics?.close(side: side, code: frame.closeCode, byPeer: true)
             self.perform(self.closeState.closeReceived(from: side, code: frame.closeCode), relaying: frame)
         default:
             guard self.closeState.mayWrite(to: side.other) else { return }
@@ -394,7 +394,7 @@ final class RelaySession {
         if !self.closeState.legs[side].closeReceived && !self.closeState.legs[side].tcpCloseRequested
             && !self.operations.forceClosed
         {
-            self.operations.metrics?.close(side: side.rawValue, code: .abnormalClosure, byPeer: true)
+            self.operations.metrics?.close(side: side, code: .abnormalClosure, byPeer: true)
         }
         self.perform(self.closeState.tcpClosed(side))
     }
@@ -415,7 +415,7 @@ final class RelaySession {
                     encoder.writeFrame(opcode: .close, payload: frame?.payload ?? ByteBuffer(), to: &bytes)
                 }
             case .sendClose(let side, let code, let reason):
-                self.operations.metrics?.close(side: side.rawValue, code: code, byPeer: false)
+                self.operations.metrics?.close(side: side, code: code, byPeer: false)
                 self.writeClose(to: side) { encoder, bytes in
                     encoder.writeClose(code: code, reason: reason, to: &bytes)
                 }
@@ -491,7 +491,7 @@ extension RelaySession {
             self.policy.lifetimeTimer = self.eventLoop.scheduleTask(in: lifetime) {
                 let session = session.value
                 guard !session.finished else { return }
-                session.policy.count("wsgate_max_lifetime_closes_total", [])
+                session.policy.countMaxLifetimeClose()
                 session.gatewayClose(.goingAway, reason: "maximum lifetime")
             }
         }
@@ -537,11 +537,11 @@ extension RelaySession {
         case .pass:
             break
         case .throttle(let until, let limit):
-            self.policy.count("wsgate_rate_limit_decisions_total", [("side", side.rawValue), ("limit", limit.rawValue), ("action", "throttle")])
+            self.policy.countRateLimit(side, limit, .throttle)
             let stash = buffer.readSlice(length: buffer.readableBytes)!
             self.policy.throttled[side] = .init(pending: event, stash: stash, timer: self.scheduleResume(side, at: until))
         case .close(let limit):
-            self.policy.count("wsgate_rate_limit_decisions_total", [("side", side.rawValue), ("limit", limit.rawValue), ("action", "close")])
+            self.policy.countRateLimit(side, limit, .close)
             buffer.moveReaderIndex(to: buffer.writerIndex)
             self.perform(self.closeState.policyViolation(by: side, code: .policyViolation, reason: "rate limit: \(limit.rawValue)"))
         }
@@ -661,7 +661,7 @@ extension RelaySession {
         case .dead:
             // A close handshake under way on this leg is bounded by the close timeout instead.
             guard self.closeState.mayWrite(to: side), !self.closeState.legs[side].closeReceived else { return }
-            self.policy.count("wsgate_keepalive_timeouts_total", [("side", side.rawValue)])
+            self.policy.countKeepAliveTimeout(side)
             self.perform(self.closeState.keepAliveExpired(side))
         }
     }
@@ -799,7 +799,7 @@ extension RelaySession {
         } catch {
             if forwarding { Self.send(&output, to: destination) }
             self.legs[side] = leg
-            self.operations.metrics?.protocolViolation(side: side.rawValue, error)
+            self.operations.metrics?.protocolViolation(side: side, error)
             self.perform(self.closeState.violation(by: side, error: error))
         }
     }
@@ -830,7 +830,7 @@ extension RelaySession {
         do {
             if try transcoder.header(header) { return }
         } catch {
-            self.operations.metrics?.protocolViolation(side: side.rawValue, error)
+            self.operations.metrics?.protocolViolation(side: side, error)
             return self.perform(self.closeState.violation(by: side, error: error))
         }
         var outgoing = header

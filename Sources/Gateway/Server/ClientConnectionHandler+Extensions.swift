@@ -35,26 +35,21 @@ extension ClientConnectionHandler {
     ) -> ExtensionOutcome {
         let policy = request.route.route.extensions.permessageDeflate
         let route = request.route.route.label
-        func decision(_ side: String, _ decision: String) {
-            metrics.count(
-                "wsgate_extension_decisions_total",
-                [("route", route), ("side", side), ("extension", PerMessageDeflate.extensionName), ("decision", decision)]
-            )
+        func decision(_ side: Side, _ decision: ExtensionDecision) {
+            metrics.extensionDecided(route: route, side: side, extension: PerMessageDeflate.extensionName, decision)
         }
         let offers = request.extensionOffers
         let clientOffersDeflate = offers.contains { PerMessageDeflate.isPerMessageDeflate($0.name) }
         let others = offers.filter { !PerMessageDeflate.isPerMessageDeflate($0.name) }.count
-        if others > 0 {
-            metrics.count("wsgate_extensions_dropped_total", [("route", route), ("side", "client")], by: Int64(others))
-        }
+        metrics.droppedExtensions(route: route, side: .client, count: others)
 
         var outcome = ExtensionOutcome(compression: RelayCompression(policy: policy))
         if policy.upstream.isNegotiate {
-            decision("upstream", upstreamDeflate == nil ? "declined" : "negotiated")
+            decision(.upstream, upstreamDeflate == nil ? .declined : .negotiated)
             outcome.compression.upstream = upstreamDeflate
             outcome.upstreamAgreement = upstreamDeflate?.description
         } else {
-            decision("upstream", "stripped")
+            decision(.upstream, .stripped)
         }
 
         if policy.client.isNegotiate {
@@ -64,14 +59,14 @@ extension ClientConnectionHandler {
                 matching: upstreamDeflate
             )
             if let (parameters, response) = negotiation.accepted {
-                decision("client", "negotiated")
+                decision(.client, .negotiated)
                 outcome.compression.client = parameters
                 outcome.clientAnswer = ExtensionHeader.serialize([response])
             } else {
-                decision("client", clientOffersDeflate ? "declined" : "not-offered")
+                decision(.client, clientOffersDeflate ? .declined : .notOffered)
             }
         } else {
-            decision("client", clientOffersDeflate ? "stripped" : "not-offered")
+            decision(.client, clientOffersDeflate ? .stripped : .notOffered)
         }
         return outcome
     }

@@ -91,7 +91,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
             // (close code 1015, never sent in a Close frame: RFC 6455 §7.4.1).
             self.record.closeCode = Int(CloseCode.tlsHandshakeFailure.rawValue)
             self.record.closedBy = "gateway"
-            self.environment.metrics.tlsHandshakeFailed(leg: "client", tlsError)
+            self.environment.metrics.tlsHandshakeFailed(leg: .client, tlsError)
             return self.abort(context: context, refusal: "tls-handshake-failed: \(tlsError.summary)")
         }
         switch self.state {
@@ -226,7 +226,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
             // DESIGN §1.7: 502 with the classified reason; recorded as close code 1015.
             self.record.closeCode = Int(CloseCode.tlsHandshakeFailure.rawValue)
             self.record.closedBy = "gateway"
-            self.environment.metrics.tlsHandshakeFailed(leg: "upstream", error)
+            self.environment.metrics.tlsHandshakeFailed(leg: .upstream, error)
             self.refuse(
                 context: context,
                 HandshakeRejection(
@@ -479,10 +479,10 @@ extension ClientConnectionHandler {
         let route = request.route.route.label
         switch decision {
         case .allowed(let reason):
-            self.environment.metrics.count("wsgate_origin_decisions_total", [("route", route), ("side", "client"), ("decision", "allow"), ("reason", reason)])
+            self.environment.metrics.originDecided(route: route, .allow, reason: reason)
             return nil
         case .refused(let reason, let message):
-            self.environment.metrics.count("wsgate_origin_decisions_total", [("route", route), ("side", "client"), ("decision", "refuse"), ("reason", reason)])
+            self.environment.metrics.originDecided(route: route, .refuse, reason: reason)
             return HandshakeRejection(403, message, reason: "origin-\(reason)")
         }
     }
@@ -490,7 +490,7 @@ extension ClientConnectionHandler {
     /// DESIGN §5: upgrade requests per second per client IP; over it, 429 with `Retry-After`.
     fileprivate func handshakeRateRejection() -> HandshakeRejection? {
         guard let retryAfter = self.environment.admission.admitHandshake(ip: self.record.clientAddress) else { return nil }
-        self.environment.metrics.count("wsgate_connection_limit_refusals_total", [("listener", self.record.listener), ("limit", "ip_handshake_rate")])
+        self.environment.metrics.connectionLimitRefused(listener: self.record.listener, .ipHandshakeRate)
         return HandshakeRejection(
             429,
             "too many upgrade requests from this address",
