@@ -117,7 +117,7 @@ public enum ExtensionHeader {
                 out += parameter.name
                 guard let value = parameter.value else { continue }
                 out += "="
-                if Self.isToken(value) {
+                if HTTPSyntax.isToken(value) {
                     out += value
                 } else {
                     out += "\""
@@ -130,73 +130,6 @@ public enum ExtensionHeader {
             }
         }
         return out
-    }
-
-    /// Whether `string` is an RFC 7230 §3.2.6 `token` (`1*tchar`).
-    static func isToken(_ string: some StringProtocol) -> Bool {
-        !string.isEmpty && string.utf8.allSatisfy(ASCII.isTchar)
-    }
-}
-
-/// Byte classes of RFC 7230 §3.2.6 and RFC 5234 appendix B.1.
-enum ASCII {
-    static let horizontalTab: UInt8 = 0x09
-    static let space: UInt8 = 0x20
-    static let doubleQuote: UInt8 = 0x22
-    static let comma: UInt8 = 0x2C
-    static let semicolon: UInt8 = 0x3B
-    static let equals: UInt8 = 0x3D
-    static let backslash: UInt8 = 0x5C
-
-    /// `tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." / "^" / "_" / "`" / "|" / "~"
-    /// / DIGIT / ALPHA` as a 128-bit set (bit `b` set when byte `b` is a tchar), so the test is two
-    /// shifts and no branches on the byte's class.
-    private static let tcharLow: UInt64 = {
-        var bits: UInt64 = 0
-        for byte in Array("!#$%&'*+-.^_`|~0123456789".utf8) where byte < 64 { bits |= 1 << UInt64(byte) }
-        return bits
-    }()
-    private static let tcharHigh: UInt64 = {
-        var bits: UInt64 = 0
-        let set = Array("!#$%&'*+-.^_`|~ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz".utf8)
-        for byte in set where byte >= 64 { bits |= 1 << UInt64(byte - 64) }
-        return bits
-    }()
-
-    /// RFC 7230 §3.2.6 `tchar`.
-    static func isTchar(_ byte: UInt8) -> Bool {
-        if byte < 64 { return (Self.tcharLow >> UInt64(byte)) & 1 == 1 }
-        if byte < 128 { return (Self.tcharHigh >> UInt64(byte - 64)) & 1 == 1 }
-        return false
-    }
-
-    /// RFC 7230 §3.2.3 `OWS = *( SP / HTAB )`.
-    static func isOWS(_ byte: UInt8) -> Bool { byte == Self.space || byte == Self.horizontalTab }
-
-    /// RFC 7230 §3.2.6 `qdtext` and the escaped byte of `quoted-pair`, without `obs-text`: HTAB, SP and
-    /// VCHAR. (`obs-text` is legal in a quoted-string, but a value containing it can never be a token,
-    /// which RFC 6455 §9.1 requires, so it is rejected as early as possible.)
-    static func isQuotable(_ byte: UInt8) -> Bool {
-        byte == Self.horizontalTab || (0x20...0x7E).contains(byte)
-    }
-
-    /// At most the first 32 characters of `text`, with `…` when cut: error details quote peer input, but
-    /// a 1 MiB token must not become a 1 MiB log line.
-    static func excerpt(_ text: String) -> String {
-        text.utf8.count <= 32 ? text : text.prefix(32) + "…"
-    }
-
-    /// A readable name for `byte` in error details: `'x'` for printable ASCII, otherwise what kind of
-    /// byte it is and its hex value.
-    static func describe(_ byte: UInt8) -> String {
-        let hex = "0x" + (byte < 16 ? "0" : "") + String(byte, radix: 16, uppercase: true)
-        switch byte {
-        case 0x21...0x7E: return "'\(Character(Unicode.Scalar(byte)))'"
-        case Self.space: return "space"
-        case Self.horizontalTab: return "tab"
-        case 0x80...0xFF: return "non-ASCII byte \(hex)"
-        default: return "control character \(hex)"
-        }
     }
 }
 

@@ -1,3 +1,4 @@
+import Frames
 import TLSShim
 
 /// Checks of the configuration as a whole, after reading (or on a configuration built in code).
@@ -148,7 +149,7 @@ extension GatewayConfiguration.Route {
             }
             try upstreamTLS.validate(at: path.key("upstream_tls"))
         }
-        for (index, subprotocol) in self.subprotocols.enumerated() where !HTTPToken.isToken(subprotocol) {
+        for (index, subprotocol) in self.subprotocols.enumerated() where !HTTPSyntax.isToken(subprotocol) {
             throw path.key("subprotocols").index(index).error(
                 .invalidValue,
                 "\(quote(subprotocol)) is not a valid subprotocol name "

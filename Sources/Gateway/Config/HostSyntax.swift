@@ -129,14 +129,3 @@ enum HostSyntax {
         )
     }
 }
-
-/// RFC 7230 §3.2.6 `token`: what `Sec-WebSocket-Protocol` values are made of (RFC 6455 §4.1).
-enum HTTPToken {
-    static func isToken(_ text: String) -> Bool {
-        !text.isEmpty
-            && text.unicodeScalars.allSatisfy { scalar in
-                ("a"..."z").contains(scalar) || ("A"..."Z").contains(scalar) || ("0"..."9").contains(scalar)
-                    || "!#$%&'*+-.^_`|~".unicodeScalars.contains(scalar)
-            }
-    }
-}

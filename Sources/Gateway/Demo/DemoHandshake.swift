@@ -5,7 +5,7 @@ import NIOHTTP1
 /// the request head, so it can be tested without a channel.
 ///
 /// The rules, in the order they are checked:
-/// - `GET` over HTTP/1.1 or later (§4.1 item 2), else 400;
+/// - `GET` over HTTP/1.1 (§4.1 item 2), else 400;
 /// - a known path (`/echo`, `/chat`), else 404;
 /// - `Upgrade` lists the token `websocket` and `Connection` lists the token `upgrade`, both compared
 ///   case-insensitively (§4.2.1 items 3–4), else 426 (the request is not an upgrade);
@@ -13,6 +13,9 @@ import NIOHTTP1
 /// - exactly one `Host` (§4.2.1 item 2) and exactly one `Sec-WebSocket-Key` that is the base64 of
 ///   16 bytes (§4.2.1 item 5), else 400;
 /// - no body (`Content-Length` other than 0, or `Transfer-Encoding`), else 400.
+///
+/// Each rule is ``OpeningHandshake``'s, shared with the gateway's listener; the order and the statuses
+/// are the demo's.
 ///
 /// Every refusal carries `Sec-WebSocket-Version: 13` (§4.4 asks for it on a version mismatch; sending it
 /// always costs nothing and tells any client what we speak).
@@ -27,10 +30,10 @@ enum DemoHandshake {
 
     /// Decides what `head` gets.
     static func evaluate(_ head: HTTPRequestHead) -> Decision {
-        guard head.method == .GET else {
+        guard OpeningHandshake.isGet(head) else {
             return .reject(.badRequest, reason: "the opening handshake is a GET (RFC 6455 §4.1)")
         }
-        guard head.version.major == 1, head.version.minor >= 1 else {
+        guard OpeningHandshake.isHTTP11(head) else {
             return .reject(.badRequest, reason: "the opening handshake needs HTTP/1.1 (RFC 6455 §4.1)")
         }
         let (path, query) = Self.splitTarget(head.uri)
@@ -41,26 +44,22 @@ enum DemoHandshake {
         default: return .reject(.notFound, reason: "no route for \(path); try /echo or /chat")
         }
         let headers = head.headers
-        guard Self.hasToken("websocket", in: headers, name: "Upgrade"),
-            Self.hasToken("upgrade", in: headers, name: "Connection")
-        else {
+        guard OpeningHandshake.asksForWebSocket(headers), OpeningHandshake.asksForConnectionUpgrade(headers) else {
             return .reject(.upgradeRequired, reason: "this is a WebSocket endpoint: send Upgrade: websocket")
         }
-        guard headers["Sec-WebSocket-Version"] == ["13"] else {
+        guard OpeningHandshake.asksForVersion13(headers) else {
             return .reject(.upgradeRequired, reason: "unsupported Sec-WebSocket-Version; this server speaks 13")
         }
-        guard headers["Host"].count == 1 else {
+        guard OpeningHandshake.host(headers) != nil else {
             return .reject(.badRequest, reason: "exactly one Host header is required (RFC 6455 §4.2.1)")
         }
-        let keys = headers["Sec-WebSocket-Key"]
-        guard keys.count == 1, HandshakeKey.isValidKey(keys[0]) else {
+        guard let key = OpeningHandshake.key(headers) else {
             return .reject(.badRequest, reason: "Sec-WebSocket-Key must be the base64 of 16 bytes (RFC 6455 §4.2.1)")
         }
-        let lengths = headers["Content-Length"]
-        guard lengths.allSatisfy({ $0 == "0" }), !headers.contains(name: "Transfer-Encoding") else {
+        guard !OpeningHandshake.announcesBody(headers) else {
             return .reject(.badRequest, reason: "the opening handshake has no body")
         }
-        return .accept(route, acceptValue: HandshakeKey.acceptValue(forKey: keys[0]))
+        return .accept(route, acceptValue: HandshakeKey.acceptValue(forKey: key))
     }
 
     /// The headers of the 101 answer (RFC 6455 §4.2.2 item 5).
@@ -83,16 +82,6 @@ enum DemoHandshake {
         ]
     }
 
-    /// Whether the comma-separated header `name` lists `token`, case-insensitively (RFC 7230 §3.2.6,
-    /// §6.1): `Connection: keep-alive, Upgrade` lists `upgrade`.
-    static func hasToken(_ token: String, in headers: HTTPHeaders, name: String) -> Bool {
-        headers[name].contains { value in
-            value.split(separator: ",").contains { element in
-                element.trimmingSpaces().lowercased() == token
-            }
-        }
-    }
-
     /// Splits a request target into its path and its query (without the `?`), dropping any fragment.
     static func splitTarget(_ uri: String) -> (path: Substring, query: Substring?) {
         let target = uri.prefix { $0 != "#" }
@@ -107,14 +96,4 @@ enum DemoRoute: Hashable, Sendable {
     case echo
     /// `/chat`: a room; `name` is the decoded `?name=` (already cut to its limit), or `nil` for a guest.
     case chat(name: String?)
-}
-
-extension Substring {
-    /// The substring without leading and trailing spaces and tabs (HTTP's optional whitespace).
-    func trimmingSpaces() -> Substring {
-        let isSpace: (Character) -> Bool = { $0 == " " || $0 == "\t" }
-        guard let start = self.firstIndex(where: { !isSpace($0) }) else { return "" }
-        let end = self.lastIndex(where: { !isSpace($0) })!
-        return self[start...end]
-    }
 }

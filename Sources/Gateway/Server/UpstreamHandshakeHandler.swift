@@ -2,9 +2,30 @@ import NIOCore
 import NIOHTTP1
 
 /// The upstream's answer to the upgrade request: its head and (for a non-101) up to 64 KiB of body.
-struct UpstreamResponse: Sendable {
+struct UpstreamResponse: Sendable, Equatable {
     var head: HTTPResponseHead
     var body: ByteBuffer
+
+    /// Headers of an upstream's non-101 answer that are relayed to the client; the rest (hop-by-hop,
+    /// framing, WebSocket handshake headers) are not.
+    static let relayedHeaders: Set<String> = [
+        "content-type", "content-language", "cache-control", "retry-after", "www-authenticate", "location",
+        "set-cookie", "vary",
+    ]
+
+    /// A non-101 answer as relayed to the client (DESIGN §1.7): its status and reason, the safe headers,
+    /// the body collected (up to 64 KiB), and `Connection: close` (both connections close after it: never
+    /// a tunnel).
+    func relayedToClient() -> HTTPResponse {
+        var body = self.body
+        return HTTPResponse(
+            status: Int(self.head.status.code),
+            reason: self.head.status.reasonPhrase,
+            headers: self.head.headers.filter { Self.relayedHeaders.contains($0.name.lowercased()) }.map { ($0.name, $0.value) }
+                + [("Connection", "close")],
+            body: body.readBytes(length: body.readableBytes) ?? []
+        )
+    }
 }
 
 /// Collects the upstream's response to the upgrade request on the upstream channel and completes a

@@ -2,7 +2,7 @@ import Frames
 import NIOHTTP1
 
 /// A client's WebSocket upgrade request that passed every check of RFC 6455 §4.2.1 and DESIGN §1.3–1.4.
-struct ClientUpgradeRequest {
+struct ClientUpgradeRequest: Equatable {
     var head: HTTPRequestHead
     /// `Sec-WebSocket-Key` as sent.
     var key: String
@@ -28,26 +28,22 @@ struct ClientUpgradeRequest {
         if headers.count > limits.requestHeaders {
             return .failure(.init(431, "too many header fields (\(headers.count) > \(limits.requestHeaders))", reason: "too-many-headers"))
         }
-        guard head.method == .GET else {
+        guard OpeningHandshake.isGet(head) else {
             return .failure(.init(405, "a WebSocket upgrade must use GET", reason: "method", headers: [("Allow", "GET")]))
         }
-        guard head.version == .http1_1 else {
+        guard OpeningHandshake.isHTTP11(head) else {
             return .failure(.init(400, "a WebSocket upgrade needs HTTP/1.1 (RFC 6455 §4.1)", reason: "http-version"))
         }
-        for name in ["Host", "Upgrade", "Sec-WebSocket-Key", "Sec-WebSocket-Version", "Origin", "Content-Length"] where headers[name].count > 1 {
+        if let name = OpeningHandshake.duplicatedSingleton(in: headers) {
             return .failure(.init(400, "duplicate \(name) header", reason: "duplicate-header"))
         }
         guard let hostHeader = headers.first(name: "Host"), let host = Self.hostName(fromHostHeader: hostHeader) else {
             return .failure(.init(400, "missing or invalid Host header", reason: "host"))
         }
-        if let length = headers.first(name: "Content-Length"), length != "0" {
+        if OpeningHandshake.announcesBody(headers) {
             return .failure(.init(400, "an upgrade request has no body", reason: "body"))
         }
-        if headers.contains(name: "Transfer-Encoding") {
-            return .failure(.init(400, "an upgrade request has no body", reason: "body"))
-        }
-        let upgradeTokens = Self.tokens(headers["Upgrade"])
-        guard upgradeTokens.contains("websocket") else {
+        guard OpeningHandshake.asksForWebSocket(headers) else {
             return .failure(
                 .init(
                     426,
@@ -57,15 +53,15 @@ struct ClientUpgradeRequest {
                 )
             )
         }
-        guard Self.tokens(headers["Connection"]).contains("upgrade") else {
+        guard OpeningHandshake.asksForConnectionUpgrade(headers) else {
             return .failure(.init(400, "Connection must contain the upgrade token (RFC 6455 §4.1)", reason: "connection"))
         }
-        guard headers.first(name: "Sec-WebSocket-Version")?.trimmingWhitespace() == "13" else {
+        guard OpeningHandshake.asksForVersion13(headers) else {
             return .failure(
                 .init(426, "unsupported WebSocket version; this gateway speaks version 13", reason: "ws-version", headers: [("Sec-WebSocket-Version", "13")])
             )
         }
-        guard let key = headers.first(name: "Sec-WebSocket-Key")?.trimmingWhitespace(), HandshakeKey.isValidKey(key) else {
+        guard let key = OpeningHandshake.key(headers) else {
             return .failure(.init(400, "Sec-WebSocket-Key must be the base64 of 16 bytes (RFC 6455 §4.1)", reason: "ws-key"))
         }
         // Extensions are parsed so that a malformed header is refused; the route's policy decides what is
@@ -89,7 +85,7 @@ struct ClientUpgradeRequest {
         guard let route = routes.match(host: host, path: path) else {
             return .failure(.init(404, "no route for \(host)\(path)", reason: "no-route"))
         }
-        var offered = Self.commaList(headers["Sec-WebSocket-Protocol"])
+        var offered = HTTPSyntax.commaList(headers["Sec-WebSocket-Protocol"])
         if !route.route.subprotocols.isEmpty {
             offered = offered.filter { route.route.subprotocols.contains($0) }
         }
@@ -110,7 +106,7 @@ struct ClientUpgradeRequest {
 
     /// The host of a `Host` header value, lowercased, without the port; nil if malformed.
     static func hostName(fromHostHeader value: String) -> String? {
-        let value = value.trimmingWhitespace()
+        let value = HTTPSyntax.trimmingOWS(value)
         guard !value.isEmpty else { return nil }
         if value.hasPrefix("[") {
             guard let close = value.firstIndex(of: "]") else { return nil }
@@ -123,16 +119,6 @@ struct ClientUpgradeRequest {
         if parts.count == 2 && (parts[1].isEmpty || !parts[1].allSatisfy(\.isNumber)) { return nil }
         guard parts[0].allSatisfy({ $0.isLetter || $0.isNumber || $0 == "." || $0 == "-" || $0 == "_" }) else { return nil }
         return parts[0].lowercased()
-    }
-
-    /// Comma-separated header values, trimmed, lowercased, empties dropped.
-    static func tokens(_ values: [String]) -> [String] {
-        self.commaList(values).map { $0.lowercased() }
-    }
-
-    /// Comma-separated header values, trimmed, empties dropped (RFC 9110 §5.6.1).
-    static func commaList(_ values: [String]) -> [String] {
-        values.flatMap { $0.split(separator: ",") }.map { $0.trimmingWhitespace() }.filter { !$0.isEmpty }
     }
 }
 
@@ -156,12 +142,9 @@ struct HandshakeRejection: Error, Hashable {
     }
 }
 
-extension StringProtocol {
-    /// The string without leading and trailing spaces and tabs (HTTP's OWS).
-    func trimmingWhitespace() -> String {
-        let isSpace: (Character) -> Bool = { $0 == " " || $0 == "\t" }
-        guard let first = self.firstIndex(where: { !isSpace($0) }) else { return "" }
-        let last = self.lastIndex(where: { !isSpace($0) })!
-        return String(self[first...last])
+/// Compared in the upgrade state machine's states and actions (tests).
+extension RouteTable.Entry: Equatable {
+    static func == (lhs: Self, rhs: Self) -> Bool {
+        lhs.index == rhs.index && lhs.route == rhs.route
     }
 }

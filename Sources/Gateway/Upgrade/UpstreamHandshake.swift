@@ -4,7 +4,7 @@ import NIOHTTP1
 
 /// The upgrade request the gateway sends upstream and the checks on the upstream's answer
 /// (DESIGN §1.6–1.7).
-struct UpstreamHandshake {
+struct UpstreamHandshake: Equatable {
     /// The fresh `Sec-WebSocket-Key` of this request (never the client's).
     let key: String
     let subprotocolsOffered: [String]
@@ -36,7 +36,7 @@ struct UpstreamHandshake {
         clientAddress: String?,
         clientUsedTLS: Bool
     ) -> HTTPRequestHead {
-        let connectionNamed = Set(ClientUpgradeRequest.tokens(client.head.headers["Connection"]))
+        let connectionNamed = Set(HTTPSyntax.lowercasedTokens(client.head.headers["Connection"]))
         let target = RequestPath.upstreamTarget(client.target, routePrefix: client.route.route.pathPrefix, memberPath: upstream.path)
         var headers = HTTPHeaders()
         let defaultPort = upstream.scheme == .wss ? 443 : 80
@@ -104,26 +104,26 @@ struct UpstreamHandshake {
     func check(_ head: HTTPResponseHead) -> Verdict {
         guard head.status.code == 101 else { return .refused(status: Int(head.status.code)) }
         let headers = head.headers
-        guard ClientUpgradeRequest.tokens(headers["Upgrade"]) == ["websocket"] else {
+        guard HTTPSyntax.lowercasedTokens(headers["Upgrade"]) == ["websocket"] else {
             return .invalid("101 without Upgrade: websocket")
         }
-        guard ClientUpgradeRequest.tokens(headers["Connection"]).contains("upgrade") else {
+        guard HTTPSyntax.lists("upgrade", in: headers["Connection"]) else {
             return .invalid("101 without Connection: upgrade")
         }
         let accept = headers["Sec-WebSocket-Accept"]
-        guard accept.count == 1, accept[0].trimmingWhitespace() == HandshakeKey.acceptValue(forKey: self.key) else {
+        guard accept.count == 1, HTTPSyntax.trimmingOWS(accept[0]) == HandshakeKey.acceptValue(forKey: self.key) else {
             return .invalid("wrong or missing Sec-WebSocket-Accept")
         }
         // RFC 6455 §4.1 and RFC 7692 §7: only what was offered, with valid parameters.
         let deflate: PerMessageDeflateParameters?
         do {
             let values = headers["Sec-WebSocket-Extensions"]
-            let elements = ClientUpgradeRequest.commaList(values).isEmpty ? [] : try ExtensionHeader.parse(values)
+            let elements = HTTPSyntax.commaList(values).isEmpty ? [] : try ExtensionHeader.parse(values)
             deflate = try PerMessageDeflate.validateResponse(elements, offered: self.deflateOffer)
         } catch {
             return .invalid("Sec-WebSocket-Extensions: \(error.detail)")
         }
-        let protocols = ClientUpgradeRequest.commaList(headers["Sec-WebSocket-Protocol"])
+        let protocols = HTTPSyntax.commaList(headers["Sec-WebSocket-Protocol"])
         switch protocols.count {
         case 0:
             return .accepted(subprotocol: nil, deflate: deflate)

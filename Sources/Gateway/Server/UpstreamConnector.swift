@@ -1,0 +1,78 @@
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import TLSShim
+
+/// Opens the upstream leg of a connection. The gateway uses ``BootstrapUpstreamConnector``; tests inject
+/// one that hands out `EmbeddedChannel`s on the client channel's loop, so the whole upgrade runs in
+/// memory with no socket.
+protocol UpstreamConnector: Sendable {
+    /// Connects to `host:port` on `eventLoop` (the client channel's: DESIGN §3, the relay needs both
+    /// legs on one loop). `initializer` runs on the new channel before it connects. The future fails
+    /// with `ChannelError.connectTimeout` when the connect deadline passes (504), with another error
+    /// when the connection is refused (502).
+    func connect(
+        host: String,
+        port: Int,
+        on eventLoop: any EventLoop,
+        initializer: @escaping @Sendable (any Channel) -> EventLoopFuture<Void>
+    ) -> EventLoopFuture<any Channel>
+}
+
+/// Connects with NIO's `ClientBootstrap`: `TCP_NODELAY`, the configured write watermarks and the
+/// relay's receive allocator, under the connect deadline (DESIGN §7: 5 s).
+struct BootstrapUpstreamConnector: UpstreamConnector {
+    var connectTimeout: TimeAmount
+    var writeBufferWaterMark: ChannelOptions.Types.WriteBufferWaterMark
+
+    init(limits: GatewayConfiguration.Limits, timeouts: GatewayConfiguration.Timeouts) {
+        self.connectTimeout = TimeAmount(timeouts.upstreamConnect)
+        self.writeBufferWaterMark = .init(low: limits.bufferLowWatermark, high: limits.bufferHighWatermark)
+    }
+
+    func connect(
+        host: String,
+        port: Int,
+        on eventLoop: any EventLoop,
+        initializer: @escaping @Sendable (any Channel) -> EventLoopFuture<Void>
+    ) -> EventLoopFuture<any Channel> {
+        let bootstrap = ClientBootstrap(group: eventLoop)
+            .connectTimeout(self.connectTimeout)
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
+            .channelOption(.writeBufferWaterMark, value: self.writeBufferWaterMark)
+            .channelOption(.recvAllocator, value: RelayResources.receiveAllocator)
+            .channelInitializer(initializer)
+        // An IP literal needs no resolution: NIO's `connect(host:port:)` runs getaddrinfo and Happy
+        // Eyeballs for it anyway, about a third of the CPU of each proxied connection.
+        if let address = try? SocketAddress(ipAddress: host, port: port) {
+            return bootstrap.connect(to: address)
+        }
+        return bootstrap.connect(host: host, port: port)
+    }
+}
+
+/// The upstream channel's handlers for the HTTP handshake (DESIGN §1.6–1.7).
+enum UpstreamHandshakePipeline {
+    /// Adds TLS toward a `wss://` upstream (when `tls` is given), the request encoder, the response
+    /// decoder and the ``UpstreamHandshakeHandler`` that completes `answer`.
+    static func install(
+        on channel: any Channel,
+        tls: (context: TLSClientContext, serverName: String, handshakeTimeout: TimeAmount)?,
+        answer: EventLoopPromise<UpstreamResponse>
+    ) throws {
+        let pipeline = channel.pipeline.syncOperations
+        if let tls {
+            try pipeline.addHandler(
+                TLSHandler.client(
+                    context: tls.context,
+                    serverName: tls.serverName,
+                    configuration: .init { $0.handshakeTimeout = tls.handshakeTimeout }
+                )
+            )
+        }
+        // The encoder sits before the decoder: the decoder watches outbound request parts.
+        try pipeline.addHandler(HTTPRequestEncoder())
+        try pipeline.addHandler(ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: .forwardBytes)))
+        try pipeline.addHandler(UpstreamHandshakeHandler(promise: answer))
+    }
+}

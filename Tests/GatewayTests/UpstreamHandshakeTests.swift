@@ -1,0 +1,98 @@
+import Frames
+import NIOHTTP1
+import Testing
+
+@testable import Gateway
+
+/// ``UpstreamHandshake/check(_:)``: which upstream answers switch to frames (DESIGN §1.7), which are
+/// refusals relayed to the client, and which are invalid (502).
+@Suite struct UpstreamHandshakeTests {
+    static let key = "AQIDBAUGBwgJCgsMDQ4PEA=="
+    static let accept = HandshakeKey.acceptValue(forKey: key)
+
+    static func handshake(subprotocols: [String] = ["chat", "v2"], deflate: Bool = false) -> UpstreamHandshake {
+        UpstreamHandshake(key: key, subprotocolsOffered: subprotocols, deflateOffer: deflate ? PerMessageDeflate.clientOffer() : nil)
+    }
+
+    /// A 101 with the given headers in place of the valid defaults (nil removes one).
+    static func answer(status: HTTPResponseStatus = .switchingProtocols, _ overrides: [String: String?] = [:]) -> HTTPResponseHead {
+        var fields: [(String, String?)] = [("Upgrade", "websocket"), ("Connection", "Upgrade"), ("Sec-WebSocket-Accept", accept)]
+        for (name, value) in overrides where !fields.contains(where: { $0.0 == name }) { fields.append((name, value)) }
+        var headers = HTTPHeaders()
+        for (name, value) in fields {
+            let value = overrides[name] ?? value
+            if let value { headers.add(name: name, value: value) }
+        }
+        return HTTPResponseHead(version: .http1_1, status: status, headers: headers)
+    }
+
+    @Test func aValidAnswerIsAcceptedWithWhatItChose() {
+        #expect(Self.handshake().check(Self.answer()) == .accepted(subprotocol: nil, deflate: nil))
+        #expect(Self.handshake().check(Self.answer(["Sec-WebSocket-Protocol": "v2"])) == .accepted(subprotocol: "v2", deflate: nil))
+        // Tokens are case-insensitive and may come with others in Connection (RFC 9110 §7.6.1).
+        #expect(
+            Self.handshake().check(Self.answer(["Upgrade": "WebSocket", "Connection": "keep-alive, UPGRADE"]))
+                == .accepted(subprotocol: nil, deflate: nil)
+        )
+        #expect(Self.handshake().check(Self.answer(["Sec-WebSocket-Accept": " \(Self.accept) "])) == .accepted(subprotocol: nil, deflate: nil))
+    }
+
+    @Test(arguments: [HTTPResponseStatus.ok, .forbidden, .notFound, .found, .serviceUnavailable])
+    func anythingButA101IsARefusalToRelay(status: HTTPResponseStatus) {
+        #expect(Self.handshake().check(Self.answer(status: status)) == .refused(status: Int(status.code)))
+    }
+
+    @Test func a101ThatBreaksRFC6455Section4Point1IsInvalid() {
+        let cases: [(String, [String: String?], String)] = [
+            ("no Upgrade", ["Upgrade": nil], "101 without Upgrade: websocket"),
+            ("another Upgrade", ["Upgrade": "h2c"], "101 without Upgrade: websocket"),
+            ("two Upgrade tokens", ["Upgrade": "websocket, h2c"], "101 without Upgrade: websocket"),
+            ("no Connection", ["Connection": nil], "101 without Connection: upgrade"),
+            ("Connection without upgrade", ["Connection": "keep-alive"], "101 without Connection: upgrade"),
+            ("no accept", ["Sec-WebSocket-Accept": nil], "wrong or missing Sec-WebSocket-Accept"),
+            (
+                "the client's accept", ["Sec-WebSocket-Accept": HandshakeKey.acceptValue(forKey: "dGhlIHNhbXBsZSBub25jZQ==")],
+                "wrong or missing Sec-WebSocket-Accept"
+            ),
+            ("an unoffered subprotocol", ["Sec-WebSocket-Protocol": "other"], "subprotocol the gateway did not offer: other"),
+            ("two subprotocols", ["Sec-WebSocket-Protocol": "chat, v2"], "subprotocol the gateway did not offer: chat, v2"),
+        ]
+        for (name, overrides, why) in cases {
+            #expect(Self.handshake().check(Self.answer(overrides)) == .invalid(why), "\(name)")
+        }
+        var twice = Self.answer()
+        twice.headers.add(name: "Sec-WebSocket-Accept", value: Self.accept)
+        #expect(Self.handshake().check(twice) == .invalid("wrong or missing Sec-WebSocket-Accept"))
+        #expect(
+            Self.handshake(subprotocols: []).check(Self.answer(["Sec-WebSocket-Protocol": "chat"]))
+                == .invalid("subprotocol the gateway did not offer: chat")
+        )
+    }
+
+    @Test func extensionsAreOnlyWhatWasOfferedWithValidParameters() {
+        // Nothing offered: any extension is invalid; an empty list is none (RFC 9110 §5.6.1).
+        #expect(Self.handshake().check(Self.answer(["Sec-WebSocket-Extensions": " , "])) == .accepted(subprotocol: nil, deflate: nil))
+        guard case .invalid = Self.handshake().check(Self.answer(["Sec-WebSocket-Extensions": "permessage-deflate"])) else {
+            Issue.record("an unoffered extension was accepted")
+            return
+        }
+        // Offered: the agreed parameters, or nothing when the upstream declined.
+        let offered = Self.handshake(deflate: true)
+        #expect(offered.check(Self.answer()) == .accepted(subprotocol: nil, deflate: nil))
+        #expect(
+            offered.check(Self.answer(["Sec-WebSocket-Extensions": "permessage-deflate; server_no_context_takeover; client_max_window_bits=10"]))
+                == .accepted(subprotocol: nil, deflate: PerMessageDeflateParameters(serverNoContextTakeover: true, clientMaxWindowBits: 10))
+        )
+        for invalid in [
+            "permessage-deflate; unknown=1", "permessage-deflate; server_max_window_bits=16", "x-webkit-deflate-frame",
+            "permessage-deflate, permessage-deflate", "permessage-deflate; =",
+            "permessage-deflate; server_no_context_takeover; server_no_context_takeover",
+        ] {
+            guard case .invalid(let why) = offered.check(Self.answer(["Sec-WebSocket-Extensions": invalid])) else {
+                Issue.record("\(invalid) was accepted")
+                continue
+            }
+            #expect(why.hasPrefix("Sec-WebSocket-Extensions: "), "\(invalid)")
+        }
+    }
+}
