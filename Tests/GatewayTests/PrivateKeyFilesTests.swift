@@ -26,7 +26,9 @@ import Testing
             listeners: [.init(name: "tls", host: "127.0.0.1", port: 0)],
             routes: [.init(pathPrefix: "/", upstreams: [.init(scheme: .ws, host: "127.0.0.1", port: 1)])]
         )
-        configuration.listeners[0].tls = TLSServerConfiguration(defaultIdentity: TLSIdentity(certificateChain: .file(directory + "/cert.pem"), privateKey: .file(key)))
+        configuration.listeners[0].tls = TLSServerConfiguration(
+            defaultIdentity: TLSIdentity(certificateChain: .file(directory + "/cert.pem"), privateKey: .file(key))
+        )
         return configuration
     }
 
@@ -64,7 +66,9 @@ import Testing
         upstreamTLS.configuration.identity = TLSIdentity(certificateChain: .file("/c.pem"), privateKey: .file("/c.key"))
         configuration.routes[0].upstreamTLS = upstreamTLS
         #expect(PrivateKeyFiles.paths(in: configuration) == ["/v.key", "/c.key"])
-        configuration.listeners[0].tls = TLSServerConfiguration(defaultIdentity: TLSIdentity(certificateChain: .file("/nonexistent/c.pem"), privateKey: .file("/nonexistent/k.pem")))
+        configuration.listeners[0].tls = TLSServerConfiguration(
+            defaultIdentity: TLSIdentity(certificateChain: .file("/nonexistent/c.pem"), privateKey: .file("/nonexistent/k.pem"))
+        )
         #expect(try PrivateKeyFiles.check(configuration).isEmpty)
     }
 }

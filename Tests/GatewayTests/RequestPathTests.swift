@@ -71,21 +71,23 @@ import Testing
 
     // MARK: Mapping onto the member's path
 
-    @Test(arguments: [
-        // (client target, route prefix, member path, upstream target)
-        ("/", "/", "/echo", "/echo"),  // the case: not /echo/
-        ("/?a=1", "/", "/echo", "/echo?a=1"),
-        ("/x", "/", "/echo", "/echo/x"),
-        ("/x/", "/", "/echo/", "/echo/x/"),
-        ("/chat", "/chat", "/rooms", "/rooms"),
-        ("/chat/", "/chat", "/rooms", "/rooms/"),
-        ("/chat/lobby?name=b%c3%b6b+jr", "/chat", "/rooms", "/rooms/lobby?name=b%c3%b6b+jr"),
-        ("/chat/lobby", "/chat/", "/rooms", "/rooms/lobby"),
-        ("/chat/lobby", "/chat", "/", "/lobby"),
-        ("/chat", "/chat", "/", "/"),
-        ("/chat/lobby", "/chat", nil, "/chat/lobby"),
-        ("/anything?q", "/", nil, "/anything?q"),
-    ] as [(String, String, String?, String)])
+    @Test(
+        arguments: [
+            // (client target, route prefix, member path, upstream target)
+            ("/", "/", "/echo", "/echo"),  // the case: not /echo/
+            ("/?a=1", "/", "/echo", "/echo?a=1"),
+            ("/x", "/", "/echo", "/echo/x"),
+            ("/x/", "/", "/echo/", "/echo/x/"),
+            ("/chat", "/chat", "/rooms", "/rooms"),
+            ("/chat/", "/chat", "/rooms", "/rooms/"),
+            ("/chat/lobby?name=b%c3%b6b+jr", "/chat", "/rooms", "/rooms/lobby?name=b%c3%b6b+jr"),
+            ("/chat/lobby", "/chat/", "/rooms", "/rooms/lobby"),
+            ("/chat/lobby", "/chat", "/", "/lobby"),
+            ("/chat", "/chat", "/", "/"),
+            ("/chat/lobby", "/chat", nil, "/chat/lobby"),
+            ("/anything?q", "/", nil, "/anything?q"),
+        ] as [(String, String, String?, String)]
+    )
     func theExactPrefixMapsToTheMemberPathAsWritten(_ target: String, _ prefix: String, _ member: String?, _ expected: String) {
         #expect(RequestPath.upstreamTarget(target, routePrefix: prefix, memberPath: member) == expected)
     }

@@ -30,6 +30,7 @@ enum AddressPrefix {
         withUnsafeMutableBytes(of: &address) { $0.copyBytes(from: bytes) }
         var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
         guard inet_ntop(AF_INET6, &address, &text, socklen_t(text.count)) != nil else { return ip }
-        return String(cString: text) + "/\(prefix)"
+        let literalBytes = text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }
+        return String(decoding: literalBytes, as: UTF8.self) + "/\(prefix)"
     }
 }
