@@ -115,6 +115,13 @@ public struct FrameParser {
     /// Whether a fragmented data message is open (its final frame has not been completed).
     public var isInsideMessage: Bool { self.message != nil }
 
+    /// Whether the parser is between messages: no frame (or header) partly received and no fragmented
+    /// message open. The relay's frame deadline runs while this is false.
+    public var isBetweenMessages: Bool {
+        guard case .awaitingHeader = self.state else { return false }
+        return self.pendingHeaderCount == 0 && self.message == nil
+    }
+
     /// After a ``Event/header(_:)`` event: the payload chunks of this frame are masked with `key` (as a
     /// client must send them, RFC 6455 §5.3) instead of being delivered plain; `nil` delivers them plain.
     /// Validation still sees plain bytes. For frames that need no UTF-8 check the unmask and the remask

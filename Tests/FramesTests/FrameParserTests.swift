@@ -440,4 +440,23 @@ import Testing
         guard case .payload(let slice) = try parser.next(&buffer) else { Issue.record("expected payload"); return }
         #expect(slice.withUnsafeReadableBytes { UInt(bitPattern: $0.baseAddress) } == base)
     }
+
+    /// The relay's frame deadline runs while this is false (issue #10): a header or payload partly
+    /// received, or a fragmented message open.
+    @Test func isBetweenMessagesOnlyWithNothingPartlyReceived() throws {
+        var parser = FrameParser(role: .client)
+        #expect(parser.isBetweenMessages)
+        var header = ByteBuffer(bytes: [0x01])  // first byte of a non-final text frame
+        _ = try parser.next(&header)
+        #expect(!parser.isBetweenMessages, "a partial header")
+        var rest = ByteBuffer(bytes: [0x01, 0x61])
+        while try parser.next(&rest) != nil {}
+        #expect(!parser.isBetweenMessages, "a fragmented message is open")
+        var last = ByteBuffer(bytes: [0x80, 0x02, 0x62])
+        while try parser.next(&last) != nil {}
+        #expect(!parser.isBetweenMessages, "the last frame's payload is partly received")
+        var end = ByteBuffer(bytes: [0x63])
+        while try parser.next(&end) != nil {}
+        #expect(parser.isBetweenMessages)
+    }
 }

@@ -59,8 +59,11 @@ import Testing
         #expect(route.origins.null == .refuse && route.origins.missing == .allow && route.origins.mixedContent == .refuse)
         #expect(route.rateLimits.client.controlFrames == .init(perSecond: 100, burst: 100))
         #expect(route.rateLimits.client.messages == nil && route.rateLimits.client.bytes == nil)
-        let off = try GatewayConfiguration(yaml: Self.document(extra: "timeouts: {ping_interval: off, max_lifetime: off}"))
-        #expect(off.timeouts.pingInterval == nil && off.timeouts.maxLifetime == nil)
+        #expect(configuration.timeouts.frame == .seconds(30))
+        let off = try GatewayConfiguration(yaml: Self.document(extra: "timeouts: {ping_interval: off, max_lifetime: off, frame: off}"))
+        #expect(off.timeouts.pingInterval == nil && off.timeouts.maxLifetime == nil && off.timeouts.frame == nil)
+        let frame = try GatewayConfiguration(yaml: Self.document(extra: "timeouts: {frame: 5s}"))
+        #expect(frame.timeouts.frame == .seconds(5))
     }
 
     @Test(arguments: [
@@ -81,6 +84,7 @@ import Testing
         (.invalidValue, document(extra: "timeouts: {ping_interval: 30}"), "timeouts.ping_interval", "has no unit"),
         (.outOfRange, document(extra: "timeouts: {pong_deadline: 0s}"), "timeouts.pong_deadline", "must be greater than zero"),
         (.outOfRange, document(extra: "timeouts: {max_lifetime: 0s}"), "timeouts.max_lifetime", "must be greater than zero"),
+        (.outOfRange, document(extra: "timeouts: {frame: 0s}"), "timeouts.frame", "must be greater than zero"),
     ])
     func errorsNameTheirKeyPath(code: ConfigurationError.Code, yaml: String, keyPath: String, message: String) {
         do {

@@ -64,10 +64,11 @@ import Testing
     // MARK: The close-code table (DESIGN §1)
 
     @Test func clientProtocolViolationGets1002AndTheUpstream1001() async throws {
-        // This upstream never answers Close: the client's 1002 comes when the close timeout ends.
+        // This upstream never answers Close; the client's 1002 does not wait for it (issue #10): the close
+        // timeout (an hour here) would fail the test.
         let upstream = try await FakeUpstream.start { .accept($0) }
         defer { Task { await upstream.close() } }
-        try await withGateway(upstreamPort: upstream.port, configure: { $0.timeouts.close = .milliseconds(300) }) { port in
+        try await withGateway(upstreamPort: upstream.port, configure: { $0.timeouts.close = .seconds(3600) }) { port in
             let client = try await TestWebSocketClient.connect(port: port, path: "/")
             try await client.sendRaw([0x81, 0x02, 0x68, 0x69])  // unmasked text "hi"
             #expect(try await client.receiveMessage() == .close(.protocolError, FramesError.Code.unmaskedClientFrame.description))
@@ -78,9 +79,10 @@ import Testing
         }
     }
 
-    @Test func answersToEarlierMessagesReachTheClientBeforeItsViolationClose() async throws {
-        // Autobahn 3.2: a valid message and a bad frame in one write. The echo of the valid message
-        // comes first, then Close 1002.
+    @Test func theViolationCloseIsNotHeldBackForAnswersToEarlierMessages() async throws {
+        // Autobahn 3.2's shape: a valid message and a bad frame in one write. The offender's Close goes
+        // out at once (issue #10, behaviour 1), so the echo of the valid message, which the upstream sends
+        // later, no longer reaches it (Autobahn rates that NON-STRICT, not FAILED).
         try await withGatewayAndDemo { port in
             let client = try await TestWebSocketClient.connect(port: port, path: "/echo")
             var encoder = FrameEncoder(role: .client)
@@ -89,9 +91,8 @@ import Testing
             encoder.writeFrame(opcode: .text, reservedBits: .rsv2, payload: ByteBuffer(string: "Hello, world!"), to: &bytes)
             encoder.writeFrame(opcode: .ping, payload: ByteBuffer(), to: &bytes)
             try await client.sendRaw(Array(buffer: bytes))
-            #expect(try await client.receiveMessage() == .text("Hello, world!"))
             guard case .close(let code, _) = try await client.receiveMessage() else {
-                Issue.record("no Close")
+                Issue.record("no Close first")
                 return
             }
             #expect(code == .protocolError)
@@ -115,19 +116,6 @@ import Testing
             }
             #expect(code == expected)
             try await client.waitForTCPClose()
-        }
-    }
-
-    @Test func anIdleConnectionIsClosedWith1001CountingFromTheLastFrame() async throws {
-        try await withGatewayAndDemo(configure: { $0.timeouts.idle = .milliseconds(600) }) { port in
-            let client = try await TestWebSocketClient.connect(port: port, path: "/echo")
-            try await Task.sleep(for: .milliseconds(300))
-            // A frame half-way through the idle period starts it again.
-            try await client.send(text: "tick")
-            let sent = ContinuousClock.now
-            #expect(try await client.receiveMessage() == .text("tick"))
-            #expect(try await client.receiveMessage(timeout: .seconds(10)) == .close(.goingAway, "idle timeout"))
-            #expect(ContinuousClock.now - sent >= .milliseconds(550), "closed before a full idle period after the last frame")
         }
     }
 

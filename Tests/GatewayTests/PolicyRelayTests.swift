@@ -8,7 +8,7 @@ import Testing
 /// Rate limits and keep-alive over real sockets, through the demo upstream (the exact arithmetic is in
 /// `TokenBucketTests` and `RelayPolicyEmbeddedTests`; these check what only the kernel shows).
 @Suite(.timeLimit(.minutes(2))) struct PolicyRelayTests {
-    @Test func aClientOverItsMessageRateGets1008AfterItsEarlierMessagesAreAnswered() async throws {
+    @Test func aClientOverItsMessageRateGets1008AtOnce() async throws {
         let metrics = TestMetrics()
         try await withGatewayAndDemo(metrics: metrics, configure: {
             $0.routes[0].rateLimits.client.messages = .init(perSecond: 1, burst: 5)
@@ -27,7 +27,9 @@ import Testing
                 case let other: close = other
                 }
             }
-            #expect(echoed == (0..<5).map { "m\($0)" })
+            // The 1008 does not wait for the upstream's answers to the first five (issue #10): at most the
+            // echoes that came back before the sixth message was read precede it.
+            #expect((0..<5).map { "m\($0)" }.starts(with: echoed))
             #expect(close == .close(.policyViolation, "rate limit: messages"))
             try await client.waitForTCPClose(timeout: .seconds(5))
         }

@@ -79,18 +79,19 @@ import Testing
 
     // MARK: Rate limits: close
 
-    @Test func closeSends1008ToTheClientAfter1001ToTheUpstreamAtAFrameBoundary() throws {
+    @Test func closeSends1008ToTheClientAtOnceAnd1001ToTheUpstreamAtAFrameBoundary() throws {
         let pair = try Pair { $0.rateLimits = Self.limits { $0.messages = .init(perSecond: 1, burst: 2); $0.action = .close } }
         try pair.deliver(Self.text("a") + Self.text("b", fin: false) + Base.clientFrame(.continuation, [0x63]) + Self.text("d"), from: .client)
         let toUpstream = try pair.frames(to: .upstream)
         // "a" and the whole fragmented "bc" pass; "d" is the third message: the upstream gets 1001.
         #expect(toUpstream.map(\.opcode) == [.text, .text, .continuation, .close])
         #expect(toUpstream.last?.payload.prefix(2) == [0x03, 0xE9])
-        #expect(try pair.frames(to: .client).isEmpty, "the client's Close waits for the upstream")
-        try pair.deliver(Base.upstreamFrame(.close, Base.closePayload(1001)), from: .upstream)
+        // The client's 1008 does not wait for the upstream (issue #10); its read was cut, so its TCP ends.
         let toClient = try pair.frames(to: .client)
         #expect(toClient.map(\.opcode) == [.close])
         #expect(toClient.first?.payload == Base.closePayload(1008, "rate limit: messages"))
+        #expect(!pair.client.isActive)
+        try pair.deliver(Base.upstreamFrame(.close, Base.closePayload(1001)), from: .upstream)
         #expect(pair.finished && pair.outcome == .init(code: .policyViolation, closedBy: "gateway"))
         #expect(pair.count("wsgate_rate_limit_decisions_total", [("side", "client"), ("limit", "messages"), ("action", "close")]) == 1)
     }

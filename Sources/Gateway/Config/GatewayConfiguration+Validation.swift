@@ -202,6 +202,9 @@ extension GatewayConfiguration.Timeouts {
         for (key, value) in values where value <= .zero {
             throw path.key(key).error(.outOfRange, "must be greater than zero (found \(value))")
         }
+        if let frame = self.frame, frame <= .zero {
+            throw path.key("frame").error(.outOfRange, "must be greater than zero (found \(frame)); use off for no deadline")
+        }
     }
 }
 

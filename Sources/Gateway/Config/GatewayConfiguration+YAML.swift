@@ -168,6 +168,7 @@ extension GatewayConfiguration.Timeouts {
         .duration("pong_deadline", \.pongDeadline),
         .durationOrOff("max_lifetime", \.maxLifetime),
         .duration("drain", \.drain),
+        .durationOrOff("frame", \.frame),
     ])
 }
 

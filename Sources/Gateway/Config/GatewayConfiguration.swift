@@ -170,6 +170,10 @@ public struct GatewayConfiguration: Sendable, Hashable {
         public var pongDeadline: Duration = .seconds(20)
         /// A connection open this long gets 1001 on both legs; `nil` for no limit. Default: `nil`.
         public var maxLifetime: Duration?
+        /// A frame, and a fragmented message, must arrive whole within this long however steadily its
+        /// bytes trickle; otherwise its sender gets Close 1008 and the other leg 1001. `nil` turns it off.
+        /// Default: 30 s (issue #10).
+        public var frame: Duration? = .seconds(30)
 
         public init() {}
     }

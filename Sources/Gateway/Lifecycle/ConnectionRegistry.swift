@@ -2,21 +2,22 @@ import NIOConcurrencyHelpers
 import NIOCore
 
 /// The live client connections of a gateway, for the drain (DESIGN §6): every accepted channel is
-/// registered until it closes; a connection that reached the relay attaches the two closures the drain
-/// needs (send Close 1001 at a frame boundary; close both legs now). Shared by every configuration a
-/// reload installs, so a drain after a reload still sees connections admitted before it.
+/// registered until it closes. The drain reaches a connection as an event, NIO's
+/// `ChannelShouldQuiesceEvent` (what swift-nio-extras' `ServerQuiescingHelper` fires; the event is
+/// NIOCore's, so no extra package), fired into its pipeline: the relay's handler turns it into Close 1001
+/// per leg. The deadline closes the client channel, and the relay closes the upstream leg with it. No
+/// closures are stored and nothing polls: ``waitUntilEmpty(timeout:)`` is woken by the last close.
+/// Shared by every configuration a reload installs, so a drain after a reload still sees connections
+/// admitted before it.
 final class ConnectionRegistry: Sendable {
-    struct Entry: Sendable {
-        var channel: any Channel
-        /// Runs on the channel's event loop: Close 1001 to both legs at the next frame boundary.
-        var drain: (@Sendable () -> Void)?
-        /// Runs on the channel's event loop: close both legs now.
-        var forceClose: (@Sendable () -> Void)?
-    }
-
     private struct State {
-        var entries: [ObjectIdentifier: Entry] = [:]
+        var channels: [ObjectIdentifier: any Channel] = [:]
         var draining = false
+        /// ``waitUntilEmpty(timeout:)`` callers, woken with `true` when the last connection closes.
+        var waiters: [UInt64: CheckedContinuation<Bool, Never>] = [:]
+        /// The deadline task of each waiter, cancelled when the waiter is woken first.
+        var deadlines: [UInt64: Task<Void, Never>] = [:]
+        var nextWaiter: UInt64 = 0
     }
 
     private let state = NIOLockedValueBox(State())
@@ -32,30 +33,34 @@ final class ConnectionRegistry: Sendable {
     /// True once a drain has started: `/readyz` fails and new upgrade requests get 503.
     var isDraining: Bool { self.state.withLockedValue { $0.draining } }
 
-    var count: Int { self.state.withLockedValue { $0.entries.count } }
+    var count: Int { self.state.withLockedValue { $0.channels.count } }
 
     /// Tracks `channel` until it closes.
     func register(_ channel: any Channel) {
         let key = ObjectIdentifier(channel)
-        self.state.withLockedValue { $0.entries[key] = Entry(channel: channel) }
+        self.state.withLockedValue { $0.channels[key] = channel }
         channel.closeFuture.whenComplete { _ in self.unregister(key) }
     }
 
     private func unregister(_ key: ObjectIdentifier) {
-        self.state.withLockedValue { _ = $0.entries.removeValue(forKey: key) }
+        let (waiters, deadlines) = self.state.withLockedValue { state -> ([CheckedContinuation<Bool, Never>], [Task<Void, Never>]) in
+            guard state.channels.removeValue(forKey: key) != nil, state.channels.isEmpty else { return ([], []) }
+            defer {
+                state.waiters = [:]
+                state.deadlines = [:]
+            }
+            return (Array(state.waiters.values), Array(state.deadlines.values))
+        }
+        for deadline in deadlines { deadline.cancel() }
+        for waiter in waiters { waiter.resume(returning: true) }
     }
 
-    /// `channel` is relaying: how to drain it and how to force it closed. If a drain is already under
-    /// way, its drain starts at once.
-    func attach(_ channel: any Channel, drain: @escaping @Sendable () -> Void, forceClose: @escaping @Sendable () -> Void) {
+    /// `channel` has just started relaying (its pipeline now handles the drain event). If a drain began
+    /// while it was in its handshake, the event is fired again now (a drain is idempotent).
+    func attach(_ channel: any Channel) {
         let key = ObjectIdentifier(channel)
-        let drainNow: Bool = self.state.withLockedValue { state in
-            guard state.entries[key] != nil else { return false }
-            state.entries[key]!.drain = drain
-            state.entries[key]!.forceClose = forceClose
-            return state.draining
-        }
-        if drainNow { channel.eventLoop.execute(drain) }
+        let drainNow = self.state.withLockedValue { $0.channels[key] != nil && $0.draining }
+        if drainNow { Self.quiesce(channel) }
     }
 
     /// Marks the gateway as draining: readiness fails and new upgrade requests get 503.
@@ -63,41 +68,53 @@ final class ConnectionRegistry: Sendable {
         self.state.withLockedValue { $0.draining = true }
     }
 
-    /// Marks the gateway as draining and asks every relayed connection for its Close 1001.
-    /// Connections still in their handshake are drained when they attach.
+    /// Marks the gateway as draining and fires the drain event into every connection. Connections still
+    /// in their handshake ignore it and get it again when they attach to a relay.
     func startDrain() {
-        let entries: [Entry] = self.state.withLockedValue { state in
+        let channels: [any Channel] = self.state.withLockedValue { state in
             state.draining = true
-            return Array(state.entries.values)
+            return Array(state.channels.values)
         }
-        for entry in entries {
-            if let drain = entry.drain { entry.channel.eventLoop.execute(drain) }
-        }
+        for channel in channels { Self.quiesce(channel) }
     }
 
-    /// Waits until no connection is left or `timeout` has passed; true when none is left. It polls every
-    /// 10 ms: a drain happens once per process, and polling cannot miss a wake-up.
+    private static func quiesce(_ channel: any Channel) {
+        channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
+    }
+
+    /// Waits until no connection is left or `timeout` has passed; true when none is left.
     func waitUntilEmpty(timeout: Duration) async -> Bool {
-        let clock = ContinuousClock()
-        let deadline = clock.now + timeout
-        while self.count > 0 {
-            guard clock.now < deadline else { return false }
-            try? await Task.sleep(for: .milliseconds(10))
+        await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+            let id: UInt64? = self.state.withLockedValue { state in
+                guard !state.channels.isEmpty else { return nil }
+                state.nextWaiter += 1
+                state.waiters[state.nextWaiter] = continuation
+                return state.nextWaiter
+            }
+            guard let id else { return continuation.resume(returning: true) }
+            let deadline = Task {
+                try? await Task.sleep(for: timeout)
+                let waiter = self.state.withLockedValue { state in
+                    state.deadlines[id] = nil
+                    return state.waiters.removeValue(forKey: id)
+                }
+                waiter?.resume(returning: false)
+            }
+            let woken = self.state.withLockedValue { state in
+                guard state.waiters[id] != nil else { return true }
+                state.deadlines[id] = deadline
+                return false
+            }
+            if woken { deadline.cancel() }
         }
-        return true
     }
 
-    /// Closes every connection still open (both legs of relayed ones). Returns how many there were.
+    /// Closes every connection still open (the relay closes the upstream leg of relayed ones). Returns
+    /// how many there were.
     @discardableResult
     func forceCloseAll() -> Int {
-        let entries = self.state.withLockedValue { Array($0.entries.values) }
-        for entry in entries {
-            if let forceClose = entry.forceClose {
-                entry.channel.eventLoop.execute(forceClose)
-            } else {
-                entry.channel.close(promise: nil)
-            }
-        }
-        return entries.count
+        let channels = self.state.withLockedValue { Array($0.channels.values) }
+        for channel in channels { channel.close(promise: nil) }
+        return channels.count
     }
 }

@@ -89,6 +89,10 @@ extension GatewayMetrics {
         self.keepAliveTimeouts.increment(.init(route: route, side: side))
     }
 
+    func frameDeadlineClosed(route: String, side: Side) {
+        self.frameDeadlineCloses.increment(.init(route: route, side: side))
+    }
+
     func maxLifetimeClosed(route: String) {
         self.maxLifetimeCloses.increment(.init(route: route))
     }

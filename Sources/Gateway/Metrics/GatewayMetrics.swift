@@ -37,6 +37,7 @@ struct GatewayMetrics: Sendable {
     let rateLimitDecisions: CounterFamily<RateLimitLabels>
     let connectionLimitRefusals: CounterFamily<ConnectionLimitLabels>
     let keepAliveTimeouts: CounterFamily<RouteSideLabels>
+    let frameDeadlineCloses: CounterFamily<RouteSideLabels>
     let maxLifetimeCloses: CounterFamily<RouteLabels>
     // permessage-deflate (issue #5 A).
     let extensionDecisions: CounterFamily<ExtensionDecisionLabels>
@@ -72,6 +73,11 @@ struct GatewayMetrics: Sendable {
         self.rateLimitDecisions = .init("wsgate_rate_limit_decisions_total", help: "rate limits reached", factory: f)
         self.connectionLimitRefusals = .init("wsgate_connection_limit_refusals_total", help: "connections refused by a cap", factory: f)
         self.keepAliveTimeouts = .init("wsgate_keepalive_timeouts_total", help: "legs closed for an unanswered keep-alive ping", factory: f)
+        self.frameDeadlineCloses = .init(
+            "wsgate_frame_deadline_closes_total",
+            help: "legs closed with 1008 for a frame or message not whole within timeouts.frame",
+            factory: f
+        )
         self.maxLifetimeCloses = .init("wsgate_max_lifetime_closes_total", help: "connections closed at their maximum lifetime", factory: f)
         self.extensionDecisions = .init(
             "wsgate_extension_decisions_total",

@@ -11,6 +11,9 @@ struct RelayPolicy {
     var pongDeadline: TimeAmount = .seconds(20)
     /// Both legs get 1001 after this long; `nil` for no limit.
     var maxLifetime: TimeAmount?
+    /// A frame or fragmented message must arrive whole within this long, or its sender gets 1008;
+    /// `nil` for no deadline (`timeouts.frame`, issue #10).
+    var frameTimeout: TimeAmount?
     /// Where decisions are counted, and the route's label for them.
     var metrics: GatewayMetrics?
     var route: String = ""
@@ -23,12 +26,14 @@ struct RelayPolicy {
         self.pingInterval = timeouts.pingInterval.map(TimeAmount.init)
         self.pongDeadline = TimeAmount(timeouts.pongDeadline)
         self.maxLifetime = timeouts.maxLifetime.map(TimeAmount.init)
+        self.frameTimeout = timeouts.frame.map(TimeAmount.init)
         self.metrics = metrics
         self.route = route.label
     }
 }
 
-/// The per-connection state of ``RelayPolicy`` inside ``RelaySession``.
+/// The per-connection state of ``RelayPolicy`` inside ``RelaySession``; per-direction state (rate limiter,
+/// throttled frame, keep-alive) is in ``RelayDirection``.
 struct RelayPolicyState {
     /// A frame from a throttled leg that was held back, with what was read after it.
     struct Throttled {
@@ -43,18 +48,10 @@ struct RelayPolicyState {
     }
 
     let policy: RelayPolicy
-    var limiters: PerSide<RateLimiter?>
-    var throttled = PerSide<Throttled?>(nil)
-    var keepAlive = PerSide<KeepAlive?>(nil)
-    var keepAliveTimers = PerSide<Scheduled<Void>?>(nil)
     var lifetimeTimer: Scheduled<Void>?
 
-    init(_ policy: RelayPolicy, now: NIODeadline) {
+    init(_ policy: RelayPolicy) {
         self.policy = policy
-        self.limiters = PerSide(
-            client: policy.rateLimits.map { RateLimiter($0.client, now: now) }.flatMap { $0.isActive ? $0 : nil },
-            upstream: policy.rateLimits.map { RateLimiter($0.upstream, now: now) }.flatMap { $0.isActive ? $0 : nil }
-        )
     }
 
     // Policy decisions, counted with the route's label (one line per call site).
@@ -65,6 +62,10 @@ struct RelayPolicyState {
 
     func countKeepAliveTimeout(_ side: Side) {
         self.policy.metrics?.keepAliveTimedOut(route: self.policy.route, side: side)
+    }
+
+    func countFrameDeadlineClose(_ side: Side) {
+        self.policy.metrics?.frameDeadlineClosed(route: self.policy.route, side: side)
     }
 
     func countMaxLifetimeClose() {

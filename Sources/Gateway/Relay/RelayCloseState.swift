@@ -1,67 +1,26 @@
 import Frames
+import NIOCore
 
-/// Which leg of a connection.
-enum Side: String, Sendable, Hashable {
-    case client
-    case upstream
-
-    var other: Side { self == .client ? .upstream : .client }
-}
-
-/// One value per leg. A struct with a switch, not a dictionary: the relay reads these on every frame,
-/// and hashing a `Side` (a `String` raw value) there cost about 7 % of the CPU in `stream-32`.
-struct PerSide<Value> {
-    var client: Value
-    var upstream: Value
-
-    init(client: Value, upstream: Value) {
-        self.client = client
-        self.upstream = upstream
-    }
-
-    init(_ both: Value) {
-        self.init(client: both, upstream: both)
-    }
-
-    subscript(side: Side) -> Value {
-        get {
-            switch side {
-            case .client: self.client
-            case .upstream: self.upstream
-            }
-        }
-        set {
-            switch side {
-            case .client: self.client = newValue
-            case .upstream: self.upstream = newValue
-            }
-        }
-    }
-}
-
-extension PerSide: Equatable where Value: Equatable {}
-
-/// The close handshake across both legs (DESIGN §1 close-code table, §3 "Close"), as a state machine
+/// The close handshakes of a relayed connection (DESIGN §1 close-code table, §3 "Close"): one
+/// ``RelayLegClose`` per leg, and the rules that tie an event on one leg to the other, as a state machine
 /// that returns actions; ``RelaySession`` performs them.
 ///
-/// - A leg is *done* when a Close has gone both ways on it, or our Close went to a peer that broke the
-///   protocol (it gets no reply time), or its TCP connection is gone. A done leg's TCP connection is
-///   closed at once (the gateway is the server toward the client, RFC 6455 §7.1.1).
-/// - A valid Close from one side is relayed to the other with its code and reason unchanged.
-/// - A client that breaks the protocol stops being read at once, and the upstream gets 1001; the
-///   client's own Close (1002/1007/1008/1009) is sent when the upstream has closed, so that answers to
-///   the client's earlier, valid messages still reach it first (Autobahn 3.*, 4.*, 5.15 expect them).
-/// - An upstream that breaks the protocol gets its Close, and the client gets 1014 at once.
-/// - When both legs are done, or the close timeout fires, everything is closed.
+/// Each leg closes on its own (issue #10): the gateway's Close to a leg goes out as soon as the direction
+/// *toward that leg* is at a frame boundary, whatever the other leg is doing, and the leg's TCP
+/// connection ends when that Close is answered (or at once after it when the peer broke the framing, or
+/// at the close timeout). Every event takes `boundary`: per leg, whether the direction toward it is
+/// between frames now.
+///
+/// - A valid Close from one peer is relayed to the other unchanged (code and reason), unless the gateway
+///   already decided on its own Close for that leg; the answer is relayed back the same way.
+/// - A peer that breaks the protocol gets its code (1002/1007/1009) at once; the other leg gets 1001 (the
+///   client offended) or 1014 (the upstream offended). A policy violation (rate limit, frame deadline)
+///   gets 1008 and the other leg 1001.
+/// - A leg whose TCP connection is lost without a Close: the other leg gets 1014 (upstream lost) or 1001.
+/// - A source that is gone mid-frame can never finish that frame toward the other leg: the other leg's
+///   TCP ends without a Close (never a Close inside a frame).
+/// - 1006 and 1015 are never written in a Close frame (RFC 6455 §7.4.1).
 struct RelayCloseState {
-    struct Leg: Equatable {
-        var closeSent = false
-        var closeReceived = false
-        var tcpClosed = false
-        var tcpCloseRequested = false
-        var isDone: Bool { self.tcpClosed || (self.closeSent && self.closeReceived) }
-    }
-
     /// Who ended the connection and with which code, for the access log.
     struct Outcome: Equatable {
         var code: CloseCode?
@@ -69,191 +28,150 @@ struct RelayCloseState {
     }
 
     enum Action: Equatable {
-        /// Write a Close frame to `side` (at a frame boundary; if that is impossible, close its TCP).
-        case sendClose(Side, CloseCode?, reason: String)
-        /// Relay the peer's Close payload verbatim.
-        case relayClose(to: Side)
-        /// Discard what `side` sends from now on (it failed, or sent its Close); it is still read, so
-        /// that its TCP close is seen.
+        /// Write a Close frame to `side` (the direction toward it is between frames).
+        case sendClose(Side, CloseMessage)
+        /// Discard what `side` sends from now on; it is still read, so that its TCP close is seen.
         case stopReading(Side)
+        /// (Re)start `side`'s close timer; when it fires, call ``closeTimerFired(_:)``.
+        case startCloseTimer(Side)
         /// Close `side`'s TCP connection once what was written to it is flushed.
         case closeLeg(Side)
-        case startCloseTimer
-        /// Close whatever is still open and report the outcome.
+        /// Both legs are closed: report the outcome.
         case finish
     }
 
-    private(set) var legs = PerSide(Leg())
+    private(set) var legs = PerSide(RelayLegClose())
     private(set) var outcome: Outcome?
-    /// The Close owed to a client that broke the protocol, sent once the upstream leg is done.
-    private var owedToClient: (code: CloseCode, reason: String)?
-    private var timerStarted = false
     private var finished = false
 
     /// Whether frames may still be written to `side` (no Close sent to it yet, its TCP still open).
-    func mayWrite(to side: Side) -> Bool { !self.legs[side].closeSent && !self.legs[side].tcpClosed }
+    func mayWrite(to side: Side) -> Bool { self.legs[side].mayWrite }
 
-    /// A valid Close frame arrived from `side`.
-    mutating func closeReceived(from side: Side, code: CloseCode?) -> [Action] {
+    /// A valid Close frame arrived from `side`, with `payload` (relayed as it is).
+    mutating func closeReceived(from side: Side, code: CloseCode?, payload: ByteBuffer, boundary: PerSide<Bool>) -> [Action] {
         self.record(code: code ?? .noStatusReceived, by: side.rawValue)
-        self.legs[side].closeReceived = true
-        var actions: [Action] = [.stopReading(side)]
-        if side == .upstream, self.owedToClient != nil {
-            // The upstream answered our 1001; the client now gets the Close it earned.
-        } else if self.mayWrite(to: side.other) {
-            self.legs[side.other].closeSent = true
-            actions.append(.relayClose(to: side.other))
+        let other = side.other
+        // Relayed unless the gateway already has its own Close for the other leg (then this Close is the
+        // answer to the gateway's Close to `side`, or comes too late to matter).
+        let relay: Bool
+        switch self.legs[other].state {
+        case .open, .closeReceived: relay = true
+        case .closeOwed, .closeSent, .closed: relay = false
         }
-        return actions + self.progress()
+        var actions = Self.map(self.legs[side].peerClose(), side)
+        if relay {
+            actions += Self.map(self.legs[other].close(.relay(payload), atBoundary: boundary[other]), other)
+        }
+        return actions + self.progress(boundary)
     }
 
-    /// `side` broke the protocol with `error`.
-    mutating func violation(by side: Side, error: FramesError) -> [Action] {
+    /// `side` broke the protocol with `error` (its stream can no longer be parsed).
+    mutating func violation(by side: Side, error: FramesError, boundary: PerSide<Bool>) -> [Action] {
         self.record(code: error.closeCode, by: "gateway")
-        var actions: [Action] = [.stopReading(side)]
-        // The offender gets no time to answer: its leg is done once our Close is out.
-        self.legs[side].closeReceived = true
-        switch side {
-        case .client where self.mayWrite(to: .upstream) && self.mayWrite(to: .client):
-            self.owedToClient = (error.closeCode, error.code.description)
-            self.legs[.upstream].closeSent = true
-            actions.append(.sendClose(.upstream, .goingAway, reason: ""))
-        case .client, .upstream:
-            if self.mayWrite(to: side) {
-                self.legs[side].closeSent = true
-                actions.append(.sendClose(side, error.closeCode, reason: error.code.description))
-            }
-            if self.mayWrite(to: side.other) {
-                self.legs[side.other].closeSent = true
-                actions.append(.sendClose(side.other, side == .client ? .goingAway : .badGateway, reason: ""))
-            }
-        }
-        return actions + self.progress()
+        let toOther: CloseCode = side == .client ? .goingAway : .badGateway
+        return self.offended(by: side, .code(error.closeCode, reason: error.code.description), failed: true, other: toOther, boundary: boundary)
     }
 
-    /// The gateway ends the connection itself (idle timeout, drain): Close with `code` to both legs.
-    mutating func gatewayClose(_ code: CloseCode, reason: String) -> [Action] {
+    /// `side` broke a policy after the handshake: a rate limit with `action: close` (its read was cut:
+    /// `failed`) or the frame deadline (it is still parsed, so its answer is seen). It gets `code` (1008),
+    /// the other leg 1001.
+    mutating func policyViolation(by side: Side, code: CloseCode, reason: String, failed: Bool, boundary: PerSide<Bool>) -> [Action] {
+        self.record(code: code, by: "gateway")
+        return self.offended(by: side, .code(code, reason: reason), failed: failed, other: .goingAway, boundary: boundary)
+    }
+
+    private mutating func offended(by side: Side, _ message: CloseMessage, failed: Bool, other: CloseCode, boundary: PerSide<Bool>) -> [Action] {
+        var actions = Self.map(self.legs[side].close(message, atBoundary: boundary[side], failed: failed), side)
+        if failed && !boundary[side.other] {
+            // The offender's frame toward the other leg is cut: that leg can only be closed.
+            actions += Self.map(self.legs[side.other].sourceEnded(), side.other)
+        } else {
+            actions += Self.map(self.legs[side.other].close(.code(other, reason: ""), atBoundary: boundary[side.other]), side.other)
+        }
+        return actions + self.progress(boundary)
+    }
+
+    /// The gateway ends the connection itself (idle timeout, maximum lifetime, drain): `code` to each
+    /// leg at its own frame boundary. `timed`: an owed Close is bounded by the close timeout (a drain
+    /// leaves that to its own deadline).
+    mutating func gatewayClose(_ code: CloseCode, reason: String, boundary: PerSide<Bool>, timed: Bool = true) -> [Action] {
         self.record(code: code, by: "gateway")
         var actions: [Action] = []
-        for side in [Side.client, .upstream] where self.mayWrite(to: side) {
-            self.legs[side].closeSent = true
-            actions.append(.sendClose(side, code, reason: reason))
+        for side in [Side.client, .upstream] {
+            actions += Self.map(self.legs[side].close(.code(code, reason: reason), atBoundary: boundary[side], timed: timed), side)
         }
-        return actions + self.progress()
+        return actions + self.progress(boundary)
+    }
+
+    /// The direction toward `side` reached a frame boundary: an owed Close goes out.
+    mutating func frameBoundary(toward side: Side, boundary: PerSide<Bool> = PerSide(true)) -> [Action] {
+        Self.map(self.legs[side].frameBoundary(), side) + self.progress(boundary)
+    }
+
+    mutating func closeTimerFired(_ side: Side, boundary: PerSide<Bool> = PerSide(true)) -> [Action] {
+        Self.map(self.legs[side].closeTimerFired(), side) + self.progress(boundary)
     }
 
     /// `side`'s TCP connection is gone. If it had not closed properly, the other leg gets 1014 (upstream
-    /// lost) or 1001 (client lost).
-    mutating func tcpClosed(_ side: Side) -> [Action] {
-        // Expected when its Close came, or when the gateway closed it.
-        let expected = self.legs[side].closeReceived || self.legs[side].tcpCloseRequested
-        self.legs[side].tcpClosed = true
-        self.legs[side].tcpCloseRequested = true
+    /// lost) or 1001 (client lost); if it was mid-frame toward the other leg, that leg can only be closed.
+    mutating func tcpClosed(_ side: Side, boundary: PerSide<Bool>) -> [Action] {
+        let expected = self.legs[side].tcpClosed()
+        if !expected { self.record(code: .abnormalClosure, by: side.rawValue) }
+        return self.lost(side, expected: expected, reason: side == .upstream ? "upstream lost" : "", boundary: boundary)
+    }
+
+    /// A keep-alive ping to `side` went unanswered: `side` is dead. Its connection is closed at once (no
+    /// Close: it would not be read) and the other leg gets 1001 (DESIGN §1: "idle/ping timeout on one
+    /// leg").
+    mutating func keepAliveExpired(_ side: Side, boundary: PerSide<Bool>) -> [Action] {
+        self.record(code: .goingAway, by: "gateway")
+        let actions = Self.map(self.legs[side].sourceEnded(), side)
+        return actions + self.lost(side, expected: false, reason: "keep-alive timeout", code: .goingAway, boundary: boundary)
+    }
+
+    private mutating func lost(_ side: Side, expected: Bool, reason: String, code: CloseCode? = nil, boundary: PerSide<Bool>) -> [Action] {
+        let other = side.other
         var actions: [Action] = []
-        if !expected {
-            self.record(code: .abnormalClosure, by: side.rawValue)
-            if side == .upstream && self.owedToClient != nil {
-                // The client is owed its own Close, sent by `progress()`.
-            } else if self.mayWrite(to: side.other) {
-                self.legs[side.other].closeSent = true
-                let lostUpstream = side == .upstream
-                actions.append(.sendClose(side.other, lostUpstream ? .badGateway : .goingAway, reason: lostUpstream ? "upstream lost" : ""))
+        if !boundary[other] {
+            actions += Self.map(self.legs[other].sourceEnded(), other)
+        } else if !expected {
+            let code = code ?? (side == .upstream ? .badGateway : .goingAway)
+            actions += Self.map(self.legs[other].close(.code(code, reason: reason), atBoundary: true), other)
+        }
+        return actions + self.progress(boundary)
+    }
+
+    /// A Close could not be written (the direction toward `side` was mid-frame after all); its TCP
+    /// connection is being closed instead.
+    mutating func closeImpossible(_ side: Side, boundary: PerSide<Bool> = PerSide(true)) -> [Action] {
+        _ = self.legs[side].sourceEnded()
+        return self.progress(boundary)
+    }
+
+    private mutating func progress(_ boundary: PerSide<Bool>) -> [Action] {
+        var actions: [Action] = []
+        for side in [Side.client, .upstream] where self.legs[side].state == .closeReceived && self.legs[side.other].isClosed {
+            // `side`'s Close waited for the other peer's answer, which will never come now (the other leg
+            // timed out or ended): it is answered with an empty Close (RFC 6455 §5.5.1).
+            actions += Self.map(self.legs[side].close(.code(nil, reason: ""), atBoundary: boundary[side]), side)
+        }
+        guard !self.finished, self.legs.client.isClosed, self.legs.upstream.isClosed else { return actions }
+        self.finished = true
+        return actions + [.finish]
+    }
+
+    private static func map(_ actions: [RelayLegClose.Action], _ side: Side) -> [Action] {
+        actions.map { action in
+            switch action {
+            case .writeClose(let message): .sendClose(side, message)
+            case .startCloseTimer: .startCloseTimer(side)
+            case .closeTCP: .closeLeg(side)
+            case .stopReading: .stopReading(side)
             }
         }
-        return actions + self.progress()
-    }
-
-    /// A Close could not be written at a frame boundary (the leg was mid-frame); its TCP connection is
-    /// being closed instead.
-    mutating func closeImpossible(_ side: Side) -> [Action] {
-        self.legs[side].tcpClosed = true
-        self.legs[side].tcpCloseRequested = true
-        return self.progress()
-    }
-
-    mutating func closeTimerFired() -> [Action] {
-        var actions: [Action] = []
-        if let owed = self.owedToClient, self.mayWrite(to: .client) {
-            self.owedToClient = nil
-            self.legs[.client].closeSent = true
-            actions.append(.sendClose(.client, owed.code, reason: owed.reason))
-        }
-        return actions + self.finishOnce()
-    }
-
-    private mutating func progress() -> [Action] {
-        var actions: [Action] = []
-        if let owed = self.owedToClient, self.legs[.upstream].isDone, self.mayWrite(to: .client) {
-            self.owedToClient = nil
-            self.legs[.client].closeSent = true
-            actions.append(.sendClose(.client, owed.code, reason: owed.reason))
-        }
-        for side in [Side.client, .upstream] where self.legs[side].isDone && !self.legs[side].tcpCloseRequested {
-            self.legs[side].tcpCloseRequested = true
-            actions.append(.closeLeg(side))
-        }
-        if self.legs[.client].isDone && self.legs[.upstream].isDone {
-            return actions + self.finishOnce()
-        }
-        if !self.timerStarted {
-            self.timerStarted = true
-            actions.append(.startCloseTimer)
-        }
-        return actions
-    }
-
-    private mutating func finishOnce() -> [Action] {
-        guard !self.finished else { return [] }
-        self.finished = true
-        return [.finish]
     }
 
     private mutating func record(code: CloseCode, by: String) {
         if self.outcome == nil { self.outcome = Outcome(code: code, closedBy: by) }
-    }
-}
-
-// MARK: - Policies (issue #5 C–D): rate-limit closes and keep-alive timeouts
-
-extension RelayCloseState {
-    /// `side` broke a policy after the handshake (a rate limit with `action: close`): it gets `code`
-    /// (1008) and the other side 1001 (DESIGN §1 close-code table). Ordering is that of a protocol
-    /// violation: a client offender is no longer read, the upstream gets 1001 first and the client its
-    /// 1008 once the upstream has closed, so answers to its earlier messages still reach it.
-    mutating func policyViolation(by side: Side, code: CloseCode, reason: String) -> [Action] {
-        self.record(code: code, by: "gateway")
-        var actions: [Action] = [.stopReading(side)]
-        self.legs[side].closeReceived = true
-        switch side {
-        case .client where self.mayWrite(to: .upstream) && self.mayWrite(to: .client):
-            self.owedToClient = (code, reason)
-            self.legs[.upstream].closeSent = true
-            actions.append(.sendClose(.upstream, .goingAway, reason: ""))
-        case .client, .upstream:
-            if self.mayWrite(to: side) {
-                self.legs[side].closeSent = true
-                actions.append(.sendClose(side, code, reason: reason))
-            }
-            if self.mayWrite(to: side.other) {
-                self.legs[side.other].closeSent = true
-                actions.append(.sendClose(side.other, .goingAway, reason: ""))
-            }
-        }
-        return actions + self.progress()
-    }
-
-    /// A keep-alive ping to `side` went unanswered: `side` is dead. Its connection is closed at once (no
-    /// Close: it would not be read) and the other side gets 1001 (DESIGN §1: "idle/ping timeout on one
-    /// leg").
-    mutating func keepAliveExpired(_ side: Side) -> [Action] {
-        self.record(code: .goingAway, by: "gateway")
-        self.legs[side].tcpClosed = true
-        var actions: [Action] = [.stopReading(side)]
-        let clientIsOwedItsOwnClose = side == .upstream && self.owedToClient != nil
-        if !clientIsOwedItsOwnClose, self.mayWrite(to: side.other) {
-            self.legs[side.other].closeSent = true
-            actions.append(.sendClose(side.other, .goingAway, reason: "keep-alive timeout"))
-        }
-        return actions + self.progress()
     }
 }

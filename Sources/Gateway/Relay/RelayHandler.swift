@@ -50,6 +50,24 @@ final class RelayHandler: ChannelDuplexHandler, RemovableChannelHandler {
         context.fireChannelInactive()
     }
 
+    /// Drain (issue #10): the gateway asks every connection to quiesce with NIO's own event (the one
+    /// swift-nio-extras' `ServerQuiescingHelper` sends), fired into the client channel's pipeline.
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is ChannelShouldQuiesceEvent {
+            self.session.drain()
+        } else {
+            context.fireUserInboundEventTriggered(event)
+        }
+    }
+
+    /// A close that comes from outside the relay (it starts at the pipeline's tail: the drain deadline
+    /// closing the client channel) ends the upstream leg too. The relay's own closes start below this
+    /// handler and never pass here.
+    func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
+        if mode == .all, self.side == .client { self.session.closedFromOutside() }
+        context.close(mode: mode, promise: promise)
+    }
+
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         // A read or write error ends this leg like a lost TCP connection.
         context.close(promise: nil)

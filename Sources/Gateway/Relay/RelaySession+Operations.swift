@@ -1,15 +1,14 @@
 import Frames
 import NIOCore
 
-/// What a relay session keeps for operations (issue #6): where its metrics go and whether a drain is
-/// waiting for a frame boundary.
+/// What a relay session keeps for operations (issue #6): where its metrics go and whether the drain
+/// deadline closed it.
 struct RelayOperations {
     /// Close codes and protocol violations are counted here (at most a few per connection, never per
     /// frame); `nil` counts nothing.
     var metrics: GatewayMetrics?
-    /// A drain was asked for while a frame was half relayed; Close 1001 goes out when it ends.
-    var drainPending = false
-    /// The drain deadline closed both legs: their TCP closes are not counted as lost by the peer.
+    /// The connection was closed from outside (the drain deadline): its TCP closes are not counted as
+    /// lost by the peer.
     var forceClosed = false
 }
 
@@ -17,32 +16,23 @@ extension RelaySession {
     /// The reason sent with the drain's Close 1001.
     static let drainReason = "gateway shutting down"
 
-    /// Drain (SIGTERM): Close 1001 to both legs, at a frame boundary. If a frame is half relayed in
-    /// either direction, the Close waits until it has been relayed whole (DESIGN §3: a Close is only
-    /// ever written between frames), so nothing the gateway received before the drain is cut. The
-    /// close handshakes then run as usual (close timeout); the drain deadline bounds all of it.
+    /// Drain (SIGTERM; it reaches the connection as NIO's `ChannelShouldQuiesceEvent`, see
+    /// ``RelayHandler``): Close 1001 to each leg as soon as the direction toward *that* leg is at a frame
+    /// boundary, independently (issue #10, behaviour 2). A client in the middle of sending a large frame
+    /// gets its 1001 at once (the direction toward it is idle); the upstream, toward which that frame is
+    /// half relayed, gets the rest of the frame and then its 1001 — or its TCP ended by the drain
+    /// deadline, never a Close inside the frame. The close handshakes then run as usual (close timeout).
     func drain() {
         guard !self.finished else { return }
-        if self.legs.client.unfinishedPayload > 0 || self.legs.upstream.unfinishedPayload > 0 {
-            self.operations.drainPending = true
-        } else {
-            self.operations.drainPending = false
-            self.gatewayClose(.goingAway, reason: Self.drainReason)
-        }
+        self.gatewayClose(.goingAway, reason: Self.drainReason, timed: false)
     }
 
-    /// Called at the end of every relayed frame while a drain is pending.
-    func drainAtFrameBoundary() {
-        guard self.legs.client.unfinishedPayload <= 0 && self.legs.upstream.unfinishedPayload <= 0 else { return }
-        self.operations.drainPending = false
-        self.gatewayClose(.goingAway, reason: Self.drainReason)
-    }
-
-    /// The drain deadline passed: close both legs now.
-    func forceClose() {
+    /// The client channel is being closed from outside the relay (the drain deadline,
+    /// ``ConnectionRegistry/forceCloseAll()``): the upstream leg goes with it, and neither TCP close counts
+    /// as lost by its peer.
+    func closedFromOutside() {
         self.operations.forceClosed = true
-        for context in [self.contexts.client, self.contexts.upstream] {
-            context?.close(promise: nil)
-        }
+        self.contexts.upstream?.close(promise: nil)
     }
+
 }

@@ -240,15 +240,11 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
             compression: extensions.compression
         )
         self.recorder.relayStarted(session, route: request.route.route.label)
-        // Operations (issue #6): the drain's hold on the session.
-        let boundSession = NIOLoopBound(session, eventLoop: context.eventLoop)
-        self.environment.connections.attach(
-            context.channel,
-            drain: { boundSession.value.drain() },
-            forceClose: { boundSession.value.forceClose() }
-        )
         do {
             try pipelineSwitch.installRelay(session, after: self)
+            // The relay handler is in place: a drain under way reaches it now, as the registry's
+            // `ChannelShouldQuiesceEvent` (issue #10).
+            self.environment.connections.attach(context.channel)
         } catch {
             self.perform(self.machine.pipelineFailed("\(error)"), context: context)
         }

@@ -1,0 +1,213 @@
+import Frames
+import NIOCore
+
+// MARK: - Policies (issue #5 C–D): rate limits, keep-alive, maximum lifetime
+
+extension RelaySession {
+    /// Starts the keep-alive of `side` and, with the first leg, the lifetime timer.
+    func policyAttached(_ side: Side) {
+        let now = self.eventLoop.now
+        if let interval = self.policy.policy.pingInterval {
+            // The nonce comes from the CSPRNG-fed masking-key generator: peers cannot guess it.
+            let keys = self.resources.maskingKeys
+            let nonce = UInt64(keys.nextKey().packed) << 32 | UInt64(keys.nextKey().packed)
+            self.directions[side].keepAlive = KeepAlive(interval: interval, deadline: self.policy.policy.pongDeadline, nonce: nonce, now: now)
+            self.scheduleKeepAlive(side, at: now + interval)
+        }
+        if let lifetime = self.policy.policy.maxLifetime, self.policy.lifetimeTimer == nil {
+            let session = NIOLoopBound(self, eventLoop: self.eventLoop)
+            self.policy.lifetimeTimer = self.eventLoop.scheduleTask(in: lifetime) {
+                let session = session.value
+                guard !session.finished else { return }
+                session.policy.countMaxLifetimeClose()
+                session.gatewayClose(.goingAway, reason: "maximum lifetime")
+            }
+        }
+    }
+
+    func policyFinished() {
+        self.policy.lifetimeTimer?.cancel()
+        for side in [Side.client, .upstream] {
+            self.directions[side].keepAliveTimer?.cancel()
+            self.directions[side].keepAlive?.stop()
+            self.directions[side].throttled?.timer?.cancel()
+            self.directions[side].throttled = nil
+        }
+    }
+
+    // MARK: Rate limits
+
+    /// Charges `event` from `side` to its rate limiter: `nil` when it may be relayed now, otherwise the
+    /// verdict for ``enforce(_:on:from:rest:)``. Close frames are not limited: a peer's Close is always
+    /// honoured.
+    func rateVerdict(_ event: RelayPolicyState.Throttled.Pending, from side: Side) -> RateLimiter.Verdict? {
+        guard self.directions[side].limiter != nil else { return nil }
+        let now = self.eventLoop.now
+        let verdict: RateLimiter.Verdict
+        switch event {
+        case .header(let header):
+            let startsMessage = header.opcode != .continuation
+            verdict = self.directions[side].limiter!.dataFrame(startsMessage: startsMessage, payloadLength: header.payloadLength, now: now)
+        case .control(let frame):
+            guard frame.opcode != .close else { return nil }
+            verdict = self.directions[side].limiter!.controlFrame(now: now)
+        }
+        if case .pass = verdict { return nil }
+        return verdict
+    }
+
+    /// Acts on a rate-limit verdict for `event`, whose bytes were parsed but not forwarded; `buffer` is
+    /// the rest of the read. On `throttle` the event and the rest are held and `side` is no longer read
+    /// until a timer on the event loop resumes it (lossless); on `close` the offender gets 1008 through
+    /// the close state machine (at a frame boundary: the frame's header was not forwarded).
+    func enforce(_ verdict: RateLimiter.Verdict, on event: RelayPolicyState.Throttled.Pending, from side: Side, rest buffer: inout ByteBuffer) {
+        switch verdict {
+        case .pass:
+            break
+        case .throttle(let until, let limit):
+            self.policy.countRateLimit(side, limit, .throttle)
+            let stash = buffer.readSlice(length: buffer.readableBytes)!
+            self.directions[side].throttled = .init(pending: event, stash: stash, timer: self.scheduleResume(side, at: until))
+        case .close(let limit):
+            self.policy.countRateLimit(side, limit, .close)
+            buffer.moveReaderIndex(to: buffer.writerIndex)
+            self.perform(
+                self.closeState.policyViolation(
+                    by: side, code: .policyViolation, reason: "rate limit: \(limit.rawValue)", failed: true, boundary: self.boundaries
+                )
+            )
+        }
+    }
+
+    /// While `side` is throttled, what it still sends (reads already under way) is appended to the held
+    /// bytes: at most what NIO reads before the held `read()` takes effect.
+    func stashIfThrottled(_ side: Side, _ buffer: inout ByteBuffer) -> Bool {
+        guard self.directions[side].throttled != nil else { return false }
+        self.directions[side].throttled!.stash.writeBuffer(&buffer)
+        return true
+    }
+
+    func scheduleResume(_ side: Side, at deadline: NIODeadline) -> Scheduled<Void> {
+        let session = NIOLoopBound(self, eventLoop: self.eventLoop)
+        return self.eventLoop.scheduleTask(deadline: deadline) { session.value.resume(side) }
+    }
+
+    /// Tokens are back: relay the held event, then the held bytes, then read `side` again.
+    func resume(_ side: Side) {
+        guard !self.finished, let throttled = self.directions[side].throttled else { return }
+        self.directions[side].throttled = nil
+        var stash = throttled.stash
+        if !self.discarding[side] {
+            if let verdict = self.rateVerdict(throttled.pending, from: side) {
+                // Still short (cannot happen with exact arithmetic; kept for safety): held again.
+                self.enforce(verdict, on: throttled.pending, from: side, rest: &stash)
+                if self.directions[side].throttled != nil { return }
+                return self.readComplete(from: side)
+            }
+            switch throttled.pending {
+            case .header(let header):
+                self.forwardHeldHeader(header, from: side)
+            case .control(let frame):
+                self.control(frame, from: side)
+            }
+        }
+        if stash.readableBytes > 0 { self.read(from: side, &stash) }
+        self.readComplete(from: side)
+        if self.directions[side].throttled == nil, self.heldRead[side], let context = self.contexts[side], self.shouldRead(side) {
+            self.heldRead[side] = false
+            context.read()
+        }
+    }
+
+    /// Forwards the header of a frame that was held by a throttle, encoded afresh (the read it came in
+    /// is gone), or hands it to the transcoder.
+    func forwardHeldHeader(_ header: FrameHeader, from side: Side) {
+        let transcoder = self.directions[side].transcoder
+        self.directions[side].leg.fin = header.fin
+        do {
+            if let transcoder, try transcoder.header(header) { return }
+        } catch {
+            self.operations.metrics?.protocolViolation(side: side, error)
+            return self.perform(self.closeState.violation(by: side, error: error, boundary: self.boundaries))
+        }
+        let outgoing = self.outgoingHeader(header, from: side, transcoder, parser: &self.clientParser)
+        guard self.closeState.mayWrite(to: side.other), let destination = self.contexts[side.other] else { return }
+        self.directions[side].leg.unfinishedPayload = header.payloadLength
+        var bytes = destination.channel.allocator.buffer(capacity: outgoing.encodedSize)
+        outgoing.write(to: &bytes)
+        destination.write(NIOAny(bytes), promise: nil)
+    }
+
+    // MARK: Keep-alive
+
+    func scheduleKeepAlive(_ side: Side, at deadline: NIODeadline) {
+        let session = NIOLoopBound(self, eventLoop: self.eventLoop)
+        self.directions[side].keepAliveTimer = self.eventLoop.scheduleTask(deadline: deadline) {
+            session.value.keepAliveTimerFired(side)
+        }
+    }
+
+    func keepAliveTimerFired(_ side: Side) {
+        guard !self.finished, self.directions[side].keepAlive != nil else { return }
+        let midFrame = self.directions[side.other].leg.unfinishedPayload > 0
+        let action = self.directions[side].keepAlive!.timerFired(now: self.eventLoop.now, midFrame: midFrame)
+        self.performKeepAlive(action, side)
+        if midFrame, self.directions[side].keepAlive?.state == .pingOwed {
+            // Poll: the frame toward the leg may stall (its reader is gone); idle then ends it.
+            self.scheduleKeepAlive(side, at: self.eventLoop.now + self.policy.policy.pongDeadline)
+        }
+    }
+
+    /// Whether something waits for the end of the frame being relayed toward `destination`: a keep-alive
+    /// ping owed to that leg, or a Close owed to it (``RelayLegClose``).
+    func hasFrameBoundaryWork(toward destination: Side) -> Bool {
+        self.directions[destination].keepAlive?.state == .pingOwed || self.closeState.legs[destination].isOwed
+    }
+
+    /// A frame toward `destination` ended (what was relayed before it is written): the Close owed to
+    /// that leg goes out, or else the owed keep-alive ping. Only this direction matters: the other
+    /// direction's frames never hold it back (issue #10).
+    func atFrameBoundary(toward destination: Side) {
+        if self.closeState.legs[destination].isOwed { self.perform(self.closeState.frameBoundary(toward: destination, boundary: self.boundaries)) }
+        if self.directions[destination].keepAlive?.state == .pingOwed { self.keepAliveFrameBoundary(destination) }
+    }
+
+    func keepAliveFrameBoundary(_ side: Side) {
+        guard let action = self.directions[side].keepAlive?.frameBoundary(now: self.eventLoop.now) else { return }
+        self.performKeepAlive(action, side)
+    }
+
+    func performKeepAlive(_ action: KeepAlive.Action, _ side: Side) {
+        switch action {
+        case .none:
+            break
+        case .checkAt(let deadline):
+            self.scheduleKeepAlive(side, at: deadline)
+        case .sendPing(let payload, let checkAt):
+            // No pings once a Close went either way on this leg: the close timeout governs then.
+            guard self.closeState.legs[side].isOpen else {
+                self.directions[side].keepAlive?.stop()
+                return
+            }
+            self.writeControl(opcode: .ping, payload: ByteBuffer(bytes: payload), to: side)
+            self.contexts[side]?.flush()
+            self.scheduleKeepAlive(side, at: checkAt)
+        case .dead:
+            // A close handshake under way on this leg is bounded by the close timeout instead.
+            guard self.closeState.legs[side].isOpen else { return }
+            self.policy.countKeepAliveTimeout(side)
+            self.perform(self.closeState.keepAliveExpired(side, boundary: self.boundaries))
+        }
+    }
+
+    /// Whether `frame` (a pong from `side`) answers one of the gateway's pings: then it is consumed.
+    func consumeKeepAlivePong(_ frame: ControlFrame, from side: Side) -> Bool {
+        self.directions[side].keepAlive?.pongReceived(frame.payload, now: self.eventLoop.now) ?? false
+    }
+
+    /// The gateway's own pong is not application traffic: a read that held only it (it started the
+    /// read at `eventStart` and nothing follows it) does not postpone the idle timeout.
+    func keepAlivePongConsumed(eventStart: Int, rest: ByteBuffer) {
+        if eventStart == self.readStart && rest.readableBytes == 0 { self.lastActivity = self.activityBeforeRead }
+    }
+}
