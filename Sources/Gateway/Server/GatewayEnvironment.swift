@@ -18,6 +18,8 @@ final class GatewayEnvironment: Sendable {
     let connections: ConnectionRegistry
     /// Things an operator must read at start and at each reload (a group-readable private key).
     let warnings: [String]
+    /// `limits.compression_memory` (issue #10 item 7); kept across reloads that do not change it.
+    let compressionMemory: CompressionMemoryBudget
 
     /// Compiles the configuration; loading certificates is blocking disk I/O, so call it off the event
     /// loops. A reload passes the running gateway's `connections` and, when the connection limits did
@@ -27,7 +29,8 @@ final class GatewayEnvironment: Sendable {
         metrics: GatewayMetrics = GatewayMetrics(),
         clock: any GatewayClock = SystemGatewayClock(),
         connections: ConnectionRegistry = ConnectionRegistry(),
-        admission: ConnectionAdmission? = nil
+        admission: ConnectionAdmission? = nil,
+        compressionMemory: CompressionMemoryBudget? = nil
     ) throws {
         self.configuration = configuration
         self.routes = RouteTable(configuration.routes)
@@ -39,6 +42,8 @@ final class GatewayEnvironment: Sendable {
         self.originPolicies = try configuration.compiledOriginPolicies()
         self.admission = admission ?? ConnectionAdmission(configuration, clock: clock)
         self.connections = connections
+        self.compressionMemory =
+            compressionMemory ?? CompressionMemoryBudget(limit: configuration.limits.compressionMemory ?? CompressionMemoryBudget.defaultLimit)
     }
 
     var limits: GatewayConfiguration.Limits { self.configuration.limits }
