@@ -48,6 +48,7 @@ import Testing
             )
             try certificate.certificatePEM.write(toFile: path("cert.pem"), atomically: true, encoding: .utf8)
             try certificate.privateKeyPEM.write(toFile: path("key.pem"), atomically: true, encoding: .utf8)
+            try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: path("key.pem"))  // PrivateKeyFiles
         }
         try GatewayTLSTests.ca.certificatePEM.write(toFile: path("ca.pem"), atomically: true, encoding: .utf8)
         try install("first")
