@@ -90,7 +90,15 @@ public final class GatewayServer: Sendable {
                         try pipeline.addHandler(Self.proxyProtocolHandler(proxyProtocol, channel: channel, listener: listener.name, environment: environment))
                     }
                     if let tls {
-                        try pipeline.addHandler(TLSHandler.server(provider: tls, configuration: .init { $0.handshakeTimeout = handshakeTimeout }))
+                        try pipeline.addHandler(
+                            TLSHandler.server(
+                                provider: tls,
+                                configuration: .init {
+                                    $0.handshakeTimeout = handshakeTimeout
+                                    $0.plaintextHTTPResponse = HTTPResponse.plaintextHTTPOnTLSPort
+                                }
+                            )
+                        )
                     }
                     try pipeline.addHandler(RequestBytesLimiter(limit: limits.requestHeadBytes))
                     try pipeline.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)))
