@@ -192,6 +192,29 @@ import Testing
         }
     }
 
+    /// Issue #11 §1: with `client_address: chain`, the per-IP connection cap counts the right-most
+    /// untrusted address a trusted proxy names, not the proxy: two clients behind one proxy each get
+    /// their own count, and the second connection of one client over the cap is 503 before any upstream.
+    @Test func chainModeCountsThePerIPCapByTheChainsClientNotTheProxy() async throws {
+        let upstream = try await FakeUpstream.start { .accept($0) }
+        defer { Task { await upstream.close() } }
+        try await withGateway(upstreamPort: upstream.port, configure: {
+            $0.trustedProxies = ["127.0.0.1"]
+            $0.clientAddress = .chain
+            $0.connectionLimits.perIPConnections = 1
+        }) { port in
+            let first = try await RawClient.connect(from: "127.0.0.1", port: port, Self.request(extra: "X-Forwarded-For: 198.51.100.4\r\n"))
+            defer { first.channel.close(promise: nil) }
+            #expect(first.answer.hasPrefix("HTTP/1.1 101"), "\(first.answer)")
+            let second = try await RawClient.exchange(from: "127.0.0.1", port: port, Self.request(extra: "X-Forwarded-For: 198.51.100.4\r\n"))
+            #expect(second.hasPrefix("HTTP/1.1 503"), "\(second)")
+            let other = try await RawClient.connect(from: "127.0.0.1", port: port, Self.request(extra: "X-Forwarded-For: 198.51.100.5\r\n"))
+            defer { other.channel.close(promise: nil) }
+            #expect(other.answer.hasPrefix("HTTP/1.1 101"), "\(other.answer)")
+            #expect(upstream.requests.count == 2)
+        }
+    }
+
     @Test func theIssuesForgedHostIs400() async throws {
         let upstream = try await FakeUpstream.start { .accept($0) }
         defer { Task { await upstream.close() } }

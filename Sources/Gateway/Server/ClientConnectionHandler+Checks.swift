@@ -1,3 +1,4 @@
+import NIOCore
 import NIOHTTP1
 
 /// The checks a request head goes through before the upstream is contacted, in order: drain (503),
@@ -5,11 +6,11 @@ import NIOHTTP1
 /// and the route (``ClientUpgradeRequest/validate(_:limits:routes:)``), the SNI/Host match (421, when
 /// the listener requires it), then the route's origin policy (403).
 extension ClientConnectionHandler {
-    func check(_ head: HTTPRequestHead) -> Result<ClientUpgradeRequest, HandshakeRejection> {
+    func check(_ head: HTTPRequestHead, channel: (any Channel)? = nil) -> Result<ClientUpgradeRequest, HandshakeRejection> {
         if self.environment.connections.isDraining {
             return .failure(HandshakeRejection(503, "the gateway is shutting down", reason: "draining"))
         }
-        self.resolveClientAddress(head)
+        if let rejection = self.resolveClientAddress(head, channel: channel) { return .failure(rejection) }
         if let rejection = self.handshakeRateRejection() { return .failure(rejection) }
         switch ClientUpgradeRequest.validate(head, limits: self.environment.limits, routes: self.environment.routes) {
         case .failure(let rejection):

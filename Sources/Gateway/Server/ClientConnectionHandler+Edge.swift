@@ -1,11 +1,15 @@
+import NIOCore
 import NIOHTTP1
 
 /// Edge (issue #11): the client address of `client_address: chain`, and the SNI/Host match.
 extension ClientConnectionHandler {
     /// With `client_address: chain`, the right-most untrusted `X-Forwarded-For` address of a trusted
-    /// peer becomes the client address of the logs and the handshake rate.
-    func resolveClientAddress(_ head: HTTPRequestHead) {
-        guard case .chain = self.environment.configuration.clientAddress else { return }
+    /// peer becomes the client address of the logs, the handshake rate and the per-IP connection cap.
+    /// The cap was left open at accept for such a peer (``admitsClientAddressAtHead``): the address
+    /// resolved here is counted now, until the connection closes, and a full cap is 503 (as nginx's
+    /// `limit_conn`), answered before anything reaches an upstream.
+    func resolveClientAddress(_ head: HTTPRequestHead, channel: (any Channel)?) -> HandshakeRejection? {
+        guard case .chain = self.environment.configuration.clientAddress else { return nil }
         let client = ForwardingHeaders.clientAddress(
             peer: self.peer,
             forwardedFor: head.headers["X-Forwarded-For"],
@@ -13,6 +17,9 @@ extension ClientConnectionHandler {
             trusted: self.environment.trustedProxies
         )
         if let client { self.recorder.clientAddressResolved(client) }
+        guard self.admitsClientAddressAtHead, let channel, let address = (client ?? self.peer)?.description else { return nil }
+        if self.environment.admitProxiedAddress(address, channel: channel, listener: self.recorder.record.listener) { return nil }
+        return HandshakeRejection(503, "too many connections from this address", reason: "ip-connections")
     }
 
     /// `require_sni_host_match`: a Host that is not the TLS SNI name is 421 Misdirected Request

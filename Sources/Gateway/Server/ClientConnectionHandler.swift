@@ -32,6 +32,9 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     var peer: IPAddress?
     var serverName: String?
     let requireSNIHostMatch: Bool
+    /// `client_address: chain` behind a trusted proxy: the per-IP connection cap was left open at accept
+    /// (the socket's peer is the proxy) and is applied to the chain's client address once the head is read.
+    let admitsClientAddressAtHead: Bool
 
     /// `connector` defaults to NIO's `ClientBootstrap` with the environment's limits and timeouts.
     init(
@@ -39,11 +42,13 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
         record: ConnectionRecord,
         clientUsedTLS: Bool,
         requireSNIHostMatch: Bool = false,
+        admitsClientAddressAtHead: Bool = false,
         connector: (any UpstreamConnector)? = nil
     ) {
         self.environment = environment
         self.clientUsedTLS = clientUsedTLS
         self.requireSNIHostMatch = requireSNIHostMatch
+        self.admitsClientAddressAtHead = admitsClientAddressAtHead
         self.peer = record.clientAddress.flatMap { IPAddress($0) }
         self.connector = connector ?? BootstrapUpstreamConnector(limits: environment.limits, timeouts: environment.timeouts)
         self.recorder = UpgradeRecorder(record: record, metrics: environment.metrics, accessLog: environment.accessLog)
@@ -111,7 +116,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
             break
         case .checkRequest(let head):
             self.headDeadline?.cancel()
-            switch self.check(head) {
+            switch self.check(head, channel: context.channel) {
             case .success(let request):
                 self.perform(self.machine.requestAccepted(request, plan: self.plan(request, context: context)), context: context)
             case .failure(let rejection):

@@ -68,7 +68,11 @@ public final class GatewayServer: Sendable {
                         return try channel.pipeline.syncOperations.addHandler(CloseAtAcceptHandler())
                     }
                     // Connection caps (issue #5 C): refused connections are closed at accept, unread.
-                    if environment.admitAtAccept(channel, listener: listener.name, countAddress: proxyProtocol == .off) == false {
+                    // With `client_address: chain`, a trusted proxy's connections are counted per IP by
+                    // the client address its X-Forwarded-For names, once the head is read.
+                    let chainAddress = proxyProtocol == .off && environment.configuration.clientAddress == .chain
+                        && environment.trustedProxies.contains(channel.remoteAddress?.ipAddress)
+                    if environment.admitAtAccept(channel, listener: listener.name, countAddress: proxyProtocol == .off && !chainAddress) == false {
                         return try channel.pipeline.syncOperations.addHandler(CloseAtAcceptHandler())
                     }
                     let limits = environment.limits
@@ -107,7 +111,8 @@ public final class GatewayServer: Sendable {
                             environment: environment,
                             record: record,
                             clientUsedTLS: tls != nil,
-                            requireSNIHostMatch: edge.requireSNIHostMatch
+                            requireSNIHostMatch: edge.requireSNIHostMatch,
+                            admitsClientAddressAtHead: chainAddress
                         )
                     )
                 }
