@@ -11,10 +11,13 @@ extension FrameParser {
     public struct Configuration: Hashable, Sendable {
         /// The largest payload one frame may declare, in bytes. Checked as soon as the length field is
         /// read, before any payload arrives. Exceeding it fails with 1009. Default: 1,048,576 (1 MiB).
+        /// A frame of a compressed message may declare up to
+        /// ``PerMessageDeflate/maxCompressedSize(forInflated:)`` of it; its inflated size is the codec's.
         public var maxFrameSize: Int = 1 << 20
         /// The largest message (the sum of its frames' payloads as sent on the wire), in bytes. Checked
         /// when each frame's header is read. Exceeding it fails with 1009. Default: 1,048,576 (1 MiB).
-        /// For compressed messages the limit after inflation is enforced by the deflate codec.
+        /// For compressed messages the wire allowance is ``PerMessageDeflate/maxCompressedSize(forInflated:)``
+        /// of it, and the limit after inflation is enforced by the deflate codec.
         public var maxMessageSize: Int = 1 << 20
         /// The most frames one message may have. Exceeding it fails with 1008. Default: 1,024.
         public var maxFragmentsPerMessage: Int = 1024

@@ -98,7 +98,7 @@ extension FrameParser {
         default:
             length = shortLength
         }
-        try Self.validateLength(length, opcode: opcode, context)
+        try Self.validateLength(length, opcode: opcode, compressed: reserved.contains(.rsv1), context)
 
         var key: MaskingKey?
         if masked {
@@ -137,15 +137,23 @@ extension FrameParser {
     }
 
     /// Size limits for a data frame, checked as soon as its length is known.
-    private static func validateLength(_ length: Int, opcode: Opcode, _ context: HeaderContext) throws(FramesError) {
+    ///
+    /// The limits count what the application gets. For a compressed message (RSV1 on its first frame,
+    /// RFC 7692 §6) that is the inflated size, which the inflater enforces; on the wire such a frame and
+    /// message may take up to ``PerMessageDeflate/maxCompressedSize(forInflated:)`` of the limits, since
+    /// incompressible data grows by a few bytes when deflated (issue #10 item 4).
+    private static func validateLength(_ length: Int, opcode: Opcode, compressed: Bool, _ context: HeaderContext) throws(FramesError) {
         guard !opcode.isControl else { return }
         let configuration = context.configuration
-        if length > configuration.maxFrameSize {
-            throw FramesError(.frameTooLarge, detail: "\(length) > \(configuration.maxFrameSize)")
+        let isCompressed = opcode == .continuation ? context.message!.compressed : compressed
+        let maxFrame = isCompressed ? PerMessageDeflate.maxCompressedSize(forInflated: configuration.maxFrameSize) : configuration.maxFrameSize
+        let maxMessage = isCompressed ? PerMessageDeflate.maxCompressedSize(forInflated: configuration.maxMessageSize) : configuration.maxMessageSize
+        if length > maxFrame {
+            throw FramesError(.frameTooLarge, detail: "\(length) > \(maxFrame)")
         }
         let (fragments, bytes) = opcode == .continuation ? (context.message!.fragments, context.message!.bytes) : (0, 0)
-        if length > configuration.maxMessageSize - bytes {
-            throw FramesError(.messageTooLarge, detail: "\(bytes + length) > \(configuration.maxMessageSize)")
+        if length > maxMessage - bytes {
+            throw FramesError(.messageTooLarge, detail: "\(bytes + length) > \(maxMessage)")
         }
         if fragments + 1 > configuration.maxFragmentsPerMessage {
             throw FramesError(.tooManyFragments, detail: "over \(configuration.maxFragmentsPerMessage)")

@@ -85,6 +85,8 @@ public struct FrameParser {
         var fragments: Int
         var bytes: Int
         var validatesUTF8: Bool
+        /// RSV1 on the first frame (RFC 7692 §6): the size limits count inflated bytes.
+        var compressed: Bool
     }
 
     @usableFromInline var state: State = .awaitingHeader
@@ -267,7 +269,8 @@ public struct FrameParser {
                 opcode: header.opcode,
                 fragments: 1,
                 bytes: header.payloadLength,
-                validatesUTF8: validates
+                validatesUTF8: validates,
+                compressed: compressed
             )
             self.utf8.reset()
         }

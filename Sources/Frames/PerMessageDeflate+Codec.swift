@@ -238,6 +238,14 @@ public final class PerMessageDeflater {
         return try self.run(UnsafeRawBufferPointer(start: nil, count: 0), into: &output, maxBytes: maxBytes, flush: Z_SYNC_FLUSH).full
     }
 
+    /// Forgets the context (`deflateReset`, no allocation): the next message refers to nothing sent
+    /// before. Used when a message the stream compressed is sent uncompressed after all, since the peer's
+    /// window then never held it (RFC 7692 §7.2.3 context takeover needs both windows in step).
+    public func reset() throws(FramesError) {
+        guard self.initialized else { return }
+        guard deflateReset(self.stream) == Z_OK else { throw FramesError(.compressorFailure, detail: "deflateReset") }
+    }
+
     /// After ``flush(into:)`` returned false: resets the stream when there is no context takeover.
     public func endMessage() throws(FramesError) {
         if self.noContextTakeover && self.initialized {

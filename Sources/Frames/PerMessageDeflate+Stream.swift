@@ -41,11 +41,37 @@ public struct PerMessageDeflateReader {
     /// Inflates a payload chunk of the message (plain, unmasked bytes). Full chunks go to `emit`.
     public mutating func append(_ payload: ByteBuffer, _ emit: (ByteBuffer) -> Void) throws(FramesError) {
         var input = payload
+        _ = try self.append(&input) { chunk in
+            emit(chunk)
+            return true
+        }
+    }
+
+    /// Inflates `input` (plain, unmasked compressed bytes) chunk by chunk, offering each full chunk to
+    /// `offer`, which takes it (true) or refuses it for now (false). On a refusal the reader stops before
+    /// inflating anything more: it keeps the refused chunk, `input` keeps what was not consumed, and the
+    /// call returns false; call again later with the same `input` (even if empty: zlib may hold more
+    /// output) and the refused chunk is offered first. Returns true when `input` is consumed and zlib
+    /// holds no more output for it.
+    ///
+    /// This is what lets a relay stop between transcoded frames when the destination is above its high
+    /// watermark (issue #10 item 6): at most one chunk is inflated ahead of what the destination took.
+    public mutating func append(_ input: inout ByteBuffer, offering offer: (ByteBuffer) -> Bool) throws(FramesError) -> Bool {
         while true {
-            var output = self.takeBuffer(emit)
+            if var full = self.current, full.readableBytes >= self.chunkSize {
+                if self.discarding {
+                    full.clear()
+                    self.current = full
+                } else {
+                    guard offer(full) else { return false }
+                    self.current = nil
+                }
+            }
+            var output = self.current ?? self.makeBuffer()
+            self.current = nil
             let full = try self.inflater.inflate(&input, into: &output, maxBytes: self.chunkSize - output.readableBytes)
             self.current = output
-            if !full && input.readableBytes == 0 { return }
+            if !full && input.readableBytes == 0 { return true }
         }
     }
 
@@ -78,6 +104,10 @@ public struct PerMessageDeflateReader {
             }
             emit(buffer)
         }
+        return self.makeBuffer()
+    }
+
+    private func makeBuffer() -> ByteBuffer {
         var buffer = self.allocator.buffer(capacity: self.headroom + self.chunkSize)
         buffer.moveWriterIndex(forwardBy: self.headroom)
         buffer.moveReaderIndex(forwardBy: self.headroom)
@@ -100,6 +130,23 @@ public struct PerMessageDeflateWriter {
     /// Whether the current message had any payload: zlib outputs nothing for a sync flush right after
     /// another one, so an empty message is written as its known compressed form instead.
     private var hasInput = false
+    /// Compressed bytes already handed to `emit` in the current message.
+    private var emittedBytes = 0
+
+    /// Compressed bytes produced so far in the current message (handed out or held), before the tail is
+    /// stripped: what a caller compares with the plain size to decide whether compressing pays.
+    public var producedBytes: Int { self.emittedBytes + (self.current?.readableBytes ?? 0) }
+
+    /// Drops the current message: what was produced is discarded and the compressor is reset, so no later
+    /// message refers to bytes the peer never inflated (the message goes out uncompressed instead, RFC
+    /// 7692 §6). A message that had no input leaves the compressor's context as it was.
+    public mutating func abandonMessage() throws(FramesError) {
+        let touched = self.hasInput
+        self.current = nil
+        self.hasInput = false
+        self.emittedBytes = 0
+        if touched { try self.deflater.reset() }
+    }
 
     public init(
         deflater: PerMessageDeflater,
@@ -125,12 +172,26 @@ public struct PerMessageDeflateWriter {
         }
     }
 
+    /// Flushes what the compressor holds back so far (a sync flush inside the message: valid DEFLATE
+    /// that costs about 5 bytes), so that ``producedBytes`` counts all input given so far. For a caller
+    /// that decides mid-message whether compressing pays.
+    public mutating func flush(_ emit: (ByteBuffer) -> Void) throws(FramesError) {
+        guard self.hasInput else { return }
+        while true {
+            var output = self.takeBuffer(emit)
+            let full = try self.deflater.flush(into: &output, maxBytes: self.chunkSize + 4 - output.readableBytes)
+            self.current = output
+            if !full { break }
+        }
+    }
+
     /// Ends the message: flushes, strips the tail and returns the last payload (never empty: an empty
     /// message compresses to `00`, RFC 7692 §7.2.3.6).
     public mutating func finish(_ emit: (ByteBuffer) -> Void) throws(FramesError) -> ByteBuffer {
         guard self.hasInput else {
             // RFC 7692 §7.2.3.6: an empty message is the byte 0x00 (an empty stored block, tail stripped);
             // it adds nothing to the window, so the peer's context stays in step.
+            self.emittedBytes = 0
             var empty = self.makeBuffer()
             empty.writeInteger(UInt8(0))
             return empty
@@ -144,6 +205,7 @@ public struct PerMessageDeflateWriter {
         }
         var last = self.current!
         self.current = nil
+        self.emittedBytes = 0
         // Read as one integer: no array is made per message.
         let tail = last.getInteger(at: last.writerIndex - 4, as: UInt32.self)
         precondition(tail == 0x0000_FFFF, "a sync flush ends with 00 00 ff ff")
@@ -160,6 +222,7 @@ public struct PerMessageDeflateWriter {
         if buffer.readableBytes < self.chunkSize + 4 { return buffer }
         var held = buffer.getSlice(at: buffer.writerIndex - 4, length: 4)!
         buffer.moveWriterIndex(to: buffer.writerIndex - 4)
+        self.emittedBytes += buffer.readableBytes
         emit(buffer)
         var next = self.makeBuffer()
         next.writeBuffer(&held)

@@ -78,6 +78,18 @@ public enum PerMessageDeflate {
     /// The range of `*_max_window_bits` values (RFC 7692 §7.1.2).
     public static let windowBitsRange = 8...15
 
+    /// The most bytes a compressed payload that inflates to `inflated` bytes may take on the wire: zlib's
+    /// conservative `deflateBound` for raw deflate, `n + ⌈n/8⌉ + ⌈n/64⌉ + 5` (fixed-Huffman coding spends
+    /// at most 9 bits on a literal; stored blocks 5 bytes per block), plus 64 bytes for the empty blocks
+    /// a sender's sync flushes add (one per fragment in practice). Incompressible data grows when
+    /// deflated, so a message of exactly the limit after inflation is a few bytes larger on the wire:
+    /// the parser allows a compressed message and frame this much (issue #10 item 4), and the inflater
+    /// enforces the limit on what it produces. Saturates instead of overflowing.
+    public static func maxCompressedSize(forInflated inflated: Int) -> Int {
+        guard inflated < Int.max / 4 else { return Int.max }
+        return inflated + (inflated + 7) / 8 + (inflated + 63) / 64 + 5 + 64
+    }
+
     /// What an endpoint wants from the negotiation, within what the RFC allows it to ask.
     public struct Preferences: Hashable, Sendable {
         /// The largest window (9–15, or 8 to never compress) this endpoint compresses with, and the largest

@@ -155,6 +155,50 @@ import Testing
         #expect(decisions("upstream", upstreamOn ? "negotiated" : "declined") == 1)
     }
 
+    /// argv: url, limit. Issue #10 item 4: a compressed message of exactly `limits.max_message` bytes
+    /// after inflation goes through (random bytes: its deflated frame is larger than the limit), one
+    /// byte more gets 1009.
+    static let exactLimitClient = """
+        import asyncio, sys, os
+        from websockets.asyncio.client import connect
+        from websockets.exceptions import ConnectionClosed
+        async def main():
+            url, limit = sys.argv[1], int(sys.argv[2])
+            async with connect(url, max_size=None, compression="deflate") as ws:
+                assert ws.response.headers.get("Sec-WebSocket-Extensions"), "not compressed"
+                exact = os.urandom(limit)
+                await ws.send(exact)
+                assert await ws.recv() == exact
+                text = "é" * (limit // 2)
+                await ws.send(text)
+                assert await ws.recv() == text
+                await ws.send(os.urandom(limit + 1))
+                try:
+                    await ws.recv()
+                    raise SystemExit("no close")
+                except ConnectionClosed as closed:
+                    assert closed.rcvd is not None and closed.rcvd.code == 1009, closed
+            print("OK", flush=True)
+        asyncio.run(main())
+        """
+
+    @Test(arguments: [true, false])
+    func aCompressedMessageOfExactlyTheLimitGoesThroughAndOneMoreByteIs1009(upstreamCompression: Bool) async throws {
+        guard try await PythonPeer.require("websockets") else { return }
+        let upstream = try PythonPeer(script: Self.websocketsUpstream, arguments: [upstreamCompression ? "on" : "off"])
+        defer { upstream.stop() }
+        let upstreamPort = Int(try await upstream.firstLine())!
+        let limit = 1 << 20
+        try await withGateway(upstreamPort: upstreamPort, configure: {
+            $0.limits.maxMessageSize = limit
+            $0.limits.maxFrameSize = limit
+            $0.routes[0].extensions.permessageDeflate = .init(client: .negotiate, upstream: .negotiate)
+        }) { port in
+            let run = try await runPython(["-c", Self.exactLimitClient, "ws://127.0.0.1:\(port)/echo", "\(limit)"], timeout: .seconds(60))
+            #expect(run.status == 0 && run.output.contains("OK"), "upstream compression \(upstreamCompression): \(run.output)")
+        }
+    }
+
     /// `strip` on both legs (the default): peers that want compression get none, and it all still works.
     @Test func stripOnBothLegsWithPeersThatWantCompression() async throws {
         guard try await PythonPeer.require("websockets") else { return }

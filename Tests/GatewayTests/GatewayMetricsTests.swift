@@ -36,6 +36,8 @@ import Testing
         metrics.maxLifetimeClosed(route: "/chat")
         metrics.extensionDecided(route: "/chat", side: .client, extension: "permessage-deflate", .notOffered)
         metrics.droppedExtensions(route: "/chat", side: .client, count: 1)
+        metrics.uncompressedMessages(route: "/chat", side: .upstream, count: 2)
+        metrics.compressionMemoryDeclined(route: "/chat", side: .client)
     }
 
     /// Every series' label names, by metric name, whatever its type.
@@ -91,10 +93,10 @@ import Testing
 
     @Test func theCatalogIsEveryDeclarationOnceInDeclarationOrder() {
         let names = GatewayMetrics.catalog.map(\.name)
-        #expect(names.count == 22)
+        #expect(names.count == 24)
         #expect(Set(names).count == names.count)
         #expect(names.first == "wsgate_connections_accepted_total")
-        #expect(names.last == "wsgate_extensions_dropped_total")
+        #expect(names.last == "wsgate_compression_memory_declines_total")
         #expect(names.allSatisfy { $0.hasPrefix("wsgate_") })
         let kinds = Dictionary(uniqueKeysWithValues: GatewayMetrics.catalog.map { ($0.name, $0.kind) })
         #expect(kinds["wsgate_connections_open"] == .gauge)

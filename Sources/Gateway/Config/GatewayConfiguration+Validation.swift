@@ -172,7 +172,7 @@ extension GatewayConfiguration.Limits {
             ("request_head", self.requestHeadBytes), ("request_headers", self.requestHeaders),
             ("max_frame", self.maxFrameSize), ("max_message", self.maxMessageSize),
             ("max_fragments", self.maxFragments), ("buffer_high_watermark", self.bufferHighWatermark),
-            ("buffer_low_watermark", self.bufferLowWatermark),
+            ("buffer_low_watermark", self.bufferLowWatermark), ("compression_memory", self.compressionMemory ?? 1),
         ]
         for (key, value) in values where value <= 0 {
             throw path.key(key).error(.outOfRange, "must be greater than zero (found \(value))")

@@ -153,6 +153,8 @@ extension GatewayConfiguration.Limits {
         .count("max_fragments", \.maxFragments),
         .size("buffer_high_watermark", \.bufferHighWatermark),
         .size("buffer_low_watermark", \.bufferLowWatermark),
+        // Issue #10 item 7; absent or empty: a quarter of physical memory.
+        .optional("compression_memory") { value, field, _ throws(ConfigurationError) in value.compressionMemory = try field.size() },
     ])
 }
 

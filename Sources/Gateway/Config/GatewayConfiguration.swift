@@ -141,6 +141,9 @@ public struct GatewayConfiguration: Sendable, Hashable {
         public var bufferHighWatermark: Int = 256 * 1024
         /// Reading resumes below it. Default: 64 KiB.
         public var bufferLowWatermark: Int = 64 * 1024
+        /// Process-wide budget for zlib memory of permessage-deflate (issue #10 item 7); once spent, new
+        /// connections open without compression. `nil`: a quarter of the machine's physical memory.
+        public var compressionMemory: Int?
 
         public init() {}
     }

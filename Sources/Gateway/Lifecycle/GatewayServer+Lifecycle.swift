@@ -68,7 +68,9 @@ extension GatewayServer {
                     configuration,
                     metrics: old.metrics,
                     connections: old.connections,
-                    admission: sameCaps ? old.admission : nil
+                    admission: sameCaps ? old.admission : nil,
+                    compressionMemory: old.configuration.limits.compressionMemory == configuration.limits.compressionMemory
+                        ? old.compressionMemory : nil
                 )
             }
         } catch {

@@ -106,4 +106,17 @@ extension GatewayMetrics {
     func droppedExtensions(route: String, side: Side, count: Int) {
         if count > 0 { self.extensionsDropped.increment(.init(route: route, side: side), by: Int64(count)) }
     }
+
+    // MARK: Compression (issue #10)
+
+    /// Messages sent uncompressed toward `side` (a leg that negotiated compression) because deflating
+    /// them did not make them smaller; added when the connection ends.
+    func uncompressedMessages(route: String, side: Side, count: Int) {
+        if count > 0 { self.compressionUncompressedMessages.increment(.init(route: route, side: side), by: Int64(count)) }
+    }
+
+    /// permessage-deflate not negotiated on `side` because `limits.compression_memory` was spent.
+    func compressionMemoryDeclined(route: String, side: Side) {
+        self.compressionMemoryDeclines.increment(.init(route: route, side: side))
+    }
 }

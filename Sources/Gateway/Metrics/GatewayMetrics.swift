@@ -42,6 +42,9 @@ struct GatewayMetrics: Sendable {
     // permessage-deflate (issue #5 A).
     let extensionDecisions: CounterFamily<ExtensionDecisionLabels>
     let extensionsDropped: CounterFamily<RouteSideLabels>
+    // Compression (issue #10 items 5 and 7).
+    let compressionUncompressedMessages: CounterFamily<RouteSideLabels>
+    let compressionMemoryDeclines: CounterFamily<RouteSideLabels>
 
     /// The histogram's name, for its buckets on the Prometheus factory.
     static let upstreamConnectSecondsName = "wsgate_upstream_connect_seconds"
@@ -87,6 +90,16 @@ struct GatewayMetrics: Sendable {
         self.extensionsDropped = .init(
             "wsgate_extensions_dropped_total",
             help: "offered extensions the gateway does not implement (never forwarded)",
+            factory: f
+        )
+        self.compressionUncompressedMessages = .init(
+            "wsgate_compression_uncompressed_messages_total",
+            help: "messages sent uncompressed toward a compressing leg because compressing did not make them smaller",
+            factory: f
+        )
+        self.compressionMemoryDeclines = .init(
+            "wsgate_compression_memory_declines_total",
+            help: "permessage-deflate not negotiated because limits.compression_memory was spent",
             factory: f
         )
     }

@@ -53,6 +53,23 @@ struct RateLimiter: Sendable {
         return .pass
     }
 
+    /// Inflated payload bytes of a compressed message that the gateway transcodes, before they are
+    /// forwarded (issue #10 item 6: the `bytes` limit counts what the receiver must handle, not wire
+    /// bytes; the frame's header charged none). Checked and charged like a frame.
+    mutating func inflatedBytes(_ count: Int, now: NIODeadline) -> Verdict {
+        guard self.bytes != nil else { return .pass }
+        if let at = self.bytes!.availableAt(cost: count, now: now) { return self.refuse(until: at, .bytes) }
+        self.bytes!.take(count)
+        return .pass
+    }
+
+    /// Inflated bytes of a compressed message forwarded verbatim: known only after they went out, so
+    /// they are charged as a debt that the next frame waits out (the long-run rate holds).
+    mutating func chargeInflatedBytes(_ count: Int, now: NIODeadline) {
+        self.bytes?.refill(now: now)
+        self.bytes?.take(count)
+    }
+
     /// A ping or pong was read.
     mutating func controlFrame(now: NIODeadline) -> Verdict {
         if let at = self.controlFrames?.availableAt(cost: 1, now: now) { return self.refuse(until: at, .controlFrames) }

@@ -11,8 +11,15 @@ extension RelaySession {
         if compression.client != nil { self.clientParser.configuration.allowedReservedBits = .rsv1 }
         if compression.upstream != nil { self.upstreamParser.configuration.allowedReservedBits = .rsv1 }
         let allocator = ByteBufferAllocator()
-        self.directions.client.transcoder = compression.transcoder(from: .client, maxMessageSize: limits.maxMessageSize, allocator: allocator)
-        self.directions.upstream.transcoder = compression.transcoder(from: .upstream, maxMessageSize: limits.maxMessageSize, allocator: allocator)
+        for side in [Side.client, .upstream] {
+            self.directions[side].transcoder = compression.transcoder(
+                from: side,
+                maxMessageSize: limits.maxMessageSize,
+                maxFrameSize: limits.maxFrameSize,
+                allocator: allocator
+            )
+        }
+        self.compressionReservation = compression.reservation
     }
 
     /// The `count` plain payload bytes of a verbatim compressed message that the parser just appended to
@@ -32,5 +39,141 @@ extension RelaySession {
         output.withUnsafeMutableReadableBytes { raw in
             key.apply(to: UnsafeMutableRawBufferPointer(rebasing: raw[from..<(from + count)]), offset: offset)
         }
+    }
+
+    // MARK: Transcoding flow (issue #10 item 6)
+
+    /// Asked before each inflated chunk of a transcoded message is forwarded: whether it may go now.
+    /// No when the destination is above its high watermark, when this read already inflated its share,
+    /// or when the `bytes` rate limit (counted after inflation) refuses it; the reason is kept for
+    /// ``suspendTranscoding(_:rest:)``.
+    func admitInflated(_ count: Int, from side: Side, forwarding: Bool) -> Bool {
+        guard forwarding, let destination = self.contexts[side.other] else { return true }
+        if !destination.channel.isWritable {
+            self.flow.refusal[side] = .writability
+            return false
+        }
+        if self.flow.inflatedThisRead[side] >= self.flow.inflationPerRead {
+            self.flow.refusal[side] = .workPerRead
+            return false
+        }
+        if self.directions[side].limiter != nil {
+            switch self.directions[side].limiter!.inflatedBytes(count, now: self.eventLoop.now) {
+            case .pass:
+                break
+            case .throttle(let until, _):
+                self.flow.refusal[side] = .throttle(until: until)
+                return false
+            case .close(let limit):
+                self.flow.refusal[side] = .close(limit)
+                return false
+            }
+        }
+        self.flow.inflatedThisRead[side] += count
+        return true
+    }
+
+    /// Inflated bytes of a verbatim compressed message (or the last chunks of a transcoded one), charged
+    /// to the `bytes` rate limit as a debt.
+    func chargeInspected(_ count: Int, from side: Side) {
+        guard count > 0, self.directions[side].limiter != nil else { return }
+        self.directions[side].limiter!.chargeInflatedBytes(count, now: self.eventLoop.now)
+    }
+
+    /// The transcoder of `side` stopped between frames: the rest of the read is kept and `side` is not
+    /// read until ``resumeTranscoding(_:)`` (on writability, on the next loop turn, or when the rate
+    /// limit's tokens are back); a `close` rate limit ends it with 1008 instead.
+    func suspendTranscoding(_ side: Side, rest buffer: inout ByteBuffer) {
+        let reason = self.flow.refusal[side] ?? .workPerRead
+        self.flow.refusal[side] = nil
+        var pause = TranscodeFlow.Pause(stash: buffer.readSlice(length: buffer.readableBytes)!, reason: reason)
+        let session = NIOLoopBound(self, eventLoop: self.eventLoop)
+        switch reason {
+        case .writability:
+            break
+        case .workPerRead:
+            self.eventLoop.execute { session.value.resumeTranscoding(side) }
+        case .throttle(let until):
+            self.policy.countRateLimit(side, .bytes, .throttle)
+            pause.timer = self.eventLoop.scheduleTask(deadline: until) { session.value.resumeTranscoding(side) }
+        case .close(let limit):
+            self.policy.countRateLimit(side, limit, .close)
+            return self.perform(
+                self.closeState.policyViolation(
+                    by: side, code: .policyViolation, reason: "rate limit: \(limit.rawValue)", failed: true, boundary: self.boundaries
+                )
+            )
+        }
+        self.flow.paused[side] = pause
+    }
+
+    /// While `side`'s transcoding is paused, what it still sends is appended to the kept bytes.
+    func stashIfTranscodePaused(_ side: Side, _ buffer: inout ByteBuffer) -> Bool {
+        guard self.flow.paused[side] != nil else { return false }
+        self.flow.paused[side]!.stash.writeBuffer(&buffer)
+        return true
+    }
+
+    /// Continues a paused transcoding: the rest of the interrupted payload, then the kept bytes (always
+    /// parsed, even when empty: the parser may owe the frame's end), then reads resume.
+    func resumeTranscoding(_ side: Side) {
+        guard !self.finished, let pause = self.flow.paused[side], let transcoder = self.directions[side].transcoder else { return }
+        self.flow.paused[side] = nil
+        pause.timer?.cancel()
+        var stash = pause.stash
+        if !self.discarding[side] {
+            let destination = self.contexts[side.other]
+            let forwarding = destination != nil && self.closeState.mayWrite(to: side.other)
+            self.flow.inflatedThisRead[side] = 0
+            do throws(FramesError) {
+                let gate = { (count: Int) in self.admitInflated(count, from: side, forwarding: forwarding) }
+                let step = try transcoder.resume(gate: gate) { frame in
+                    if forwarding { destination?.write(NIOAny(frame), promise: nil) }
+                }
+                if step == .suspended {
+                    // Paused before the flush: a flush can make the destination writable at once, and
+                    // its `writabilityChanged` must find the pause.
+                    self.suspendTranscoding(side, rest: &stash)
+                    destination?.flush()
+                    return
+                }
+            } catch {
+                destination?.flush()
+                self.operations.metrics?.protocolViolation(side: side, error)
+                return self.perform(self.closeState.violation(by: side, error: error, boundary: self.boundaries))
+            }
+            self.read(from: side, &stash)
+        }
+        self.readComplete(from: side)
+        if self.flow.paused[side] == nil, self.directions[side].throttled == nil, self.heldRead[side], let context = self.contexts[side] {
+            self.heldRead[side] = false
+            context.read()
+        }
+    }
+
+    /// `side` is no longer relayed (its input is discarded): a paused transcoding is dropped and its
+    /// reads resume, so that its Close and its TCP close are seen.
+    func transcodingStopped(_ side: Side) {
+        guard let pause = self.flow.paused[side] else { return }
+        pause.timer?.cancel()
+        self.flow.paused[side] = nil
+        if self.heldRead[side], self.directions[side].throttled == nil, let context = self.contexts[side] {
+            self.heldRead[side] = false
+            context.read()
+        }
+    }
+
+    /// The connection ended: pause timers stop, the memory reservation is given back, and messages sent
+    /// uncompressed because compressing did not pay are counted (issue #10 item 5), per destination.
+    func compressionFinished() {
+        for side in [Side.client, .upstream] {
+            self.flow.paused[side]?.timer?.cancel()
+            self.flow.paused[side] = nil
+            if let count = self.directions[side].transcoder?.uncompressedMessages, count > 0 {
+                self.policy.policy.metrics?.uncompressedMessages(route: self.policy.policy.route, side: side.other, count: count)
+            }
+        }
+        self.compressionReservation?.release()
+        self.compressionReservation = nil
     }
 }

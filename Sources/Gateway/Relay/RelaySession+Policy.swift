@@ -47,7 +47,10 @@ extension RelaySession {
         switch event {
         case .header(let header):
             let startsMessage = header.opcode != .continuation
-            verdict = self.directions[side].limiter!.dataFrame(startsMessage: startsMessage, payloadLength: header.payloadLength, now: now)
+            // Issue #10 item 6: a compressed message the gateway inflates is charged its inflated bytes
+            // as they are produced (`admitInflated`, `chargeInspected`), not its wire bytes.
+            let charged = self.directions[side].transcoder?.chargesInflatedBytes(header) == true ? 0 : header.payloadLength
+            verdict = self.directions[side].limiter!.dataFrame(startsMessage: startsMessage, payloadLength: charged, now: now)
         case .control(let frame):
             guard frame.opcode != .close else { return nil }
             verdict = self.directions[side].limiter!.controlFrame(now: now)

@@ -109,15 +109,24 @@ extension RelaySession {
                     leg.stats.bytes += count
                     if let transcoder {
                         if transcoder.isInspecting {
+                            let inflated = transcoder.inflatedBytes
                             try self.inspectVerbatim(count, at: start, in: &out.output, transcoder, from: side)
+                            self.chargeInspected(transcoder.inflatedBytes - inflated, from: side)
                         } else if transcoder.handlesPayload {
                             // Taken back out of the output: the transcoder writes new frames.
                             let plain = out.output.getSlice(at: start, length: count)!
                             out.output.moveWriterIndex(to: start)
-                            try transcoder.payload(plain) { frame in
+                            // Issue #10 item 6: it may stop between frames; the rest of the read waits.
+                            let gate = { (count: Int) in self.admitInflated(count, from: side, forwarding: forwarding) }
+                            let step = try transcoder.payload(plain, gate: gate) { frame in
                                 guard forwarding, let destination else { return }
                                 out.send(&buffer, upTo: before, to: destination)
                                 destination.write(NIOAny(frame), promise: nil)
+                            }
+                            if step == .suspended {
+                                if forwarding { out.send(&buffer, upTo: before, to: destination) }
+                                self.directions[side].leg = leg
+                                return self.suspendTranscoding(side, rest: &buffer)
                             }
                             continue
                         }
@@ -133,7 +142,10 @@ extension RelaySession {
                         leg.frameStart = nil
                     }
                     if let transcoder {
-                        try transcoder.frameEnd(fin: leg.fin) { frame in
+                        // Issue #10 item 6: the last inflated chunks of a message are charged, not gated.
+                        let inflated = transcoder.isInspecting ? transcoder.inflatedBytes : 0
+                        defer { if inflated > 0 { self.chargeInspected(transcoder.inflatedBytes - inflated, from: side) } }
+                        try transcoder.frameEnd(fin: leg.fin, charge: { self.chargeInspected($0, from: side) }) { frame in
                             guard forwarding, let destination else { return }
                             out.send(&buffer, upTo: before, to: destination)
                             destination.write(NIOAny(frame), promise: nil)

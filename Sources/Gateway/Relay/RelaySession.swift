@@ -60,6 +60,10 @@ final class RelaySession {
     var policy: RelayPolicyState
     /// The key and payload offset of a verbatim compressed frame from the client, masked by the relay.
     var verbatimMask: (key: MaskingKey, offset: Int)?
+    /// Issue #10 item 6: transcoding stops between frames for backpressure, work per read and rate.
+    var flow: TranscodeFlow
+    /// Issue #10 item 7: this connection's share of `limits.compression_memory`, given back when it ends.
+    var compressionReservation: CompressionMemoryBudget.Reservation?
 
     init(
         eventLoop: any EventLoop,
@@ -90,6 +94,7 @@ final class RelaySession {
         self.upstreamParser = FrameParser(role: .client, configuration: configuration)
         self.closeTimeout = closeTimeout
         self.violationGrace = min(violationGrace, closeTimeout)
+        self.flow = TranscodeFlow(inflationPerRead: limits.bufferHighWatermark)
         self.compressionAttached(compression, limits: limits)
     }
 
@@ -136,6 +141,7 @@ final class RelaySession {
             return
         }
         if self.stashIfThrottled(side, &buffer) { return }
+        if self.stashIfTranscodePaused(side, &buffer) { return }  // issue #10 item 6
         self.readStart = readStart
         self.activityBeforeRead = previousActivity
         switch side {
@@ -172,12 +178,13 @@ final class RelaySession {
     }
 
     func readComplete(from side: Side) {
+        self.flow.inflatedThisRead[side] = 0  // issue #10 item 6: the inflation share is per read
         self.contexts[side.other]?.flush()
     }
 
     /// The outbound `read` from `side`'s pipeline: held while the other leg cannot take more.
     func shouldRead(_ side: Side) -> Bool {
-        if self.directions[side].throttled != nil {
+        if self.directions[side].throttled != nil || self.flow.paused[side] != nil {
             self.heldRead[side] = true
             return false
         }
@@ -191,7 +198,9 @@ final class RelaySession {
     func writabilityChanged(_ side: Side) {
         guard let context = self.contexts[side], context.channel.isWritable else { return }
         let source = side.other
-        if self.heldRead[source], self.directions[source].throttled == nil, let sourceContext = self.contexts[source] {
+        // Issue #10 item 6: transcoding toward `side` stopped for its watermark goes on first.
+        if self.flow.paused[source]?.reason == .writability { return self.resumeTranscoding(source) }
+        if self.heldRead[source], self.directions[source].throttled == nil, self.flow.paused[source] == nil, let sourceContext = self.contexts[source] {
             self.heldRead[source] = false
             sourceContext.read()
         }
@@ -221,6 +230,7 @@ final class RelaySession {
             switch action {
             case .stopReading(let side):
                 self.discarding[side] = true
+                self.transcodingStopped(side)  // issue #10 item 6
             case .sendClose(let side, let message):
                 if case .code(let code, _) = message, let code {
                     self.operations.metrics?.close(side: side, code: code, byPeer: false)
@@ -297,6 +307,7 @@ final class RelaySession {
         self.directions.client.frameTimer?.cancel()
         self.directions.upstream.frameTimer?.cancel()
         self.policyFinished()
+        self.compressionFinished()
         self.onFinish?(self.closeState.outcome, self.stats)
         self.onFinish = nil
     }

@@ -14,9 +14,21 @@ extension ClientConnectionHandler {
 
     /// The permessage-deflate element offered upstream when the route's upstream leg negotiates. The
     /// client's offers are never forwarded: the gateway terminates the extension per hop.
-    static func upstreamDeflateOffer(_ request: ClientUpgradeRequest) -> ExtensionOffer? {
+    ///
+    /// Issue #10 item 7: not offered when `budget` cannot hold what the upstream leg may cost; counted in
+    /// `wsgate_compression_memory_declines_total{route, side}`.
+    static func upstreamDeflateOffer(
+        _ request: ClientUpgradeRequest,
+        budget: CompressionMemoryBudget? = nil,
+        metrics: GatewayMetrics? = nil
+    ) -> ExtensionOffer? {
         let policy = request.route.route.extensions.permessageDeflate
-        return policy.upstream.isNegotiate ? PerMessageDeflate.clientOffer(policy.preferences) : nil
+        guard policy.upstream.isNegotiate else { return nil }
+        if let budget, !budget.fits(RelayCompression(policy: policy).upstreamLegMemory(nil)) {
+            metrics?.compressionMemoryDeclined(route: request.route.route.label, side: .upstream)
+            return nil
+        }
+        return PerMessageDeflate.clientOffer(policy.preferences)
     }
 
     /// Decides the client leg once the upstream's answer is known, and counts every decision:
@@ -31,7 +43,8 @@ extension ClientConnectionHandler {
     static func negotiateExtensions(
         _ request: ClientUpgradeRequest,
         upstreamDeflate: PerMessageDeflateParameters?,
-        metrics: GatewayMetrics
+        metrics: GatewayMetrics,
+        budget: CompressionMemoryBudget? = nil
     ) -> ExtensionOutcome {
         let policy = request.route.route.extensions.permessageDeflate
         let route = request.route.route.label
@@ -58,7 +71,9 @@ extension ClientConnectionHandler {
                 preferences: policy.preferences,
                 matching: upstreamDeflate
             )
-            if let (parameters, response) = negotiation.accepted {
+            if let (parameters, response) = negotiation.accepted,
+                Self.reserveCompressionMemory(&outcome.compression, client: parameters, budget: budget, metrics: metrics, route: route)
+            {
                 decision(.client, .negotiated)
                 outcome.compression.client = parameters
                 outcome.clientAnswer = ExtensionHeader.serialize([response])
@@ -68,6 +83,35 @@ extension ClientConnectionHandler {
         } else {
             decision(.client, clientOffersDeflate ? .stripped : .notOffered)
         }
+        if outcome.compression.reservation == nil {
+            _ = Self.reserveCompressionMemory(&outcome.compression, client: nil, budget: budget, metrics: metrics, route: route)
+        }
         return outcome
+    }
+
+    /// Issue #10 item 7: reserves what the agreed legs may hold in zlib memory (the upstream agreement
+    /// already in `compression`, plus the `client` agreement about to be answered). Returns false when
+    /// the budget cannot hold the client leg: it is then declined (the connection opens plain), counted
+    /// in `wsgate_compression_memory_declines_total`. An upstream agreement is already made and is
+    /// reserved regardless (its offer was checked against the budget, so only a race overshoots).
+    private static func reserveCompressionMemory(
+        _ compression: inout RelayCompression,
+        client: PerMessageDeflateParameters?,
+        budget: CompressionMemoryBudget?,
+        metrics: GatewayMetrics,
+        route: String
+    ) -> Bool {
+        guard let budget else { return true }
+        let upstreamBytes = compression.upstream.map { compression.upstreamLegMemory($0) } ?? 0
+        let clientBytes = client.map { compression.clientLegMemory($0) } ?? 0
+        guard upstreamBytes + clientBytes > 0 else { return true }
+        if let reservation = budget.reserve(upstreamBytes + clientBytes) {
+            compression.reservation = reservation
+            return true
+        }
+        if upstreamBytes > 0 { compression.reservation = budget.reserve(upstreamBytes, force: true) }
+        guard clientBytes > 0 else { return true }
+        metrics.compressionMemoryDeclined(route: route, side: .client)
+        return false
     }
 }

@@ -16,6 +16,8 @@ final class GatewayEnvironment: Sendable {
     let admission: ConnectionAdmission
     /// The live connections, for drain; shared across reloads (issue #6).
     let connections: ConnectionRegistry
+    /// `limits.compression_memory` (issue #10 item 7); kept across reloads that do not change it.
+    let compressionMemory: CompressionMemoryBudget
 
     /// Compiles the configuration; loading certificates is blocking disk I/O, so call it off the event
     /// loops. A reload passes the running gateway's `connections` and, when the connection limits did
@@ -25,7 +27,8 @@ final class GatewayEnvironment: Sendable {
         metrics: GatewayMetrics = GatewayMetrics(),
         clock: any GatewayClock = SystemGatewayClock(),
         connections: ConnectionRegistry = ConnectionRegistry(),
-        admission: ConnectionAdmission? = nil
+        admission: ConnectionAdmission? = nil,
+        compressionMemory: CompressionMemoryBudget? = nil
     ) throws {
         self.configuration = configuration
         self.routes = RouteTable(configuration.routes)
@@ -36,6 +39,8 @@ final class GatewayEnvironment: Sendable {
         self.originPolicies = try configuration.compiledOriginPolicies()
         self.admission = admission ?? ConnectionAdmission(configuration, clock: clock)
         self.connections = connections
+        self.compressionMemory =
+            compressionMemory ?? CompressionMemoryBudget(limit: configuration.limits.compressionMemory ?? CompressionMemoryBudget.defaultLimit)
     }
 
     var limits: GatewayConfiguration.Limits { self.configuration.limits }
