@@ -86,10 +86,14 @@ let package = Package(
             name: "FuzzPerMessageDeflate",
             dependencies: ["Frames", .product(name: "NIOCore", package: "swift-nio")]
         ),
+        // Where the tests find their peers: the provisioned Python environment, Chromium, HAProxy
+        // (scripts/test, scripts/provision-test-peers). Foundation only.
+        .target(name: "TestPeers", path: "Tests/TestPeers"),
         .testTarget(
             name: "TLSShimTests",
             dependencies: [
                 "TLSShim",
+                "TestPeers",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
@@ -108,6 +112,7 @@ let package = Package(
             name: "GatewayTests",
             dependencies: [
                 "Gateway",
+                "TestPeers",
                 "Frames",
                 "TLSShim",
                 .product(name: "NIOCore", package: "swift-nio"),

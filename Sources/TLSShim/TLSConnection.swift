@@ -209,6 +209,12 @@ final class TLSConnection {
         OpenSSLErrorQueue.clear()
     }
 
+    /// An upper estimate of the plaintext the next reads can yield without more input: ciphertext
+    /// still in the read BIO (plaintext is never longer than its record) plus plaintext OpenSSL has
+    /// decrypted but not handed out (`SSL_pending`). A record OpenSSL has begun to buffer internally is
+    /// not counted, so the estimate can be short; a reader then simply reads again.
+    var pendingInboundBytes: Int { Int(BIO_ctrl_pending(self.readBIO)) + Int(SSL_pending(self.ssl)) }
+
     /// Ciphertext waiting to be sent.
     var pendingOutboundBytes: Int { Int(BIO_ctrl_pending(self.writeBIO)) }
 

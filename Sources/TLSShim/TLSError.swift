@@ -23,6 +23,7 @@ public struct TLSError: Error, Hashable, Sendable, CustomStringConvertible {
             case noApplicationProtocol
             case handshakeTimeout
             case eofDuringHandshake
+            case plaintextHTTP
             case handshakeFailed
             case uncleanShutdown
             case connectionFailed
@@ -59,6 +60,9 @@ public struct TLSError: Error, Hashable, Sendable, CustomStringConvertible {
         public static let handshakeTimeout = Code(.handshakeTimeout)
         /// The transport closed (or half-closed) before the handshake finished.
         public static let eofDuringHandshake = Code(.eofDuringHandshake)
+        /// A server received a plain HTTP request where a TLS ClientHello belongs (someone used
+        /// `http://` or `ws://` toward a TLS port).
+        public static let plaintextHTTP = Code(.plaintextHTTP)
         /// Any other handshake failure; ``TLSError/reason`` carries OpenSSL's text.
         public static let handshakeFailed = Code(.handshakeFailed)
         /// The transport closed after the handshake without a `close_notify` (possible truncation).
@@ -82,7 +86,7 @@ public struct TLSError: Error, Hashable, Sendable, CustomStringConvertible {
             switch self.base {
             case .alertReceived, .certificateNotTrusted, .hostnameMismatch, .certificateExpired,
                 .certificateNotYetValid, .certificateInvalid, .protocolVersion, .noSharedCipher,
-                .noApplicationProtocol, .handshakeTimeout, .eofDuringHandshake, .handshakeFailed:
+                .noApplicationProtocol, .handshakeTimeout, .eofDuringHandshake, .plaintextHTTP, .handshakeFailed:
                 true
             case .uncleanShutdown, .connectionFailed, .writeAfterClose, .invalidConfiguration,
                 .invalidCertificate, .invalidPrivateKey, .certificateGenerationFailed:
@@ -103,6 +107,7 @@ public struct TLSError: Error, Hashable, Sendable, CustomStringConvertible {
             case .noApplicationProtocol: "no application protocol"
             case .handshakeTimeout: "handshake timeout"
             case .eofDuringHandshake: "EOF during handshake"
+            case .plaintextHTTP: "plaintext HTTP"
             case .handshakeFailed: "handshake failed"
             case .uncleanShutdown: "unclean shutdown"
             case .connectionFailed: "connection failed"

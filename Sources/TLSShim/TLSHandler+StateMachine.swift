@@ -171,6 +171,27 @@ struct TLSHandlerStateMachine {
         }
     }
 
+    /// A server's first input is not a TLS record but a plain HTTP request (see
+    /// ``isPlaintextHTTP(firstByte:)``): the handshake fails without asking OpenSSL.
+    mutating func plaintextHTTPReceived() -> FailureAction {
+        switch self.state {
+        case .handshaking:
+            self.state = .closed
+            return .failAndClose(TLSError(code: .plaintextHTTP, reason: "a plain HTTP request was sent to a TLS port"))
+        case .idle, .active, .inputClosed, .outputClosed, .closing, .closed:
+            return .none
+        }
+    }
+
+    /// Whether a connection's first byte starts a plain HTTP request rather than a TLS record. A TLS
+    /// record starts with its content type (20–24, RFC 8446 §5.1) and an SSLv2-style hello with a byte
+    /// ≥ 0x80; an HTTP request starts with a method token, upper-case letters by convention (RFC 9110
+    /// §9.1: GET, POST, CONNECT…). One byte decides, so a client that sends only part of its request
+    /// is answered at once.
+    static func isPlaintextHTTP(firstByte: UInt8) -> Bool {
+        (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(firstByte)
+    }
+
     /// The handshake deadline fired. A late timer (the handshake already finished or failed) is ignored.
     mutating func handshakeTimeoutFired() -> FailureAction {
         switch self.state {

@@ -30,6 +30,10 @@ public final class TLSHandler: ChannelDuplexHandler {
         /// Whether a peer's `close_notify` becomes `ChannelEvent.inputClosed` (our output stays open)
         /// instead of answering with our `close_notify` and closing. Default: false.
         public var allowHalfClosure: Bool = false
+        /// Server side: the bytes sent in clear, instead of a TLS alert, to a client whose first bytes
+        /// are a plain HTTP request (the handshake still fails, as ``TLSError/Code/plaintextHTTP``);
+        /// nil: close without an answer. nginx answers such a request with a 400; so does the gateway.
+        public var plaintextHTTPResponse: [UInt8]? = nil
 
         public init(_ configure: (inout Self) -> Void = { _ in }) {
             configure(&self)
@@ -38,6 +42,8 @@ public final class TLSHandler: ChannelDuplexHandler {
 
     private let connection: TLSConnection
     private let configuration: Configuration
+    /// Server side and nothing received yet: the first byte is checked for a plain HTTP request.
+    private var awaitingFirstByte: Bool
     private var stateMachine: TLSHandlerStateMachine
     /// Plaintext writes waiting for a flush (or for the handshake).
     private var pendingWrites: [(ByteBuffer, EventLoopPromise<Void>?)] = []
@@ -48,19 +54,23 @@ public final class TLSHandler: ChannelDuplexHandler {
     /// What the handshake negotiated; nil until `TLSUserEvent.handshakeCompleted` was fired.
     public private(set) var connectionInfo: TLSConnectionInfo?
 
-    /// Plaintext read buffer size: 16 KiB is one TLS record's maximum plaintext (RFC 8446 §5.1), so a
-    /// full record fits and bulk reads are delivered one to four records at a time.
-    private static let readChunk = 65_536
+    /// The largest plaintext buffer one decrypt pass fills: 16 KiB is one TLS record's maximum
+    /// plaintext (RFC 8446 §5.1), so bulk reads are delivered one to four records at a time.
+    static let readChunk = 65_536
+    /// The smallest buffer a pass allocates (a pass with nothing pending still asks OpenSSL once, to
+    /// see a close_notify or a post-handshake message).
+    static let minimumReadChunk = 64
 
-    private init(connection: TLSConnection, configuration: Configuration) {
+    private init(connection: TLSConnection, configuration: Configuration, isServer: Bool) {
         self.connection = connection
         self.configuration = configuration
+        self.awaitingFirstByte = isServer
         self.stateMachine = TLSHandlerStateMachine(allowHalfClosure: configuration.allowHalfClosure)
     }
 
     /// A server-side handler using `context` (cheap: one `SSL_new`).
     public static func server(context: TLSServerContext, configuration: Configuration = .init()) throws -> TLSHandler {
-        TLSHandler(connection: try TLSConnection(serverContext: context), configuration: configuration)
+        TLSHandler(connection: try TLSConnection(serverContext: context), configuration: configuration, isServer: true)
     }
 
     /// A server-side handler using the provider's current context; replacing the provider's context
@@ -79,7 +89,11 @@ public final class TLSHandler: ChannelDuplexHandler {
         serverName: String?,
         configuration: Configuration = .init()
     ) throws -> TLSHandler {
-        TLSHandler(connection: try TLSConnection(clientContext: context, serverName: serverName), configuration: configuration)
+        TLSHandler(
+            connection: try TLSConnection(clientContext: context, serverName: serverName),
+            configuration: configuration,
+            isServer: false
+        )
     }
 
     // MARK: Lifecycle
@@ -169,7 +183,17 @@ public final class TLSHandler: ChannelDuplexHandler {
 
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let buffer = Self.unwrapInboundIn(data)
-        switch self.stateMachine.channelRead() {
+        let action = self.stateMachine.channelRead()
+        if self.awaitingFirstByte, let first = buffer.getInteger(at: buffer.readerIndex, as: UInt8.self) {
+            self.awaitingFirstByte = false
+            if TLSHandlerStateMachine.isPlaintextHTTP(firstByte: first) {
+                if case .failAndClose(let error) = self.stateMachine.plaintextHTTPReceived() {
+                    self.failPlaintextHTTP(error, context: context)
+                }
+                return
+            }
+        }
+        switch action {
         case .startHandshake:
             self.connection.receive(buffer)
             self.startHandshake(context: context)
@@ -225,14 +249,14 @@ public final class TLSHandler: ChannelDuplexHandler {
     /// peer's close_notify, or when a layer above closed the channel while handling a read.
     private func decryptAndDeliver(context: ChannelHandlerContext) {
         reading: while self.stateMachine.state == .active || self.stateMachine.state == .outputClosed {
-            var buffer = context.channel.allocator.buffer(capacity: Self.readChunk)
+            var buffer = context.channel.allocator.buffer(capacity: Self.readCapacity(pending: self.connection.pendingInboundBytes))
             var result = TLSConnection.ReadResult.wouldBlock
             while buffer.writableBytes > 0 {
                 result = self.connection.read(into: &buffer, maximum: buffer.writableBytes)
                 guard result == .data else { break }
             }
             if buffer.readableBytes > 0 {
-                context.fireChannelRead(Self.wrapInboundOut(buffer))
+                context.fireChannelRead(Self.wrapInboundOut(Self.rightSized(buffer, allocator: context.channel.allocator)))
             }
             switch result {
             case .data:
@@ -256,6 +280,25 @@ public final class TLSHandler: ChannelDuplexHandler {
         if self.connection.pendingOutboundBytes > 0 {
             self.sendCiphertext(context: context, promise: nil, flush: true)
         }
+    }
+
+    /// The capacity of one pass's plaintext buffer: the data that is there, not a fixed 64 KiB. What
+    /// a layer above keeps of a delivered buffer (an HTTP decoder's partial head, a relay's queued
+    /// slice) holds the whole buffer, so a one-byte record must not cost 64 KiB (issue #11 §3).
+    static func readCapacity(pending: Int) -> Int {
+        min(Self.readChunk, max(Self.minimumReadChunk, pending))
+    }
+
+    /// `buffer` itself when it is at least half full (or small); otherwise an exact copy. The estimate
+    /// counts record overhead (about 22 bytes per TLS 1.3 record, more with CBC padding), so many tiny
+    /// records decrypt to far less than their ciphertext; the copy keeps what is held within twice
+    /// what was delivered, for any record size.
+    static func rightSized(_ buffer: ByteBuffer, allocator: ByteBufferAllocator) -> ByteBuffer {
+        let readable = buffer.readableBytes
+        guard buffer.capacity > 2 * readable, buffer.capacity > Self.minimumReadChunk else { return buffer }
+        var copy = allocator.buffer(capacity: readable)
+        copy.writeImmutableBuffer(buffer)
+        return copy
     }
 
     private func closeNotifyReceived(context: ChannelHandlerContext) {
@@ -369,6 +412,25 @@ public final class TLSHandler: ChannelDuplexHandler {
         self.failPendingWrites(error)
         let written = context.eventLoop.makePromise(of: Void.self)
         self.sendCiphertext(context: context, promise: written, flush: true)
+        context.fireErrorCaught(error)
+        written.futureResult.assumeIsolated().whenComplete { _ in
+            context.close(promise: nil)
+        }
+    }
+
+    /// Answers a plain HTTP request in clear (if configured), fires `error` and closes; OpenSSL never
+    /// saw the bytes, so there is no alert to send.
+    private func failPlaintextHTTP(_ error: TLSError, context: ChannelHandlerContext) {
+        self.cancelTimer()
+        self.failPendingWrites(error)
+        let written = context.eventLoop.makePromise(of: Void.self)
+        if let response = self.configuration.plaintextHTTPResponse, !response.isEmpty {
+            var buffer = context.channel.allocator.buffer(capacity: response.count)
+            buffer.writeBytes(response)
+            context.writeAndFlush(Self.wrapOutboundOut(buffer), promise: written)
+        } else {
+            written.succeed()
+        }
         context.fireErrorCaught(error)
         written.futureResult.assumeIsolated().whenComplete { _ in
             context.close(promise: nil)

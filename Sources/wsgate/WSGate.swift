@@ -22,9 +22,13 @@ struct WSGate: AsyncParsableCommand {
     )
 }
 
-/// `wsgate` / `wsgate demo`: the embedded default.
+/// `wsgate` / `wsgate demo`: the embedded default (``EmbeddedDefault``): ws and wss listeners in front
+/// of the built-in demo upstream, permessage-deflate negotiated on the client leg, and the admin
+/// listener on 127.0.0.1:9090, as a configuration file with no `admin` key gets.
 struct Demo: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Run the gateway on 127.0.0.1:8080 in front of the built-in demo upstream (/echo, /chat).")
+    static let configuration = CommandConfiguration(
+        abstract: "Run the gateway on 127.0.0.1:8080 in front of the built-in demo upstream (/echo, /chat), admin on 127.0.0.1:9090."
+    )
 
     @Option(help: "The port of the ws listener.")
     var port = EmbeddedDefault.port
@@ -32,33 +36,39 @@ struct Demo: AsyncParsableCommand {
     @Option(help: "The port of the wss listener (self-signed certificate made at start).")
     var tlsPort = EmbeddedDefault.tlsPort
 
+    @Option(help: "The port of the admin listener (/metrics, /healthz, /readyz), or 'off'.")
+    var adminPort = AdminPort.port(EmbeddedDefault.adminPort)
+
     func run() async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         let upstream = try await DemoUpstream.start(host: EmbeddedDefault.host, port: 0, group: group)
-        var configuration = try EmbeddedDefault.configuration(
+        let adminPort: Int? = if case .port(let port) = self.adminPort { port } else { nil }
+        let configuration = EmbeddedDefault.configuration(
             upstreamPort: upstream.port,
             identity: try EmbeddedDefault.makeIdentity(),
             port: self.port,
-            tlsPort: self.tlsPort
-        )
-        // The demo runs without the admin listener, so that it starts wherever port 9090 is taken.
-        configuration.admin = .off
-        let address = "ws://\(EmbeddedDefault.host):\(self.port)"
-        printLine(
-            """
-            wsgate is running on its embedded default, in front of a built-in demo upstream (127.0.0.1:\(upstream.port)).
-              \(address)/echo                 every message comes back
-              \(address)/chat?name=you        a chat room; who is online is broadcast on every join and leave
-              wss://\(EmbeddedDefault.host):\(self.tlsPort)/echo       the same over TLS (self-signed certificate made at start)
-            Try it:
-              python3 -m websockets \(address)/echo
-            Stop with Ctrl-C.
-            """
+            tlsPort: self.tlsPort,
+            adminPort: adminPort
         )
         do {
-            try await runGateway(configuration: configuration, path: nil, group: group, banner: false)
+            try await runGateway(configuration: configuration, path: nil, group: group) { started in
+                printLine(
+                    EmbeddedDefault.banner(
+                        listeners: started.server.localAddresses,
+                        admin: started.admin?.localAddress,
+                        upstreamPort: upstream.port
+                    )
+                )
+            }
         } catch {
-            printError("wsgate: cannot start: \(error)")
+            let ports = ([self.port, self.tlsPort] + (adminPort.map { [$0] } ?? [])).map(String.init).joined(separator: ", ")
+            printError(
+                """
+                wsgate: cannot start: \(error)
+                (the embedded default listens on 127.0.0.1 ports \(ports): choose others with --port, --tls-port \
+                and --admin-port, or --admin-port off)
+                """
+            )
             try await upstream.close()
             try await group.shutdownGracefully()
             throw ExitCode(1)
@@ -66,6 +76,31 @@ struct Demo: AsyncParsableCommand {
         try await upstream.close()
         try await group.shutdownGracefully()
     }
+}
+
+/// `--admin-port N` or `--admin-port off`.
+enum AdminPort: ExpressibleByArgument, CustomStringConvertible {
+    case port(Int)
+    case off
+
+    init?(argument: String) {
+        if argument == "off" {
+            self = .off
+        } else if let port = Int(argument), (0...65535).contains(port) {
+            self = .port(port)
+        } else {
+            return nil
+        }
+    }
+
+    var description: String {
+        switch self {
+        case .port(let port): "\(port)"
+        case .off: "off"
+        }
+    }
+
+    var defaultValueDescription: String { self.description }
 }
 
 /// `wsgate run -c FILE`.
@@ -85,7 +120,14 @@ struct Run: AsyncParsableCommand {
         }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         do {
-            try await runGateway(configuration: configuration, path: self.config, group: group, banner: true)
+            try await runGateway(configuration: configuration, path: self.config, group: group) { started in
+                for (listener, address) in zip(configuration.listeners, started.server.localAddresses) {
+                    printLine("wsgate: listener \(listener.name) on \(address)")
+                }
+                if let admin = started.admin?.localAddress {
+                    printLine("wsgate: admin on \(admin) (/metrics, /healthz, /readyz)")
+                }
+            }
         } catch {
             printError("wsgate: cannot start: \(error)")
             try await group.shutdownGracefully()
@@ -105,7 +147,8 @@ struct Check: ParsableCommand {
     func run() throws {
         do {
             let configuration = try GatewayConfiguration.load(path: self.config)
-            printLine("wsgate: configuration \(self.config) is valid (\(configuration.listeners.count) listeners, \(configuration.routes.count) routes)")
+            let summary = "\(counted(configuration.listeners.count, "listener")), \(counted(configuration.routes.count, "route"))"
+            printLine("wsgate: configuration \(self.config) is valid (\(summary))")
         } catch {
             printError("wsgate: \(self.config): \(error)")
             throw ExitCode(1)
@@ -133,20 +176,29 @@ struct Echo: AsyncParsableCommand {
     }
 }
 
+/// "1 listener", "2 routes".
+func counted(_ count: Int, _ noun: String) -> String {
+    count == 1 ? "1 \(noun)" : "\(count) \(noun)s"
+}
+
 /// Runs the gateway in a `ServiceGroup` until SIGTERM or SIGINT, then drains (Close 1001 to every
-/// connection, up to `timeouts.drain`) and returns; SIGHUP reloads `path`. A second SIGTERM/SIGINT
-/// during the drain is ignored: the drain deadline bounds the exit.
-func runGateway(configuration: GatewayConfiguration, path: String?, group: any EventLoopGroup, banner: Bool) async throws {
+/// connection, up to `timeouts.drain`) and returns; SIGHUP reloads `path`. `onStarted` runs once the
+/// listeners are bound (the banner). A second SIGTERM/SIGINT during the drain is ignored: the drain
+/// deadline bounds the exit.
+func runGateway(
+    configuration: GatewayConfiguration,
+    path: String?,
+    group: any EventLoopGroup,
+    onStarted: @escaping @Sendable (GatewayService.Started) -> Void
+) async throws {
     let logger = Logger(label: "wsgate") { StreamLogHandler.standardError(label: $0) }
-    let service = GatewayService(configuration: configuration, configurationPath: path, group: group, logger: logger) { started in
-        guard banner else { return }
-        for (listener, address) in zip(configuration.listeners, started.server.localAddresses) {
-            printLine("wsgate: listener \(listener.name) on \(address)")
-        }
-        if let admin = started.admin?.localAddress {
-            printLine("wsgate: admin on \(admin) (/metrics, /healthz, /readyz)")
-        }
-    }
+    let service = GatewayService(
+        configuration: configuration,
+        configurationPath: path,
+        group: group,
+        logger: logger,
+        onStarted: onStarted
+    )
     var serviceConfiguration = ServiceGroupConfiguration(
         services: [.init(service: service)],
         gracefulShutdownSignals: [.sigterm, .sigint],

@@ -5,7 +5,7 @@ import Testing
 @testable import Gateway
 
 /// A real browser through the gateway (issue #5, RELIABILITY O-04): headless Chromium (Debian package
-/// `chromium`, installed by `.ci/run`) loads a page and opens a WebSocket to the gateway's `wss`
+/// `chromium`, installed by `scripts/test` as root) loads a page and opens a WebSocket to the gateway's `wss`
 /// listener, in front of the demo upstream.
 ///
 /// - from an `https:` page: allowed, the message echoes, the close is clean;
@@ -13,7 +13,7 @@ import Testing
 ///   the gateway refuses with 403, so the WebSocket fails to open; Chromium's own console says "Unexpected
 ///   response code: 403".
 ///
-/// The pages come from a Python `http.server` (with `ssl` for the `https:` one) that uses the gateway's
+/// The pages come from a Python `http.server` (the provisioned interpreter, like every Python peer) (with `ssl` for the `https:` one) that uses the gateway's
 /// certificate, a self-signed one made for the test. Chromium trusts exactly that key through
 /// `--ignore-certificate-errors-spki-list` (the SHA-256 of its SubjectPublicKeyInfo, with a
 /// `--user-data-dir`, which the flag requires); it does not turn certificate checks off. Chromium is
@@ -93,7 +93,7 @@ import Testing
                 return "\(directory)/\(candidate)"
             }
         }
-        let why = "headless Chromium is not installed (apt-get install -y chromium)"
+        let why = "headless Chromium is not installed (scripts/test installs it when run as root; or apt-get install -y chromium)"
         if environment["WSGATE_SKIP_BROWSER"] == "1" {
             print(
                 """

@@ -25,6 +25,33 @@ final class ManualClock: GatewayClock, @unchecked Sendable {
         return configuration
     }
 
+    /// Issue #11 §3: one IPv6 host owns a /64, so its addresses share one per-IP budget.
+    @Test func ipv6ClientsAreCountedByTheirConfiguredPrefix() {
+        let admission = ConnectionAdmission(Self.configuration { $0.connectionLimits.perIPConnections = 2 })
+        #expect(admission.admit(listener: "a", ip: "2001:db8:1:2::1") == nil)
+        #expect(admission.admit(listener: "a", ip: "2001:db8:1:2:ffff:eeee:dddd:cccc") == nil)
+        #expect(admission.admit(listener: "a", ip: "2001:db8:1:2::3") == .ipConnections)  // same /64
+        #expect(admission.admit(listener: "a", ip: "2001:db8:1:3::1") == nil)  // another /64
+        admission.release(listener: "a", ip: "2001:db8:1:2::1")
+        #expect(admission.admit(listener: "a", ip: "2001:db8:1:2::99") == nil)
+
+        let wide = ConnectionAdmission(Self.configuration {
+            $0.connectionLimits.perIPConnections = 1
+            $0.connectionLimits.ipv6Prefix = 48
+        })
+        #expect(wide.admit(listener: "a", ip: "2001:db8:1:2::1") == nil)
+        #expect(wide.admit(listener: "a", ip: "2001:db8:1:ffff::1") == .ipConnections)  // same /48
+    }
+
+    @Test func ipv6HandshakeRateIsPerPrefix() {
+        let clock = ManualClock()
+        let admission = ConnectionAdmission(Self.configuration { $0.connectionLimits.perIPHandshakes = .init(perSecond: 1, burst: 2) }, clock: clock)
+        #expect(admission.admitHandshake(ip: "2001:db8::1") == nil)
+        #expect(admission.admitHandshake(ip: "2001:db8::2") == nil)
+        #expect(admission.admitHandshake(ip: "2001:db8::3") != nil)  // one bucket for the /64
+        #expect(admission.admitHandshake(ip: "2001:db8:0:1::1") == nil)
+    }
+
     @Test func listenerAndPerIPCapsCountOpenConnections() {
         let admission = ConnectionAdmission(Self.configuration {
             $0.listeners[0].maxConnections = 2

@@ -254,7 +254,7 @@ func withDemo(_ body: (DemoUpstream) async throws -> Void) async throws {
 
 /// The demo's `/echo` against an independent implementation: the Python `websockets` client.
 ///
-/// Needs `python3` with `websockets` (`pip install websockets`). Missing, it fails, unless
+/// Needs the provisioned Python peers (`websockets`; `scripts/provision-test-peers`). Missing, it fails, unless
 /// `WSGATE_SKIP_PYTHON=1` is set, in which case it says loudly that it was skipped.
 @Suite("DemoUpstream interop (Python websockets)", .timeLimit(.minutes(1)))
 struct DemoUpstreamInteropTests {

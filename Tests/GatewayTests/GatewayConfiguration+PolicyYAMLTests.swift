@@ -78,6 +78,9 @@ import Testing
         (.outOfRange, document(listener: ", max_connections: 0"), "listeners[0].max_connections", "must be greater than zero"),
         (.outOfRange, document(extra: "connection_limits: {per_ip_connections: -1}"), "connection_limits.per_ip_connections", "must be greater than zero"),
         (.invalidValue, document(extra: "connection_limits: {per_ip_handshakes: {rate: x}}"), "connection_limits.per_ip_handshakes.rate", "is not a whole number"),
+        (.outOfRange, document(extra: "connection_limits: {ipv6_prefix: 0}"), "connection_limits.ipv6_prefix", "out of range 1–128"),
+        (.outOfRange, document(extra: "connection_limits: {ipv6_prefix: 129}"), "connection_limits.ipv6_prefix", "out of range 1–128"),
+        (.invalidValue, document(extra: "connection_limits: {ipv6_prefix: /64}"), "connection_limits.ipv6_prefix", "is not a whole number"),
         (.invalidValue, document(extra: "timeouts: {ping_interval: 30}"), "timeouts.ping_interval", "has no unit"),
         (.outOfRange, document(extra: "timeouts: {pong_deadline: 0s}"), "timeouts.pong_deadline", "must be greater than zero"),
         (.outOfRange, document(extra: "timeouts: {max_lifetime: 0s}"), "timeouts.max_lifetime", "must be greater than zero"),
@@ -99,5 +102,14 @@ import Testing
         let configuration = try GatewayConfiguration.load(path: path)
         #expect(configuration.routes[0].origins.allow.contains("https://*.example.com"))
         #expect(configuration.routes[0].rateLimits.client.messages != nil)
+        // Issue #11 §3: caps on by default in the shipped example.
+        #expect(configuration.listeners.allSatisfy { $0.maxConnections != nil })
+        #expect(configuration.connectionLimits.perIPConnections != nil && configuration.connectionLimits.perIPHandshakes != nil)
+        #expect(configuration.connectionLimits.ipv6Prefix == 64)
+    }
+
+    @Test func ipv6PrefixIsReadAndDefaultsTo64() throws {
+        #expect(try GatewayConfiguration(yaml: Self.document(extra: "")).connectionLimits.ipv6Prefix == 64)
+        #expect(try GatewayConfiguration(yaml: Self.document(extra: "connection_limits: {ipv6_prefix: 56}")).connectionLimits.ipv6Prefix == 56)
     }
 }

@@ -134,7 +134,7 @@ import Testing
     @Test func peerChosenValuesBecomeLabelsInOnePlace() {
         #expect(CloseCodeLabel(nil).value == "1005")
         #expect(CloseCodeLabel(.normalClosure).value == "1000")
-        #expect(CloseCodeLabel(CloseCode(rawValue: 4321)).value == "4321")
+        #expect(CloseCodeLabel(CloseCode(rawValue: 4321)).value == "4xxx")  // bounded (issue #11 §4)
         let refused = HandshakeRejection(404, "no route", reason: "no-route")
         #expect(UpgradeRefusalLabels(listener: "public", status: UpgradeStatusLabel(refused)).values == ["public", "no-route", "404"])
     }

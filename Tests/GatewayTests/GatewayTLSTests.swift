@@ -1,4 +1,5 @@
 import Foundation
+import MetricsTestKit
 import NIOPosix
 import TLSShim
 import Testing
@@ -189,6 +190,33 @@ import Testing
                     #expect(lines.contains { $0.contains("\"tls_version\":\"TLSv1.3\"") && $0.contains("\"status\":101") }, "\(lines)")
                     #expect(lines.contains { $0.contains("\"close_code\":1015") && $0.contains("tls-handshake-failed") }, "\(lines)")
                 }
+            }
+        }
+    }
+
+    /// Issue #11 §3: plain HTTP on a TLS listener is told so in clear text (nginx's behaviour) and
+    /// is still recorded as a failed TLS handshake (1015) of its own class.
+    @Test func plainHTTPOnATLSListenerGetsAClearText400AndIsRecordedAs1015() async throws {
+        let certificate = try Self.certificate()
+        let metrics = TestMetrics()
+        try await Self.withFile("") { log in
+            try await withGatewayAndDemo(metrics: metrics, configure: {
+                $0.listeners[0].tls = TLSServerConfiguration(defaultIdentity: certificate.identity)
+                $0.accessLog = .file(log)
+            }) { port in
+                let answer = try await TestWebSocketClient.rawHandshake(
+                    port: port,
+                    request: "GET /echo HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+                )
+                #expect(answer.status == 400)
+                #expect(answer.body.contains("TLS") && answer.body.contains("wss://"), "\(answer.body)")
+                await metrics.eventually {
+                    metrics.total("wsgate_tls_handshake_failures_total", [("leg", "client"), ("class", "plaintext_http")]) == 1
+                }
+                #expect(metrics.total("wsgate_close_codes_total", [("side", "client"), ("code", "1015"), ("by", "gateway")]) == 1)
+                try await Task.sleep(for: .milliseconds(100))
+                let lines = Self.accessLogLines(log)
+                #expect(lines.contains { $0.contains("\"close_code\":1015") && $0.contains("plaintext HTTP") }, "\(lines)")
             }
         }
     }

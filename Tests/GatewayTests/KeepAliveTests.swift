@@ -77,4 +77,34 @@ import Testing
         #expect(keepAlive.timerFired(now: Self.t0 + .seconds(300), midFrame: false) == KeepAlive.Action.none)
         #expect(keepAlive.frameBoundary(now: Self.t0 + .seconds(300)) == KeepAlive.Action.none)
     }
+
+    /// A leg that speaks while a ping is owed (the frame toward it not yet ended) is alive: the next
+    /// timer finds it quiet again and nothing is sent at the boundary.
+    @Test func anOwedPingIsDroppedWhenTheLegSpeaksFirst() {
+        var keepAlive = Self.make()
+        var action = keepAlive.timerFired(now: Self.t0 + .seconds(31), midFrame: true)
+        #expect(action == KeepAlive.Action.none)
+        keepAlive.heard(at: Self.t0 + .seconds(32))
+        action = keepAlive.timerFired(now: Self.t0 + .seconds(33), midFrame: true)
+        #expect(action == .checkAt(Self.t0 + .seconds(62)))
+        action = keepAlive.frameBoundary(now: Self.t0 + .seconds(34))
+        #expect(action == KeepAlive.Action.none)
+    }
+
+    /// Hostile pongs: only exactly the gateway's 18 bytes (magic, nonce, sequence) are consumed, wherever
+    /// they sit in the buffer; one byte more or less, or another magic, is the peer's and is relayed.
+    @Test func onlyTheExactPayloadIsConsumedWhereverItSitsInTheBuffer() {
+        var keepAlive = Self.make()
+        _ = keepAlive.timerFired(now: Self.t0 + .seconds(30), midFrame: false)
+        let ours = Array(Self.pong(sequence: 1).readableBytesView)
+        for foreign in [[], Array(ours.dropLast()), ours + [0], [UInt8(ascii: "W")] + ours.dropFirst()] {
+            let consumed = keepAlive.pongReceived(ByteBuffer(bytes: foreign), now: Self.t0 + .seconds(31))
+            #expect(!consumed, "\(foreign)")
+        }
+        var buffer = ByteBuffer(bytes: [0xFF, 0xFF] + ours)
+        buffer.moveReaderIndex(forwardBy: 2)
+        let consumed = keepAlive.pongReceived(buffer, now: Self.t0 + .seconds(32))
+        #expect(consumed)
+        #expect(keepAlive.state == .quiet)
+    }
 }

@@ -122,4 +122,62 @@ import Testing
         #expect(ContinuousClock.now - start >= .milliseconds(900), "the drain lasted until its deadline")
         #expect(gateway.errors.contains("closed=0 forced=1"), "\(gateway.errors)")
     }
+
+    /// `swift run wsgate` (issue #12 §2): the banner lists the demo's and the admin listener's URLs on
+    /// the ports bound, the admin endpoints answer, and a client's permessage-deflate offer is answered.
+    @Test func theEmbeddedDefaultPrintsItsURLsServesTheAdminEndpointsAndNegotiatesPermessageDeflate() async throws {
+        guard try WSGateProcess.require() else { return }
+        let port = try await freeLoopbackPort()
+        let tlsPort = try await freeLoopbackPort()
+        let gateway = try WSGateProcess(["--port", "\(port)", "--tls-port", "\(tlsPort)", "--admin-port", "0"])
+        try await gateway.waitFor("the banner") { out, _ in out.contains("Stop with Ctrl-C.") }
+        let banner = gateway.output
+        for url in ["ws://127.0.0.1:\(port)/echo", "ws://127.0.0.1:\(port)/chat?name=you", "wss://127.0.0.1:\(tlsPort)/echo"] {
+            #expect(banner.contains(url), "\(banner)")
+        }
+        let healthz = try #require(banner.split(separator: "\n").first { $0.contains("/healthz") }, "\(banner)")
+        let url = try #require(healthz.split(separator: " ").first { $0.hasPrefix("http://127.0.0.1:") })
+        let adminPort = try #require(Int(url.dropFirst("http://127.0.0.1:".count).prefix { $0.isNumber }))
+        #expect(banner.contains("http://127.0.0.1:\(adminPort)/metrics") && banner.contains("http://127.0.0.1:\(adminPort)/readyz"))
+        #expect(try await OperationsMetricsTests.get(adminPort, "/healthz").status == 200)
+        #expect(try await OperationsMetricsTests.get(adminPort, "/readyz").status == 200)
+
+        let offer = OperationsMetricsTests.upgradeRequest.replacingOccurrences(
+            of: "GET / ",
+            with: "GET /echo "
+        ).replacingOccurrences(of: "\r\n\r\n", with: "\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n")
+        let answer = try await TestWebSocketClient.rawHandshake(port: port, request: offer)
+        #expect(answer.status == 101)
+        #expect(answer.headers.contains { $0.0.lowercased() == "sec-websocket-extensions" && $0.1.hasPrefix("permessage-deflate") }, "\(answer.headers)")
+        let metrics = try await OperationsMetricsTests.get(adminPort, "/metrics")
+        #expect(metrics.status == 200)
+        #expect(metrics.body.contains("wsgate_extension_decisions_total{"), "\(metrics.body)")
+
+        gateway.signal(SIGTERM)
+        let exit = try await gateway.waitForExit(timeout: .seconds(15))
+        #expect(exit.reason == .exit && exit.status == 0, "\(exit) \(gateway.errors)")
+    }
+
+    /// `wsgate check` counts in words a reader expects: "1 listener, 1 route", "2 listeners, 2 routes".
+    @Test func checkCountsListenersAndRoutesInTheSingularAndThePlural() async throws {
+        guard try WSGateProcess.require() else { return }
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("wsgate-check-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let one = directory.appendingPathComponent("one.yaml").path
+        try "listeners: [{address: 127.0.0.1:18001}]\nroutes: [{upstreams: [ws://127.0.0.1:9]}]\n"
+            .write(toFile: one, atomically: true, encoding: .utf8)
+        let two = directory.appendingPathComponent("two.yaml").path
+        try """
+            listeners: [{address: 127.0.0.1:18001}, {address: 127.0.0.1:18002}]
+            routes: [{upstreams: [ws://127.0.0.1:9]}, {path: /chat, upstreams: [ws://127.0.0.1:9]}]
+
+            """.write(toFile: two, atomically: true, encoding: .utf8)
+        for (path, summary) in [(one, "(1 listener, 1 route)"), (two, "(2 listeners, 2 routes)")] {
+            let check = try WSGateProcess(["check", "-c", path])
+            let exit = try await check.waitForExit(timeout: .seconds(15))
+            #expect(exit.status == 0, "\(check.errors)")
+            #expect(check.output == "wsgate: configuration \(path) is valid \(summary)\n")
+        }
+    }
 }

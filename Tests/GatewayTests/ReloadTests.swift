@@ -48,6 +48,7 @@ import Testing
             )
             try certificate.certificatePEM.write(toFile: path("cert.pem"), atomically: true, encoding: .utf8)
             try certificate.privateKeyPEM.write(toFile: path("key.pem"), atomically: true, encoding: .utf8)
+            try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: path("key.pem"))  // PrivateKeyFiles
         }
         try GatewayTLSTests.ca.certificatePEM.write(toFile: path("ca.pem"), atomically: true, encoding: .utf8)
         try install("first")
@@ -66,7 +67,7 @@ import Testing
                 configuration.routes[0].pathPrefix = "/echo"
                 try await server.reload(configuration: configuration)
                 #expect(server.configuration.routes[0].pathPrefix == "/echo")
-                FileManager.default.createFile(atPath: path("go"), contents: nil)
+                _ = FileManager.default.createFile(atPath: path("go"), contents: nil)
 
                 let run = try await peer.finish(timeout: .seconds(30))
                 #expect(run.status == 0, "\(run.output)")

@@ -3,6 +3,7 @@ import NIOCore
 import NIOPosix
 import NIOTLS
 import TLSShim
+import TestPeers
 
 /// A test failure with a message (missing peer binaries, timeouts, unexpected peer output).
 struct PeerTestError: Error, CustomStringConvertible {
@@ -40,7 +41,8 @@ enum Peers {
     }
 
     static func openssl() throws -> String { try self.path(of: "openssl", install: "apt-get install openssl") }
-    static func python3() throws -> String { try self.path(of: "python3", install: "apt-get install python3") }
+    /// The provisioned interpreter (`.build/test-peers`, scripts/provision-test-peers), not PATH's.
+    static func python3() throws -> String { try TestPeers.python() }
 }
 
 /// A temporary directory for PEM files handed to external peers; removed on deinit.
@@ -75,8 +77,8 @@ final class ExternalProcess: @unchecked Sendable {
         let id = UUID().uuidString
         self.stdoutPath = "\(directory.path)/\(id).out"
         self.stderrPath = "\(directory.path)/\(id).err"
-        FileManager.default.createFile(atPath: self.stdoutPath, contents: nil)
-        FileManager.default.createFile(atPath: self.stderrPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: self.stdoutPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: self.stderrPath, contents: nil)
         self.commandLine = ([executable] + arguments).joined(separator: " ")
         self.process.executableURL = URL(fileURLWithPath: executable)
         self.process.arguments = arguments

@@ -94,6 +94,9 @@ extension GatewayConfiguration {
         /// Upgrade requests per second from one IP address (token bucket). Beyond it: `429 Too Many
         /// Requests` with `Retry-After`, before any upstream contact. Default: off.
         public var perIPHandshakes: Rate?
+        /// IPv6 clients are counted by this many leading bits of their address (one host usually owns
+        /// a whole /64); IPv4 clients by their address. 1–128. Default: 64.
+        public var ipv6Prefix: Int = 64
 
         public init() {}
     }

@@ -3,7 +3,7 @@
 /// end of this file.
 ///
 /// ```yaml
-/// connection_limits: { per_ip_connections: 100, per_ip_handshakes: { rate: 20, burst: 40 } }
+/// connection_limits: { per_ip_connections: 100, per_ip_handshakes: { rate: 20, burst: 40 }, ipv6_prefix: 64 }
 /// listeners: [{ address: 0.0.0.0:8443, max_connections: 10000 }]
 /// routes:
 ///   - origins: { allow: ["https://app.example", "https://*.example.com"], null_origin: refuse,
@@ -21,6 +21,9 @@ extension GatewayConfiguration.ConnectionLimits {
         },
         .optional("per_ip_handshakes") { value, field, reader throws(ConfigurationError) in
             value.perIPHandshakes = try reader.rate(field, sizes: false)
+        },
+        .optional("ipv6_prefix") { value, field, _ throws(ConfigurationError) in
+            value.ipv6Prefix = try field.count(in: 1...128, " (an IPv6 prefix length)")
         },
     ])
 }

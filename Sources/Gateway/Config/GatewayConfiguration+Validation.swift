@@ -125,6 +125,11 @@ extension GatewayConfiguration.Route {
                 "\(quote(self.pathPrefix)) must be a path only (no query, fragment or white space)"
             )
         }
+        // Requests are only routed on canonical paths (RequestPath), so a prefix in another spelling
+        // could never match.
+        if case .failure(let violation) = RequestPath.validate(target: self.pathPrefix) {
+            throw path.key("path").error(.invalidValue, "\(quote(self.pathPrefix)) would never match a request: \(violation.rawValue)")
+        }
         guard !self.upstreams.isEmpty else { throw path.key("upstreams").error(.missingKey, "at least one upstream is required") }
         for (index, upstream) in self.upstreams.enumerated() {
             let upstreamPath = path.key("upstreams").index(index)

@@ -12,8 +12,9 @@ import NIOCore
 /// - Protocol errors → Close with ``FramesError/closeCode``, then TCP close.
 ///
 /// Frames from the room arrive through ``deliver(_:)`` on this channel's event loop and are written
-/// only while the connection is open, so nothing follows our Close. (A member that does not read lets
-/// its outbound buffer grow: acceptable for a demo, not for the gateway.)
+/// only while the connection is open, so nothing follows our Close. A member that does not read is
+/// disconnected once its outbound buffer is above the high watermark (``DemoUpstream``'s 256 KiB, the
+/// gateway's default), so one stalled member cannot grow the process without bound.
 final class DemoChatHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
@@ -82,8 +83,19 @@ final class DemoChatHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     /// Writes a frame broadcast by the room, if the connection is still open. Runs on the event loop.
+    ///
+    /// A member whose channel is not writable (its unsent frames are above the high watermark) has
+    /// stopped reading: it leaves the room and its TCP connection is closed, dropping what is queued.
+    /// Disconnecting rather than skipping frames: a chat member that silently misses messages is worse
+    /// off than one that sees its connection end and reconnects; a Close frame would only queue
+    /// behind the frames it is not reading. The others see it leave (presence).
     func deliver(_ frame: ByteBuffer) {
         guard case .joined = self.state, let context = self.context else { return }
+        guard context.channel.isWritable else {
+            self.leave()
+            context.close(promise: nil)
+            return
+        }
         context.writeAndFlush(self.wrapOutboundOut(frame), promise: nil)
     }
 

@@ -72,6 +72,7 @@ public struct GatewayService: Service {
             try? await server.close()
             throw error
         }
+        for warning in server.environment.warnings { self.logger.warning("\(warning)") }
         self.onStarted(Started(server: server, admin: admin, registry: registry))
 
         var cancelled = false
@@ -126,6 +127,7 @@ public struct GatewayService: Service {
                 try GatewayConfiguration.load(path: path)
             }
             try await server.reload(configuration: configuration)
+            for warning in server.environment.warnings { self.logger.warning("\(warning)") }
             self.logger.notice(
                 "configuration reloaded",
                 metadata: [

@@ -74,19 +74,29 @@ enum ExtensionDecision: String, MetricLabelValue {
 }
 
 /// The `code` label of a close code: the one place a close code becomes a label value. No code at all
-/// is 1005 (RFC 6455 §7.1.5). Today the number itself; bounding peer-chosen codes (issue #11 §4:
-/// registered numbers, else `3xxx`/`4xxx`/`other`) changes only ``value``.
+/// is 1005 (RFC 6455 §7.1.5). A peer chooses its code, so only the RFC 6455 §7.4.1 codes (1000–1015:
+/// at most 16 values) are labelled by number; the registered and private ranges are `3xxx` and
+/// `4xxx`, anything else `other` (issue #11 §4: a peer must not be able to mint time series).
 struct CloseCodeLabel: Hashable, Sendable {
     let code: CloseCode?
 
     init(_ code: CloseCode?) { self.code = code }
 
-    var value: String { self.code.map { String($0.rawValue) } ?? "1005" }
+    var value: String {
+        guard let code = self.code else { return "1005" }
+        switch code.rawValue {
+        case 1000...1015: return String(code.rawValue)
+        case 3000...3999: return "3xxx"
+        case 4000...4999: return "4xxx"
+        default: return "other"
+        }
+    }
 }
 
 /// The `status` label of a refused upgrade: the one place a refusal's status becomes a label value.
-/// Today the number itself; labelling upstream-chosen statuses by class (issue #11 §4) changes only
-/// ``value``.
+/// The gateway's own statuses are a fixed set and keep their number; a status relayed from an
+/// upstream (`upstream-refused`) is the upstream's choice, so it is labelled by class (`4xx`), or
+/// `other` outside 100–599 (issue #11 §4).
 struct UpgradeStatusLabel: Hashable, Sendable {
     let status: Int
     let reason: String
@@ -96,7 +106,10 @@ struct UpgradeStatusLabel: Hashable, Sendable {
         self.reason = rejection.reason
     }
 
-    var value: String { String(self.status) }
+    var value: String {
+        guard self.reason == HandshakeRejection.upstreamRefusedReason else { return String(self.status) }
+        return (100...599).contains(self.status) ? "\(self.status / 100)xx" : "other"
+    }
 }
 
 // MARK: - Label sets, one per metric shape

@@ -39,7 +39,8 @@ final class ConnectionAdmission: Sendable {
     /// A connection was accepted on `listener` from `ip`. Either it counts (and ``release(listener:ip:)``
     /// must be called when it closes) or the refusal says which cap it hit (and nothing was counted).
     func admit(listener: String, ip: String?) -> Refusal? {
-        self.state.withLockedValue { state in
+        let ip = ip.map(self.accountingKey)
+        return self.state.withLockedValue { state in
             if let limit = self.listenerLimits[listener], state.perListener[listener, default: 0] >= limit {
                 return .listenerConnections
             }
@@ -54,6 +55,7 @@ final class ConnectionAdmission: Sendable {
 
     /// An admitted connection closed.
     func release(listener: String, ip: String?) {
+        let ip = ip.map(self.accountingKey)
         self.state.withLockedValue { state in
             state.perListener[listener, default: 1] -= 1
             if let ip, self.limits.perIPConnections != nil {
@@ -66,7 +68,7 @@ final class ConnectionAdmission: Sendable {
     /// An upgrade request from `ip`: `nil` when it may proceed, otherwise the seconds until it could
     /// (for `Retry-After`, rounded up).
     func admitHandshake(ip: String?) -> Int? {
-        guard let rate = self.limits.perIPHandshakes, let ip else { return nil }
+        guard let rate = self.limits.perIPHandshakes, let ip = ip.map(self.accountingKey) else { return nil }
         let now = self.clock.now
         return self.state.withLockedValue { state in
             var bucket = state.handshakes[ip] ?? TokenBucket(rate: rate.perSecond, burst: rate.burst, now: now)
@@ -85,6 +87,11 @@ final class ConnectionAdmission: Sendable {
             }
             return nil
         }
+    }
+
+    /// What per-IP limits count `ip` under: the address, or for IPv6 its configured prefix.
+    private func accountingKey(_ ip: String) -> String {
+        AddressPrefix.accountingKey(ip, ipv6Prefix: self.limits.ipv6Prefix)
     }
 
     /// Above this many tracked addresses, refilled entries are swept on the next handshake.

@@ -32,7 +32,7 @@ extension RelaySession {
         _ transcoder: MessageTranscoder,
         from side: Side
     ) throws(FramesError) {
-        try transcoder.payload(output.getSlice(at: start, length: count)!) { _ in }
+        _ = try transcoder.payload(output.getSlice(at: start, length: count)!) { _ in }  // no gate: never suspends
         guard side == .client, let (key, offset) = self.verbatimMask else { return }
         self.verbatimMask = (key, offset + count)
         let from = start - output.readerIndex

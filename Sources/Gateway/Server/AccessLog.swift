@@ -33,18 +33,24 @@ struct ConnectionRecord {
     var closeCode: Int?
     var closedBy: String?
 
+    /// Counts and codes are `.stringConvertible` integers, so the log writes them as JSON numbers;
+    /// everything that came from a peer (subprotocol, extensions, address, refusal) is a string and is
+    /// always quoted, whatever it looks like (a subprotocol `123` stays the string "123").
     var metadata: Logger.Metadata {
         var fields: Logger.Metadata = [
-            "id": "\(self.id)",
-            "listener": "\(self.listener)",
-            "duration_ms": "\((NIODeadline.now() - self.start).nanoseconds / 1_000_000)",
-            "client_to_upstream_messages": "\(self.clientMessages)",
-            "client_to_upstream_bytes": "\(self.clientBytes)",
-            "upstream_to_client_messages": "\(self.upstreamMessages)",
-            "upstream_to_client_bytes": "\(self.upstreamBytes)",
+            "id": .stringConvertible(self.id),
+            "listener": .string(self.listener),
+            "duration_ms": .stringConvertible((NIODeadline.now() - self.start).nanoseconds / 1_000_000),
+            "client_to_upstream_messages": .stringConvertible(self.clientMessages),
+            "client_to_upstream_bytes": .stringConvertible(self.clientBytes),
+            "upstream_to_client_messages": .stringConvertible(self.upstreamMessages),
+            "upstream_to_client_bytes": .stringConvertible(self.upstreamBytes),
         ]
-        func add(_ key: String, _ value: CustomStringConvertible?) {
-            if let value { fields[key] = "\(value)" }
+        func add(_ key: String, _ value: String?) {
+            if let value { fields[key] = .string(value) }
+        }
+        func add(_ key: String, _ value: Int?) {
+            if let value { fields[key] = .stringConvertible(value) }
         }
         add("client", self.clientAddress)
         add("route", self.route)
@@ -62,17 +68,45 @@ struct ConnectionRecord {
     }
 }
 
+/// Why the access-log file could not be opened; the gateway refuses to start (or to reload) rather
+/// than run without the log it was told to write.
+public struct AccessLogError: Error, Hashable, CustomStringConvertible {
+    public enum Code: Hashable, Sendable {
+        /// The path is a symbolic link: opened with `O_NOFOLLOW`, so a link planted where the log goes
+        /// cannot make the gateway append to (or create) another file.
+        case symbolicLink
+        case openFailed
+    }
+
+    public var code: Code
+    public var path: String
+    public var errno: Int32
+
+    public var description: String {
+        switch self.code {
+        case .symbolicLink: "access log \(self.path): is a symbolic link; give the real file's path"
+        case .openFailed: "access log \(self.path): \(String(cString: strerror(self.errno)))"
+        }
+    }
+}
+
 /// Writes one JSON object per line: `{"ts":…,"msg":…,<metadata>}`. Numbers stay numbers.
 struct JSONLineLogHandler: LogHandler {
     final class Sink: Sendable {
         private let lock = NIOLock()
         private let descriptor: Int32
 
-        init(_ destination: GatewayConfiguration.AccessLogDestination) {
+        init(_ destination: GatewayConfiguration.AccessLogDestination) throws(AccessLogError) {
             switch destination {
             case .standardOutput: self.descriptor = 1
             case .standardError: self.descriptor = 2
-            case .file(let path): self.descriptor = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
+            case .file(let path):
+                let descriptor = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0o640)
+                guard descriptor >= 0 else {
+                    let error = errno
+                    throw AccessLogError(code: error == ELOOP ? .symbolicLink : .openFailed, path: path, errno: error)
+                }
+                self.descriptor = descriptor
             case .off: self.descriptor = -1
             }
         }
@@ -119,12 +153,35 @@ struct JSONLineLogHandler: LogHandler {
         fields.merge(event.metadata ?? [:]) { $1 }
         var line = "{\"msg\":\(Self.quote(event.message.description))"
         for key in fields.keys.sorted() {
-            let value = fields[key]!.description
-            let isNumber = !value.isEmpty && value.allSatisfy(\.isNumber) && value.count < 19
-            line += ",\(Self.quote(key)):\(isNumber ? value : Self.quote(value))"
+            line += ",\(Self.quote(key)):\(Self.json(fields[key]!))"
         }
         line += "}\n"
         self.sink.write(line)
+    }
+
+    /// A metadata value as JSON. Only an integer the gateway put there as `.stringConvertible` is a
+    /// number, and only if its text is a JSON number of ASCII digits (RFC 8259 §6); every string is
+    /// quoted and escaped, arrays and dictionaries are JSON arrays and objects.
+    static func json(_ value: Logger.MetadataValue) -> String {
+        switch value {
+        case .string(let text):
+            return Self.quote(text)
+        case .stringConvertible(let convertible):
+            let text = convertible.description
+            return convertible is any BinaryInteger && Self.isJSONInteger(text) ? text : Self.quote(text)
+        case .array(let values):
+            return "[" + values.map(Self.json).joined(separator: ",") + "]"
+        case .dictionary(let fields):
+            return "{" + fields.keys.sorted().map { "\(Self.quote($0)):\(Self.json(fields[$0]!))" }.joined(separator: ",") + "}"
+        }
+    }
+
+    /// `-?(0|[1-9][0-9]*)` in ASCII digits only (Character.isNumber would also take `٣` or `½`).
+    static func isJSONInteger(_ text: String) -> Bool {
+        var digits = Substring(text).utf8[...]
+        if digits.first == UInt8(ascii: "-") { digits = digits.dropFirst() }
+        guard let first = digits.first, digits.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }) else { return false }
+        return first != UInt8(ascii: "0") || digits.count == 1
     }
 
     static func quote(_ text: String) -> String {
@@ -151,8 +208,8 @@ struct AccessLog: Sendable {
     let logger: Logger
     let enabled: Bool
 
-    init(_ destination: GatewayConfiguration.AccessLogDestination) {
-        let sink = JSONLineLogHandler.Sink(destination)
+    init(_ destination: GatewayConfiguration.AccessLogDestination) throws(AccessLogError) {
+        let sink = try JSONLineLogHandler.Sink(destination)
         self.enabled = sink.isOpen
         self.logger = Logger(label: "wsgate.access") { _ in JSONLineLogHandler(sink: sink) }
     }

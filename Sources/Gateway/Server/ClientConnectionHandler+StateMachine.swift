@@ -67,7 +67,8 @@ struct ClientConnectionStateMachine {
         case refuseAfterUpstreamTLSFailure(HandshakeRejection, TLSError)
         /// Close without an answer (and close the upstream, if any). Stop both deadlines.
         case abort(reason: String)
-        /// The client's TLS handshake failed: no HTTP answer is possible; close, recorded as 1015
+        /// The client's TLS handshake failed: no HTTP answer is possible here (plain HTTP got its clear-text
+        /// 400 from the TLS handler); close, recorded as 1015
         /// (never sent in a Close frame: RFC 6455 §7.4.1).
         case abortAfterClientTLSFailure(TLSError)
         /// Not the upgrade's error: pass it on in the pipeline.
@@ -235,7 +236,7 @@ struct ClientConnectionStateMachine {
             case .invalid(let why):
                 return self.refuse(HandshakeRejection(502, "invalid upgrade answer from the upstream: \(why)", reason: "upstream-invalid-101"))
             case .refused:
-                return self.refuse(HandshakeRejection(response: response.relayedToClient(), reason: "upstream-refused"))
+                return self.refuse(HandshakeRejection(response: response.relayedToClient(), reason: HandshakeRejection.upstreamRefusedReason))
             }
         case (.awaitingHead, _), (.checkingRequest, _), (.switching, _), (.relaying, _), (.ended, _):
             return .none

@@ -16,6 +16,8 @@ final class GatewayEnvironment: Sendable {
     let admission: ConnectionAdmission
     /// The live connections, for drain; shared across reloads (issue #6).
     let connections: ConnectionRegistry
+    /// Things an operator must read at start and at each reload (a group-readable private key).
+    let warnings: [String]
     /// `limits.compression_memory` (issue #10 item 7); kept across reloads that do not change it.
     let compressionMemory: CompressionMemoryBudget
 
@@ -33,7 +35,8 @@ final class GatewayEnvironment: Sendable {
         self.configuration = configuration
         self.routes = RouteTable(configuration.routes)
         self.pools = configuration.routes.map { UpstreamPool($0.upstreams) }
-        self.accessLog = AccessLog(configuration.accessLog)
+        self.accessLog = try AccessLog(configuration.accessLog)
+        self.warnings = try PrivateKeyFiles.check(configuration)
         self.tls = try GatewayTLS(configuration)
         self.metrics = metrics
         self.originPolicies = try configuration.compiledOriginPolicies()

@@ -78,7 +78,15 @@ public final class GatewayServer: Sendable {
                     )
                     let pipeline = channel.pipeline.syncOperations
                     if let tls {
-                        try pipeline.addHandler(TLSHandler.server(provider: tls, configuration: .init { $0.handshakeTimeout = handshakeTimeout }))
+                        try pipeline.addHandler(
+                            TLSHandler.server(
+                                provider: tls,
+                                configuration: .init {
+                                    $0.handshakeTimeout = handshakeTimeout
+                                    $0.plaintextHTTPResponse = HTTPResponse.plaintextHTTPOnTLSPort
+                                }
+                            )
+                        )
                     }
                     try pipeline.addHandler(RequestBytesLimiter(limit: limits.requestHeadBytes))
                     try pipeline.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)))

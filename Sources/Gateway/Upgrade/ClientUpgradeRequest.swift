@@ -75,10 +75,13 @@ struct ClientUpgradeRequest: Equatable {
                 return .failure(.init(400, "malformed Sec-WebSocket-Extensions: \(error.detail)", reason: "extensions"))
             }
         }
-        guard head.uri.hasPrefix("/") else {
-            return .failure(.init(400, "the request target must be a path (origin-form)", reason: "target"))
+        // Routing compares bytes, so only the canonical spelling of a path is accepted (RequestPath).
+        let path: String
+        switch RequestPath.validate(target: head.uri) {
+        case .success(let canonical): path = String(canonical)
+        case .failure(.notOriginForm): return .failure(.init(400, RequestPath.Violation.notOriginForm.rawValue, reason: "target"))
+        case .failure(let violation): return .failure(.init(400, violation.rawValue, reason: "path"))
         }
-        let path = String(head.uri.prefix { $0 != "?" && $0 != "#" })
         guard let route = routes.match(host: host, path: path) else {
             return .failure(.init(404, "no route for \(host)\(path)", reason: "no-route"))
         }
@@ -129,6 +132,9 @@ struct HandshakeRejection: Error, Hashable {
         self.response = .rejection(status, message, headers: headers)
         self.reason = reason
     }
+
+    /// The reason of a refusal whose status the upstream chose (relayed, DESIGN §1.7).
+    static let upstreamRefusedReason = "upstream-refused"
 
     init(response: HTTPResponse, reason: String) {
         self.response = response

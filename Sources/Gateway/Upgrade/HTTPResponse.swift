@@ -37,6 +37,15 @@ struct HTTPResponse: Sendable, Hashable {
         )
     }
 
+    /// Sent in clear to a plain HTTP request on a TLS listener, as nginx does ("The plain HTTP request
+    /// was sent to HTTPS port"), instead of a silent close; the connection is still recorded as a
+    /// failed TLS handshake (1015, class `plaintext_http`).
+    static let plaintextHTTPOnTLSPort: [UInt8] = {
+        var buffer = ByteBuffer()
+        HTTPResponse.rejection(400, "This port speaks TLS: a plain HTTP request was sent to it. Use https:// or wss://.").write(to: &buffer)
+        return Array(buffer.readableBytesView)
+    }()
+
     /// The serialized response. A `Content-Length` is added when the status allows a body.
     func write(to buffer: inout ByteBuffer) {
         buffer.writeString("HTTP/1.1 \(self.status) \(self.reason)\r\n")

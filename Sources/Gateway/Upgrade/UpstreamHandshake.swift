@@ -37,14 +37,7 @@ struct UpstreamHandshake: Equatable {
         clientUsedTLS: Bool
     ) -> HTTPRequestHead {
         let connectionNamed = Set(HTTPSyntax.lowercasedTokens(client.head.headers["Connection"]))
-        var target = client.target
-        if let path = upstream.path {
-            // Replace the route's prefix by the member's path.
-            let prefix = client.route.route.pathPrefix == "/" ? "" : client.route.route.pathPrefix
-            let rest = target.dropFirst(prefix.count)
-            target = (path.hasSuffix("/") && rest.hasPrefix("/") ? String(path.dropLast()) : path) + rest
-            if !target.hasPrefix("/") { target = "/" + target }
-        }
+        let target = RequestPath.upstreamTarget(client.target, routePrefix: client.route.route.pathPrefix, memberPath: upstream.path)
         var headers = HTTPHeaders()
         let defaultPort = upstream.scheme == .wss ? 443 : 80
         let host = upstream.host.contains(":") ? "[\(upstream.host)]" : upstream.host

@@ -1,20 +1,28 @@
 import Foundation
+import TestPeers
 import Testing
 
-/// An independent WebSocket peer in Python (`websockets`, `aiohttp`), run as a child process with a
-/// bounded lifetime. If Python or the package is missing the test fails with what to install, unless
+/// An independent WebSocket peer in Python (`websockets`, `aiohttp`, `picows`), run as a child process
+/// with a bounded lifetime by the provisioned interpreter (``TestPeers/python()``, never the `python3`
+/// on `PATH`). If it cannot be provisioned or lacks the package the test fails and says why, unless
 /// `WSGATE_SKIP_PYTHON=1` is set, in which case it says loudly that it skipped.
 final class PythonPeer: @unchecked Sendable {
     let process = Process()
     private let stdout = Pipe()
     private let stderr = Pipe()
 
-    /// Checks that python3 can import `module`. If not, the test fails and says what to install, unless
-    /// `WSGATE_SKIP_PYTHON=1` is set: then it prints a banner and cancels the test (reported as skipped).
+    /// Checks that the provisioned python3 can import `module`. If not, the test fails and says what to
+    /// do, unless `WSGATE_SKIP_PYTHON=1` is set: then it prints a banner and cancels the test (reported as
+    /// skipped).
     static func require(_ module: String, sourceLocation: SourceLocation = #_sourceLocation) async throws -> Bool {
-        let probe = try await runPython(["-c", "import \(module)"], timeout: .seconds(30))
-        guard probe.status != 0 else { return true }
-        let why = "python3 cannot import \(module) (pip install \(module))"
+        let why: String
+        do {
+            let probe = try await runPython(["-c", "import \(module)"], timeout: .seconds(30))
+            guard probe.status != 0 else { return true }
+            why = "the provisioned python3 cannot import \(module) (is it in scripts/test-peers/requirements.txt?): \(probe.output)"
+        } catch let error as TestPeerError {
+            why = error.description
+        }
         if ProcessInfo.processInfo.environment["WSGATE_SKIP_PYTHON"] == "1" {
             print(
                 """
@@ -29,10 +37,10 @@ final class PythonPeer: @unchecked Sendable {
         return false
     }
 
-    /// Starts `python3 -c script args…`.
+    /// Starts the provisioned `python3 -c script args…`.
     init(script: String, arguments: [String] = []) throws {
-        self.process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        self.process.arguments = ["python3", "-u", "-c", script] + arguments
+        self.process.executableURL = URL(fileURLWithPath: try TestPeers.python())
+        self.process.arguments = ["-u", "-c", script] + arguments
         self.process.standardOutput = self.stdout
         self.process.standardError = self.stderr
         try self.process.run()
@@ -99,11 +107,12 @@ extension FileHandle {
     }
 }
 
-/// Runs `python3 arguments…` (found on PATH) with its output captured, killing it after `timeout`.
+/// Runs the provisioned `python3 arguments…` (``TestPeers/python()``) with its output captured, killing
+/// it after `timeout`.
 func runPython(_ arguments: [String], timeout: Duration) async throws -> (status: Int32, output: String) {
     let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = ["python3"] + arguments
+    process.executableURL = URL(fileURLWithPath: try TestPeers.python())
+    process.arguments = arguments
     let output = FileManager.default.temporaryDirectory.appendingPathComponent("wsgate-python-\(UUID().uuidString).log")
     _ = FileManager.default.createFile(atPath: output.path, contents: nil)
     defer { try? FileManager.default.removeItem(at: output) }
@@ -126,4 +135,3 @@ func runPython(_ arguments: [String], timeout: Duration) async throws -> (status
     let text = (try? String(contentsOf: output, encoding: .utf8)) ?? ""
     return (process.terminationStatus, text)
 }
-

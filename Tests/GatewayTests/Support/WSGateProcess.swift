@@ -31,7 +31,7 @@ final class WSGateProcess: @unchecked Sendable {
     }
 
     /// Whether the process tests can run. Without a current executable they fail under CI (`CI` set:
-    /// .ci/run builds it first) and otherwise cancel loudly, so that `swift test` alone still passes.
+    /// scripts/test builds it first) and otherwise cancel loudly, so that `swift test` alone still passes.
     static func require(sourceLocation: SourceLocation = #_sourceLocation) throws -> Bool {
         guard case .failure(let why) = Self.builtExecutable() else { return true }
         if ProcessInfo.processInfo.environment["CI"] != nil {
@@ -54,8 +54,8 @@ final class WSGateProcess: @unchecked Sendable {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         self.stdoutPath = directory.appendingPathComponent("stdout").path
         self.stderrPath = directory.appendingPathComponent("stderr").path
-        FileManager.default.createFile(atPath: self.stdoutPath, contents: nil)
-        FileManager.default.createFile(atPath: self.stderrPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: self.stdoutPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: self.stderrPath, contents: nil)
         self.process.executableURL = executable
         self.process.arguments = arguments
         self.process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: self.stdoutPath))
