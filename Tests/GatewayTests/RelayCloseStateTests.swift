@@ -62,13 +62,19 @@ import Testing
         let reason = FramesError.Code.invalidUTF8.description
         #expect(
             state.violation(by: .client, error: .invalidUTF8, boundary: Self.idle)
-                == [.stopReading(.client), .startGraceTimer(.client), .sendClose(.upstream, .code(.goingAway, reason: "")), .startCloseTimer(.upstream)]
+                == [
+                    .stopReading(.client), .startGraceTimer(.client), .sendClose(.upstream, .code(.goingAway, reason: "")),
+                    .startCloseTimer(.upstream),
+                ]
         )
         #expect(state.mayWrite(to: .client), "the upstream's answers still reach the client")
         #expect(state.legs.client.isHeld)
         #expect(
             state.closeReceived(from: .upstream, code: .goingAway, payload: ByteBuffer(), boundary: Self.idle)
-                == [.stopReading(.upstream), .closeLeg(.upstream), .sendClose(.client, .code(.invalidPayloadData, reason: reason)), .closeLeg(.client), .finish]
+                == [
+                    .stopReading(.upstream), .closeLeg(.upstream), .sendClose(.client, .code(.invalidPayloadData, reason: reason)),
+                    .closeLeg(.client), .finish,
+                ]
         )
         #expect(state.outcome == .init(code: .invalidPayloadData, closedBy: "gateway"))
         #expect(state.graceExpired(.client, boundary: Self.idle) == [], "the grace after the release does nothing")
@@ -87,7 +93,11 @@ import Testing
     @Test func aGraceThatEndsWhileTheUpstreamSendsAFrameWaitsForThatFrameOnly() {
         var state = RelayCloseState()
         let actions = state.violation(by: .client, error: .frameTooLarge, boundary: Self.clientMidFrame)
-        #expect(actions == [.stopReading(.client), .startGraceTimer(.client), .sendClose(.upstream, .code(.goingAway, reason: "")), .startCloseTimer(.upstream)])
+        #expect(
+            actions == [
+                .stopReading(.client), .startGraceTimer(.client), .sendClose(.upstream, .code(.goingAway, reason: "")), .startCloseTimer(.upstream),
+            ]
+        )
         #expect(state.graceExpired(.client, boundary: Self.clientMidFrame) == [.startCloseTimer(.client)], "never a Close inside a frame")
         #expect(state.mayWrite(to: .client), "the rest of the upstream's frame still goes to the client")
         #expect(
@@ -100,7 +110,11 @@ import Testing
         var lost = RelayCloseState()
         _ = lost.violation(by: .client, error: .invalidUTF8, boundary: Self.idle)
         let reason = FramesError.Code.invalidUTF8.description
-        #expect(lost.tcpClosed(.upstream, boundary: Self.idle) == [.sendClose(.client, .code(.invalidPayloadData, reason: reason)), .closeLeg(.client), .finish])
+        #expect(
+            lost.tcpClosed(.upstream, boundary: Self.idle) == [
+                .sendClose(.client, .code(.invalidPayloadData, reason: reason)), .closeLeg(.client), .finish,
+            ]
+        )
 
         var timedOut = RelayCloseState()
         _ = timedOut.violation(by: .client, error: .invalidUTF8, boundary: Self.idle)
@@ -121,9 +135,16 @@ import Testing
         var state = RelayCloseState()
         #expect(
             state.policyViolation(by: .client, code: .policyViolation, reason: "rate limit: messages", failed: true, boundary: Self.idle)
-                == [.stopReading(.client), .startGraceTimer(.client), .sendClose(.upstream, .code(.goingAway, reason: "")), .startCloseTimer(.upstream)]
+                == [
+                    .stopReading(.client), .startGraceTimer(.client), .sendClose(.upstream, .code(.goingAway, reason: "")),
+                    .startCloseTimer(.upstream),
+                ]
         )
-        #expect(state.graceExpired(.client, boundary: Self.idle) == [.sendClose(.client, .code(.policyViolation, reason: "rate limit: messages")), .closeLeg(.client)])
+        #expect(
+            state.graceExpired(.client, boundary: Self.idle) == [
+                .sendClose(.client, .code(.policyViolation, reason: "rate limit: messages")), .closeLeg(.client),
+            ]
+        )
     }
 
     @Test func aClientViolationInsideItsOwnFrameEndsTheUpstreamWithoutAClose() {
@@ -141,11 +162,17 @@ import Testing
         let reason = FramesError.Code.maskedServerFrame.description
         #expect(
             state.violation(by: .upstream, error: .maskedServerFrame, boundary: Self.idle)
-                == [.stopReading(.upstream), .startGraceTimer(.upstream), .sendClose(.client, .code(.badGateway, reason: "")), .startCloseTimer(.client)]
+                == [
+                    .stopReading(.upstream), .startGraceTimer(.upstream), .sendClose(.client, .code(.badGateway, reason: "")),
+                    .startCloseTimer(.client),
+                ]
         )
         #expect(
             state.closeReceived(from: .client, code: .badGateway, payload: ByteBuffer(), boundary: Self.idle)
-                == [.stopReading(.client), .closeLeg(.client), .sendClose(.upstream, .code(.protocolError, reason: reason)), .closeLeg(.upstream), .finish]
+                == [
+                    .stopReading(.client), .closeLeg(.client), .sendClose(.upstream, .code(.protocolError, reason: reason)), .closeLeg(.upstream),
+                    .finish,
+                ]
         )
     }
 
@@ -158,8 +185,16 @@ import Testing
         )
         #expect(state.mayWrite(to: .upstream), "the rest of the frame may still come")
         #expect(state.frameBoundary(toward: .upstream) == [.sendClose(.upstream, .code(.goingAway, reason: "")), .startCloseTimer(.upstream)])
-        #expect(state.closeReceived(from: .client, code: .policyViolation, payload: ByteBuffer(), boundary: Self.idle) == [.stopReading(.client), .closeLeg(.client)])
-        #expect(state.closeReceived(from: .upstream, code: .goingAway, payload: ByteBuffer(), boundary: Self.idle) == [.stopReading(.upstream), .closeLeg(.upstream), .finish])
+        #expect(
+            state.closeReceived(from: .client, code: .policyViolation, payload: ByteBuffer(), boundary: Self.idle) == [
+                .stopReading(.client), .closeLeg(.client),
+            ]
+        )
+        #expect(
+            state.closeReceived(from: .upstream, code: .goingAway, payload: ByteBuffer(), boundary: Self.idle) == [
+                .stopReading(.upstream), .closeLeg(.upstream), .finish,
+            ]
+        )
         #expect(state.outcome == .init(code: .policyViolation, closedBy: "gateway"))
     }
 
@@ -172,7 +207,9 @@ import Testing
         #expect(upstreamLost.outcome == .init(code: .abnormalClosure, closedBy: "upstream"))
 
         var clientLost = RelayCloseState()
-        #expect(clientLost.tcpClosed(.client, boundary: Self.idle) == [.sendClose(.upstream, .code(.goingAway, reason: "")), .startCloseTimer(.upstream)])
+        #expect(
+            clientLost.tcpClosed(.client, boundary: Self.idle) == [.sendClose(.upstream, .code(.goingAway, reason: "")), .startCloseTimer(.upstream)]
+        )
         #expect(
             clientLost.closeReceived(from: .upstream, code: .goingAway, payload: ByteBuffer(), boundary: Self.idle)
                 == [.stopReading(.upstream), .closeLeg(.upstream), .finish]
@@ -193,9 +230,17 @@ import Testing
         )
         #expect(state.legs.upstream.isOwed)
         // The client answers at once; its leg ends. The upstream still waits for the frame.
-        #expect(state.closeReceived(from: .client, code: .goingAway, payload: ByteBuffer(), boundary: Self.upstreamMidFrame) == [.stopReading(.client), .closeLeg(.client)])
+        #expect(
+            state.closeReceived(from: .client, code: .goingAway, payload: ByteBuffer(), boundary: Self.upstreamMidFrame) == [
+                .stopReading(.client), .closeLeg(.client),
+            ]
+        )
         #expect(state.frameBoundary(toward: .upstream) == [.sendClose(.upstream, .code(.goingAway, reason: "drain")), .startCloseTimer(.upstream)])
-        #expect(state.closeReceived(from: .upstream, code: .goingAway, payload: ByteBuffer(), boundary: Self.idle) == [.stopReading(.upstream), .closeLeg(.upstream), .finish])
+        #expect(
+            state.closeReceived(from: .upstream, code: .goingAway, payload: ByteBuffer(), boundary: Self.idle) == [
+                .stopReading(.upstream), .closeLeg(.upstream), .finish,
+            ]
+        )
         #expect(state.gatewayClose(.goingAway, reason: "again", boundary: Self.idle) == [])
     }
 
@@ -203,7 +248,10 @@ import Testing
         var state = RelayCloseState()
         #expect(
             state.keepAliveExpired(.upstream, boundary: Self.idle)
-                == [.stopReading(.upstream), .closeLeg(.upstream), .sendClose(.client, .code(.goingAway, reason: "keep-alive timeout")), .startCloseTimer(.client)]
+                == [
+                    .stopReading(.upstream), .closeLeg(.upstream), .sendClose(.client, .code(.goingAway, reason: "keep-alive timeout")),
+                    .startCloseTimer(.client),
+                ]
         )
         #expect(state.closeTimerFired(.client) == [.closeLeg(.client), .finish])
         #expect(state.closeTimerFired(.client) == [])
