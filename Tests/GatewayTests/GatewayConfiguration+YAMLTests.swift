@@ -228,7 +228,7 @@ struct InvalidDocument: Sendable, CustomTestStringConvertible {
         // Unknown keys, at every level.
         (.unknownKey, document(extra: "timeouts: {idel: 10s}"), "timeouts.idel", #"unknown key "idel" (did you mean "idle"?)"#),
         (.unknownKey, document(extra: "routs: []"), "routs", #"unknown key "routs" (did you mean "routes"?)"#),
-        (.unknownKey, document(extra: "colour: blue"), "colour", #"unknown key "colour" (valid keys: listeners, routes, limits, timeouts, access_log, connection_limits, admin)"#),
+        (.unknownKey, document(extra: "colour: blue"), "colour", #"unknown key "colour" (valid keys: listeners, routes, limits, timeouts, access_log, connection_limits, admin, trusted_proxies, client_address)"#),
         (.unknownKey, document(listeners: #"{adress: "1.2.3.4:5"}"#), "listeners[0].adress", #"unknown key "adress" (did you mean "address"?)"#),
         (.unknownKey, document(routes: #"{upstreams: ["wss://a"], upstream_tls: {verfy: false}}"#), "routes[0].upstream_tls.verfy", "unknown key"),
         (.unknownKey, document(extra: "limits: {max_message_size: 1MiB}"), "limits.max_message_size", "unknown key"),
@@ -302,7 +302,7 @@ struct InvalidDocument: Sendable, CustomTestStringConvertible {
         (.invalidValue, document(extra: #"access_log: """#), "access_log", "expected stdout, stderr, off or a file path"),
         (.wrongType, document(extra: "access_log: [stdout]"), "access_log", "expected a string, found a list"),
         (.emptyDocument, "", "", "the configuration is empty"),
-        (.wrongType, "- a\n- b", "", "expected a mapping (with keys listeners, routes, limits, timeouts, access_log, connection_limits, admin), found a list"),
+        (.wrongType, "- a\n- b", "", "expected a mapping (with keys listeners, routes, limits, timeouts, access_log, connection_limits, admin, trusted_proxies, client_address), found a list"),
         (.wrongType, "{[a]: b}", "", "keys must be plain strings, found a list"),
     ]
 

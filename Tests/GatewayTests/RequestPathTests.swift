@@ -119,7 +119,8 @@ import Testing
         let head = UpstreamHandshake(subprotocolsOffered: []).requestHead(
             for: request,
             upstream: upstream,
-            clientAddress: "192.0.2.1",
+            peer: IPAddress("192.0.2.1"),
+            peerIsTrusted: false,
             clientUsedTLS: false
         )
         return "route \(request.route.index) \(head.uri)"

@@ -21,6 +21,7 @@ extension GatewayConfiguration {
         try self.timeouts.validate(at: root.key("timeouts"))
         try self.validatePolicies(at: root)
         try self.validateAdmin(at: root.key("admin"))
+        try self.validateEdge(at: root)
         if case .file(let path) = self.accessLog, path.isEmpty {
             throw root.key("access_log").error(.invalidValue, "expected stdout, stderr, off or a file path, found an empty string")
         }

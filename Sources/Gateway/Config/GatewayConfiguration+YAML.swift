@@ -22,6 +22,8 @@ extension GatewayConfiguration {
         },
         .section("connection_limits", \.connectionLimits, ConnectionLimits.yaml),
         .section("admin", \.admin, Admin.yaml),
+        Edge.trustedProxiesKey,
+        Edge.clientAddressKey,
     ])
 }
 
@@ -41,6 +43,8 @@ extension GatewayConfiguration.Listener {
         .optional("max_connections") { value, field, _ throws(ConfigurationError) in
             value.maxConnections = try field.count()
         },
+        Edge.proxyProtocolKey,
+        .bool("require_sni_host_match", \.requireSNIHostMatch),
     ])
 }
 
@@ -171,6 +175,7 @@ extension GatewayConfiguration.Timeouts {
         .durationOrOff("max_lifetime", \.maxLifetime),
         .duration("drain", \.drain),
         .durationOrOff("frame", \.frame),
+        .duration("proxy_header", \.proxyHeader),
     ])
 }
 

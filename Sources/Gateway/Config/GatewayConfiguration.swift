@@ -14,6 +14,8 @@ public struct GatewayConfiguration: Sendable, Hashable {
     public var admin = Admin()
     /// Per-IP admission limits (policies, issue #5; `GatewayConfiguration+Policy.swift`).
     public var connectionLimits = ConnectionLimits()
+    /// Trusted proxies and the client-address source (issue #11; `GatewayConfiguration+Edge.swift`).
+    public var edge = Edge()
 
     public init(
         listeners: [Listener],
@@ -43,6 +45,8 @@ public struct GatewayConfiguration: Sendable, Hashable {
         /// Open connections on this listener; beyond it a new connection is closed at accept (policies,
         /// issue #5). Default: `nil`, no limit.
         public var maxConnections: Int?
+        /// PROXY protocol and the SNI/Host match (issue #11; `GatewayConfiguration+Edge.swift`).
+        public var edge = Edge()
 
         public init(name: String? = nil, host: String, port: Int, tls: TLSServerConfiguration? = nil) {
             self.name = name ?? (host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)")
@@ -177,6 +181,9 @@ public struct GatewayConfiguration: Sendable, Hashable {
         /// bytes trickle; otherwise its sender gets Close 1008 and the other leg 1001. `nil` turns it off.
         /// Default: 30 s (issue #10).
         public var frame: Duration? = .seconds(30)
+        /// A listener with `proxy_protocol` closes a connection whose PROXY header has not arrived within
+        /// it (issue #11). Default: 5 s.
+        public var proxyHeader: Duration = .seconds(5)
 
         public init() {}
     }

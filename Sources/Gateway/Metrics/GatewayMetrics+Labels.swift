@@ -62,6 +62,31 @@ enum ConnectionLimit: String, MetricLabelValue {
 }
 
 /// The permessage-deflate decision on one leg at a 101.
+/// Why a PROXY protocol listener closed a connection before any HTTP (issue #11).
+enum ProxyProtocolRefusal: String, MetricLabelValue {
+    case untrustedPeer = "untrusted-peer"
+    case timeout = "proxy-protocol-timeout"
+    case signature = "proxy-protocol-signature"
+    case tooLong = "proxy-protocol-too-long"
+    case malformedV1 = "proxy-protocol-malformed-v1"
+    case versionOrCommand = "proxy-protocol-version-or-command"
+    case family = "proxy-protocol-family"
+    case shortAddress = "proxy-protocol-short-address"
+    /// The carried address is over its per-IP cap.
+    case refused = "proxy-protocol-refused"
+
+    init(_ code: ProxyProtocolError.Code) {
+        switch code {
+        case .signature: self = .signature
+        case .tooLong: self = .tooLong
+        case .malformedV1: self = .malformedV1
+        case .versionOrCommand: self = .versionOrCommand
+        case .family: self = .family
+        case .shortAddress: self = .shortAddress
+        }
+    }
+}
+
 enum ExtensionDecision: String, MetricLabelValue {
     /// Both ends agreed on it.
     case negotiated
@@ -217,6 +242,13 @@ struct ConnectionLimitLabels: MetricLabels {
     var limit: ConnectionLimit
     static let names = ["listener", "limit"]
     var values: [String] { [self.listener, self.limit.rawValue] }
+}
+
+struct ProxyProtocolRefusalLabels: MetricLabels {
+    var listener: String
+    var reason: ProxyProtocolRefusal
+    static let names = ["listener", "reason"]
+    var values: [String] { [self.listener, self.reason.rawValue] }
 }
 
 struct RouteLabels: MetricLabels {

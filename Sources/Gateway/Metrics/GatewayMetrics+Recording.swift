@@ -85,6 +85,10 @@ extension GatewayMetrics {
         self.connectionLimitRefusals.increment(.init(listener: listener, limit: limit))
     }
 
+    func proxyProtocolRefused(listener: String, _ reason: ProxyProtocolRefusal) {
+        self.proxyProtocolRefusals.increment(.init(listener: listener, reason: reason))
+    }
+
     func keepAliveTimedOut(route: String, side: Side) {
         self.keepAliveTimeouts.increment(.init(route: route, side: side))
     }

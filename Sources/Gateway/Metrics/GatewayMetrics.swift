@@ -39,6 +39,8 @@ struct GatewayMetrics: Sendable {
     let keepAliveTimeouts: CounterFamily<RouteSideLabels>
     let frameDeadlineCloses: CounterFamily<RouteSideLabels>
     let maxLifetimeCloses: CounterFamily<RouteLabels>
+    // Edge (issue #11).
+    let proxyProtocolRefusals: CounterFamily<ProxyProtocolRefusalLabels>
     // permessage-deflate (issue #5 A).
     let extensionDecisions: CounterFamily<ExtensionDecisionLabels>
     let extensionsDropped: CounterFamily<RouteSideLabels>
@@ -82,6 +84,11 @@ struct GatewayMetrics: Sendable {
             factory: f
         )
         self.maxLifetimeCloses = .init("wsgate_max_lifetime_closes_total", help: "connections closed at their maximum lifetime", factory: f)
+        self.proxyProtocolRefusals = .init(
+            "wsgate_proxy_protocol_refusals_total",
+            help: "connections closed for a missing, late or malformed PROXY protocol header, or from a peer outside trusted_proxies",
+            factory: f
+        )
         self.extensionDecisions = .init(
             "wsgate_extension_decisions_total",
             help: "permessage-deflate decision per leg at each 101",

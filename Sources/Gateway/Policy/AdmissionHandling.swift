@@ -4,14 +4,29 @@ extension GatewayEnvironment {
     /// Counts a newly accepted connection against its listener's and its IP's caps, and releases it when
     /// the channel closes. `false` when a cap is full: the refusal is counted and the caller closes the
     /// connection before reading anything.
-    func admitAtAccept(_ channel: any Channel, listener: String) -> Bool {
-        let ip = channel.remoteAddress?.ipAddress
+    /// `countAddress: false` (a PROXY protocol listener) leaves the per-IP cap to the address the header
+    /// carries (``admitProxiedAddress(_:channel:listener:)``): the socket's peer is the load balancer.
+    func admitAtAccept(_ channel: any Channel, listener: String, countAddress: Bool = true) -> Bool {
+        let ip = countAddress ? channel.remoteAddress?.ipAddress : nil
         if let refusal = self.admission.admit(listener: listener, ip: ip) {
             self.metrics.connectionLimitRefused(listener: listener, ConnectionLimit(refusal))
             return false
         }
         let admission = self.admission
         channel.closeFuture.whenComplete { _ in admission.release(listener: listener, ip: ip) }
+        return true
+    }
+}
+
+extension GatewayEnvironment {
+    /// The per-IP cap for the client a PROXY protocol header named; released when the channel closes.
+    func admitProxiedAddress(_ ip: String, channel: any Channel, listener: String) -> Bool {
+        if let refusal = self.admission.admitAddress(ip) {
+            self.metrics.connectionLimitRefused(listener: listener, ConnectionLimit(refusal))
+            return false
+        }
+        let admission = self.admission
+        channel.closeFuture.whenComplete { _ in admission.releaseAddress(ip) }
         return true
     }
 }

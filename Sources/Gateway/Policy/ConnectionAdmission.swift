@@ -53,6 +53,25 @@ final class ConnectionAdmission: Sendable {
         }
     }
 
+    /// The per-IP cap alone, for an address learnt after accept (a PROXY protocol header, issue #11):
+    /// the connection was admitted on its listener with no IP. ``releaseAddress(_:)`` undoes it.
+    func admitAddress(_ ip: String) -> Refusal? {
+        guard let limit = self.limits.perIPConnections else { return nil }
+        return self.state.withLockedValue { state in
+            if state.perIP[ip, default: 0] >= limit { return .ipConnections }
+            state.perIP[ip, default: 0] += 1
+            return nil
+        }
+    }
+
+    func releaseAddress(_ ip: String) {
+        guard self.limits.perIPConnections != nil else { return }
+        self.state.withLockedValue { state in
+            let left = state.perIP[ip, default: 1] - 1
+            state.perIP[ip] = left > 0 ? left : nil
+        }
+    }
+
     /// An admitted connection closed.
     func release(listener: String, ip: String?) {
         let ip = ip.map(self.accountingKey)

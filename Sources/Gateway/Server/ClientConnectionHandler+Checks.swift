@@ -1,19 +1,22 @@
 import NIOHTTP1
 
 /// The checks a request head goes through before the upstream is contacted, in order: drain (503),
-/// the per-IP handshake rate (429), RFC 6455 §4.2.1 and the route (``ClientUpgradeRequest/validate(_:limits:routes:)``),
-/// then the route's origin policy (403).
+/// the per-IP handshake rate (429, of the client address `client_address` resolves), RFC 6455 §4.2.1
+/// and the route (``ClientUpgradeRequest/validate(_:limits:routes:)``), the SNI/Host match (421, when
+/// the listener requires it), then the route's origin policy (403).
 extension ClientConnectionHandler {
     func check(_ head: HTTPRequestHead) -> Result<ClientUpgradeRequest, HandshakeRejection> {
         if self.environment.connections.isDraining {
             return .failure(HandshakeRejection(503, "the gateway is shutting down", reason: "draining"))
         }
+        self.resolveClientAddress(head)
         if let rejection = self.handshakeRateRejection() { return .failure(rejection) }
         switch ClientUpgradeRequest.validate(head, limits: self.environment.limits, routes: self.environment.routes) {
         case .failure(let rejection):
             return .failure(rejection)
         case .success(let request):
             self.recorder.routed(request)
+            if let rejection = self.sniHostRejection(request) { return .failure(rejection) }
             if let rejection = self.originRejection(request) { return .failure(rejection) }
             return .success(request)
         }

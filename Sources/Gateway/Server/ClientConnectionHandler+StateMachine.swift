@@ -292,6 +292,6 @@ struct UpstreamPlan: Equatable {
     var upstream: GatewayConfiguration.Upstream
     /// The fresh key, the subprotocol and extension offers: what the answer is checked against.
     var handshake: UpstreamHandshake
-    /// The upgrade request head (``UpstreamHandshake/requestHead(for:upstream:clientAddress:clientUsedTLS:)``).
+    /// The upgrade request head (``UpstreamHandshake/requestHead(for:upstream:peer:peerIsTrusted:clientUsedTLS:)``).
     var requestHead: HTTPRequestHead
 }

@@ -27,11 +27,24 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     /// The upstream channel once it connected (closed if the upgrade ends before the relay).
     private var upstream: (any Channel)?
     private var pipelineSwitch: UpgradePipelineSwitch?
+    /// Edge (issue #11): the connection's peer (after a PROXY header, the address it carried), the TLS
+    /// SNI name, and whether the Host must match it (`ClientConnectionHandler+Edge.swift`).
+    var peer: IPAddress?
+    var serverName: String?
+    let requireSNIHostMatch: Bool
 
     /// `connector` defaults to NIO's `ClientBootstrap` with the environment's limits and timeouts.
-    init(environment: GatewayEnvironment, record: ConnectionRecord, clientUsedTLS: Bool, connector: (any UpstreamConnector)? = nil) {
+    init(
+        environment: GatewayEnvironment,
+        record: ConnectionRecord,
+        clientUsedTLS: Bool,
+        requireSNIHostMatch: Bool = false,
+        connector: (any UpstreamConnector)? = nil
+    ) {
         self.environment = environment
         self.clientUsedTLS = clientUsedTLS
+        self.requireSNIHostMatch = requireSNIHostMatch
+        self.peer = record.clientAddress.flatMap { IPAddress($0) }
         self.connector = connector ?? BootstrapUpstreamConnector(limits: environment.limits, timeouts: environment.timeouts)
         self.recorder = UpgradeRecorder(record: record, metrics: environment.metrics, accessLog: environment.accessLog)
     }
@@ -57,10 +70,16 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let proxied = event as? ProxyProtocolReceived, let source = proxied.header.source {
+            // The PROXY header (from a trusted proxy) names the real client (issue #11 §1).
+            self.peer = source
+            self.recorder.clientAddressResolved(source)
+        }
         if case TLSUserEvent.handshakeCompleted = event,
             let info = try? context.pipeline.syncOperations.handler(type: TLSHandler.self).connectionInfo
         {
             self.recorder.clientTLSEstablished(info)
+            self.serverName = info.serverName
         }
         context.fireUserInboundEventTriggered(event)
     }
@@ -133,7 +152,8 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
         let head = handshake.requestHead(
             for: request,
             upstream: upstream,
-            clientAddress: context.channel.remoteAddress?.ipAddress,
+            peer: self.peer,
+            peerIsTrusted: self.environment.trustedProxies.contains(self.peer),
             clientUsedTLS: self.clientUsedTLS
         )
         return UpstreamPlan(member: member, upstream: upstream, handshake: handshake, requestHead: head)

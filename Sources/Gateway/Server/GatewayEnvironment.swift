@@ -20,6 +20,8 @@ final class GatewayEnvironment: Sendable {
     let warnings: [String]
     /// `limits.compression_memory` (issue #10 item 7); kept across reloads that do not change it.
     let compressionMemory: CompressionMemoryBudget
+    /// `trusted_proxies`, compiled (issue #11).
+    let trustedProxies: TrustedProxies
 
     /// Compiles the configuration; loading certificates is blocking disk I/O, so call it off the event
     /// loops. A reload passes the running gateway's `connections` and, when the connection limits did
@@ -44,6 +46,7 @@ final class GatewayEnvironment: Sendable {
         self.connections = connections
         self.compressionMemory =
             compressionMemory ?? CompressionMemoryBudget(limit: configuration.limits.compressionMemory ?? CompressionMemoryBudget.defaultLimit)
+        self.trustedProxies = configuration.compiledTrustedProxies
     }
 
     var limits: GatewayConfiguration.Limits { self.configuration.limits }

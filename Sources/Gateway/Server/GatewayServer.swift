@@ -58,8 +58,17 @@ public final class GatewayServer: Sendable {
                     // The configuration in force when the connection is accepted (a reload replaces it;
                     // connections keep the one they were accepted under).
                     let environment = current.withLockedValue { $0 }
+                    // This listener's edge settings as last reloaded (names cannot change on reload).
+                    let edge = environment.configuration.listeners.first { $0.name == listener.name }?.edge ?? listener.edge
+                    // PROXY protocol (issue #11): only a trusted proxy may name the client; anyone else
+                    // is closed at accept, unread.
+                    let proxyProtocol = edge.proxyProtocol
+                    if proxyProtocol != .off && !environment.trustedProxies.contains(channel.remoteAddress?.ipAddress) {
+                        environment.metrics.proxyProtocolRefused(listener: listener.name, .untrustedPeer)
+                        return try channel.pipeline.syncOperations.addHandler(CloseAtAcceptHandler())
+                    }
                     // Connection caps (issue #5 C): refused connections are closed at accept, unread.
-                    if environment.admitAtAccept(channel, listener: listener.name) == false {
+                    if environment.admitAtAccept(channel, listener: listener.name, countAddress: proxyProtocol == .off) == false {
                         return try channel.pipeline.syncOperations.addHandler(CloseAtAcceptHandler())
                     }
                     let limits = environment.limits
@@ -77,6 +86,9 @@ public final class GatewayServer: Sendable {
                         listener: listener.name
                     )
                     let pipeline = channel.pipeline.syncOperations
+                    if proxyProtocol != .off {
+                        try pipeline.addHandler(Self.proxyProtocolHandler(proxyProtocol, channel: channel, listener: listener.name, environment: environment))
+                    }
                     if let tls {
                         try pipeline.addHandler(
                             TLSHandler.server(
@@ -90,11 +102,34 @@ public final class GatewayServer: Sendable {
                     }
                     try pipeline.addHandler(RequestBytesLimiter(limit: limits.requestHeadBytes))
                     try pipeline.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)))
-                    try pipeline.addHandler(ClientConnectionHandler(environment: environment, record: record, clientUsedTLS: tls != nil))
+                    try pipeline.addHandler(
+                        ClientConnectionHandler(
+                            environment: environment,
+                            record: record,
+                            clientUsedTLS: tls != nil,
+                            requireSNIHostMatch: edge.requireSNIHostMatch
+                        )
+                    )
                 }
             }
             .bind(host: listener.host, port: listener.port)
             .get()
+    }
+
+    /// The PROXY protocol reader of a connection from a trusted proxy: the address it carries passes the
+    /// per-IP cap (the socket's own peer, the proxy, when it carries none).
+    private static func proxyProtocolHandler(
+        _ mode: ProxyProtocolMode,
+        channel: any Channel,
+        listener: String,
+        environment: GatewayEnvironment
+    ) -> ProxyProtocolHandler {
+        ProxyProtocolHandler(mode: mode, deadline: TimeAmount(environment.timeouts.proxyHeader)) { header in
+            guard let ip = header.source?.description ?? channel.remoteAddress?.ipAddress else { return true }
+            return environment.admitProxiedAddress(ip, channel: channel, listener: listener)
+        } rejected: { reason in
+            environment.metrics.proxyProtocolRefused(listener: listener, reason)
+        }
     }
 
     /// Stops accepting. Live connections are not touched (``drain(timeout:)`` ends them).

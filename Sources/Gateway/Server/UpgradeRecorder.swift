@@ -23,6 +23,12 @@ struct UpgradeRecorder {
         self.record.tlsCipher = info.cipherSuite
     }
 
+    /// The client address learnt after accept (a PROXY protocol header, or `client_address: chain`;
+    /// issue #11).
+    mutating func clientAddressResolved(_ address: IPAddress) {
+        self.record.clientAddress = address.description
+    }
+
     /// The request matched a route.
     mutating func routed(_ request: ClientUpgradeRequest) {
         self.record.route = request.route.route.pathPrefix

@@ -8,6 +8,8 @@ struct ClientUpgradeRequest: Equatable {
     var key: String
     /// The `Host` header as sent (with port, if any) and the host alone, lowercased.
     var hostHeader: String
+    /// The `Host` header, validated (strict grammar, issue #11 §2).
+    var authority: HostHeader
     var host: String
     /// The request target (origin-form: path and query).
     var target: String
@@ -37,7 +39,8 @@ struct ClientUpgradeRequest: Equatable {
         if let name = OpeningHandshake.duplicatedSingleton(in: headers) {
             return .failure(.init(400, "duplicate \(name) header", reason: "duplicate-header"))
         }
-        guard let hostHeader = headers.first(name: "Host"), let host = Self.hostName(fromHostHeader: hostHeader) else {
+        // Strict Host grammar (issue #11 §2): the value is copied into `X-Forwarded-Host` and `Forwarded`.
+        guard let hostHeader = headers.first(name: "Host"), let authority = HostHeader(HTTPSyntax.trimmingOWS(hostHeader)) else {
             return .failure(.init(400, "missing or invalid Host header", reason: "host"))
         }
         if OpeningHandshake.announcesBody(headers) {
@@ -82,6 +85,7 @@ struct ClientUpgradeRequest: Equatable {
         case .failure(.notOriginForm): return .failure(.init(400, RequestPath.Violation.notOriginForm.rawValue, reason: "target"))
         case .failure(let violation): return .failure(.init(400, violation.rawValue, reason: "path"))
         }
+        let host = authority.host
         guard let route = routes.match(host: host, path: path) else {
             return .failure(.init(404, "no route for \(host)\(path)", reason: "no-route"))
         }
@@ -93,7 +97,8 @@ struct ClientUpgradeRequest: Equatable {
             ClientUpgradeRequest(
                 head: head,
                 key: key,
-                hostHeader: hostHeader,
+                hostHeader: authority.value,
+                authority: authority,
                 host: host,
                 target: head.uri,
                 subprotocols: offered,
@@ -104,21 +109,10 @@ struct ClientUpgradeRequest: Equatable {
         )
     }
 
-    /// The host of a `Host` header value, lowercased, without the port; nil if malformed.
+    /// The host of a `Host` header value, lowercased, without the port; nil if malformed (the strict
+    /// grammar of ``HostHeader``, issue #11 §2).
     static func hostName(fromHostHeader value: String) -> String? {
-        let value = HTTPSyntax.trimmingOWS(value)
-        guard !value.isEmpty else { return nil }
-        if value.hasPrefix("[") {
-            guard let close = value.firstIndex(of: "]") else { return nil }
-            let rest = value[value.index(after: close)...]
-            guard rest.isEmpty || (rest.hasPrefix(":") && rest.dropFirst().allSatisfy(\.isNumber) && rest.count > 1) else { return nil }
-            return value[...close].lowercased()
-        }
-        let parts = value.split(separator: ":", omittingEmptySubsequences: false)
-        guard parts.count <= 2, !parts[0].isEmpty else { return nil }
-        if parts.count == 2 && (parts[1].isEmpty || !parts[1].allSatisfy(\.isNumber)) { return nil }
-        guard parts[0].allSatisfy({ $0.isLetter || $0.isNumber || $0 == "." || $0 == "-" || $0 == "_" }) else { return nil }
-        return parts[0].lowercased()
+        HostHeader(HTTPSyntax.trimmingOWS(value))?.host
     }
 }
 

@@ -27,13 +27,15 @@ struct UpstreamHandshake: Equatable {
     }
 
     /// The request head toward `upstream`: the client's end-to-end headers (hop-by-hop ones and any
-    /// named in `Connection` removed), `Host` of the upstream, `X-Forwarded-For/-Proto/-Host`,
-    /// `Forwarded` (RFC 7239), a fresh key, the filtered subprotocol offer and the gateway's own
-    /// extension offer (never the client's).
+    /// named in `Connection` removed), `Host` of the upstream, `X-Forwarded-For/-Proto/-Host` and
+    /// `Forwarded` (RFC 7239) from ``ForwardingHeaders`` (`peer` is the connection's peer after any
+    /// PROXY header; the client's forwarding headers are kept only when `peerIsTrusted`), a fresh key,
+    /// the filtered subprotocol offer and the gateway's own extension offer (never the client's).
     func requestHead(
         for client: ClientUpgradeRequest,
         upstream: GatewayConfiguration.Upstream,
-        clientAddress: String?,
+        peer: IPAddress?,
+        peerIsTrusted: Bool,
         clientUsedTLS: Bool
     ) -> HTTPRequestHead {
         let connectionNamed = Set(HTTPSyntax.lowercasedTokens(client.head.headers["Connection"]))
@@ -52,33 +54,18 @@ struct UpstreamHandshake: Equatable {
         if let deflateOffer = self.deflateOffer {
             headers.add(name: "Sec-WebSocket-Extensions", value: ExtensionHeader.serialize([deflateOffer]))
         }
-        var forwardedFor: [String] = []
-        var forwarded: [String] = []
         for (name, value) in client.head.headers {
             let lower = name.lowercased()
             if Self.hopByHop.contains(lower) || connectionNamed.contains(lower) { continue }
-            switch lower {
-            case "x-forwarded-for": forwardedFor.append(value)
-            case "forwarded": forwarded.append(value)
-            case "x-forwarded-proto", "x-forwarded-host": continue  // replaced by this hop's values
-            default:
-                guard Self.isSafeHeaderValue(value) else { continue }
-                headers.add(name: name, value: value)
-            }
+            // Forwarding headers are rewritten below: believed only from a trusted proxy (issue #11 §1).
+            if ForwardingHeaders.clientSentNames.contains(lower) { continue }
+            guard Self.isSafeHeaderValue(value) else { continue }
+            headers.add(name: name, value: value)
         }
-        let proto = clientUsedTLS ? "https" : "http"
-        if let clientAddress { forwardedFor.append(clientAddress) }
-        if !forwardedFor.isEmpty { headers.add(name: "X-Forwarded-For", value: forwardedFor.joined(separator: ", ")) }
-        headers.add(name: "X-Forwarded-Proto", value: proto)
-        headers.add(name: "X-Forwarded-Host", value: client.hostHeader)
-        var element: [String] = []
-        if let clientAddress {
-            element.append(clientAddress.contains(":") ? "for=\"[\(clientAddress)]\"" : "for=\(clientAddress)")
+        let hop = ForwardingHeaders.Hop(peer: peer, peerIsTrusted: peerIsTrusted, usedTLS: clientUsedTLS, host: client.authority)
+        for (name, value) in ForwardingHeaders.headers(incoming: client.head.headers.lazy.map { (name: $0.name, value: $0.value) }, hop: hop) {
+            headers.add(name: name, value: value)
         }
-        element.append("host=\"\(client.hostHeader)\"")
-        element.append("proto=\(proto)")
-        forwarded.append(element.joined(separator: ";"))
-        headers.add(name: "Forwarded", value: forwarded.joined(separator: ", "))
         return HTTPRequestHead(version: .http1_1, method: .GET, uri: target, headers: headers)
     }
 
