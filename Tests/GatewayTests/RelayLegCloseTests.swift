@@ -20,6 +20,7 @@ import Testing
         case .closeOwed(let message, let peerClosed, let failed):
             if peerClosed { _ = leg.peerClose() }
             _ = leg.close(message, atBoundary: false, failed: failed)
+        case .closeHeld(let message): _ = leg.hold(message)
         case .closeSent: _ = leg.close(Self.drain, atBoundary: true)
         case .closed: _ = leg.sourceEnded()
         }
@@ -29,12 +30,13 @@ import Testing
 
     static let states: [State] = [
         .open, .closeReceived, .closeOwed(drain, peerClosed: false, failed: false), .closeOwed(drain, peerClosed: true, failed: false),
-        .closeOwed(drain, peerClosed: false, failed: true), .closeSent, .closed,
+        .closeOwed(drain, peerClosed: false, failed: true), .closeHeld(drain), .closeSent, .closed,
     ]
 
     enum Event: CaseIterable {
         case closeAtBoundary, closeMidFrame, failAtBoundary, failMidFrame, closeMidFrameUntimed
         case frameBoundary, peerClose, closeTimer, sourceEnded
+        case hold, releaseAtBoundary, releaseMidFrame
     }
 
     static func apply(_ event: Event, to leg: inout RelayLegClose) -> [RelayLegClose.Action] {
@@ -48,6 +50,9 @@ import Testing
         case .peerClose: leg.peerClose()
         case .closeTimer: leg.closeTimerFired()
         case .sourceEnded: leg.sourceEnded()
+        case .hold: leg.hold(Self.other) ?? []
+        case .releaseAtBoundary: leg.release(atBoundary: true)
+        case .releaseMidFrame: leg.release(atBoundary: false)
         }
     }
 
@@ -57,6 +62,13 @@ import Testing
         switch (state, event) {
         case (.closed, _): return (.closed, [])
         case (_, .sourceEnded): return (.closed, [.stopReading, .closeTCP])
+        // Held (an offender whose Close waits for the other leg's answer or the grace): only a release
+        // moves it; the Close then goes out as a failed one, now or owed until the frame toward it ends.
+        case (.open, .hold): return (.closeHeld(Self.other), [.stopReading])
+        case (.closeHeld, .releaseAtBoundary): return (.closed, [.writeClose(Self.drain), .closeTCP])
+        case (.closeHeld, .releaseMidFrame): return (.closeOwed(Self.drain, peerClosed: false, failed: true), [.startCloseTimer])
+        case (.closeHeld, _): return (state, [])
+        case (_, .hold), (_, .releaseAtBoundary), (_, .releaseMidFrame): return (state, [])
         // Open: the first Close decided goes out at the boundary, or is owed until it.
         case (.open, .closeAtBoundary): return (.closeSent, [.writeClose(Self.other), .startCloseTimer])
         case (.open, .closeMidFrame): return (owedOther(false, false), [.startCloseTimer])
@@ -101,12 +113,20 @@ import Testing
     }
 
     @Test func mayWriteUntilTheCloseIsWritten() {
-        #expect(Self.states.map { Self.leg(in: $0).mayWrite } == [true, true, true, true, true, false, false])
-        #expect(Self.states.map { Self.leg(in: $0).isOpen } == [true, false, false, false, false, false, false])
+        #expect(Self.states.map { Self.leg(in: $0).mayWrite } == [true, true, true, true, true, true, false, false])
+        #expect(Self.states.map { Self.leg(in: $0).isOpen } == [true, false, false, false, false, false, false, false])
+        #expect(Self.states.map { Self.leg(in: $0).isHeld } == [false, false, false, false, false, true, false, false])
+    }
+
+    @Test func onlyAnOpenLegCanBeHeld() {
+        for state in Self.states {
+            var leg = Self.leg(in: state)
+            #expect((leg.hold(Self.other) != nil) == (state == .open), "\(state)")
+        }
     }
 
     @Test func aTCPCloseIsExpectedOnceAnyCloseWentEitherWay() {
-        let expected = [false, true, false, true, false, true, true]
+        let expected = [false, true, false, true, false, true, true, true]
         for (state, wasExpected) in zip(Self.states, expected) {
             var leg = Self.leg(in: state)
             #expect(leg.tcpClosed() == wasExpected, "\(state)")

@@ -79,19 +79,21 @@ import Testing
 
     // MARK: Rate limits: close
 
-    @Test func closeSends1008ToTheClientAtOnceAnd1001ToTheUpstreamAtAFrameBoundary() throws {
+    @Test func closeSends1008ToTheClientAfterTheUpstreamsAnswerAnd1001ToTheUpstreamAtAFrameBoundary() throws {
         let pair = try Pair { $0.rateLimits = Self.limits { $0.messages = .init(perSecond: 1, burst: 2); $0.action = .close } }
         try pair.deliver(Self.text("a") + Self.text("b", fin: false) + Base.clientFrame(.continuation, [0x63]) + Self.text("d"), from: .client)
         let toUpstream = try pair.frames(to: .upstream)
         // "a" and the whole fragmented "bc" pass; "d" is the third message: the upstream gets 1001.
         #expect(toUpstream.map(\.opcode) == [.text, .text, .continuation, .close])
         #expect(toUpstream.last?.payload.prefix(2) == [0x03, 0xE9])
-        // The client's 1008 does not wait for the upstream (issue #10); its read was cut, so its TCP ends.
+        // The client's 1008 is held until the upstream answers (or the violation grace ends): the answers
+        // to "a" and "bc" still reach it (issue #10). Its read was cut, so its TCP ends after the Close.
+        #expect(try pair.frames(to: .client).isEmpty)
+        try pair.deliver(Base.upstreamFrame(.text, [0x61]) + Base.upstreamFrame(.close, Base.closePayload(1001)), from: .upstream)
         let toClient = try pair.frames(to: .client)
-        #expect(toClient.map(\.opcode) == [.close])
-        #expect(toClient.first?.payload == Base.closePayload(1008, "rate limit: messages"))
+        #expect(toClient.map(\.opcode) == [.text, .close])
+        #expect(toClient.last?.payload == Base.closePayload(1008, "rate limit: messages"))
         #expect(!pair.client.isActive)
-        try pair.deliver(Base.upstreamFrame(.close, Base.closePayload(1001)), from: .upstream)
         #expect(pair.finished && pair.outcome == .init(code: .policyViolation, closedBy: "gateway"))
         #expect(pair.count("wsgate_rate_limit_decisions_total", [("side", "client"), ("limit", "messages"), ("action", "close")]) == 1)
     }
@@ -108,6 +110,9 @@ import Testing
         let toClient = try pair.frames(to: .client)
         #expect(toClient.map(\.opcode) == [.ping, .ping, .ping, .close])
         #expect(toClient.last?.payload.prefix(2) == [0x03, 0xE9])
+        // The upstream's 1008 is held for the client's answer; the client never answers: the grace.
+        #expect(try pair.frames(to: .upstream).isEmpty)
+        pair.loop.advanceTime(by: RelaySession.defaultViolationGrace)
         let toUpstream = try pair.frames(to: .upstream)
         #expect(toUpstream.last?.opcode == .close)
         #expect(toUpstream.last?.payload == Base.closePayload(1008, "rate limit: control_frames"))

@@ -13,9 +13,13 @@ import NIOCore
 ///
 /// - A valid Close from one peer is relayed to the other unchanged (code and reason), unless the gateway
 ///   already decided on its own Close for that leg; the answer is relayed back the same way.
-/// - A peer that breaks the protocol gets its code (1002/1007/1009) at once; the other leg gets 1001 (the
-///   client offended) or 1014 (the upstream offended). A policy violation (rate limit, frame deadline)
-///   gets 1008 and the other leg 1001.
+/// - A peer that breaks the protocol (1002/1007/1009, or a rate limit with `action: close`) is no longer
+///   read; the other leg gets 1001 (the client offended) or 1014 (the upstream offended) at its boundary.
+///   The offender's own Close is *held* while the other leg may still answer the offender's earlier,
+///   valid messages, which are relayed to it meanwhile (nothing lost): it goes out at the next boundary
+///   toward the offender when the other peer's Close arrives (not relayed), the other leg ends, or the
+///   short violation grace (``startGraceTimer(_:)``, ``graceExpired(_:boundary:)``) runs out, whichever
+///   comes first. The frame deadline (1008) keeps the offender parsed: it gets its Close at once.
 /// - A leg whose TCP connection is lost without a Close: the other leg gets 1014 (upstream lost) or 1001.
 /// - A source that is gone mid-frame can never finish that frame toward the other leg: the other leg's
 ///   TCP ends without a Close (never a Close inside a frame).
@@ -36,6 +40,9 @@ struct RelayCloseState {
         case startCloseTimer(Side)
         /// Close `side`'s TCP connection once what was written to it is flushed.
         case closeLeg(Side)
+        /// Start the violation grace for `side`, whose Close is held; when it ends, call
+        /// ``graceExpired(_:boundary:)``.
+        case startGraceTimer(Side)
         /// Both legs are closed: report the outcome.
         case finish
     }
@@ -43,6 +50,9 @@ struct RelayCloseState {
     private(set) var legs = PerSide(RelayLegClose())
     private(set) var outcome: Outcome?
     private var finished = false
+    /// Per leg, the code of the Close its peer sent (`nil`: none, or an empty Close): a Close the other
+    /// leg never answers is answered with it (RFC 6455 §5.5.1: the endpoint echoes the status code).
+    private var receivedCodes = PerSide<CloseCode?>(nil)
 
     /// Whether frames may still be written to `side` (no Close sent to it yet, its TCP still open).
     func mayWrite(to side: Side) -> Bool { self.legs[side].mayWrite }
@@ -50,17 +60,22 @@ struct RelayCloseState {
     /// A valid Close frame arrived from `side`, with `payload` (relayed as it is).
     mutating func closeReceived(from side: Side, code: CloseCode?, payload: ByteBuffer, boundary: PerSide<Bool>) -> [Action] {
         self.record(code: code ?? .noStatusReceived, by: side.rawValue)
+        if self.legs[side].state == .open { self.receivedCodes[side] = code }
         let other = side.other
         // Relayed unless the gateway already has its own Close for the other leg (then this Close is the
         // answer to the gateway's Close to `side`, or comes too late to matter).
         let relay: Bool
         switch self.legs[other].state {
         case .open, .closeReceived: relay = true
-        case .closeOwed, .closeSent, .closed: relay = false
+        case .closeOwed, .closeHeld, .closeSent, .closed: relay = false
         }
         var actions = Self.map(self.legs[side].peerClose(), side)
         if relay {
             actions += Self.map(self.legs[other].close(.relay(payload), atBoundary: boundary[other]), other)
+        } else if self.legs[other].isHeld {
+            // The answer to the 1001/1014 the gateway sent: everything this peer sent the offender
+            // before it has been relayed. The offender gets its own Close now, not this one.
+            actions += Self.map(self.legs[other].release(atBoundary: boundary[other]), other)
         }
         return actions + self.progress(boundary)
     }
@@ -81,14 +96,29 @@ struct RelayCloseState {
     }
 
     private mutating func offended(by side: Side, _ message: CloseMessage, failed: Bool, other: CloseCode, boundary: PerSide<Bool>) -> [Action] {
-        var actions = Self.map(self.legs[side].close(message, atBoundary: boundary[side], failed: failed), side)
+        var actions: [Action] = []
         if failed && !boundary[side.other] {
-            // The offender's frame toward the other leg is cut: that leg can only be closed.
+            // The offender's frame toward the other leg is cut: that leg can only be closed, and nothing
+            // more can come from it for the offender, whose Close goes out at once.
+            actions += Self.map(self.legs[side].close(message, atBoundary: boundary[side], failed: true), side)
             actions += Self.map(self.legs[side.other].sourceEnded(), side.other)
-        } else {
-            actions += Self.map(self.legs[side.other].close(.code(other, reason: ""), atBoundary: boundary[side.other]), side.other)
+            return actions + self.progress(boundary)
         }
+        if failed, let held = self.legs[side].hold(message) {
+            // The other peer may still be answering the offender's earlier messages: they are relayed
+            // until its Close comes, its leg ends or the grace runs out.
+            actions += Self.map(held, side) + [.startGraceTimer(side)]
+        } else {
+            actions += Self.map(self.legs[side].close(message, atBoundary: boundary[side], failed: failed), side)
+        }
+        actions += Self.map(self.legs[side.other].close(.code(other, reason: ""), atBoundary: boundary[side.other]), side.other)
         return actions + self.progress(boundary)
+    }
+
+    /// The violation grace of `side` ran out: its held Close goes out at the next boundary toward it
+    /// (now, or after the frame being relayed to it, bounded by the close timer).
+    mutating func graceExpired(_ side: Side, boundary: PerSide<Bool>) -> [Action] {
+        Self.map(self.legs[side].release(atBoundary: boundary[side]), side) + self.progress(boundary)
     }
 
     /// The gateway ends the connection itself (idle timeout, maximum lifetime, drain): `code` to each
@@ -150,10 +180,16 @@ struct RelayCloseState {
 
     private mutating func progress(_ boundary: PerSide<Bool>) -> [Action] {
         var actions: [Action] = []
-        for side in [Side.client, .upstream] where self.legs[side].state == .closeReceived && self.legs[side.other].isClosed {
-            // `side`'s Close waited for the other peer's answer, which will never come now (the other leg
-            // timed out or ended): it is answered with an empty Close (RFC 6455 §5.5.1).
-            actions += Self.map(self.legs[side].close(.code(nil, reason: ""), atBoundary: boundary[side]), side)
+        for side in [Side.client, .upstream] where self.legs[side.other].isClosed {
+            if self.legs[side].state == .closeReceived {
+                // `side`'s Close waited for the other peer's answer, which will never come now (the other
+                // leg timed out or ended): it is answered with its own code (RFC 6455 §5.5.1: the
+                // endpoint echoes the status code it received), or an empty Close for an empty one.
+                actions += Self.map(self.legs[side].close(.code(self.receivedCodes[side], reason: ""), atBoundary: boundary[side]), side)
+            } else if self.legs[side].isHeld {
+                // Nothing more can come for the offender from the other leg: its held Close goes out.
+                actions += Self.map(self.legs[side].release(atBoundary: boundary[side]), side)
+            }
         }
         guard !self.finished, self.legs.client.isClosed, self.legs.upstream.isClosed else { return actions }
         self.finished = true

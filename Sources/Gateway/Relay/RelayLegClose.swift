@@ -22,6 +22,10 @@ enum CloseMessage: Equatable {
 /// - A peer that broke the framing (``close(_:atBoundary:failed:timed:)`` with `failed`) cannot be
 ///   parsed any further, so its answer could never be recognised: its TCP ends as soon as the Close is
 ///   written (RFC 6455 §7.1.7, "Fail the WebSocket Connection").
+/// - A peer that broke the framing while the other leg can still answer is *held* (``hold(_:)``): it is
+///   no longer read, but what the other peer sends it (answers to its earlier, valid messages) is still
+///   relayed until ``release(atBoundary:)`` — the other peer's Close, the other leg's end, or the short
+///   violation grace (``RelayCloseState``).
 /// - If the direction toward the leg can never reach a boundary again (its source is gone mid-frame),
 ///   the leg's TCP ends without a Close (``sourceEnded()``): never a Close inside a frame.
 struct RelayLegClose: Equatable {
@@ -34,6 +38,10 @@ struct RelayLegClose: Equatable {
         /// The gateway decided on `message`, but the direction toward the leg is mid-frame: frames
         /// still go to the leg until that frame ends, then the Close.
         case closeOwed(CloseMessage, peerClosed: Bool, failed: Bool)
+        /// The peer broke the framing and is no longer read; its Close (`message`) is held back while the
+        /// other leg may still answer its earlier messages: frames still go to the leg. Released by
+        /// ``release(atBoundary:)``, then as a failed Close (TCP ends right after it).
+        case closeHeld(CloseMessage)
         /// The gateway's Close was written; the peer's answer is awaited.
         case closeSent
         /// The TCP connection was closed (by the gateway) or lost.
@@ -55,7 +63,7 @@ struct RelayLegClose: Equatable {
     /// Whether frames may still be written toward the leg.
     var mayWrite: Bool {
         switch self.state {
-        case .open, .closeReceived, .closeOwed: true
+        case .open, .closeReceived, .closeOwed, .closeHeld: true
         case .closeSent, .closed: false
         }
     }
@@ -71,6 +79,12 @@ struct RelayLegClose: Equatable {
 
     var isClosed: Bool { self.state == .closed }
 
+    /// The peer's violation Close is held back (``hold(_:)``).
+    var isHeld: Bool {
+        if case .closeHeld = self.state { return true }
+        return false
+    }
+
     /// The gateway wants to send `message` to the leg. `atBoundary`: the direction toward the leg is
     /// between frames. `failed`: the peer broke the framing and is no longer parsed. `timed`: start the
     /// close timer even while the Close is owed (a drain leaves it to the drain deadline). The first
@@ -80,7 +94,7 @@ struct RelayLegClose: Equatable {
         switch self.state {
         case .open: peerClosed = false
         case .closeReceived: peerClosed = true
-        case .closeOwed, .closeSent, .closed: return []
+        case .closeOwed, .closeHeld, .closeSent, .closed: return []
         }
         let stop: [Action] = failed && !peerClosed ? [.stopReading] : []
         guard atBoundary else {
@@ -88,6 +102,31 @@ struct RelayLegClose: Equatable {
             return stop + (timed ? [.startCloseTimer] : [])
         }
         return stop + self.write(message, peerClosed: peerClosed, failed: failed)
+    }
+
+    /// The peer broke the framing (it is no longer read), but its Close `message` is held back: the other
+    /// leg may still be answering the peer's earlier, valid messages, which are relayed to it meanwhile
+    /// (issue #10: nothing lost). Only from `open`; otherwise the usual failed ``close(_:atBoundary:failed:timed:)``
+    /// applies and this returns `nil`.
+    mutating func hold(_ message: CloseMessage) -> [Action]? {
+        switch self.state {
+        case .open:
+            self.state = .closeHeld(message)
+            return [.stopReading]
+        case .closeReceived, .closeOwed, .closeHeld, .closeSent, .closed:
+            return nil
+        }
+    }
+
+    /// The held Close goes out: now if the direction toward the leg is between frames (then its TCP
+    /// ends), else owed until that frame ends, bounded by the close timer.
+    mutating func release(atBoundary: Bool) -> [Action] {
+        guard case .closeHeld(let message) = self.state else { return [] }
+        guard atBoundary else {
+            self.state = .closeOwed(message, peerClosed: false, failed: true)
+            return [.startCloseTimer]
+        }
+        return self.write(message, peerClosed: false, failed: true)
     }
 
     /// The direction toward the leg reached a frame boundary: an owed Close goes out now.
@@ -117,7 +156,8 @@ struct RelayLegClose: Equatable {
         case .closeSent:
             self.state = .closed
             return [.stopReading, .closeTCP]
-        case .closeReceived, .closeOwed, .closed:
+        case .closeReceived, .closeOwed, .closeHeld, .closed:
+            // Held: the peer is no longer read, its Close cannot be seen.
             return []
         }
     }
@@ -128,7 +168,8 @@ struct RelayLegClose: Equatable {
         case .closeReceived, .closeOwed, .closeSent:
             self.state = .closed
             return [.closeTCP]
-        case .open, .closed:
+        case .open, .closeHeld, .closed:
+            // Held: no close timer runs; the violation grace releases it.
             return []
         }
     }
@@ -148,7 +189,7 @@ struct RelayLegClose: Equatable {
         switch self.state {
         case .open: expected = false
         case .closeOwed(_, let peerClosed, _): expected = peerClosed
-        case .closeReceived, .closeSent, .closed: expected = true
+        case .closeReceived, .closeHeld, .closeSent, .closed: expected = true
         }
         self.state = .closed
         return expected

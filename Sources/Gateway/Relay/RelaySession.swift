@@ -32,6 +32,15 @@ final class RelaySession {
     var discarding = PerSide(false)
     var closeTimers = PerSide<Scheduled<Void>?>(nil)
     let closeTimeout: TimeAmount
+    /// How long an offender's Close is held while the other leg may still answer its earlier messages
+    /// (``RelayCloseState``, DESIGN-NOTES "Close, per leg"): ``defaultViolationGrace``, never more than
+    /// the close timeout.
+    let violationGrace: TimeAmount
+    var graceTimer: Scheduled<Void>?
+    /// 500 ms: an upstream answers what it already received within a round trip (a few ms in a data
+    /// centre, under 300 ms across the planet), while an offender next to an upstream that only sinks
+    /// data waits half a second instead of the close timeout (10 s).
+    static let defaultViolationGrace = TimeAmount.milliseconds(500)
     var stats: PerSide<Stats> { PerSide(client: self.directions.client.leg.stats, upstream: self.directions.upstream.leg.stats) }
     private(set) var finished = false
     /// Metrics and drain (issue #6, `RelaySession+Operations.swift`).
@@ -62,7 +71,8 @@ final class RelaySession {
         closeTimeout: TimeAmount,
         idleTimeout: TimeAmount,
         policy: RelayPolicy = RelayPolicy(),
-        compression: RelayCompression = .none
+        compression: RelayCompression = .none,
+        violationGrace: TimeAmount = RelaySession.defaultViolationGrace
     ) {
         self.eventLoop = eventLoop
         self.resources = RelayResources.current
@@ -83,6 +93,7 @@ final class RelaySession {
         self.clientParser = FrameParser(role: .server, configuration: configuration)
         self.upstreamParser = FrameParser(role: .client, configuration: configuration)
         self.closeTimeout = closeTimeout
+        self.violationGrace = min(violationGrace, closeTimeout)
         self.flow = TranscodeFlow(inflationPerRead: limits.bufferHighWatermark)
         self.compressionAttached(compression, limits: limits)
     }
@@ -232,6 +243,13 @@ final class RelaySession {
                     let session = session.value
                     session.perform(session.closeState.closeTimerFired(side, boundary: session.boundaries))
                 }
+            case .startGraceTimer(let side):
+                self.graceTimer?.cancel()
+                let session = NIOLoopBound(self, eventLoop: self.eventLoop)
+                self.graceTimer = self.eventLoop.scheduleTask(in: self.violationGrace) {
+                    let session = session.value
+                    session.perform(session.closeState.graceExpired(side, boundary: session.boundaries))
+                }
             case .closeLeg(let side):
                 self.closeTimers[side]?.cancel()
                 self.closeConnection(side)
@@ -285,6 +303,7 @@ final class RelaySession {
         self.idleTimer?.cancel()
         self.closeTimers.client?.cancel()
         self.closeTimers.upstream?.cancel()
+        self.graceTimer?.cancel()
         self.directions.client.frameTimer?.cancel()
         self.directions.upstream.frameTimer?.cancel()
         self.policyFinished()
