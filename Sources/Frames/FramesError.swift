@@ -60,6 +60,8 @@ public struct FramesError: Error, Hashable, Sendable, CustomStringConvertible {
         /// RFC 6455 §5.5.1: a Close body, if present, starts with a 2-byte status code (length 1 is invalid).
         public static let closePayloadTooShort = Code(.closePayloadTooShort)
         /// RFC 6455 §7.4: a status code that may not appear on the wire (1004–1006, 1015, unassigned).
+        /// (The "Code" suffix names the close code, not this type: the rule's name as STYLE P6 spells it.)
+        // swift-format-ignore: DontRepeatTypeInStaticProperties
         public static let invalidCloseCode = Code(.invalidCloseCode)
         /// RFC 6455 §8.1: text messages and close reasons MUST be valid UTF-8.
         public static let invalidUTF8 = Code(.invalidUTF8)

@@ -123,7 +123,8 @@ public final class PerMessageInflater {
     }
 
     /// One zlib call: input → output's writable bytes, at most one byte past the message limit.
-    private func run(_ input: UnsafeRawBufferPointer, into output: inout ByteBuffer, maxBytes: Int) throws(FramesError) -> (consumed: Int, full: Bool) {
+    private func run(_ input: UnsafeRawBufferPointer, into output: inout ByteBuffer, maxBytes: Int) throws(FramesError) -> (consumed: Int, full: Bool)
+    {
         precondition(self.initialized, "beginMessage(validatingUTF8:) first")
         let room = min(output.writableBytes, maxBytes, self.maxMessageSize - self.produced + 1)
         guard room > 0 else { return (0, true) }

@@ -23,7 +23,13 @@ private struct Run {
     }
 }
 
-private func parse(_ stream: UnsafeRawBufferPointer, role: FrameParser.Role, configuration: FrameParser.Configuration, chunk: Int, remask: MaskingKey?) -> Run {
+private func parse(
+    _ stream: UnsafeRawBufferPointer,
+    role: FrameParser.Role,
+    configuration: FrameParser.Configuration,
+    chunk: Int,
+    remask: MaskingKey?
+) -> Run {
     var parser = FrameParser(role: role, configuration: configuration)
     var run = Run()
     var declared = 0

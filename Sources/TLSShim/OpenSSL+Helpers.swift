@@ -91,7 +91,7 @@ func readPrivateKey(_ source: TLSPEMSource) throws -> OpaquePointer {
 /// Installs a certificate chain and its key into an `SSL_CTX` and checks that they match.
 func useIdentity(_ identity: TLSIdentity, in ctx: OpaquePointer) throws {
     let certificates = try readCertificates(identity.certificateChain)
-    defer { certificates.forEach { X509_free($0) } }
+    defer { for certificate in certificates { X509_free(certificate) } }
     guard SSL_CTX_use_certificate(ctx, certificates[0]) == 1 else {
         throw OpenSSLErrorQueue.error(.invalidCertificate, "certificate rejected")
     }
@@ -116,7 +116,7 @@ func useIdentity(_ identity: TLSIdentity, in ctx: OpaquePointer) throws {
 /// Adds every certificate of a PEM source to the context's trust store.
 func addTrustedCertificates(_ source: TLSPEMSource, to ctx: OpaquePointer) throws {
     let certificates = try readCertificates(source)
-    defer { certificates.forEach { X509_free($0) } }
+    defer { for certificate in certificates { X509_free(certificate) } }
     let store = SSL_CTX_get_cert_store(ctx)
     for certificate in certificates {
         guard X509_STORE_add_cert(store, certificate) == 1 else {

@@ -84,7 +84,7 @@ public enum TLSCertificateGenerator {
         var issuerKey: OpaquePointer = key
         if let issuer {
             let certificates = try readCertificates(.pem(issuer.certificatePEM))
-            certificates.dropFirst().forEach { X509_free($0) }
+            for certificate in certificates.dropFirst() { X509_free(certificate) }
             issuerCertificate = certificates[0]
             issuerKey = try readPrivateKey(.pem(issuer.privateKeyPEM))
         }

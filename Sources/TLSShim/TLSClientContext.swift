@@ -98,7 +98,7 @@ struct SessionCache: Sendable {
     var sessions: [String: SessionReference] = [:]
 
     mutating func removeAll() {
-        self.sessions.values.forEach { SSL_SESSION_free($0.pointer) }
+        for session in self.sessions.values { SSL_SESSION_free(session.pointer) }
         self.sessions.removeAll()
     }
 

@@ -358,7 +358,7 @@ public final class TLSHandler: ChannelDuplexHandler {
             if let error = self.connection.write(buffer) {
                 promise?.fail(error)
                 for (_, later) in writes[(index + 1)...] { later?.fail(error) }
-                promises.forEach { $0.fail(error) }
+                for promise in promises { promise.fail(error) }
                 if case .failAndClose(let error) = self.stateMachine.connectionFailed(error) {
                     self.fail(error, context: context)
                 }
@@ -373,7 +373,7 @@ public final class TLSHandler: ChannelDuplexHandler {
         default:
             let promise = context.eventLoop.makePromise(of: Void.self)
             promise.futureResult.assumeIsolated().whenComplete { result in
-                promises.forEach { $0.completeWith(result) }
+                for promise in promises { promise.completeWith(result) }
             }
             combined = promise
         }

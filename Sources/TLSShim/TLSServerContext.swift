@@ -43,7 +43,7 @@ public final class TLSServerContext: @unchecked Sendable {
                 try Self.configure(ctx, configuration: configuration, identity: identity, hostIndex: index)
             }
         } catch {
-            built.forEach { SSL_CTX_free($0) }
+            for context in built { SSL_CTX_free(context) }
             self.alpnWire.deallocate()
             throw error
         }
@@ -63,7 +63,7 @@ public final class TLSServerContext: @unchecked Sendable {
 
     deinit {
         SSL_CTX_free(self.defaultContext)
-        self.hostContexts.forEach { SSL_CTX_free($0) }
+        for context in self.hostContexts { SSL_CTX_free(context) }
         self.alpnWire.deallocate()
     }
 

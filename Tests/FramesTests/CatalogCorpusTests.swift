@@ -90,12 +90,14 @@ import Testing
     }
 
     @Test func p12NothingAfterClose() {
-        let input = frame(0x1, key: testKey, payload: Array("Hello".utf8)) + bytes("88 82 37 fa 21 3d 34 12")
+        let input =
+            frame(0x1, key: testKey, payload: Array("Hello".utf8)) + bytes("88 82 37 fa 21 3d 34 12")
             + frame(0x1, key: testKey, payload: Array("after".utf8))
         let entries = expectSameUnderAllSplits(input, role: .server)
         #expect(entries.suffix(2) == [.control(.close, [0x03, 0xE8]), .error(.frameAfterClose)])
         // (e) Autobahn 7.1.5: fragment 1, Close, fragment 2: the Close is delivered, fragment 2 is not.
-        let between = frame(0x1, fin: false, key: testKey, payload: Array("frag1".utf8)) + bytes("88 82 37 fa 21 3d 34 12")
+        let between =
+            frame(0x1, fin: false, key: testKey, payload: Array("frag1".utf8)) + bytes("88 82 37 fa 21 3d 34 12")
             + frame(0x0, key: testKey, payload: Array("frag2".utf8))
         #expect(expectSameUnderAllSplits(between, role: .server).suffix(2) == [.control(.close, [0x03, 0xE8]), .error(.frameAfterClose)])
     }

@@ -1,5 +1,6 @@
-@testable import Frames
 import Testing
+
+@testable import Frames
 
 /// Shorthands for expected values.
 private func offer(_ name: String, _ parameters: (String, String?)...) -> ExtensionOffer {
@@ -48,7 +49,8 @@ private func parseError(_ values: [String]) -> FramesError? {
     }
 
     @Test func severalOffersKeepTheirOrder() throws {
-        let header = "permessage-deflate; client_max_window_bits=15; server_max_window_bits=10, "
+        let header =
+            "permessage-deflate; client_max_window_bits=15; server_max_window_bits=10, "
             + "permessage-deflate; client_max_window_bits, x-webkit-deflate-frame"
         #expect(
             try ExtensionHeader.parse([header]) == [

@@ -4,14 +4,16 @@ import Testing
 @testable import Frames
 
 @Suite struct FrameEncoderTests {
-    @Test(arguments: [
-        (0, [0x82, 0x00]),
-        (125, [0x82, 0x7D]),
-        (126, [0x82, 0x7E, 0x00, 0x7E]),
-        (65535, [0x82, 0x7E, 0xFF, 0xFF]),
-        (65536, [0x82, 0x7F, 0, 0, 0, 0, 0, 1, 0, 0]),
-        (Int(UInt32.max) + 1, [0x82, 0x7F, 0, 0, 0, 1, 0, 0, 0, 0]),
-    ] as [(Int, [UInt8])])
+    @Test(
+        arguments: [
+            (0, [0x82, 0x00]),
+            (125, [0x82, 0x7D]),
+            (126, [0x82, 0x7E, 0x00, 0x7E]),
+            (65535, [0x82, 0x7E, 0xFF, 0xFF]),
+            (65536, [0x82, 0x7F, 0, 0, 0, 0, 0, 1, 0, 0]),
+            (Int(UInt32.max) + 1, [0x82, 0x7F, 0, 0, 0, 1, 0, 0, 0, 0]),
+        ] as [(Int, [UInt8])]
+    )
     func serverHeadersUseTheMinimalLengthEncoding(length: Int, expected: [UInt8]) {
         var encoder = FrameEncoder(role: .server)
         let header = encoder.makeHeader(opcode: .binary, payloadLength: length)
@@ -76,7 +78,10 @@ import Testing
         let reason = String(repeating: "a", count: 121) + "€€"  // 121 + 6 bytes
         encoder.writeClose(code: .goingAway, reason: reason, to: &buffer)
         var parser = FrameParser(role: .server)
-        guard case .control(let close) = try parser.next(&buffer) else { Issue.record("no close frame"); return }
+        guard case .control(let close) = try parser.next(&buffer) else {
+            Issue.record("no close frame")
+            return
+        }
         #expect(close.closeCode == .goingAway)
         #expect(close.closeReason == String(repeating: "a", count: 121))
         #expect(close.payload.readableBytes == 123)

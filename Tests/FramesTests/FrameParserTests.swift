@@ -190,7 +190,10 @@ import Testing
         #expect(expectSameUnderAllSplits(frame(0x8, key: testKey, payload: payload), role: .server) == [.control(.close, payload)])
         var parser = FrameParser(role: .server)
         var buffer = ByteBuffer(bytes: frame(0x8, key: testKey, payload: payload))
-        guard case .control(let close) = try parser.next(&buffer) else { Issue.record("no close"); return }
+        guard case .control(let close) = try parser.next(&buffer) else {
+            Issue.record("no close")
+            return
+        }
         #expect(close.closeCode == CloseCode(code))
         #expect(close.closeReason == "bye €")
     }
@@ -291,7 +294,8 @@ import Testing
         let config = FrameParser.Configuration { $0.maxFragmentsPerMessage = 3 }
         let ok = frame(0x2, fin: false, key: testKey) + frame(0x0, fin: false, key: testKey) + frame(0x0, key: testKey)
         #expect(!expectSameUnderAllSplits(ok, role: .server, configuration: config).contains(.error(.tooManyFragments)))
-        let over = frame(0x2, fin: false, key: testKey) + frame(0x0, fin: false, key: testKey) + frame(0x0, fin: false, key: testKey)
+        let over =
+            frame(0x2, fin: false, key: testKey) + frame(0x0, fin: false, key: testKey) + frame(0x0, fin: false, key: testKey)
             + frame(0x0, key: testKey)
         #expect(expectSameUnderAllSplits(over, role: .server, configuration: config).last == .error(.tooManyFragments))
         #expect(FramesError.tooManyFragments.closeCode == .policyViolation)
@@ -341,7 +345,9 @@ import Testing
         // delivered first. Both must fail with 1007 at the same point in the event sequence.
         let input: [UInt8] = [0x81, 0x85, 0x38, 0xFA, 0x21, 0x3D, 0x7F, 0x31, 0x4D, 0x51, 0x58]
         let entries = expectSameUnderAllSplits(input, role: .server)
-        #expect(entries == [.header(FrameHeader(opcode: .text, maskingKey: MaskingKey(0x38, 0xFA, 0x21, 0x3D), payloadLength: 5)), .error(.invalidUTF8)])
+        #expect(
+            entries == [.header(FrameHeader(opcode: .text, maskingKey: MaskingKey(0x38, 0xFA, 0x21, 0x3D), payloadLength: 5)), .error(.invalidUTF8)]
+        )
         // Byte by byte, nothing after the valid prefix "G" 0xCB is delivered.
         var parser = FrameParser(role: .server)
         var delivered: [UInt8] = []
@@ -437,7 +443,10 @@ import Testing
         var buffer = ByteBuffer(bytes: frame(0x2, key: testKey, payload: Array(repeating: 7, count: 1000)))
         _ = try parser.next(&buffer)
         let base = buffer.withUnsafeReadableBytes { UInt(bitPattern: $0.baseAddress) }
-        guard case .payload(let slice) = try parser.next(&buffer) else { Issue.record("expected payload"); return }
+        guard case .payload(let slice) = try parser.next(&buffer) else {
+            Issue.record("expected payload")
+            return
+        }
         #expect(slice.withUnsafeReadableBytes { UInt(bitPattern: $0.baseAddress) } == base)
     }
 

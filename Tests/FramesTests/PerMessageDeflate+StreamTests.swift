@@ -29,11 +29,14 @@ import Testing
     }
 
     private static func parse(_ buffer: ByteBuffer, limit: Int) throws(FramesError) -> Int {
-        var parser = FrameParser(role: .server, configuration: .init {
-            $0.maxFrameSize = limit
-            $0.maxMessageSize = limit
-            $0.allowedReservedBits = .rsv1
-        })
+        var parser = FrameParser(
+            role: .server,
+            configuration: .init {
+                $0.maxFrameSize = limit
+                $0.maxMessageSize = limit
+                $0.allowedReservedBits = .rsv1
+            }
+        )
         var input = buffer
         var payload = 0
         while let event = try parser.next(&input) {
@@ -89,18 +92,22 @@ import Testing
         var out: [UInt8] = []
         var offers = 0
         // Takes two chunks, then refuses one: nothing more is inflated.
-        #expect(!(try reader.append(&input) { chunk in
-            offers += 1
-            guard offers <= 2 else { return false }
-            out += chunk.readableBytesView
-            return true
-        }))
+        #expect(
+            !(try reader.append(&input) { chunk in
+                offers += 1
+                guard offers <= 2 else { return false }
+                out += chunk.readableBytesView
+                return true
+            })
+        )
         #expect(out.count == 2000 && reader.inflater.inflatedBytes <= 3000)
         // Offered again first, then the rest.
-        #expect(try reader.append(&input) { chunk in
-            out += chunk.readableBytesView
-            return true
-        })
+        #expect(
+            try reader.append(&input) { chunk in
+                out += chunk.readableBytesView
+                return true
+            }
+        )
         if let last = try reader.finish({ out += $0.readableBytesView }) { out += last.readableBytesView }
         #expect(out == plain)
     }

@@ -109,7 +109,9 @@ import Testing
         let upstream = PerMessageDeflateParameters(serverMaxWindowBits: 12, clientMaxWindowBits: 12)
         let matched = PerMessageDeflate.negotiateAsServer(offers: try self.offers("permessage-deflate; client_max_window_bits"), matching: upstream)
         #expect(matched.parameters == upstream)
-        #expect(matched.response.map { ExtensionHeader.serialize([$0]) } == "permessage-deflate; server_max_window_bits=12; client_max_window_bits=12")
+        #expect(
+            matched.response.map { ExtensionHeader.serialize([$0]) } == "permessage-deflate; server_max_window_bits=12; client_max_window_bits=12"
+        )
         // Without client_max_window_bits in the offer the client's window cannot be limited: normal answer.
         let unmatched = PerMessageDeflate.negotiateAsServer(offers: try self.offers("permessage-deflate"), matching: upstream)
         #expect(unmatched.parameters == PerMessageDeflateParameters())
@@ -143,7 +145,10 @@ import Testing
         )
     }
 
-    private func check(_ response: String?, offered: ExtensionOffer? = PerMessageDeflate.clientOffer()) throws(FramesError) -> PerMessageDeflateParameters? {
+    private func check(
+        _ response: String?,
+        offered: ExtensionOffer? = PerMessageDeflate.clientOffer()
+    ) throws(FramesError) -> PerMessageDeflateParameters? {
         let elements = response.map { try! ExtensionHeader.parse([$0]) } ?? []
         return try PerMessageDeflate.validateResponse(elements, offered: offered)
     }
@@ -156,7 +161,9 @@ import Testing
                 == PerMessageDeflateParameters(clientNoContextTakeover: true, serverMaxWindowBits: 12, clientMaxWindowBits: 8)
         )
         let limited = PerMessageDeflate.clientOffer(.init(maxWindowBits: 10, noContextTakeover: false))
-        #expect(try self.check("permessage-deflate; server_max_window_bits=9", offered: limited) == .init(serverMaxWindowBits: 9, clientMaxWindowBits: 10))
+        #expect(
+            try self.check("permessage-deflate; server_max_window_bits=9", offered: limited) == .init(serverMaxWindowBits: 9, clientMaxWindowBits: 10)
+        )
     }
 
     @Test(arguments: [

@@ -181,7 +181,11 @@ func expectSameUnderAllSplits(
     for api in [ParserAPI.inPlace, .copy] {
         #expect(transcript(of: input, role: role, configuration: configuration, api: api) == whole, "\(api), whole", sourceLocation: sourceLocation)
         let ones = Array(repeating: 1, count: input.count)
-        #expect(transcript(of: input, role: role, configuration: configuration, chunks: ones, api: api) == whole, "\(api), one byte at a time", sourceLocation: sourceLocation)
+        #expect(
+            transcript(of: input, role: role, configuration: configuration, chunks: ones, api: api) == whole,
+            "\(api), one byte at a time",
+            sourceLocation: sourceLocation
+        )
         for round in 0..<8 {
             var chunks: [Int] = []
             var total = 0
@@ -190,7 +194,11 @@ func expectSameUnderAllSplits(
                 chunks.append(size)
                 total += size
             }
-            #expect(transcript(of: input, role: role, configuration: configuration, chunks: chunks, api: api) == whole, "\(api), random chunking \(round)", sourceLocation: sourceLocation)
+            #expect(
+                transcript(of: input, role: role, configuration: configuration, chunks: chunks, api: api) == whole,
+                "\(api), random chunking \(round)",
+                sourceLocation: sourceLocation
+            )
         }
     }
     return whole

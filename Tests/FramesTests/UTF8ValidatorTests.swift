@@ -116,7 +116,10 @@ private func failingChunk(_ bytes: [UInt8], chunks: [Int]) -> (chunk: Int?, comp
                 var chunkOfFailure = 0
                 for (number, size) in chunks.enumerated() {
                     end += size
-                    if failure < end { chunkOfFailure = number; break }
+                    if failure < end {
+                        chunkOfFailure = number
+                        break
+                    }
                 }
                 #expect(result.chunk == chunkOfFailure, "\(bytes) \(chunks)")
             }

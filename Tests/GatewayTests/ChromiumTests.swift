@@ -43,31 +43,51 @@ import Testing
         let httpOrigin = "http://localhost:\(try await httpPages.firstLine())"
 
         let metrics = TestMetrics()
-        try await withGatewayAndDemo(metrics: metrics, configure: {
-            $0.listeners[0] = .init(name: "wss", host: "127.0.0.1", port: 0, tls: .init(defaultIdentity: identity.identity))
-            // Both pages are listed: the http: one is refused by the mixed-content rule alone.
-            $0.routes[0].origins.allow = [httpsOrigin, httpOrigin]
-            $0.routes[0].extensions.permessageDeflate.client = .negotiate
-        }) { port in
+        try await withGatewayAndDemo(
+            metrics: metrics,
+            configure: {
+                $0.listeners[0] = .init(name: "wss", host: "127.0.0.1", port: 0, tls: .init(defaultIdentity: identity.identity))
+                // Both pages are listed: the http: one is refused by the mixed-content rule alone.
+                $0.routes[0].origins.allow = [httpsOrigin, httpOrigin]
+                $0.routes[0].extensions.permessageDeflate.client = .negotiate
+            }
+        ) { port in
             let profile = directory.appendingPathComponent("profile").path
-            let allowed = try await Self.load("\(httpsOrigin)/page.html?port=\(port)", chromium: chromium, directory: directory, profile: profile + "-https")
+            let allowed = try await Self.load(
+                "\(httpsOrigin)/page.html?port=\(port)",
+                chromium: chromium,
+                directory: directory,
+                profile: profile + "-https"
+            )
             // Chromium offers permessage-deflate; the client leg negotiates it, the demo upstream leg does
             // not, so the gateway inflates toward the upstream and deflates the echo toward the browser.
             #expect(allowed.result.hasPrefix("DONE open | ext=permessage-deflate"), "\(allowed.output)")
             #expect(allowed.result.hasSuffix("| message=hello from chromium | close=1000"), "\(allowed.output)")
 
-            let refused = try await Self.load("\(httpOrigin)/page.html?port=\(port)", chromium: chromium, directory: directory, profile: profile + "-http")
+            let refused = try await Self.load(
+                "\(httpOrigin)/page.html?port=\(port)",
+                chromium: chromium,
+                directory: directory,
+                profile: profile + "-http"
+            )
             #expect(refused.result == "DONE error | close=1006", "\(refused.output)")
             #expect(refused.output.contains("Unexpected response code: 403"), "\(refused.output)")
         }
         #expect(metrics.total("wsgate_extension_decisions_total", [("side", "client"), ("decision", "negotiated")]) == 1)
         let origin = [("route", "/"), ("side", "client")]
-        #expect(metrics.counterTotal(label: "wsgate_origin_decisions_total", dimensions: origin + [("decision", "allow"), ("reason", "listed")]) == 1)
-        #expect(metrics.counterTotal(label: "wsgate_origin_decisions_total", dimensions: origin + [("decision", "refuse"), ("reason", "mixed-content")]) == 1)
-        #expect(metrics.counterTotal(
-            label: "wsgate_upgrades_refused_total",
-            dimensions: [("listener", "wss"), ("reason", "origin-mixed-content"), ("status", "403")]
-        ) == 1)
+        #expect(
+            metrics.counterTotal(label: "wsgate_origin_decisions_total", dimensions: origin + [("decision", "allow"), ("reason", "listed")]) == 1
+        )
+        #expect(
+            metrics.counterTotal(label: "wsgate_origin_decisions_total", dimensions: origin + [("decision", "refuse"), ("reason", "mixed-content")])
+                == 1
+        )
+        #expect(
+            metrics.counterTotal(
+                label: "wsgate_upgrades_refused_total",
+                dimensions: [("listener", "wss"), ("reason", "origin-mixed-content"), ("status", "403")]
+            ) == 1
+        )
     }
 
     /// Loads `url` in a fresh headless Chromium; the `DONE …` line the page wrote, and all output.

@@ -49,7 +49,13 @@ import Testing
             member: 0,
             upstream: upstream,
             handshake: handshake,
-            requestHead: handshake.requestHead(for: request, upstream: upstream, peer: IPAddress("192.0.2.1"), peerIsTrusted: false, clientUsedTLS: false)
+            requestHead: handshake.requestHead(
+                for: request,
+                upstream: upstream,
+                peer: IPAddress("192.0.2.1"),
+                peerIsTrusted: false,
+                clientUsedTLS: false
+            )
         )
     }()
 

@@ -6,7 +6,12 @@ import Testing
 @Suite struct ClientUpgradeRequestTests {
     static let routes = RouteTable([
         .init(pathPrefix: "/", upstreams: [.init(scheme: .ws, host: "127.0.0.1", port: 1)]),
-        .init(hosts: ["chat.example.com"], pathPrefix: "/chat", upstreams: [.init(scheme: .ws, host: "127.0.0.1", port: 2)], subprotocols: ["chat.v1"]),
+        .init(
+            hosts: ["chat.example.com"],
+            pathPrefix: "/chat",
+            upstreams: [.init(scheme: .ws, host: "127.0.0.1", port: 2)],
+            subprotocols: ["chat.v1"]
+        ),
     ])
 
     private func head(
@@ -65,7 +70,10 @@ import Testing
 
     @Test func versionRefusalTellsTheClientWhichVersionToUse() throws {
         let result = ClientUpgradeRequest.validate(head(replacing("Sec-WebSocket-Version", with: "8")), limits: .init(), routes: Self.routes)
-        guard case .failure(let rejection) = result else { Issue.record("accepted"); return }
+        guard case .failure(let rejection) = result else {
+            Issue.record("accepted")
+            return
+        }
         #expect(rejection.response.headers.contains { $0.0 == "Sec-WebSocket-Version" && $0.1 == "13" })
     }
 

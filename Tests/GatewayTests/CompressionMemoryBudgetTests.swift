@@ -49,7 +49,12 @@ import Testing
         let budget = CompressionMemoryBudget(limit: 100 * 1024)
         let request = try Extensions.request(client: .negotiate, upstream: .negotiate, extensions: "permessage-deflate")
         #expect(ClientConnectionHandler.upstreamDeflateOffer(request, budget: budget, metrics: GatewayMetrics(factory: metrics)) == nil)
-        let outcome = ClientConnectionHandler.negotiateExtensions(request, upstreamDeflate: nil, metrics: GatewayMetrics(factory: metrics), budget: budget)
+        let outcome = ClientConnectionHandler.negotiateExtensions(
+            request,
+            upstreamDeflate: nil,
+            metrics: GatewayMetrics(factory: metrics),
+            budget: budget
+        )
         #expect(outcome.clientAnswer == nil && outcome.compression.client == nil && outcome.compression.reservation == nil)
         #expect(Extensions.decisions(metrics) == ["upstream=declined×1", "client=declined×1"])
         #expect(metrics.counterTotal(label: "wsgate_compression_memory_declines_total", dimensions: [("side", "client")]) == 1)
@@ -99,10 +104,13 @@ import Testing
 
     @Test func aSpentBudgetOpensConnectionsPlainAndCountsTheDeclines() async throws {
         let metrics = TestMetrics()
-        try await withGatewayAndDemo(metrics: metrics, configure: {
-            $0.limits.compressionMemory = 400 * 1024
-            $0.routes[0].extensions.permessageDeflate = .init(client: .negotiate, upstream: .strip)
-        }) { port in
+        try await withGatewayAndDemo(
+            metrics: metrics,
+            configure: {
+                $0.limits.compressionMemory = 400 * 1024
+                $0.routes[0].extensions.permessageDeflate = .init(client: .negotiate, upstream: .strip)
+            }
+        ) { port in
             let offer = [("Sec-WebSocket-Extensions", "permessage-deflate; client_max_window_bits")]
             // The first connection takes 301 KiB of the 400: compressed.
             let first = try await TestWebSocketClient.connect(port: port, path: "/echo", headers: offer)

@@ -26,7 +26,9 @@ import Testing
                 #expect(error.code == .syntax && error.keyPath == "", "\(error)")
             }
         }
-        #expect(throws: ConfigurationError(.emptyDocument, keyPath: "", message: "the configuration is empty: it needs at least `listeners` and `routes`")) {
+        #expect(
+            throws: ConfigurationError(.emptyDocument, keyPath: "", message: "the configuration is empty: it needs at least `listeners` and `routes`")
+        ) {
             try GatewayConfiguration(yaml: "")
         }
     }

@@ -35,10 +35,12 @@ final class ManualClock: GatewayClock, @unchecked Sendable {
         admission.release(listener: "a", ip: "2001:db8:1:2::1")
         #expect(admission.admit(listener: "a", ip: "2001:db8:1:2::99") == nil)
 
-        let wide = ConnectionAdmission(Self.configuration {
-            $0.connectionLimits.perIPConnections = 1
-            $0.connectionLimits.ipv6Prefix = 48
-        })
+        let wide = ConnectionAdmission(
+            Self.configuration {
+                $0.connectionLimits.perIPConnections = 1
+                $0.connectionLimits.ipv6Prefix = 48
+            }
+        )
         #expect(wide.admit(listener: "a", ip: "2001:db8:1:2::1") == nil)
         #expect(wide.admit(listener: "a", ip: "2001:db8:1:ffff::1") == .ipConnections)  // same /48
     }
@@ -53,10 +55,12 @@ final class ManualClock: GatewayClock, @unchecked Sendable {
     }
 
     @Test func listenerAndPerIPCapsCountOpenConnections() {
-        let admission = ConnectionAdmission(Self.configuration {
-            $0.listeners[0].maxConnections = 2
-            $0.connectionLimits.perIPConnections = 3
-        })
+        let admission = ConnectionAdmission(
+            Self.configuration {
+                $0.listeners[0].maxConnections = 2
+                $0.connectionLimits.perIPConnections = 3
+            }
+        )
         #expect(admission.admit(listener: "a", ip: "10.0.0.1") == nil)
         #expect(admission.admit(listener: "a", ip: "10.0.0.2") == nil)
         #expect(admission.admit(listener: "a", ip: "10.0.0.3") == .listenerConnections)
@@ -87,10 +91,13 @@ final class ManualClock: GatewayClock, @unchecked Sendable {
 
     @Test func aFullListenerClosesNewConnectionsAtAcceptAndCountsThem() async throws {
         let metrics = TestMetrics()
-        try await withGatewayAndDemo(metrics: metrics, configure: {
-            $0.listeners[0] = .init(name: "capped", host: "127.0.0.1", port: 0)
-            $0.listeners[0].maxConnections = 1
-        }) { port in
+        try await withGatewayAndDemo(
+            metrics: metrics,
+            configure: {
+                $0.listeners[0] = .init(name: "capped", host: "127.0.0.1", port: 0)
+                $0.listeners[0].maxConnections = 1
+            }
+        ) { port in
             let first = try await TestWebSocketClient.connect(port: port, path: "/echo")
             try await first.send(text: "still here")
             #expect(try await first.receiveMessage(timeout: .seconds(5)) == .text("still here"))
@@ -106,14 +113,22 @@ final class ManualClock: GatewayClock, @unchecked Sendable {
                 return answer?.status == 101
             }
         }
-        #expect(metrics.counterTotal(label: "wsgate_connection_limit_refusals_total", dimensions: [("listener", "capped"), ("limit", "listener_connections")]) >= 1)
+        #expect(
+            metrics.counterTotal(
+                label: "wsgate_connection_limit_refusals_total",
+                dimensions: [("listener", "capped"), ("limit", "listener_connections")]
+            ) >= 1
+        )
     }
 
     @Test func tooManyHandshakesFromOneAddressAre429WithRetryAfter() async throws {
         let metrics = TestMetrics()
-        try await withGatewayAndDemo(metrics: metrics, configure: {
-            $0.connectionLimits.perIPHandshakes = .init(perSecond: 1, burst: 2)
-        }) { port in
+        try await withGatewayAndDemo(
+            metrics: metrics,
+            configure: {
+                $0.connectionLimits.perIPHandshakes = .init(perSecond: 1, burst: 2)
+            }
+        ) { port in
             // A burst of 2, then 1 per second: the third handshake is 429 unless a second has passed since
             // the first (a loaded machine), when the bucket has a token again; so keep asking (at most 10
             // times) until the first 429, and check that everything before it fitted the bucket.
@@ -130,10 +145,16 @@ final class ManualClock: GatewayClock, @unchecked Sendable {
             #expect(statuses.count >= 3 && statuses.count <= 3 + elapsedSeconds, "\(statuses) in \(elapsedSeconds) s")
             #expect(retryAfter == "1")
         }
-        #expect(metrics.counterTotal(label: "wsgate_connection_limit_refusals_total", dimensions: [("listener", "127.0.0.1:0"), ("limit", "ip_handshake_rate")]) == 1)
+        #expect(
+            metrics.counterTotal(
+                label: "wsgate_connection_limit_refusals_total",
+                dimensions: [("listener", "127.0.0.1:0"), ("limit", "ip_handshake_rate")]
+            ) == 1
+        )
     }
 
-    static let upgrade = "GET /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    static let upgrade =
+        "GET /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
 
     /// Polls `condition` every 20 ms for up to 5 s.
     static func eventually(_ condition: () async throws -> Bool) async throws {

@@ -131,11 +131,15 @@ import Testing
         defer { upstream.stop() }
         let upstreamPort = Int(try await upstream.firstLine())!
         let metrics = TestMetrics()
-        try await withGateway(upstreamPort: upstreamPort, metrics: metrics, configure: {
-            $0.limits.maxMessageSize = 2 << 20
-            $0.limits.maxFrameSize = 2 << 20
-            $0.routes[0].extensions.permessageDeflate = .init(client: .negotiate, upstream: .negotiate)
-        }) { port in
+        try await withGateway(
+            upstreamPort: upstreamPort,
+            metrics: metrics,
+            configure: {
+                $0.limits.maxMessageSize = 2 << 20
+                $0.limits.maxFrameSize = 2 << 20
+                $0.routes[0].extensions.permessageDeflate = .init(client: .negotiate, upstream: .negotiate)
+            }
+        ) { port in
             let run = try await runPython(
                 [
                     "-c", clientPeer == .websockets ? Self.websocketsClient : Self.aiohttpClient,
@@ -189,11 +193,14 @@ import Testing
         defer { upstream.stop() }
         let upstreamPort = Int(try await upstream.firstLine())!
         let limit = 1 << 20
-        try await withGateway(upstreamPort: upstreamPort, configure: {
-            $0.limits.maxMessageSize = limit
-            $0.limits.maxFrameSize = limit
-            $0.routes[0].extensions.permessageDeflate = .init(client: .negotiate, upstream: .negotiate)
-        }) { port in
+        try await withGateway(
+            upstreamPort: upstreamPort,
+            configure: {
+                $0.limits.maxMessageSize = limit
+                $0.limits.maxFrameSize = limit
+                $0.routes[0].extensions.permessageDeflate = .init(client: .negotiate, upstream: .negotiate)
+            }
+        ) { port in
             let run = try await runPython(["-c", Self.exactLimitClient, "ws://127.0.0.1:\(port)/echo", "\(limit)"], timeout: .seconds(60))
             #expect(run.status == 0 && run.output.contains("OK"), "upstream compression \(upstreamCompression): \(run.output)")
         }
@@ -205,10 +212,13 @@ import Testing
         let upstream = try PythonPeer(script: Self.websocketsUpstream, arguments: ["on"])
         defer { upstream.stop() }
         let upstreamPort = Int(try await upstream.firstLine())!
-        try await withGateway(upstreamPort: upstreamPort, configure: {
-            $0.limits.maxMessageSize = 2 << 20
-            $0.limits.maxFrameSize = 2 << 20
-        }) { port in
+        try await withGateway(
+            upstreamPort: upstreamPort,
+            configure: {
+                $0.limits.maxMessageSize = 2 << 20
+                $0.limits.maxFrameSize = 2 << 20
+            }
+        ) { port in
             let run = try await runPython(["-c", Self.websocketsClient, "ws://127.0.0.1:\(port)/echo", "on", "no"], timeout: .seconds(60))
             #expect(run.status == 0, "\(run.output)")
         }

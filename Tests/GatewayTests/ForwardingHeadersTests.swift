@@ -21,12 +21,14 @@ import Testing
 
     @Test func fromAnUntrustedPeerEveryClientForwardingHeaderIsReplacedOnce() {
         let headers = ForwardingHeaders.headers(incoming: Self.forged, hop: Self.hop("203.0.113.9", trusted: false, tls: true))
-        #expect(headers.map { "\($0.0): \($0.1)" } == [
-            "X-Forwarded-For: 203.0.113.9",
-            "X-Forwarded-Proto: https",
-            "X-Forwarded-Host: gw.example:8443",
-            #"Forwarded: for=203.0.113.9;host="gw.example:8443";proto=https"#,
-        ])
+        #expect(
+            headers.map { "\($0.0): \($0.1)" } == [
+                "X-Forwarded-For: 203.0.113.9",
+                "X-Forwarded-Proto: https",
+                "X-Forwarded-Host: gw.example:8443",
+                #"Forwarded: for=203.0.113.9;host="gw.example:8443";proto=https"#,
+            ]
+        )
     }
 
     @Test func fromATrustedPeerTheChainsAreAppendedAndTheProxysViewKept() {
@@ -49,12 +51,14 @@ import Testing
         #expect(headers.map(\.1) == ["10.0.0.2", "http", "gw.example:8443", #"for=10.0.0.2;host="gw.example:8443";proto=http"#])
     }
 
-    @Test(arguments: [
-        ("::1", "example.com", #"for="[::1]";host=example.com;proto=http"#),
-        ("2001:db8::7", "[2001:db8::1]:8443", #"for="[2001:db8::7]";host="[2001:db8::1]:8443";proto=http"#),
-        ("192.0.2.1", "a.example", "for=192.0.2.1;host=a.example;proto=http"),
-        (nil, "a.example", "for=unknown;host=a.example;proto=http"),
-    ] as [(String?, String, String)])
+    @Test(
+        arguments: [
+            ("::1", "example.com", #"for="[::1]";host=example.com;proto=http"#),
+            ("2001:db8::7", "[2001:db8::1]:8443", #"for="[2001:db8::7]";host="[2001:db8::1]:8443";proto=http"#),
+            ("192.0.2.1", "a.example", "for=192.0.2.1;host=a.example;proto=http"),
+            (nil, "a.example", "for=unknown;host=a.example;proto=http"),
+        ] as [(String?, String, String)]
+    )
     func forwardedElementsFollowRFC7239(peer: String?, host: String, expected: String) {
         #expect(ForwardingHeaders.forwardedElement(for: peer.flatMap { IPAddress($0) }, host: host, proto: "http") == expected)
     }
@@ -75,19 +79,21 @@ import Testing
 
     static let trusted = TrustedProxies(["10.0.0.0/8", "fd00::/8"].compactMap { IPAddressRange($0) })
 
-    @Test(arguments: [
-        // (peer, X-Forwarded-For, source, expected)
-        ("203.0.113.9", ["1.2.3.4"], ClientAddressSource.chain, "203.0.113.9"),  // untrusted peer: its header is ignored
-        ("10.0.0.2", ["1.2.3.4"], .chain, "1.2.3.4"),
-        ("10.0.0.2", ["1.2.3.4, 10.0.0.7"], .chain, "1.2.3.4"),  // right-most untrusted
-        ("10.0.0.2", ["6.6.6.6, 1.2.3.4, 10.0.0.7"], .chain, "1.2.3.4"),  // a forged left part is never reached
-        ("10.0.0.2", ["6.6.6.6", "1.2.3.4"], .chain, "1.2.3.4"),  // several header lines are one list
-        ("10.0.0.2", ["10.0.0.9, 10.0.0.7"], .chain, "10.0.0.9"),  // all trusted: the left-most
-        ("10.0.0.2", ["1.2.3.4, garbage, 10.0.0.7"], .chain, "10.0.0.7"),  // not an address: stop at the hop that sent it
-        ("10.0.0.2", [], .chain, "10.0.0.2"),
-        ("fd00::1", ["2001:db8::5"], .chain, "2001:db8::5"),
-        ("10.0.0.2", ["1.2.3.4"], .peer, "10.0.0.2"),
-    ] as [(String, [String], ClientAddressSource, String)])
+    @Test(
+        arguments: [
+            // (peer, X-Forwarded-For, source, expected)
+            ("203.0.113.9", ["1.2.3.4"], ClientAddressSource.chain, "203.0.113.9"),  // untrusted peer: its header is ignored
+            ("10.0.0.2", ["1.2.3.4"], .chain, "1.2.3.4"),
+            ("10.0.0.2", ["1.2.3.4, 10.0.0.7"], .chain, "1.2.3.4"),  // right-most untrusted
+            ("10.0.0.2", ["6.6.6.6, 1.2.3.4, 10.0.0.7"], .chain, "1.2.3.4"),  // a forged left part is never reached
+            ("10.0.0.2", ["6.6.6.6", "1.2.3.4"], .chain, "1.2.3.4"),  // several header lines are one list
+            ("10.0.0.2", ["10.0.0.9, 10.0.0.7"], .chain, "10.0.0.9"),  // all trusted: the left-most
+            ("10.0.0.2", ["1.2.3.4, garbage, 10.0.0.7"], .chain, "10.0.0.7"),  // not an address: stop at the hop that sent it
+            ("10.0.0.2", [], .chain, "10.0.0.2"),
+            ("fd00::1", ["2001:db8::5"], .chain, "2001:db8::5"),
+            ("10.0.0.2", ["1.2.3.4"], .peer, "10.0.0.2"),
+        ] as [(String, [String], ClientAddressSource, String)]
+    )
     func clientAddressResolution(peer: String, forwardedFor: [String], source: ClientAddressSource, expected: String) {
         let client = ForwardingHeaders.clientAddress(peer: IPAddress(peer), forwardedFor: forwardedFor, source: source, trusted: Self.trusted)
         #expect(client?.description == expected)

@@ -29,7 +29,10 @@ import Testing
     }
 
     @Test(arguments: [
-        (ConfigurationError.Code.invalidValue, "admin:\n  address: 9090", "admin.address", #""9090" has no port (use host:port, e.g. 0.0.0.0:8443 or [::]:8443)"#),
+        (
+            ConfigurationError.Code.invalidValue, "admin:\n  address: 9090", "admin.address",
+            #""9090" has no port (use host:port, e.g. 0.0.0.0:8443 or [::]:8443)"#
+        ),
         (.unknownKey, "admin:\n  port: 9090", "admin.port", #"unknown key "port" (valid keys: address)"#),
         (.conflict, "admin:\n  address: 0.0.0.0:8080", "admin.address", "0.0.0.0:8080 is already used by listeners[0]"),
         (.outOfRange, "timeouts:\n  drain: 0s", "timeouts.drain", "must be greater than zero (found 0.0 seconds)"),

@@ -67,17 +67,38 @@ import Testing
     }
 
     @Test(arguments: [
-        (ConfigurationError.Code.invalidValue, document(route: ", origins: {allow: [\"https://a.example/x\"]}"), "routes[0].origins.allow[0]", "is not an origin"),
+        (
+            ConfigurationError.Code.invalidValue, document(route: ", origins: {allow: [\"https://a.example/x\"]}"), "routes[0].origins.allow[0]",
+            "is not an origin"
+        ),
         (.invalidValue, document(route: ", origins: {null_origin: maybe}"), "routes[0].origins.null_origin", "\"maybe\" is not allow or refuse"),
         (.unknownKey, document(route: ", origins: {nul_origin: allow}"), "routes[0].origins.nul_origin", "did you mean \"null_origin\""),
-        (.invalidValue, document(route: ", rate_limits: {client: {action: drop}}"), "routes[0].rate_limits.client.action", "is not an action (use throttle or close)"),
-        (.outOfRange, document(route: ", rate_limits: {client: {messages: {rate: 0}}}"), "routes[0].rate_limits.client.messages.rate", "must be greater than zero"),
-        (.outOfRange, document(route: ", rate_limits: {client: {bytes: {rate: 1MiB, burst: 0}}}"), "routes[0].rate_limits.client.bytes.burst", "must be greater than zero"),
-        (.missingKey, document(route: ", rate_limits: {client: {messages: {burst: 5}}}"), "routes[0].rate_limits.client.messages.rate", "required key is missing"),
+        (
+            .invalidValue, document(route: ", rate_limits: {client: {action: drop}}"), "routes[0].rate_limits.client.action",
+            "is not an action (use throttle or close)"
+        ),
+        (
+            .outOfRange, document(route: ", rate_limits: {client: {messages: {rate: 0}}}"), "routes[0].rate_limits.client.messages.rate",
+            "must be greater than zero"
+        ),
+        (
+            .outOfRange, document(route: ", rate_limits: {client: {bytes: {rate: 1MiB, burst: 0}}}"), "routes[0].rate_limits.client.bytes.burst",
+            "must be greater than zero"
+        ),
+        (
+            .missingKey, document(route: ", rate_limits: {client: {messages: {burst: 5}}}"), "routes[0].rate_limits.client.messages.rate",
+            "required key is missing"
+        ),
         (.unknownKey, document(route: ", rate_limits: {server: {}}"), "routes[0].rate_limits.server", "unknown key"),
         (.outOfRange, document(listener: ", max_connections: 0"), "listeners[0].max_connections", "must be greater than zero"),
-        (.outOfRange, document(extra: "connection_limits: {per_ip_connections: -1}"), "connection_limits.per_ip_connections", "must be greater than zero"),
-        (.invalidValue, document(extra: "connection_limits: {per_ip_handshakes: {rate: x}}"), "connection_limits.per_ip_handshakes.rate", "is not a whole number"),
+        (
+            .outOfRange, document(extra: "connection_limits: {per_ip_connections: -1}"), "connection_limits.per_ip_connections",
+            "must be greater than zero"
+        ),
+        (
+            .invalidValue, document(extra: "connection_limits: {per_ip_handshakes: {rate: x}}"), "connection_limits.per_ip_handshakes.rate",
+            "is not a whole number"
+        ),
         (.outOfRange, document(extra: "connection_limits: {ipv6_prefix: 0}"), "connection_limits.ipv6_prefix", "out of range 1–128"),
         (.outOfRange, document(extra: "connection_limits: {ipv6_prefix: 129}"), "connection_limits.ipv6_prefix", "out of range 1–128"),
         (.invalidValue, document(extra: "connection_limits: {ipv6_prefix: /64}"), "connection_limits.ipv6_prefix", "is not a whole number"),

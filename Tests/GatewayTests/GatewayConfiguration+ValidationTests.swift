@@ -32,18 +32,23 @@ import Testing
             routes: [.init(upstreams: [.init(scheme: .wss, host: "a", port: 443)])]
         )
         configuration.listeners[0].tls = TLSServerConfiguration(defaultIdentity: TLSIdentity(certificateChain: .file(""), privateKey: .file("k")))
-        #expect(throws: ConfigurationError(.invalidValue, keyPath: "listeners[0].tls.certificate", message: "expected a file path, found an empty string")) {
+        #expect(
+            throws: ConfigurationError(.invalidValue, keyPath: "listeners[0].tls.certificate", message: "expected a file path, found an empty string")
+        ) {
             try configuration.validate()
         }
         configuration.listeners[0].tls = TLSServerConfiguration(defaultIdentity: TLSIdentity(certificateChain: .pem("x"), privateKey: .pem("y")))
         try configuration.validate()
         configuration.routes[0].upstreamTLS = .init(serverName: "not a name")
-        #expect(throws: ConfigurationError(.invalidValue, keyPath: "routes[0].upstream_tls.server_name", message: #""not a name" is not a host name"#)) {
+        #expect(
+            throws: ConfigurationError(.invalidValue, keyPath: "routes[0].upstream_tls.server_name", message: #""not a name" is not a host name"#)
+        ) {
             try configuration.validate()
         }
         configuration.routes[0].upstreamTLS = .init(serverName: "a.internal")
         configuration.routes[0].upstreams[0].scheme = .ws
-        #expect(throws: ConfigurationError(.conflict, keyPath: "routes[0].upstream_tls", message: "is set but no upstream of this route uses wss://")) {
+        #expect(throws: ConfigurationError(.conflict, keyPath: "routes[0].upstream_tls", message: "is set but no upstream of this route uses wss://"))
+        {
             try configuration.validate()
         }
     }

@@ -32,7 +32,10 @@ import Testing
     }
 
     @Test(arguments: [
-        (ConfigurationError.Code.invalidValue, "{permessage_deflate: {client: compress}}", "routes[0].extensions.permessage_deflate.client", "negotiate or strip"),
+        (
+            ConfigurationError.Code.invalidValue, "{permessage_deflate: {client: compress}}", "routes[0].extensions.permessage_deflate.client",
+            "negotiate or strip"
+        ),
         (.invalidValue, "{permessage_deflate: {upstream: yes}}", "routes[0].extensions.permessage_deflate.upstream", "negotiate or strip"),
         (.outOfRange, "{permessage_deflate: {max_window_bits: 8}}", "routes[0].extensions.permessage_deflate.max_window_bits", "8-bit window"),
         (.outOfRange, "{permessage_deflate: {max_window_bits: 16}}", "routes[0].extensions.permessage_deflate.max_window_bits", "out of range"),

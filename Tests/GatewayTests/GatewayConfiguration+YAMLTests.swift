@@ -191,7 +191,8 @@ struct InvalidDocument: Sendable, CustomTestStringConvertible {
 
     private static let invalidDocumentTable: [(ConfigurationError.Code, String, String, String)] = [
         // Upstream URLs.
-        (.invalidValue,
+        (
+            .invalidValue,
             document(routes: #"{upstreams: ["ws://a:1"]}, {path: /x, upstreams: ["http://x"]}"#),
             "routes[1].upstreams[0]", #""http://x" is not a ws:// or wss:// URL"#
         ),
@@ -209,26 +210,39 @@ struct InvalidDocument: Sendable, CustomTestStringConvertible {
         (.missingKey, document(routes: #"{path: /}"#), "routes[0].upstreams", "required key is missing"),
         (.wrongType, document(routes: #"{upstreams: "ws://a"}"#), "routes[0].upstreams", #"expected a list, found the value "ws://a""#),
         // Sizes, counts, durations.
-        (.invalidValue, document(extra: "limits: {max_message: 10 MB}"), "limits.max_message", #""10 MB" is not a size (use B, KiB, MiB, GiB, KB, MB, GB)"#),
+        (
+            .invalidValue, document(extra: "limits: {max_message: 10 MB}"), "limits.max_message",
+            #""10 MB" is not a size (use B, KiB, MiB, GiB, KB, MB, GB)"#
+        ),
         (.invalidValue, document(extra: "limits: {max_frame: 16kib}"), "limits.max_frame", "is not a size"),
         (.outOfRange, document(extra: "limits: {max_frame: 99999999999GiB}"), "limits.max_frame", "is too large"),
         (.invalidValue, document(extra: "limits: {request_headers: many}"), "limits.request_headers", #""many" is not a whole number"#),
         (.outOfRange, document(extra: "limits: {max_fragments: 99999999999999999999}"), "limits.max_fragments", "is too large"),
         (.outOfRange, document(extra: "limits: {max_frame: 0}"), "limits.max_frame", "must be greater than zero (found 0)"),
         (.outOfRange, document(extra: "limits: {max_fragments: -1}"), "limits.max_fragments", "must be greater than zero (found -1)"),
-        (.conflict,
+        (
+            .conflict,
             document(extra: "limits: {buffer_low_watermark: 256KiB, buffer_high_watermark: 64KiB}"),
             "limits.buffer_low_watermark", "262144 bytes must be less than buffer_high_watermark (65536 bytes)"
         ),
-        (.conflict, document(extra: "limits: {buffer_low_watermark: 256KiB}"), "limits.buffer_low_watermark", "must be less than buffer_high_watermark"),
+        (
+            .conflict, document(extra: "limits: {buffer_low_watermark: 256KiB}"), "limits.buffer_low_watermark",
+            "must be less than buffer_high_watermark"
+        ),
         (.invalidValue, document(extra: "timeouts: {idle: 120}"), "timeouts.idle", "120 has no unit: add one (ms, s, m, h), for example 120s"),
-        (.invalidValue, document(extra: "timeouts: {close: 10 s}"), "timeouts.close", #""10 s" is not a duration (use ms, s, m, h, e.g. 250ms, 10s, 1m30s)"#),
+        (
+            .invalidValue, document(extra: "timeouts: {close: 10 s}"), "timeouts.close",
+            #""10 s" is not a duration (use ms, s, m, h, e.g. 250ms, 10s, 1m30s)"#
+        ),
         (.outOfRange, document(extra: "timeouts: {close: 9999999999h}"), "timeouts.close", "is too large"),
         (.outOfRange, document(extra: "timeouts: {upstream_connect: 0ms}"), "timeouts.upstream_connect", "must be greater than zero"),
         // Unknown keys, at every level.
         (.unknownKey, document(extra: "timeouts: {idel: 10s}"), "timeouts.idel", #"unknown key "idel" (did you mean "idle"?)"#),
         (.unknownKey, document(extra: "routs: []"), "routs", #"unknown key "routs" (did you mean "routes"?)"#),
-        (.unknownKey, document(extra: "colour: blue"), "colour", #"unknown key "colour" (valid keys: listeners, routes, limits, timeouts, access_log, connection_limits, admin, trusted_proxies, client_address)"#),
+        (
+            .unknownKey, document(extra: "colour: blue"), "colour",
+            #"unknown key "colour" (valid keys: listeners, routes, limits, timeouts, access_log, connection_limits, admin, trusted_proxies, client_address)"#
+        ),
         (.unknownKey, document(listeners: #"{adress: "1.2.3.4:5"}"#), "listeners[0].adress", #"unknown key "adress" (did you mean "address"?)"#),
         (.unknownKey, document(routes: #"{upstreams: ["wss://a"], upstream_tls: {verfy: false}}"#), "routes[0].upstream_tls.verfy", "unknown key"),
         (.unknownKey, document(extra: "limits: {max_message_size: 1MiB}"), "limits.max_message_size", "unknown key"),
@@ -244,33 +258,40 @@ struct InvalidDocument: Sendable, CustomTestStringConvertible {
         (.missingKey, document(listeners: ""), "listeners", "at least one listener is required"),
         (.missingKey, "routes: [{upstreams: [\"ws://a\"]}]", "listeners", "required key is missing"),
         (.wrongType, "listeners: {address: \"1.2.3.4:5\"}\nroutes: []", "listeners", "expected a list, found a mapping"),
-        (.conflict,
+        (
+            .conflict,
             document(listeners: #"{address: "127.0.0.1:8080"}, {address: "127.0.0.1:8080"}"#),
             "listeners[1].address", "127.0.0.1:8080 is already used by listeners[0]"
         ),
-        (.conflict,
+        (
+            .conflict,
             document(listeners: #"{address: "[::1]:8080"}, {address: "[::1]:8081"}, {address: "[::1]:8080"}"#),
             "listeners[2].address", "[::1]:8080 is already used by listeners[0]"
         ),
-        (.conflict,
+        (
+            .conflict,
             document(listeners: #"{name: a, address: "127.0.0.1:1"}, {name: a, address: "127.0.0.1:2"}"#),
             "listeners[1].name", #""a" is already used by listeners[0]"#
         ),
         // Listener TLS.
-        (.invalidValue,
+        (
+            .invalidValue,
             document(listeners: #"{address: "0.0.0.0:1", tls: {certificate: a, key: b, min_version: "1.1"}}"#),
             "listeners[0].tls.min_version", #""1.1" is not a supported TLS version (use "1.2" or "1.3")"#
         ),
         (.missingKey, document(listeners: #"{address: "0.0.0.0:1", tls: {certificate: a}}"#), "listeners[0].tls.key", "required key is missing"),
-        (.missingKey,
+        (
+            .missingKey,
             document(listeners: #"{address: "0.0.0.0:1", tls: {certificate: a, key: b, sni: [{names: [x], certificate: c}]}}"#),
             "listeners[0].tls.sni[0].key", "required key is missing"
         ),
-        (.invalidValue,
+        (
+            .invalidValue,
             document(listeners: #"{address: "0.0.0.0:1", tls: {certificate: a, key: b, sni: [{names: [x, "x.*"], certificate: c, key: d}]}}"#),
             "listeners[0].tls.sni[0].names[1]", #""x.*" is not a host name or a *.suffix pattern"#
         ),
-        (.missingKey,
+        (
+            .missingKey,
             document(listeners: #"{address: "0.0.0.0:1", tls: {certificate: a, key: b, sni: [{names: [], certificate: c, key: d}]}}"#),
             "listeners[0].tls.sni[0].names", "at least one name is required"
         ),
@@ -278,31 +299,60 @@ struct InvalidDocument: Sendable, CustomTestStringConvertible {
         (.missingKey, document(routes: ""), "routes", "at least one route is required"),
         (.invalidValue, document(routes: #"{path: chat, upstreams: ["ws://a"]}"#), "routes[0].path", #""chat" must start with "/""#),
         (.invalidValue, document(routes: #"{path: "/chat?x", upstreams: ["ws://a"]}"#), "routes[0].path", "must be a path only"),
-        (.invalidValue, document(routes: #"{hosts: [a.com, "a.*.com"], upstreams: ["ws://a"]}"#), "routes[0].hosts[1]", #""a.*.com" is not a host name or a *.suffix pattern"#),
-        (.invalidValue, document(routes: #"{hosts: ["*"], upstreams: ["ws://a"]}"#), "routes[0].hosts[0]", "is not a host name or a *.suffix pattern"),
+        (
+            .invalidValue, document(routes: #"{hosts: [a.com, "a.*.com"], upstreams: ["ws://a"]}"#), "routes[0].hosts[1]",
+            #""a.*.com" is not a host name or a *.suffix pattern"#
+        ),
+        (
+            .invalidValue, document(routes: #"{hosts: ["*"], upstreams: ["ws://a"]}"#), "routes[0].hosts[0]",
+            "is not a host name or a *.suffix pattern"
+        ),
         (.invalidValue, document(routes: #"{hosts: ["*example.com"], upstreams: ["ws://a"]}"#), "routes[0].hosts[0]", "is not a host name"),
         (.invalidValue, document(routes: #"{hosts: ["chat.example.com:8443"], upstreams: ["ws://a"]}"#), "routes[0].hosts[0]", "is not a host name"),
-        (.conflict,
+        (
+            .conflict,
             document(routes: #"{upstreams: ["ws://a"]}, {path: /, upstreams: ["ws://b"]}"#),
             "routes[1]", "routes[0] already matches every host on path /"
         ),
-        (.conflict,
+        (
+            .conflict,
             document(routes: #"{hosts: [a.com, b.com], path: /x, upstreams: ["ws://a"]}, {hosts: [B.com], path: /x, upstreams: ["ws://b"]}"#),
             "routes[1]", #"routes[0] already matches host "b.com" on path /x"#
         ),
-        (.invalidValue, document(routes: #"{subprotocols: ["chat v1"], upstreams: ["ws://a"]}"#), "routes[0].subprotocols[0]", "is not a valid subprotocol name"),
+        (
+            .invalidValue, document(routes: #"{subprotocols: ["chat v1"], upstreams: ["ws://a"]}"#), "routes[0].subprotocols[0]",
+            "is not a valid subprotocol name"
+        ),
         // Upstream TLS.
-        (.missingKey, document(routes: #"{upstreams: ["wss://a"], upstream_tls: {client_certificate: c.pem}}"#), "routes[0].upstream_tls.client_key", "required when client_certificate is set"),
-        (.missingKey, document(routes: #"{upstreams: ["wss://a"], upstream_tls: {client_key: c.key}}"#), "routes[0].upstream_tls.client_certificate", "required when client_key is set"),
-        (.invalidValue, document(routes: #"{upstreams: ["wss://a"], upstream_tls: {verify: yes}}"#), "routes[0].upstream_tls.verify", #""yes" is not a boolean (use true or false)"#),
-        (.invalidValue, document(routes: #"{upstreams: ["wss://a"], upstream_tls: {server_name: "a b"}}"#), "routes[0].upstream_tls.server_name", "is not a host name"),
-        (.conflict, document(routes: #"{upstreams: ["ws://a"], upstream_tls: {verify: true}}"#), "routes[0].upstream_tls", "is set but no upstream of this route uses wss://"),
+        (
+            .missingKey, document(routes: #"{upstreams: ["wss://a"], upstream_tls: {client_certificate: c.pem}}"#),
+            "routes[0].upstream_tls.client_key", "required when client_certificate is set"
+        ),
+        (
+            .missingKey, document(routes: #"{upstreams: ["wss://a"], upstream_tls: {client_key: c.key}}"#),
+            "routes[0].upstream_tls.client_certificate", "required when client_key is set"
+        ),
+        (
+            .invalidValue, document(routes: #"{upstreams: ["wss://a"], upstream_tls: {verify: yes}}"#), "routes[0].upstream_tls.verify",
+            #""yes" is not a boolean (use true or false)"#
+        ),
+        (
+            .invalidValue, document(routes: #"{upstreams: ["wss://a"], upstream_tls: {server_name: "a b"}}"#), "routes[0].upstream_tls.server_name",
+            "is not a host name"
+        ),
+        (
+            .conflict, document(routes: #"{upstreams: ["ws://a"], upstream_tls: {verify: true}}"#), "routes[0].upstream_tls",
+            "is set but no upstream of this route uses wss://"
+        ),
         // Access log, document shape.
         (.invalidValue, document(extra: "access_log: false"), "access_log", "false is not stdout, stderr, off or a file path"),
         (.invalidValue, document(extra: #"access_log: """#), "access_log", "expected stdout, stderr, off or a file path"),
         (.wrongType, document(extra: "access_log: [stdout]"), "access_log", "expected a string, found a list"),
         (.emptyDocument, "", "", "the configuration is empty"),
-        (.wrongType, "- a\n- b", "", "expected a mapping (with keys listeners, routes, limits, timeouts, access_log, connection_limits, admin, trusted_proxies, client_address), found a list"),
+        (
+            .wrongType, "- a\n- b", "",
+            "expected a mapping (with keys listeners, routes, limits, timeouts, access_log, connection_limits, admin, trusted_proxies, client_address), found a list"
+        ),
         (.wrongType, "{[a]: b}", "", "keys must be plain strings, found a list"),
     ]
 
@@ -333,7 +383,8 @@ struct InvalidDocument: Sendable, CustomTestStringConvertible {
 
     @Test func relativePathsResolveAgainstTheBaseDirectory() throws {
         let yaml = document(
-            listeners: #"{address: "0.0.0.0:1", tls: {certificate: ./certs/a.pem, key: /abs/a.key, sni: [{names: [x], certificate: ../b.pem, key: b.key}]}}"#,
+            listeners:
+                #"{address: "0.0.0.0:1", tls: {certificate: ./certs/a.pem, key: /abs/a.key, sni: [{names: [x], certificate: ../b.pem, key: b.key}]}}"#,
             routes: #"{upstreams: ["wss://a"], upstream_tls: {ca: ca.pem, client_certificate: c/c.pem, client_key: /k}}"#,
             extra: "access_log: logs//access.log"
         )

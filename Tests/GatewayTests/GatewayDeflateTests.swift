@@ -10,7 +10,10 @@ import Testing
 @Suite(.timeLimit(.minutes(2))) struct GatewayDeflateTests {
     private static let offer = [("Sec-WebSocket-Extensions", "permessage-deflate; client_max_window_bits")]
 
-    private static func policy(client: GatewayConfiguration.ExtensionMode, upstream: GatewayConfiguration.ExtensionMode) -> (inout GatewayConfiguration) -> Void {
+    private static func policy(
+        client: GatewayConfiguration.ExtensionMode,
+        upstream: GatewayConfiguration.ExtensionMode
+    ) -> (inout GatewayConfiguration) -> Void {
         { $0.routes[0].extensions.permessageDeflate = .init(client: client, upstream: upstream) }
     }
 
@@ -24,7 +27,10 @@ import Testing
     }
 
     /// Reads one whole message from `client`, inflating it with `inflater` when its first frame has RSV1.
-    private static func receive(_ client: TestWebSocketClient, _ inflater: PerMessageInflater) async throws -> (compressed: Bool, opcode: Opcode, bytes: [UInt8]) {
+    private static func receive(
+        _ client: TestWebSocketClient,
+        _ inflater: PerMessageInflater
+    ) async throws -> (compressed: Bool, opcode: Opcode, bytes: [UInt8]) {
         var (header, payload) = try await client.receiveFrame()
         let compressed = header.reservedBits.contains(.rsv1)
         let opcode = header.opcode
@@ -43,7 +49,8 @@ import Testing
         return (true, opcode, plain)
     }
 
-    private static func sendCompressed(_ client: TestWebSocketClient, opcode: Opcode = .text, _ compressed: [UInt8], fragments: Int = 1) async throws {
+    private static func sendCompressed(_ client: TestWebSocketClient, opcode: Opcode = .text, _ compressed: [UInt8], fragments: Int = 1) async throws
+    {
         var encoder = FrameEncoder(role: .client)
         var bytes = ByteBuffer()
         let size = (compressed.count + fragments - 1) / fragments
@@ -124,7 +131,10 @@ import Testing
             #expect(!client.responseHeaders.contains { $0.0.lowercased() == "sec-websocket-extensions" })
             try await Self.sendCompressed(client, [0xF2, 0x48, 0xCD, 0xC9, 0xC9, 0x07, 0x00])
             let close = try await client.receiveMessage()
-            guard case .close(let code, _) = close else { Issue.record("\(close)"); return }
+            guard case .close(let code, _) = close else {
+                Issue.record("\(close)")
+                return
+            }
             #expect(code == .protocolError)
         }
         #expect(Self.counter(metrics, "wsgate_extension_decisions_total", [("side", "client"), ("decision", "stripped")]) == 1)
@@ -154,7 +164,10 @@ import Testing
             #expect(bomb.count < 200 * 1024)
             try await Self.sendCompressed(client, opcode: .binary, bomb)
             let close = try await client.receiveMessage(timeout: .seconds(10))
-            guard case .close(let code, _) = close else { Issue.record("\(close)"); return }
+            guard case .close(let code, _) = close else {
+                Issue.record("\(close)")
+                return
+            }
             #expect(code == .messageTooBig)
             // The client's 1009 no longer waits for the upstream (issue #10): the upstream's 1001 is sent in
             // the same turn, so it may still be on its way.
@@ -254,7 +267,9 @@ import Testing
                 path: "/",
                 headers: [("Sec-WebSocket-Extensions", "permessage-deflate; server_max_window_bits=10")]
             )
-            #expect(client.responseHeaders.filter { $0.0 == "Sec-WebSocket-Extensions" }.map(\.1) == ["permessage-deflate; server_max_window_bits=10"])
+            #expect(
+                client.responseHeaders.filter { $0.0 == "Sec-WebSocket-Extensions" }.map(\.1) == ["permessage-deflate; server_max_window_bits=10"]
+            )
             let inflater = PerMessageInflater(windowBits: 10, noContextTakeover: false, maxMessageSize: 1 << 20)
             let received = try await Self.receive(client, inflater)
             #expect(received.compressed && received.bytes == document)
@@ -278,7 +293,10 @@ import Testing
             let client = try await TestWebSocketClient.connect(port: port, path: "/", headers: [("Sec-WebSocket-Extensions", "permessage-deflate")])
             try await Self.sendCompressed(client, try Self.compress(Array("bad \u{FFFD}".utf8).dropLast(3) + [0xC0, 0xAF]))
             let close = try await client.receiveMessage()
-            guard case .close(let code, _) = close else { Issue.record("\(close)"); return }
+            guard case .close(let code, _) = close else {
+                Issue.record("\(close)")
+                return
+            }
             #expect(code == .invalidPayloadData)
         }
     }
@@ -297,13 +315,17 @@ import Testing
     func invalidExtensionAnswersFromTheUpstreamAre502(mode: String, answer: String) async throws {
         let upstream = try await FakeUpstream.start { .accept($0, extraHeaders: "Sec-WebSocket-Extensions: \(answer)\r\n") }
         defer { Task { await upstream.close() } }
-        try await withGateway(upstreamPort: upstream.port, configure: Self.policy(client: .negotiate, upstream: GatewayConfiguration.ExtensionMode(mode)!)) { port in
+        try await withGateway(
+            upstreamPort: upstream.port,
+            configure: Self.policy(client: .negotiate, upstream: GatewayConfiguration.ExtensionMode(mode)!)
+        ) { port in
             await #expect(throws: TestWebSocketClient.Failure.self) {
                 _ = try await TestWebSocketClient.connect(port: port, path: "/", headers: Self.offer)
             }
             let answer = try await TestWebSocketClient.rawHandshake(
                 port: port,
-                request: "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+                request:
+                    "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
             )
             #expect(answer.status == 502)
         }

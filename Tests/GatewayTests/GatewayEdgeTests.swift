@@ -26,13 +26,16 @@ import Testing
         let upstream = try await FakeUpstream.start { .accept($0) }
         defer { Task { await upstream.close() } }
         try await GatewayTLSTests.withFile("") { log in
-            try await withGateway(upstreamPort: upstream.port, configure: {
-                $0.listeners[0].proxyProtocol = mode
-                $0.trustedProxies = ["127.0.0.1"]
-                $0.accessLog = .file(log)
-                // The fake upstream never answers the gateway's Close: end the session quickly.
-                $0.timeouts.close = .milliseconds(100)
-            }) { port in
+            try await withGateway(
+                upstreamPort: upstream.port,
+                configure: {
+                    $0.listeners[0].proxyProtocol = mode
+                    $0.trustedProxies = ["127.0.0.1"]
+                    $0.accessLog = .file(log)
+                    // The fake upstream never answers the gateway's Close: end the session quickly.
+                    $0.timeouts.close = .milliseconds(100)
+                }
+            ) { port in
                 let haproxy = try await HAProxy.start(forwardingTo: port, option: option)
                 defer { haproxy.stop() }
                 // A client forging its own forwarding headers: they are not believed (it is not trusted).
@@ -78,11 +81,15 @@ import Testing
         let metrics = TestMetrics()
         let upstream = try await FakeUpstream.start { .accept($0) }
         defer { Task { await upstream.close() } }
-        try await withGateway(upstreamPort: upstream.port, metrics: metrics, configure: {
-            $0.listeners[0].proxyProtocol = .v2
-            $0.trustedProxies = ["127.0.0.1"]
-            $0.timeouts.proxyHeader = .milliseconds(200)
-        }) { port in
+        try await withGateway(
+            upstreamPort: upstream.port,
+            metrics: metrics,
+            configure: {
+                $0.listeners[0].proxyProtocol = .v2
+                $0.trustedProxies = ["127.0.0.1"]
+                $0.timeouts.proxyHeader = .milliseconds(200)
+            }
+        ) { port in
             // The signature and a 12-byte INET length, then only 4 of the 12 address bytes.
             let partial = ProxyProtocolDecoder.v2Signature + [0x21, 0x11, 0, 12, 1, 2, 3, 4]
             let answer = try await RawClient.exchange(from: "127.0.0.1", port: port, String(decoding: partial, as: UTF8.self))
@@ -97,10 +104,14 @@ import Testing
         let metrics = TestMetrics()
         let upstream = try await FakeUpstream.start { .accept($0) }
         defer { Task { await upstream.close() } }
-        try await withGateway(upstreamPort: upstream.port, metrics: metrics, configure: {
-            $0.listeners[0].proxyProtocol = .v1
-            $0.trustedProxies = ["127.0.0.1"]
-        }) { port in
+        try await withGateway(
+            upstreamPort: upstream.port,
+            metrics: metrics,
+            configure: {
+                $0.listeners[0].proxyProtocol = .v1
+                $0.trustedProxies = ["127.0.0.1"]
+            }
+        ) { port in
             let haproxy = try await HAProxy.start(forwardingTo: port, option: "send-proxy-v2")
             defer { haproxy.stop() }
             let answer = try await RawClient.exchange(from: Self.clientAddress, port: haproxy.port, Self.request())
@@ -115,10 +126,14 @@ import Testing
         let metrics = TestMetrics()
         let upstream = try await FakeUpstream.start { .accept($0) }
         defer { Task { await upstream.close() } }
-        try await withGateway(upstreamPort: upstream.port, metrics: metrics, configure: {
-            $0.listeners[0].proxyProtocol = .any
-            $0.trustedProxies = ["127.0.0.1"]
-        }) { port in
+        try await withGateway(
+            upstreamPort: upstream.port,
+            metrics: metrics,
+            configure: {
+                $0.listeners[0].proxyProtocol = .any
+                $0.trustedProxies = ["127.0.0.1"]
+            }
+        ) { port in
             // 127.0.0.2 claims to be 1.2.3.4 in a well-formed header: closed unread, nothing upstream.
             let answer = try await RawClient.exchange(from: Self.clientAddress, port: port, "PROXY TCP4 1.2.3.4 127.0.0.1 1 2\r\n" + Self.request())
             #expect(answer.isEmpty)
@@ -150,11 +165,14 @@ import Testing
     @Test func perIPConnectionCapsCountTheAddressOfThePROXYHeader() async throws {
         let upstream = try await FakeUpstream.start { .accept($0) }
         defer { Task { await upstream.close() } }
-        try await withGateway(upstreamPort: upstream.port, configure: {
-            $0.listeners[0].proxyProtocol = .v1
-            $0.trustedProxies = ["127.0.0.1"]
-            $0.connectionLimits.perIPConnections = 1
-        }) { port in
+        try await withGateway(
+            upstreamPort: upstream.port,
+            configure: {
+                $0.listeners[0].proxyProtocol = .v1
+                $0.trustedProxies = ["127.0.0.1"]
+                $0.connectionLimits.perIPConnections = 1
+            }
+        ) { port in
             // Three connections from the same proxy: two for client 1.2.3.4 (the second over the cap of
             // 1), one for 5.6.7.8. Capping the proxy's own address would refuse the third too.
             let first = try await RawClient.connect(from: "127.0.0.1", port: port, "PROXY TCP4 1.2.3.4 127.0.0.1 1 2\r\n" + Self.request())
@@ -171,13 +189,20 @@ import Testing
         let upstream = try await FakeUpstream.start { .accept($0) }
         defer { Task { await upstream.close() } }
         try await GatewayTLSTests.withFile("") { log in
-            try await withGateway(upstreamPort: upstream.port, configure: {
-                $0.trustedProxies = ["127.0.0.1", "10.0.0.0/8"]
-                $0.clientAddress = .chain
-                $0.accessLog = .file(log)
-                $0.timeouts.close = .milliseconds(100)
-            }) { port in
-                _ = try await RawClient.exchange(from: "127.0.0.1", port: port, Self.request(extra: "X-Forwarded-For: 6.6.6.6, 198.51.100.4, 10.1.1.1\r\n"))
+            try await withGateway(
+                upstreamPort: upstream.port,
+                configure: {
+                    $0.trustedProxies = ["127.0.0.1", "10.0.0.0/8"]
+                    $0.clientAddress = .chain
+                    $0.accessLog = .file(log)
+                    $0.timeouts.close = .milliseconds(100)
+                }
+            ) { port in
+                _ = try await RawClient.exchange(
+                    from: "127.0.0.1",
+                    port: port,
+                    Self.request(extra: "X-Forwarded-For: 6.6.6.6, 198.51.100.4, 10.1.1.1\r\n")
+                )
                 // The untrusted client's chain is not walked.
                 _ = try await RawClient.exchange(from: Self.clientAddress, port: port, Self.request(extra: "X-Forwarded-For: 6.6.6.6\r\n"))
                 let deadline = ContinuousClock.now + .seconds(5)
@@ -198,11 +223,14 @@ import Testing
     @Test func chainModeCountsThePerIPCapByTheChainsClientNotTheProxy() async throws {
         let upstream = try await FakeUpstream.start { .accept($0) }
         defer { Task { await upstream.close() } }
-        try await withGateway(upstreamPort: upstream.port, configure: {
-            $0.trustedProxies = ["127.0.0.1"]
-            $0.clientAddress = .chain
-            $0.connectionLimits.perIPConnections = 1
-        }) { port in
+        try await withGateway(
+            upstreamPort: upstream.port,
+            configure: {
+                $0.trustedProxies = ["127.0.0.1"]
+                $0.clientAddress = .chain
+                $0.connectionLimits.perIPConnections = 1
+            }
+        ) { port in
             let first = try await RawClient.connect(from: "127.0.0.1", port: port, Self.request(extra: "X-Forwarded-For: 198.51.100.4\r\n"))
             defer { first.channel.close(promise: nil) }
             #expect(first.answer.hasPrefix("HTTP/1.1 101"), "\(first.answer)")
@@ -230,10 +258,13 @@ import Testing
         let certificate = try GatewayTLSTests.certificate(names: ["localhost", "other.example"])
         let upstream = try await FakeUpstream.start { .accept($0) }
         defer { Task { await upstream.close() } }
-        try await withGateway(upstreamPort: upstream.port, configure: {
-            $0.listeners[0].tls = TLSServerConfiguration(defaultIdentity: certificate.identity)
-            $0.listeners[0].requireSNIHostMatch = true
-        }) { port in
+        try await withGateway(
+            upstreamPort: upstream.port,
+            configure: {
+                $0.listeners[0].tls = TLSServerConfiguration(defaultIdentity: certificate.identity)
+                $0.listeners[0].requireSNIHostMatch = true
+            }
+        ) { port in
             let script = """
                 import socket, ssl, sys
                 def status(sni, host):

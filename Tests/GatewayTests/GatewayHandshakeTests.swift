@@ -31,7 +31,10 @@ import Testing
                 #expect(answer.status == status, "\(request.prefix(40))")
                 #expect(answer.headers.contains { $0.0.lowercased() == "connection" && $0.1 == "close" })
             }
-            let version = try await TestWebSocketClient.rawHandshake(port: port, request: Self.request().replacingOccurrences(of: "Version: 13", with: "Version: 8"))
+            let version = try await TestWebSocketClient.rawHandshake(
+                port: port,
+                request: Self.request().replacingOccurrences(of: "Version: 13", with: "Version: 8")
+            )
             #expect(version.headers.contains { $0.0 == "Sec-WebSocket-Version" && $0.1 == "13" })
         }
         // One refusal counted per answer, by reason and status.
@@ -100,13 +103,20 @@ import Testing
         let upstream = try await FakeUpstream.start { request in
             switch flaw {
             case "wrong-accept":
-                return FakeUpstream.Reply(response: Array("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: AAAAAAAAAAAAAAAAAAAAAAAAAAA=\r\n\r\n".utf8))
+                return FakeUpstream.Reply(
+                    response: Array(
+                        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: AAAAAAAAAAAAAAAAAAAAAAAAAAA=\r\n\r\n"
+                            .utf8
+                    )
+                )
             case "extension":
                 return .accept(request, extraHeaders: "Sec-WebSocket-Extensions: permessage-deflate\r\n")
             case "subprotocol":
                 return .accept(request, extraHeaders: "Sec-WebSocket-Protocol: never-offered\r\n")
             default:
-                return FakeUpstream.Reply(response: Array("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: \(request.accept)\r\n\r\n".utf8))
+                return FakeUpstream.Reply(
+                    response: Array("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: \(request.accept)\r\n\r\n".utf8)
+                )
             }
         }
         defer { Task { await upstream.close() } }
@@ -130,10 +140,13 @@ import Testing
     @Test func anUpstreamThatNeverAnswersIs504() async throws {
         let upstream = try await FakeUpstream.start { _ in FakeUpstream.Reply(response: []) }
         defer { Task { await upstream.close() } }
-        try await withGateway(upstreamPort: upstream.port, configure: {
-            $0.timeouts.upstreamConnect = .milliseconds(200)
-            $0.timeouts.upstreamHandshake = .milliseconds(300)
-        }) { port in
+        try await withGateway(
+            upstreamPort: upstream.port,
+            configure: {
+                $0.timeouts.upstreamConnect = .milliseconds(200)
+                $0.timeouts.upstreamHandshake = .milliseconds(300)
+            }
+        ) { port in
             let answer = try await TestWebSocketClient.rawHandshake(port: port, request: Self.request())
             #expect(answer.status == 504)
         }

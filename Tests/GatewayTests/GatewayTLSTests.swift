@@ -50,16 +50,20 @@ import Testing
     ) async throws -> (status: Int, headers: [(String, String)], body: String) {
         try await Self.withFile(Self.ca.certificatePEM) { caPath in
             var result: (Int, [(String, String)], String) = (0, [], "")
-            try await withGateway(upstreamPort: upstream.port, configure: {
-                $0.routes[0].upstreams = [GatewayConfiguration.Upstream(scheme: .wss, host: "127.0.0.1", port: upstream.port)]
-                var tls = GatewayConfiguration.UpstreamTLS(serverName: serverName)
-                if trustTestCA { tls.configuration.trustRoots = .certificates(.file(caPath)) }
-                $0.routes[0].upstreamTLS = tls
-                $0.accessLog = .file(logPath)
-            }) { port in
+            try await withGateway(
+                upstreamPort: upstream.port,
+                configure: {
+                    $0.routes[0].upstreams = [GatewayConfiguration.Upstream(scheme: .wss, host: "127.0.0.1", port: upstream.port)]
+                    var tls = GatewayConfiguration.UpstreamTLS(serverName: serverName)
+                    if trustTestCA { tls.configuration.trustRoots = .certificates(.file(caPath)) }
+                    $0.routes[0].upstreamTLS = tls
+                    $0.accessLog = .file(logPath)
+                }
+            ) { port in
                 result = try await TestWebSocketClient.rawHandshake(
                     port: port,
-                    request: "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+                    request:
+                        "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
                 )
             }
             return result
@@ -107,19 +111,23 @@ import Testing
         defer { Task { await byName.close() } }
         let byAddress = try await Self.tlsUpstream(try Self.certificate(names: ["address.test"], ips: ["127.0.0.1"]))
         defer { Task { await byAddress.close() } }
-        let request = "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        let request =
+            "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
         for serverName in [nil, "localhost"] as [String?] {
             try await Self.withFile(Self.ca.certificatePEM) { caPath in
                 var statuses: [Int] = []
-                try await withGateway(upstreamPort: byName.port, configure: {
-                    $0.routes[0].upstreams = [
-                        .init(scheme: .wss, host: "localhost", port: byName.port),
-                        .init(scheme: .wss, host: "127.0.0.1", port: byAddress.port),
-                    ]
-                    var tls = GatewayConfiguration.UpstreamTLS(serverName: serverName)
-                    tls.configuration.trustRoots = .certificates(.file(caPath))
-                    $0.routes[0].upstreamTLS = tls
-                }) { port in
+                try await withGateway(
+                    upstreamPort: byName.port,
+                    configure: {
+                        $0.routes[0].upstreams = [
+                            .init(scheme: .wss, host: "localhost", port: byName.port),
+                            .init(scheme: .wss, host: "127.0.0.1", port: byAddress.port),
+                        ]
+                        var tls = GatewayConfiguration.UpstreamTLS(serverName: serverName)
+                        tls.configuration.trustRoots = .certificates(.file(caPath))
+                        $0.routes[0].upstreamTLS = tls
+                    }
+                ) { port in
                     for _ in 0..<2 {
                         statuses.append(try await TestWebSocketClient.rawHandshake(port: port, request: request).status)
                     }
@@ -200,10 +208,13 @@ import Testing
         let certificate = try Self.certificate()
         let metrics = TestMetrics()
         try await Self.withFile("") { log in
-            try await withGatewayAndDemo(metrics: metrics, configure: {
-                $0.listeners[0].tls = TLSServerConfiguration(defaultIdentity: certificate.identity)
-                $0.accessLog = .file(log)
-            }) { port in
+            try await withGatewayAndDemo(
+                metrics: metrics,
+                configure: {
+                    $0.listeners[0].tls = TLSServerConfiguration(defaultIdentity: certificate.identity)
+                    $0.accessLog = .file(log)
+                }
+            ) { port in
                 let answer = try await TestWebSocketClient.rawHandshake(
                     port: port,
                     request: "GET /echo HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"

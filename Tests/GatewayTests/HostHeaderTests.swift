@@ -6,11 +6,13 @@ import Testing
 /// Strict `Host` validation (issue #11 §2): a reg-name of RFC 3986 unreserved characters or an IPv6
 /// literal `inet_pton` accepts, optional port of digits; everything else is 400.
 @Suite struct HostHeaderTests {
-    @Test(arguments: [
-        ("example.com", "example.com", nil), ("Example.COM:8080", "example.com", 8080), ("[::1]:443", "[::1]", 443),
-        ("[::1]", "[::1]", nil), ("[2001:DB8::1]", "[2001:db8::1]", nil), ("127.0.0.1:80", "127.0.0.1", 80),
-        ("a_b-c.example~x", "a_b-c.example~x", nil), ("localhost:65535", "localhost", 65535), ("[::ffff:1.2.3.4]", "[::ffff:1.2.3.4]", nil),
-    ] as [(String, String, Int?)])
+    @Test(
+        arguments: [
+            ("example.com", "example.com", nil), ("Example.COM:8080", "example.com", 8080), ("[::1]:443", "[::1]", 443),
+            ("[::1]", "[::1]", nil), ("[2001:DB8::1]", "[2001:db8::1]", nil), ("127.0.0.1:80", "127.0.0.1", 80),
+            ("a_b-c.example~x", "a_b-c.example~x", nil), ("localhost:65535", "localhost", 65535), ("[::ffff:1.2.3.4]", "[::ffff:1.2.3.4]", nil),
+        ] as [(String, String, Int?)]
+    )
     func validHosts(value: String, host: String, port: Int?) throws {
         let parsed = try #require(HostHeader(value))
         #expect(parsed.host == host)

@@ -35,7 +35,8 @@ import Testing
                 count += 1
                 return count == 1
             }
-            return first ? .accept(request) : FakeUpstream.Reply(response: Array("HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n".utf8), closeAfter: true)
+            return first
+                ? .accept(request) : FakeUpstream.Reply(response: Array("HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n".utf8), closeAfter: true)
         }
         defer { Task { await upstream.close() } }
         do {
@@ -45,7 +46,11 @@ import Testing
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
             defer { try? FileManager.default.removeItem(at: directory) }
             let configPath = directory.appendingPathComponent("wsgate.yaml").path
-            try Self.config(port: port, adminPort: adminPort, upstreamPort: upstream.port).write(toFile: configPath, atomically: true, encoding: .utf8)
+            try Self.config(port: port, adminPort: adminPort, upstreamPort: upstream.port).write(
+                toFile: configPath,
+                atomically: true,
+                encoding: .utf8
+            )
 
             let gateway = try WSGateProcess(["run", "-c", configPath])
             try await gateway.waitFor("the admin banner") { out, _ in out.contains("wsgate: admin on") }
@@ -76,7 +81,7 @@ import Testing
             try await client.send(text: "three")
             try await upstream.waitUntilReceived { $0.count >= 29 }
 
-                        // SIGTERM: the client and the upstream both get 1001; the process exits 0.
+            // SIGTERM: the client and the upstream both get 1001; the process exits 0.
             try await Task.sleep(for: .milliseconds(100))
             let before = upstream.received.count
             gateway.signal(SIGTERM)
@@ -148,7 +153,10 @@ import Testing
         ).replacingOccurrences(of: "\r\n\r\n", with: "\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n")
         let answer = try await TestWebSocketClient.rawHandshake(port: port, request: offer)
         #expect(answer.status == 101)
-        #expect(answer.headers.contains { $0.0.lowercased() == "sec-websocket-extensions" && $0.1.hasPrefix("permessage-deflate") }, "\(answer.headers)")
+        #expect(
+            answer.headers.contains { $0.0.lowercased() == "sec-websocket-extensions" && $0.1.hasPrefix("permessage-deflate") },
+            "\(answer.headers)"
+        )
         let metrics = try await OperationsMetricsTests.get(adminPort, "/metrics")
         #expect(metrics.status == 200)
         #expect(metrics.body.contains("wsgate_extension_decisions_total{"), "\(metrics.body)")
@@ -169,10 +177,10 @@ import Testing
             .write(toFile: one, atomically: true, encoding: .utf8)
         let two = directory.appendingPathComponent("two.yaml").path
         try """
-            listeners: [{address: 127.0.0.1:18001}, {address: 127.0.0.1:18002}]
-            routes: [{upstreams: [ws://127.0.0.1:9]}, {path: /chat, upstreams: [ws://127.0.0.1:9]}]
+        listeners: [{address: 127.0.0.1:18001}, {address: 127.0.0.1:18002}]
+        routes: [{upstreams: [ws://127.0.0.1:9]}, {path: /chat, upstreams: [ws://127.0.0.1:9]}]
 
-            """.write(toFile: two, atomically: true, encoding: .utf8)
+        """.write(toFile: two, atomically: true, encoding: .utf8)
         for (path, summary) in [(one, "(1 listener, 1 route)"), (two, "(2 listeners, 2 routes)")] {
             let check = try WSGateProcess(["check", "-c", path])
             let exit = try await check.waitForExit(timeout: .seconds(15))

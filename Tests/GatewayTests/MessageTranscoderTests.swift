@@ -213,7 +213,11 @@ import Testing
             admitted += count
             return true
         }
-        #expect(try transcoder.header(FrameHeader(fin: true, reservedBits: .rsv1, opcode: .binary, maskingKey: MaskingKey(1, 2, 3, 4), payloadLength: compressed.count)))
+        #expect(
+            try transcoder.header(
+                FrameHeader(fin: true, reservedBits: .rsv1, opcode: .binary, maskingKey: MaskingKey(1, 2, 3, 4), payloadLength: compressed.count)
+            )
+        )
         #expect(try transcoder.payload(ByteBuffer(bytes: compressed), gate: gate) { out.append($0) } == .suspended)
         #expect(transcoder.isSuspended)
         #expect(out.count == 3 && out.allSatisfy { $0.readableBytes <= 32 * 1024 + 14 })

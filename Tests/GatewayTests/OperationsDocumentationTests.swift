@@ -58,7 +58,10 @@ import Testing
         #expect(Set(accepted.keys) == Set(documented.keys), "mappings: parser \(accepted.keys.sorted()), README \(documented.keys.sorted())")
         for (path, keys) in accepted {
             let where_ = path.isEmpty ? "(top level)" : path
-            #expect(documented[path] == keys, "`\(where_)`: the parser accepts \(keys.sorted()), README documents \(documented[path]?.sorted() ?? [])")
+            #expect(
+                documented[path] == keys,
+                "`\(where_)`: the parser accepts \(keys.sorted()), README documents \(documented[path]?.sorted() ?? [])"
+            )
         }
     }
 
@@ -69,7 +72,9 @@ import Testing
         for metric in GatewayMetrics.catalog {
             guard let columns = documented[metric.name] else { continue }
             #expect(columns[0] == metric.kind.rawValue, "\(metric.name): type")
-            let labels = columns[1].components(separatedBy: ",").map { $0.trimmingCharacters(in: CharacterSet(charactersIn: " `")) }.filter { !$0.isEmpty }
+            let labels = columns[1].components(separatedBy: ",").map { $0.trimmingCharacters(in: CharacterSet(charactersIn: " `")) }.filter {
+                !$0.isEmpty
+            }
             #expect(labels == metric.labels, "\(metric.name): labels")
         }
         // Every metric name a source file records (a string literal starting with `wsgate_`) is in the
@@ -83,7 +88,10 @@ import Testing
                 recorded.insert("wsgate_" + piece.prefix { $0.isLetter || $0.isNumber || $0 == "_" })
             }
         }
-        #expect(recorded.subtracting(GatewayMetrics.catalog.map(\.name)).isEmpty, "recorded but not catalogued: \(recorded.subtracting(GatewayMetrics.catalog.map(\.name)).sorted())")
+        #expect(
+            recorded.subtracting(GatewayMetrics.catalog.map(\.name)).isEmpty,
+            "recorded but not catalogued: \(recorded.subtracting(GatewayMetrics.catalog.map(\.name)).sorted())"
+        )
     }
 
     @Test func theReadmeStillStartsWithTheTwoSetUpCommands() throws {

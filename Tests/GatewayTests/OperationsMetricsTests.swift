@@ -95,9 +95,12 @@ import Testing
         let metrics = TestMetrics()
         let certificate = try GatewayTLSTests.certificate()
         // Client leg: a plaintext request on a TLS listener fails the handshake.
-        try await withGatewayAndDemo(metrics: metrics, configure: {
-            $0.listeners[0].tls = TLSServerConfiguration(defaultIdentity: certificate.identity)
-        }) { port in
+        try await withGatewayAndDemo(
+            metrics: metrics,
+            configure: {
+                $0.listeners[0].tls = TLSServerConfiguration(defaultIdentity: certificate.identity)
+            }
+        ) { port in
             _ = try? await TestWebSocketClient.rawHandshake(port: port, request: Self.upgradeRequest, timeout: .seconds(2))
             await metrics.eventually { metrics.total("wsgate_tls_handshake_failures_total", [("leg", "client")]) == 1 }
         }
@@ -106,9 +109,13 @@ import Testing
         // Upstream leg: an upstream certificate nobody trusts.
         let upstream = try await GatewayTLSTests.tlsUpstream(certificate)
         defer { Task { await upstream.close() } }
-        try await withGateway(upstreamPort: upstream.port, metrics: metrics, configure: {
-            $0.routes[0].upstreams = [GatewayConfiguration.Upstream(scheme: .wss, host: "127.0.0.1", port: upstream.port)]
-        }) { port in
+        try await withGateway(
+            upstreamPort: upstream.port,
+            metrics: metrics,
+            configure: {
+                $0.routes[0].upstreams = [GatewayConfiguration.Upstream(scheme: .wss, host: "127.0.0.1", port: upstream.port)]
+            }
+        ) { port in
             let answer = try await TestWebSocketClient.rawHandshake(port: port, request: Self.upgradeRequest)
             #expect(answer.status == 502)
         }
@@ -134,7 +141,11 @@ import Testing
                 accessLog: .off
             )
             configuration.admin = .off
-            let server = try await GatewayServer.start(configuration: configuration, group: MultiThreadedEventLoopGroup.singleton, metricsFactory: factory)
+            let server = try await GatewayServer.start(
+                configuration: configuration,
+                group: MultiThreadedEventLoopGroup.singleton,
+                metricsFactory: factory
+            )
             let admin = try await AdminServer.start(
                 host: "127.0.0.1",
                 port: 0,
@@ -156,7 +167,10 @@ import Testing
             #expect(scrape.headers.contains { $0.0.lowercased() == "content-type" && $0.1.hasPrefix("text/plain; version=0.0.4") })
             #expect(scrape.body.contains(#"wsgate_connections_open{listener="127.0.0.1:0",route="/"} 1"#), "\(scrape.body)")
             #expect(scrape.body.contains("# TYPE wsgate_upstream_connect_seconds histogram"), "\(scrape.body)")
-            #expect(scrape.body.contains(#"wsgate_upstream_connect_seconds_bucket{route="/",member="ws://127.0.0.1:\#(demo.port)",le="0.0005"}"#), "\(scrape.body)")
+            #expect(
+                scrape.body.contains(#"wsgate_upstream_connect_seconds_bucket{route="/",member="ws://127.0.0.1:\#(demo.port)",le="0.0005"}"#),
+                "\(scrape.body)"
+            )
 
             // Draining: /readyz fails while /healthz still answers.
             let drain = Task { await server.drain(timeout: .seconds(5)) }

@@ -53,7 +53,10 @@ import Testing
         if allowed {
             #expect(decision == .allowed(reason: .listed), "\(origin)")
         } else {
-            guard case .refused = decision else { Issue.record("\(origin) was allowed"); return }
+            guard case .refused = decision else {
+                Issue.record("\(origin) was allowed")
+                return
+            }
         }
     }
 
@@ -66,7 +69,10 @@ import Testing
             "https://example.com", "https://a.example.com:8443", "https://evilexample.com", "https://a.example.com.evil.net",
             "https://x.dev.example", "https://[::1]",
         ] {
-            #expect(policy.check(refused, listenerUsesTLS: true) == .refused(reason: .notAllowed, message: "origin \(Origin(refused)!) is not allowed"), "\(refused)")
+            #expect(
+                policy.check(refused, listenerUsesTLS: true) == .refused(reason: .notAllowed, message: "origin \(Origin(refused)!) is not allowed"),
+                "\(refused)"
+            )
         }
         // A wildcard does not lift the mixed-content rule.
         #expect(policy.check("http://a.example.com", listenerUsesTLS: true).reason == "mixed-content")
@@ -101,11 +107,13 @@ import Testing
             routes: [.init(upstreams: [.init(scheme: .ws, host: "127.0.0.1", port: 9000)])]
         )
         configuration.routes[0].origins.allow = ["https://ok.example", "https://bad.example/path"]
-        #expect(throws: ConfigurationError(
-            .invalidValue,
-            keyPath: "routes[0].origins.allow[1]",
-            message: #""https://bad.example/path" is not an origin (scheme://host[:port]) or a scheme://*.suffix pattern"#
-        )) { try configuration.validate() }
+        #expect(
+            throws: ConfigurationError(
+                .invalidValue,
+                keyPath: "routes[0].origins.allow[1]",
+                message: #""https://bad.example/path" is not an origin (scheme://host[:port]) or a scheme://*.suffix pattern"#
+            )
+        ) { try configuration.validate() }
     }
 
     // MARK: Over real sockets
@@ -120,9 +128,13 @@ import Testing
         let metrics = TestMetrics()
         let upstream = try await FakeUpstream.start { .accept($0) }
         defer { Task { await upstream.close() } }
-        try await withGateway(upstreamPort: upstream.port, metrics: metrics, configure: {
-            $0.routes[0].origins.allow = ["http://app.example", "https://app.example"]
-        }) { port in
+        try await withGateway(
+            upstreamPort: upstream.port,
+            metrics: metrics,
+            configure: {
+                $0.routes[0].origins.allow = ["http://app.example", "https://app.example"]
+            }
+        ) { port in
             let refused = try await TestWebSocketClient.rawHandshake(port: port, request: Self.request(origin: "https://app.example"))
             #expect(refused.status == 403)
             #expect(refused.body.contains("mixed content"))
@@ -133,8 +145,13 @@ import Testing
             #expect(allowed.status == 101)
         }
         let route = [("route", "/"), ("side", "client")]
-        #expect(metrics.counterTotal(label: "wsgate_origin_decisions_total", dimensions: route + [("decision", "refuse"), ("reason", "mixed-content")]) == 1)
-        #expect(metrics.counterTotal(label: "wsgate_origin_decisions_total", dimensions: route + [("decision", "refuse"), ("reason", "not-allowed")]) == 1)
+        #expect(
+            metrics.counterTotal(label: "wsgate_origin_decisions_total", dimensions: route + [("decision", "refuse"), ("reason", "mixed-content")])
+                == 1
+        )
+        #expect(
+            metrics.counterTotal(label: "wsgate_origin_decisions_total", dimensions: route + [("decision", "refuse"), ("reason", "not-allowed")]) == 1
+        )
         #expect(metrics.counterTotal(label: "wsgate_origin_decisions_total", dimensions: route + [("decision", "allow"), ("reason", "listed")]) == 1)
         #expect(metrics.counterTotal(label: "wsgate_upgrades_refused_total") == 2)
         #expect(metrics.total("wsgate_upgrades_refused_total", [("reason", "origin-mixed-content"), ("status", "403")]) == 1)
@@ -146,23 +163,34 @@ import Testing
     /// `Sec-WebSocket-Origin` is ignored, so such a request falls under the missing-origin setting.
     @Test func repeatedAndLegacyOriginHeaders() async throws {
         let metrics = TestMetrics()
-        try await withGatewayAndDemo(metrics: metrics, configure: {
-            $0.routes[0].origins.allow = ["http://app.example"]
-            $0.routes[0].origins.missing = .refuse
-        }) { port in
-            let twice = Self.request(origin: "http://app.example").replacingOccurrences(of: "\r\n\r\n", with: "\r\nOrigin: http://evil.example\r\n\r\n")
+        try await withGatewayAndDemo(
+            metrics: metrics,
+            configure: {
+                $0.routes[0].origins.allow = ["http://app.example"]
+                $0.routes[0].origins.missing = .refuse
+            }
+        ) { port in
+            let twice = Self.request(origin: "http://app.example").replacingOccurrences(
+                of: "\r\n\r\n",
+                with: "\r\nOrigin: http://evil.example\r\n\r\n"
+            )
             #expect(try await TestWebSocketClient.rawHandshake(port: port, request: twice).status == 400)
-            let reversed = Self.request(origin: "http://evil.example").replacingOccurrences(of: "\r\n\r\n", with: "\r\nOrigin: http://app.example\r\n\r\n")
+            let reversed = Self.request(origin: "http://evil.example").replacingOccurrences(
+                of: "\r\n\r\n",
+                with: "\r\nOrigin: http://app.example\r\n\r\n"
+            )
             #expect(try await TestWebSocketClient.rawHandshake(port: port, request: reversed).status == 400)
             let legacy = Self.request(origin: nil).replacingOccurrences(of: "\r\n\r\n", with: "\r\nSec-WebSocket-Origin: http://app.example\r\n\r\n")
             let answer = try await TestWebSocketClient.rawHandshake(port: port, request: legacy)
             #expect(answer.status == 403)
             #expect(answer.body.contains("an Origin header is required"))
         }
-        #expect(metrics.counterTotal(
-            label: "wsgate_origin_decisions_total",
-            dimensions: [("route", "/"), ("side", "client"), ("decision", "refuse"), ("reason", "missing")]
-        ) == 1)
+        #expect(
+            metrics.counterTotal(
+                label: "wsgate_origin_decisions_total",
+                dimensions: [("route", "/"), ("side", "client"), ("decision", "refuse"), ("reason", "missing")]
+            ) == 1
+        )
     }
 
     @Test func nothingAfterARefusedRequestIsRead() async throws {

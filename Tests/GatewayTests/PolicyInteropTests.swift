@@ -36,20 +36,26 @@ import Testing
         defer { kill(upstream.process.processIdentifier, SIGKILL) }
         let upstreamPort = Int(try await upstream.firstLine())!
         let metrics = TestMetrics()
-        try await withGateway(upstreamPort: upstreamPort, metrics: metrics, configure: {
-            $0.timeouts.pingInterval = .milliseconds(200)
-            $0.timeouts.pongDeadline = .milliseconds(500)
-            $0.routes[0].rateLimits.client.messages = .init(perSecond: 50, burst: 10)
-            $0.routes[0].rateLimits.client.action = .throttle
-        }) { port in
+        try await withGateway(
+            upstreamPort: upstreamPort,
+            metrics: metrics,
+            configure: {
+                $0.timeouts.pingInterval = .milliseconds(200)
+                $0.timeouts.pongDeadline = .milliseconds(500)
+                $0.routes[0].rateLimits.client.messages = .init(perSecond: 50, burst: 10)
+                $0.routes[0].rateLimits.client.action = .throttle
+            }
+        ) { port in
             let run = try await runPython(["-c", Self.client, "ws://127.0.0.1:\(port)/echo"], timeout: .seconds(30))
             #expect(run.status == 0, "\(run.output)")
             #expect(run.output.contains("OK"), "\(run.output)")
         }
         #expect(metrics.counterTotal(label: "wsgate_keepalive_timeouts_total") == 0)
-        #expect(metrics.counterTotal(
-            label: "wsgate_rate_limit_decisions_total",
-            dimensions: [("route", "/"), ("side", "client"), ("limit", "messages"), ("action", "throttle")]
-        ) >= 1)
+        #expect(
+            metrics.counterTotal(
+                label: "wsgate_rate_limit_decisions_total",
+                dimensions: [("route", "/"), ("side", "client"), ("limit", "messages"), ("action", "throttle")]
+            ) >= 1
+        )
     }
 }

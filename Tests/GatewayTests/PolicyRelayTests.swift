@@ -10,10 +10,13 @@ import Testing
 @Suite(.timeLimit(.minutes(2))) struct PolicyRelayTests {
     @Test func aClientOverItsMessageRateGets1008AtOnce() async throws {
         let metrics = TestMetrics()
-        try await withGatewayAndDemo(metrics: metrics, configure: {
-            $0.routes[0].rateLimits.client.messages = .init(perSecond: 1, burst: 5)
-            $0.routes[0].rateLimits.client.action = .close
-        }) { port in
+        try await withGatewayAndDemo(
+            metrics: metrics,
+            configure: {
+                $0.routes[0].rateLimits.client.messages = .init(perSecond: 1, burst: 5)
+                $0.routes[0].rateLimits.client.action = .close
+            }
+        ) { port in
             let client = try await TestWebSocketClient.connect(port: port, path: "/echo")
             // All ten in one write: the gateway closes the connection soon after the sixth, and a later
             // separate write could meet a reset.
@@ -33,19 +36,24 @@ import Testing
             #expect(close == .close(.policyViolation, "rate limit: messages"))
             try await client.waitForTCPClose(timeout: .seconds(5))
         }
-        #expect(metrics.counterTotal(
-            label: "wsgate_rate_limit_decisions_total",
-            dimensions: [("route", "/"), ("side", "client"), ("limit", "messages"), ("action", "close")]
-        ) == 1)
+        #expect(
+            metrics.counterTotal(
+                label: "wsgate_rate_limit_decisions_total",
+                dimensions: [("route", "/"), ("side", "client"), ("limit", "messages"), ("action", "close")]
+            ) == 1
+        )
     }
 
     @Test func throttlingSlowsTheSenderAndLosesNothing() async throws {
         let metrics = TestMetrics()
-        try await withGatewayAndDemo(metrics: metrics, configure: {
-            $0.routes[0].rateLimits.client.messages = .init(perSecond: 20, burst: 1)
-            $0.routes[0].rateLimits.client.bytes = .init(perSecond: 1 << 20, burst: 64 << 10)
-            $0.routes[0].rateLimits.client.action = .throttle
-        }) { port in
+        try await withGatewayAndDemo(
+            metrics: metrics,
+            configure: {
+                $0.routes[0].rateLimits.client.messages = .init(perSecond: 20, burst: 1)
+                $0.routes[0].rateLimits.client.bytes = .init(perSecond: 1 << 20, burst: 64 << 10)
+                $0.routes[0].rateLimits.client.action = .throttle
+            }
+        ) { port in
             let client = try await TestWebSocketClient.connect(port: port, path: "/echo")
             let start = ContinuousClock.now
             let big = [UInt8](repeating: 0x42, count: 100_000)
@@ -59,20 +67,25 @@ import Testing
             try await client.close()
             #expect(try await client.receiveMessage(timeout: .seconds(5)) == .close(.normalClosure, ""))
         }
-        #expect(metrics.counterTotal(
-            label: "wsgate_rate_limit_decisions_total",
-            dimensions: [("route", "/"), ("side", "client"), ("limit", "messages"), ("action", "throttle")]
-        ) >= 9)
+        #expect(
+            metrics.counterTotal(
+                label: "wsgate_rate_limit_decisions_total",
+                dimensions: [("route", "/"), ("side", "client"), ("limit", "messages"), ("action", "throttle")]
+            ) >= 9
+        )
     }
 
     @Test func aClientThatAnswersPingsStaysAndOneThatStopsIsClosed() async throws {
         let metrics = TestMetrics()
-        try await withGatewayAndDemo(metrics: metrics, configure: {
-            // A quick interval, and a pong deadline long enough that a loaded machine answering late is
-            // not mistaken for a dead peer (the exact deadline is tested under virtual time in KeepAliveTests).
-            $0.timeouts.pingInterval = .milliseconds(300)
-            $0.timeouts.pongDeadline = .seconds(2)
-        }) { port in
+        try await withGatewayAndDemo(
+            metrics: metrics,
+            configure: {
+                // A quick interval, and a pong deadline long enough that a loaded machine answering late is
+                // not mistaken for a dead peer (the exact deadline is tested under virtual time in KeepAliveTests).
+                $0.timeouts.pingInterval = .milliseconds(300)
+                $0.timeouts.pongDeadline = .seconds(2)
+            }
+        ) { port in
             let client = try await TestWebSocketClient.connect(port: port, path: "/echo")
             // Two pings answered: the connection stays, and the echo still works in between.
             for _ in 0..<2 {

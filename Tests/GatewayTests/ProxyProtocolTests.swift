@@ -12,14 +12,18 @@ import Testing
 
     /// A v2 header: `command` 0x20 LOCAL / 0x21 PROXY, `family` 0x11 INET+STREAM etc.
     static func v2(command: UInt8 = 0x21, family: UInt8 = 0x11, body: [UInt8]? = nil, length: Int? = nil) -> [UInt8] {
-        let body = body ?? {
-            switch family >> 4 {
-            case 1: return [192, 0, 2, 1, 198, 51, 100, 2, 0xDC, 0x04, 0x01, 0xBB]
-            case 2: return [0x20, 0x01, 0x0D, 0xB8] + [UInt8](repeating: 0, count: 11) + [1] + [0x20, 0x01, 0x0D, 0xB8] + [UInt8](repeating: 0, count: 11) + [2] + [0xDC, 0x04, 0x01, 0xBB]
-            case 3: return [UInt8](repeating: 0x61, count: 216)
-            default: return []
-            }
-        }()
+        let body =
+            body
+            ?? {
+                switch family >> 4 {
+                case 1: return [192, 0, 2, 1, 198, 51, 100, 2, 0xDC, 0x04, 0x01, 0xBB]
+                case 2:
+                    return [0x20, 0x01, 0x0D, 0xB8] + [UInt8](repeating: 0, count: 11) + [1] + [0x20, 0x01, 0x0D, 0xB8]
+                        + [UInt8](repeating: 0, count: 11) + [2] + [0xDC, 0x04, 0x01, 0xBB]
+                case 3: return [UInt8](repeating: 0x61, count: 216)
+                default: return []
+                }
+            }()
         let length = length ?? body.count
         return ProxyProtocolDecoder.v2Signature + [command, family, UInt8(length >> 8), UInt8(length & 0xFF)] + body
     }
@@ -73,24 +77,26 @@ import Testing
         #expect(withTLV.source?.description == "192.0.2.1" && withTLV.length == 16 + 12 + tlv.count)
     }
 
-    @Test(arguments: [
-        ("GET / HTTP/1.1\r\n", ProxyProtocolError.Code.signature),
-        ("\u{16}\u{03}\u{01}", .signature),  // a TLS ClientHello where a header must be
-        ("PROXY", nil), ("PROXZ", .signature), ("proxy TCP4", .signature),
-        ("PROXY TCP4 192.0.2.1 198.51.100.2 56324 443\n", .malformedV1),  // LF without CR
-        ("PROXY TCP4 192.0.2.1 198.51.100.2 56324\r\n", .malformedV1),
-        ("PROXY TCP4  192.0.2.1 198.51.100.2 56324 443\r\n", .malformedV1),  // double space
-        ("PROXY TCP4 2001:db8::1 198.51.100.2 56324 443\r\n", .malformedV1),  // family mismatch
-        ("PROXY TCP6 192.0.2.1 198.51.100.2 56324 443\r\n", .malformedV1),
-        ("PROXY TCP4 192.0.2.1 198.51.100.2 65536 443\r\n", .malformedV1),
-        ("PROXY TCP4 192.0.2.1 198.51.100.2 -1 443\r\n", .malformedV1),
-        ("PROXY TCP4 192.0.2.256 198.51.100.2 1 443\r\n", .malformedV1),
-        ("PROXY TCP4 example.com 198.51.100.2 1 443\r\n", .malformedV1),
-        ("PROXY UDP4 192.0.2.1 198.51.100.2 1 443\r\n", .malformedV1),
-        ("PROXY TCP4 192.0.2.1\u{0} 198.51.100.2 1 443\r\n", .malformedV1),
-        ("PROXY UNKNOWNX\r\n", .malformedV1),
-        ("PROXY \r\n", .malformedV1),
-    ] as [(String, ProxyProtocolError.Code?)])
+    @Test(
+        arguments: [
+            ("GET / HTTP/1.1\r\n", ProxyProtocolError.Code.signature),
+            ("\u{16}\u{03}\u{01}", .signature),  // a TLS ClientHello where a header must be
+            ("PROXY", nil), ("PROXZ", .signature), ("proxy TCP4", .signature),
+            ("PROXY TCP4 192.0.2.1 198.51.100.2 56324 443\n", .malformedV1),  // LF without CR
+            ("PROXY TCP4 192.0.2.1 198.51.100.2 56324\r\n", .malformedV1),
+            ("PROXY TCP4  192.0.2.1 198.51.100.2 56324 443\r\n", .malformedV1),  // double space
+            ("PROXY TCP4 2001:db8::1 198.51.100.2 56324 443\r\n", .malformedV1),  // family mismatch
+            ("PROXY TCP6 192.0.2.1 198.51.100.2 56324 443\r\n", .malformedV1),
+            ("PROXY TCP4 192.0.2.1 198.51.100.2 65536 443\r\n", .malformedV1),
+            ("PROXY TCP4 192.0.2.1 198.51.100.2 -1 443\r\n", .malformedV1),
+            ("PROXY TCP4 192.0.2.256 198.51.100.2 1 443\r\n", .malformedV1),
+            ("PROXY TCP4 example.com 198.51.100.2 1 443\r\n", .malformedV1),
+            ("PROXY UDP4 192.0.2.1 198.51.100.2 1 443\r\n", .malformedV1),
+            ("PROXY TCP4 192.0.2.1\u{0} 198.51.100.2 1 443\r\n", .malformedV1),
+            ("PROXY UNKNOWNX\r\n", .malformedV1),
+            ("PROXY \r\n", .malformedV1),
+        ] as [(String, ProxyProtocolError.Code?)]
+    )
     func hostileV1(text: String, expected: ProxyProtocolError.Code?) {
         do {
             let (header, _) = try Self.decode(Array(text.utf8))
@@ -112,7 +118,10 @@ import Testing
 
     @Test func hostileV2() throws {
         func code(_ bytes: [UInt8], mode: ProxyProtocolMode = .any) -> ProxyProtocolError.Code? {
-            do { _ = try Self.decode(bytes, mode: mode); return nil } catch { return error.code }
+            do {
+                _ = try Self.decode(bytes, mode: mode)
+                return nil
+            } catch { return error.code }
         }
         var wrongSignature = Self.v2()
         wrongSignature[11] = 0x0B

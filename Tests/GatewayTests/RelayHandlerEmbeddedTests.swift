@@ -104,7 +104,9 @@ import Testing
             case .frameEnd:
                 break
             case .control(let frame):
-                frames.append(Frame(opcode: frame.opcode, fin: true, masked: side == .upstream, key: nil, payload: Array(frame.payload.readableBytesView)))
+                frames.append(
+                    Frame(opcode: frame.opcode, fin: true, masked: side == .upstream, key: nil, payload: Array(frame.payload.readableBytesView))
+                )
             }
         }
         #expect(buffer.readableBytes == 0, "a partial frame was written toward the \(side)")
@@ -154,7 +156,8 @@ import Testing
 
     @Test func everyFrameGetsItsOwnKeyAndFragmentationIsPreserved() throws {
         let pair = try Pair()
-        let wire = Self.clientFrame(.text, Array("ab".utf8), fin: false)
+        let wire =
+            Self.clientFrame(.text, Array("ab".utf8), fin: false)
             + Self.clientFrame(.continuation, Array("cd".utf8), fin: false)
             + Self.clientFrame(.ping, Array("p".utf8))
             + Self.clientFrame(.continuation, Array("ef".utf8))
@@ -202,7 +205,11 @@ import Testing
         #expect(pair.finished)
         // The client's Close is still answered before its TCP ends, with its own code (RFC 6455 §5.5.1
         // echo; before: an empty Close).
-        #expect(try Self.frames(pair.written(to: .client), sentTo: .client) == [Frame(opcode: .close, fin: true, masked: false, key: nil, payload: Self.closePayload(1001))])
+        #expect(
+            try Self.frames(pair.written(to: .client), sentTo: .client) == [
+                Frame(opcode: .close, fin: true, masked: false, key: nil, payload: Self.closePayload(1001))
+            ]
+        )
     }
 
     @Test func anUpstreamThatVanishesGivesTheClient1014() throws {

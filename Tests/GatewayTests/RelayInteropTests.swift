@@ -67,10 +67,13 @@ import Testing
         let upstream = try PythonPeer(script: upstream.script, arguments: upstream.arguments)
         defer { upstream.stop() }
         let upstreamPort = Int(try await upstream.firstLine())!
-        try await withGateway(upstreamPort: upstreamPort, configure: {
-            $0.limits.maxMessageSize = 2 << 20
-            $0.limits.maxFrameSize = 2 << 20
-        }) { port in
+        try await withGateway(
+            upstreamPort: upstreamPort,
+            configure: {
+                $0.limits.maxMessageSize = 2 << 20
+                $0.limits.maxFrameSize = 2 << 20
+            }
+        ) { port in
             let run = try await runPython(["-c", client, "ws://127.0.0.1:\(port)/echo"], timeout: .seconds(30))
             #expect(run.status == 0, "\(run.output)")
             #expect(run.output.contains("OK"), "\(run.output)")

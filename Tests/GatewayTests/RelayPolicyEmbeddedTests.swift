@@ -26,7 +26,12 @@ import Testing
     // MARK: Rate limits: throttle
 
     @Test func throttleHoldsTheFrameAndTheReadsUntilTokensReturnAndLosesNothing() throws {
-        let pair = try Pair { $0.rateLimits = Self.limits { $0.messages = .init(perSecond: 2, burst: 2); $0.action = .throttle } }
+        let pair = try Pair {
+            $0.rateLimits = Self.limits {
+                $0.messages = .init(perSecond: 2, burst: 2)
+                $0.action = .throttle
+            }
+        }
         // Four messages in one read: two pass, the third is held with the fourth behind it.
         try pair.deliver(Self.text("a") + Self.text("b") + Self.text("c") + Self.text("d"), from: .client)
         #expect(try pair.frames(to: .upstream).map(\.payload) == [[0x61], [0x62]])
@@ -52,10 +57,16 @@ import Testing
     }
 
     @Test func byteThrottlingKeepsFragmentsAndPayloadIntact() throws {
-        let pair = try Pair { $0.rateLimits = Self.limits { $0.bytes = .init(perSecond: 100, burst: 100); $0.action = .throttle } }
+        let pair = try Pair {
+            $0.rateLimits = Self.limits {
+                $0.bytes = .init(perSecond: 100, burst: 100)
+                $0.action = .throttle
+            }
+        }
         let payload = [UInt8](repeating: 0x78, count: 80)
         try pair.deliver(
-            Base.clientFrame(.binary, payload, fin: false) + Base.clientFrame(.continuation, payload, fin: false) + Base.clientFrame(.continuation, payload),
+            Base.clientFrame(.binary, payload, fin: false) + Base.clientFrame(.continuation, payload, fin: false)
+                + Base.clientFrame(.continuation, payload),
             from: .client
         )
         // Masked frames toward the upstream: 6 header bytes + 80 payload bytes each.
@@ -80,7 +91,12 @@ import Testing
     // MARK: Rate limits: close
 
     @Test func closeSends1008ToTheClientAfterTheUpstreamsAnswerAnd1001ToTheUpstreamAtAFrameBoundary() throws {
-        let pair = try Pair { $0.rateLimits = Self.limits { $0.messages = .init(perSecond: 1, burst: 2); $0.action = .close } }
+        let pair = try Pair {
+            $0.rateLimits = Self.limits {
+                $0.messages = .init(perSecond: 1, burst: 2)
+                $0.action = .close
+            }
+        }
         try pair.deliver(Self.text("a") + Self.text("b", fin: false) + Base.clientFrame(.continuation, [0x63]) + Self.text("d"), from: .client)
         let toUpstream = try pair.frames(to: .upstream)
         // "a" and the whole fragmented "bc" pass; "d" is the third message: the upstream gets 1001.
@@ -129,7 +145,10 @@ import Testing
     // MARK: Keep-alive
 
     @Test func aQuietLegIsPingedAndItsPongIsConsumedNotRelayed() throws {
-        let pair = try Pair { $0.pingInterval = .seconds(30); $0.pongDeadline = .seconds(20) }
+        let pair = try Pair {
+            $0.pingInterval = .seconds(30)
+            $0.pongDeadline = .seconds(20)
+        }
         pair.loop.advanceTime(by: .seconds(29))
         #expect(try pair.frames(to: .client).isEmpty)
         pair.loop.advanceTime(by: .seconds(1))
@@ -155,7 +174,10 @@ import Testing
     }
 
     @Test func keepAlivePongsDoNotPostponeTheIdleTimeout() throws {
-        let pair = try Pair(idleTimeout: .seconds(60)) { $0.pingInterval = .seconds(30); $0.pongDeadline = .seconds(20) }
+        let pair = try Pair(idleTimeout: .seconds(60)) {
+            $0.pingInterval = .seconds(30)
+            $0.pongDeadline = .seconds(20)
+        }
         pair.loop.advanceTime(by: .seconds(30))
         let clientPing = try #require(try pair.frames(to: .client).first)
         let upstreamPing = try #require(try pair.frames(to: .upstream).first)
@@ -170,7 +192,10 @@ import Testing
     }
 
     @Test func aDeadUpstreamIsClosedAndTheClientGets1001() throws {
-        let pair = try Pair { $0.pingInterval = .seconds(30); $0.pongDeadline = .seconds(20) }
+        let pair = try Pair {
+            $0.pingInterval = .seconds(30)
+            $0.pongDeadline = .seconds(20)
+        }
         pair.loop.advanceTime(by: .seconds(30))
         let clientPing = try #require(try pair.frames(to: .client).first)
         #expect(try pair.frames(to: .upstream).map(\.opcode) == [.ping])
@@ -190,7 +215,10 @@ import Testing
     }
 
     @Test func aCloseHandshakeUnderWayIsLeftToTheCloseTimeout() throws {
-        let pair = try Pair { $0.pingInterval = .seconds(30); $0.pongDeadline = .seconds(20) }
+        let pair = try Pair {
+            $0.pingInterval = .seconds(30)
+            $0.pongDeadline = .seconds(20)
+        }
         pair.loop.advanceTime(by: .seconds(30))
         _ = try pair.frames(to: .client)
         _ = try pair.frames(to: .upstream)
@@ -212,7 +240,10 @@ import Testing
     }
 
     @Test func aTalkingLegIsNotPingedAndAPingWaitsForTheEndOfAHalfWrittenFrame() throws {
-        let pair = try Pair { $0.pingInterval = .seconds(30); $0.pongDeadline = .seconds(20) }
+        let pair = try Pair {
+            $0.pingInterval = .seconds(30)
+            $0.pongDeadline = .seconds(20)
+        }
         pair.loop.advanceTime(by: .seconds(20))
         // The upstream talks at 20 s: its next ping is due at 50 s. It starts a frame toward the client.
         let frame = Base.upstreamFrame(.binary, [UInt8](repeating: 1, count: 10))

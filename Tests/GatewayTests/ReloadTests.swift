@@ -54,9 +54,15 @@ import Testing
         try install("first")
 
         try await withDemo { demo in
-            try await withGatewayServer(upstreamPort: demo.port, metrics: metrics, configure: {
-                $0.listeners[0].tls = TLSServerConfiguration(defaultIdentity: TLSIdentity(certificateChain: .file(path("cert.pem")), privateKey: .file(path("key.pem"))))
-            }) { server, port in
+            try await withGatewayServer(
+                upstreamPort: demo.port,
+                metrics: metrics,
+                configure: {
+                    $0.listeners[0].tls = TLSServerConfiguration(
+                        defaultIdentity: TLSIdentity(certificateChain: .file(path("cert.pem")), privateKey: .file(path("key.pem")))
+                    )
+                }
+            ) { server, port in
                 let peer = try PythonPeer(script: Self.script, arguments: ["\(port)", path("ca.pem"), path("go")])
                 defer { peer.stop() }
                 #expect(try await peer.firstLine() == "live first")
@@ -85,7 +91,9 @@ import Testing
                 let before = server.configuration
                 // Certificates that do not load.
                 var broken = before
-                broken.listeners[0].tls = TLSServerConfiguration(defaultIdentity: TLSIdentity(certificateChain: .file("/nonexistent/cert.pem"), privateKey: .file("/nonexistent/key.pem")))
+                broken.listeners[0].tls = TLSServerConfiguration(
+                    defaultIdentity: TLSIdentity(certificateChain: .file("/nonexistent/cert.pem"), privateKey: .file("/nonexistent/key.pem"))
+                )
                 broken.routes[0].pathPrefix = "/nowhere"
                 await #expect(throws: (any Error).self) { try await server.reload(configuration: broken) }
                 // A changed listener address: refused (addresses are bound at start).
@@ -136,7 +144,9 @@ import Testing
     @Test func liveConnectionsStayCountedAgainstUnchangedConnectionCaps() async throws {
         let metrics = TestMetrics()
         try await withDemo { demo in
-            try await withGatewayServer(upstreamPort: demo.port, metrics: metrics, configure: { $0.connectionLimits.perIPConnections = 1 }) { server, port in
+            try await withGatewayServer(upstreamPort: demo.port, metrics: metrics, configure: { $0.connectionLimits.perIPConnections = 1 }) {
+                server,
+                port in
                 let first = try await TestWebSocketClient.connect(port: port, path: "/echo")
                 var configuration = server.configuration
                 configuration.routes[0].pathPrefix = "/echo"

@@ -81,9 +81,15 @@ import Testing
         // A refused frame took nothing: at 500 ms it passes, with 600 byte tokens back.
         #expect(limiter.dataFrame(startsMessage: true, payloadLength: 600, now: self.t0 + .milliseconds(500)) == .pass)
         // Now bytes decide: 100 needed, 0 left → 100 ms.
-        #expect(limiter.dataFrame(startsMessage: false, payloadLength: 100, now: self.t0 + .milliseconds(500)) == .throttle(until: self.t0 + .milliseconds(600), .bytes))
+        #expect(
+            limiter.dataFrame(startsMessage: false, payloadLength: 100, now: self.t0 + .milliseconds(500))
+                == .throttle(until: self.t0 + .milliseconds(600), .bytes)
+        )
         // When both are short, the later instant wins.
-        #expect(limiter.dataFrame(startsMessage: true, payloadLength: 900, now: self.t0 + .milliseconds(600)) == .throttle(until: self.t0 + .milliseconds(1400), .bytes))
+        #expect(
+            limiter.dataFrame(startsMessage: true, payloadLength: 900, now: self.t0 + .milliseconds(600))
+                == .throttle(until: self.t0 + .milliseconds(1400), .bytes)
+        )
         #expect(limiter.controlFrame(now: self.t0) == .pass)
         #expect(limiter.controlFrame(now: self.t0) == .throttle(until: self.t0 + .seconds(1), .controlFrames))
     }

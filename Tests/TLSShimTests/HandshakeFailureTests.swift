@@ -8,7 +8,10 @@ import Testing
 @Suite struct HandshakeFailureTests {
     static let clientContext = TLSHandlerTests.clientContext
 
-    static func server(identity: TLSIdentity, _ configure: (inout TLSServerConfiguration) -> Void = { _ in }) throws
+    static func server(
+        identity: TLSIdentity,
+        _ configure: (inout TLSServerConfiguration) -> Void = { _ in }
+    ) throws
         -> TLSServerContext
     {
         try TLSServerContext(configuration: TLSServerConfiguration(defaultIdentity: identity, configure))

@@ -196,7 +196,12 @@ import Testing
             )
         }
         #expect(throws: TLSError(code: .invalidConfiguration, reason: "")) {
-            try TLSClientContext(configuration: TLSClientConfiguration { $0.minimumVersion = .tls1_3; $0.maximumVersion = .tls1_2 })
+            try TLSClientContext(
+                configuration: TLSClientConfiguration {
+                    $0.minimumVersion = .tls1_3
+                    $0.maximumVersion = .tls1_2
+                }
+            )
         }
     }
 

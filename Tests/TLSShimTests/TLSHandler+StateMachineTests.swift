@@ -100,7 +100,9 @@ import Testing
         #expect(active.close(mode: .input) == .forward)
         #expect(active.close(mode: .all) == .sendCloseNotifyThenClose)
         #expect(active.close(mode: .all) == .forward)
-        #expect(active.connectionFailed(TLSError(code: .connectionFailed, reason: "")) == .failAndClose(TLSError(code: .connectionFailed, reason: "")))
+        #expect(
+            active.connectionFailed(TLSError(code: .connectionFailed, reason: "")) == .failAndClose(TLSError(code: .connectionFailed, reason: ""))
+        )
         #expect(active.connectionFailed(TLSError(code: .connectionFailed, reason: "")) == .none)
     }
 }

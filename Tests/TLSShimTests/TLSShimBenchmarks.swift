@@ -82,9 +82,13 @@ struct TLSShimBenchmarks {
         var serverDone = false
         while !(clientDone && serverDone) {
             if !clientDone { clientDone = client.handshake() == .complete }
-            wire.clear(); client.readOutbound(into: &wire); server.receive(wire)
+            wire.clear()
+            client.readOutbound(into: &wire)
+            server.receive(wire)
             if !serverDone { serverDone = server.handshake() == .complete }
-            wire.clear(); server.readOutbound(into: &wire); client.receive(wire)
+            wire.clear()
+            server.readOutbound(into: &wire)
+            client.receive(wire)
         }
         var plain = ByteBuffer()
         let raw = clock.measure {

@@ -129,7 +129,8 @@ let benchmarks: @Sendable () -> Void = {
     // The third variant turns UTF-8 validation off, to show what the per-frame validator call costs.
     for (remask, validates) in [(false, true), (true, true), (false, false)] {
         var work = ByteBufferAllocator().buffer(capacity: smallPristine.count)
-        let name = remask
+        let name =
+            remask
             ? "parse 1000 small frames + remaskPayload (relay)"
             : (validates ? "parse 1000 small frames" : "parse 1000 small frames, validatesUTF8 off")
         let configuration = FrameParser.Configuration { $0.validatesUTF8 = validates }
@@ -185,7 +186,8 @@ let benchmarks: @Sendable () -> Void = {
     let readCount = (bigPristine.count + readSize - 1) / readSize
     for remask in [false, true] {
         var reads = (0..<readCount).map { _ in ByteBufferAllocator().buffer(capacity: readSize) }
-        let name = remask
+        let name =
+            remask
             ? "parse 1 MiB binary frame in 64 KiB reads + remaskPayload (relay)"
             : "parse 1 MiB binary frame in 64 KiB reads"
         Benchmark(name) { benchmark in

@@ -36,7 +36,10 @@ extension GatewayConfiguration {
 
     func validateEdge(at path: ConfigPath) throws(ConfigurationError) {
         for (index, entry) in self.trustedProxies.enumerated() where IPAddressRange(entry) == nil {
-            throw path.key("trusted_proxies").index(index).error(.invalidValue, "\(quote(entry)) is not an IP address or CIDR block (10.0.0.0/8, 2001:db8::/32)")
+            throw path.key("trusted_proxies").index(index).error(
+                .invalidValue,
+                "\(quote(entry)) is not an IP address or CIDR block (10.0.0.0/8, 2001:db8::/32)"
+            )
         }
         for (index, listener) in self.listeners.enumerated() {
             let listenerPath = path.key("listeners").index(index)
@@ -79,7 +82,10 @@ extension GatewayConfiguration.Listener {
 
 extension GatewayConfiguration.Edge {
     /// `trusted_proxies`: a list of addresses and CIDR blocks.
-    static let trustedProxiesKey = YAMLSchema<GatewayConfiguration>.Key.optional("trusted_proxies") { value, field, reader throws(ConfigurationError) in
+    static let trustedProxiesKey = YAMLSchema<GatewayConfiguration>.Key.optional("trusted_proxies") {
+        value,
+        field,
+        reader throws(ConfigurationError) in
         value.trustedProxies = try reader.list(field) { (entry) throws(ConfigurationError) in
             let text = try entry.string()
             guard IPAddressRange(text) != nil else {
@@ -97,7 +103,10 @@ extension GatewayConfiguration.Edge {
 
 extension GatewayConfiguration.Listener.Edge {
     /// `listeners[].proxy_protocol`: `off`, `v1`, `v2` or `any`.
-    static let proxyProtocolKey = YAMLSchema<GatewayConfiguration.Listener>.Key.optional("proxy_protocol") { value, field, _ throws(ConfigurationError) in
+    static let proxyProtocolKey = YAMLSchema<GatewayConfiguration.Listener>.Key.optional("proxy_protocol") {
+        value,
+        field,
+        _ throws(ConfigurationError) in
         value.proxyProtocol = try field.word({ ProxyProtocolMode(rawValue: $0) }, expected: "a PROXY protocol mode (use off, v1, v2 or any)")
     }
 }

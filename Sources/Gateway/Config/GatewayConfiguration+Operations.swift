@@ -32,7 +32,7 @@ extension GatewayConfiguration.Admin {
             } else {
                 (value.host, value.port) = try HostSyntax.listenAddress(text, at: field.path)
             }
-        },
+        }
     ])
 }
 

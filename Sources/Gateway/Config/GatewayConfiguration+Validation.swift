@@ -208,4 +208,3 @@ extension GatewayConfiguration.Timeouts {
         }
     }
 }
-

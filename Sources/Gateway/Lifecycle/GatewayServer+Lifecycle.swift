@@ -61,7 +61,8 @@ extension GatewayServer {
         do {
             // Live connections stay counted against the connection caps unless the caps change (then the
             // new caps count from zero).
-            let sameCaps = old.configuration.connectionLimits == configuration.connectionLimits
+            let sameCaps =
+                old.configuration.connectionLimits == configuration.connectionLimits
                 && old.configuration.listeners.map(\.maxConnections) == configuration.listeners.map(\.maxConnections)
             new = try await NIOThreadPool.singleton.runIfActive {
                 try GatewayEnvironment(

@@ -55,8 +55,16 @@ struct RelayCompression {
         // The source leg's sender is the client on the client leg, the server on the upstream leg.
         let inflater = sourceAgreement.map { agreement in
             source == .client
-                ? PerMessageInflater(windowBits: agreement.clientMaxWindowBits, noContextTakeover: agreement.clientNoContextTakeover, maxMessageSize: maxMessageSize)
-                : PerMessageInflater(windowBits: agreement.serverMaxWindowBits, noContextTakeover: agreement.serverNoContextTakeover, maxMessageSize: maxMessageSize)
+                ? PerMessageInflater(
+                    windowBits: agreement.clientMaxWindowBits,
+                    noContextTakeover: agreement.clientNoContextTakeover,
+                    maxMessageSize: maxMessageSize
+                )
+                : PerMessageInflater(
+                    windowBits: agreement.serverMaxWindowBits,
+                    noContextTakeover: agreement.serverNoContextTakeover,
+                    maxMessageSize: maxMessageSize
+                )
         }
         // The gateway compresses toward the destination with its own window there (server role toward the
         // client, client role toward the upstream) — unless it forwards verbatim, or that window is 8, which

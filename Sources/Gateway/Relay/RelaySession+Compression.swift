@@ -100,7 +100,11 @@ extension RelaySession {
             self.policy.countRateLimit(side, limit, .close)
             return self.perform(
                 self.closeState.policyViolation(
-                    by: side, code: .policyViolation, reason: "rate limit: \(limit.rawValue)", failed: true, boundary: self.boundaries
+                    by: side,
+                    code: .policyViolation,
+                    reason: "rate limit: \(limit.rawValue)",
+                    failed: true,
+                    boundary: self.boundaries
                 )
             )
         }

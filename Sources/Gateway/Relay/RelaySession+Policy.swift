@@ -76,7 +76,11 @@ extension RelaySession {
             buffer.moveReaderIndex(to: buffer.writerIndex)
             self.perform(
                 self.closeState.policyViolation(
-                    by: side, code: .policyViolation, reason: "rate limit: \(limit.rawValue)", failed: true, boundary: self.boundaries
+                    by: side,
+                    code: .policyViolation,
+                    reason: "rate limit: \(limit.rawValue)",
+                    failed: true,
+                    boundary: self.boundaries
                 )
             )
         }

@@ -200,7 +200,8 @@ final class RelaySession {
         let source = side.other
         // Issue #10 item 6: transcoding toward `side` stopped for its watermark goes on first.
         if self.flow.paused[source]?.reason == .writability { return self.resumeTranscoding(source) }
-        if self.heldRead[source], self.directions[source].throttled == nil, self.flow.paused[source] == nil, let sourceContext = self.contexts[source] {
+        if self.heldRead[source], self.directions[source].throttled == nil, self.flow.paused[source] == nil, let sourceContext = self.contexts[source]
+        {
             self.heldRead[source] = false
             sourceContext.read()
         }

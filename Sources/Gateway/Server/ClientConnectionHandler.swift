@@ -153,7 +153,10 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     private func plan(_ request: ClientUpgradeRequest, context: ChannelHandlerContext) -> UpstreamPlan {
         let (member, upstream) = self.environment.pools[request.route.index].pick()
         self.recorder.upstreamPicked(upstream)
-        let handshake = UpstreamHandshake(subprotocolsOffered: request.subprotocols, deflateOffer: Self.upstreamDeflateOffer(request, budget: self.environment.compressionMemory, metrics: self.environment.metrics))
+        let handshake = UpstreamHandshake(
+            subprotocolsOffered: request.subprotocols,
+            deflateOffer: Self.upstreamDeflateOffer(request, budget: self.environment.compressionMemory, metrics: self.environment.metrics)
+        )
         let head = handshake.requestHead(
             for: request,
             upstream: upstream,
@@ -249,7 +252,12 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
             ("Sec-WebSocket-Accept", HandshakeKey.acceptValue(forKey: request.key)),
         ]
         if let subprotocol = agreement.subprotocol { headers.append(("Sec-WebSocket-Protocol", subprotocol)) }
-        let extensions = Self.negotiateExtensions(request, upstreamDeflate: agreement.upstreamDeflate, metrics: self.environment.metrics, budget: self.environment.compressionMemory)
+        let extensions = Self.negotiateExtensions(
+            request,
+            upstreamDeflate: agreement.upstreamDeflate,
+            metrics: self.environment.metrics,
+            budget: self.environment.compressionMemory
+        )
         if let answer = extensions.clientAnswer { headers.append(("Sec-WebSocket-Extensions", answer)) }
         self.recorder.switched(subprotocol: agreement.subprotocol, extensions: extensions)
         var bytes = context.channel.allocator.buffer(capacity: 256)

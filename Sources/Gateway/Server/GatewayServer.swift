@@ -70,7 +70,8 @@ public final class GatewayServer: Sendable {
                     // Connection caps (issue #5 C): refused connections are closed at accept, unread.
                     // With `client_address: chain`, a trusted proxy's connections are counted per IP by
                     // the client address its X-Forwarded-For names, once the head is read.
-                    let chainAddress = proxyProtocol == .off && environment.configuration.clientAddress == .chain
+                    let chainAddress =
+                        proxyProtocol == .off && environment.configuration.clientAddress == .chain
                         && environment.trustedProxies.contains(channel.remoteAddress?.ipAddress)
                     if environment.admitAtAccept(channel, listener: listener.name, countAddress: proxyProtocol == .off && !chainAddress) == false {
                         return try channel.pipeline.syncOperations.addHandler(CloseAtAcceptHandler())
@@ -91,7 +92,9 @@ public final class GatewayServer: Sendable {
                     )
                     let pipeline = channel.pipeline.syncOperations
                     if proxyProtocol != .off {
-                        try pipeline.addHandler(Self.proxyProtocolHandler(proxyProtocol, channel: channel, listener: listener.name, environment: environment))
+                        try pipeline.addHandler(
+                            Self.proxyProtocolHandler(proxyProtocol, channel: channel, listener: listener.name, environment: environment)
+                        )
                     }
                     if let tls {
                         try pipeline.addHandler(

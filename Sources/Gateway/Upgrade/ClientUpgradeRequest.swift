@@ -61,7 +61,12 @@ struct ClientUpgradeRequest: Equatable {
         }
         guard OpeningHandshake.asksForVersion13(headers) else {
             return .failure(
-                .init(426, "unsupported WebSocket version; this gateway speaks version 13", reason: "ws-version", headers: [("Sec-WebSocket-Version", "13")])
+                .init(
+                    426,
+                    "unsupported WebSocket version; this gateway speaks version 13",
+                    reason: "ws-version",
+                    headers: [("Sec-WebSocket-Version", "13")]
+                )
             )
         }
         guard let key = OpeningHandshake.key(headers) else {

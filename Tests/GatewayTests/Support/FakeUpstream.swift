@@ -35,7 +35,12 @@ final class FakeUpstream: Sendable {
 
         /// A valid 101 for `request`, plus `extraHeaders`.
         static func accept(_ request: Request, extraHeaders: String = "") -> Reply {
-            Reply(response: Array("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: \(request.accept)\r\n\(extraHeaders)\r\n".utf8))
+            Reply(
+                response: Array(
+                    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: \(request.accept)\r\n\(extraHeaders)\r\n"
+                        .utf8
+                )
+            )
         }
     }
 

@@ -118,7 +118,9 @@ enum RawClient {
         init(done: EventLoopPromise<String>) { self.done = done }
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             self.bytes += Array(buffer: Self.unwrapInboundIn(data))
-            if !self.finished, self.bytes.count >= 4, self.bytes.indices.dropLast(3).contains(where: { self.bytes[$0..<($0 + 4)].elementsEqual([13, 10, 13, 10]) }) {
+            if !self.finished, self.bytes.count >= 4,
+                self.bytes.indices.dropLast(3).contains(where: { self.bytes[$0..<($0 + 4)].elementsEqual([13, 10, 13, 10]) })
+            {
                 self.finish()
             }
         }
