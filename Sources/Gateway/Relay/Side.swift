@@ -21,17 +21,20 @@ struct PerSide<Value> {
         self.init(client: both, upstream: both)
     }
 
+    /// Borrows (`_read`) and mutates in place (`_modify`) rather than get/set: with a plain getter,
+    /// `directions[side].leg = x` copied the whole ``RelayDirection`` (retaining every reference in it)
+    /// and wrote it back, on every frame; that doubled stream-32's CPU per message (BENCHMARKS.md).
     subscript(side: Side) -> Value {
-        get {
+        _read {
             switch side {
-            case .client: self.client
-            case .upstream: self.upstream
+            case .client: yield self.client
+            case .upstream: yield self.upstream
             }
         }
-        set {
+        _modify {
             switch side {
-            case .client: self.client = newValue
-            case .upstream: self.upstream = newValue
+            case .client: yield &self.client
+            case .upstream: yield &self.upstream
             }
         }
     }
