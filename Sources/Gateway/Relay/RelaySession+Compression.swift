@@ -76,7 +76,7 @@ extension RelaySession {
     /// Inflated bytes of a verbatim compressed message (or the last chunks of a transcoded one), charged
     /// to the `bytes` rate limit as a debt.
     func chargeInspected(_ count: Int, from side: Side) {
-        guard count > 0, self.directions[side].limiter != nil else { return }
+        guard count > 0, self.direction(side, { $0.limiter != nil }) else { return }
         self.directions[side].limiter!.chargeInflatedBytes(count, now: self.eventLoop.now)
     }
 

@@ -89,7 +89,7 @@ extension RelaySession {
     /// While `side` is throttled, what it still sends (reads already under way) is appended to the held
     /// bytes: at most what NIO reads before the held `read()` takes effect.
     func stashIfThrottled(_ side: Side, _ buffer: inout ByteBuffer) -> Bool {
-        guard self.directions[side].throttled != nil else { return false }
+        guard self.direction(side, { $0.throttled != nil }) else { return false }
         self.directions[side].throttled!.stash.writeBuffer(&buffer)
         return true
     }
@@ -168,7 +168,7 @@ extension RelaySession {
     /// Whether something waits for the end of the frame being relayed toward `destination`: a keep-alive
     /// ping owed to that leg, or a Close owed to it (``RelayLegClose``).
     func hasFrameBoundaryWork(toward destination: Side) -> Bool {
-        self.directions[destination].keepAlive?.state == .pingOwed || self.closeState.legs[destination].isOwed
+        self.direction(destination, { $0.keepAlive?.state == .pingOwed }) || self.closeState.legs[destination].isOwed
     }
 
     /// A frame toward `destination` ended (what was relayed before it is written): the Close owed to

@@ -67,8 +67,8 @@ extension RelaySession {
     /// event on a class property. Nothing the loop calls touches the parsers.
     func readFrames(from side: Side, _ buffer: inout ByteBuffer, parser: inout FrameParser) {
         let destinationSide = side.other
-        let transcoder = self.directions[side].transcoder
-        var leg = self.directions[side].leg
+        let (transcoder, hasLimiter) = self.direction(side) { ($0.transcoder, $0.limiter != nil) }
+        var leg = self.direction(side) { $0.leg }
         let destination = self.contexts[destinationSide]
         var forwarding = destination != nil && self.closeState.mayWrite(to: destinationSide)
         var out = RelayOutput(copying: side == .client || transcoder != nil, buffer: buffer, resources: self.resources)
@@ -82,7 +82,7 @@ extension RelaySession {
                 guard let event = parsed else { break }
                 switch event {
                 case .header(let header):
-                    if self.directions[side].limiter != nil, let verdict = self.rateVerdict(.header(header), from: side) {
+                    if hasLimiter, let verdict = self.rateVerdict(.header(header), from: side) {
                         // Held or refused: what came before goes first; the header is not forwarded.
                         if forwarding { out.send(&buffer, upTo: before, to: destination) }
                         self.directions[side].leg = leg
@@ -168,7 +168,7 @@ extension RelaySession {
                         self.keepAlivePongConsumed(eventStart: before, rest: buffer)
                         continue
                     }
-                    if self.directions[side].limiter != nil, let verdict = self.rateVerdict(.control(frame), from: side) {
+                    if hasLimiter, let verdict = self.rateVerdict(.control(frame), from: side) {
                         if forwarding { out.send(&buffer, upTo: before, to: destination) }
                         self.directions[side].leg = leg
                         return self.enforce(verdict, on: .control(frame), from: side, rest: &buffer)
