@@ -97,16 +97,7 @@ extension RelaySession {
             self.policy.countRateLimit(side, .bytes, .throttle)
             pause.timer = self.eventLoop.scheduleTask(deadline: until) { session.value.resumeTranscoding(side) }
         case .close(let limit):
-            self.policy.countRateLimit(side, limit, .close)
-            return self.perform(
-                self.closeState.policyViolation(
-                    by: side,
-                    code: .policyViolation,
-                    reason: "rate limit: \(limit.rawValue)",
-                    failed: true,
-                    boundary: self.boundaries
-                )
-            )
+            return self.closeForRateLimit(side, limit)
         }
         self.flow.paused[side] = pause
     }

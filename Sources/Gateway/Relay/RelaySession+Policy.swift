@@ -72,18 +72,24 @@ extension RelaySession {
             let stash = buffer.readSlice(length: buffer.readableBytes)!
             self.directions[side].throttled = .init(pending: event, stash: stash, timer: self.scheduleResume(side, at: until))
         case .close(let limit):
-            self.policy.countRateLimit(side, limit, .close)
             buffer.moveReaderIndex(to: buffer.writerIndex)
-            self.perform(
-                self.closeState.policyViolation(
-                    by: side,
-                    code: .policyViolation,
-                    reason: "rate limit: \(limit.rawValue)",
-                    failed: true,
-                    boundary: self.boundaries
-                )
-            )
+            self.closeForRateLimit(side, limit)
         }
+    }
+
+    /// A rate limit with `action: close` reached by `side`: counted, and 1008 to it (1001 to the other
+    /// side) through the close state machine. The one place for the read loop and the transcoder.
+    func closeForRateLimit(_ side: Side, _ limit: RateLimiter.Limit) {
+        self.policy.countRateLimit(side, limit, .close)
+        self.perform(
+            self.closeState.policyViolation(
+                by: side,
+                code: .policyViolation,
+                reason: "rate limit: \(limit.rawValue)",
+                failed: true,
+                boundary: self.boundaries
+            )
+        )
     }
 
     /// While `side` is throttled, what it still sends (reads already under way) is appended to the held
