@@ -46,15 +46,14 @@ private func heads(_ stream: some Collection<UInt8>, chunk: Int) -> HTTPRequestH
     var head: HTTPRequestHead?
     while offset < bytes.count, head == nil {
         let end = min(bytes.count, offset + chunk)
-        do {
-            try channel.writeInbound(ByteBuffer(bytes: bytes[offset..<end]))
-        } catch {
-            break
-        }
+        // A decoding error after the head (bytes behind it that are no request) does not take the head back:
+        // what was decoded before it is read either way.
+        let failed = (try? channel.writeInbound(ByteBuffer(bytes: bytes[offset..<end]))) == nil
         offset = end
         while head == nil, let part = try? channel.readInbound(as: HTTPServerRequestPart.self) {
             if case .head(let first) = part { head = first }
         }
+        if failed { break }
     }
     _ = try? channel.finish()
     return head

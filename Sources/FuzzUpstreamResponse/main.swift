@@ -127,7 +127,9 @@ public func fuzzUpstreamResponse(_ data: UnsafePointer<UInt8>, _ size: Int) -> C
     case .accepted(let subprotocol, let deflate):
         checkAccepted(whole.head, handshake, subprotocol: subprotocol, deflate: deflate)
     case .invalid:
-        precondition(whole.head.status.code == 101, "invalid verdict for a \(whole.head.status.code)")
+        // A 101 that breaks the rules, or a status outside 100–599 (RFC 9110 §15): 502.
+        let code = whole.head.status.code
+        precondition(code == 101 || !(100...599).contains(code), "invalid verdict for a \(code)")
     case .refused(let status):
         precondition(status == Int(whole.head.status.code) && status != 101, "refused \(status)")
         precondition(whole.body == chunked.body, "reads changed the relayed body")
