@@ -1,5 +1,6 @@
 import MetricsTestKit
 import NIOCore
+import TLSShim
 import Testing
 
 @testable import Gateway
@@ -197,6 +198,56 @@ import Testing
                 dimensions: [("route", "/"), ("side", "client"), ("decision", "refuse"), ("reason", "missing")]
             ) == 1
         )
+    }
+
+    /// Catalog O-04: on a TLS listener an `http:` Origin of an allowed host is 403 with a reason naming mixed content, counted as mixed-content, and never reaches the upstream; the `https:` Origin is upgraded.
+    @Test func aTLSListenerRefusesAnHTTPOriginAsMixedContent() async throws {
+        let metrics = TestMetrics()
+        let upstream = try await FakeUpstream.start { .accept($0) }
+        defer { Task { await upstream.close() } }
+        let certificate = try GatewayTLSTests.certificate()
+        try await withGateway(
+            upstreamPort: upstream.port,
+            metrics: metrics,
+            configure: {
+                $0.listeners[0].tls = TLSServerConfiguration(defaultIdentity: certificate.identity)
+                $0.routes[0].origins.allow = ["http://app.example", "https://app.example"]
+            }
+        ) { port in
+            let script = """
+                import socket, ssl, sys
+                def ask(origin):
+                    ctx = ssl.create_default_context()
+                    ctx.check_hostname = False
+                    ctx.verify_mode = ssl.CERT_NONE
+                    with ctx.wrap_socket(socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)) as s:
+                        s.sendall(sys.argv[2].replace("ORIGIN", origin).encode())
+                        data = b""
+                        while b"\\r\\n\\r\\n" not in data:
+                            chunk = s.recv(65536)
+                            if not chunk: break
+                            data += chunk
+                        try:
+                            data += s.recv(65536) if b" 101 " not in data.split(b"\\r\\n")[0] else b""
+                        except Exception:
+                            pass
+                        return data.decode(errors="replace")
+                mixed = ask("http://app.example")
+                print(mixed.split("\\r\\n")[0], "|", "mixed content" in mixed)
+                print(ask("https://app.example").split("\\r\\n")[0])
+                """
+            let run = try await runPython(["-c", script, String(port), Self.request(origin: "ORIGIN")], timeout: .seconds(30))
+            let lines = run.output.split(separator: "\n").map(String.init)
+            #expect(lines.first == "HTTP/1.1 403 Forbidden | True", "\(run.output)")
+            #expect(lines.dropFirst().first?.hasPrefix("HTTP/1.1 101") == true, "\(run.output)")
+        }
+        #expect(
+            metrics.counterTotal(
+                label: "wsgate_origin_decisions_total",
+                dimensions: [("route", "/"), ("side", "client"), ("decision", "refuse"), ("reason", "mixed-content")]
+            ) == 1
+        )
+        #expect(upstream.requests.count == 1, "only the https: Origin reached the upstream")
     }
 
     /// Catalog O-07: every spelling of the upgrade headers that wsgate treats as an upgrade meets the same origin policy (403 for a refused Origin, 101 for an allowed one); spellings it does not treat as one are refused as plain HTTP and never reach the upstream.
