@@ -32,9 +32,12 @@ import Testing
                 case let other: close = other
                 }
             }
-            // The 1008 waits for the upstream's answer to the 1001 (issue #10, nothing lost): the echoes of
-            // the first five precede it.
-            #expect(echoed == (0..<5).map { "m\($0)" })
+            // The 1008 waits for the upstream's answer to the 1001 (issue #10, nothing lost), but only for
+            // the violation grace (500 ms of wall-clock time), which a loaded machine can pass before the
+            // demo echoes: so what comes first is some of the first five echoes, in order, never a later
+            // message. That all five precede it when the upstream answers in time is asserted under virtual
+            // time (`RelayPolicyEmbeddedTests.closeSends1008ToTheClientAfterTheUpstreamsAnswer…`).
+            #expect((0..<5).map { "m\($0)" }.starts(with: echoed), "\(echoed)")
             #expect(close == .close(.policyViolation, "rate limit: messages"))
             try await client.waitForTCPClose(timeout: .seconds(5))
         }

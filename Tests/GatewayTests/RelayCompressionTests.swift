@@ -392,6 +392,7 @@ extension RelayCompressionTests {
     }
 
     /// Catalog R-06: small on the wire, large after inflate: after a 32 KiB message of `a`, messages of about 100 wire bytes that each inflate to 64 KiB are charged to the client's byte limit by their inflated size, so with 1 MiB/s (burst 1 MiB) and action close the connection gets 1008 once 1 MiB has been inflated, and the upstream no more than that, then 1001.
+    /// Catalog O-05: over the byte limit (counted after inflating) the connection gets 1008 "rate limit: bytes" and the upstream 1001.
     @Test func r06SmallOnTheWireLargeAfterInflateIsChargedByItsInflatedSize() throws {
         var limits = GatewayConfiguration.RateLimits()
         limits.upstream.controlFrames = nil
