@@ -504,6 +504,30 @@ import Testing
         #expect(pair.client.isActive && pair.upstream.isActive)
     }
 
+    /// Catalog R-04: a client that floods pings and never reads, with no control-frame limit: its pings reach the upstream, whose pongs, once the client's socket is full, stop the gateway reading the upstream (at most the read in hand is queued toward the client), and an upstream that then stops reading stops the gateway reading the client: memory stays bounded by reads, not by the flood.
+    @Test func r04APingFloodFromAClientThatDoesNotReadIsBoundedByBackpressure() throws {
+        let pair = try Pair()
+        let upstreamReads = Base.ReadCounter()
+        try pair.upstream.pipeline.syncOperations.addHandler(upstreamReads, position: .first)
+        let ping = Self.frame(.ping, [UInt8](repeating: 0x70, count: 125))
+        try pair.deliver(Array((0..<1000).map { _ in ping }.joined()), from: .client)
+        #expect(try pair.frames(to: .upstream).count == 1000)
+        // The client does not read: its socket fills.
+        pair.client.isWritable = false
+        pair.client.pipeline.fireChannelWritabilityChanged()
+        let pong = Base.upstreamFrame(.pong, [UInt8](repeating: 0x70, count: 125))
+        try pair.deliver(Array((0..<1000).map { _ in pong }.joined()), from: .upstream)
+        pair.upstream.read()
+        #expect(upstreamReads.reads == 0, "the upstream was read while the client could take nothing")
+        #expect(try pair.written(to: .client).count == 1000 * pong.count, "only the read in hand")
+        // The upstream stops reading too: the client is no longer read.
+        pair.upstream.isWritable = false
+        pair.upstream.pipeline.fireChannelWritabilityChanged()
+        pair.client.read()
+        #expect(pair.clientReads.reads == 0)
+        #expect(pair.client.isActive && pair.upstream.isActive)
+    }
+
     /// Catalog R-04: a flood of 125-byte pings under the route's default control-frame limit (100/s,
     /// burst 100) is closed with 1008: the upstream sees no more pings than the limit, then Close 1001.
     @Test func r04APingFloodIsClosedWith1008AndTheUpstreamSeesNoMoreThanTheLimit() throws {
