@@ -48,6 +48,26 @@ import Testing
     }
 
     /// Catalog P-02: the parser's verdict on the catalog bytes is unmaskedClientFrame under every split.
+    /// Catalog P-01: the extension-header parser on seeded random headers either returns offers that survive serialize-then-parse unchanged or throws its one documented error (malformedExtensionHeader); never a crash or another error.
+    @Test func p01RandomExtensionHeadersParseOrFailWithTheDocumentedError() {
+        let alphabet = Array("abcxyz019-_;,=\" \\\té!/")
+        var random = SplitMix64(seed: 0x5_02)
+        var parsed = 0
+        for round in 0..<3000 {
+            let length = Int(random.next() % 40)
+            let header = String((0..<length).map { _ in alphabet[Int(random.next() % UInt64(alphabet.count))] })
+            do {
+                let offers = try ExtensionHeader.parse([header])
+                parsed += 1
+                let again = try ExtensionHeader.parse([ExtensionHeader.serialize(offers)])
+                #expect(again == offers, "round \(round): \(header)")
+            } catch {
+                #expect(error.code == .malformedExtensionHeader, "round \(round): \(header): \(error)")
+            }
+        }
+        #expect(parsed > 100, "the generator reaches valid headers too")
+    }
+
     @Test func p02UnmaskedClientFrame() {
         #expect(verdict("81 05 48 65 6c 6c 6f") == .error(.unmaskedClientFrame))
     }
