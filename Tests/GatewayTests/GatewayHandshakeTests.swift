@@ -15,6 +15,9 @@ import Testing
 
     // MARK: The client's request
 
+    /// Catalog H-06: version 8 is 426 with Sec-WebSocket-Version: 13, answered by the gateway itself (never forwarded); every refusal closes.
+    /// Catalog H-07: POST with the upgrade headers is 405, never upgraded.
+    /// Catalog H-04: a malformed Sec-WebSocket-Key is 400.
     @Test func refusalsHaveTheirExactStatus() async throws {
         let metrics = TestMetrics()
         try await withGatewayAndDemo(metrics: metrics, configure: { $0.routes[0].hosts = ["127.0.0.1"] }) { port in
@@ -49,6 +52,7 @@ import Testing
         #expect(refusals("reason", "ws-version") == 2)
     }
 
+    /// Catalog H-02: a 17 KiB header over a socket is 431 (wsgate's 16 KiB limit, not NIO's 80 KiB).
     @Test func anOversizedRequestHeadIs431() async throws {
         try await withGatewayAndDemo { port in
             let big = Self.request(extra: "X-Padding: \(String(repeating: "a", count: 17 * 1024))\r\n")
@@ -57,6 +61,7 @@ import Testing
         }
     }
 
+    /// Catalog H-01: a head that never ends is answered 408 at the head deadline, over a socket.
     @Test func aRequestHeadThatNeverEndsIs408() async throws {
         try await withGatewayAndDemo(configure: { $0.timeouts.requestHead = .seconds(1) }) { port in
             let answer = try await TestWebSocketClient.rawHandshake(port: port, request: "GET / HTTP/1.1\r\nHost: x\r\n")
@@ -80,9 +85,13 @@ import Testing
 
     // MARK: The upstream's answer
 
+    /// Catalog U-03: a 4xx from the upstream is relayed (status, body, Connection: close), a 200 becomes 502; never a 101, both legs close.
     @Test(arguments: [
         ("HTTP/1.1 426 Upgrade Required\r\nSec-WebSocket-Version: 13\r\nContent-Length: 5\r\n\r\nnope!", 426, "nope!"),
-        ("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nhi", 200, "hi"),
+        (
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nhi", 502,
+            "the upstream answered 200 instead of 101 Switching Protocols\n"
+        ),
         ("HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n", 403, ""),
     ])
     func aNon101IsRelayedAndBothSidesClose(response: String, status: Int, body: String) async throws {
@@ -93,7 +102,10 @@ import Testing
             #expect(answer.status == status)
             #expect(answer.body == body)
             #expect(!answer.headers.contains { $0.0.lowercased() == "upgrade" })
+            #expect(answer.headers.contains { $0.0.lowercased() == "connection" && $0.1 == "close" })
         }
+        try await upstream.waitUntilAllEnded()
+        #expect(upstream.received.isEmpty)
     }
 
     @Test(arguments: [
@@ -137,6 +149,7 @@ import Testing
         }
     }
 
+    /// Catalog U-09: an upstream that accepts TCP and never answers the upgrade request gives 504 at the upstream deadline (not minutes later), then both legs close.
     @Test func anUpstreamThatNeverAnswersIs504() async throws {
         let upstream = try await FakeUpstream.start { _ in FakeUpstream.Reply(response: []) }
         defer { Task { await upstream.close() } }
@@ -147,13 +160,20 @@ import Testing
                 $0.timeouts.upstreamHandshake = .milliseconds(300)
             }
         ) { port in
+            let start = ContinuousClock.now
             let answer = try await TestWebSocketClient.rawHandshake(port: port, request: Self.request())
             #expect(answer.status == 504)
+            #expect(answer.headers.contains { $0.0.lowercased() == "connection" && $0.1 == "close" })
+            #expect(ContinuousClock.now - start < .seconds(2))
         }
+        try await upstream.waitUntilAllEnded()
+        #expect(upstream.accepted == 1 && upstream.requests.count == 1)
     }
 
     // MARK: What goes upstream
 
+    /// Catalog H-13: with no trusted proxy, the client's X-Forwarded-For/-Proto, Forwarded and X-Real-IP are dropped; the upstream sees the gateway's own values, each exactly once (X-Forwarded-For: 127.0.0.1).
+    /// Catalog H-11: the upstream request is re-serialized from parsed fields (hop-by-hop headers and those named in Connection removed).
     @Test func theUpstreamRequestCarriesAFreshKeyForwardedHeadersAndNoHopByHopHeaders() async throws {
         let upstream = try await FakeUpstream.start { .accept($0, extraHeaders: "Sec-WebSocket-Protocol: chat.v1\r\n") }
         defer { Task { await upstream.close() } }
@@ -161,6 +181,7 @@ import Testing
             let extra = [
                 "Sec-WebSocket-Protocol: chat.v2, chat.v1", "X-Custom: kept", "Connection: X-Secret", "X-Secret: dropped",
                 "Keep-Alive: timeout=5", "X-Forwarded-For: 203.0.113.9", "Sec-WebSocket-Extensions: permessage-deflate",
+                "Forwarded: for=1.2.3.4;proto=https", "X-Real-IP: 1.2.3.4", "X-Forwarded-Proto: https", "X-Forwarded-Host: evil.example",
             ].map { $0 + "\r\n" }.joined()
             let answer = try await TestWebSocketClient.rawHandshake(port: port, request: Self.request(path: "/room?x=1", extra: extra))
             #expect(answer.status == 101)
@@ -179,6 +200,14 @@ import Testing
             #expect(request.header("X-Forwarded-For") == "127.0.0.1")
             #expect(request.header("X-Forwarded-Proto") == "http")
             #expect(request.header("Forwarded") == "for=127.0.0.1;host=127.0.0.1;proto=http")
+            #expect(request.header("X-Forwarded-Host") == "127.0.0.1")
+            #expect(request.header("X-Real-IP") == nil)
+            // Set exactly once each: nothing the client sent survives beside them.
+            let lines = request.head.split(separator: "\r\n").map { $0.lowercased() }
+            for name in ["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded"] {
+                #expect(lines.filter { $0.hasPrefix(name + ":") }.count == 1, "\(name)")
+            }
+            #expect(!request.head.contains("1.2.3.4") && !request.head.contains("203.0.113.9") && !request.head.contains("evil.example"))
             #expect(request.header("Host") == "127.0.0.1:\(upstream.port)")
         }
     }
