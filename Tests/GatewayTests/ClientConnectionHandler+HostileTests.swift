@@ -305,4 +305,33 @@ import Testing
         #expect(try ClientConnectionHandlerTests.answer(onTime.client)?.status == 408)
         _ = try? onTime.client.finish(acceptAlreadyClosed: true)
     }
+
+    /// Catalog H-14: pathological Sec-WebSocket-Extensions and Sec-WebSocket-Protocol values (an unclosed quote with thousands of escapes, a protocol padded with 15,000 spaces, 8 KiB of repeated deflate offers, duplicate or out-of-range parameters) are each answered or passed on within milliseconds: the malformed grammar is 400, invalid deflate offers are declined (the upgrade goes on), never a 500.
+    @Test func pathologicalExtensionAndSubprotocolHeadersAreHandledInMilliseconds() throws {
+        let deflate = "permessage-deflate; client_max_window_bits, "
+        let cases: [(String, String, Int?)] = [
+            ("unclosed quote, escapes", "Sec-WebSocket-Extensions: a; b=\"" + String(repeating: "\\c", count: 5_000) + "\r\n", 400),
+            ("padded protocol", "Sec-WebSocket-Protocol: b" + String(repeating: " ", count: 15_000) + "x\r\n", 400),
+            ("8 KiB of offers", "Sec-WebSocket-Extensions: " + String(repeating: deflate, count: 8 * 1024 / deflate.utf8.count) + "\r\n", nil),
+            ("duplicate parameter", "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; server_no_context_takeover\r\n", nil),
+            ("window bits 16", "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits=16\r\n", nil),
+            ("window bits 7", "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits=7\r\n", nil),
+            ("window bits 08", "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits=08\r\n", nil),
+            ("window bits abc", "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits=abc\r\n", nil),
+            ("unknown parameter", "Sec-WebSocket-Extensions: permessage-deflate; x=1\r\n", nil),
+        ]
+        for (name, extra, status) in cases {
+            let bytes = Array(Self.request(extra: extra).utf8)
+            let start = ContinuousClock.now
+            let outcome = try Self.run(bytes, cuts: [])
+            let elapsed = ContinuousClock.now - start
+            #expect(elapsed < .milliseconds(250), "\(name): \(elapsed)")
+            #expect(outcome.status == status, "\(name)")
+            if status == nil {
+                #expect(outcome.upstreamAttempts == ["127.0.0.1:9001"], "\(name): the upgrade did not go on")
+            } else {
+                #expect(outcome.closed && outcome.upstreamAttempts.isEmpty, "\(name)")
+            }
+        }
+    }
 }

@@ -53,6 +53,7 @@ import Testing
     /// Catalog H-07: POST is 405, HTTP/1.0 400, h2c without websocket 426 (plain HTTP), never upgraded.
     /// Catalog H-08: Content-Length or Transfer-Encoding on the upgrade request is 400.
     /// Catalog H-11: a header name over 256 bytes is 400.
+    /// Catalog H-14: a Sec-WebSocket-Protocol that is not a list of tokens is 400.
     @Test func eachRuleHasItsExactStatus() {
         #expect(status(head(method: .POST, Self.valid)) == 405)
         #expect(status(head(version: .http1_0, Self.valid)) == 400)
@@ -71,6 +72,8 @@ import Testing
         #expect(status(head(replacing("Sec-WebSocket-Version", with: "013"))) == 400)
         #expect(status(head(Self.valid + [(String(repeating: "n", count: 257), "1")])) == 400)
         #expect(status(head(Self.valid + [(String(repeating: "n", count: 256), "1")])) == nil)
+        #expect(status(head(Self.valid + [("Sec-WebSocket-Protocol", "chat, b   x")])) == 400)
+        #expect(status(head(Self.valid + [("Sec-WebSocket-Protocol", "chat, \"quoted\"")])) == 400)
         #expect(status(head(replacing("Sec-WebSocket-Key", with: "short"))) == 400)
         #expect(status(head(replacing("Sec-WebSocket-Key", with: nil))) == 400)
         #expect(status(head(uri: "http://x/echo", Self.valid)) == 400)

@@ -108,6 +108,7 @@ import Testing
         #expect(upstream.received.isEmpty)
     }
 
+    /// Catalog H-16: an upstream choosing a subprotocol the client did not offer (or an extension not offered) is 502.
     @Test(arguments: [
         "wrong-accept", "extension", "subprotocol", "no-upgrade-header",
     ])

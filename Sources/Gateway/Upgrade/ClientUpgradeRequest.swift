@@ -111,6 +111,10 @@ struct ClientUpgradeRequest: Equatable {
             return .failure(.init(404, "no route for \(host)\(path)", reason: "no-route"))
         }
         var offered = HTTPSyntax.commaList(headers["Sec-WebSocket-Protocol"])
+        // RFC 6455 §4.1 item 10, §11.3.4: a comma list of tokens; anything else is malformed (RELIABILITY H-14).
+        guard offered.allSatisfy({ HTTPSyntax.isToken($0) }) else {
+            return .failure(.init(400, "Sec-WebSocket-Protocol must be a comma-separated list of tokens", reason: "subprotocols"))
+        }
         if !route.route.subprotocols.isEmpty {
             offered = offered.filter { route.route.subprotocols.contains($0) }
         }

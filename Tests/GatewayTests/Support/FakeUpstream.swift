@@ -91,7 +91,7 @@ final class FakeUpstream: Sendable {
     var rawReceived: Int { self.state.withLockedValue { $0.rawReceived } }
 
     /// Waits until every accepted connection has ended, up to `timeout`.
-    func waitUntilAllEnded(timeout: Duration = .seconds(5)) async throws {
+    func waitUntilAllEnded(timeout: Duration = .seconds(10)) async throws {
         let deadline = ContinuousClock.now + timeout
         while self.state.withLockedValue({ $0.ended < $0.accepted }) {
             guard ContinuousClock.now < deadline else {
