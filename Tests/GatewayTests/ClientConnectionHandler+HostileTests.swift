@@ -334,4 +334,22 @@ import Testing
             }
         }
     }
+
+    /// Catalog H-17: `..`, encoded dots and slashes, `//`, a fragment, `*` and absolute-form are refused with 400 and never forwarded; `/chat?x` and a request line with two spaces are routed on the parsed target, which is exactly what goes upstream.
+    @Test func requestTargetsOutsideTheOneNormalizationAre400() throws {
+        for target in ["/chat/../admin", "/%2e%2e/admin", "/chat%2F..%2Fadmin", "//chat", "/chat#frag", "*", "ws://gw.example/chat"] {
+            try Self.expectRefused("target \(target)", Self.request(Self.replacing("GET /chat ", "GET \(target) ")), 400)
+        }
+        // Routed on the parsed target, and the same target re-serialized upstream: llhttp reads repeated
+        // spaces in the request line as one (the documented normalization, DESIGN-NOTES).
+        for (line, expected) in [("GET /chat?x ", "GET /chat?x HTTP/1.1"), ("GET  /chat ", "GET /chat HTTP/1.1")] {
+            let upgrade = try Upgrade()
+            upgrade.deliver(Array(Self.request(Self.replacing("GET /chat ", line)).utf8), to: upgrade.client)
+            let sent = try #require(ClientConnectionHandlerTests.parseHead(try upgrade.written(on: upgrade.upstream)))
+            #expect(sent.start == expected)
+            upgrade.client.close(promise: nil)
+            upgrade.loop.run()
+            _ = try? upgrade.client.finish(acceptAlreadyClosed: true)
+        }
+    }
 }
