@@ -1,3 +1,4 @@
+import Foundation
 import Frames
 import MetricsTestKit
 import NIOCore
@@ -173,12 +174,20 @@ import Testing
 
     // MARK: What goes upstream
 
-    /// Catalog H-13: with no trusted proxy, the client's X-Forwarded-For/-Proto, Forwarded and X-Real-IP are dropped; the upstream sees the gateway's own values, each exactly once (X-Forwarded-For: 127.0.0.1).
+    /// Catalog H-13: with no trusted proxy, the client's X-Forwarded-For/-Proto/-Host, Forwarded and X-Real-IP are dropped; the upstream sees the gateway's own values, each exactly once (X-Forwarded-For: 127.0.0.1), and the access log names the socket's peer.
     /// Catalog H-11: the upstream request is re-serialized from parsed fields (hop-by-hop headers and those named in Connection removed).
     @Test func theUpstreamRequestCarriesAFreshKeyForwardedHeadersAndNoHopByHopHeaders() async throws {
         let upstream = try await FakeUpstream.start { .accept($0, extraHeaders: "Sec-WebSocket-Protocol: chat.v1\r\n") }
         defer { Task { await upstream.close() } }
-        try await withGateway(upstreamPort: upstream.port, configure: { $0.routes[0].subprotocols = ["chat.v1"] }) { port in
+        let log = FileManager.default.temporaryDirectory.appendingPathComponent("wsgate-forwarded-\(UUID().uuidString).log").path
+        defer { try? FileManager.default.removeItem(atPath: log) }
+        try await withGateway(
+            upstreamPort: upstream.port,
+            configure: {
+                $0.routes[0].subprotocols = ["chat.v1"]
+                $0.accessLog = .file(log)
+            }
+        ) { port in
             let extra = [
                 "Sec-WebSocket-Protocol: chat.v2, chat.v1", "X-Custom: kept", "Connection: X-Secret", "X-Secret: dropped",
                 "Keep-Alive: timeout=5", "X-Forwarded-For: 203.0.113.9", "Sec-WebSocket-Extensions: permessage-deflate",
@@ -210,6 +219,16 @@ import Testing
             }
             #expect(!request.head.contains("1.2.3.4") && !request.head.contains("203.0.113.9") && !request.head.contains("evil.example"))
             #expect(request.header("Host") == "127.0.0.1:\(upstream.port)")
+            // The log names the socket's peer, never a forwarded address.
+            upstream.dropConnections()
+            let deadline = ContinuousClock.now + .seconds(5)
+            var line = ""
+            while line.isEmpty, ContinuousClock.now < deadline {
+                line = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+                if line.isEmpty { try await Task.sleep(for: .milliseconds(20)) }
+            }
+            #expect(line.contains(#""client":"127.0.0.1"#), "\(line)")
+            #expect(!line.contains("1.2.3.4") && !line.contains("203.0.113.9"), "\(line)")
         }
     }
 }
