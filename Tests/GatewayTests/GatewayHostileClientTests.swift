@@ -118,7 +118,7 @@ import Testing
         let metrics = TestMetrics()
         let stalledPlain = 200
         let stalledTLS = 200
-        let deadline = Duration.seconds(4)
+        let deadline = Duration.seconds(5)
         try await withDemo { demo in
             try await withGatewayServer(
                 upstreamPort: demo.port,
@@ -133,8 +133,13 @@ import Testing
                 let tlsPort = server.localAddresses[1].port!
                 // Open them all at once: a request line and a header, never the blank line; half a
                 // ClientHello record, or nothing.
+                // In waves of 50 (all at once would overflow the listen backlog: SYNs retried a second later).
                 let stalled = try await withThrowingTaskGroup(of: (Bool, RawConnection).self) { group in
+                    var opened: [(Bool, RawConnection)] = []
                     for index in 0..<(stalledPlain + stalledTLS) {
+                        if index > 0, index.isMultiple(of: 50) {
+                            for _ in 0..<50 { opened.append(try await group.next()!) }
+                        }
                         group.addTask {
                             if index < stalledPlain {
                                 let connection = try await RawConnection.open(port: port)
@@ -148,17 +153,17 @@ import Testing
                             return (true, connection)
                         }
                     }
-                    return try await group.reduce(into: [(Bool, RawConnection)]()) { $0.append($1) }
+                    return try await group.reduce(into: opened) { $0.append($1) }
                 }
                 let allOpened = ContinuousClock.now
                 let plain = stalled.filter { !$0.0 }.map(\.1)
                 let tls = stalled.filter { $0.0 }.map(\.1)
 
                 // Fresh clients, while every stalled connection is still open.
-                let fresh = try await TestWebSocketClient.connect(port: port, path: "/echo", timeout: .seconds(2))
+                let fresh = try await TestWebSocketClient.connect(port: port, path: "/echo", timeout: .seconds(3))
                 try await fresh.send(text: "alive")
-                #expect(try await fresh.receiveMessage(timeout: .seconds(2)) == .text("alive"))
-                #expect(try await Self.tlsUpgrade(port: tlsPort, timeout: .seconds(2)) == 101)
+                #expect(try await fresh.receiveMessage(timeout: .seconds(3)) == .text("alive"))
+                #expect(try await Self.tlsUpgrade(port: tlsPort, timeout: .seconds(3)) == 101)
                 #expect(stalled.allSatisfy { !$0.1.isClosedByServer }, "a stalled connection was closed before the fresh upgrades")
 
                 // Each stalled connection is closed at its deadline from accept, not before and not much after.

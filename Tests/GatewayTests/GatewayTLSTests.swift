@@ -191,13 +191,13 @@ import Testing
                         port: port,
                         request:
                             "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-                        timeout: .seconds(5)
+                        timeout: .seconds(20)
                     )
                     let elapsed = ContinuousClock.now - start
                     #expect(answer.status == 504)
                     #expect(answer.headers.contains { $0.0 == "X-Wsgate-Error" && $0.1 == "upstream-tls-handshake-timeout" })
                     #expect(answer.headers.contains { $0.0 == "Connection" && $0.1 == "close" })
-                    #expect(elapsed >= .milliseconds(300) && elapsed < .seconds(2), "\(elapsed)")
+                    #expect(elapsed >= .milliseconds(300) && elapsed < .seconds(15), "\(elapsed)")
                 }
                 try await silent.waitUntilAllEnded()
                 #expect(silent.accepted == 1)
