@@ -96,6 +96,7 @@ import Testing
         }
     }
 
+    /// Catalog U-06: a 101 naming an extension or subprotocol that was not offered (or otherwise invalid) is 502.
     @Test(arguments: [
         "wrong-accept", "extension", "subprotocol", "no-upgrade-header",
     ])
@@ -126,6 +127,7 @@ import Testing
         }
     }
 
+    /// Catalog U-10: (a) an upstream that refuses the connection is 502 at once.
     @Test func anUnreachableUpstreamIs502() async throws {
         // A port that was just free: bind, note it, close.
         let probe = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: "127.0.0.1", port: 0).get()
