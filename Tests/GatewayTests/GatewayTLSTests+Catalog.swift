@@ -1,8 +1,10 @@
 import Foundation
+import MetricsTestKit
 import NIOCore
 import NIOEmbedded
 import NIOPosix
 import TLSShim
+import TestPeers
 import Testing
 
 @testable import Gateway
@@ -125,5 +127,54 @@ extension GatewayTLSTests {
             #expect(run.output.trimmingCharacters(in: .whitespacesAndNewlines) == "101", "\(run.output)")
             #expect(upstream.requests.first?.header("Host") != nil)
         }
+    }
+
+    /// Runs `openssl s_client` against `port` with nothing on its standard input; returns its exit
+    /// status (it is killed after `timeout`).
+    static func sClient(port: Int, _ arguments: [String], timeout: Duration = .seconds(10)) async throws -> Int32 {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: try TestPeers.executable("openssl", package: "openssl"))
+        process.arguments = ["s_client", "-connect", "127.0.0.1:\(port)", "-servername", "localhost"] + arguments
+        process.standardInput = FileHandle.nullDevice
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let deadline = ContinuousClock.now + timeout
+        while process.isRunning && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        if process.isRunning { process.terminate() }
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+
+    /// Catalog T-05: on a wss listener, TLS 1.1, TLS 1.0 and a suite without forward secrecy or AEAD are refused, each counted by its reason in wsgate_tls_handshake_failures_total, while TLS 1.2 with ECDHE AEAD and TLS 1.3 succeed.
+    @Test func oldVersionsAndWeakSuitesAreRefusedAndCountedByReason() async throws {
+        let metrics = TestMetrics()
+        let certificate = try Self.certificate()
+        let upstream = try await FakeUpstream.start { .accept($0) }
+        defer { Task { await upstream.close() } }
+        let refused: [[String]] = [
+            ["-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0"], ["-tls1", "-cipher", "DEFAULT@SECLEVEL=0"],
+            ["-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-SHA"],
+        ]
+        let accepted: [[String]] = [["-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-GCM-SHA256"], ["-tls1_3"]]
+        var statuses: [Int32] = []
+        try await withGateway(
+            upstreamPort: upstream.port,
+            metrics: metrics,
+            configure: { $0.listeners[0].tls = TLSServerConfiguration(defaultIdentity: certificate.identity) }
+        ) { port in
+            for arguments in refused + accepted {
+                statuses.append(try await Self.sClient(port: port, arguments))
+            }
+            await metrics.eventually {
+                metrics.total("wsgate_tls_handshake_failures_total", [("class", "protocol_version")]) == 2
+                    && metrics.total("wsgate_tls_handshake_failures_total", [("class", "no_shared_cipher")]) == 1
+            }
+        }
+        #expect(statuses.prefix(3).allSatisfy { $0 != 0 }, "\(statuses)")
+        #expect(statuses.suffix(2) == [0, 0], "\(statuses)")
+        #expect(metrics.total("wsgate_tls_handshake_failures_total", [("leg", "client"), ("class", "protocol_version")]) == 2)
+        #expect(metrics.total("wsgate_tls_handshake_failures_total", [("leg", "client"), ("class", "no_shared_cipher")]) == 1)
+        #expect(metrics.total("wsgate_tls_handshake_failures_total") == 3)
     }
 }
