@@ -87,7 +87,7 @@ import Testing
 
     static let upgrade = "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
 
-    /// Catalog-free: issue #13 §1. Missing, untrusted and expired certificates fail the handshake with
+    /// Issue #13 §1. Missing, untrusted and expired certificates fail the handshake with
     /// their alert and class; a verified one reaches the upstream as `X-Forwarded-Client-Cert`; a
     /// client-sent copy never does; per route `require` (403) and `off`.
     @Test func certificatesAreCheckedPerNameAndForwardedPerRoute() async throws {
@@ -216,7 +216,7 @@ import Testing
         ).output
     }
 
-    /// Catalog-free: issue #13 §1 "session resumption never skips a check". A session made on
+    /// Issue #13 §1 "session resumption never skips a check". A session made on
     /// `open.test` (no certificate asked) resumes there (control) and never on `secure.test`: offered
     /// there by session ID, ticket or TLS 1.3 PSK, it gets a full handshake that asks for the
     /// certificate and fails without one.
@@ -246,7 +246,7 @@ import Testing
         }
     }
 
-    /// Catalog-free: issue #13 §1 SIGHUP. A reload that no longer trusts the client's CA takes effect
+    /// Issue #13 §1 SIGHUP. A reload that no longer trusts the client's CA takes effect
     /// for the next handshake, resumed or not (a session from before the reload is not resumed), and a
     /// live connection keeps the context it was accepted with.
     @Test(arguments: [["-tls1_2"], ["-tls1_3"]])
