@@ -1,4 +1,5 @@
 import Foundation
+import NIOHTTP1
 import TLSShim
 import Testing
 
@@ -105,6 +106,36 @@ import Testing
         #expect(ClientCertificateHeader.valueText("a;b") == #""a;b""#)
         #expect(ClientCertificateHeader.quoted(#"say "hi""#) == #""say \"hi\"""#)
         #expect(ClientCertificateHeader.value(for: TLSPeerCertificate(sha256Fingerprint: "00", subject: "")) == #"Hash=00;Subject="""#)
+    }
+}
+
+extension GatewayConfigurationClientCertificatesTests {
+    /// A client-sent `X-Forwarded-Client-Cert` (any spelling, repeated) never reaches the upstream; the
+    /// gateway's value is added once when there is a verified certificate to forward.
+    @Test(arguments: [true, false])
+    func theUpstreamHeadCarriesOnlyTheGatewaysClientCertificateHeader(verified: Bool) throws {
+        var headers: HTTPHeaders = [
+            "Host": "gw.example", "Upgrade": "websocket", "Connection": "Upgrade",
+            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version": "13",
+        ]
+        headers.add(name: "X-Forwarded-Client-Cert", value: #"Hash=forged;Subject="CN=admin""#)
+        headers.add(name: "x-forwarded-client-cert", value: "By=spiffe://evil")
+        let head = HTTPRequestHead(version: .http1_1, method: .GET, uri: "/chat", headers: headers)
+        let route = GatewayConfiguration.Route(upstreams: [.init(scheme: .ws, host: "127.0.0.1", port: 1)])
+        guard case .success(let request) = ClientUpgradeRequest.validate(head, limits: .init(), routes: RouteTable([route])) else {
+            Issue.record("the fixture request is invalid")
+            return
+        }
+        let certificate = TLSPeerCertificate(sha256Fingerprint: "ab", subject: "CN=client", uris: [], dnsNames: ["c.test"])
+        let upstreamHead = UpstreamHandshake(subprotocolsOffered: []).requestHead(
+            for: request,
+            upstream: route.upstreams[0],
+            peer: nil,
+            peerIsTrusted: false,
+            clientUsedTLS: true,
+            clientCertificate: verified ? certificate : nil
+        )
+        #expect(upstreamHead.headers["X-Forwarded-Client-Cert"] == (verified ? [#"Hash=ab;Subject="CN=client";DNS=c.test"#] : []))
     }
 }
 
