@@ -246,6 +246,53 @@ import Testing
         }
     }
 
+    /// Issue #13 §1 with Python's `ssl` as the peer: a session made on `open.test` is reused there
+    /// (control) and, offered on `secure.test`, is not: the full handshake asks for the certificate.
+    @Test func pythonSessionReuseNeverCrossesIntoANameThatRequiresACertificate() async throws {
+        guard try await PythonPeer.require("ssl") else { return }
+        let files = try Files()
+        let metrics = TestMetrics()
+        try await withGatewayAndDemo(metrics: metrics, configure: { $0.listeners[0].tls = files.tls() }) { port in
+            let script = """
+                import socket, ssl, sys
+                port = int(sys.argv[1])
+                ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+                def visit(name, session=None):
+                    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+                        with ctx.wrap_socket(raw, server_hostname=name, session=session) as tls:
+                            tls.sendall(b"GET /not-an-upgrade HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n")
+                            try:
+                                while tls.recv(4096):
+                                    pass
+                            except ssl.SSLEOFError:
+                                pass
+                            return tls.session, tls.session_reused
+                for version in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
+                    ctx.minimum_version = ctx.maximum_version = version
+                    session, _ = visit("open.test")
+                    _, reused = visit("open.test", session)
+                    print(version.name, "control-reused", reused, flush=True)
+                    try:
+                        _, reused = visit("secure.test", session)
+                        print(version.name, "crossed-connected reused", reused, flush=True)
+                    except (ssl.SSLError, ConnectionError) as error:
+                        print(version.name, "crossed-refused", error, flush=True)
+                """
+            let run = try await runPython(["-c", script, "\(port)"], timeout: .seconds(60))
+            #expect(run.status == 0, "\(run.output)")
+            for version in ["TLSv1_2", "TLSv1_3"] {
+                #expect(run.output.contains("\(version) control-reused True"), "\(run.output)")
+                #expect(run.output.contains("\(version) crossed-refused"), "\(run.output)")
+            }
+            await metrics.eventually {
+                metrics.total("wsgate_tls_handshake_failures_total", [("class", "client_certificate_required")]) == 2
+            }
+            #expect(metrics.total("wsgate_tls_handshake_failures_total", [("class", "client_certificate_required")]) == 2)
+        }
+    }
+
     /// Issue #13 §1 SIGHUP. A reload that no longer trusts the client's CA takes effect
     /// for the next handshake, resumed or not (a session from before the reload is not resumed), and a
     /// live connection keeps the context it was accepted with.
