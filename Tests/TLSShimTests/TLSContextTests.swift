@@ -119,7 +119,9 @@ import Testing
 
     @Test func mutualTLS() throws {
         let server = try TLSServerContext(
-            configuration: Fixtures.serverConfiguration { $0.clientCertificateTrustRoots = .pem(Fixtures.ca.certificatePEM) }
+            configuration: Fixtures.serverConfiguration {
+                $0.clientAuthentication = TLSClientAuthentication(trustRoots: .pem(Fixtures.ca.certificatePEM))
+            }
         )
         let withIdentity = try TLSClientContext(configuration: Fixtures.clientConfiguration { $0.identity = Fixtures.client.identity })
         let pair = try Self.connect(server: server, client: withIdentity, serverName: "localhost")
