@@ -44,11 +44,16 @@ private func answer(_ stream: ArraySlice<UInt8>, chunk: Int) -> UpstreamResponse
         offset = end
     }
     _ = try? channel.finish()
-    var result: UpstreamResponse?
-    promise.futureResult.whenSuccess { result = $0 }
+    let result = ResultBox()
+    promise.futureResult.whenSuccess { result.value = $0 }
     promise.futureResult.whenFailure { _ in }
     channel.embeddedEventLoop.run()
-    return result
+    return result.value
+}
+
+/// Where the embedded loop's callback leaves the answer (it runs on this thread, in `run()`).
+private final class ResultBox: @unchecked Sendable {
+    var value: UpstreamResponse?
 }
 
 /// An HTTP client's reading of `bytes` (the response to a GET): its parts, and whether it all parsed.
