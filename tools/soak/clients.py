@@ -152,7 +152,7 @@ class Run:
                 _, listener = await picows.ws_connect(
                     lambda: EchoListener(kind, self.stats, on_echo),
                     self.url,
-                    websocket_handshake_timeout=30,
+                    websocket_handshake_timeout=60,
                     read_buffer_init_size=read_buffer,
                 )
             except Exception as error:  # noqa: BLE001: every failure is counted by class
@@ -307,7 +307,7 @@ class Run:
         while not self.stopping.is_set():
             try:
                 async with self.handshake_slots:
-                    ws = await connect(self.url, compression="deflate", max_size=4 << 20, open_timeout=30, ping_interval=None)
+                    ws = await connect(self.url, compression="deflate", max_size=4 << 20, open_timeout=60, ping_interval=None)
             except Exception as error:  # noqa: BLE001
                 self.stats.handshakes[f"{kind}:fail"] += 1
                 self.stats.error(f"{kind}: connect: {type(error).__name__}: {str(error)[:80]}")

@@ -8,6 +8,7 @@ import base64
 import os
 import random
 import struct
+import traceback
 
 from stats import Stats
 
@@ -57,8 +58,9 @@ class Hostile:
             turn += 1
             try:
                 await self.one(name)
-            except Exception as error:  # noqa: BLE001: counted by class
-                self.stats.hostile[f"{name}:error {type(error).__name__}"] += 1
+            except Exception as error:  # noqa: BLE001: counted by class and where it was raised
+                where = traceback.extract_tb(error.__traceback__)[-1]
+                self.stats.hostile[f"{name}:error {type(error).__name__} in {where.name}"] += 1
             try:
                 await asyncio.wait_for(self.stopping.wait(), 1 + random.random() * 3)
             except asyncio.TimeoutError:
@@ -90,13 +92,19 @@ class Hostile:
                 self.stats.hostile[f"{name}:no 101"] += 1
                 return
             if name == "trickle":
-                expected = TRICKLE_CODE
                 body = frame(0x2, os.urandom(200))
                 trickler = asyncio.ensure_future(self.trickle(writer, body))
                 try:
-                    code = await asyncio.wait_for(self.read_close(reader), self.frame_timeout + 20)
+                    code = await asyncio.wait_for(self.read_close(reader), self.frame_timeout + 30)
                 finally:
                     trickler.cancel()
+                if code is None:
+                    # The echo answers cut-through, so the gateway is inside its copy of the frame
+                    # toward us when the deadline fires: a Close cannot go there (never inside a
+                    # frame), so it ends TCP. That is the expected end too.
+                    name, expected = "trickle/mid-frame", None
+                else:
+                    expected = TRICKLE_CODE
             else:
                 data, expected = CASES[name]
                 writer.write(data)
@@ -118,18 +126,19 @@ class Hostile:
             await asyncio.sleep(1)
 
     async def read_close(self, reader: asyncio.StreamReader) -> int | None:
-        """Reads server frames until a Close; its code (1005 without one), None at EOF first."""
-        while True:
-            try:
+        """Reads server frames until a Close; its code (1005 without one), None at EOF first (between
+        frames or inside one)."""
+        try:
+            while True:
                 head = await reader.readexactly(2)
-            except asyncio.IncompleteReadError:
-                return None
-            opcode = head[0] & 0x0F
-            length = head[1] & 0x7F
-            if length == 126:
-                length = struct.unpack("!H", await reader.readexactly(2))[0]
-            elif length == 127:
-                length = struct.unpack("!Q", await reader.readexactly(8))[0]
-            payload = await reader.readexactly(length)
-            if opcode == 0x8:
-                return struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else 1005
+                opcode = head[0] & 0x0F
+                length = head[1] & 0x7F
+                if length == 126:
+                    length = struct.unpack("!H", await reader.readexactly(2))[0]
+                elif length == 127:
+                    length = struct.unpack("!Q", await reader.readexactly(8))[0]
+                payload = await reader.readexactly(length)
+                if opcode == 0x8:
+                    return struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else 1005
+        except (asyncio.IncompleteReadError, ConnectionError):
+            return None
