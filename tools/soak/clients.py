@@ -144,6 +144,7 @@ class Run:
         self.args = args
         self.stopping = asyncio.Event()
         self.handshake_slots = asyncio.Semaphore(args.handshake_concurrency)
+        self.closing_slots = asyncio.Semaphore(500)
         self.listeners: set[EchoListener] = set()
 
     async def connect(self, kind: str, on_echo=None, read_buffer: int = 4096) -> EchoListener | None:
@@ -173,20 +174,24 @@ class Run:
             return False
 
     async def finish(self, listener: EchoListener) -> None:
-        """The end of a client: wait for its echoes, Close 1000, wait for the gateway's answer."""
+        """The end of a client: wait for its echoes, Close 1000, wait for the gateway's answer. At the
+        end of a run every client does this at once: at most `closing_slots` at a time, so that the
+        deadlines measure the gateway and not this process working through 10,000 closes."""
         if listener.closed.done():
             return
-        try:
-            await asyncio.wait_for(listener.wait_drained(), 20)
-        except asyncio.TimeoutError:
-            self.stats.error(f"{listener.kind}: echoes not drained in 20 s")
-        listener.close(1000)
-        try:
-            await asyncio.wait_for(asyncio.shield(listener.closed), 15)
-        except asyncio.TimeoutError:
-            self.stats.error(f"{listener.kind}: no Close answer in 15 s")
-            listener.transport.disconnect(graceful=False)
-            await listener.closed
+        async with self.closing_slots:
+            try:
+                await asyncio.wait_for(listener.wait_drained(), 60)
+            except asyncio.TimeoutError:
+                self.stats.error(f"{listener.kind}: echoes not drained in 60 s")
+            listener.close(1000)
+            try:
+                await asyncio.wait_for(asyncio.shield(listener.closed), 60)
+            except asyncio.TimeoutError:
+                answered = "Close answered, TCP not ended" if listener.close_received is not None else "no Close answer"
+                self.stats.error(f"{listener.kind}: {answered} in 60 s")
+                listener.transport.disconnect(graceful=False)
+                await listener.closed
 
     async def hold(self, kind: str, body) -> None:
         """Keeps one client of `kind` connected until the run stops, reconnecting after the gateway
@@ -322,7 +327,8 @@ class Run:
             try:
                 while True:
                     if await self.sleep_or_stop(random.expovariate(1 / self.args.chatty_interval)):
-                        await asyncio.wait_for(ws.close(1000), 15)
+                        async with self.closing_slots:
+                            await asyncio.wait_for(ws.close(1000), 60)
                         self.stats.closes[f"{kind}:client:{ws.close_code}"] += 1
                         break
                     if random.random() < 0.7:

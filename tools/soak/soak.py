@@ -310,11 +310,11 @@ async def main() -> int:
         # Close every client (each waits for its echoes first), then let the gateway settle.
         sampler.phase = "close"
         run.stopping.set()
-        done, pending = await asyncio.wait(tasks, timeout=120)
+        done, pending = await asyncio.wait(tasks, timeout=300)
         for task in pending:
             task.cancel()
         if pending:
-            stats.error(f"{len(pending)} client tasks did not finish in 120 s")
+            stats.error(f"{len(pending)} client tasks did not finish in 300 s")
         for task in done:
             if task.exception() is not None:
                 stats.error(f"client task: {type(task.exception()).__name__}: {str(task.exception())[:80]}")
