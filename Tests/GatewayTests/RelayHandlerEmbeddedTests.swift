@@ -135,6 +135,7 @@ import Testing
 
     // MARK: Data frames
 
+    /// Catalog P-01: the relay's output is the same wherever the reads cut the frame.
     @Test func aClientFrameSplitAtEveryByteReachesTheUpstreamRemaskedWithAFreshKey() throws {
         let payload = Array("héllo, wörld — relayed".utf8) + [UInt8](repeating: 0x61, count: 200)
         let key = MaskingKey(0x11, 0x22, 0x33, 0x44)
@@ -154,6 +155,7 @@ import Testing
         }
     }
 
+    /// Catalog P-15: fragmentation and a ping between fragments are preserved exactly, each frame remasked.
     @Test func everyFrameGetsItsOwnKeyAndFragmentationIsPreserved() throws {
         let pair = try Pair()
         let wire =
@@ -254,6 +256,7 @@ import Testing
 
     // MARK: Backpressure
 
+    /// Catalog R-04: a peer that cannot take writes stops the gateway reading the other side, so relayed pings and pongs do not queue without bound.
     @Test func anUnwritableUpstreamHoldsTheClientsReadsUntilItDrains() throws {
         let pair = try Pair()
         pair.client.read()
