@@ -100,4 +100,30 @@ import Testing
             #expect(TLSShim.liveConnections == tlsObjects)
         }
     }
+
+    /// Catalog U-01: an upstream that sends "part-1 " (FIN=0) and half a continuation frame, then resets: the client gets "part-1 ", never a fabricated end of message nor a Close inside the frame; its TCP connection ends within 1 s; counted as the upstream's 1006.
+    @Test func anUpstreamResetInsideAMessageEndsTheClientWithoutAFabricatedEnd() async throws {
+        // Text, FIN=0, "part-1 "; then a final continuation that declares 20 bytes and carries 8.
+        let script: [UInt8] = [0x01, 0x07] + Array("part-1 ".utf8) + [0x80, 20] + Array("part-2 a".utf8)
+        let upstream = try await FaultUpstream.start(.sendThenReset(script))
+        defer { Task { await upstream.close() } }
+        let metrics = TestMetrics()
+        try await withGateway(upstreamPort: upstream.port, metrics: metrics) { port in
+            let client = try await TestWebSocketClient.connect(port: port, path: "/")
+            let (first, payload) = try await client.receiveFrame()
+            let received = ContinuousClock.now
+            #expect(first.opcode == .text && !first.fin && payload == Array("part-1 ".utf8))
+            // The continuation was relayed cut-through, so the client leg is inside a frame: no Close
+            // can be written there, and no end of the message may be made up. Its TCP connection ends.
+            await #expect(throws: (any Error).self) { _ = try await client.receiveFrame(timeout: .seconds(5)) }
+            try await client.waitForTCPClose(timeout: .seconds(5))
+            let ended = ContinuousClock.now - received
+            #expect(ended < .seconds(1), "the client's connection ended \(ended) after the upstream's reset")
+            await metrics.eventually {
+                metrics.total("wsgate_close_codes_total", [("side", "upstream"), ("code", "1006"), ("by", "peer")]) == 1
+            }
+            #expect(metrics.total("wsgate_close_codes_total", [("side", "upstream"), ("code", "1006"), ("by", "peer")]) == 1)
+            #expect(metrics.total("wsgate_close_codes_total", [("side", "client"), ("by", "gateway")]) == 0)
+        }
+    }
 }

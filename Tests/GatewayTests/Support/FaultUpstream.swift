@@ -14,6 +14,8 @@ final class FaultUpstream: Sendable {
         case flood(frameSize: Int)
         /// Reset once this many bytes after the request head have arrived.
         case resetAfter(bytes: Int)
+        /// Write these bytes right behind the 101, then reset.
+        case sendThenReset([UInt8])
     }
 
     struct Tally: Sendable, Equatable {
@@ -110,6 +112,11 @@ private final class FaultUpstreamHandler: ChannelInboundHandler {
             let response =
                 "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: \(HandshakeKey.acceptValue(forKey: key))\r\n\r\n"
             context.writeAndFlush(Self.wrapOutboundOut(ByteBuffer(string: response)), promise: nil)
+            if case .sendThenReset(let bytes) = self.behaviour {
+                context.writeAndFlush(Self.wrapOutboundOut(ByteBuffer(bytes: bytes)), promise: nil)
+                self.reset(context.channel)
+                return
+            }
             if case .flood(let size) = self.behaviour {
                 var frame = ByteBuffer()
                 FrameHeader(opcode: .binary, payloadLength: size).write(to: &frame)
@@ -123,14 +130,20 @@ private final class FaultUpstreamHandler: ChannelInboundHandler {
             self.received += buffer.readableBytes
             if self.received >= limit, context.channel.isActive {
                 self.received = Int.min
-                self.upstream.update { $0.resets += 1 }
-                let channel = context.channel
-                (channel as? any SocketOptionProvider)?.setSoLinger(linger(l_onoff: 1, l_linger: 0))
-                    .whenComplete { _ in channel.close(promise: nil) }
+                self.reset(context.channel)
             }
+        case .sendThenReset:
+            break
         case .flood:
             self.parseClientFrames(&buffer, context: context)
         }
+    }
+
+    /// Closes with SO_LINGER {1, 0}: the kernel sends RST (after what was already written).
+    private func reset(_ channel: any Channel) {
+        self.upstream.update { $0.resets += 1 }
+        (channel as? any SocketOptionProvider)?.setSoLinger(linger(l_onoff: 1, l_linger: 0))
+            .whenComplete { _ in channel.close(promise: nil) }
     }
 
     /// Finds the gateway's Close among what it relays, records its code and answers it.
