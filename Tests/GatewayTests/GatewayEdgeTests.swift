@@ -146,6 +146,7 @@ import Testing
         #expect(metrics.total("wsgate_proxy_protocol_refusals_total", [("reason", "untrusted-peer")]) == 1)
     }
 
+    /// Catalog H-13: over a socket, an untrusted client's X-Forwarded-For/-Proto are replaced by the socket peer's; only a trusted proxy's are appended.
     @Test func aPlainListenerNoLongerBelievesAClientsForwardingHeadersButATrustedProxysAreAppended() async throws {
         let upstream = try await FakeUpstream.start { .accept($0) }
         defer { Task { await upstream.close() } }
@@ -243,6 +244,7 @@ import Testing
         }
     }
 
+    /// Catalog H-10: a forged Host over a socket is 400.
     @Test func theIssuesForgedHostIs400() async throws {
         let upstream = try await FakeUpstream.start { .accept($0) }
         defer { Task { await upstream.close() } }

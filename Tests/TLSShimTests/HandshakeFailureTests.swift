@@ -187,6 +187,28 @@ import Glibc
         _ = try pair.finish()
     }
 
+    /// Catalog T-01: a ClientHello trickled one byte every 500 ms, or nothing at all, is closed at the handshake deadline counted from the start of the handshake (accept), never reset by progress; the failure is classed as a timeout.
+    @Test(arguments: [true, false])
+    func aTrickledOrSilentClientHelloTimesOutAtTheDeadlineFromAccept(trickle: Bool) throws {
+        let pair = try InMemoryPair(
+            server: TLSHandlerTests.serverContext,
+            client: Self.clientContext,
+            serverHandlerConfiguration: .init { $0.handshakeTimeout = .seconds(10) }
+        )
+        try pair.activate()
+        let hello = try #require(try pair.client.readOutbound(as: ByteBuffer.self))
+        let loop = pair.server.eventLoop as! EmbeddedEventLoop
+        for index in 0..<20 {
+            if trickle { try pair.server.writeInbound(hello.getSlice(at: hello.readerIndex + index, length: 1)!) }
+            loop.advanceTime(by: .milliseconds(index == 19 ? 499 : 500))
+        }
+        #expect(pair.server.isActive, "closed before the deadline")
+        loop.advanceTime(by: .milliseconds(1))
+        #expect(!pair.server.isActive, "still open at the deadline")
+        #expect(pair.serverRecorder.tlsErrors.map(\.code) == [.handshakeTimeout])
+        _ = try pair.finish()
+    }
+
     @Test func timerIsCancelledByACompletedHandshake() throws {
         let pair = try InMemoryPair(server: TLSHandlerTests.serverContext, client: Self.clientContext)
         try pair.handshake()
