@@ -14,8 +14,8 @@ final class FaultUpstream: Sendable {
         case flood(frameSize: Int)
         /// Reset once this many bytes after the request head have arrived.
         case resetAfter(bytes: Int)
-        /// Write these bytes right behind the 101, then reset.
-        case sendThenReset([UInt8])
+        /// Write these bytes right behind the 101, then wait for ``resetConnections()``.
+        case send([UInt8])
     }
 
     struct Tally: Sendable, Equatable {
@@ -55,6 +55,21 @@ final class FaultUpstream: Sendable {
     }
 
     var current: Tally { self.tally.withLockedValue { $0 } }
+
+    /// Connections of a `send` upstream, waiting for ``resetConnections()``.
+    fileprivate let holding = NIOLockedValueBox<[any Channel]>([])
+
+    /// Resets every connection a `send` upstream holds.
+    func resetConnections() {
+        for channel in self.holding.withLockedValue({ $0 }) { self.reset(channel) }
+    }
+
+    /// Closes with SO_LINGER {1, 0}: the kernel sends RST (what is unread on the other end is lost).
+    fileprivate func reset(_ channel: any Channel) {
+        self.update { $0.resets += 1 }
+        (channel as? any SocketOptionProvider)?.setSoLinger(linger(l_onoff: 1, l_linger: 0))
+            .whenComplete { _ in channel.close(promise: nil) }
+    }
 
     fileprivate func update(_ change: (inout Tally) -> Void) { self.tally.withLockedValue(change) }
 
@@ -112,9 +127,9 @@ private final class FaultUpstreamHandler: ChannelInboundHandler {
             let response =
                 "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: \(HandshakeKey.acceptValue(forKey: key))\r\n\r\n"
             context.writeAndFlush(Self.wrapOutboundOut(ByteBuffer(string: response)), promise: nil)
-            if case .sendThenReset(let bytes) = self.behaviour {
+            if case .send(let bytes) = self.behaviour {
                 context.writeAndFlush(Self.wrapOutboundOut(ByteBuffer(bytes: bytes)), promise: nil)
-                self.reset(context.channel)
+                self.upstream.holding.withLockedValue { $0.append(context.channel) }
                 return
             }
             if case .flood(let size) = self.behaviour {
@@ -132,18 +147,15 @@ private final class FaultUpstreamHandler: ChannelInboundHandler {
                 self.received = Int.min
                 self.reset(context.channel)
             }
-        case .sendThenReset:
+        case .send:
             break
         case .flood:
             self.parseClientFrames(&buffer, context: context)
         }
     }
 
-    /// Closes with SO_LINGER {1, 0}: the kernel sends RST (after what was already written).
     private func reset(_ channel: any Channel) {
-        self.upstream.update { $0.resets += 1 }
-        (channel as? any SocketOptionProvider)?.setSoLinger(linger(l_onoff: 1, l_linger: 0))
-            .whenComplete { _ in channel.close(promise: nil) }
+        self.upstream.reset(channel)
     }
 
     /// Finds the gateway's Close among what it relays, records its code and answers it.
