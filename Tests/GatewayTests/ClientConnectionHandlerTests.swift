@@ -389,6 +389,7 @@ extension ClientConnectionHandlerTests {
         }
     }
 
+    /// Catalog U-10: connection refused is 502 and a connect timeout 504, each after exactly one connection attempt (no retry).
     @Test func eachUpstreamFailureGetsItsExactStatus() throws {
         let cases: [(name: String, outcome: EmbeddedUpstreamConnector.Outcome, answer: String?, status: Int, reason: String)] = [
             ("refused", .refuse, nil, 502, "upstream-connect-failed"),
@@ -416,6 +417,7 @@ extension ClientConnectionHandlerTests {
             #expect(!upgrade.client.isActive, "\(name)")
             #expect(upgrade.upstream?.isActive != true, "\(name): the upstream stays open")
             #expect(upgrade.refusals(reason) == 1, "\(name)")
+            #expect(upgrade.connector.targets.count == 1, "\(name): the connection was tried again")
             try upgrade.finish()
         }
     }
@@ -434,6 +436,7 @@ extension ClientConnectionHandlerTests {
     }
 
     /// Catalog U-09: an upstream that connects (or hangs connecting) and never answers gets 504 at exactly connect+handshake deadline, both legs closed.
+    /// Catalog U-10: (b) a connect that hangs (SYNs dropped) is 504 exactly at the upstream deadline, under virtual time.
     @Test func theUpstreamDeadlineCoversConnectAndAnswer() throws {
         for outcome in [EmbeddedUpstreamConnector.Outcome.hang, .connect] {
             let upgrade = try Upgrade(outcome) {

@@ -305,6 +305,7 @@ import Testing
 
     // MARK: Invalid upstream answers (RELIABILITY U-06)
 
+    /// Catalog U-06: invalid permessage-deflate answers (window bits 16, 7, abc, two elements, unknown parameters, an extension not offered) are 502 before any 101.
     @Test(arguments: [
         ("negotiate", "permessage-deflate; server_max_window_bits=16"),
         ("negotiate", "permessage-deflate; server_max_window_bits=7"),

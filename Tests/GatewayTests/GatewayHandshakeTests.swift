@@ -109,7 +109,11 @@ import Testing
         #expect(upstream.received.isEmpty)
     }
 
+<<<<<<< HEAD
     /// Catalog H-16: an upstream choosing a subprotocol the client did not offer (or an extension not offered) is 502.
+=======
+    /// Catalog U-06: a 101 naming an extension or subprotocol that was not offered (or otherwise invalid) is 502.
+>>>>>>> catb17
     @Test(arguments: [
         "wrong-accept", "extension", "subprotocol", "no-upgrade-header",
     ])
@@ -140,6 +144,7 @@ import Testing
         }
     }
 
+    /// Catalog U-10: (a) an upstream that refuses the connection is 502 at once.
     @Test func anUnreachableUpstreamIs502() async throws {
         // A port that was just free: bind, note it, close.
         let probe = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: "127.0.0.1", port: 0).get()

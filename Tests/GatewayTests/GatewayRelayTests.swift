@@ -141,6 +141,8 @@ import Testing
         }
     }
 
+    /// Catalog U-02: a masked frame from the upstream gives the client 1014 and the upstream 1002 (real sockets).
+    /// Catalog U-07: (a) an upstream protocol violation fails the upstream leg with 1002 and the client gets 1014.
     @Test func upstreamProtocolViolationGivesTheClient1014() async throws {
         // A masked frame from the upstream (servers never mask, RFC 6455 §5.1).
         let upstream = try await FakeUpstream.start { request in
@@ -163,6 +165,7 @@ import Testing
     }
 
     /// Catalog P-11: over sockets, the upstream's close code and reason reach the client unchanged.
+    /// Catalog U-11: a valid upstream close code and reason (4000) reach the client unchanged (real sockets).
     @Test func upstreamCloseCodeAndReasonReachTheClientUnchanged() async throws {
         let upstream = try await FakeUpstream.start { request in
             var reply = FakeUpstream.Reply.accept(request)

@@ -70,6 +70,7 @@ import Testing
         }
     }
 
+    /// Catalog T-11: (d) an upstream certificate valid for the route's name gives 101.
     @Test func aTrustedWssUpstreamIsRelayed() async throws {
         let upstream = try await Self.tlsUpstream(try Self.certificate())
         defer { Task { await upstream.close() } }
@@ -81,6 +82,8 @@ import Testing
 
     // MARK: Upstream TLS is per route
 
+    /// Catalog T-11: upstream certificate verification is on by default (full verification against the system bundle).
+    /// Catalog T-13: the upstream SNI is the route's `server_name` or the member's configured host, never taken from the request.
     @Test func everyWssMemberOfARouteGetsTheRoutesTLSAndItsOwnHostAsServerName() throws {
         var route = GatewayConfiguration.Route(upstreams: [
             .init(scheme: .wss, host: "a.internal", port: 443),
@@ -139,7 +142,11 @@ import Testing
         }
     }
 
+<<<<<<< HEAD
     /// Catalog T-12: an upstream TLS handshake that fails (as opposed to one that never completes) is 502 with the reason, recorded as 1015.
+=======
+    /// Catalog T-11: (a)–(c) a self-signed, wrong-name or expired upstream certificate gives the client 502 before any 101, with a distinct reason, the upstream never receives the GET, and 1015 is recorded (not sent).
+>>>>>>> catb17
     @Test(arguments: ["untrusted", "wrong-name", "expired"])
     func anUpstreamCertificateFailureIs502WithTheReasonAndRecords1015(flaw: String) async throws {
         let certificate = try Self.certificate(names: ["localhost"], ips: [], expired: flaw == "expired")
@@ -153,6 +160,8 @@ import Testing
                 logPath: log
             )
             #expect(answer.status == 502)
+            // The TLS handshake failed, so the upstream never got the GET.
+            #expect(upstream.requests.isEmpty)
             #expect(answer.headers.contains { $0.0 == "X-Wsgate-Error" && $0.1 == "upstream-tls-handshake-failed" })
             let expected = ["untrusted": "not trusted", "wrong-name": "name", "expired": "expired"][flaw]!
             #expect(answer.body.lowercased().contains(expected), "\(answer.body)")
@@ -250,6 +259,7 @@ import Testing
 
     /// Issue #11 §3: plain HTTP on a TLS listener is told so in clear text (nginx's behaviour) and
     /// is still recorded as a failed TLS handshake (1015) of its own class.
+    /// Catalog T-08: plain HTTP on the TLS listener gets a clear-text 400 and the connection closes; counted as its own failure class.
     @Test func plainHTTPOnATLSListenerGetsAClearText400AndIsRecordedAs1015() async throws {
         let certificate = try Self.certificate()
         let metrics = TestMetrics()

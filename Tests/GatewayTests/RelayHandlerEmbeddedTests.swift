@@ -37,6 +37,8 @@ import Testing
             policy.route = "/r"
             configure(&policy)
             self.session = RelaySession(eventLoop: self.loop, limits: limits, closeTimeout: closeTimeout, idleTimeout: idleTimeout, policy: policy)
+            // Close codes and protocol violations are counted as the gateway counts them.
+            self.session.operations.metrics = policy.metrics
             self.session.onFinish = { [unowned self] outcome, _ in
                 self.outcome = outcome
                 self.finished = true
@@ -197,6 +199,7 @@ import Testing
         #expect(pair.outcome == .init(code: .normalClosure, closedBy: "client"))
     }
 
+    /// Catalog U-12: (c) a client Close the upstream never answers: both TCP connections end at the close timeout, the client's Close answered once.
     @Test func theCloseTimeoutEndsAConnectionWhoseUpstreamNeverAnswers() throws {
         let pair = try Pair(closeTimeout: .seconds(3))
         try pair.deliver(Self.clientFrame(.close, Self.closePayload(1001)), from: .client)
@@ -257,6 +260,7 @@ import Testing
     // MARK: Backpressure
 
     /// Catalog R-04: a peer that cannot take writes stops the gateway reading the other side, so relayed pings and pongs do not queue without bound.
+    /// Catalog U-08: an upstream that cannot take more stops the gateway reading the client until it drains.
     @Test func anUnwritableUpstreamHoldsTheClientsReadsUntilItDrains() throws {
         let pair = try Pair()
         pair.client.read()

@@ -235,6 +235,7 @@ import Testing
         #expect(try pair.frames(to: .upstream).last?.payload == Base.closePayload(1001, "idle timeout"))
     }
 
+    /// Catalog U-14: a black-holed upstream is detected by the per-leg keep-alive and the client gets Close 1001 exactly at ping_interval + pong_deadline.
     @Test func aDeadUpstreamIsClosedAndTheClientGets1001() throws {
         let pair = try Pair {
             $0.pingInterval = .seconds(30)

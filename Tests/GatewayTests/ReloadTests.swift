@@ -36,6 +36,7 @@ import Testing
         asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3]))
         """#
 
+    /// Catalog G-03: after a certificate reload a live wss session goes on and a new connection sees the new certificate.
     @Test func aLiveConnectionSurvivesAndANewOneSeesTheNewCertificate() async throws {
         guard try await PythonPeer.require("websockets") else { return }
         let metrics = TestMetrics()
@@ -246,6 +247,7 @@ import Testing
         }
     }
 
+    /// Catalog G-05: live sessions continue under the limits they were admitted with across a reload.
     @Test func liveConnectionsStayCountedAgainstUnchangedConnectionCaps() async throws {
         let metrics = TestMetrics()
         try await withDemo { demo in

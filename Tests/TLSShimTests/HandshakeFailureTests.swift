@@ -39,6 +39,7 @@ import Glibc
         return (pair.clientRecorder.tlsErrors.first, pair.serverRecorder.tlsErrors.first)
     }
 
+    /// Catalog T-11: (a) a self-signed upstream certificate fails verification (certificate not trusted).
     @Test(arguments: [1, Int.max])
     func untrustedSelfSignedCertificate(chunk: Int) throws {
         let result = try Self.failingHandshake(server: Self.server(identity: Fixtures.untrusted.identity), chunk: chunk)
@@ -60,6 +61,7 @@ import Glibc
         #expect(result.server?.alert == .unknownCA)
     }
 
+    /// Catalog T-11: (b) a certificate for another name fails verification (hostname mismatch).
     @Test func hostNameMismatch() throws {
         let result = try Self.failingHandshake(
             server: Self.server(identity: Fixtures.localhost.identity),
@@ -71,6 +73,7 @@ import Glibc
         #expect(result.server?.alert == .badCertificate)
     }
 
+    /// Catalog T-13: an IP-literal upstream name is verified against IP subjectAltNames and sends no SNI (RFC 6066 §3).
     @Test func ipAddressMismatchAndMatch() throws {
         let server = try Self.server(identity: Fixtures.localhost.identity)
         let mismatch = try Self.failingHandshake(server: server, serverName: "127.0.0.2")
@@ -87,6 +90,7 @@ import Glibc
         }
     }
 
+    /// Catalog T-11: (c) an expired certificate fails verification (certificate expired).
     @Test func expiredCertificate() throws {
         let result = try Self.failingHandshake(server: Self.server(identity: Fixtures.expired.identity))
         #expect(result.client?.code == .certificateExpired)
@@ -126,6 +130,7 @@ import Glibc
         }
     }
 
+    /// Catalog T-05: a version the server does not accept fails with protocol_version, counted as its own class.
     @Test func protocolVersionNotShared() throws {
         let server = try Self.server(identity: Fixtures.localhost.identity) { $0.minimumVersion = .tls1_3 }
         let client = try TLSClientContext(configuration: Fixtures.clientConfiguration { $0.maximumVersion = .tls1_2 })
@@ -137,6 +142,7 @@ import Glibc
         #expect(result.client?.reason == "tlsv1 alert protocol version")
     }
 
+    /// Catalog T-05: a suite without forward secrecy (AES128-SHA) fails with handshake_failure (no shared cipher).
     @Test func noSharedCipher() throws {
         // AES128-SHA (RSA key exchange, CBC) is outside the safe default list.
         let server = try Self.server(identity: Fixtures.localhost.identity)
@@ -153,6 +159,7 @@ import Glibc
         #expect(result.client?.alert == .handshakeFailure)
     }
 
+    /// Catalog T-07: a client offering only h2 gets a fatal no_application_protocol alert.
     @Test func noSharedApplicationProtocol() throws {
         let client = try TLSClientContext(configuration: Fixtures.clientConfiguration { $0.applicationProtocols = ["h2"] })
         let result = try Self.failingHandshake(server: Self.server(identity: Fixtures.localhost.identity), client: client)
@@ -160,6 +167,7 @@ import Glibc
         #expect(result.client?.alert == .noApplicationProtocol)
     }
 
+    /// Catalog T-07: a client without ALPN proceeds.
     @Test func clientWithoutALPNIsAccepted() throws {
         let client = try TLSClientContext(configuration: Fixtures.clientConfiguration { $0.applicationProtocols = [] })
         let pair = try InMemoryPair(server: Self.server(identity: Fixtures.localhost.identity), client: client)
@@ -262,6 +270,7 @@ import Glibc
 
     /// Plain HTTP is its own class (issue #11 §3, TLSHandler+PlaintextHTTPTests); other garbage is
     /// left to OpenSSL.
+    /// Catalog T-10: garbage instead of a ClientHello fails the handshake with a reason, never a crash.
     @Test(arguments: ["GET / HTTP/1.1\r\nHost: x\r\n\r\n", "\u{1}\u{2}garbage\r\n\r\n", "get / HTTP/1.1\r\n\r\n"])
     func garbageInsteadOfAClientHello(_ garbage: String) throws {
         let pair = try InMemoryPair(server: TLSHandlerTests.serverContext, client: Self.clientContext)

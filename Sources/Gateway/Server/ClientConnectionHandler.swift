@@ -37,6 +37,8 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     /// SNI name, and whether the Host must match it (`ClientConnectionHandler+Edge.swift`).
     var peer: IPAddress?
     var serverName: String?
+    /// The client certificate the TLS handshake verified (issue #13), for the route's `client_cert`.
+    var clientCertificate: TLSPeerCertificate?
     let requireSNIHostMatch: Bool
     /// `client_address: chain` behind a trusted proxy: the per-IP connection cap was left open at accept
     /// (the socket's peer is the proxy) and is applied to the chain's client address once the head is read.
@@ -100,6 +102,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
             if let info = try? context.pipeline.syncOperations.handler(type: TLSHandler.self).connectionInfo {
                 self.recorder.clientTLSEstablished(info)
                 self.serverName = info.serverName
+                self.clientCertificate = info.peerCertificate
             }
             self.clientTLSPending = false
             headDeadlineWaited = self.headDeadlineDeferred
@@ -182,7 +185,8 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
             upstream: upstream,
             peer: self.peer,
             peerIsTrusted: self.environment.trustedProxies.contains(self.peer),
-            clientUsedTLS: self.clientUsedTLS
+            clientUsedTLS: self.clientUsedTLS,
+            clientCertificate: request.route.route.clientCertificate == .off ? nil : self.clientCertificate
         )
         return UpstreamPlan(member: member, upstream: upstream, handshake: handshake, requestHead: head)
     }
