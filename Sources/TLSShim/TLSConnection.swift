@@ -1,5 +1,6 @@
 internal import COpenSSL
 import NIOCore
+import Synchronization
 
 /// The `SSL_CTX`-independent per-connection index under which an `SSL*` points back at its
 /// ``TLSConnection`` (for OpenSSL callbacks). Allocated once per process.
@@ -12,6 +13,9 @@ private let connectionExDataIndex: Int32 = copenssl_SSL_get_ex_new_index()
 /// `WANT_WRITE` become `.incomplete` / `.wouldBlock`, failures become a classified ``TLSError``.
 /// Confined to one event loop; not Sendable.
 final class TLSConnection {
+    /// Connections alive now (``TLSShim/liveConnections``): one atomic add per connection.
+    static let live = Atomic<Int>(0)
+
     let ssl: OpaquePointer
     private let readBIO: OpaquePointer
     private let writeBIO: OpaquePointer
@@ -38,6 +42,7 @@ final class TLSConnection {
         (self.readBIO, self.writeBIO) = Self.attachMemoryBIOs(to: ssl)
         SSL_set_accept_state(ssl)
         SSL_set_ex_data(ssl, connectionExDataIndex, Unmanaged.passUnretained(self).toOpaque())
+        Self.live.add(1, ordering: .relaxed)
     }
 
     /// A client-side connection toward `serverName` (a DNS name or an IP literal; nil: no SNI and no
@@ -95,10 +100,12 @@ final class TLSConnection {
             SSL_SESSION_free(session)
         }
         SSL_set_ex_data(ssl, connectionExDataIndex, Unmanaged.passUnretained(self).toOpaque())
+        Self.live.add(1, ordering: .relaxed)
     }
 
     deinit {
         SSL_free(self.ssl)  // frees both BIOs
+        Self.live.subtract(1, ordering: .relaxed)
     }
 
     /// The connection an `SSL*` belongs to, inside OpenSSL callbacks.

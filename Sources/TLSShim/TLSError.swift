@@ -27,6 +27,7 @@ public struct TLSError: Error, Hashable, Sendable, CustomStringConvertible {
             case noApplicationProtocol
             case handshakeTimeout
             case eofDuringHandshake
+            case resetDuringHandshake
             case plaintextHTTP
             case handshakeFailed
             case uncleanShutdown
@@ -75,6 +76,9 @@ public struct TLSError: Error, Hashable, Sendable, CustomStringConvertible {
         public static let handshakeTimeout = Code(.handshakeTimeout)
         /// The transport closed (or half-closed) before the handshake finished.
         public static let eofDuringHandshake = Code(.eofDuringHandshake)
+        /// The transport failed before the handshake finished: the peer reset the connection
+        /// (ECONNRESET, EPIPE) or another socket error ended it.
+        public static let resetDuringHandshake = Code(.resetDuringHandshake)
         /// A server received a plain HTTP request where a TLS ClientHello belongs (someone used
         /// `http://` or `ws://` toward a TLS port).
         public static let plaintextHTTP = Code(.plaintextHTTP)
@@ -102,7 +106,8 @@ public struct TLSError: Error, Hashable, Sendable, CustomStringConvertible {
             case .alertReceived, .certificateNotTrusted, .hostnameMismatch, .certificateExpired,
                 .certificateNotYetValid, .certificateInvalid, .clientCertificateRequired, .clientCertificateUntrusted,
                 .clientCertificateExpired, .clientCertificateInvalid, .protocolVersion, .noSharedCipher,
-                .noApplicationProtocol, .handshakeTimeout, .eofDuringHandshake, .plaintextHTTP, .handshakeFailed:
+                .noApplicationProtocol, .handshakeTimeout, .eofDuringHandshake, .resetDuringHandshake, .plaintextHTTP,
+                .handshakeFailed:
                 true
             case .uncleanShutdown, .connectionFailed, .writeAfterClose, .invalidConfiguration,
                 .invalidCertificate, .invalidPrivateKey, .certificateGenerationFailed:
@@ -127,6 +132,7 @@ public struct TLSError: Error, Hashable, Sendable, CustomStringConvertible {
             case .noApplicationProtocol: "no application protocol"
             case .handshakeTimeout: "handshake timeout"
             case .eofDuringHandshake: "EOF during handshake"
+            case .resetDuringHandshake: "reset during handshake"
             case .plaintextHTTP: "plaintext HTTP"
             case .handshakeFailed: "handshake failed"
             case .uncleanShutdown: "unclean shutdown"

@@ -7,7 +7,7 @@ import NIOCore
 /// ```
 /// idle ─active─▶ handshaking ─complete─▶ active ─close_notify in─▶ inputClosed ─close─▶ closing
 ///                     │                    │  └─close(.output)──▶ outputClosed ─close_notify in─▶ closing
-///                     └─fail/timeout/EOF─▶ closed ◀── channelInactive (from any state)
+///                     └─fail/timeout/EOF/reset─▶ closed ◀── channelInactive (from any state)
 /// ```
 struct TLSHandlerStateMachine {
     enum State: Equatable {
@@ -200,6 +200,29 @@ struct TLSHandlerStateMachine {
             return .failAndClose(TLSError(code: .handshakeTimeout, reason: "TLS handshake not completed in time"))
         case .idle, .active, .inputClosed, .outputClosed, .closing, .closed:
             return .none
+        }
+    }
+
+    enum TransportErrorAction: Equatable {
+        /// Fail the handshake with this error instead of passing the transport's on: fail buffered
+        /// writes, fire it, close (the socket is broken, so no alert is sent).
+        case failHandshake(TLSError)
+        /// Pass the transport's error on unchanged.
+        case forward
+    }
+
+    /// The transport reported an error (a read failed: ECONNRESET when the peer reset the connection).
+    /// During the handshake it fails the handshake, classified, so that the layers above count it like
+    /// every other failed handshake (1015, by class; RELIABILITY T-09). Without this the socket's
+    /// error reached them first as a plain client error, and the EOF this machine reported when the
+    /// channel then went inactive came after the connection was already given up, uncounted.
+    mutating func transportFailed(_ description: String) -> TransportErrorAction {
+        switch self.state {
+        case .handshaking:
+            self.state = .closed
+            return .failHandshake(TLSError(code: .resetDuringHandshake, reason: "connection lost during the TLS handshake: \(description)"))
+        case .idle, .active, .inputClosed, .outputClosed, .closing, .closed:
+            return .forward
         }
     }
 

@@ -10,7 +10,8 @@ import NIOTLS
 /// - It fires `TLSUserEvent.handshakeCompleted(negotiatedProtocol:)` so ALPN-aware handlers compose
 ///   with it (STYLE.md P1); ``connectionInfo`` is readable from then on.
 /// - A failed handshake fires one classified ``TLSError`` (``TLSError/Code/isHandshakeFailure``) and
-///   closes the channel; the alert OpenSSL chose is sent first.
+///   closes the channel; the alert OpenSSL chose is sent first. A socket error during the handshake
+///   (the peer reset) is such a failure too (``TLSError/Code/resetDuringHandshake``).
 /// - Writes are buffered until a flush, then encrypted together and written as one ciphertext buffer
 ///   (coalesced flushes). Reads are passed down untouched (`read()` is not intercepted except during
 ///   the handshake, which needs input), so backpressure from the layers above is respected.
@@ -141,6 +142,21 @@ public final class TLSHandler: ChannelDuplexHandler {
             context.fireUserInboundEventTriggered(event)
         case .none:
             break
+        }
+    }
+
+    /// An error from below (the socket: a read that failed with ECONNRESET). During the handshake it
+    /// becomes the classified handshake failure ``TLSError/Code/resetDuringHandshake`` (fired instead of
+    /// the socket's error, then the channel closes); afterwards it is passed on unchanged.
+    public func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        switch self.stateMachine.transportFailed("\(error)") {
+        case .failHandshake(let tlsError):
+            self.cancelTimer()
+            self.failPendingWrites(tlsError)
+            context.fireErrorCaught(tlsError)
+            context.close(promise: nil)
+        case .forward:
+            context.fireErrorCaught(error)
         }
     }
 

@@ -1,4 +1,5 @@
 internal import COpenSSL
+import Synchronization
 
 /// TLS over the system OpenSSL as SwiftNIO channel handlers (issue 3 builds it out).
 public enum TLSShim {
@@ -6,4 +7,10 @@ public enum TLSShim {
     public static var openSSLVersion: String {
         String(cString: OpenSSL_version(OPENSSL_VERSION))
     }
+
+    /// How many OpenSSL connection objects (`SSL*` with their two BIOs) are alive in this process: one
+    /// per TLS connection, freed when its handler goes. A count that does not return to its baseline
+    /// once the connections are gone is a leaked handler (RELIABILITY T-09: "no leaked OpenSSL
+    /// objects"); the fault tests assert it after their storms.
+    public static var liveConnections: Int { TLSConnection.live.load(ordering: .relaxed) }
 }

@@ -4,6 +4,10 @@ import Testing
 
 @testable import TLSShim
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Every handshake failure class, produced by real OpenSSL peers in memory, on both ends.
 @Suite struct HandshakeFailureTests {
     static let clientContext = TLSHandlerTests.clientContext
@@ -229,6 +233,29 @@ import Testing
         try pair.server.writeInbound(hello.getSlice(at: 0, length: 20)!)
         pair.server.pipeline.fireChannelInactive()
         #expect(pair.serverRecorder.tlsErrors.map(\.code) == [.eofDuringHandshake])
+        _ = try? pair.finish()
+    }
+
+    /// Catalog T-09: a peer that resets during the handshake is a failed handshake of its own class (the socket's error is not passed on in its place).
+    @Test func aResetDuringTheHandshakeIsAHandshakeFailureOfItsOwnClass() throws {
+        let pair = try InMemoryPair(server: TLSHandlerTests.serverContext, client: Self.clientContext)
+        try pair.activate()
+        let hello = try #require(try pair.client.readOutbound(as: ByteBuffer.self))
+        try pair.server.writeInbound(hello.getSlice(at: 0, length: 20)!)
+        pair.server.pipeline.fireErrorCaught(IOError(errnoCode: ECONNRESET, reason: "read(descriptor:pointer:size:)"))
+        #expect(pair.serverRecorder.tlsErrors.map(\.code) == [.resetDuringHandshake])
+        #expect(pair.serverRecorder.errors.count == 1, "only the classified error, not the socket's as well: \(pair.serverRecorder.errors)")
+        #expect(TLSError.Code.resetDuringHandshake.isHandshakeFailure)
+        #expect(!pair.server.isActive)
+        _ = try? pair.finish()
+    }
+
+    @Test func anErrorAfterTheHandshakeIsPassedOnUnchanged() throws {
+        let pair = try InMemoryPair(server: TLSHandlerTests.serverContext, client: Self.clientContext)
+        try pair.handshake()
+        pair.server.pipeline.fireErrorCaught(IOError(errnoCode: ECONNRESET, reason: "read(descriptor:pointer:size:)"))
+        #expect(pair.serverRecorder.tlsErrors.isEmpty)
+        #expect(pair.serverRecorder.errors.count == 1)
         _ = try? pair.finish()
     }
 

@@ -48,6 +48,15 @@ import Testing
         _ = inputEOF.channelActive()
         #expect(inputEOF.inputEOF() == .failHandshake(TLSError(code: .eofDuringHandshake, reason: "")))
 
+        var reset = TLSHandlerStateMachine(allowHalfClosure: false)
+        _ = reset.channelActive()
+        #expect(reset.transportFailed("connection reset by peer") == .failHandshake(TLSError(code: .resetDuringHandshake, reason: "")))
+        #expect(reset.state == .closed)
+        #expect(reset.channelInactive() == .none)
+        var established = Self.active()
+        #expect(established.transportFailed("connection reset by peer") == .forward)
+        #expect(established.state == .active)
+
         var failed = TLSHandlerStateMachine(allowHalfClosure: false)
         _ = failed.channelActive()
         let error = TLSError(code: .certificateExpired, reason: "certificate has expired")

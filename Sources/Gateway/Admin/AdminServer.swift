@@ -26,6 +26,7 @@ public final class AdminServer: Sendable {
         isReady: @escaping @Sendable () -> Bool
     ) async throws -> AdminServer {
         let channel = try await ServerBootstrap(group: group)
+            .backingOffAfterAcceptErrors()
             .serverChannelOption(.backlog, value: 64)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in

@@ -48,6 +48,7 @@ public final class DemoUpstream: Sendable {
         let room = DemoChatRoom()
         let connections = NIOLockedValueBox<[ObjectIdentifier: any Channel]>([:])
         let listener = try await ServerBootstrap(group: group)
+            .backingOffAfterAcceptErrors()
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)

@@ -49,6 +49,7 @@ public final class GatewayServer: Sendable {
         group: any EventLoopGroup
     ) async throws -> any Channel {
         try await ServerBootstrap(group: group)
+            .backingOffAfterAcceptErrors()
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)

@@ -48,7 +48,9 @@ final class WSGateProcess: @unchecked Sendable {
         try Test.cancel("\(why)")
     }
 
-    init(_ arguments: [String]) throws {
+    /// Runs `wsgate arguments…`; with `fileLimit`, under `ulimit -n fileLimit` set by a shell that then
+    /// execs it (same process id).
+    init(_ arguments: [String], fileLimit: Int? = nil) throws {
         let executable = try Self.builtExecutable().get()
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("wsgate-cli-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -56,8 +58,13 @@ final class WSGateProcess: @unchecked Sendable {
         self.stderrPath = directory.appendingPathComponent("stderr").path
         _ = FileManager.default.createFile(atPath: self.stdoutPath, contents: nil)
         _ = FileManager.default.createFile(atPath: self.stderrPath, contents: nil)
-        self.process.executableURL = executable
-        self.process.arguments = arguments
+        if let fileLimit {
+            self.process.executableURL = URL(fileURLWithPath: "/bin/sh")
+            self.process.arguments = ["-c", "ulimit -n \(fileLimit) && exec \"$0\" \"$@\"", executable.path] + arguments
+        } else {
+            self.process.executableURL = executable
+            self.process.arguments = arguments
+        }
         self.process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: self.stdoutPath))
         self.process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: self.stderrPath))
         var environment = ProcessInfo.processInfo.environment
