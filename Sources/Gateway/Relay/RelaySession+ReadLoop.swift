@@ -67,7 +67,10 @@ extension RelaySession {
     /// event on a class property. Nothing the loop calls touches the parsers.
     func readFrames(from side: Side, _ buffer: inout ByteBuffer, parser: inout FrameParser) {
         let destinationSide = side.other
-        let (transcoder, hasLimiter) = self.direction(side) { ($0.transcoder, $0.limiter != nil) }
+        // Per read, not per frame: whether data frames and control frames are rate limited at all.
+        let (transcoder, limitsData, limitsControl) = self.direction(side) {
+            ($0.transcoder, $0.limiter?.limitsDataFrames == true, $0.limiter != nil)
+        }
         var leg = self.direction(side) { $0.leg }
         let destination = self.contexts[destinationSide]
         var forwarding = destination != nil && self.closeState.mayWrite(to: destinationSide)
@@ -82,10 +85,10 @@ extension RelaySession {
                 guard let event = parsed else { break }
                 switch event {
                 case .header(let header):
-                    if hasLimiter, let verdict = self.rateVerdict(.header(header), from: side) {
+                    if limitsData, let verdict = self.rateVerdict(.header(header), from: side) {
                         // Held or refused: what came before goes first; the header is not forwarded.
                         if forwarding { out.send(&buffer, upTo: before, to: destination) }
-                        self.directions[side].leg = leg
+                        self.direction(side) { $0.leg = leg }
                         return self.enforce(verdict, on: .header(header), from: side, rest: &buffer)
                     }
                     leg.fin = header.fin
@@ -125,7 +128,7 @@ extension RelaySession {
                             }
                             if step == .suspended {
                                 if forwarding { out.send(&buffer, upTo: before, to: destination) }
-                                self.directions[side].leg = leg
+                                self.direction(side) { $0.leg = leg }
                                 return self.suspendTranscoding(side, rest: &buffer)
                             }
                             continue
@@ -155,9 +158,9 @@ extension RelaySession {
                         // The frame's bytes go first.
                         if forwarding { out.send(&buffer, upTo: buffer.readerIndex, to: destination) }
                         out.skip(to: buffer.readerIndex)
-                        self.directions[side].leg = leg
+                        self.direction(side) { $0.leg = leg }
                         self.atFrameBoundary(toward: destinationSide)
-                        leg = self.directions[side].leg
+                        leg = self.direction(side) { $0.leg }
                         forwarding = forwarding && self.closeState.mayWrite(to: destinationSide)
                     }
                 case .control(let frame) where frame.opcode != .close:
@@ -168,9 +171,9 @@ extension RelaySession {
                         self.keepAlivePongConsumed(eventStart: before, rest: buffer)
                         continue
                     }
-                    if hasLimiter, let verdict = self.rateVerdict(.control(frame), from: side) {
+                    if limitsControl, let verdict = self.rateVerdict(.control(frame), from: side) {
                         if forwarding { out.send(&buffer, upTo: before, to: destination) }
-                        self.directions[side].leg = leg
+                        self.direction(side) { $0.leg = leg }
                         return self.enforce(verdict, on: .control(frame), from: side, rest: &buffer)
                     }
                     guard forwarding else { continue }
@@ -187,20 +190,20 @@ extension RelaySession {
                     // What came before the Close goes first; the Close is the handshake's business.
                     if forwarding { out.send(&buffer, upTo: before, to: destination) }
                     out.skip(to: buffer.readerIndex)
-                    self.directions[side].leg = leg
+                    self.direction(side) { $0.leg = leg }
                     self.control(frame, from: side)
-                    leg = self.directions[side].leg
+                    leg = self.direction(side) { $0.leg }
                     if self.discarding[side] { return }
                     forwarding = self.closeState.mayWrite(to: destinationSide)
                 }
             }
             // In place, bytes after `before` are the start of a header the parser keeps until the next read.
             if forwarding { out.send(&buffer, upTo: before, to: destination) }
-            self.directions[side].leg = leg
+            self.direction(side) { $0.leg = leg }
         } catch {
             // The frames before the violation are owed to the other side before any Close.
             if forwarding { out.send(&buffer, upTo: before, to: destination) }
-            self.directions[side].leg = leg
+            self.direction(side) { $0.leg = leg }
             self.operations.metrics?.protocolViolation(side: side, error)
             self.perform(self.closeState.violation(by: side, error: error, boundary: self.boundaries))
         }
