@@ -30,6 +30,18 @@ static inline uint64_t copenssl_SSL_OP_IGNORE_UNEXPECTED_EOF(void) { return SSL_
 static inline uint64_t copenssl_SSL_OP_NO_TICKET(void) { return SSL_OP_NO_TICKET; }
 static inline unsigned long copenssl_XN_FLAG_RFC2253(void) { return XN_FLAG_RFC2253; }
 
+/* Subject alternative names (STACK_OF(GENERAL_NAME) accessors are macros over OPENSSL_sk_*). */
+static inline GENERAL_NAMES *copenssl_X509_get_subject_alt_names(X509 *x) { return (GENERAL_NAMES *)X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL); }
+static inline int copenssl_GENERAL_NAMES_count(GENERAL_NAMES *names) { return sk_GENERAL_NAME_num(names); }
+/* The type (GEN_DNS, GEN_URI, ...) of entry i; for DNS and URI names also their IA5String bytes. */
+static inline int copenssl_GENERAL_NAMES_get(GENERAL_NAMES *names, int i, const unsigned char **data, int *length) {
+    GENERAL_NAME *name = sk_GENERAL_NAME_value(names, i);
+    *data = NULL; *length = 0;
+    if (name->type == GEN_DNS || name->type == GEN_URI) { *data = ASN1_STRING_get0_data(name->d.ia5); *length = ASN1_STRING_length(name->d.ia5); }
+    return name->type;
+}
+static inline void copenssl_GENERAL_NAMES_free(GENERAL_NAMES *names) { GENERAL_NAMES_free(names); }
+
 /* BIO macros. */
 static inline long copenssl_BIO_set_mem_eof_return(BIO *bio, int v) { return BIO_set_mem_eof_return(bio, v); }
 

@@ -9,7 +9,11 @@ enum HandshakeFailureClassifier {
     /// Order matters: a received alert is what the peer said and wins; then certificate verification
     /// (OpenSSL reports every verification failure as "certificate verify failed", so the verify result
     /// says which); then version and cipher negotiation; anything else keeps OpenSSL's text.
-    static func classify(errors: [TLSError.OpenSSLError], verifyResult: Int) -> TLSError {
+    ///
+    /// On the server side (`isServer`) certificate failures are the *client's* certificate (mTLS): a
+    /// missing one is ``TLSError/Code/clientCertificateRequired``, a failed verification one of the
+    /// `clientCertificate…` codes, so the gateway's 1015 class says which end was at fault.
+    static func classify(errors: [TLSError.OpenSSLError], verifyResult: Int, isServer: Bool = false) -> TLSError {
         let sslReasons = errors.filter { copenssl_ERR_GET_LIB(UInt($0.code)) == ERR_LIB_SSL }
         for entry in sslReasons {
             let reason = copenssl_ERR_GET_REASON(UInt(entry.code))
@@ -25,9 +29,13 @@ enum HandshakeFailureClassifier {
             }
         }
         let reasons = Set(sslReasons.map { copenssl_ERR_GET_REASON(UInt($0.code)) })
+        if isServer && reasons.contains(SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE) {
+            return TLSError(code: .clientCertificateRequired, reason: "the client sent no certificate", openSSLErrors: errors)
+        }
         if reasons.contains(SSL_R_CERTIFICATE_VERIFY_FAILED) && verifyResult != Int(X509_V_OK) {
             let text = String(cString: X509_verify_cert_error_string(verifyResult))
-            return TLSError(code: self.verificationCode(verifyResult), reason: text, openSSLErrors: errors)
+            let code = isServer ? self.clientVerificationCode(verifyResult) : self.verificationCode(verifyResult)
+            return TLSError(code: code, reason: isServer ? "client certificate: \(text)" : text, openSSLErrors: errors)
         }
         let first = errors.first?.reason ?? "handshake failed"
         let protocolVersionReasons: Set<Int32> = [
@@ -69,6 +77,15 @@ enum HandshakeFailureClassifier {
             .certificateNotTrusted
         default:
             .certificateInvalid
+        }
+    }
+
+    /// Maps an `X509_V_ERR_*` result of verifying a *client* certificate to a code.
+    static func clientVerificationCode(_ verifyResult: Int) -> TLSError.Code {
+        switch self.verificationCode(verifyResult) {
+        case .certificateNotTrusted: .clientCertificateUntrusted
+        case .certificateExpired, .certificateNotYetValid: .clientCertificateExpired
+        default: .clientCertificateInvalid
         }
     }
 

@@ -35,6 +35,8 @@ public struct TLSCertificateRequest: Hashable, Sendable {
     public var dnsNames: [String] = []
     /// subjectAltName IP entries (`127.0.0.1`, `::1`). Default: none.
     public var ipAddresses: [String] = []
+    /// subjectAltName URI entries (`spiffe://example.test/client`). Default: none.
+    public var uris: [String] = []
     /// notBefore, seconds from now. Default: −3,600 (one hour ago, tolerates clock skew).
     public var notBefore: Int = -3_600
     /// notAfter, seconds from now. Default: 2,592,000 (30 days).
@@ -130,7 +132,9 @@ public enum TLSCertificateGenerator {
             extensions.append((NID_key_usage, "critical,digitalSignature,keyEncipherment"))
             extensions.append((NID_ext_key_usage, "serverAuth,clientAuth"))
         }
-        let altNames = request.dnsNames.map { "DNS:\($0)" } + request.ipAddresses.map { "IP:\($0)" }
+        let altNames =
+            request.dnsNames.map { "DNS:\($0)" } + request.ipAddresses.map { "IP:\($0)" }
+            + request.uris.map { "URI:\($0)" }
         if !altNames.isEmpty {
             extensions.append((NID_subject_alt_name, altNames.joined(separator: ",")))
         }

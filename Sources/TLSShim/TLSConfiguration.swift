@@ -75,10 +75,52 @@ public struct TLSVirtualHost: Hashable, Sendable {
     /// Compared case-insensitively; exact names win over wildcards.
     public var serverNames: [String]
     public var identity: TLSIdentity
+    /// Client certificates asked for under these names. Nothing is inherited from the listener: a
+    /// virtual host without it asks for no certificate. Default: nil.
+    public var clientAuthentication: TLSClientAuthentication?
 
-    public init(serverNames: [String], identity: TLSIdentity) {
+    public init(serverNames: [String], identity: TLSIdentity, clientAuthentication: TLSClientAuthentication? = nil) {
         self.serverNames = serverNames
         self.identity = identity
+        self.clientAuthentication = clientAuthentication
+    }
+}
+
+/// Client certificates (mutual TLS) on a server context: which CAs are trusted, whether a certificate
+/// is required, and how long a chain may be.
+///
+/// A presented certificate must always verify; ``Mode/optional`` only lets a client send none.
+public struct TLSClientAuthentication: Hashable, Sendable {
+    /// Whether a client must present a certificate.
+    public struct Mode: Hashable, Sendable, CustomStringConvertible {
+        let requiresCertificate: Bool
+
+        /// No certificate fails the handshake (TLS 1.3: `certificate_required`, RFC 8446 §4.4.2.4;
+        /// TLS 1.2: `handshake_failure`, RFC 5246 §7.4.6).
+        public static let require = Mode(requiresCertificate: true)
+        /// A client may send none; one it sends must still verify.
+        public static let optional = Mode(requiresCertificate: false)
+
+        public var description: String { self.requiresCertificate ? "require" : "optional" }
+    }
+
+    /// The verify depths accepted; others are refused when the context is built.
+    public static let depthRange = 0...16
+
+    /// PEM CA certificates a client certificate must chain to. Also sent to clients as the acceptable
+    /// CA names (`certificate_authorities`, RFC 8446 §4.2.4).
+    public var trustRoots: TLSPEMSource
+    /// Default: ``Mode/require``.
+    public var mode: Mode
+    /// The most intermediate CA certificates between the client's certificate and a trusted root
+    /// (OpenSSL's verify depth: 0 accepts only certificates a trusted CA issued directly). Must be in
+    /// ``depthRange``. Default: 2.
+    public var verifyDepth: Int
+
+    public init(trustRoots: TLSPEMSource, mode: Mode = .require, verifyDepth: Int = 2) {
+        self.trustRoots = trustRoots
+        self.mode = mode
+        self.verifyDepth = verifyDepth
     }
 }
 
@@ -112,12 +154,17 @@ public struct TLSServerConfiguration: Hashable, Sendable {
     /// offers ALPN but none of these gets a fatal `no_application_protocol` alert (RFC 7301 §3.2); a
     /// client that offers no ALPN is accepted.
     public var applicationProtocols: [String] = ["http/1.1"]
-    /// Session resumption (session IDs and tickets). Sessions never resume across virtual hosts: each
-    /// virtual host has its own session ID context. Default: on.
+    /// Session resumption (session IDs and tickets). Sessions never resume across virtual hosts or
+    /// client-certificate settings: each context's session ID context is a digest of
+    /// ``sessionContextScope``, the virtual host, its names and its ``TLSClientAuthentication`` including
+    /// the CA certificates (``TLSServerContext``). Default: on.
     public var sessionResumption: Bool = true
-    /// CA certificates used to request and verify client certificates (mTLS). Default: nil (no
-    /// client certificate requested).
-    public var clientCertificateTrustRoots: TLSPEMSource? = nil
+    /// Client certificates (mTLS) asked for without SNI or under a name no virtual host matches.
+    /// Virtual hosts have their own (``TLSVirtualHost/clientAuthentication``). Default: nil (none asked).
+    public var clientAuthentication: TLSClientAuthentication? = nil
+    /// Mixed into every session ID context, so that sessions of two servers in one process (the
+    /// gateway's listeners) never resume into each other even with the same settings. Default: "".
+    public var sessionContextScope: String = ""
 
     /// - Parameters:
     ///   - defaultIdentity: the certificate chain and key presented without a matching SNI name.

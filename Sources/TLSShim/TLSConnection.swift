@@ -143,7 +143,8 @@ final class TLSConnection {
             return .failed(
                 HandshakeFailureClassifier.classify(
                     errors: OpenSSLErrorQueue.drain(),
-                    verifyResult: Int(SSL_get_verify_result(self.ssl))
+                    verifyResult: Int(SSL_get_verify_result(self.ssl)),
+                    isServer: self.serverContext != nil
                 )
             )
         }
@@ -242,7 +243,9 @@ final class TLSConnection {
             serverName: self.requestedServerName,
             negotiatedProtocol: negotiated,
             peerCertificateSubject: self.peerCertificateSubject,
-            sessionReused: SSL_session_reused(self.ssl) == 1
+            sessionReused: SSL_session_reused(self.ssl) == 1,
+            peerCertificate: self.serverContext == nil ? nil : self.peerCertificate,
+            clientCertificateRequested: self.serverContext != nil && SSL_get_verify_mode(self.ssl) & SSL_VERIFY_PEER != 0
         )
     }
 
@@ -250,6 +253,32 @@ final class TLSConnection {
         guard let certificate = SSL_get1_peer_certificate(self.ssl) else { return nil }
         defer { X509_free(certificate) }
         return distinguishedName(X509_get_subject_name(certificate))
+    }
+
+    /// The peer's certificate, if it presented one that verified (on a resumed session: the one that
+    /// verified when the session was made).
+    private var peerCertificate: TLSPeerCertificate? {
+        guard let certificate = SSL_get1_peer_certificate(self.ssl) else { return nil }
+        defer { X509_free(certificate) }
+        guard SSL_get_verify_result(self.ssl) == X509_V_OK, let fingerprint = try? certificateFingerprint(certificate) else {
+            return nil
+        }
+        var result = TLSPeerCertificate(sha256Fingerprint: fingerprint, subject: distinguishedName(X509_get_subject_name(certificate)) ?? "")
+        guard let names = copenssl_X509_get_subject_alt_names(certificate) else { return result }
+        defer { copenssl_GENERAL_NAMES_free(names) }
+        for index in 0..<copenssl_GENERAL_NAMES_count(names) {
+            var data: UnsafePointer<UInt8>? = nil
+            var length: Int32 = 0
+            let type = copenssl_GENERAL_NAMES_get(names, index, &data, &length)
+            guard let data, length > 0 else { continue }
+            let bytes = UnsafeBufferPointer(start: data, count: Int(length))
+            // IA5String: ASCII only. A name with control bytes or non-ASCII is left out rather than
+            // escaped, so nothing a CA let through can end up in a header as anything but text.
+            guard bytes.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else { continue }
+            let name = String(decoding: bytes, as: UTF8.self)
+            if type == GEN_URI { result.uris.append(name) } else if type == GEN_DNS { result.dnsNames.append(name) }
+        }
+        return result
     }
 }
 

@@ -15,6 +15,13 @@ public struct TLSConnectionInfo: Hashable, Sendable {
     public var peerCertificateSubject: String?
     /// Whether the session was resumed (abbreviated handshake).
     public var sessionReused: Bool
+    /// The peer's certificate. Server side: set only when the client presented one, which then
+    /// verified against the trusted CAs (a certificate that does not verify fails the handshake) in
+    /// this handshake or in the one that made the resumed session (resumption never crosses
+    /// client-certificate settings, ``TLSServerContext``). Nil on the client side.
+    public var peerCertificate: TLSPeerCertificate?
+    /// Server side: whether this connection's virtual host asked for a client certificate.
+    public var clientCertificateRequested: Bool
 
     public init(
         version: TLSVersion,
@@ -22,7 +29,9 @@ public struct TLSConnectionInfo: Hashable, Sendable {
         serverName: String?,
         negotiatedProtocol: String?,
         peerCertificateSubject: String?,
-        sessionReused: Bool
+        sessionReused: Bool,
+        peerCertificate: TLSPeerCertificate? = nil,
+        clientCertificateRequested: Bool = false
     ) {
         self.version = version
         self.cipherSuite = cipherSuite
@@ -30,5 +39,26 @@ public struct TLSConnectionInfo: Hashable, Sendable {
         self.negotiatedProtocol = negotiatedProtocol
         self.peerCertificateSubject = peerCertificateSubject
         self.sessionReused = sessionReused
+        self.peerCertificate = peerCertificate
+        self.clientCertificateRequested = clientCertificateRequested
+    }
+}
+
+/// What identifies a verified client certificate (Envoy's `X-Forwarded-Client-Cert` fields).
+public struct TLSPeerCertificate: Hashable, Sendable {
+    /// Lower-case hex SHA-256 of the certificate's DER encoding.
+    public var sha256Fingerprint: String
+    /// The subject in RFC 2253 form (control and non-ASCII bytes escaped by OpenSSL).
+    public var subject: String
+    /// `uniformResourceIdentifier` subject alternative names (SPIFFE IDs), in certificate order.
+    public var uris: [String]
+    /// `dNSName` subject alternative names, in certificate order.
+    public var dnsNames: [String]
+
+    public init(sha256Fingerprint: String, subject: String, uris: [String] = [], dnsNames: [String] = []) {
+        self.sha256Fingerprint = sha256Fingerprint
+        self.subject = subject
+        self.uris = uris
+        self.dnsNames = dnsNames
     }
 }

@@ -18,6 +18,10 @@ public struct TLSError: Error, Hashable, Sendable, CustomStringConvertible {
             case certificateExpired
             case certificateNotYetValid
             case certificateInvalid
+            case clientCertificateRequired
+            case clientCertificateUntrusted
+            case clientCertificateExpired
+            case clientCertificateInvalid
             case protocolVersion
             case noSharedCipher
             case noApplicationProtocol
@@ -49,6 +53,17 @@ public struct TLSError: Error, Hashable, Sendable, CustomStringConvertible {
         public static let certificateNotYetValid = Code(.certificateNotYetValid)
         /// Certificate verification failed for another reason (signature, purpose, constraints).
         public static let certificateInvalid = Code(.certificateInvalid)
+        /// Server side: the client sent no certificate where one is required (the server sent
+        /// `certificate_required` in TLS 1.3, `handshake_failure` in TLS 1.2).
+        public static let clientCertificateRequired = Code(.clientCertificateRequired)
+        /// Server side: the client's certificate does not chain to a trusted CA (self-signed, another CA's;
+        /// the server sent `unknown_ca`).
+        public static let clientCertificateUntrusted = Code(.clientCertificateUntrusted)
+        /// Server side: the client's certificate (or one in its chain) is past notAfter or before notBefore.
+        public static let clientCertificateExpired = Code(.clientCertificateExpired)
+        /// Server side: the client's certificate failed verification for another reason (signature,
+        /// purpose, chain longer than the verify depth).
+        public static let clientCertificateInvalid = Code(.clientCertificateInvalid)
         /// The two ends share no protocol version (for example a TLS 1.0-only client against the
         /// TLS 1.2 minimum of ../shared/DESIGN.md §1 step 2).
         public static let protocolVersion = Code(.protocolVersion)
@@ -85,7 +100,8 @@ public struct TLSError: Error, Hashable, Sendable, CustomStringConvertible {
         public var isHandshakeFailure: Bool {
             switch self.base {
             case .alertReceived, .certificateNotTrusted, .hostnameMismatch, .certificateExpired,
-                .certificateNotYetValid, .certificateInvalid, .protocolVersion, .noSharedCipher,
+                .certificateNotYetValid, .certificateInvalid, .clientCertificateRequired, .clientCertificateUntrusted,
+                .clientCertificateExpired, .clientCertificateInvalid, .protocolVersion, .noSharedCipher,
                 .noApplicationProtocol, .handshakeTimeout, .eofDuringHandshake, .plaintextHTTP, .handshakeFailed:
                 true
             case .uncleanShutdown, .connectionFailed, .writeAfterClose, .invalidConfiguration,
@@ -102,6 +118,10 @@ public struct TLSError: Error, Hashable, Sendable, CustomStringConvertible {
             case .certificateExpired: "certificate expired"
             case .certificateNotYetValid: "certificate not yet valid"
             case .certificateInvalid: "certificate invalid"
+            case .clientCertificateRequired: "client certificate required"
+            case .clientCertificateUntrusted: "client certificate untrusted"
+            case .clientCertificateExpired: "client certificate expired"
+            case .clientCertificateInvalid: "client certificate invalid"
             case .protocolVersion: "protocol version"
             case .noSharedCipher: "no shared cipher"
             case .noApplicationProtocol: "no application protocol"

@@ -7,9 +7,10 @@ internal import COpenSSL
 /// > checks. Build contexts at start-up or in a reload task, never on an event loop (STYLE.md P8).
 ///
 /// SNI is handled in OpenSSL's client-hello callback, which runs before session lookup: it switches
-/// the connection to the virtual host's `SSL_CTX` *and* its session ID context. OpenSSL refuses to
-/// resume a session (by ID or ticket, TLS 1.2 and 1.3) whose session ID context differs, so a session
-/// made under one virtual host never resumes under another.
+/// the connection to the virtual host's `SSL_CTX`, its client-certificate verify mode and depth, *and*
+/// its session ID context. OpenSSL refuses to resume a session (by ID or ticket, TLS 1.2 and 1.3)
+/// whose session ID context differs, so a session made under one virtual host, or under other
+/// client-certificate settings, never resumes under another (``ServerHostPolicy``).
 ///
 /// Sendable: an `SSL_CTX` is safe to share between threads once configured (OpenSSL locks its session
 /// cache and reference counts); nothing mutates it after `init`.
@@ -20,6 +21,8 @@ public final class TLSServerContext: @unchecked Sendable {
     let defaultContext: OpaquePointer
     /// `SSL_CTX` per virtual host, same order as ``TLSServerConfiguration/virtualHosts``.
     let hostContexts: [OpaquePointer]
+    /// Verify mode, depth and session ID context: index 0 the default, then one per virtual host.
+    let hostPolicies: [ServerHostPolicy]
     let matcher: ServerNameMatcher
     /// ALPN preference list in wire format; its address is handed to OpenSSL's callback, so it is
     /// allocated once and freed in `deinit`.
@@ -33,14 +36,19 @@ public final class TLSServerContext: @unchecked Sendable {
         self.alpnWire = .allocate(capacity: wire.count)
         _ = self.alpnWire.initialize(from: wire)
         var built: [OpaquePointer] = []
+        var policies: [ServerHostPolicy] = []
         do {
-            let identities = [configuration.defaultIdentity] + configuration.virtualHosts.map(\.identity)
-            for (index, identity) in identities.enumerated() {
+            let defaultHost = TLSVirtualHost(
+                serverNames: [],
+                identity: configuration.defaultIdentity,
+                clientAuthentication: configuration.clientAuthentication
+            )
+            for (index, host) in ([defaultHost] + configuration.virtualHosts).enumerated() {
                 guard let ctx = SSL_CTX_new(TLS_server_method()) else {
                     throw OpenSSLErrorQueue.error(.invalidConfiguration, "SSL_CTX_new failed")
                 }
                 built.append(ctx)
-                try Self.configure(ctx, configuration: configuration, identity: identity, hostIndex: index)
+                policies.append(try Self.configure(ctx, configuration: configuration, host: host, hostIndex: index))
             }
         } catch {
             for context in built { SSL_CTX_free(context) }
@@ -50,6 +58,7 @@ public final class TLSServerContext: @unchecked Sendable {
         self.configuration = configuration
         self.defaultContext = built[0]
         self.hostContexts = Array(built.dropFirst())
+        self.hostPolicies = policies
         // Callbacks that need this object get an unretained pointer: every connection keeps a strong
         // reference to its context, so the pointer outlives every callback.
         let unmanaged = Unmanaged.passUnretained(self).toOpaque()
@@ -72,9 +81,9 @@ public final class TLSServerContext: @unchecked Sendable {
     private static func configure(
         _ ctx: OpaquePointer,
         configuration: TLSServerConfiguration,
-        identity: TLSIdentity,
+        host: TLSVirtualHost,
         hostIndex: Int
-    ) throws {
+    ) throws -> ServerHostPolicy {
         try applyCommonSettings(
             to: ctx,
             minimumVersion: configuration.minimumVersion,
@@ -82,12 +91,7 @@ public final class TLSServerContext: @unchecked Sendable {
             cipherList: configuration.cipherList,
             cipherSuites: configuration.cipherSuites
         )
-        try useIdentity(identity, in: ctx)
-        // The session ID context that keeps sessions inside their virtual host (see the type's doc).
-        let sessionIDContext = Array("wsgate/vhost/\(hostIndex)".utf8)
-        guard SSL_CTX_set_session_id_context(ctx, sessionIDContext, UInt32(sessionIDContext.count)) == 1 else {
-            throw OpenSSLErrorQueue.error(.invalidConfiguration, "cannot set the session ID context")
-        }
+        try useIdentity(host.identity, in: ctx)
         if configuration.sessionResumption {
             _ = copenssl_SSL_CTX_set_session_cache_mode(ctx, Int(SSL_SESS_CACHE_SERVER))
         } else {
@@ -95,20 +99,26 @@ public final class TLSServerContext: @unchecked Sendable {
             _ = SSL_CTX_set_options(ctx, copenssl_SSL_OP_NO_TICKET())
             _ = SSL_CTX_set_num_tickets(ctx, 0)
         }
-        if let roots = configuration.clientCertificateTrustRoots {
-            try addTrustedCertificates(roots, to: ctx)
-            for certificate in try readCertificates(roots) {
-                _ = SSL_CTX_add_client_CA(ctx, certificate)
-                X509_free(certificate)
-            }
-            SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nil)
-        }
+        // Client certificates and the session ID context that keeps sessions inside their host and
+        // client-certificate settings (see the type's doc).
+        return try ServerHostPolicy.install(
+            in: ctx,
+            authentication: host.clientAuthentication,
+            scope: configuration.sessionContextScope,
+            hostIndex: hostIndex,
+            serverNames: host.serverNames
+        )
     }
 
     /// The `SSL_CTX` for an SNI name (nil: no SNI) and the index of its virtual host (nil: default).
     func context(forServerName name: String?) -> (OpaquePointer, Int?) {
         guard let name, let index = self.matcher.match(name) else { return (self.defaultContext, nil) }
         return (self.hostContexts[index], index)
+    }
+
+    /// The policy of a virtual host (nil: the default).
+    func policy(forHost index: Int?) -> ServerHostPolicy {
+        self.hostPolicies[index.map { $0 + 1 } ?? 0]
     }
 }
 
@@ -169,9 +179,9 @@ private func clientHelloCallback(
             return SSL_CLIENT_HELLO_ERROR
         }
     }
-    // Set explicitly (also for the default host): this is what keeps sessions inside their host.
-    let sessionIDContext = Array("wsgate/vhost/\(hostIndex.map { $0 + 1 } ?? 0)".utf8)
-    guard SSL_set_session_id_context(ssl, sessionIDContext, UInt32(sessionIDContext.count)) == 1 else {
+    // Set explicitly (also for the default host): verify mode and depth are per `SSL`, and the session
+    // ID context is what keeps sessions inside their host and client-certificate settings.
+    guard context.policy(forHost: hostIndex).apply(to: ssl) else {
         alert?.pointee = SSL_AD_INTERNAL_ERROR
         return SSL_CLIENT_HELLO_ERROR
     }

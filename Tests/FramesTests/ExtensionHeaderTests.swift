@@ -315,6 +315,7 @@ private func parseError(_ values: [String]) -> FramesError? {
         var failsFast: Bool { self == .equalsChain }
     }
 
+    /// Catalog H-14: pathological Sec-WebSocket-Extensions values (unclosed quotes, escape runs, long lists) parse in linear steps and fail with a short error.
     @Test(arguments: HostileInput.allCases)
     func scanIsLinearOnHostileInput(input: HostileInput) {
         let values = input.values

@@ -275,6 +275,7 @@ import Testing
         #expect(FramesError.frameTooLarge.closeCode == .messageTooBig)
     }
 
+    /// Catalog R-01: the message limit fails at the fragment that crosses it, not at the end.
     @Test func messageOverTheSizeLimitFailsAtTheFrameThatCrossesIt() {
         let config = FrameParser.Configuration {
             $0.maxFrameSize = 100
@@ -290,6 +291,7 @@ import Testing
         #expect(entries.last == .error(.messageTooLarge))
     }
 
+    /// Catalog R-02: a message over the fragment cap is a policy violation (1008).
     @Test func tooManyFragmentsIsAPolicyViolation() {
         let config = FrameParser.Configuration { $0.maxFragmentsPerMessage = 3 }
         let ok = frame(0x2, fin: false, key: testKey) + frame(0x0, fin: false, key: testKey) + frame(0x0, key: testKey)

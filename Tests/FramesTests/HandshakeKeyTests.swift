@@ -26,6 +26,7 @@ import Testing
         #expect(HandshakeKey.isValidKey(key))
     }
 
+    /// Catalog H-04: only the base64 of exactly 16 bytes is a valid Sec-WebSocket-Key.
     @Test(arguments: [
         "", "dGhlIHNhbXBsZSBub25jZQ", "dGhlIHNhbXBsZSBub25jZQ=", "dGhlIHNhbXBsZSBub25jZQ===", "dGhlIHNhbXBsZSBub25jZ===",
         "dGhlIHNhbXBsZSBub25jZQ==AAAA", "dGhlIHNhbXBsZSBub25jZR==", " dGhlIHNhbXBsZSBub25jZQ==", "dGhlIHNhbXBsZSBub25j",

@@ -78,6 +78,7 @@ import Testing
         #expect(keys[64] == MaskingKey(0, 1, 2, 3))  // the counter wrapped after 256 bytes
     }
 
+    /// Catalog P-14: the system key generator (CSPRNG) hands out fresh, non-repeating keys.
     @Test func systemGeneratorKeysAreFreshAndUnpredictable() {
         let generator = MaskingKeyGenerator()
         let keys = (0..<4096).map { _ in generator.nextKey().packed }

@@ -66,6 +66,7 @@ import Testing
         #expect(Self.decisions(metrics) == ["upstream=stripped×1", "client=negotiated×1"])
     }
 
+    /// Catalog H-14: invalid permessage-deflate offers are declined (101 without them), not refused.
     @Test func aClientWithoutAnAcceptableOfferIsDeclinedOrNotOffered() throws {
         for (extensions, decision) in [
             ("permessage-deflate; server_max_window_bits=7", "declined"), (nil, "not-offered"), ("x-custom", "not-offered"),

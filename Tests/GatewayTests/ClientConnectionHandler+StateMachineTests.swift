@@ -177,11 +177,13 @@ import Testing
         }
     }
 
+    /// Catalog H-02: a head over the limit is 431, a request line alone over it 414 (then close).
     @Test(arguments: Step.allCases)
     func clientErrorsAreAnsweredByWhatTheyMeanInEachState(step: Step) {
         let tls = TLSError(code: .certificateNotTrusted, reason: "test")
         let cases: [(Machine.ClientError, before: Action?, during: Action?)] = [
             (.requestBytesLimitExceeded(limit: 16384), nil, .refuse(Machine.earlyData)),
+            (.requestLineTooLong(limit: 16384), nil, .refuse(Machine.earlyData)),
             (.malformedHTTP, nil, .refuse(Machine.earlyData)),
             (.other("boom"), .abort(reason: "client error: boom"), .abort(reason: "client error: boom")),
             (.tlsHandshakeFailed(tls), .abortAfterClientTLSFailure(tls), .abortAfterClientTLSFailure(tls)),
@@ -192,6 +194,8 @@ import Testing
             switch (step, error) {
             case (.awaitingHead, .requestBytesLimitExceeded), (.checkingRequest, .requestBytesLimitExceeded):
                 #expect(Self.status(action) == 431 && Self.reason(action) == "head-too-large")
+            case (.awaitingHead, .requestLineTooLong), (.checkingRequest, .requestLineTooLong):
+                #expect(Self.status(action) == 414 && Self.reason(action) == "uri-too-long")
             case (.awaitingHead, .malformedHTTP), (.checkingRequest, .malformedHTTP):
                 #expect(Self.status(action) == 400 && Self.reason(action) == "malformed")
             case (.awaitingHead, _), (.checkingRequest, _):
@@ -266,6 +270,33 @@ import Testing
             body: "go away"
         )
         #expect(refused == .refuse(HandshakeRejection(response: expected, reason: "upstream-refused")))
+        #expect(machine.state == .ended)
+    }
+
+    /// Catalog T-12: an upstream TLS handshake that never completes is 504 (recorded as a TLS failure), not 502.
+    /// Catalog U-09: the upstream handshake deadline gives 504, whichever part of it (TLS or HTTP) is late.
+    @Test(arguments: [Step.connectingUpstream, .awaitingAnswer])
+    func anUpstreamTLSHandshakeTimeoutIs504(step: Step) {
+        var machine = Self.machine(in: step)
+        let timeout = TLSError(code: .handshakeTimeout, reason: "TLS handshake not completed in time")
+        guard case .refuseAfterUpstreamTLSFailure(let rejection, let error) = machine.upstreamAnswered(.tlsHandshakeFailed(timeout)) else {
+            Issue.record("an upstream TLS timeout is not refused as a TLS failure")
+            return
+        }
+        #expect(error == timeout && rejection.response.status == 504)
+        #expect(rejection.reason == "upstream-tls-handshake-timeout")
+        #expect(rejection.response.headers.contains { $0 == ("X-Wsgate-Error", "upstream-tls-handshake-timeout") })
+        #expect(machine.state == .ended)
+    }
+
+    /// Catalog U-03: a 1xx/2xx/3xx instead of 101 is 502 (never relayed as if it were an answer), a 4xx/5xx is relayed.
+    @Test(arguments: [(100, 502), (103, 502), (200, 502), (204, 502), (302, 502), (401, 401), (426, 426), (503, 503)])
+    func aNon101IsRelayedOnlyWhenItIsAnError(status: Int, expected: Int) {
+        var machine = Self.machine(in: .awaitingAnswer)
+        let head = HTTPResponseHead(version: .http1_1, status: .init(statusCode: status), headers: ["Content-Length": "0"])
+        let action = machine.upstreamAnswered(.response(UpstreamResponse(head: head, body: ByteBuffer())))
+        #expect(Self.status(action) == expected)
+        #expect(Self.reason(action) == (expected == 502 ? "upstream-not-upgraded" : "upstream-refused"))
         #expect(machine.state == .ended)
     }
 

@@ -72,6 +72,7 @@ import Testing
         return (status, headers)
     }
 
+    /// Catalog H-06: version 8 is 426 with Sec-WebSocket-Version: 13 and Connection: close at every split, then closed.
     @Test func anUnsupportedVersionIs426AtEverySplit() throws {
         let request = Self.request(version: "8")
         for cut in 0...request.utf8.count {
@@ -86,6 +87,9 @@ import Testing
         }
     }
 
+    /// Catalog H-07: POST with the upgrade headers is 405, closed.
+    /// Catalog H-04: a short Sec-WebSocket-Key is 400, closed.
+    /// Catalog H-02: a 17 KiB head is 431, closed.
     @Test func eachInvalidRequestGetsItsExactAnswerAndIsCounted() throws {
         let metrics = TestMetrics()
         let cases: [(request: String, status: Int, reason: String)] = [
@@ -108,6 +112,7 @@ import Testing
         }
     }
 
+    /// Catalog H-01: an incomplete head is answered 408 at exactly the head deadline and closed.
     @Test func aHeadThatDoesNotArriveByTheDeadlineIs408() throws {
         let channel = try Self.makeChannel { $0.timeouts.requestHead = .seconds(10) }
         Self.deliver("GET /chat HTTP/1.1\r\nHost: gw.ex", to: channel)
@@ -201,7 +206,11 @@ extension ClientConnectionHandlerTests {
         let handler: ClientConnectionHandler
         let metrics = TestMetrics()
 
-        init(_ outcome: EmbeddedUpstreamConnector.Outcome = .connect, configure: (inout GatewayConfiguration) -> Void = { _ in }) throws {
+        init(
+            _ outcome: EmbeddedUpstreamConnector.Outcome = .connect,
+            clientUsedTLS: Bool = false,
+            configure: (inout GatewayConfiguration) -> Void = { _ in }
+        ) throws {
             var configuration = GatewayConfiguration(
                 listeners: [.init(name: "public", host: "127.0.0.1", port: 0)],
                 routes: [
@@ -217,7 +226,7 @@ extension ClientConnectionHandlerTests {
             self.handler = ClientConnectionHandler(
                 environment: environment,
                 record: ConnectionRecord(id: 1, clientAddress: "192.0.2.1", listener: "public"),
-                clientUsedTLS: false,
+                clientUsedTLS: clientUsedTLS,
                 connector: self.connector
             )
             let pipeline = self.client.pipeline.syncOperations
@@ -360,6 +369,7 @@ extension ClientConnectionHandlerTests {
         }
     }
 
+    /// Catalog U-03: a 403 from the upstream is relayed with its safe headers and Connection: close, never a 101, both legs closed.
     @Test func anUpstreamRefusalSplitAtEveryByteIsRelayedWithItsSafeHeadersAndBodyThenBothClose() throws {
         let answer = Array("HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nX-Internal: secret\r\nContent-Length: 7\r\n\r\ngo away".utf8)
         for cut in 0...answer.count {
@@ -379,6 +389,7 @@ extension ClientConnectionHandlerTests {
         }
     }
 
+    /// Catalog U-10: connection refused is 502 and a connect timeout 504, each after exactly one connection attempt (no retry).
     @Test func eachUpstreamFailureGetsItsExactStatus() throws {
         let cases: [(name: String, outcome: EmbeddedUpstreamConnector.Outcome, answer: String?, status: Int, reason: String)] = [
             ("refused", .refuse, nil, 502, "upstream-connect-failed"),
@@ -406,6 +417,7 @@ extension ClientConnectionHandlerTests {
             #expect(!upgrade.client.isActive, "\(name)")
             #expect(upgrade.upstream?.isActive != true, "\(name): the upstream stays open")
             #expect(upgrade.refusals(reason) == 1, "\(name)")
+            #expect(upgrade.connector.targets.count == 1, "\(name): the connection was tried again")
             try upgrade.finish()
         }
     }
@@ -423,6 +435,8 @@ extension ClientConnectionHandlerTests {
         try upgrade.finish()
     }
 
+    /// Catalog U-09: an upstream that connects (or hangs connecting) and never answers gets 504 at exactly connect+handshake deadline, both legs closed.
+    /// Catalog U-10: (b) a connect that hangs (SYNs dropped) is 504 exactly at the upstream deadline, under virtual time.
     @Test func theUpstreamDeadlineCoversConnectAndAnswer() throws {
         for outcome in [EmbeddedUpstreamConnector.Outcome.hang, .connect] {
             let upgrade = try Upgrade(outcome) {

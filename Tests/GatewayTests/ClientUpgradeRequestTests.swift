@@ -49,6 +49,11 @@ import Testing
         #expect(request.route.index == 0)
     }
 
+    /// Catalog H-06: versions 8 and 14 are 426; a missing, list-valued or malformed version is 400.
+    /// Catalog H-07: POST is 405, HTTP/1.0 400, h2c without websocket 426 (plain HTTP), never upgraded.
+    /// Catalog H-08: Content-Length or Transfer-Encoding on the upgrade request is 400.
+    /// Catalog H-11: a header name over 256 bytes is 400.
+    /// Catalog H-14: a Sec-WebSocket-Protocol that is not a list of tokens is 400.
     @Test func eachRuleHasItsExactStatus() {
         #expect(status(head(method: .POST, Self.valid)) == 405)
         #expect(status(head(version: .http1_0, Self.valid)) == 400)
@@ -61,7 +66,14 @@ import Testing
         #expect(status(head(replacing("Upgrade", with: "h2c"))) == 426)
         #expect(status(head(replacing("Connection", with: "keep-alive"))) == 400)
         #expect(status(head(replacing("Sec-WebSocket-Version", with: "8"))) == 426)
-        #expect(status(head(replacing("Sec-WebSocket-Version", with: nil))) == 426)
+        #expect(status(head(replacing("Sec-WebSocket-Version", with: "14"))) == 426)
+        #expect(status(head(replacing("Sec-WebSocket-Version", with: nil))) == 400)
+        #expect(status(head(replacing("Sec-WebSocket-Version", with: "13, 8"))) == 400)
+        #expect(status(head(replacing("Sec-WebSocket-Version", with: "013"))) == 400)
+        #expect(status(head(Self.valid + [(String(repeating: "n", count: 257), "1")])) == 400)
+        #expect(status(head(Self.valid + [(String(repeating: "n", count: 256), "1")])) == nil)
+        #expect(status(head(Self.valid + [("Sec-WebSocket-Protocol", "chat, b   x")])) == 400)
+        #expect(status(head(Self.valid + [("Sec-WebSocket-Protocol", "chat, \"quoted\"")])) == 400)
         #expect(status(head(replacing("Sec-WebSocket-Key", with: "short"))) == 400)
         #expect(status(head(replacing("Sec-WebSocket-Key", with: nil))) == 400)
         #expect(status(head(uri: "http://x/echo", Self.valid)) == 400)
@@ -103,6 +115,7 @@ import Testing
         #expect(ClientUpgradeRequest.hostName(fromHostHeader: value) == expected)
     }
 
+    /// Catalog H-10: an empty Host, a bare port, extra colons, a broken IPv6 literal or a space are refused (400).
     @Test(arguments: ["", ":80", "a:b", "a:80:90", "[::1", "[::1]x", "a b", "a:"])
     func malformedHostHeaders(value: String) {
         #expect(ClientUpgradeRequest.hostName(fromHostHeader: value) == nil)

@@ -24,6 +24,7 @@ import Testing
         #expect(budget.reserved == 0)
     }
 
+    /// Catalog R-14: deflate memory per connection is zlib's formula for the negotiated window bits (the reported KiB per leg).
     @Test func theFormulaIsZlibs() {
         // zconf.h: inflate 2^windowBits + ~7 KiB; deflate 2^(windowBits+2) + 2^(memLevel+9) + ~6 KiB.
         #expect(CompressionMemoryBudget.inflaterBytes(windowBits: 15) == 32 * 1024 + 7 * 1024)
@@ -44,6 +45,7 @@ import Testing
 
     typealias Extensions = ClientConnectionHandlerExtensionsTests
 
+    /// Catalog R-14: the documented cap: past the compression memory budget, new connections are not offered deflate.
     @Test func aSpentBudgetDeclinesTheClientLegAndDoesNotOfferTheUpstream() throws {
         let metrics = TestMetrics()
         let budget = CompressionMemoryBudget(limit: 100 * 1024)
@@ -102,6 +104,7 @@ import Testing
         #expect(throws: ConfigurationError.self) { try GatewayConfiguration(yaml: base + "limits: {compression_memory: lots}") }
     }
 
+    /// Catalog R-14: over sockets, connections past the budget open without deflate and the declines are counted.
     @Test func aSpentBudgetOpensConnectionsPlainAndCountsTheDeclines() async throws {
         let metrics = TestMetrics()
         try await withGatewayAndDemo(

@@ -74,6 +74,20 @@ final class ManualClock: GatewayClock, @unchecked Sendable {
         #expect(admission.admit(listener: "a", ip: "10.0.0.1") == nil, "a closed connection frees its place")
     }
 
+    /// Catalog R-11: with a cap of 100, 150 connections: the first 100 are admitted, the other 50 refused (and not counted as open); after 50 close, 50 new ones are admitted and the 151st is refused again.
+    @Test func aCapOf100Admits100Of150AndAdmitsAgainAfterCloses() {
+        let admission = ConnectionAdmission(Self.configuration { $0.listeners[0].maxConnections = 100 })
+        let verdicts = (0..<150).map { admission.admit(listener: "a", ip: "10.0.\($0 / 200).\($0 % 200)") }
+        #expect(verdicts.prefix(100).allSatisfy { $0 == nil })
+        #expect(verdicts.suffix(50).allSatisfy { $0 == .listenerConnections })
+        #expect(admission.openConnections(listener: "a") == 100)
+        for index in 0..<50 { admission.release(listener: "a", ip: "10.0.0.\(index)") }
+        #expect((0..<50).allSatisfy { admission.admit(listener: "a", ip: "10.1.0.\($0)") == nil })
+        #expect(admission.admit(listener: "a", ip: "10.2.0.1") == .listenerConnections)
+        #expect(admission.openConnections(listener: "a") == 100)
+    }
+
+    /// Catalog O-06: the handshake rate is exact per address; another address has its own bucket.
     @Test func theHandshakeRateIsExactPerAddress() {
         let clock = ManualClock()
         let admission = ConnectionAdmission(Self.configuration { $0.connectionLimits.perIPHandshakes = .init(perSecond: 2, burst: 3) }, clock: clock)
@@ -89,6 +103,8 @@ final class ManualClock: GatewayClock, @unchecked Sendable {
 
     // MARK: Over real sockets
 
+    /// Catalog R-11: over sockets, a connection over the cap is closed at accept and counted, the admitted one keeps echoing, and a freed place is taken again.
+    /// Catalog R-11: (deviation: caps, no pressure monitor) what wsgate does instead of shedding on simulated pressure.
     @Test func aFullListenerClosesNewConnectionsAtAcceptAndCountsThem() async throws {
         let metrics = TestMetrics()
         try await withGatewayAndDemo(
@@ -121,6 +137,7 @@ final class ManualClock: GatewayClock, @unchecked Sendable {
         )
     }
 
+    /// Catalog O-06: over the per-address handshake rate, 429 with `Retry-After` and `Connection: close`; the key is the socket address, so a rotating `X-Forwarded-For` (no trusted hop) does not help, and 127.0.0.2 is not throttled by 127.0.0.1's traffic.
     @Test func tooManyHandshakesFromOneAddressAre429WithRetryAfter() async throws {
         let metrics = TestMetrics()
         try await withGatewayAndDemo(
@@ -131,19 +148,37 @@ final class ManualClock: GatewayClock, @unchecked Sendable {
         ) { port in
             // A burst of 2, then 1 per second: the third handshake is 429 unless a second has passed since
             // the first (a loaded machine), when the bucket has a token again; so keep asking (at most 10
-            // times) until the first 429, and check that everything before it fitted the bucket.
+            // times) until the first 429, and check that everything before it fitted the bucket. Each
+            // request claims another forwarded address.
             var statuses: [Int] = []
             var retryAfter: String?
+            var connection: String?
             let start = ContinuousClock.now
             while statuses.last != 429 && statuses.count < 10 {
-                let answer = try await TestWebSocketClient.rawHandshake(port: port, request: Self.upgrade)
+                let request = Self.upgrade.replacingOccurrences(of: "\r\n\r\n", with: "\r\nX-Forwarded-For: 10.0.\(statuses.count).1\r\n\r\n")
+                let answer = try await TestWebSocketClient.rawHandshake(port: port, request: request)
                 statuses.append(answer.status)
                 retryAfter = answer.headers.first { $0.0 == "Retry-After" }?.1 ?? retryAfter
+                if answer.status == 429 { connection = answer.headers.first { $0.0.lowercased() == "connection" }?.1 }
             }
             let elapsedSeconds = Int((ContinuousClock.now - start).components.seconds)
             #expect(statuses.last == 429 && statuses.dropLast().allSatisfy { $0 == 101 }, "\(statuses)")
             #expect(statuses.count >= 3 && statuses.count <= 3 + elapsedSeconds, "\(statuses) in \(elapsedSeconds) s")
             #expect(retryAfter == "1")
+            #expect(connection?.lowercased() == "close")
+
+            // Another client address has its own bucket.
+            let script = """
+                import socket, sys
+                s = socket.socket()
+                s.settimeout(5)
+                s.bind(("127.0.0.2", 0))
+                s.connect(("127.0.0.1", int(sys.argv[1])))
+                s.sendall(sys.argv[2].encode())
+                print(s.recv(65536).split(b"\\r\\n")[0].decode())
+                """
+            let other = try await runPython(["-c", script, String(port), Self.upgrade], timeout: .seconds(20))
+            #expect(other.output.hasPrefix("HTTP/1.1 101"), "\(other.output)")
         }
         #expect(
             metrics.counterTotal(

@@ -126,7 +126,8 @@ struct DemoUpstreamTests {
     static let refusals: [(String, String, Int)] = [
         ("not an upgrade", "GET /echo HTTP/1.1\r\nHost: x\r\n\r\n", 426),
         ("version 8", upgradeRequest(version: "8"), 426),
-        ("no version", upgradeRequest(version: nil), 426),
+        ("no version", upgradeRequest(version: nil), 400),
+        ("version list", upgradeRequest(version: "13, 8"), 400),
         ("key of 4 bytes", upgradeRequest(key: "AAAAAA=="), 400),
         ("no key", upgradeRequest(key: nil), 400),
         ("POST", upgradeRequest(method: "POST"), 400),

@@ -11,6 +11,7 @@ import Testing
 /// SIGTERM's drain over real sockets, end to end (DESIGN §6): Close 1001 on both legs, the listener
 /// stops accepting, the deadline bounds it all.
 @Suite(.timeLimit(.minutes(2))) struct DrainTests {
+    /// Catalog G-01: the drain stops accepting at once, both legs get Close 1001, and the drain ends when the close handshakes are done (real sockets).
     @Test func bothLegsGet1001AndTheDrainEndsWhenTheHandshakesAreDone() async throws {
         let metrics = TestMetrics()
         try await withDemo { demo in
@@ -42,6 +43,7 @@ import Testing
     // The per-leg rules (a half-relayed frame is finished before its leg's Close, a leg stuck mid-frame
     // never delays the other leg's Close) are tested under virtual time in RelaySession+OperationsTests.
 
+    /// Catalog G-02: peers that never answer are closed at the drain deadline, not counted as lost (1006).
     @Test func connectionsStillOpenAtTheDeadlineAreClosed() async throws {
         let metrics = TestMetrics()
         let upstream = try await FakeUpstream.start { .accept($0) }
@@ -61,6 +63,7 @@ import Testing
         }
     }
 
+    /// Catalog G-01: an upgrade request that arrives during the drain gets 503.
     @Test func anUpgradeRequestThatArrivesDuringTheDrainGets503() async throws {
         let metrics = TestMetrics()
         let upstream = try await FakeUpstream.start { .accept($0) }

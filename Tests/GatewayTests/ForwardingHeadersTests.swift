@@ -19,6 +19,7 @@ import Testing
 
     static func names(_ headers: [(String, String)]) -> [String] { headers.map { $0.0.lowercased() } }
 
+    /// Catalog H-13: from an untrusted peer every client-sent forwarding header is removed and the gateway's own set once.
     @Test func fromAnUntrustedPeerEveryClientForwardingHeaderIsReplacedOnce() {
         let headers = ForwardingHeaders.headers(incoming: Self.forged, hop: Self.hop("203.0.113.9", trusted: false, tls: true))
         #expect(

@@ -83,6 +83,7 @@ import Testing
 
     // MARK: Client leg only
 
+    /// Catalog H-16: negotiate on the client leg only: the client leg is compressed, the upstream leg is not, messages byte-exact.
     @Test func clientLegOnlyInflatesTowardTheUpstreamAndCompressesTowardTheClient() async throws {
         let metrics = TestMetrics()
         try await withGatewayAndDemo(metrics: metrics, configure: Self.policy(client: .negotiate, upstream: .strip)) { port in
@@ -124,6 +125,7 @@ import Testing
         #expect(Self.counter(metrics, "wsgate_extensions_dropped_total", [("side", "client")]) == 1)
     }
 
+    /// Catalog H-16: with strip, no Sec-WebSocket-Extensions in the 101 and RSV1 from the client fails the connection with 1002.
     @Test func stripIsTheDefaultAndRSV1IsThenAViolation() async throws {
         let metrics = TestMetrics()
         try await withGatewayAndDemo(metrics: metrics) { port in
@@ -303,6 +305,7 @@ import Testing
 
     // MARK: Invalid upstream answers (RELIABILITY U-06)
 
+    /// Catalog U-06: invalid permessage-deflate answers (window bits 16, 7, abc, two elements, unknown parameters, an extension not offered) are 502 before any 101.
     @Test(arguments: [
         ("negotiate", "permessage-deflate; server_max_window_bits=16"),
         ("negotiate", "permessage-deflate; server_max_window_bits=7"),

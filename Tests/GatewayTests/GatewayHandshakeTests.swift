@@ -1,3 +1,4 @@
+import Foundation
 import Frames
 import MetricsTestKit
 import NIOCore
@@ -15,6 +16,9 @@ import Testing
 
     // MARK: The client's request
 
+    /// Catalog H-06: version 8 is 426 with Sec-WebSocket-Version: 13, answered by the gateway itself (never forwarded); every refusal closes.
+    /// Catalog H-07: POST with the upgrade headers is 405, never upgraded.
+    /// Catalog H-04: a malformed Sec-WebSocket-Key is 400.
     @Test func refusalsHaveTheirExactStatus() async throws {
         let metrics = TestMetrics()
         try await withGatewayAndDemo(metrics: metrics, configure: { $0.routes[0].hosts = ["127.0.0.1"] }) { port in
@@ -49,6 +53,7 @@ import Testing
         #expect(refusals("reason", "ws-version") == 2)
     }
 
+    /// Catalog H-02: a 17 KiB header over a socket is 431 (wsgate's 16 KiB limit, not NIO's 80 KiB).
     @Test func anOversizedRequestHeadIs431() async throws {
         try await withGatewayAndDemo { port in
             let big = Self.request(extra: "X-Padding: \(String(repeating: "a", count: 17 * 1024))\r\n")
@@ -57,6 +62,7 @@ import Testing
         }
     }
 
+    /// Catalog H-01: a head that never ends is answered 408 at the head deadline, over a socket.
     @Test func aRequestHeadThatNeverEndsIs408() async throws {
         try await withGatewayAndDemo(configure: { $0.timeouts.requestHead = .seconds(1) }) { port in
             let answer = try await TestWebSocketClient.rawHandshake(port: port, request: "GET / HTTP/1.1\r\nHost: x\r\n")
@@ -80,9 +86,13 @@ import Testing
 
     // MARK: The upstream's answer
 
+    /// Catalog U-03: a 4xx from the upstream is relayed (status, body, Connection: close), a 200 becomes 502; never a 101, both legs close.
     @Test(arguments: [
         ("HTTP/1.1 426 Upgrade Required\r\nSec-WebSocket-Version: 13\r\nContent-Length: 5\r\n\r\nnope!", 426, "nope!"),
-        ("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nhi", 200, "hi"),
+        (
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nhi", 502,
+            "the upstream answered 200 instead of 101 Switching Protocols\n"
+        ),
         ("HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n", 403, ""),
     ])
     func aNon101IsRelayedAndBothSidesClose(response: String, status: Int, body: String) async throws {
@@ -93,9 +103,17 @@ import Testing
             #expect(answer.status == status)
             #expect(answer.body == body)
             #expect(!answer.headers.contains { $0.0.lowercased() == "upgrade" })
+            #expect(answer.headers.contains { $0.0.lowercased() == "connection" && $0.1 == "close" })
         }
+        try await upstream.waitUntilAllEnded()
+        #expect(upstream.received.isEmpty)
     }
 
+<<<<<<< HEAD
+    /// Catalog H-16: an upstream choosing a subprotocol the client did not offer (or an extension not offered) is 502.
+=======
+    /// Catalog U-06: a 101 naming an extension or subprotocol that was not offered (or otherwise invalid) is 502.
+>>>>>>> catb17
     @Test(arguments: [
         "wrong-accept", "extension", "subprotocol", "no-upgrade-header",
     ])
@@ -126,6 +144,7 @@ import Testing
         }
     }
 
+    /// Catalog U-10: (a) an upstream that refuses the connection is 502 at once.
     @Test func anUnreachableUpstreamIs502() async throws {
         // A port that was just free: bind, note it, close.
         let probe = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: "127.0.0.1", port: 0).get()
@@ -137,6 +156,7 @@ import Testing
         }
     }
 
+    /// Catalog U-09: an upstream that accepts TCP and never answers the upgrade request gives 504 at the upstream deadline (half a second here, not minutes), then both legs close.
     @Test func anUpstreamThatNeverAnswersIs504() async throws {
         let upstream = try await FakeUpstream.start { _ in FakeUpstream.Reply(response: []) }
         defer { Task { await upstream.close() } }
@@ -147,20 +167,35 @@ import Testing
                 $0.timeouts.upstreamHandshake = .milliseconds(300)
             }
         ) { port in
-            let answer = try await TestWebSocketClient.rawHandshake(port: port, request: Self.request())
+            let answer = try await TestWebSocketClient.rawHandshake(port: port, request: Self.request(), timeout: .seconds(20))
             #expect(answer.status == 504)
+            #expect(answer.headers.contains { $0.0.lowercased() == "connection" && $0.1 == "close" })
         }
+        // The upstream leg is closed too (it may not have read the request yet on a loaded machine).
+        try await upstream.waitUntilAllEnded()
+        #expect(upstream.accepted == 1 && upstream.requests.count <= 1)
     }
 
     // MARK: What goes upstream
 
+    /// Catalog H-13: with no trusted proxy, the client's X-Forwarded-For/-Proto/-Host, Forwarded and X-Real-IP are dropped; the upstream sees the gateway's own values, each exactly once (X-Forwarded-For: 127.0.0.1), and the access log names the socket's peer.
+    /// Catalog H-11: the upstream request is re-serialized from parsed fields (hop-by-hop headers and those named in Connection removed).
     @Test func theUpstreamRequestCarriesAFreshKeyForwardedHeadersAndNoHopByHopHeaders() async throws {
         let upstream = try await FakeUpstream.start { .accept($0, extraHeaders: "Sec-WebSocket-Protocol: chat.v1\r\n") }
         defer { Task { await upstream.close() } }
-        try await withGateway(upstreamPort: upstream.port, configure: { $0.routes[0].subprotocols = ["chat.v1"] }) { port in
+        let log = FileManager.default.temporaryDirectory.appendingPathComponent("wsgate-forwarded-\(UUID().uuidString).log").path
+        defer { try? FileManager.default.removeItem(atPath: log) }
+        try await withGateway(
+            upstreamPort: upstream.port,
+            configure: {
+                $0.routes[0].subprotocols = ["chat.v1"]
+                $0.accessLog = .file(log)
+            }
+        ) { port in
             let extra = [
                 "Sec-WebSocket-Protocol: chat.v2, chat.v1", "X-Custom: kept", "Connection: X-Secret", "X-Secret: dropped",
                 "Keep-Alive: timeout=5", "X-Forwarded-For: 203.0.113.9", "Sec-WebSocket-Extensions: permessage-deflate",
+                "Forwarded: for=1.2.3.4;proto=https", "X-Real-IP: 1.2.3.4", "X-Forwarded-Proto: https", "X-Forwarded-Host: evil.example",
             ].map { $0 + "\r\n" }.joined()
             let answer = try await TestWebSocketClient.rawHandshake(port: port, request: Self.request(path: "/room?x=1", extra: extra))
             #expect(answer.status == 101)
@@ -179,7 +214,25 @@ import Testing
             #expect(request.header("X-Forwarded-For") == "127.0.0.1")
             #expect(request.header("X-Forwarded-Proto") == "http")
             #expect(request.header("Forwarded") == "for=127.0.0.1;host=127.0.0.1;proto=http")
+            #expect(request.header("X-Forwarded-Host") == "127.0.0.1")
+            #expect(request.header("X-Real-IP") == nil)
+            // Set exactly once each: nothing the client sent survives beside them.
+            let lines = request.head.split(separator: "\r\n").map { $0.lowercased() }
+            for name in ["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded"] {
+                #expect(lines.filter { $0.hasPrefix(name + ":") }.count == 1, "\(name)")
+            }
+            #expect(!request.head.contains("1.2.3.4") && !request.head.contains("203.0.113.9") && !request.head.contains("evil.example"))
             #expect(request.header("Host") == "127.0.0.1:\(upstream.port)")
+            // The log names the socket's peer, never a forwarded address.
+            upstream.dropConnections()
+            let deadline = ContinuousClock.now + .seconds(5)
+            var line = ""
+            while line.isEmpty, ContinuousClock.now < deadline {
+                line = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+                if line.isEmpty { try await Task.sleep(for: .milliseconds(20)) }
+            }
+            #expect(line.contains(#""client":"127.0.0.1"#), "\(line)")
+            #expect(!line.contains("1.2.3.4") && !line.contains("203.0.113.9"), "\(line)")
         }
     }
 }

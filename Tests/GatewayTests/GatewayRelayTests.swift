@@ -8,6 +8,7 @@ import Testing
 /// The gateway between a client and an upstream over real sockets: relaying, the close-code table of
 /// DESIGN §1, backpressure.
 @Suite(.timeLimit(.minutes(2))) struct GatewayRelayTests {
+    /// Catalog P-15: over sockets, messages, pings and fragments are relayed exactly.
     @Test func messagesPingsAndFragmentsAreRelayedExactly() async throws {
         try await withGatewayAndDemo { port in
             let client = try await TestWebSocketClient.connect(port: port, path: "/echo")
@@ -35,6 +36,7 @@ import Testing
         }
     }
 
+    /// Catalog P-01: (c) a message sent to the gateway one byte per write is echoed byte-exact.
     @Test func aOneByteTrickleArrivesWhole() async throws {
         try await withGatewayAndDemo { port in
             let client = try await TestWebSocketClient.connect(port: port, path: "/echo")
@@ -46,6 +48,7 @@ import Testing
         }
     }
 
+    /// Catalog P-14: over sockets, 50 identical frames reach the upstream under 50 different keys.
     @Test func clientFramesReachTheUpstreamRemaskedWithFreshKeys() async throws {
         let upstream = try await FakeUpstream.start { .accept($0) }
         defer { Task { await upstream.close() } }
@@ -63,6 +66,7 @@ import Testing
 
     // MARK: The close-code table (DESIGN §1)
 
+    /// Catalog P-02: over sockets, an unmasked frame gets 1002 and the upstream receives only Close 1001.
     @Test func clientProtocolViolationGets1002AndTheUpstream1001() async throws {
         // This upstream never answers Close; the client's 1002 waits for it only for the short violation
         // grace (issue #10), not the close timeout (an hour here, which would fail the test).
@@ -101,6 +105,7 @@ import Testing
         }
     }
 
+    /// Catalog P-08: over sockets, a 4 GiB frame header gets 1009 (with invalid UTF-8 1007, a reserved opcode and close code 1005 1002).
     @Test(arguments: [
         ([0x81, 0x82, 0, 0, 0, 0, 0xC3, 0x28] as [UInt8], CloseCode.invalidPayloadData),  // invalid UTF-8
         ([0x83, 0x80, 1, 2, 3, 4], CloseCode.protocolError),  // reserved opcode
@@ -136,6 +141,8 @@ import Testing
         }
     }
 
+    /// Catalog U-02: a masked frame from the upstream gives the client 1014 and the upstream 1002 (real sockets).
+    /// Catalog U-07: (a) an upstream protocol violation fails the upstream leg with 1002 and the client gets 1014.
     @Test func upstreamProtocolViolationGivesTheClient1014() async throws {
         // A masked frame from the upstream (servers never mask, RFC 6455 §5.1).
         let upstream = try await FakeUpstream.start { request in
@@ -157,6 +164,8 @@ import Testing
         }
     }
 
+    /// Catalog P-11: over sockets, the upstream's close code and reason reach the client unchanged.
+    /// Catalog U-11: a valid upstream close code and reason (4000) reach the client unchanged (real sockets).
     @Test func upstreamCloseCodeAndReasonReachTheClientUnchanged() async throws {
         let upstream = try await FakeUpstream.start { request in
             var reply = FakeUpstream.Reply.accept(request)
@@ -175,6 +184,7 @@ import Testing
 
     // MARK: Backpressure and large messages
 
+    /// Catalog R-13: over sockets, a client that stops reading stops the upstream's writes; what the gateway accepted stays bounded.
     @Test func aSlowReaderStopsTheUpstreamInsteadOfGrowingBuffers() async throws {
         let upstream = try await FakeUpstream.start { request in
             var reply = FakeUpstream.Reply.accept(request)
@@ -199,6 +209,7 @@ import Testing
         }
     }
 
+    /// Catalog P-15: a 64 MiB message in 1 MiB fragments is echoed byte-exact while memory stays bounded.
     @Test func a64MiBMessageStreamsThroughWhileMemoryStaysBounded() async throws {
         // 64 frames of 1 MiB form one 64 MiB message. Nothing on the way (gateway, demo echo, client)
         // holds a whole message, so this process grows by a few MiB, not by 64.

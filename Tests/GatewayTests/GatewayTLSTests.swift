@@ -70,6 +70,7 @@ import Testing
         }
     }
 
+    /// Catalog T-11: (d) an upstream certificate valid for the route's name gives 101.
     @Test func aTrustedWssUpstreamIsRelayed() async throws {
         let upstream = try await Self.tlsUpstream(try Self.certificate())
         defer { Task { await upstream.close() } }
@@ -81,6 +82,8 @@ import Testing
 
     // MARK: Upstream TLS is per route
 
+    /// Catalog T-11: upstream certificate verification is on by default (full verification against the system bundle).
+    /// Catalog T-13: the upstream SNI is the route's `server_name` or the member's configured host, never taken from the request.
     @Test func everyWssMemberOfARouteGetsTheRoutesTLSAndItsOwnHostAsServerName() throws {
         var route = GatewayConfiguration.Route(upstreams: [
             .init(scheme: .wss, host: "a.internal", port: 443),
@@ -139,6 +142,11 @@ import Testing
         }
     }
 
+<<<<<<< HEAD
+    /// Catalog T-12: an upstream TLS handshake that fails (as opposed to one that never completes) is 502 with the reason, recorded as 1015.
+=======
+    /// Catalog T-11: (a)–(c) a self-signed, wrong-name or expired upstream certificate gives the client 502 before any 101, with a distinct reason, the upstream never receives the GET, and 1015 is recorded (not sent).
+>>>>>>> catb17
     @Test(arguments: ["untrusted", "wrong-name", "expired"])
     func anUpstreamCertificateFailureIs502WithTheReasonAndRecords1015(flaw: String) async throws {
         let certificate = try Self.certificate(names: ["localhost"], ips: [], expired: flaw == "expired")
@@ -152,6 +160,8 @@ import Testing
                 logPath: log
             )
             #expect(answer.status == 502)
+            // The TLS handshake failed, so the upstream never got the GET.
+            #expect(upstream.requests.isEmpty)
             #expect(answer.headers.contains { $0.0 == "X-Wsgate-Error" && $0.1 == "upstream-tls-handshake-failed" })
             let expected = ["untrusted": "not trusted", "wrong-name": "name", "expired": "expired"][flaw]!
             #expect(answer.body.lowercased().contains(expected), "\(answer.body)")
@@ -161,6 +171,51 @@ import Testing
             #expect(lines.first?.contains("\"close_code\":1015") == true, "\(lines)")
             #expect(lines.first?.contains("\"status\":502") == true, "\(lines)")
         }
+    }
+
+    /// Catalog T-12: a wss upstream that accepts TCP and never answers the ClientHello gives 504 (X-Wsgate-Error: upstream-tls-handshake-timeout) within the upstream deadline, not 502; the client is closed, the upstream socket too (no leak), recorded as a TLS failure of class handshake_timeout (1015).
+    /// Catalog U-09: the TLS part of the upstream handshake counts against the upstream handshake deadline (504, both legs closed).
+    @Test func aWssUpstreamThatNeverAnswersTheClientHelloIs504() async throws {
+        let metrics = TestMetrics()
+        // A plain TCP stub: it waits for an HTTP head that a ClientHello never completes, so it never answers.
+        let silent = try await FakeUpstream.start { _ in FakeUpstream.Reply(response: []) }
+        defer { Task { await silent.close() } }
+        try await Self.withFile(Self.ca.certificatePEM) { caPath in
+            try await Self.withFile("") { log in
+                try await withGateway(
+                    upstreamPort: silent.port,
+                    metrics: metrics,
+                    configure: {
+                        $0.routes[0].upstreams = [GatewayConfiguration.Upstream(scheme: .wss, host: "127.0.0.1", port: silent.port)]
+                        var tls = GatewayConfiguration.UpstreamTLS(serverName: "localhost")
+                        tls.configuration.trustRoots = .certificates(.file(caPath))
+                        $0.routes[0].upstreamTLS = tls
+                        $0.timeouts.upstreamConnect = .milliseconds(200)
+                        $0.timeouts.upstreamHandshake = .milliseconds(300)
+                        $0.accessLog = .file(log)
+                    }
+                ) { port in
+                    let start = ContinuousClock.now
+                    let answer = try await TestWebSocketClient.rawHandshake(
+                        port: port,
+                        request:
+                            "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+                        timeout: .seconds(20)
+                    )
+                    let elapsed = ContinuousClock.now - start
+                    #expect(answer.status == 504)
+                    #expect(answer.headers.contains { $0.0 == "X-Wsgate-Error" && $0.1 == "upstream-tls-handshake-timeout" })
+                    #expect(answer.headers.contains { $0.0 == "Connection" && $0.1 == "close" })
+                    #expect(elapsed >= .milliseconds(300) && elapsed < .seconds(15), "\(elapsed)")
+                }
+                try await silent.waitUntilAllEnded()
+                #expect(silent.accepted == 1)
+                await metrics.eventually { Self.accessLogLines(log).count == 1 }
+                #expect(Self.accessLogLines(log).first?.contains("\"close_code\":1015") == true)
+            }
+        }
+        #expect(metrics.total("wsgate_tls_handshake_failures_total", [("leg", "upstream"), ("class", "handshake_timeout")]) == 1)
+        #expect(metrics.total("wsgate_upgrades_refused_total", [("reason", "upstream-tls-handshake-timeout"), ("status", "504")]) == 1)
     }
 
     @Test func aWssListenerTerminatesTLSAndRecordsAFailedClientHandshakeAs1015() async throws {
@@ -204,6 +259,7 @@ import Testing
 
     /// Issue #11 §3: plain HTTP on a TLS listener is told so in clear text (nginx's behaviour) and
     /// is still recorded as a failed TLS handshake (1015) of its own class.
+    /// Catalog T-08: plain HTTP on the TLS listener gets a clear-text 400 and the connection closes; counted as its own failure class.
     @Test func plainHTTPOnATLSListenerGetsAClearText400AndIsRecordedAs1015() async throws {
         let certificate = try Self.certificate()
         let metrics = TestMetrics()

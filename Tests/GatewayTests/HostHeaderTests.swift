@@ -31,6 +31,7 @@ import Testing
         #expect(HostHeader(value) == nil)
     }
 
+    /// Catalog H-10: a Host value outside the strict authority grammar is 400.
     @Test func theIssuesForgedHostGets400() throws {
         let routes = GatewayConfiguration.Route(upstreams: [.init(scheme: .ws, host: "127.0.0.1", port: 1)])
         let head = HTTPTestRequest.head(host: #"[a",for=6.6.6.6;proto=https;host="b]"#)

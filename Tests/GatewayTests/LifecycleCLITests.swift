@@ -23,6 +23,8 @@ import Testing
         """
     }
 
+    /// Catalog G-01: SIGTERM: /readyz 503, both legs get 1001, the process exits 0 and logs drained/forced counts.
+    /// Catalog G-05: (b) SIGHUP with a syntactically invalid file is refused, logged with the file and line and counted; the old configuration keeps serving, and a good one applies to new connections.
     @Test func sighupRefusesABrokenConfigurationAndAppliesAGoodOneAndSigtermDrainsBothLegsWith1001AndExits0() async throws {
         guard try WSGateProcess.require() else { return }
         // A scripted upstream that records what it receives (it never answers a Close: the close
@@ -63,6 +65,8 @@ import Testing
             try "listeners: [".write(toFile: configPath, atomically: true, encoding: .utf8)
             gateway.signal(SIGHUP)
             try await gateway.waitFor("the refusal log line") { _, err in err.contains("reload refused") }
+            // The log names the file and where in it the error is.
+            #expect(gateway.errors.contains(configPath) && gateway.errors.contains("line "), "\(gateway.errors)")
             try await client.send(text: "two")
             try await upstream.waitUntilReceived { $0.count >= 18 }
             let second = try await TestWebSocketClient.rawHandshake(port: port, request: OperationsMetricsTests.upgradeRequest)
@@ -100,6 +104,7 @@ import Testing
         }
     }
 
+    /// Catalog G-02: peers that never answer are force-closed at the drain deadline, a second SIGTERM/SIGINT is ignored (documented), and the process exits 0 soon after the deadline (asserted: within deadline + 3 s).
     @Test func aSecondSignalDuringTheDrainIsIgnoredAndTheDeadlineBoundsTheExit() async throws {
         guard try WSGateProcess.require() else { return }
         let upstream = try await FakeUpstream.start { .accept($0) }
@@ -125,6 +130,8 @@ import Testing
         let exit = try await gateway.waitForExit(timeout: .seconds(10))
         #expect(exit.reason == .exit && exit.status == 0, "\(exit) \(gateway.errors)")
         #expect(ContinuousClock.now - start >= .milliseconds(900), "the drain lasted until its deadline")
+        // Closed at the deadline, the process is gone soon after: forceCloseAll waits at most 2 s more.
+        #expect(ContinuousClock.now - start < .seconds(4), "the exit took \(ContinuousClock.now - start)")
         #expect(gateway.errors.contains("closed=0 forced=1"), "\(gateway.errors)")
     }
 

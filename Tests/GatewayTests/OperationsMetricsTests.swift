@@ -47,6 +47,7 @@ import Testing
         }
     }
 
+    /// Catalog P-02: over sockets, an unmasked frame gets 1002, the upstream 1001, and violations{side=client,rule=unmasked_client_frame} counts it.
     @Test func aProtocolViolationIsCountedByRuleAndSideWithTheCloseCodesTheGatewaySent() async throws {
         let metrics = TestMetrics()
         let upstream = try await FakeUpstream.start { .accept($0) }

@@ -1,5 +1,6 @@
 import MetricsTestKit
 import NIOCore
+import TLSShim
 import Testing
 
 @testable import Gateway
@@ -41,6 +42,7 @@ import Testing
     }
 
     /// RELIABILITY O-02 with the allow-list `https://app.example`.
+    /// Catalog O-02: with the allow-list https://app.example only it, APP.EXAMPLE and :443 pass; suffix, substring, port, scheme, dot, userinfo, IP and punycode look-alikes are refused.
     @Test(arguments: [
         ("https://app.example", true), ("https://APP.EXAMPLE", true), ("https://app.example:443", true),
         ("https://app.example.evil.net", false), ("https://evilapp.example", false), ("https://app.example:8443", false),
@@ -78,6 +80,7 @@ import Testing
         #expect(policy.check("http://a.example.com", listenerUsesTLS: true).reason == "mixed-content")
     }
 
+    /// Catalog O-04: an http: Origin on a TLS listener is refused as mixed content; the plaintext listener's rule is documented and configurable.
     @Test func mixedContentIsRefusedOnBothKindsOfListener() throws {
         let policy = try Self.policy()
         #expect(policy.check("http://app.example", listenerUsesTLS: true).reason == "mixed-content")
@@ -88,6 +91,7 @@ import Testing
         #expect(behindALoadBalancer.check("https://app.example", listenerUsesTLS: false) == .allowed(reason: .any))
     }
 
+    /// Catalog O-03: null is refused unless allowed; a missing Origin follows its documented setting (allow by default, refuse when required).
     @Test func nullAndMissingOriginsHaveTheirOwnSettings() throws {
         let defaults = try Self.policy { $0.allow = ["https://app.example"] }
         #expect(defaults.check("null", listenerUsesTLS: true).reason == "null")
@@ -124,6 +128,8 @@ import Testing
             + (origin.map { "Origin: \($0)\r\n" } ?? "") + "\r\n"
     }
 
+    /// Catalog O-02: a refused Origin is 403 with Connection: close, counted, and never reaches the upstream.
+    /// Catalog O-04: a mixed-content Origin is 403 naming mixed content, counted by reason.
     @Test func aPlaintextListenerRefusesAnHTTPSOriginWith403AndCountsEveryDecision() async throws {
         let metrics = TestMetrics()
         let upstream = try await FakeUpstream.start { .accept($0) }
@@ -161,6 +167,7 @@ import Testing
 
     /// RELIABILITY O-03 over sockets: two `Origin` headers are 400 whichever comes first; the legacy
     /// `Sec-WebSocket-Origin` is ignored, so such a request falls under the missing-origin setting.
+    /// Catalog O-03: two Origin headers are 400 either order; Sec-WebSocket-Origin is ignored (the missing-Origin policy: 403 when required).
     @Test func repeatedAndLegacyOriginHeaders() async throws {
         let metrics = TestMetrics()
         try await withGatewayAndDemo(
@@ -191,6 +198,99 @@ import Testing
                 dimensions: [("route", "/"), ("side", "client"), ("decision", "refuse"), ("reason", "missing")]
             ) == 1
         )
+    }
+
+    /// Catalog O-04: on a TLS listener an `http:` Origin of an allowed host is 403 with a reason naming mixed content, counted as mixed-content, and never reaches the upstream; the `https:` Origin is upgraded.
+    @Test func aTLSListenerRefusesAnHTTPOriginAsMixedContent() async throws {
+        let metrics = TestMetrics()
+        let upstream = try await FakeUpstream.start { .accept($0) }
+        defer { Task { await upstream.close() } }
+        let certificate = try GatewayTLSTests.certificate()
+        try await withGateway(
+            upstreamPort: upstream.port,
+            metrics: metrics,
+            configure: {
+                $0.listeners[0].tls = TLSServerConfiguration(defaultIdentity: certificate.identity)
+                $0.routes[0].origins.allow = ["http://app.example", "https://app.example"]
+            }
+        ) { port in
+            let script = """
+                import socket, ssl, sys
+                def ask(origin):
+                    ctx = ssl.create_default_context()
+                    ctx.check_hostname = False
+                    ctx.verify_mode = ssl.CERT_NONE
+                    with ctx.wrap_socket(socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)) as s:
+                        s.sendall(sys.argv[2].replace("ORIGIN", origin).encode())
+                        data = b""
+                        while b"\\r\\n\\r\\n" not in data:
+                            chunk = s.recv(65536)
+                            if not chunk: break
+                            data += chunk
+                        try:
+                            data += s.recv(65536) if b" 101 " not in data.split(b"\\r\\n")[0] else b""
+                        except Exception:
+                            pass
+                        return data.decode(errors="replace")
+                mixed = ask("http://app.example")
+                print(mixed.split("\\r\\n")[0], "|", "mixed content" in mixed)
+                print(ask("https://app.example").split("\\r\\n")[0])
+                """
+            let run = try await runPython(["-c", script, String(port), Self.request(origin: "ORIGIN")], timeout: .seconds(30))
+            let lines = run.output.split(separator: "\n").map(String.init)
+            #expect(lines.first == "HTTP/1.1 403 Forbidden | True", "\(run.output)")
+            #expect(lines.dropFirst().first?.hasPrefix("HTTP/1.1 101") == true, "\(run.output)")
+        }
+        #expect(
+            metrics.counterTotal(
+                label: "wsgate_origin_decisions_total",
+                dimensions: [("route", "/"), ("side", "client"), ("decision", "refuse"), ("reason", "mixed-content")]
+            ) == 1
+        )
+        #expect(upstream.requests.count == 1, "only the https: Origin reached the upstream")
+    }
+
+    /// Catalog O-07: every spelling of the upgrade headers that wsgate treats as an upgrade meets the same origin policy (403 for a refused Origin, 101 for an allowed one); spellings it does not treat as one are refused as plain HTTP and never reach the upstream.
+    @Test func everyUpgradeSpellingMeetsTheSameOriginPolicy() async throws {
+        let upstream = try await FakeUpstream.start { .accept($0) }
+        defer { Task { await upstream.close() } }
+        func request(upgrade: String, connection: String, origin: String) -> String {
+            "GET /room HTTP/1.1\r\nHost: 127.0.0.1\r\n\(upgrade)\r\n\(connection)\r\n"
+                + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nOrigin: \(origin)\r\n\r\n"
+        }
+        let upgrades = [
+            ("Upgrade: WebSocket", "Connection: Upgrade"), ("UPGRADE: websocket", "Connection: Upgrade"),
+            ("Upgrade: websocket", "Connection: keep-alive, Upgrade"), ("Upgrade: websocket", "Connection: upgrade"),
+            ("Upgrade:  websocket ", "Connection: Upgrade"), ("Upgrade: websocket", "Connection: close, Upgrade"),
+        ]
+        let notUpgrades = [
+            ("Upgrade: websocket", "Connection: keep-alive"), ("Upgrade: h2c", "Connection: Upgrade"),
+            ("X-Upgrade: websocket", "Connection: Upgrade"),
+        ]
+        try await withGateway(upstreamPort: upstream.port, configure: { $0.routes[0].origins.allow = ["http://app.example"] }) { port in
+            for (upgrade, connection) in upgrades {
+                let refused = try await TestWebSocketClient.rawHandshake(
+                    port: port,
+                    request: request(upgrade: upgrade, connection: connection, origin: "http://evil.example")
+                )
+                #expect(refused.status == 403, "\(upgrade) / \(connection)")
+                let allowed = try await TestWebSocketClient.rawHandshake(
+                    port: port,
+                    request: request(upgrade: upgrade, connection: connection, origin: "http://app.example")
+                )
+                #expect(allowed.status == 101, "\(upgrade) / \(connection)")
+            }
+            for (upgrade, connection) in notUpgrades {
+                for origin in ["http://evil.example", "http://app.example"] {
+                    let answer = try await TestWebSocketClient.rawHandshake(
+                        port: port,
+                        request: request(upgrade: upgrade, connection: connection, origin: origin)
+                    )
+                    #expect(answer.status >= 400 && answer.status != 101, "\(upgrade) / \(connection): \(answer.status)")
+                }
+            }
+        }
+        #expect(upstream.requests.count == upgrades.count, "only the allowed upgrades reached the upstream")
     }
 
     @Test func nothingAfterARefusedRequestIsRead() async throws {

@@ -6,8 +6,10 @@ import Testing
 @testable import Gateway
 
 /// Rate limits and keep-alive over real sockets, through the demo upstream (the exact arithmetic is in
-/// `TokenBucketTests` and `RelayPolicyEmbeddedTests`; these check what only the kernel shows).
+/// `TokenBucketTests` and `RelayPolicyEmbeddedTests`, throttling included, under virtual time; these
+/// check what only the kernel shows).
 @Suite(.timeLimit(.minutes(2))) struct PolicyRelayTests {
+    /// Catalog O-05: over sockets, a client over its message rate gets 1008 "rate limit: messages", counted.
     @Test func aClientOverItsMessageRateGets1008AtOnce() async throws {
         let metrics = TestMetrics()
         try await withGatewayAndDemo(
@@ -30,9 +32,12 @@ import Testing
                 case let other: close = other
                 }
             }
-            // The 1008 waits for the upstream's answer to the 1001 (issue #10, nothing lost): the echoes of
-            // the first five precede it.
-            #expect(echoed == (0..<5).map { "m\($0)" })
+            // The 1008 waits for the upstream's answer to the 1001 (issue #10, nothing lost), but only for
+            // the violation grace (500 ms of wall-clock time), which a loaded machine can pass before the
+            // demo echoes: so what comes first is some of the first five echoes, in order, never a later
+            // message. That all five precede it when the upstream answers in time is asserted under virtual
+            // time (`RelayPolicyEmbeddedTests.closeSends1008ToTheClientAfterTheUpstreamsAnswer…`).
+            #expect((0..<5).map { "m\($0)" }.starts(with: echoed), "\(echoed)")
             #expect(close == .close(.policyViolation, "rate limit: messages"))
             try await client.waitForTCPClose(timeout: .seconds(5))
         }
@@ -41,37 +46,6 @@ import Testing
                 label: "wsgate_rate_limit_decisions_total",
                 dimensions: [("route", "/"), ("side", "client"), ("limit", "messages"), ("action", "close")]
             ) == 1
-        )
-    }
-
-    @Test func throttlingSlowsTheSenderAndLosesNothing() async throws {
-        let metrics = TestMetrics()
-        try await withGatewayAndDemo(
-            metrics: metrics,
-            configure: {
-                $0.routes[0].rateLimits.client.messages = .init(perSecond: 20, burst: 1)
-                $0.routes[0].rateLimits.client.bytes = .init(perSecond: 1 << 20, burst: 64 << 10)
-                $0.routes[0].rateLimits.client.action = .throttle
-            }
-        ) { port in
-            let client = try await TestWebSocketClient.connect(port: port, path: "/echo")
-            let start = ContinuousClock.now
-            let big = [UInt8](repeating: 0x42, count: 100_000)
-            for index in 0..<10 { try await client.send(text: "m\(index)") }
-            try await client.send(binary: big)
-            for index in 0..<10 { #expect(try await client.receiveMessage(timeout: .seconds(10)) == .text("m\(index)")) }
-            #expect(try await client.receiveMessage(timeout: .seconds(10)) == .binary(big))
-            // Ten messages at 20/s after a burst of 1: the last may start 450 ms after the first, and
-            // the 100 kB message waits for its bytes after it.
-            #expect(ContinuousClock.now - start >= .milliseconds(450))
-            try await client.close()
-            #expect(try await client.receiveMessage(timeout: .seconds(5)) == .close(.normalClosure, ""))
-        }
-        #expect(
-            metrics.counterTotal(
-                label: "wsgate_rate_limit_decisions_total",
-                dimensions: [("route", "/"), ("side", "client"), ("limit", "messages"), ("action", "throttle")]
-            ) >= 9
         )
     }
 

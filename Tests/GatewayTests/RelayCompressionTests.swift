@@ -206,6 +206,7 @@ import Testing
 
     // MARK: Item 4: limits count what the application gets
 
+    /// Catalog R-06: each message is checked against the message limit by its inflated size.
     @Test(arguments: Self.cases)
     func anIncompressibleMessageOfExactlyTheLimitIsDeliveredAndOneMoreByteIs1009(legs: Legs, source: Side) throws {
         var limits = GatewayConfiguration.Limits()
@@ -269,6 +270,7 @@ import Testing
         return Array((0..<16).map { _ in message }.joined())
     }
 
+    /// Catalog R-05: inflated output stops at the destination's watermark and resumes on writability (memory bounded).
     @Test func aBombOfSmallMessagesStopsAtTheWatermarkAndResumesOnWritability() throws {
         let pair = try Pair(client: PerMessageDeflateParameters(), upstream: nil, watermark: 256 * 1024)
         try pair.deliver(try Self.bomb(pair), from: .client)
@@ -302,6 +304,7 @@ import Testing
         #expect(pair.watermarks.upstream.mostBetweenFlushes <= 64 * 1024 + 32 * 1024 + 16 * 14)
     }
 
+    /// Catalog R-05: the inflate loop yields: one read inflates at most the watermark before the event loop turns.
     @Test func oneReadInflatesAtMostTheHighWatermarkBeforeTheLoopTurns() throws {
         let pair = try Pair(client: PerMessageDeflateParameters(), upstream: nil)
         try pair.deliver(try Self.bomb(pair), from: .client)
@@ -316,6 +319,8 @@ import Testing
         #expect(pair.watermarks.upstream.flushes >= 16 * 4)
     }
 
+    /// Catalog R-06: the byte-rate limit counts inflated bytes (throttle).
+    /// Catalog O-05: counted bytes are post-inflate.
     @Test func theBytesRateLimitCountsInflatedBytes() throws {
         var limits = GatewayConfiguration.RateLimits()
         limits.upstream.controlFrames = nil
@@ -338,5 +343,108 @@ import Testing
         let same = try pair.messages(frames, to: .upstream) == [plain]
         #expect(same)
         #expect(pair.count("wsgate_rate_limit_decisions_total", [("side", "client"), ("limit", "bytes"), ("action", "throttle")]) >= 2)
+    }
+}
+
+/// The reliability catalog's compression entries (../shared/RELIABILITY.md P-13, R-05) through the
+/// relay in memory.
+extension RelayCompressionTests {
+    static func violations(_ pair: Pair, _ rule: FramesError.Code) -> Int64 {
+        pair.metrics.counterTotal(
+            label: "wsgate_protocol_violations_total",
+            dimensions: [("side", "client"), ("rule", GatewayMetrics.slug(rule.description))]
+        )
+    }
+
+    /// A client frame masked with the catalog's key, with any reserved bits.
+    static func clientFrame(_ opcode: Opcode, _ payload: [UInt8], fin: Bool = true, rsv: ReservedBits = []) -> [UInt8] {
+        var encoder = FrameEncoder(role: .client)
+        var out = ByteBuffer()
+        encoder.writeFrame(opcode: opcode, fin: fin, reservedBits: rsv, payload: ByteBuffer(bytes: payload), to: &out)
+        return Array(out.readableBytesView)
+    }
+
+    /// Catalog P-13: with deflate negotiated, RSV1 on a continuation and on a ping are Fail(1002), and RSV1 data that is not DEFLATE (`ff ff ff ff`) Fail(1007); the upstream gets Close 1001 and nothing of the frame.
+    @Test(arguments: [
+        ("continuation", 1002 as UInt16, FramesError.Code.reservedBitSet),
+        ("ping", 1002, .reservedBitSet),
+        ("not deflate", 1007, .invalidCompressedData),
+    ])
+    func p13AMisusedCompressionBitFailsTheClient(name: String, code: UInt16, rule: FramesError.Code) throws {
+        let pair = try Pair(client: PerMessageDeflateParameters(), upstream: nil)
+        pair.session.operations.metrics = GatewayMetrics(factory: pair.metrics)
+        let bytes: [UInt8] =
+            switch name {
+            case "continuation":
+                Self.clientFrame(.binary, [], fin: false, rsv: .rsv1) + Self.clientFrame(.continuation, [0], rsv: .rsv1)
+            case "ping": Self.clientFrame(.ping, [], rsv: .rsv1)
+            default: Self.clientFrame(.binary, [0xFF, 0xFF, 0xFF, 0xFF], rsv: .rsv1)
+            }
+        try pair.deliver(bytes, from: .client, cutAt: Array(1..<bytes.count))
+        let toUpstream = try pair.frames(to: .upstream)
+        #expect(toUpstream.filter { $0.opcode != .close }.allSatisfy { !$0.fin }, "no message completed upstream: \(toUpstream.map(\.opcode))")
+        #expect(toUpstream.last?.opcode == .close && toUpstream.last?.payload.prefix(2) == [0x03, 0xE9])
+        pair.loop.advanceTime(by: RelaySession.defaultViolationGrace)
+        let toClient = try pair.frames(to: .client)
+        #expect(toClient.last?.opcode == .close && toClient.last?.payload.prefix(2) == [UInt8(code >> 8), UInt8(code & 0xFF)], "\(name)")
+        #expect(Self.violations(pair, rule) == 1)
+        #expect(!pair.client.isActive)
+    }
+
+    /// Catalog R-06: small on the wire, large after inflate: after a 32 KiB message of `a`, messages of about 100 wire bytes that each inflate to 64 KiB are charged to the client's byte limit by their inflated size, so with 1 MiB/s (burst 1 MiB) and action close the connection gets 1008 once 1 MiB has been inflated, and the upstream no more than that, then 1001.
+    /// Catalog O-05: over the byte limit (counted after inflating) the connection gets 1008 "rate limit: bytes" and the upstream 1001.
+    @Test func r06SmallOnTheWireLargeAfterInflateIsChargedByItsInflatedSize() throws {
+        var limits = GatewayConfiguration.RateLimits()
+        limits.upstream.controlFrames = nil
+        limits.client.bytes = .init(perSecond: 1 << 20, burst: 1 << 20)
+        limits.client.action = .close
+        let pair = try Pair(client: PerMessageDeflateParameters(), upstream: nil) { $0.rateLimits = limits }
+        var wire = try pair.message([UInt8](repeating: 0x61, count: 32 << 10), from: .client)
+        let small = try pair.message([UInt8](repeating: 0x61, count: 64 << 10), from: .client)
+        #expect(small.count < 200)
+        for _ in 0..<100 { wire += small }
+        #expect(wire.count < 20_000)
+        try pair.deliver(wire, from: .client)
+        pair.loop.run()
+        let toUpstream = try pair.frames(to: .upstream)
+        let relayed = toUpstream.filter { $0.opcode != .close }.reduce(0) { $0 + $1.payload.count }
+        #expect(relayed <= 1 << 20, "\(relayed) inflated bytes relayed")
+        #expect(relayed >= (1 << 20) - (64 << 10), "\(relayed) inflated bytes relayed")
+        #expect(toUpstream.last?.opcode == .close && toUpstream.last?.payload.prefix(2) == [0x03, 0xE9])
+        pair.loop.advanceTime(by: RelaySession.defaultViolationGrace)
+        #expect(try pair.frames(to: .client).last?.payload == RelayHandlerEmbeddedTests.closePayload(1008, "rate limit: bytes"))
+        #expect(pair.count("wsgate_rate_limit_decisions_total", [("side", "client"), ("limit", "bytes"), ("action", "close")]) == 1)
+    }
+
+    /// Catalog R-05: a 100 KiB message that inflates to 100 MiB (zeros), to an upstream without deflate: Fail(1009) at the 1 MiB limit; the upstream gets exactly the limit of it, decompressed, then Close 1001; the inflating stops there.
+    @Test func r05ADecompressionBombFailsWith1009AtTheLimit() throws {
+        let pair = try Pair(client: PerMessageDeflateParameters(), upstream: nil)
+        pair.session.operations.metrics = GatewayMetrics(factory: pair.metrics)
+        let bomb = try pair.message([UInt8](repeating: 0, count: 100 << 20), from: .client)
+        #expect(bomb.count < 150_000)
+        try pair.deliver(bomb, from: .client, cutAt: Array(stride(from: 4096, to: bomb.count, by: 4096)))
+        pair.loop.run()
+        let toUpstream = try pair.frames(to: .upstream)
+        #expect(toUpstream.last?.opcode == .close && toUpstream.last?.payload.prefix(2) == [0x03, 0xE9])
+        let data = toUpstream.dropLast()
+        #expect(data.allSatisfy { !$0.fin && !$0.compressed }, "the message was completed upstream")
+        #expect(data.reduce(0) { $0 + $1.payload.count } == 1 << 20, "the upstream got more or less than the limit")
+        pair.loop.advanceTime(by: RelaySession.defaultViolationGrace)
+        #expect(try pair.frames(to: .client).last?.payload.prefix(2) == [0x03, 0xF1])
+        #expect(Self.violations(pair, .messageTooLarge) == 1)
+    }
+
+    /// Catalog R-05: deviation (verbatim compressed relay): when both legs negotiated the same parameters, the compressed bytes are relayed as they arrive and inflated alongside to check the limit, so the upstream gets at most the read in which the limit was crossed (here 4 KiB of the 100 KiB bomb), never the message's end and no Close inside it; the client gets 1009 at once and the upstream's TCP is closed.
+    @Test func r05ABombRelayedVerbatimStopsWithinTheReadThatCrossesTheLimit() throws {
+        let pair = try Pair(client: PerMessageDeflateParameters(), upstream: PerMessageDeflateParameters())
+        pair.session.operations.metrics = GatewayMetrics(factory: pair.metrics)
+        let bomb = try pair.message([UInt8](repeating: 0, count: 100 << 20), from: .client)
+        try pair.deliver(bomb, from: .client, cutAt: Array(stride(from: 4096, to: bomb.count, by: 4096)))
+        pair.loop.run()
+        let written = try pair.drain(.upstream).reduce(0) { $0 + $1.readableBytes }
+        #expect(written > 0 && written <= 4096 + 14, "\(written) bytes of the \(bomb.count)-byte bomb reached the upstream")
+        #expect(try pair.frames(to: .client).last?.payload.prefix(2) == [0x03, 0xF1])
+        #expect(Self.violations(pair, .messageTooLarge) == 1)
+        #expect(!pair.upstream.isActive, "the upstream, inside the frame, has its TCP closed without a Close")
     }
 }

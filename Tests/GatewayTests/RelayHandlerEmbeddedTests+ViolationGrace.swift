@@ -94,6 +94,7 @@ extension RelayHandlerEmbeddedTests {
     /// (d) The upstream offends while the client is mid-frame: the client gets 1014 at once (the
     /// direction toward it is idle); the upstream is no longer read but still gets the rest of the
     /// client's frame and the client's answer decides its 1002, which is not relayed.
+    /// Catalog U-02: a masked upstream frame: 1014 to the client at once, 1002 to the upstream after the rest of the client's frame.
     @Test func anOffendingUpstreamGets1002AfterTheClientsAnswerAndTheClient1014AtOnce() throws {
         let pair = try Pair()
         let big = Self.clientFrame(.binary, [UInt8](repeating: 4, count: 500))

@@ -37,6 +37,8 @@ import Testing
             policy.route = "/r"
             configure(&policy)
             self.session = RelaySession(eventLoop: self.loop, limits: limits, closeTimeout: closeTimeout, idleTimeout: idleTimeout, policy: policy)
+            // Close codes and protocol violations are counted as the gateway counts them.
+            self.session.operations.metrics = policy.metrics
             self.session.onFinish = { [unowned self] outcome, _ in
                 self.outcome = outcome
                 self.finished = true
@@ -135,6 +137,7 @@ import Testing
 
     // MARK: Data frames
 
+    /// Catalog P-01: the relay's output is the same wherever the reads cut the frame.
     @Test func aClientFrameSplitAtEveryByteReachesTheUpstreamRemaskedWithAFreshKey() throws {
         let payload = Array("héllo, wörld — relayed".utf8) + [UInt8](repeating: 0x61, count: 200)
         let key = MaskingKey(0x11, 0x22, 0x33, 0x44)
@@ -154,6 +157,7 @@ import Testing
         }
     }
 
+    /// Catalog P-15: fragmentation and a ping between fragments are preserved exactly, each frame remasked.
     @Test func everyFrameGetsItsOwnKeyAndFragmentationIsPreserved() throws {
         let pair = try Pair()
         let wire =
@@ -195,6 +199,7 @@ import Testing
         #expect(pair.outcome == .init(code: .normalClosure, closedBy: "client"))
     }
 
+    /// Catalog U-12: (c) a client Close the upstream never answers: both TCP connections end at the close timeout, the client's Close answered once.
     @Test func theCloseTimeoutEndsAConnectionWhoseUpstreamNeverAnswers() throws {
         let pair = try Pair(closeTimeout: .seconds(3))
         try pair.deliver(Self.clientFrame(.close, Self.closePayload(1001)), from: .client)
@@ -254,6 +259,8 @@ import Testing
 
     // MARK: Backpressure
 
+    /// Catalog R-04: a peer that cannot take writes stops the gateway reading the other side, so relayed pings and pongs do not queue without bound.
+    /// Catalog U-08: an upstream that cannot take more stops the gateway reading the client until it drains.
     @Test func anUnwritableUpstreamHoldsTheClientsReadsUntilItDrains() throws {
         let pair = try Pair()
         pair.client.read()

@@ -25,6 +25,7 @@ import Testing
 
     // MARK: Rate limits: throttle
 
+    /// Catalog O-05: throttling holds the reads (backpressure), never buffers or drops.
     @Test func throttleHoldsTheFrameAndTheReadsUntilTokensReturnAndLosesNothing() throws {
         let pair = try Pair {
             $0.rateLimits = Self.limits {
@@ -54,6 +55,46 @@ import Testing
         #expect(pair.clientReads.reads == 1)
         #expect(pair.count("wsgate_rate_limit_decisions_total", [("side", "client"), ("limit", "messages"), ("action", "throttle")]) == 3)
         #expect(pair.client.isActive && pair.upstream.isActive)
+    }
+
+    /// Moved from `PolicyRelayTests` (real sockets, a wall-clock lower bound that was flaky in parallel
+    /// runs) to virtual time, keeping what it proved: ten small messages at 20/s after a burst of 1, then
+    /// a 100 kB message under a 1 MiB/s byte limit with a 64 KiB burst, all sent at once, reach the
+    /// upstream one every 50 ms (the tenth at 450 ms, the big one at 500 ms), byte-exact and in order;
+    /// the client is not read meanwhile; the echo comes back and the close handshake completes normally.
+    /// Catalog O-05: with action throttle, the sender over its rate is slowed by backpressure (reads held), not buffered or dropped.
+    @Test func throttlingSlowsTheSenderAndLosesNothing() throws {
+        let pair = try Pair {
+            $0.rateLimits = Self.limits {
+                $0.messages = .init(perSecond: 20, burst: 1)
+                $0.bytes = .init(perSecond: 1 << 20, burst: 64 << 10)
+                $0.action = .throttle
+            }
+        }
+        let big = [UInt8](repeating: 0x42, count: 100_000)
+        let sent = (0..<10).map { Self.text("m\($0)") }.joined() + Base.clientFrame(.binary, big)
+        try pair.deliver(Array(sent), from: .client)
+        pair.client.read()
+        var arrivals: [(at: Int64, payload: [UInt8])] = []
+        for step in 0...12 {
+            if step > 0 { pair.loop.advanceTime(by: .milliseconds(50)) }
+            for frame in try pair.frames(to: .upstream) { arrivals.append((Int64(step * 50), frame.payload)) }
+            if step < 10 { #expect(pair.clientReads.reads == 0, "the client was read while throttled (\(step * 50) ms)") }
+        }
+        #expect(arrivals.map(\.payload) == (0..<10).map { Array("m\($0)".utf8) } + [big], "everything, in order, byte-exact")
+        #expect(arrivals.map(\.at) == (0..<10).map { Int64($0) * 50 } + [500], "one message every 50 ms")
+        #expect(pair.clientReads.reads == 1, "caught up: the held read went out")
+        #expect(pair.count("wsgate_rate_limit_decisions_total", [("side", "client"), ("limit", "messages"), ("action", "throttle")]) >= 9)
+
+        // The upstream's echo is not limited (client limits only), and the close handshake ends normally.
+        let echo = (0..<10).map { Base.upstreamFrame(.text, Array("m\($0)".utf8)) }.joined() + Base.upstreamFrame(.binary, big)
+        try pair.deliver(Array(echo), from: .upstream)
+        #expect(try pair.written(to: .client) == Array(echo))
+        try pair.deliver(Base.clientFrame(.close, Base.closePayload(1000)), from: .client)
+        #expect(try pair.frames(to: .upstream).map(\.payload) == [Base.closePayload(1000)])
+        try pair.deliver(Base.upstreamFrame(.close, Base.closePayload(1000)), from: .upstream)
+        #expect(try pair.frames(to: .client).map(\.payload) == [Base.closePayload(1000)])
+        #expect(!pair.client.isActive && !pair.upstream.isActive)
     }
 
     @Test func byteThrottlingKeepsFragmentsAndPayloadIntact() throws {
@@ -90,6 +131,7 @@ import Testing
 
     // MARK: Rate limits: close
 
+    /// Catalog O-05: over the limit the connection gets 1008 with a reason and the upstream 1001, at a frame boundary.
     @Test func closeSends1008ToTheClientAfterTheUpstreamsAnswerAnd1001ToTheUpstreamAtAFrameBoundary() throws {
         let pair = try Pair {
             $0.rateLimits = Self.limits {
@@ -114,6 +156,7 @@ import Testing
         #expect(pair.count("wsgate_rate_limit_decisions_total", [("side", "client"), ("limit", "messages"), ("action", "close")]) == 1)
     }
 
+    /// Catalog R-04: a ping flood over the control-frame limit is closed with 1008 and the other side gets 1001.
     @Test func aPingFloodFromTheUpstreamIsClosedWith1008AndTheClientGets1001() throws {
         let pair = try Pair {
             var limits = GatewayConfiguration.RateLimits()
@@ -135,6 +178,7 @@ import Testing
         #expect(pair.count("wsgate_rate_limit_decisions_total", [("side", "upstream"), ("limit", "control_frames"), ("action", "close")]) == 1)
     }
 
+    /// Catalog O-05: control frames have their own limit; a Close is never limited.
     @Test func aCloseFrameIsNeverRateLimited() throws {
         let pair = try Pair { $0.rateLimits = Self.limits { $0.controlFrames = .init(perSecond: 1, burst: 1) } }
         try pair.deliver(Base.clientFrame(.ping, []) + Base.clientFrame(.close, Base.closePayload(1000)), from: .client)
@@ -191,6 +235,7 @@ import Testing
         #expect(try pair.frames(to: .upstream).last?.payload == Base.closePayload(1001, "idle timeout"))
     }
 
+    /// Catalog U-14: a black-holed upstream is detected by the per-leg keep-alive and the client gets Close 1001 exactly at ping_interval + pong_deadline.
     @Test func aDeadUpstreamIsClosedAndTheClientGets1001() throws {
         let pair = try Pair {
             $0.pingInterval = .seconds(30)

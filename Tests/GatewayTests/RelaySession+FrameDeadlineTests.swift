@@ -19,6 +19,7 @@ import Testing
         return UInt16(frame.payload[0]) << 8 | UInt16(frame.payload[1])
     }
 
+    /// Catalog R-09: a frame trickled one byte every 2 s gets 1008 at the 30 s deadline, counted from its start; the upstream gets the rest of the frame, then 1001.
     @Test func aTrickledClientFrameGets1008AtTheDeadlineAndTheUpstreamItsRestThen1001() throws {
         let pair = try Self.pair()
         let payload = [UInt8](repeating: 0x5A, count: 100)
@@ -56,6 +57,7 @@ import Testing
         #expect(pair.outcome == .init(code: .policyViolation, closedBy: "gateway"))
     }
 
+    /// Catalog R-09: a fragmented message must also complete within the deadline.
     @Test func aFragmentedMessageMustAlsoCompleteInTime() throws {
         let pair = try Self.pair()
         try pair.deliver(T.upstreamFrame(.text, Array("a".utf8), fin: false), from: .upstream)

@@ -48,6 +48,7 @@ import Testing
         #expect(pair.outcome == .init(code: .goingAway, closedBy: "gateway"))
     }
 
+    /// Catalog G-02: a leg stuck mid-frame never delays the other leg's Close and is closed at the drain deadline without a Close inside the frame.
     @Test func anUpstreamStuckMidFrameGetsItsCloseAtOnceAndTheClientOnlyItsTCPClosedAtTheDeadline() throws {
         let pair = try Pair(closeTimeout: .seconds(60))
         let frame = T.upstreamFrame(.binary, [UInt8](repeating: 7, count: 100))
@@ -83,6 +84,7 @@ import Testing
     /// Behaviour 8: wherever the drain falls in a stream of frames split at every byte, every frame the
     /// gateway began relaying arrives whole, the Close comes only between frames, and no Close carries
     /// 1006 or 1015.
+    /// Catalog G-01: wherever the drain falls, every frame begun is relayed whole and the single Close 1001 comes at a frame boundary.
     @Test func whereverTheDrainFallsNothingBegunIsCutAndNoCloseIsInsideAFrame() throws {
         let upstreamWire = T.upstreamFrame(.binary, Array(0..<40)) + T.upstreamFrame(.ping, [9]) + T.upstreamFrame(.text, Array("hello".utf8))
         let clientWire = T.clientFrame(.binary, Array(0..<30)) + T.clientFrame(.text, Array("hi".utf8))

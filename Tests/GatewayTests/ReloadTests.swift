@@ -1,5 +1,7 @@
 import Foundation
 import MetricsTestKit
+import NIOCore
+import NIOPosix
 import TLSShim
 import Testing
 
@@ -34,6 +36,7 @@ import Testing
         asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3]))
         """#
 
+    /// Catalog G-03: after a certificate reload a live wss session goes on and a new connection sees the new certificate.
     @Test func aLiveConnectionSurvivesAndANewOneSeesTheNewCertificate() async throws {
         guard try await PythonPeer.require("websockets") else { return }
         let metrics = TestMetrics()
@@ -89,13 +92,13 @@ import Testing
         try await withDemo { demo in
             try await withGatewayServer(upstreamPort: demo.port, metrics: metrics) { server, port in
                 let before = server.configuration
-                // Certificates that do not load.
-                var broken = before
-                broken.listeners[0].tls = TLSServerConfiguration(
+                // TLS added to a plaintext listener, with new routes: refused (TLS on/off needs a restart).
+                var addsTLS = before
+                addsTLS.listeners[0].tls = TLSServerConfiguration(
                     defaultIdentity: TLSIdentity(certificateChain: .file("/nonexistent/cert.pem"), privateKey: .file("/nonexistent/key.pem"))
                 )
-                broken.routes[0].pathPrefix = "/nowhere"
-                await #expect(throws: (any Error).self) { try await server.reload(configuration: broken) }
+                addsTLS.routes[0].pathPrefix = "/nowhere"
+                await #expect(throws: (any Error).self) { try await server.reload(configuration: addsTLS) }
                 // A changed listener address: refused (addresses are bound at start).
                 var moved = before
                 moved.listeners[0].port = 1
@@ -107,6 +110,109 @@ import Testing
                 let client = try await TestWebSocketClient.connect(port: port, path: "/echo")
                 try await client.send(text: "still here")
                 #expect(try await client.receiveMessage() == .text("still here"))
+            }
+        }
+    }
+
+    /// The subject of the certificate a new TLS handshake with `port` sees (trusting the test CA), and
+    /// the status of an upgrade sent over it.
+    static func newHandshake(port: Int) async throws -> (subject: String?, status: Int?) {
+        let context = try TLSClientContext(
+            configuration: TLSClientConfiguration {
+                $0.trustRoots = .certificates(.pem(GatewayTLSTests.ca.certificatePEM))
+                $0.sessionReuse = false
+            }
+        )
+        let recorder = TLSAnswerRecorder()
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connectTimeout(.seconds(5))
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(TLSHandler.client(context: context, serverName: "localhost"))
+                    try channel.pipeline.syncOperations.addHandler(recorder)
+                }
+            }
+            .connect(host: "127.0.0.1", port: port)
+            .get()
+        defer { channel.close(promise: nil) }
+        let request =
+            "GET /echo HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        try await channel.writeAndFlush(ByteBuffer(string: request))
+        let deadline = ContinuousClock.now + .seconds(5)
+        while recorder.status == nil, recorder.error == nil, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        return (recorder.subject, recorder.status)
+    }
+
+    /// Catalog G-04: starting from a TLS listener, a reload to a key that does not match the certificate, a missing certificate file, a missing key file, garbage PEM, an empty chain, or a half-written certificate is refused with an error that names the problem, counted (reloads refused), the old certificate keeps being served to new handshakes and no handshake fails; a later good reload applies.
+    @Test func aBrokenCertificateIsRefusedAndTheOldOneKeepsServing() async throws {
+        let metrics = TestMetrics()
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("wsgate-reload-cert-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        func path(_ name: String) -> String { directory.appendingPathComponent(name).path }
+        func certificate(_ commonName: String) throws -> TLSGeneratedCertificate {
+            try TLSCertificateGenerator.make(
+                TLSCertificateRequest(commonName: commonName) { $0.dnsNames = ["localhost"] },
+                issuedBy: GatewayTLSTests.ca
+            )
+        }
+        func write(certificate: String?, key: String?) throws {
+            for (name, contents) in [("cert.pem", certificate), ("key.pem", key)] {
+                try? FileManager.default.removeItem(atPath: path(name))
+                guard let contents else { continue }
+                try contents.write(toFile: path(name), atomically: true, encoding: .utf8)
+                try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: path(name))  // PrivateKeyFiles
+            }
+        }
+        let first = try certificate("first")
+        let other = try certificate("other")
+        try write(certificate: first.certificatePEM, key: first.privateKeyPEM)
+
+        let pem = first.certificatePEM
+        let broken: [(name: String, certificate: String?, key: String?, mentions: [String])] = [
+            ("key does not match", first.certificatePEM, other.privateKeyPEM, ["key"]),
+            ("certificate missing", nil, first.privateKeyPEM, ["cert.pem"]),
+            ("key missing", first.certificatePEM, nil, ["key.pem"]),
+            ("garbage PEM", "-----BEGIN CERTIFICATE-----\nnot base64 at all!\n-----END CERTIFICATE-----\n", first.privateKeyPEM, ["cert"]),
+            ("empty chain", "", first.privateKeyPEM, ["cert"]),
+            ("half-written certificate", String(pem.prefix(pem.count / 2)), first.privateKeyPEM, ["cert"]),
+            ("garbage key", first.certificatePEM, "garbage", ["key"]),
+        ]
+        try await withDemo { demo in
+            try await withGatewayServer(
+                upstreamPort: demo.port,
+                metrics: metrics,
+                configure: {
+                    $0.listeners[0].tls = TLSServerConfiguration(
+                        defaultIdentity: TLSIdentity(certificateChain: .file(path("cert.pem")), privateKey: .file(path("key.pem")))
+                    )
+                }
+            ) { server, port in
+                let before = server.configuration
+                #expect(try await Self.newHandshake(port: port) == ("CN=first", 101))
+                for (index, flaw) in broken.enumerated() {
+                    try write(certificate: flaw.certificate, key: flaw.key)
+                    let error = await #expect(throws: (any Error).self, "\(flaw.name)") {
+                        try await server.reload(configuration: before)
+                    }
+                    let message = "\(error.map { "\($0)" } ?? "")".lowercased()
+                    #expect(flaw.mentions.allSatisfy { message.contains($0) }, "\(flaw.name): the error does not say what is wrong: \(message)")
+                    #expect(metrics.total("wsgate_reloads_total", [("result", "refused")]) == Int64(index + 1), "\(flaw.name)")
+                    // The old certificate keeps serving, and new handshakes succeed.
+                    let seen = try await Self.newHandshake(port: port)
+                    #expect(seen.subject == "CN=first" && seen.status == 101, "\(flaw.name): \(seen)")
+                }
+                #expect(metrics.total("wsgate_reloads_total", [("result", "applied")]) == 0)
+                #expect(metrics.total("wsgate_tls_handshake_failures_total") == 0, "a handshake failed because of a refused reload")
+                // A good reload afterwards works.
+                let second = try certificate("second")
+                try write(certificate: second.certificatePEM, key: second.privateKeyPEM)
+                try await server.reload(configuration: before)
+                #expect(metrics.total("wsgate_reloads_total", [("result", "applied")]) == 1)
+                #expect(try await Self.newHandshake(port: port) == ("CN=second", 101))
             }
         }
     }
@@ -141,6 +247,7 @@ import Testing
         }
     }
 
+    /// Catalog G-05: live sessions continue under the limits they were admitted with across a reload.
     @Test func liveConnectionsStayCountedAgainstUnchangedConnectionCaps() async throws {
         let metrics = TestMetrics()
         try await withDemo { demo in
@@ -160,5 +267,66 @@ import Testing
                 #expect(try await first.receiveMessage() == .text("still relayed"))
             }
         }
+    }
+
+    /// Catalog G-04: `wsgate run` with a TLS listener: SIGHUP with a key that does not match the certificate is refused with an error log line naming the problem and `wsgate_reloads_total{result="refused"}`, the old certificate keeps serving new handshakes, and a later SIGHUP with a good certificate applies.
+    @Test func sighupWithABrokenCertificateIsRefusedLoggedAndCountedAndTheOldCertificateServes() async throws {
+        guard try WSGateProcess.require() else { return }
+        let upstream = try await FakeUpstream.start { .accept($0) }
+        defer { Task { await upstream.close() } }
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("wsgate-sighup-cert-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        func path(_ name: String) -> String { directory.appendingPathComponent(name).path }
+        func install(certificate: String, key: String) throws {
+            try certificate.write(toFile: path("cert.pem"), atomically: true, encoding: .utf8)
+            try key.write(toFile: path("key.pem"), atomically: true, encoding: .utf8)
+            try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: path("key.pem"))
+        }
+        func certificate(_ commonName: String) throws -> TLSGeneratedCertificate {
+            try TLSCertificateGenerator.make(
+                TLSCertificateRequest(commonName: commonName) { $0.dnsNames = ["localhost"] },
+                issuedBy: GatewayTLSTests.ca
+            )
+        }
+        let first = try certificate("first")
+        try install(certificate: first.certificatePEM, key: first.privateKeyPEM)
+        let port = try await freeLoopbackPort()
+        let adminPort = try await freeLoopbackPort()
+        let configuration = """
+            listeners:
+              - address: 127.0.0.1:\(port)
+                tls:
+                  certificate: cert.pem
+                  key: key.pem
+            routes:
+              - path: /
+                upstreams: [ws://127.0.0.1:\(upstream.port)]
+            access_log: off
+            admin:
+              address: 127.0.0.1:\(adminPort)
+            """
+        try configuration.write(toFile: path("wsgate.yaml"), atomically: true, encoding: .utf8)
+
+        let gateway = try WSGateProcess(["run", "-c", path("wsgate.yaml")])
+        try await gateway.waitFor("the admin banner") { out, _ in out.contains("wsgate: admin on") }
+        #expect(try await Self.newHandshake(port: port) == ("CN=first", 101))
+
+        try install(certificate: first.certificatePEM, key: try certificate("other").privateKeyPEM)
+        gateway.signal(SIGHUP)
+        try await gateway.waitFor("the refusal log line") { _, err in err.contains("reload refused") }
+        let line = gateway.errors.split(separator: "\n").first { $0.contains("reload refused") }.map(String.init) ?? ""
+        #expect(line.lowercased().contains("key"), "the log line does not say what is wrong: \(line)")
+        let metrics = try await OperationsMetricsTests.get(adminPort, "/metrics").body
+        #expect(metrics.contains(#"wsgate_reloads_total{result="refused"} 1"#), "\(metrics)")
+        #expect(try await Self.newHandshake(port: port) == ("CN=first", 101))
+
+        let second = try certificate("second")
+        try install(certificate: second.certificatePEM, key: second.privateKeyPEM)
+        gateway.signal(SIGHUP)
+        try await gateway.waitFor("the reload log line") { _, err in err.contains("configuration reloaded") }
+        #expect(try await Self.newHandshake(port: port) == ("CN=second", 101))
+        gateway.signal(SIGTERM)
+        #expect(try await gateway.waitForExit(timeout: .seconds(10)).status == 0, "\(gateway.errors)")
     }
 }

@@ -126,6 +126,7 @@ import Testing
         return "route \(request.route.index) \(head.uri)"
     }
 
+    /// Catalog H-17: dot segments, encoded dots and slashes, empty segments in the target are refused with 400.
     @Test(arguments: ["/public/../admin", "/%61dmin", "//admin/x", "/api/../../x", "/public/%2E%2E/admin", "/public%2F..%2Fadmin"])
     func routeEscapesAreRefusedWith400(_ uri: String) throws {
         guard case .failure(let rejection) = validate(uri) else {
@@ -136,6 +137,7 @@ import Testing
         #expect(rejection.reason == "path")
     }
 
+    /// Catalog H-17: the route decision and the path sent upstream use the same normalized target.
     @Test func theRouteIsChosenOnAndTheUpstreamReceivesTheSamePath() throws {
         #expect(try upstreamURI("/") == "route 3 /echo")
         #expect(try upstreamURI("/x?y=%2F..") == "route 3 /echo/x?y=%2F..")

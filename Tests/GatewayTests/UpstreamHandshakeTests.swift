@@ -42,6 +42,7 @@ import Testing
         #expect(Self.handshake().check(Self.answer(status: status)) == .refused(status: Int(status.code)))
     }
 
+    /// Catalog U-06: a 101 with a subprotocol the gateway did not offer (or two) is invalid.
     @Test func a101ThatBreaksRFC6455Section4Point1IsInvalid() {
         let cases: [(String, [String: String?], String)] = [
             ("no Upgrade", ["Upgrade": nil], "101 without Upgrade: websocket"),
@@ -69,6 +70,7 @@ import Testing
         )
     }
 
+    /// Catalog U-06: an extension the gateway did not offer, server_max_window_bits=16, unknown parameters and two permessage-deflate elements are invalid, checked against what the gateway offered upstream.
     @Test func extensionsAreOnlyWhatWasOfferedWithValidParameters() {
         // Nothing offered: any extension is invalid; an empty list is none (RFC 9110 §5.6.1).
         #expect(Self.handshake().check(Self.answer(["Sec-WebSocket-Extensions": " , "])) == .accepted(subprotocol: nil, deflate: nil))

@@ -35,6 +35,7 @@ import Testing
         return (pair.clientRecorder.tlsErrors.first, pair.serverRecorder.tlsErrors.first)
     }
 
+    /// Catalog T-11: (a) a self-signed upstream certificate fails verification (certificate not trusted).
     @Test(arguments: [1, Int.max])
     func untrustedSelfSignedCertificate(chunk: Int) throws {
         let result = try Self.failingHandshake(server: Self.server(identity: Fixtures.untrusted.identity), chunk: chunk)
@@ -56,6 +57,7 @@ import Testing
         #expect(result.server?.alert == .unknownCA)
     }
 
+    /// Catalog T-11: (b) a certificate for another name fails verification (hostname mismatch).
     @Test func hostNameMismatch() throws {
         let result = try Self.failingHandshake(
             server: Self.server(identity: Fixtures.localhost.identity),
@@ -67,6 +69,7 @@ import Testing
         #expect(result.server?.alert == .badCertificate)
     }
 
+    /// Catalog T-13: an IP-literal upstream name is verified against IP subjectAltNames and sends no SNI (RFC 6066 §3).
     @Test func ipAddressMismatchAndMatch() throws {
         let server = try Self.server(identity: Fixtures.localhost.identity)
         let mismatch = try Self.failingHandshake(server: server, serverName: "127.0.0.2")
@@ -83,6 +86,7 @@ import Testing
         }
     }
 
+    /// Catalog T-11: (c) an expired certificate fails verification (certificate expired).
     @Test func expiredCertificate() throws {
         let result = try Self.failingHandshake(server: Self.server(identity: Fixtures.expired.identity))
         #expect(result.client?.code == .certificateExpired)
@@ -122,6 +126,7 @@ import Testing
         }
     }
 
+    /// Catalog T-05: a version the server does not accept fails with protocol_version, counted as its own class.
     @Test func protocolVersionNotShared() throws {
         let server = try Self.server(identity: Fixtures.localhost.identity) { $0.minimumVersion = .tls1_3 }
         let client = try TLSClientContext(configuration: Fixtures.clientConfiguration { $0.maximumVersion = .tls1_2 })
@@ -133,6 +138,7 @@ import Testing
         #expect(result.client?.reason == "tlsv1 alert protocol version")
     }
 
+    /// Catalog T-05: a suite without forward secrecy (AES128-SHA) fails with handshake_failure (no shared cipher).
     @Test func noSharedCipher() throws {
         // AES128-SHA (RSA key exchange, CBC) is outside the safe default list.
         let server = try Self.server(identity: Fixtures.localhost.identity)
@@ -149,6 +155,7 @@ import Testing
         #expect(result.client?.alert == .handshakeFailure)
     }
 
+    /// Catalog T-07: a client offering only h2 gets a fatal no_application_protocol alert.
     @Test func noSharedApplicationProtocol() throws {
         let client = try TLSClientContext(configuration: Fixtures.clientConfiguration { $0.applicationProtocols = ["h2"] })
         let result = try Self.failingHandshake(server: Self.server(identity: Fixtures.localhost.identity), client: client)
@@ -156,6 +163,7 @@ import Testing
         #expect(result.client?.alert == .noApplicationProtocol)
     }
 
+    /// Catalog T-07: a client without ALPN proceeds.
     @Test func clientWithoutALPNIsAccepted() throws {
         let client = try TLSClientContext(configuration: Fixtures.clientConfiguration { $0.applicationProtocols = [] })
         let pair = try InMemoryPair(server: Self.server(identity: Fixtures.localhost.identity), client: client)
@@ -180,6 +188,28 @@ import Testing
         #expect(!pair.server.isActive)
         #expect(pair.serverRecorder.tlsErrors.map(\.code) == [.handshakeTimeout])
         #expect(pair.serverRecorder.tlsErrors.first?.code.isHandshakeFailure == true)
+        _ = try pair.finish()
+    }
+
+    /// Catalog T-01: a ClientHello trickled one byte every 500 ms, or nothing at all, is closed at the handshake deadline counted from the start of the handshake (accept), never reset by progress; the failure is classed as a timeout.
+    @Test(arguments: [true, false])
+    func aTrickledOrSilentClientHelloTimesOutAtTheDeadlineFromAccept(trickle: Bool) throws {
+        let pair = try InMemoryPair(
+            server: TLSHandlerTests.serverContext,
+            client: Self.clientContext,
+            serverHandlerConfiguration: .init { $0.handshakeTimeout = .seconds(10) }
+        )
+        try pair.activate()
+        let hello = try #require(try pair.client.readOutbound(as: ByteBuffer.self))
+        let loop = pair.server.eventLoop as! EmbeddedEventLoop
+        for index in 0..<20 {
+            if trickle { try pair.server.writeInbound(hello.getSlice(at: hello.readerIndex + index, length: 1)!) }
+            loop.advanceTime(by: .milliseconds(index == 19 ? 499 : 500))
+        }
+        #expect(pair.server.isActive, "closed before the deadline")
+        loop.advanceTime(by: .milliseconds(1))
+        #expect(!pair.server.isActive, "still open at the deadline")
+        #expect(pair.serverRecorder.tlsErrors.map(\.code) == [.handshakeTimeout])
         _ = try pair.finish()
     }
 
@@ -213,6 +243,7 @@ import Testing
 
     /// Plain HTTP is its own class (issue #11 §3, TLSHandler+PlaintextHTTPTests); other garbage is
     /// left to OpenSSL.
+    /// Catalog T-10: garbage instead of a ClientHello fails the handshake with a reason, never a crash.
     @Test(arguments: ["GET / HTTP/1.1\r\nHost: x\r\n\r\n", "\u{1}\u{2}garbage\r\n\r\n", "get / HTTP/1.1\r\n\r\n"])
     func garbageInsteadOfAClientHello(_ garbage: String) throws {
         let pair = try InMemoryPair(server: TLSHandlerTests.serverContext, client: Self.clientContext)

@@ -28,6 +28,7 @@ import Testing
 
     // MARK: openssl s_client → TLSShim server
 
+    /// Catalog T-05: TLS 1.2 with an ECDHE AEAD suite and TLS 1.3 succeed.
     @Test(arguments: [("-tls1_2", TLSVersion.tls1_2), ("-tls1_3", .tls1_3)])
     func opensslClientHandshakeSNIAndALPN(flag: String, version: TLSVersion) async throws {
         let openssl = try Peers.openssl()
@@ -57,6 +58,7 @@ import Testing
         #expect(output.contains(version == .tls1_3 ? "TLSv1.3" : "TLSv1.2"))
     }
 
+    /// Catalog T-03: a ClientHello without SNI gets the default certificate (the documented policy).
     @Test func opensslClientWithoutSNIGetsTheDefaultCertificate() async throws {
         let openssl = try Peers.openssl()
         let directory = try TemporaryDirectory()
@@ -76,6 +78,7 @@ import Testing
 
     /// ../shared/DESIGN.md §1 step 2: no renegotiation. `R` asks `s_client` to renegotiate (TLS 1.2);
     /// the server refuses, so no second handshake ever completes.
+    /// Catalog T-02: a client-initiated TLS 1.2 renegotiation is refused with a no_renegotiation alert and no second handshake completes.
     @Test func renegotiationIsRefused() async throws {
         let openssl = try Peers.openssl()
         let directory = try TemporaryDirectory()
@@ -103,6 +106,7 @@ import Testing
         #expect(errors.map(\.code) == [.connectionFailed])
     }
 
+    /// Catalog T-05: a TLS 1.0 client is refused with a protocol_version failure.
     @Test func tls10OnlyOpensslClientIsRefused() async throws {
         let openssl = try Peers.openssl()
         let directory = try TemporaryDirectory()
@@ -209,6 +213,7 @@ import Testing
         try await server.waitForExit()
     }
 
+    /// Catalog T-11: TLSShim's client refuses a self-signed, wrong-name or expired server certificate, each with its own failure class, and alerts the server.
     @Test(arguments: [
         ("untrusted", TLSError.Code.certificateNotTrusted, "localhost"),
         ("wrong name", .hostnameMismatch, "wrong.example.test"),
@@ -333,6 +338,7 @@ import Testing
         #expect(client.stdout.contains("SUBJECT *.wild.example.test"))
     }
 
+    /// Catalog T-05: a TLS 1.0 client (Python ssl) is refused with a protocol_version failure.
     @Test func tls10OnlyPythonClientIsRefused() async throws {
         let directory = try TemporaryDirectory()
         let server = try await TestServer.start(context: Self.serverContext, mode: .echo)

@@ -35,6 +35,7 @@ import Testing
         #expect(none.withUnsafeBytes { parseServerNameExtension($0) } == "")
     }
 
+    /// Catalog T-03: malformed server_name extensions (bad lengths, empty, NUL, non-ASCII) are rejected.
     @Test(arguments: [
         [UInt8](),  // empty
         [0x00],  // truncated list length

@@ -19,6 +19,7 @@ import Testing
         return pair
     }
 
+    /// Catalog T-03: unknown SNI names get the default certificate, a trailing dot and any case select the named host.
     @Test(arguments: [
         ("api.example.test", "CN=api.example.test"),
         ("API.Example.Test.", "CN=api.example.test"),
@@ -41,6 +42,7 @@ import Testing
         #expect(try pair.finish())
     }
 
+    /// Catalog T-03: no SNI gets the default certificate.
     @Test func noSNIGetsTheDefaultCertificate() throws {
         let client = try TLSClientContext(configuration: Fixtures.clientConfiguration { $0.certificateVerification = .none })
         let pair = try Self.connect(client: client, serverName: nil)
@@ -117,7 +119,9 @@ import Testing
 
     @Test func mutualTLS() throws {
         let server = try TLSServerContext(
-            configuration: Fixtures.serverConfiguration { $0.clientCertificateTrustRoots = .pem(Fixtures.ca.certificatePEM) }
+            configuration: Fixtures.serverConfiguration {
+                $0.clientAuthentication = TLSClientAuthentication(trustRoots: .pem(Fixtures.ca.certificatePEM))
+            }
         )
         let withIdentity = try TLSClientContext(configuration: Fixtures.clientConfiguration { $0.identity = Fixtures.client.identity })
         let pair = try Self.connect(server: server, client: withIdentity, serverName: "localhost")

@@ -16,6 +16,7 @@ import Testing
         return (channel, recorder)
     }
 
+    /// Catalog T-08: plain HTTP on a TLS listener gets the clear-text 400, fails the handshake as its own class and never reaches the application.
     @Test(arguments: ["GET / HTTP/1.1\r\nHost: x\r\n\r\n", "G", "POST /x HTTP/1.1\r\n", "OPTIONS * HTTP/1.1\r\n", "PRI * HTTP/2.0\r\n"])
     func aPlainHTTPRequestGetsTheClearTextAnswerAndFailsTheHandshake(_ request: String) throws {
         let answer = Array("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n".utf8)

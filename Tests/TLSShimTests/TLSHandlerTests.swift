@@ -56,6 +56,7 @@ import Testing
         #expect(try pair.finish())
     }
 
+    /// Catalog T-10: a handshake delivered one byte per read (TCP-level fragmentation) completes.
     @Test func oneByteAtATimeHandshakeAndDataInBothDirections() throws {
         let pair = try InMemoryPair(server: Self.serverContext, client: Self.clientContext)
         try pair.handshake(chunk: 1)

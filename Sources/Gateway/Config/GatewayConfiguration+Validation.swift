@@ -105,7 +105,9 @@ extension TLSServerConfiguration {
             }
             try requireFilePath(entry.identity.certificateChain, at: entryPath.key("certificate"))
             try requireFilePath(entry.identity.privateKey, at: entryPath.key("key"))
+            try entry.clientAuthentication?.validate(at: entryPath.key("client_auth"))
         }
+        try self.clientAuthentication?.validate(at: path.key("client_auth"))
     }
 }
 

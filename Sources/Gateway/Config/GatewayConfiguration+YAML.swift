@@ -69,6 +69,7 @@ extension TLSServerConfiguration {
                 return host
             }
         },
+        TLSClientAuthentication.key(\.clientAuthentication),
     ])
 }
 
@@ -83,6 +84,7 @@ extension TLSVirtualHost {
         .required("key") { value, field, reader throws(ConfigurationError) in
             value.identity.privateKey = .file(try reader.filePath(field))
         },
+        TLSClientAuthentication.key(\.clientAuthentication),
     ])
 }
 
@@ -108,6 +110,12 @@ extension GatewayConfiguration.Route {
         .section("origins", \.origins, GatewayConfiguration.OriginPolicy.yaml),
         .section("rate_limits", \.rateLimits, GatewayConfiguration.RateLimits.yaml),
         .section("extensions", \.extensions, GatewayConfiguration.Extensions.yaml),
+        .optional("client_cert") { value, field, _ throws(ConfigurationError) in
+            value.clientCertificate = try field.word(
+                { GatewayConfiguration.ClientCertificatePolicy(rawValue: $0) },
+                expected: "require, forward or off"
+            )
+        },
     ])
 }
 

@@ -76,6 +76,10 @@ public struct GatewayConfiguration: Sendable, Hashable {
         /// ``UpstreamTLS/serverName`` is set. `nil`: the defaults (``UpstreamTLS/init()``); setting it on
         /// a route without `wss://` members is an error.
         public var upstreamTLS: UpstreamTLS?
+        /// The connection's verified client certificate: sent upstream in `X-Forwarded-Client-Cert`,
+        /// required (403 without), or not forwarded (issue #13; `GatewayConfiguration+ClientCertificates`).
+        /// A client's own `X-Forwarded-Client-Cert` is removed whatever this says. Default: `forward`.
+        public var clientCertificate: ClientCertificatePolicy = .forward
 
         public init(
             hosts: [String] = [],

@@ -62,6 +62,8 @@ struct YAMLConfigurationReader: Sendable {
             ("listeners[]", GatewayConfiguration.Listener.yaml.names),
             ("listeners[].tls", TLSServerConfiguration.yaml.names),
             ("listeners[].tls.sni[]", TLSVirtualHost.yaml.names),
+            ("listeners[].tls.client_auth", TLSClientAuthentication.yaml.names),
+            ("listeners[].tls.sni[].client_auth", TLSClientAuthentication.yaml.names),
             ("routes[]", GatewayConfiguration.Route.yaml.names),
             ("routes[].upstream_tls", UpstreamTLSDraft.yaml.names),
             ("routes[].origins", GatewayConfiguration.OriginPolicy.yaml.names),

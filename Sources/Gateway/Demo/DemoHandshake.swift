@@ -47,8 +47,13 @@ enum DemoHandshake {
         guard OpeningHandshake.asksForWebSocket(headers), OpeningHandshake.asksForConnectionUpgrade(headers) else {
             return .reject(.upgradeRequired, reason: "this is a WebSocket endpoint: send Upgrade: websocket")
         }
-        guard OpeningHandshake.asksForVersion13(headers) else {
+        switch OpeningHandshake.version(headers) {
+        case .thirteen:
+            break
+        case .unsupported:
             return .reject(.upgradeRequired, reason: "unsupported Sec-WebSocket-Version; this server speaks 13")
+        case .missing, .malformed:
+            return .reject(.badRequest, reason: "Sec-WebSocket-Version must be present once, as 13 (RFC 6455 §4.1)")
         }
         guard OpeningHandshake.host(headers) != nil else {
             return .reject(.badRequest, reason: "exactly one Host header is required (RFC 6455 §4.2.1)")

@@ -1,5 +1,6 @@
 import NIOCore
 import NIOPosix
+import TLSShim
 
 /// Drain and reload (DESIGN §6, issue #6).
 extension GatewayServer {
@@ -84,4 +85,11 @@ extension GatewayServer {
 
     /// The configuration new connections get.
     public var configuration: GatewayConfiguration { self.environment.configuration }
+
+    /// What each TLS listener's handshakes present now, by listener name (the default identity first,
+    /// then the virtual hosts; ``TLSServerContext/certificateSummaries``): a reload logs it before and
+    /// after (RELIABILITY G-03).
+    public var listenerCertificates: [String: [String]] {
+        self.environment.tls.listeners.mapValues { $0.current.certificateSummaries }
+    }
 }

@@ -126,8 +126,16 @@ public struct GatewayService: Service {
             let configuration = try await NIOThreadPool.singleton.runIfActive {
                 try GatewayConfiguration.load(path: path)
             }
+            let certificatesBefore = server.listenerCertificates
             try await server.reload(configuration: configuration)
             for warning in server.environment.warnings { self.logger.warning("\(warning)") }
+            for (listener, new) in server.listenerCertificates.sorted(by: { $0.key < $1.key }) {
+                let old = certificatesBefore[listener] ?? []
+                self.logger.notice(
+                    old == new ? "certificates unchanged" : "certificates reloaded",
+                    metadata: ["listener": "\(listener)", "old": "\(old)", "new": "\(new)"]
+                )
+            }
             self.logger.notice(
                 "configuration reloaded",
                 metadata: [

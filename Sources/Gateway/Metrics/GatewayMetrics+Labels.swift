@@ -27,6 +27,26 @@ enum ConnectFailureReason: String, MetricLabelValue {
     case refused, timeout
 }
 
+/// What became of a client certificate a TLS listener asked for (issue #13): verified, none sent where
+/// that is allowed (`optional`), or the handshake failed for it (`missing`, `untrusted`, `expired`,
+/// `invalid`, the classes of ``TLSError/Code``).
+enum ClientCertificateOutcome: String, MetricLabelValue {
+    case verified
+    case notPresented = "not_presented"
+    case missing, untrusted, expired, invalid
+
+    /// The outcome of a failed client handshake, or nil when the failure was not about the certificate.
+    init?(failure code: TLSError.Code) {
+        switch code {
+        case .clientCertificateRequired: self = .missing
+        case .clientCertificateUntrusted: self = .untrusted
+        case .clientCertificateExpired: self = .expired
+        case .clientCertificateInvalid: self = .invalid
+        default: return nil
+        }
+    }
+}
+
 /// A SIGHUP reload's result.
 enum ReloadResult: String, MetricLabelValue {
     case applied, refused
@@ -187,6 +207,13 @@ struct TLSFailureLabels: MetricLabels {
     var code: TLSError.Code
     static let names = ["leg", "class"]
     var values: [String] { [self.leg.rawValue, GatewayMetrics.slug(self.code.description)] }
+}
+
+struct ClientCertificateLabels: MetricLabels {
+    var listener: String
+    var outcome: ClientCertificateOutcome
+    static let names = ["listener", "outcome"]
+    var values: [String] { [self.listener, self.outcome.rawValue] }
 }
 
 struct ProtocolViolationLabels: MetricLabels {

@@ -43,6 +43,11 @@ extension GatewayMetrics {
         self.close(side: leg, code: .tlsHandshakeFailure, byPeer: false)
     }
 
+    /// What became of a client certificate a listener asked for (issue #13).
+    func clientCertificate(listener: String, _ outcome: ClientCertificateOutcome) {
+        self.clientCertificates.increment(.init(listener: listener, outcome: outcome))
+    }
+
     func protocolViolation(side: Side, _ error: FramesError) {
         self.protocolViolations.increment(.init(side: side, rule: error.code))
     }

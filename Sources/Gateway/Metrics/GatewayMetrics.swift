@@ -47,6 +47,8 @@ struct GatewayMetrics: Sendable {
     // Compression (issue #10 items 5 and 7).
     let compressionUncompressedMessages: CounterFamily<RouteSideLabels>
     let compressionMemoryDeclines: CounterFamily<RouteSideLabels>
+    // Client certificates (issue #13).
+    let clientCertificates: CounterFamily<ClientCertificateLabels>
 
     /// The histogram's name, for its buckets on the Prometheus factory.
     static let upstreamConnectSecondsName = "wsgate_upstream_connect_seconds"
@@ -107,6 +109,11 @@ struct GatewayMetrics: Sendable {
         self.compressionMemoryDeclines = .init(
             "wsgate_compression_memory_declines_total",
             help: "permessage-deflate not negotiated because limits.compression_memory was spent",
+            factory: f
+        )
+        self.clientCertificates = .init(
+            "wsgate_client_certificates_total",
+            help: "client certificate outcomes of TLS handshakes that asked for one",
             factory: f
         )
     }

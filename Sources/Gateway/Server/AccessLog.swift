@@ -19,6 +19,8 @@ struct ConnectionRecord {
     var upstream: String?
     var tlsVersion: String?
     var tlsCipher: String?
+    /// The verified client certificate's subject (RFC 2253), with mTLS (issue #13).
+    var clientCertificateSubject: String?
     var subprotocol: String?
     /// The extensions in effect on each leg (the `Sec-WebSocket-Extensions` value agreed), if any.
     var clientExtensions: String?
@@ -57,6 +59,7 @@ struct ConnectionRecord {
         add("upstream", self.upstream)
         add("tls_version", self.tlsVersion)
         add("tls_cipher", self.tlsCipher)
+        add("client_cert_subject", self.clientCertificateSubject)
         add("subprotocol", self.subprotocol)
         add("client_extensions", self.clientExtensions)
         add("upstream_extensions", self.upstreamExtensions)

@@ -4,7 +4,8 @@ import NIOHTTP1
 /// The checks a request head goes through before the upstream is contacted, in order: drain (503),
 /// the per-IP handshake rate (429, of the client address `client_address` resolves), RFC 6455 §4.2.1
 /// and the route (``ClientUpgradeRequest/validate(_:limits:routes:)``), the SNI/Host match (421, when
-/// the listener requires it), then the route's origin policy (403).
+/// the listener requires it), the route's `client_cert: require` (403, issue #13), then the route's
+/// origin policy (403).
 extension ClientConnectionHandler {
     func check(_ head: HTTPRequestHead, channel: (any Channel)? = nil) -> Result<ClientUpgradeRequest, HandshakeRejection> {
         if self.environment.connections.isDraining {
@@ -18,9 +19,17 @@ extension ClientConnectionHandler {
         case .success(let request):
             self.recorder.routed(request)
             if let rejection = self.sniHostRejection(request) { return .failure(rejection) }
+            if let rejection = self.clientCertificateRejection(request) { return .failure(rejection) }
             if let rejection = self.originRejection(request) { return .failure(rejection) }
             return .success(request)
         }
+    }
+
+    /// Issue #13: a route with `client_cert: require` refuses a connection without a verified client
+    /// certificate (a listener with `client_auth.mode: optional`, or none at all).
+    private func clientCertificateRejection(_ request: ClientUpgradeRequest) -> HandshakeRejection? {
+        guard request.route.route.clientCertificate == .require, self.clientCertificate == nil else { return nil }
+        return HandshakeRejection(403, "this route requires a client certificate", reason: "client-certificate-required")
     }
 
     // MARK: Policies (issue #5 B–C): origin and per-IP handshake rate

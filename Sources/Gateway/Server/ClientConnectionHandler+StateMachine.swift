@@ -80,6 +80,8 @@ struct ClientConnectionStateMachine {
         case tlsHandshakeFailed(TLSError)
         /// More bytes than the request-head limit before the switch (``RequestBytesLimiter``).
         case requestBytesLimitExceeded(limit: Int)
+        /// As above, before the request line had ended: the request line alone is over the limit.
+        case requestLineTooLong(limit: Int)
         /// NIO's request decoder refused the bytes.
         case malformedHTTP
         case other(String)
@@ -158,10 +160,14 @@ struct ClientConnectionStateMachine {
             return .abortAfterClientTLSFailure(tlsError)
         case (.awaitingHead, .requestBytesLimitExceeded(let limit)), (.checkingRequest, .requestBytesLimitExceeded(let limit)):
             return self.refuse(HandshakeRejection(431, "request head over \(limit) bytes", reason: "head-too-large"))
+        case (.awaitingHead, .requestLineTooLong(let limit)), (.checkingRequest, .requestLineTooLong(let limit)):
+            // RFC 9110 §15.5.15 (RELIABILITY H-02 (c)): the target is what is too long, not the headers.
+            return self.refuse(HandshakeRejection(414, "request line over \(limit) bytes", reason: "uri-too-long"))
         case (.awaitingHead, .malformedHTTP), (.checkingRequest, .malformedHTTP):
             return self.refuse(HandshakeRejection(400, "malformed request", reason: "malformed"))
         case (.connectingUpstream, .requestBytesLimitExceeded), (.awaitingAnswer, .requestBytesLimitExceeded),
-            (.switching, .requestBytesLimitExceeded), (.connectingUpstream, .malformedHTTP),
+            (.switching, .requestBytesLimitExceeded), (.connectingUpstream, .requestLineTooLong),
+            (.awaitingAnswer, .requestLineTooLong), (.switching, .requestLineTooLong), (.connectingUpstream, .malformedHTTP),
             (.awaitingAnswer, .malformedHTTP), (.switching, .malformedHTTP):
             // Whatever follows a complete request before our answer is early data.
             return self.refuse(Self.earlyData)
@@ -212,6 +218,21 @@ struct ClientConnectionStateMachine {
     /// The upstream answered, failed its TLS handshake or went away (DESIGN §1.7).
     mutating func upstreamAnswered(_ answer: UpstreamAnswer) -> Action {
         switch (self.state, answer) {
+        case (.connectingUpstream, .tlsHandshakeFailed(let error)) where error.code == .handshakeTimeout,
+            (.awaitingAnswer, .tlsHandshakeFailed(let error)) where error.code == .handshakeTimeout:
+            // The TLS handshake is part of the upstream handshake and its deadline (RELIABILITY T-12, U-09):
+            // an upstream that accepts TCP and never answers its ClientHello is a timeout (504), not a
+            // failure (502). Still recorded as 1015 with the timeout class.
+            self.state = .ended
+            return .refuseAfterUpstreamTLSFailure(
+                HandshakeRejection(
+                    504,
+                    "the upstream's TLS handshake did not complete in time",
+                    reason: "upstream-tls-handshake-timeout",
+                    headers: [("X-Wsgate-Error", "upstream-tls-handshake-timeout")]
+                ),
+                error
+            )
         case (.connectingUpstream, .tlsHandshakeFailed(let error)), (.awaitingAnswer, .tlsHandshakeFailed(let error)):
             self.state = .ended
             return .refuseAfterUpstreamTLSFailure(
@@ -235,8 +256,20 @@ struct ClientConnectionStateMachine {
                 return .removeDecoders
             case .invalid(let why):
                 return self.refuse(HandshakeRejection(502, "invalid upgrade answer from the upstream: \(why)", reason: "upstream-invalid-101"))
-            case .refused:
+            case .refused(let status) where (400...599).contains(status):
+                // An error the client can act on (401, 403, 426, 503…): relayed, then both legs close.
                 return self.refuse(HandshakeRejection(response: response.relayedToClient(), reason: HandshakeRejection.upstreamRefusedReason))
+            case .refused(let status):
+                // 1xx (an interim answer that is not an upgrade), 2xx, 3xx: the upstream did not upgrade and
+                // did not refuse either; a WebSocket client cannot use them (browsers fail on redirects),
+                // and relaying an interim status would leave the client waiting. 502 (RELIABILITY U-03).
+                return self.refuse(
+                    HandshakeRejection(
+                        502,
+                        "the upstream answered \(status) instead of 101 Switching Protocols",
+                        reason: "upstream-not-upgraded"
+                    )
+                )
             }
         case (.awaitingHead, _), (.checkingRequest, _), (.switching, _), (.relaying, _), (.ended, _):
             return .none

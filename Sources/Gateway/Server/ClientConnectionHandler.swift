@@ -23,6 +23,12 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     var recorder: UpgradeRecorder
     private var machine = ClientConnectionStateMachine()
     private var headDeadline: Scheduled<Void>?
+    /// On a TLS listener, until the client's handshake completes: the handshake has its own deadline
+    /// (`timeouts.tls_handshake`, RELIABILITY T-01), and a head deadline that passes first waits for it
+    /// (then fires at once, still counted from accept). A stalled handshake is recorded as a TLS
+    /// failure of class `handshake_timeout` (1015), not as a 408 that nobody could read.
+    private var clientTLSPending: Bool
+    private var headDeadlineDeferred = false
     private var upstreamDeadline: Scheduled<Void>?
     /// The upstream channel once it connected (closed if the upgrade ends before the relay).
     private var upstream: (any Channel)?
@@ -31,6 +37,8 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     /// SNI name, and whether the Host must match it (`ClientConnectionHandler+Edge.swift`).
     var peer: IPAddress?
     var serverName: String?
+    /// The client certificate the TLS handshake verified (issue #13), for the route's `client_cert`.
+    var clientCertificate: TLSPeerCertificate?
     let requireSNIHostMatch: Bool
     /// `client_address: chain` behind a trusted proxy: the per-IP connection cap was left open at accept
     /// (the socket's peer is the proxy) and is applied to the chain's client address once the head is read.
@@ -47,6 +55,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     ) {
         self.environment = environment
         self.clientUsedTLS = clientUsedTLS
+        self.clientTLSPending = clientUsedTLS
         self.requireSNIHostMatch = requireSNIHostMatch
         self.admitsClientAddressAtHead = admitsClientAddressAtHead
         self.peer = record.clientAddress.flatMap { IPAddress($0) }
@@ -60,8 +69,16 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     func handlerAdded(context: ChannelHandlerContext) {
         let (handler, boundContext) = self.bound(context)
         self.headDeadline = context.eventLoop.scheduleTask(in: TimeAmount(self.environment.timeouts.requestHead)) {
-            handler.value.perform(handler.value.machine.headDeadlinePassed(), context: boundContext.value)
+            handler.value.headDeadlinePassed(context: boundContext.value)
         }
+    }
+
+    private func headDeadlinePassed(context: ChannelHandlerContext) {
+        if self.clientTLSPending {
+            self.headDeadlineDeferred = true
+            return
+        }
+        self.perform(self.machine.headDeadlinePassed(), context: context)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -80,21 +97,27 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
             self.peer = source
             self.recorder.clientAddressResolved(source)
         }
-        if case TLSUserEvent.handshakeCompleted = event,
-            let info = try? context.pipeline.syncOperations.handler(type: TLSHandler.self).connectionInfo
-        {
-            self.recorder.clientTLSEstablished(info)
-            self.serverName = info.serverName
+        var headDeadlineWaited = false
+        if case TLSUserEvent.handshakeCompleted = event {
+            if let info = try? context.pipeline.syncOperations.handler(type: TLSHandler.self).connectionInfo {
+                self.recorder.clientTLSEstablished(info)
+                self.serverName = info.serverName
+                self.clientCertificate = info.peerCertificate
+            }
+            self.clientTLSPending = false
+            headDeadlineWaited = self.headDeadlineDeferred
         }
         context.fireUserInboundEventTriggered(event)
+        if headDeadlineWaited { self.perform(self.machine.headDeadlinePassed(), context: context) }
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         let classified: ClientConnectionStateMachine.ClientError
         if let tlsError = error as? TLSError, tlsError.code.isHandshakeFailure {
             classified = .tlsHandshakeFailed(tlsError)
-        } else if error is RequestBytesLimiter.LimitExceeded {
-            classified = .requestBytesLimitExceeded(limit: self.environment.limits.requestHeadBytes)
+        } else if let exceeded = error as? RequestBytesLimiter.LimitExceeded {
+            let limit = self.environment.limits.requestHeadBytes
+            classified = exceeded.inRequestLine ? .requestLineTooLong(limit: limit) : .requestBytesLimitExceeded(limit: limit)
         } else if error is HTTPParserError {
             classified = .malformedHTTP
         } else {
@@ -162,7 +185,8 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
             upstream: upstream,
             peer: self.peer,
             peerIsTrusted: self.environment.trustedProxies.contains(self.peer),
-            clientUsedTLS: self.clientUsedTLS
+            clientUsedTLS: self.clientUsedTLS,
+            clientCertificate: request.route.route.clientCertificate == .off ? nil : self.clientCertificate
         )
         return UpstreamPlan(member: member, upstream: upstream, handshake: handshake, requestHead: head)
     }

@@ -13,7 +13,15 @@ struct GatewayTLS: Sendable {
 
     init(_ configuration: GatewayConfiguration) throws {
         for listener in configuration.listeners {
-            guard let tls = listener.tls else { continue }
+            guard var tls = listener.tls else { continue }
+            // Client certificates (issue #13): the CA files are checked first, so the error names the key.
+            for (path, authentication) in tls.clientAuthenticationSettings {
+                if let problem = authentication.caFileProblem() {
+                    throw GatewayError("listener \(listener.name): \(path).ca: cannot read the CA file \(problem)")
+                }
+            }
+            // Sessions never resume across listeners (the session ID context includes the name).
+            tls.sessionContextScope = "listener:\(listener.name)"
             do {
                 self.listeners[listener.name] = TLSServerContextProvider(try TLSServerContext(configuration: tls))
             } catch {

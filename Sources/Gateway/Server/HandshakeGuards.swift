@@ -2,24 +2,53 @@ import NIOCore
 
 /// Counts the bytes a client sends before its connection is switched to frames, and fails once they pass
 /// the request-head limit (DESIGN §1.3: 16 KiB → 431). Removed when the connection starts relaying.
+///
+/// It also watches for the end of the request line: when the limit is passed before the request line
+/// ended, the request line alone is over it and the answer is 414 URI Too Long instead (RFC 9112 §3,
+/// RFC 9110 §15.5.15; RELIABILITY H-02 (c)). Leading empty lines (RFC 9112 §2.2) do not end it.
 final class RequestBytesLimiter: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
 
-    struct LimitExceeded: Error {}
+    struct LimitExceeded: Error {
+        /// Whether the request line had not ended when the limit was passed (414 rather than 431).
+        var inRequestLine = false
+    }
 
     private let limit: Int
     private var seen = 0
+    /// Whether a byte of the request line (not CR or LF) has been seen, and whether its LF has.
+    private var requestLineStarted = false
+    private var requestLineEnded = false
 
     init(limit: Int) { self.limit = limit }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        self.seen += Self.unwrapInboundIn(data).readableBytes
+        let buffer = Self.unwrapInboundIn(data)
+        // Only the bytes within the limit count: a request line whose LF comes after it is too long.
+        if !self.requestLineEnded, self.seen < self.limit {
+            self.scanRequestLine(buffer.readableBytesView.prefix(self.limit - self.seen))
+        }
+        self.seen += buffer.readableBytes
         if self.seen > self.limit {
-            context.fireErrorCaught(LimitExceeded())
+            context.fireErrorCaught(LimitExceeded(inRequestLine: !self.requestLineEnded))
             return
         }
         context.fireChannelRead(data)
+    }
+
+    /// Looks for the LF that ends the request line (only until it is found: a few dozen bytes).
+    private func scanRequestLine(_ bytes: ByteBufferView.SubSequence) {
+        for byte in bytes {
+            if byte == UInt8(ascii: "\n") || byte == UInt8(ascii: "\r") {
+                if self.requestLineStarted && byte == UInt8(ascii: "\n") {
+                    self.requestLineEnded = true
+                    return
+                }
+            } else {
+                self.requestLineStarted = true
+            }
+        }
     }
 }
 

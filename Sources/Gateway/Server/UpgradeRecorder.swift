@@ -21,6 +21,10 @@ struct UpgradeRecorder {
     mutating func clientTLSEstablished(_ info: TLSConnectionInfo) {
         self.record.tlsVersion = info.version.description
         self.record.tlsCipher = info.cipherSuite
+        self.record.clientCertificateSubject = info.peerCertificate?.subject
+        if info.clientCertificateRequested {
+            self.metrics.clientCertificate(listener: self.record.listener, info.peerCertificate == nil ? .notPresented : .verified)
+        }
     }
 
     /// The client address learnt after accept (a PROXY protocol header, or `client_address: chain`;
@@ -53,6 +57,9 @@ struct UpgradeRecorder {
         self.record.closeCode = Int(CloseCode.tlsHandshakeFailure.rawValue)
         self.record.closedBy = "gateway"
         self.metrics.tlsHandshakeFailed(leg: leg, error)
+        if leg == .client, let outcome = ClientCertificateOutcome(failure: error.code) {
+            self.metrics.clientCertificate(listener: self.record.listener, outcome)
+        }
     }
 
     /// The handshake was refused with `rejection`: counted, and the connection's line is written.

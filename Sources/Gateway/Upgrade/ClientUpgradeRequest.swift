@@ -30,6 +30,9 @@ struct ClientUpgradeRequest: Equatable {
         if headers.count > limits.requestHeaders {
             return .failure(.init(431, "too many header fields (\(headers.count) > \(limits.requestHeaders))", reason: "too-many-headers"))
         }
+        if OpeningHandshake.overlongFieldName(in: headers) != nil {
+            return .failure(.init(400, "a header name is over \(OpeningHandshake.maxFieldNameBytes) bytes", reason: "header-name"))
+        }
         guard OpeningHandshake.isGet(head) else {
             return .failure(.init(405, "a WebSocket upgrade must use GET", reason: "method", headers: [("Allow", "GET")]))
         }
@@ -59,12 +62,25 @@ struct ClientUpgradeRequest: Equatable {
         guard OpeningHandshake.asksForConnectionUpgrade(headers) else {
             return .failure(.init(400, "Connection must contain the upgrade token (RFC 6455 §4.1)", reason: "connection"))
         }
-        guard OpeningHandshake.asksForVersion13(headers) else {
+        switch OpeningHandshake.version(headers) {
+        case .thirteen:
+            break
+        case .unsupported:
             return .failure(
                 .init(
                     426,
                     "unsupported WebSocket version; this gateway speaks version 13",
                     reason: "ws-version",
+                    headers: [("Sec-WebSocket-Version", "13")]
+                )
+            )
+        case .missing, .malformed:
+            // RFC 6455 §4.2.1 item 6: not an opening handshake at all, so no negotiation (426) either.
+            return .failure(
+                .init(
+                    400,
+                    "Sec-WebSocket-Version must be present once, as 13 (RFC 6455 §4.1)",
+                    reason: "ws-version-invalid",
                     headers: [("Sec-WebSocket-Version", "13")]
                 )
             )
@@ -95,6 +111,10 @@ struct ClientUpgradeRequest: Equatable {
             return .failure(.init(404, "no route for \(host)\(path)", reason: "no-route"))
         }
         var offered = HTTPSyntax.commaList(headers["Sec-WebSocket-Protocol"])
+        // RFC 6455 §4.1 item 10, §11.3.4: a comma list of tokens; anything else is malformed (RELIABILITY H-14).
+        guard offered.allSatisfy({ HTTPSyntax.isToken($0) }) else {
+            return .failure(.init(400, "Sec-WebSocket-Protocol must be a comma-separated list of tokens", reason: "subprotocols"))
+        }
         if !route.route.subprotocols.isEmpty {
             offered = offered.filter { route.route.subprotocols.contains($0) }
         }

@@ -43,11 +43,49 @@ enum OpeningHandshake {
         HTTPSyntax.lists("upgrade", in: headers["Connection"])
     }
 
-    /// RFC 6455 §4.2.1 item 6: `Sec-WebSocket-Version: 13`, once (otherwise a server answers 426 with
-    /// the versions it speaks, §4.4).
-    static func asksForVersion13(_ headers: HTTPHeaders) -> Bool {
+    /// What a request's `Sec-WebSocket-Version` says.
+    enum Version: Equatable {
+        /// Exactly one `Sec-WebSocket-Version: 13`.
+        case thirteen
+        /// A well-formed version the gateway does not speak (`8`, `14`): 426 with
+        /// `Sec-WebSocket-Version: 13` (RFC 6455 §4.2.2 item 4, §4.4).
+        case unsupported
+        /// No `Sec-WebSocket-Version` at all: not a valid opening handshake (§4.2.1 item 6), 400.
+        case missing
+        /// Repeated, list-valued (`13, 8`), empty or outside the grammar of §11.3.5 (`version = DIGIT |
+        /// NZDIGIT DIGIT | "1" DIGIT DIGIT | "2" DIGIT DIGIT`, 0–255 with no leading zero): 400.
+        case malformed
+    }
+
+    /// RFC 6455 §4.2.1 item 6 and §11.3.5: classifies `Sec-WebSocket-Version`. Only a well-formed
+    /// version other than 13 is a *negotiation* (426, §4.4); a missing or malformed one is a bad request
+    /// (400), as in NIO's `testRequiresVersionHeader` (RELIABILITY H-06).
+    static func version(_ headers: HTTPHeaders) -> Version {
         let versions = headers["Sec-WebSocket-Version"]
-        return versions.count == 1 && HTTPSyntax.trimmingOWS(versions[0]) == "13"
+        guard let first = versions.first else { return .missing }
+        guard versions.count == 1 else { return .malformed }
+        let text = HTTPSyntax.trimmingOWS(first)
+        let value = text.utf8
+        guard (1...3).contains(value.count), value.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }),
+            value.count == 1 || value.first != UInt8(ascii: "0"),
+            let number = Int(text), number <= 255
+        else { return .malformed }
+        return number == 13 ? .thirteen : .unsupported
+    }
+
+    /// RFC 6455 §4.2.1 item 6: `Sec-WebSocket-Version: 13`, once.
+    static func asksForVersion13(_ headers: HTTPHeaders) -> Bool {
+        Self.version(headers) == .thirteen
+    }
+
+    /// The longest header field name accepted (bytes). RFC 9110 §5.1 sets no limit; the longest
+    /// registered names are under 40 bytes. A longer name is refused with 400 (RELIABILITY H-11: parsers
+    /// have overflowed on long names, CVE-2021-40346), well inside the 16 KiB head limit.
+    static let maxFieldNameBytes = 256
+
+    /// The first header whose name is longer than ``maxFieldNameBytes``, if any.
+    static func overlongFieldName(in headers: HTTPHeaders) -> String? {
+        headers.first { $0.name.utf8.count > Self.maxFieldNameBytes }?.name
     }
 
     /// RFC 6455 §4.2.1 item 5: the `Sec-WebSocket-Key`, once, base64 of 16 bytes; nil otherwise.

@@ -1,6 +1,7 @@
 import Frames
 import NIOCore
 import NIOHTTP1
+import TLSShim
 
 /// The upgrade request the gateway sends upstream and the checks on the upstream's answer
 /// (DESIGN §1.6–1.7).
@@ -30,13 +31,15 @@ struct UpstreamHandshake: Equatable {
     /// named in `Connection` removed), `Host` of the upstream, `X-Forwarded-For/-Proto/-Host` and
     /// `Forwarded` (RFC 7239) from ``ForwardingHeaders`` (`peer` is the connection's peer after any
     /// PROXY header; the client's forwarding headers are kept only when `peerIsTrusted`), a fresh key,
-    /// the filtered subprotocol offer and the gateway's own extension offer (never the client's).
+    /// the filtered subprotocol offer and the gateway's own extension offer (never the client's), and
+    /// `X-Forwarded-Client-Cert` for `clientCertificate` (the client's own copy is always removed).
     func requestHead(
         for client: ClientUpgradeRequest,
         upstream: GatewayConfiguration.Upstream,
         peer: IPAddress?,
         peerIsTrusted: Bool,
-        clientUsedTLS: Bool
+        clientUsedTLS: Bool,
+        clientCertificate: TLSPeerCertificate? = nil
     ) -> HTTPRequestHead {
         let connectionNamed = Set(HTTPSyntax.lowercasedTokens(client.head.headers["Connection"]))
         let target = RequestPath.upstreamTarget(client.target, routePrefix: client.route.route.pathPrefix, memberPath: upstream.path)
@@ -59,12 +62,18 @@ struct UpstreamHandshake: Equatable {
             if Self.hopByHop.contains(lower) || connectionNamed.contains(lower) { continue }
             // Forwarding headers are rewritten below: believed only from a trusted proxy (issue #11 §1).
             if ForwardingHeaders.clientSentNames.contains(lower) { continue }
+            // Only the gateway vouches for a client certificate (issue #13): a client's copy never passes.
+            if lower == ClientCertificateHeader.lowercasedName { continue }
             guard Self.isSafeHeaderValue(value) else { continue }
             headers.add(name: name, value: value)
         }
         let hop = ForwardingHeaders.Hop(peer: peer, peerIsTrusted: peerIsTrusted, usedTLS: clientUsedTLS, host: client.authority)
         for (name, value) in ForwardingHeaders.headers(incoming: client.head.headers.lazy.map { (name: $0.name, value: $0.value) }, hop: hop) {
             headers.add(name: name, value: value)
+        }
+        if let clientCertificate {
+            let value = ClientCertificateHeader.value(for: clientCertificate)
+            if Self.isSafeHeaderValue(value) { headers.add(name: ClientCertificateHeader.name, value: value) }
         }
         return HTTPRequestHead(version: .http1_1, method: .GET, uri: target, headers: headers)
     }

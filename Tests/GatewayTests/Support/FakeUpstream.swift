@@ -45,6 +45,11 @@ final class FakeUpstream: Sendable {
     }
 
     private struct State {
+        /// Connections accepted and connections ended (their channel went inactive).
+        var accepted = 0
+        var ended = 0
+        /// Every byte received on any connection, the request heads included.
+        var rawReceived = 0
         var received: [UInt8] = []
         var requests: [Request] = []
         var flooded = 0
@@ -79,6 +84,22 @@ final class FakeUpstream: Sendable {
     }
 
     var received: [UInt8] { self.state.withLockedValue { $0.received } }
+    /// How many connections were accepted, how many have ended, and how many bytes came in on all of
+    /// them (heads included): "nothing reached the upstream" is `accepted == 0`.
+    var accepted: Int { self.state.withLockedValue { $0.accepted } }
+    var ended: Int { self.state.withLockedValue { $0.ended } }
+    var rawReceived: Int { self.state.withLockedValue { $0.rawReceived } }
+
+    /// Waits until every accepted connection has ended, up to `timeout`.
+    func waitUntilAllEnded(timeout: Duration = .seconds(10)) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while self.state.withLockedValue({ $0.ended < $0.accepted }) {
+            guard ContinuousClock.now < deadline else {
+                throw PeerError("fake upstream: \(self.accepted - self.ended) connection(s) still open after \(timeout)")
+            }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+    }
     var requests: [Request] { self.state.withLockedValue { $0.requests } }
     var flooded: Int { self.state.withLockedValue { $0.flooded } }
 
@@ -115,6 +136,9 @@ final class FakeUpstream: Sendable {
         return frames
     }
 
+    fileprivate func recordAccepted() { self.state.withLockedValue { $0.accepted += 1 } }
+    fileprivate func recordEnded() { self.state.withLockedValue { $0.ended += 1 } }
+    fileprivate func recordRaw(_ count: Int) { self.state.withLockedValue { $0.rawReceived += count } }
     fileprivate func record(_ bytes: ByteBuffer) { self.state.withLockedValue { $0.received += Array(buffer: bytes) } }
     fileprivate func record(request: Request, channel: any Channel) {
         self.state.withLockedValue {
@@ -159,8 +183,19 @@ private final class FakeUpstreamHandler: ChannelInboundHandler {
 
     private var upstream: FakeUpstream { self.owner.withLockedValue { $0! } }
 
+    func channelActive(context: ChannelHandlerContext) {
+        self.upstream.recordAccepted()
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        self.upstream.recordEnded()
+        context.fireChannelInactive()
+    }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var buffer = Self.unwrapInboundIn(data)
+        self.upstream.recordRaw(buffer.readableBytes)
         if self.answered {
             self.upstream.record(buffer)
             return

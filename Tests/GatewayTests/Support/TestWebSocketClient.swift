@@ -369,6 +369,13 @@ final class TestWebSocketClientHandler: ChannelInboundHandler {
         context.fireChannelInactive()
     }
 
+    /// A channel whose connect failed (a timeout under load, a refusal) is torn down without
+    /// `channelInactive`: the response promise must still be completed (NIO traps on a leaked promise).
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.responsePromise.fail(TestWebSocketClient.Failure.connectionClosed)
+        self.finish(with: TestWebSocketClient.Failure.connectionClosed)
+    }
+
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         self.responsePromise.fail(error)
         self.finish(with: error)
