@@ -109,11 +109,8 @@ import Testing
         #expect(upstream.received.isEmpty)
     }
 
-<<<<<<< HEAD
     /// Catalog H-16: an upstream choosing a subprotocol the client did not offer (or an extension not offered) is 502.
-=======
     /// Catalog U-06: a 101 naming an extension or subprotocol that was not offered (or otherwise invalid) is 502.
->>>>>>> catb17
     @Test(arguments: [
         "wrong-accept", "extension", "subprotocol", "no-upgrade-header",
     ])

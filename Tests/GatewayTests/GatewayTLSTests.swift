@@ -142,11 +142,8 @@ import Testing
         }
     }
 
-<<<<<<< HEAD
     /// Catalog T-12: an upstream TLS handshake that fails (as opposed to one that never completes) is 502 with the reason, recorded as 1015.
-=======
     /// Catalog T-11: (a)–(c) a self-signed, wrong-name or expired upstream certificate gives the client 502 before any 101, with a distinct reason, the upstream never receives the GET, and 1015 is recorded (not sent).
->>>>>>> catb17
     @Test(arguments: ["untrusted", "wrong-name", "expired"])
     func anUpstreamCertificateFailureIs502WithTheReasonAndRecords1015(flaw: String) async throws {
         let certificate = try Self.certificate(names: ["localhost"], ips: [], expired: flaw == "expired")
