@@ -119,9 +119,10 @@ extension RelaySession {
                             // Taken back out of the output: the transcoder writes new frames.
                             let plain = out.output.getSlice(at: start, length: count)!
                             out.output.moveWriterIndex(to: start)
-                            // Issue #10 item 6: it may stop between frames; the rest of the read waits.
-                            let gate = { (count: Int) in self.admitInflated(count, from: side, forwarding: forwarding) }
-                            let step = try transcoder.payload(plain, gate: gate) { frame in
+                            // Issue #10 item 6: it may stop between frames; the rest of the read waits. The gate is
+                            // written inline (non-escaping): as a local closure it boxed `forwarding` on the heap at
+                            // every read, compressed or not (2 allocations per rr-32 message).
+                            let step = try transcoder.payload(plain, gate: { self.admitInflated($0, from: side, forwarding: forwarding) }) { frame in
                                 guard forwarding, let destination else { return }
                                 out.send(&buffer, upTo: before, to: destination)
                                 destination.write(NIOAny(frame), promise: nil)
