@@ -86,6 +86,24 @@ let package = Package(
             name: "FuzzPerMessageDeflate",
             dependencies: ["Frames", .product(name: "NIOCore", package: "swift-nio")]
         ),
+        // Handshake parsers, the PROXY header and the per-leg close state machine: their types are internal,
+        // so these import Gateway `@testable` (fuzz builds are debug builds; in release they are empty).
+        .executableTarget(
+            name: "FuzzRequestHead",
+            dependencies: [
+                "Gateway", "Frames", .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
+        .executableTarget(
+            name: "FuzzUpstreamResponse",
+            dependencies: [
+                "Gateway", "Frames", .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
+        .executableTarget(name: "FuzzProxyProtocol", dependencies: ["Gateway", .product(name: "NIOCore", package: "swift-nio")]),
+        .executableTarget(name: "FuzzRelayClose", dependencies: ["Gateway", "Frames", .product(name: "NIOCore", package: "swift-nio")]),
         // Where the tests find their peers: the provisioned Python environment, Chromium, HAProxy
         // (scripts/test, scripts/provision-test-peers). Foundation only.
         .target(name: "TestPeers", path: "Tests/TestPeers"),

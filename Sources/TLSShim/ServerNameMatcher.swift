@@ -2,7 +2,7 @@
 /// (`*.example.com` matches `a.example.com`, not `example.com` nor `a.b.example.com`, as RFC 6125
 /// §6.4.3 allows for certificates). Case-insensitive (RFC 4343), a trailing dot ignored. Pure, so it is
 /// tested without OpenSSL.
-struct ServerNameMatcher: Sendable {
+struct ServerNameMatcher: Hashable, Sendable {
     private var exact: [String: Int] = [:]
     private var wildcardSuffixes: [String: Int] = [:]
 

@@ -21,6 +21,8 @@ final class TLSConnection {
     /// Server side: the SNI name from the ClientHello (set by the client-hello callback).
     /// Client side: the SNI name sent.
     var requestedServerName: String?
+    /// Server side: the virtual host the client-hello callback selected (nil: the default).
+    var selectedHostIndex: Int?
     /// Client side: the key under which this connection's sessions are cached.
     let sessionKey: String?
 
@@ -245,7 +247,10 @@ final class TLSConnection {
             peerCertificateSubject: self.peerCertificateSubject,
             sessionReused: SSL_session_reused(self.ssl) == 1,
             peerCertificate: self.serverContext == nil ? nil : self.peerCertificate,
-            clientCertificateRequested: self.serverContext != nil && SSL_get_verify_mode(self.ssl) & SSL_VERIFY_PEER != 0
+            clientCertificateRequested: self.serverContext != nil && SSL_get_verify_mode(self.ssl) & SSL_VERIFY_PEER != 0,
+            clientAuthentication: self.serverContext.map {
+                TLSConnectionInfo.ClientAuthenticationScope(table: $0.clientAuthenticationTable, selectedEntry: self.selectedHostIndex)
+            }
         )
     }
 

@@ -22,6 +22,30 @@ public struct TLSConnectionInfo: Hashable, Sendable {
     public var peerCertificate: TLSPeerCertificate?
     /// Server side: whether this connection's virtual host asked for a client certificate.
     public var clientCertificateRequested: Bool
+    /// Server side: the listener's TLS names and the one the handshake selected, to tell whether a
+    /// `Host` names a TLS name with other client-certificate settings (``ClientAuthenticationScope/hostHasOtherSettings(_:)``).
+    public var clientAuthentication: ClientAuthenticationScope?
+
+    /// The TLS names of the server context a connection used, and the entry its SNI selected.
+    public struct ClientAuthenticationScope: Hashable, Sendable {
+        public var table: TLSClientAuthenticationTable
+        /// The virtual host the SNI selected; nil: the default (no SNI, or an unknown name).
+        public var selectedEntry: Int?
+
+        public init(table: TLSClientAuthenticationTable, selectedEntry: Int?) {
+            self.table = table
+            self.selectedEntry = selectedEntry
+        }
+
+        /// Whether `host` (an HTTP `Host` without its port) selects, as the SNI would, a TLS name whose
+        /// client-certificate settings differ from those of the name the handshake selected (mode,
+        /// depth or CA set, or one checks and the other does not).
+        public func hostHasOtherSettings(_ host: String) -> Bool {
+            let hostEntry = self.table.entry(forServerName: host)
+            guard hostEntry != self.selectedEntry else { return false }
+            return self.table.key(forEntry: hostEntry) != self.table.key(forEntry: self.selectedEntry)
+        }
+    }
 
     public init(
         version: TLSVersion,
@@ -31,7 +55,8 @@ public struct TLSConnectionInfo: Hashable, Sendable {
         peerCertificateSubject: String?,
         sessionReused: Bool,
         peerCertificate: TLSPeerCertificate? = nil,
-        clientCertificateRequested: Bool = false
+        clientCertificateRequested: Bool = false,
+        clientAuthentication: ClientAuthenticationScope? = nil
     ) {
         self.version = version
         self.cipherSuite = cipherSuite
@@ -41,6 +66,7 @@ public struct TLSConnectionInfo: Hashable, Sendable {
         self.sessionReused = sessionReused
         self.peerCertificate = peerCertificate
         self.clientCertificateRequested = clientCertificateRequested
+        self.clientAuthentication = clientAuthentication
     }
 }
 

@@ -18,6 +18,8 @@ struct ServerHostPolicy {
     let verifyDepth: Int32
     /// 32 bytes (`SSL_MAX_SID_CTX_LENGTH`).
     let sessionIDContext: [UInt8]
+    /// The settings alone, without the host (``TLSClientAuthenticationTable``): equal keys, same check.
+    let settingsKey: String
 
     /// Configures `ctx` for `authentication` (trust store, acceptable CA names, verify mode and depth)
     /// and its session ID context.
@@ -31,6 +33,7 @@ struct ServerHostPolicy {
         var descriptor = "wsgate-sid-v1\u{0}\(scope)\u{0}\(hostIndex)\u{0}\(serverNames.joined(separator: ","))\u{0}"
         var verifyMode = SSL_VERIFY_NONE
         var depth: Int32 = 0
+        var settings = "wsgate-client-auth-v1\u{0}"
         if let authentication {
             guard TLSClientAuthentication.depthRange.contains(authentication.verifyDepth) else {
                 throw TLSError(
@@ -41,6 +44,7 @@ struct ServerHostPolicy {
             depth = Int32(authentication.verifyDepth)
             let certificates = try readCertificates(authentication.trustRoots)
             defer { for certificate in certificates { X509_free(certificate) } }
+            var fingerprints: [String] = []
             let store = SSL_CTX_get_cert_store(ctx)
             for certificate in certificates {
                 guard X509_STORE_add_cert(store, certificate) == 1 else {
@@ -49,21 +53,30 @@ struct ServerHostPolicy {
                 guard SSL_CTX_add_client_CA(ctx, certificate) == 1 else {
                     throw OpenSSLErrorQueue.error(.invalidCertificate, "client CA name rejected (\(authentication.trustRoots))")
                 }
-                descriptor += try certificateFingerprint(certificate) + ","
+                fingerprints.append(try certificateFingerprint(certificate))
             }
+            descriptor += fingerprints.map { $0 + "," }.joined()
             verifyMode = SSL_VERIFY_PEER
             if authentication.mode.requiresCertificate { verifyMode |= SSL_VERIFY_FAIL_IF_NO_PEER_CERT }
             SSL_CTX_set_verify(ctx, verifyMode, nil)
             SSL_CTX_set_verify_depth(ctx, depth)
             descriptor += "\u{0}\(authentication.mode)\u{0}\(depth)"
+            // A set of CAs: the order of the file does not change the check.
+            settings += "\(authentication.mode)\u{0}\(depth)\u{0}" + fingerprints.sorted().joined(separator: ",")
         } else {
             descriptor += "none"
+            settings += "none"
         }
         let sessionIDContext = sha256(Array(descriptor.utf8))
         guard SSL_CTX_set_session_id_context(ctx, sessionIDContext, UInt32(sessionIDContext.count)) == 1 else {
             throw OpenSSLErrorQueue.error(.invalidConfiguration, "cannot set the session ID context")
         }
-        return ServerHostPolicy(verifyMode: verifyMode, verifyDepth: depth, sessionIDContext: sessionIDContext)
+        return ServerHostPolicy(
+            verifyMode: verifyMode,
+            verifyDepth: depth,
+            sessionIDContext: sessionIDContext,
+            settingsKey: hexString(sha256(Array(settings.utf8)))
+        )
     }
 
     /// Applies this host to a connection switched to its `SSL_CTX` in the client-hello callback.

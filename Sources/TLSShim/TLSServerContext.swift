@@ -24,6 +24,8 @@ public final class TLSServerContext: @unchecked Sendable {
     /// Verify mode, depth and session ID context: index 0 the default, then one per virtual host.
     let hostPolicies: [ServerHostPolicy]
     let matcher: ServerNameMatcher
+    /// The client-certificate settings of each TLS name, for the gateway's Host check.
+    public let clientAuthenticationTable: TLSClientAuthenticationTable
     /// ALPN preference list in wire format; its address is handed to OpenSSL's callback, so it is
     /// allocated once and freed in `deinit`.
     let alpnWire: UnsafeMutableBufferPointer<UInt8>
@@ -37,6 +39,7 @@ public final class TLSServerContext: @unchecked Sendable {
         _ = self.alpnWire.initialize(from: wire)
         var built: [OpaquePointer] = []
         var policies: [ServerHostPolicy] = []
+        let table: TLSClientAuthenticationTable
         do {
             let defaultHost = TLSVirtualHost(
                 serverNames: [],
@@ -50,6 +53,10 @@ public final class TLSServerContext: @unchecked Sendable {
                 built.append(ctx)
                 policies.append(try Self.configure(ctx, configuration: configuration, host: host, hostIndex: index))
             }
+            table = try TLSClientAuthenticationTable(
+                hosts: configuration.virtualHosts.map(\.serverNames),
+                keys: policies.map(\.settingsKey)
+            )
         } catch {
             for context in built { SSL_CTX_free(context) }
             self.alpnWire.deallocate()
@@ -59,6 +66,7 @@ public final class TLSServerContext: @unchecked Sendable {
         self.defaultContext = built[0]
         self.hostContexts = Array(built.dropFirst())
         self.hostPolicies = policies
+        self.clientAuthenticationTable = table
         // Callbacks that need this object get an unretained pointer: every connection keeps a strong
         // reference to its context, so the pointer outlives every callback.
         let unmanaged = Unmanaged.passUnretained(self).toOpaque()
@@ -169,10 +177,11 @@ private func clientHelloCallback(
         }
         serverName = parsed.isEmpty ? nil : parsed
     }
+    let (ctx, hostIndex) = context.context(forServerName: serverName)
     if let connection = TLSConnection.from(ssl: ssl) {
         connection.requestedServerName = serverName
+        connection.selectedHostIndex = hostIndex
     }
-    let (ctx, hostIndex) = context.context(forServerName: serverName)
     if hostIndex != nil {
         guard SSL_set_SSL_CTX(ssl, ctx) != nil else {
             alert?.pointee = SSL_AD_INTERNAL_ERROR

@@ -322,8 +322,10 @@ import Testing
                         ctx.load_cert_chain(f"{directory}/{cert}.pem", f"{directory}/{cert}.key")
                         return ctx
                     async def main():
-                        uri = f"wss://127.0.0.1:{port}/echo"
-                        async with connect(uri, ssl=context("good"), server_hostname="secure.test") as ws:
+                        # Host must name secure.test too: a Host with other client-certificate settings is 421.
+                        uri = f"wss://secure.test:{port}/echo"
+                        at = dict(host="127.0.0.1", port=int(port), server_hostname="secure.test")
+                        async with connect(uri, ssl=context("good"), **at) as ws:
                             await ws.send("before")
                             assert await ws.recv() == "before"
                             open(f"{directory}/ready", "w").close()
@@ -335,13 +337,13 @@ import Testing
                             assert await ws.recv() == "after"
                             print("LIVE-OK", flush=True)
                         try:
-                            async with connect(uri, ssl=context("good"), server_hostname="secure.test") as ws:
+                            async with connect(uri, ssl=context("good"), **at) as ws:
                                 await ws.send("x")
                                 await ws.recv()
                             print("NEW-CONNECTED", flush=True)
                         except Exception as error:
                             print("NEW-REFUSED", error, flush=True)
-                        async with connect(uri, ssl=context("other"), server_hostname="secure.test") as ws:
+                        async with connect(uri, ssl=context("other"), **at) as ws:
                             await ws.send("other")
                             assert await ws.recv() == "other"
                             print("OTHER-OK", flush=True)

@@ -42,6 +42,14 @@ import Testing
         #expect(Self.handshake().check(Self.answer(status: status)) == .refused(status: Int(status.code)))
     }
 
+    /// NIO's decoder passes any three digits as a status; one outside 100–599 is invalid (RFC 9110 §15:
+    /// "as if it had a 5xx"), so the client gets 502, not the upstream's 836 relayed as its answer
+    /// (found by FuzzUpstreamResponse; the input is in Fuzz/Corpus/FuzzUpstreamResponse).
+    @Test(arguments: [0, 99, 600, 836, 999])
+    func aStatusOutsideTheHTTPRangeIsInvalidNotRelayed(code: Int) {
+        #expect(Self.handshake().check(Self.answer(status: HTTPResponseStatus(statusCode: code))) == .invalid("status \(code) outside 100–599"))
+    }
+
     /// Catalog U-06: a 101 with a subprotocol the gateway did not offer (or two) is invalid.
     @Test func a101ThatBreaksRFC6455Section4Point1IsInvalid() {
         let cases: [(String, [String: String?], String)] = [

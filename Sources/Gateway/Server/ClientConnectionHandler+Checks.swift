@@ -4,7 +4,8 @@ import NIOHTTP1
 /// The checks a request head goes through before the upstream is contacted, in order: drain (503),
 /// the per-IP handshake rate (429, of the client address `client_address` resolves), RFC 6455 §4.2.1
 /// and the route (``ClientUpgradeRequest/validate(_:limits:routes:)``), the SNI/Host match (421, when
-/// the listener requires it), the route's `client_cert: require` (403, issue #13), then the route's
+/// the listener requires it), the Host's client-certificate settings against the SNI's (421, always on
+/// a TLS listener), the route's `client_cert: require` (403, issue #13), then the route's
 /// origin policy (403).
 extension ClientConnectionHandler {
     func check(_ head: HTTPRequestHead, channel: (any Channel)? = nil) -> Result<ClientUpgradeRequest, HandshakeRejection> {
@@ -19,6 +20,7 @@ extension ClientConnectionHandler {
         case .success(let request):
             self.recorder.routed(request)
             if let rejection = self.sniHostRejection(request) { return .failure(rejection) }
+            if let rejection = self.clientAuthenticationHostRejection(request) { return .failure(rejection) }
             if let rejection = self.clientCertificateRejection(request) { return .failure(rejection) }
             if let rejection = self.originRejection(request) { return .failure(rejection) }
             return .success(request)

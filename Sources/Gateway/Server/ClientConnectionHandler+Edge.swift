@@ -1,5 +1,6 @@
 import NIOCore
 import NIOHTTP1
+import TLSShim
 
 /// Edge (issue #11): the client address of `client_address: chain`, and the SNI/Host match.
 extension ClientConnectionHandler {
@@ -33,5 +34,22 @@ extension ClientConnectionHandler {
         }
         if let sni = self.serverName, normalized(sni) == normalized(request.host) { return nil }
         return HandshakeRejection(421, "the Host does not match the TLS server name (SNI) of this connection", reason: "sni-host-mismatch")
+    }
+
+    /// Always on a TLS listener: a Host that selects (as the SNI callback would: exact names, then
+    /// wildcards, else the default) a TLS name whose client-certificate settings differ from those of
+    /// the name the handshake selected is 421 Misdirected Request (RFC 9110 §15.5.20), as nginx does
+    /// when the Host's server has other client verification. Routing follows Host and the certificate
+    /// check follows SNI, so without this a client could shake hands under a name that asks for no
+    /// certificate and reach the routes of one that requires it. Same settings: routed by Host.
+    func clientAuthenticationHostRejection(_ request: ClientUpgradeRequest) -> HandshakeRejection? {
+        guard self.clientUsedTLS, let scope = self.clientAuthenticationScope, scope.hostHasOtherSettings(request.host) else {
+            return nil
+        }
+        return HandshakeRejection(
+            421,
+            "the Host names a TLS server name with other client certificate settings than the one of this connection (SNI)",
+            reason: "sni-host-mismatch"
+        )
     }
 }

@@ -39,6 +39,9 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     var serverName: String?
     /// The client certificate the TLS handshake verified (issue #13), for the route's `client_cert`.
     var clientCertificate: TLSPeerCertificate?
+    /// The TLS names of the listener and the one the handshake selected, for the Host's client-certificate
+    /// settings (``clientAuthenticationHostRejection(_:)``).
+    var clientAuthenticationScope: TLSConnectionInfo.ClientAuthenticationScope?
     let requireSNIHostMatch: Bool
     /// `client_address: chain` behind a trusted proxy: the per-IP connection cap was left open at accept
     /// (the socket's peer is the proxy) and is applied to the chain's client address once the head is read.
@@ -100,15 +103,22 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
         var headDeadlineWaited = false
         if case TLSUserEvent.handshakeCompleted = event {
             if let info = try? context.pipeline.syncOperations.handler(type: TLSHandler.self).connectionInfo {
-                self.recorder.clientTLSEstablished(info)
-                self.serverName = info.serverName
-                self.clientCertificate = info.peerCertificate
+                self.clientTLSEstablished(info)
             }
             self.clientTLSPending = false
             headDeadlineWaited = self.headDeadlineDeferred
         }
         context.fireUserInboundEventTriggered(event)
         if headDeadlineWaited { self.perform(self.machine.headDeadlinePassed(), context: context) }
+    }
+
+    /// What the client's TLS handshake negotiated (called on `handshakeCompleted`; tests call it with
+    /// a made-up ``TLSConnectionInfo``).
+    func clientTLSEstablished(_ info: TLSConnectionInfo) {
+        self.recorder.clientTLSEstablished(info)
+        self.serverName = info.serverName
+        self.clientCertificate = info.peerCertificate
+        self.clientAuthenticationScope = info.clientAuthentication
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {

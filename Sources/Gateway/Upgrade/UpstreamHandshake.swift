@@ -97,7 +97,10 @@ struct UpstreamHandshake: Equatable {
     /// Checks a response head (DESIGN §1.7): only a 101 with `Upgrade: websocket`, `Connection: upgrade`,
     /// the exact accept value for our key, extensions only as offered (RFC 7692 §7 checks) and a
     /// subprotocol we offered switches to frames.
+    /// A status outside 100–599 is invalid (RFC 9110 §15: a client "SHOULD process the response as if it
+    /// had a 5xx"; NIO's decoder passes any three digits): a 502, never relayed as the client's answer.
     func check(_ head: HTTPResponseHead) -> Verdict {
+        guard (100...599).contains(head.status.code) else { return .invalid("status \(head.status.code) outside 100–599") }
         guard head.status.code == 101 else { return .refused(status: Int(head.status.code)) }
         let headers = head.headers
         guard HTTPSyntax.lowercasedTokens(headers["Upgrade"]) == ["websocket"] else {
