@@ -38,6 +38,10 @@ struct RateLimiter: Sendable {
     /// Whether any limit is configured (a connection without any skips the checks).
     var isActive: Bool { self.messages != nil || self.bytes != nil || self.controlFrames != nil }
 
+    /// Whether data frames are limited at all: with only `control_frames` (the default), the relay skips
+    /// the check (and its clock read) for every data frame.
+    var limitsDataFrames: Bool { self.messages != nil || self.bytes != nil }
+
     /// A data frame's header was read.
     mutating func dataFrame(startsMessage: Bool, payloadLength: Int, now: NIODeadline) -> Verdict {
         var latest: (NIODeadline, Limit)?

@@ -12,12 +12,13 @@ extension RelaySession {
         if compression.upstream != nil { self.upstreamParser.configuration.allowedReservedBits = .rsv1 }
         let allocator = ByteBufferAllocator()
         for side in [Side.client, .upstream] {
-            self.directions[side].transcoder = compression.transcoder(
+            let transcoder = compression.transcoder(
                 from: side,
                 maxMessageSize: limits.maxMessageSize,
                 maxFrameSize: limits.maxFrameSize,
                 allocator: allocator
             )
+            self.direction(side) { $0.transcoder = transcoder }
         }
         self.compressionReservation = compression.reservation
     }
@@ -57,8 +58,9 @@ extension RelaySession {
             self.flow.refusal[side] = .workPerRead
             return false
         }
-        if self.directions[side].limiter != nil {
-            switch self.directions[side].limiter!.inflatedBytes(count, now: self.eventLoop.now) {
+        let now = self.eventLoop.now
+        if let verdict = self.direction(side, { $0.limiter?.inflatedBytes(count, now: now) }) {
+            switch verdict {
             case .pass:
                 break
             case .throttle(let until, _):
@@ -77,7 +79,8 @@ extension RelaySession {
     /// to the `bytes` rate limit as a debt.
     func chargeInspected(_ count: Int, from side: Side) {
         guard count > 0, self.direction(side, { $0.limiter != nil }) else { return }
-        self.directions[side].limiter!.chargeInflatedBytes(count, now: self.eventLoop.now)
+        let now = self.eventLoop.now
+        self.direction(side) { $0.limiter!.chargeInflatedBytes(count, now: now) }
     }
 
     /// The transcoder of `side` stopped between frames: the rest of the read is kept and `side` is not
@@ -105,14 +108,14 @@ extension RelaySession {
     /// While `side`'s transcoding is paused, what it still sends is appended to the kept bytes.
     func stashIfTranscodePaused(_ side: Side, _ buffer: inout ByteBuffer) -> Bool {
         guard self.flow.paused[side] != nil else { return false }
-        self.flow.paused[side]!.stash.writeBuffer(&buffer)
+        self.flow.paused.modify(side) { _ = $0!.stash.writeBuffer(&buffer) }
         return true
     }
 
     /// Continues a paused transcoding: the rest of the interrupted payload, then the kept bytes (always
     /// parsed, even when empty: the parser may owe the frame's end), then reads resume.
     func resumeTranscoding(_ side: Side) {
-        guard !self.finished, let pause = self.flow.paused[side], let transcoder = self.directions[side].transcoder else { return }
+        guard !self.finished, let pause = self.flow.paused[side], let transcoder = self.direction(side, { $0.transcoder }) else { return }
         self.flow.paused[side] = nil
         pause.timer?.cancel()
         var stash = pause.stash
@@ -140,7 +143,7 @@ extension RelaySession {
             self.read(from: side, &stash)
         }
         self.readComplete(from: side)
-        if self.flow.paused[side] == nil, self.directions[side].throttled == nil, self.heldRead[side], let context = self.contexts[side] {
+        if self.flow.paused[side] == nil, self.direction(side, { $0.throttled == nil }), self.heldRead[side], let context = self.contexts[side] {
             self.heldRead[side] = false
             context.read()
         }
@@ -152,7 +155,7 @@ extension RelaySession {
         guard let pause = self.flow.paused[side] else { return }
         pause.timer?.cancel()
         self.flow.paused[side] = nil
-        if self.heldRead[side], self.directions[side].throttled == nil, let context = self.contexts[side] {
+        if self.heldRead[side], self.direction(side, { $0.throttled == nil }), let context = self.contexts[side] {
             self.heldRead[side] = false
             context.read()
         }
@@ -164,7 +167,7 @@ extension RelaySession {
         for side in [Side.client, .upstream] {
             self.flow.paused[side]?.timer?.cancel()
             self.flow.paused[side] = nil
-            if let count = self.directions[side].transcoder?.uncompressedMessages, count > 0 {
+            if let count = self.direction(side, { $0.transcoder?.uncompressedMessages }), count > 0 {
                 self.policy.policy.metrics?.uncompressedMessages(route: self.policy.policy.route, side: side.other, count: count)
             }
         }

@@ -14,37 +14,41 @@ import NIOCore
 extension RelaySession {
     /// Called at the end of each read from `side`; `parserIdle`: its parser is between messages.
     func frameDeadlineAfterRead(from side: Side, parserIdle: Bool, now: NIODeadline) {
-        if parserIdle {
-            self.directions[side].leg.frameStart = nil
-            return
+        let start: NIODeadline? = self.direction(side) { direction in
+            if parserIdle {
+                direction.leg.frameStart = nil
+                return nil
+            }
+            if direction.leg.frameStart == nil { direction.leg.frameStart = now }
+            return direction.frameTimer == nil ? direction.leg.frameStart : nil
         }
-        if self.directions[side].leg.frameStart == nil { self.directions[side].leg.frameStart = now }
-        if self.directions[side].frameTimer == nil, let start = self.directions[side].leg.frameStart, let timeout = self.policy.policy.frameTimeout {
+        if let start, let timeout = self.policy.policy.frameTimeout {
             self.scheduleFrameDeadline(side, at: start + timeout)
         }
     }
 
     private func scheduleFrameDeadline(_ side: Side, at deadline: NIODeadline) {
         let session = NIOLoopBound(self, eventLoop: self.eventLoop)
-        self.directions[side].frameTimer = self.eventLoop.scheduleTask(deadline: deadline) {
+        let timer = self.eventLoop.scheduleTask(deadline: deadline) {
             session.value.frameDeadlineFired(side)
         }
+        self.direction(side) { $0.frameTimer = timer }
     }
 
     private func frameDeadlineFired(_ side: Side) {
-        self.directions[side].frameTimer = nil
+        self.direction(side) { $0.frameTimer = nil }
         guard !self.finished, self.closeState.legs[side].isOpen, let timeout = self.policy.policy.frameTimeout,
-            let start = self.directions[side].leg.frameStart
+            let start = self.direction(side, { $0.leg.frameStart })
         else { return }
         let now = self.eventLoop.now
-        if self.heldRead[side] || self.directions[side].throttled != nil {
+        if self.heldRead[side] || self.direction(side, { $0.throttled != nil }) {
             // The gateway itself is not reading the sender (backpressure from the other leg, or a
             // throttle): the time it is held does not count against it.
-            self.directions[side].leg.frameStart = now
+            self.direction(side) { $0.leg.frameStart = now }
             return self.scheduleFrameDeadline(side, at: now + timeout)
         }
         guard now >= start + timeout else { return self.scheduleFrameDeadline(side, at: start + timeout) }
-        self.directions[side].leg.frameStart = nil
+        self.direction(side) { $0.leg.frameStart = nil }
         self.policy.countFrameDeadlineClose(side)
         self.perform(
             self.closeState.policyViolation(by: side, code: .policyViolation, reason: "frame deadline", failed: false, boundary: self.boundaries)

@@ -11,7 +11,8 @@ extension RelaySession {
             // The nonce comes from the CSPRNG-fed masking-key generator: peers cannot guess it.
             let keys = self.resources.maskingKeys
             let nonce = UInt64(keys.nextKey().packed) << 32 | UInt64(keys.nextKey().packed)
-            self.directions[side].keepAlive = KeepAlive(interval: interval, deadline: self.policy.policy.pongDeadline, nonce: nonce, now: now)
+            let keepAlive = KeepAlive(interval: interval, deadline: self.policy.policy.pongDeadline, nonce: nonce, now: now)
+            self.direction(side) { $0.keepAlive = keepAlive }
             self.scheduleKeepAlive(side, at: now + interval)
         }
         if let lifetime = self.policy.policy.maxLifetime, self.policy.lifetimeTimer == nil {
@@ -28,10 +29,12 @@ extension RelaySession {
     func policyFinished() {
         self.policy.lifetimeTimer?.cancel()
         for side in [Side.client, .upstream] {
-            self.directions[side].keepAliveTimer?.cancel()
-            self.directions[side].keepAlive?.stop()
-            self.directions[side].throttled?.timer?.cancel()
-            self.directions[side].throttled = nil
+            self.direction(side) { direction in
+                direction.keepAliveTimer?.cancel()
+                direction.keepAlive?.stop()
+                direction.throttled?.timer?.cancel()
+                direction.throttled = nil
+            }
         }
     }
 
@@ -41,19 +44,20 @@ extension RelaySession {
     /// verdict for ``enforce(_:on:from:rest:)``. Close frames are not limited: a peer's Close is always
     /// honoured.
     func rateVerdict(_ event: RelayPolicyState.Throttled.Pending, from side: Side) -> RateLimiter.Verdict? {
-        guard self.directions[side].limiter != nil else { return nil }
+        if case .control(let frame) = event, frame.opcode == .close { return nil }
         let now = self.eventLoop.now
-        let verdict: RateLimiter.Verdict
-        switch event {
-        case .header(let header):
-            let startsMessage = header.opcode != .continuation
-            // Issue #10 item 6: a compressed message the gateway inflates is charged its inflated bytes
-            // as they are produced (`admitInflated`, `chargeInspected`), not its wire bytes.
-            let charged = self.directions[side].transcoder?.chargesInflatedBytes(header) == true ? 0 : header.payloadLength
-            verdict = self.directions[side].limiter!.dataFrame(startsMessage: startsMessage, payloadLength: charged, now: now)
-        case .control(let frame):
-            guard frame.opcode != .close else { return nil }
-            verdict = self.directions[side].limiter!.controlFrame(now: now)
+        let verdict: RateLimiter.Verdict? = self.direction(side) { direction in
+            guard direction.limiter != nil else { return nil }
+            switch event {
+            case .header(let header):
+                let startsMessage = header.opcode != .continuation
+                // Issue #10 item 6: a compressed message the gateway inflates is charged its inflated bytes
+                // as they are produced (`admitInflated`, `chargeInspected`), not its wire bytes.
+                let charged = direction.transcoder?.chargesInflatedBytes(header) == true ? 0 : header.payloadLength
+                return direction.limiter!.dataFrame(startsMessage: startsMessage, payloadLength: charged, now: now)
+            case .control:
+                return direction.limiter!.controlFrame(now: now)
+            }
         }
         if case .pass = verdict { return nil }
         return verdict
@@ -70,7 +74,8 @@ extension RelaySession {
         case .throttle(let until, let limit):
             self.policy.countRateLimit(side, limit, .throttle)
             let stash = buffer.readSlice(length: buffer.readableBytes)!
-            self.directions[side].throttled = .init(pending: event, stash: stash, timer: self.scheduleResume(side, at: until))
+            let throttled = RelayPolicyState.Throttled(pending: event, stash: stash, timer: self.scheduleResume(side, at: until))
+            self.direction(side) { $0.throttled = throttled }
         case .close(let limit):
             buffer.moveReaderIndex(to: buffer.writerIndex)
             self.closeForRateLimit(side, limit)
@@ -96,7 +101,7 @@ extension RelaySession {
     /// bytes: at most what NIO reads before the held `read()` takes effect.
     func stashIfThrottled(_ side: Side, _ buffer: inout ByteBuffer) -> Bool {
         guard self.direction(side, { $0.throttled != nil }) else { return false }
-        self.directions[side].throttled!.stash.writeBuffer(&buffer)
+        self.direction(side) { _ = $0.throttled!.stash.writeBuffer(&buffer) }
         return true
     }
 
@@ -107,14 +112,14 @@ extension RelaySession {
 
     /// Tokens are back: relay the held event, then the held bytes, then read `side` again.
     func resume(_ side: Side) {
-        guard !self.finished, let throttled = self.directions[side].throttled else { return }
-        self.directions[side].throttled = nil
+        guard !self.finished, let throttled = self.direction(side, { $0.throttled }) else { return }
+        self.direction(side) { $0.throttled = nil }
         var stash = throttled.stash
         if !self.discarding[side] {
             if let verdict = self.rateVerdict(throttled.pending, from: side) {
                 // Still short (cannot happen with exact arithmetic; kept for safety): held again.
                 self.enforce(verdict, on: throttled.pending, from: side, rest: &stash)
-                if self.directions[side].throttled != nil { return }
+                if self.direction(side, { $0.throttled != nil }) { return }
                 return self.readComplete(from: side)
             }
             switch throttled.pending {
@@ -126,7 +131,7 @@ extension RelaySession {
         }
         if stash.readableBytes > 0 { self.read(from: side, &stash) }
         self.readComplete(from: side)
-        if self.directions[side].throttled == nil, self.heldRead[side], let context = self.contexts[side], self.shouldRead(side) {
+        if self.direction(side, { $0.throttled == nil }), self.heldRead[side], let context = self.contexts[side], self.shouldRead(side) {
             self.heldRead[side] = false
             context.read()
         }
@@ -135,8 +140,10 @@ extension RelaySession {
     /// Forwards the header of a frame that was held by a throttle, encoded afresh (the read it came in
     /// is gone), or hands it to the transcoder.
     func forwardHeldHeader(_ header: FrameHeader, from side: Side) {
-        let transcoder = self.directions[side].transcoder
-        self.directions[side].leg.fin = header.fin
+        let transcoder = self.direction(side) { direction in
+            direction.leg.fin = header.fin
+            return direction.transcoder
+        }
         do {
             if let transcoder, try transcoder.header(header) { return }
         } catch {
@@ -145,7 +152,7 @@ extension RelaySession {
         }
         let outgoing = self.outgoingHeader(header, from: side, transcoder, parser: &self.clientParser)
         guard self.closeState.mayWrite(to: side.other), let destination = self.contexts[side.other] else { return }
-        self.directions[side].leg.unfinishedPayload = header.payloadLength
+        self.direction(side) { $0.leg.unfinishedPayload = header.payloadLength }
         var bytes = destination.channel.allocator.buffer(capacity: outgoing.encodedSize)
         outgoing.write(to: &bytes)
         destination.write(NIOAny(bytes), promise: nil)
@@ -155,17 +162,19 @@ extension RelaySession {
 
     func scheduleKeepAlive(_ side: Side, at deadline: NIODeadline) {
         let session = NIOLoopBound(self, eventLoop: self.eventLoop)
-        self.directions[side].keepAliveTimer = self.eventLoop.scheduleTask(deadline: deadline) {
+        let timer = self.eventLoop.scheduleTask(deadline: deadline) {
             session.value.keepAliveTimerFired(side)
         }
+        self.direction(side) { $0.keepAliveTimer = timer }
     }
 
     func keepAliveTimerFired(_ side: Side) {
-        guard !self.finished, self.directions[side].keepAlive != nil else { return }
-        let midFrame = self.directions[side.other].leg.unfinishedPayload > 0
-        let action = self.directions[side].keepAlive!.timerFired(now: self.eventLoop.now, midFrame: midFrame)
+        guard !self.finished, self.direction(side, { $0.keepAlive != nil }) else { return }
+        let midFrame = self.direction(side.other) { $0.leg.unfinishedPayload > 0 }
+        let now = self.eventLoop.now
+        let action = self.direction(side) { $0.keepAlive!.timerFired(now: now, midFrame: midFrame) }
         self.performKeepAlive(action, side)
-        if midFrame, self.directions[side].keepAlive?.state == .pingOwed {
+        if midFrame, self.direction(side, { $0.keepAlive?.state == .pingOwed }) {
             // Poll: the frame toward the leg may stall (its reader is gone); idle then ends it.
             self.scheduleKeepAlive(side, at: self.eventLoop.now + self.policy.policy.pongDeadline)
         }
@@ -182,11 +191,12 @@ extension RelaySession {
     /// direction's frames never hold it back (issue #10).
     func atFrameBoundary(toward destination: Side) {
         if self.closeState.legs[destination].isOwed { self.perform(self.closeState.frameBoundary(toward: destination, boundary: self.boundaries)) }
-        if self.directions[destination].keepAlive?.state == .pingOwed { self.keepAliveFrameBoundary(destination) }
+        if self.direction(destination, { $0.keepAlive?.state == .pingOwed }) { self.keepAliveFrameBoundary(destination) }
     }
 
     func keepAliveFrameBoundary(_ side: Side) {
-        guard let action = self.directions[side].keepAlive?.frameBoundary(now: self.eventLoop.now) else { return }
+        let now = self.eventLoop.now
+        guard let action = self.direction(side, { $0.keepAlive?.frameBoundary(now: now) }) else { return }
         self.performKeepAlive(action, side)
     }
 
@@ -199,7 +209,7 @@ extension RelaySession {
         case .sendPing(let payload, let checkAt):
             // No pings once a Close went either way on this leg: the close timeout governs then.
             guard self.closeState.legs[side].isOpen else {
-                self.directions[side].keepAlive?.stop()
+                self.direction(side) { $0.keepAlive?.stop() }
                 return
             }
             self.writeControl(opcode: .ping, payload: ByteBuffer(bytes: payload), to: side)
@@ -215,7 +225,8 @@ extension RelaySession {
 
     /// Whether `frame` (a pong from `side`) answers one of the gateway's pings: then it is consumed.
     func consumeKeepAlivePong(_ frame: ControlFrame, from side: Side) -> Bool {
-        self.directions[side].keepAlive?.pongReceived(frame.payload, now: self.eventLoop.now) ?? false
+        let now = self.eventLoop.now
+        return self.direction(side) { $0.keepAlive?.pongReceived(frame.payload, now: now) ?? false }
     }
 
     /// The gateway's own pong is not application traffic: a read that held only it (it started the

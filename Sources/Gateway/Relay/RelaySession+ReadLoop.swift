@@ -67,7 +67,10 @@ extension RelaySession {
     /// event on a class property. Nothing the loop calls touches the parsers.
     func readFrames(from side: Side, _ buffer: inout ByteBuffer, parser: inout FrameParser) {
         let destinationSide = side.other
-        let (transcoder, hasLimiter) = self.direction(side) { ($0.transcoder, $0.limiter != nil) }
+        // Per read, not per frame: whether data frames and control frames are rate limited at all.
+        let (transcoder, limitsData, limitsControl) = self.direction(side) {
+            ($0.transcoder, $0.limiter?.limitsDataFrames == true, $0.limiter != nil)
+        }
         var leg = self.direction(side) { $0.leg }
         let destination = self.contexts[destinationSide]
         var forwarding = destination != nil && self.closeState.mayWrite(to: destinationSide)
@@ -82,10 +85,10 @@ extension RelaySession {
                 guard let event = parsed else { break }
                 switch event {
                 case .header(let header):
-                    if hasLimiter, let verdict = self.rateVerdict(.header(header), from: side) {
+                    if limitsData, let verdict = self.rateVerdict(.header(header), from: side) {
                         // Held or refused: what came before goes first; the header is not forwarded.
                         if forwarding { out.send(&buffer, upTo: before, to: destination) }
-                        self.directions[side].leg = leg
+                        self.direction(side) { $0.leg = leg }
                         return self.enforce(verdict, on: .header(header), from: side, rest: &buffer)
                     }
                     leg.fin = header.fin
@@ -116,16 +119,17 @@ extension RelaySession {
                             // Taken back out of the output: the transcoder writes new frames.
                             let plain = out.output.getSlice(at: start, length: count)!
                             out.output.moveWriterIndex(to: start)
-                            // Issue #10 item 6: it may stop between frames; the rest of the read waits.
-                            let gate = { (count: Int) in self.admitInflated(count, from: side, forwarding: forwarding) }
-                            let step = try transcoder.payload(plain, gate: gate) { frame in
+                            // Issue #10 item 6: it may stop between frames; the rest of the read waits. The gate is
+                            // written inline (non-escaping): as a local closure it boxed `forwarding` on the heap at
+                            // every read, compressed or not (2 allocations per rr-32 message).
+                            let step = try transcoder.payload(plain, gate: { self.admitInflated($0, from: side, forwarding: forwarding) }) { frame in
                                 guard forwarding, let destination else { return }
                                 out.send(&buffer, upTo: before, to: destination)
                                 destination.write(NIOAny(frame), promise: nil)
                             }
                             if step == .suspended {
                                 if forwarding { out.send(&buffer, upTo: before, to: destination) }
-                                self.directions[side].leg = leg
+                                self.direction(side) { $0.leg = leg }
                                 return self.suspendTranscoding(side, rest: &buffer)
                             }
                             continue
@@ -155,9 +159,9 @@ extension RelaySession {
                         // The frame's bytes go first.
                         if forwarding { out.send(&buffer, upTo: buffer.readerIndex, to: destination) }
                         out.skip(to: buffer.readerIndex)
-                        self.directions[side].leg = leg
+                        self.direction(side) { $0.leg = leg }
                         self.atFrameBoundary(toward: destinationSide)
-                        leg = self.directions[side].leg
+                        leg = self.direction(side) { $0.leg }
                         forwarding = forwarding && self.closeState.mayWrite(to: destinationSide)
                     }
                 case .control(let frame) where frame.opcode != .close:
@@ -168,9 +172,9 @@ extension RelaySession {
                         self.keepAlivePongConsumed(eventStart: before, rest: buffer)
                         continue
                     }
-                    if hasLimiter, let verdict = self.rateVerdict(.control(frame), from: side) {
+                    if limitsControl, let verdict = self.rateVerdict(.control(frame), from: side) {
                         if forwarding { out.send(&buffer, upTo: before, to: destination) }
-                        self.directions[side].leg = leg
+                        self.direction(side) { $0.leg = leg }
                         return self.enforce(verdict, on: .control(frame), from: side, rest: &buffer)
                     }
                     guard forwarding else { continue }
@@ -187,20 +191,20 @@ extension RelaySession {
                     // What came before the Close goes first; the Close is the handshake's business.
                     if forwarding { out.send(&buffer, upTo: before, to: destination) }
                     out.skip(to: buffer.readerIndex)
-                    self.directions[side].leg = leg
+                    self.direction(side) { $0.leg = leg }
                     self.control(frame, from: side)
-                    leg = self.directions[side].leg
+                    leg = self.direction(side) { $0.leg }
                     if self.discarding[side] { return }
                     forwarding = self.closeState.mayWrite(to: destinationSide)
                 }
             }
             // In place, bytes after `before` are the start of a header the parser keeps until the next read.
             if forwarding { out.send(&buffer, upTo: before, to: destination) }
-            self.directions[side].leg = leg
+            self.direction(side) { $0.leg = leg }
         } catch {
             // The frames before the violation are owed to the other side before any Close.
             if forwarding { out.send(&buffer, upTo: before, to: destination) }
-            self.directions[side].leg = leg
+            self.direction(side) { $0.leg = leg }
             self.operations.metrics?.protocolViolation(side: side, error)
             self.perform(self.closeState.violation(by: side, error: error, boundary: self.boundaries))
         }

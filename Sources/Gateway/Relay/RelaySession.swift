@@ -12,7 +12,8 @@ import NIOPosix
 /// frames are validated and forwarded as slices of the read buffer. Control frames are relayed; each
 /// leg's close handshake follows ``RelayCloseState``. When a leg is not writable, the other leg is not
 /// read (backpressure). Policies are in `RelaySession+Policy.swift`, compression in
-/// `RelaySession+Compression.swift`, the frame deadline and drain in their own files.
+/// `RelaySession+Compression.swift`, the close handshakes' actions in `RelaySession+Actions.swift`, the
+/// frame deadline and drain in their own files.
 final class RelaySession {
     struct Stats {
         var messages = 0
@@ -135,7 +136,7 @@ final class RelaySession {
         // are exact).
         let now = self.eventLoop.now
         self.lastActivity = now
-        self.directions[side].keepAlive?.heard(at: now)
+        self.direction(side) { $0.keepAlive?.heard(at: now) }
         guard !self.discarding[side] else {
             buffer.moveReaderIndex(to: buffer.writerIndex)
             return
@@ -154,13 +155,16 @@ final class RelaySession {
         }
     }
 
-    /// Per direction, by source side: everything but the parser (``RelayDirection``).
+    /// Per direction, by source side: everything but the parser (``RelayDirection``). By side only through
+    /// ``direction(_:_:)``, never `directions[side]`.
     var directions: PerSide<RelayDirection>
 
-    /// The direction from `side`, in place. Reading a field as `directions[side].x` on this class property
-    /// first copies both directions out (800 bytes, with a retain and release of every reference in them):
-    /// on the per-frame path that was 11 % of stream-32's CPU (perf, BENCHMARKS.md). Going through `inout`
-    /// reads and writes only the field.
+    /// The direction from `side`, in place. `directions[side].x` on this class property copies the whole
+    /// ``RelayDirection`` (400 bytes, with a retain and release of every reference in it) out, and for a
+    /// write back in; with coroutine accessors it also copied both directions into a malloc'd frame.
+    /// On the per-frame path that was 11 % of stream-32's CPU and several mallocs per message (perf,
+    /// BENCHMARKS.md). Going through `inout` reads and writes only the field. The body must not reach
+    /// `self.directions` itself (an overlapping access).
     @inline(__always)
     func direction<Result>(_ side: Side, _ body: (inout RelayDirection) -> Result) -> Result {
         switch side {
@@ -235,80 +239,6 @@ final class RelaySession {
     /// only then may a Close be written to it.
     var boundaries: PerSide<Bool> {
         PerSide(client: self.directions.upstream.leg.unfinishedPayload <= 0, upstream: self.directions.client.leg.unfinishedPayload <= 0)
-    }
-
-    // MARK: Actions
-
-    func perform(_ actions: [RelayCloseState.Action]) {
-        for action in actions {
-            switch action {
-            case .stopReading(let side):
-                self.discarding[side] = true
-                self.transcodingStopped(side)  // issue #10 item 6
-            case .sendClose(let side, let message):
-                if case .code(let code, _) = message, let code {
-                    self.operations.metrics?.close(side: side, code: code, byPeer: false)
-                }
-                self.writeClose(message, to: side)
-            case .startCloseTimer(let side):
-                self.closeTimers[side]?.cancel()
-                let session = NIOLoopBound(self, eventLoop: self.eventLoop)
-                self.closeTimers[side] = self.eventLoop.scheduleTask(in: self.closeTimeout) {
-                    let session = session.value
-                    session.perform(session.closeState.closeTimerFired(side, boundary: session.boundaries))
-                }
-            case .startGraceTimer(let side):
-                self.graceTimer?.cancel()
-                let session = NIOLoopBound(self, eventLoop: self.eventLoop)
-                self.graceTimer = self.eventLoop.scheduleTask(in: self.violationGrace) {
-                    let session = session.value
-                    session.perform(session.closeState.graceExpired(side, boundary: session.boundaries))
-                }
-            case .closeLeg(let side):
-                self.closeTimers[side]?.cancel()
-                self.closeConnection(side)
-            case .finish:
-                self.closeConnection(.client)
-                self.closeConnection(.upstream)
-                self.finish()
-            }
-        }
-    }
-
-    /// Flushes what was written to `side` and closes its connection.
-    func closeConnection(_ side: Side) {
-        guard let context = self.contexts[side] else { return }
-        context.flush()
-        context.close(promise: nil)
-    }
-
-    /// The encoder for frames the gateway writes toward `side`: masked with fresh keys toward the
-    /// upstream (the gateway is its client), unmasked toward the client.
-    func encoder(toward side: Side) -> FrameEncoder {
-        side == .upstream ? FrameEncoder(role: .client, keys: self.resources.maskingKeys) : FrameEncoder(role: .server)
-    }
-
-    /// Writes `message` as a Close frame to `side`. The state machine only asks for it between frames;
-    /// should the stream toward `side` be mid-frame after all, its TCP connection is closed instead (a
-    /// Close is never written inside a half-relayed frame, DESIGN §3).
-    func writeClose(_ message: CloseMessage, to side: Side) {
-        guard let context = self.contexts[side] else { return }
-        if self.directions[side.other].leg.unfinishedPayload > 0 {
-            context.close(promise: nil)
-            self.perform(self.closeState.closeImpossible(side, boundary: self.boundaries))
-            return
-        }
-        var encoder = self.encoder(toward: side)
-        var bytes = context.channel.allocator.buffer(capacity: 14 + 125)
-        switch message {
-        case .code(let code?, let reason):
-            encoder.writeClose(code: code, reason: reason, to: &bytes)
-        case .code(nil, _):
-            encoder.writeFrame(opcode: .close, payload: ByteBuffer(), to: &bytes)
-        case .relay(let payload):
-            encoder.writeFrame(opcode: .close, payload: payload, to: &bytes)
-        }
-        context.writeAndFlush(NIOAny(bytes), promise: nil)
     }
 
     func finish() {

@@ -21,21 +21,33 @@ struct PerSide<Value> {
         self.init(client: both, upstream: both)
     }
 
-    /// Borrows (`_read`) and mutates in place (`_modify`) rather than get/set: with a plain getter,
-    /// `directions[side].leg = x` copied the whole ``RelayDirection`` (retaining every reference in it)
-    /// and wrote it back, on every frame; that doubled stream-32's CPU per message (BENCHMARKS.md).
+    /// Plain `get`/`set`, inlined into every caller. Not `_read`/`_modify`: those coroutine accessors are
+    /// not inlined, and each call allocated its frame (`malloc`), copied the whole pair into it and freed
+    /// it again: for ``RelayDirection`` that was 800 bytes copied twice and a malloc per access, several
+    /// per relayed frame (stream-32, BENCHMARKS.md). A `set` through `x[side].field = v` copies the value
+    /// out and back, so values that hold references and change per frame are reached in place instead
+    /// (``RelaySession/direction(_:_:)``); here that leaves small values and per-event changes.
     subscript(side: Side) -> Value {
-        _read {
+        @inline(__always) get {
             switch side {
-            case .client: yield self.client
-            case .upstream: yield self.upstream
+            case .client: self.client
+            case .upstream: self.upstream
             }
         }
-        _modify {
+        @inline(__always) set {
             switch side {
-            case .client: yield &self.client
-            case .upstream: yield &self.upstream
+            case .client: self.client = newValue
+            case .upstream: self.upstream = newValue
             }
+        }
+    }
+
+    /// `side`'s value, changed in place (no copy: a buffer in it stays uniquely referenced).
+    @inline(__always)
+    mutating func modify<Result>(_ side: Side, _ body: (inout Value) throws -> Result) rethrows -> Result {
+        switch side {
+        case .client: try body(&self.client)
+        case .upstream: try body(&self.upstream)
         }
     }
 }
