@@ -162,6 +162,11 @@ final class HTTP2WebSocketStreamCodec: ChannelDuplexHandler, RemovableChannelHan
     /// RFC 8441 §5: the orderly end of a WebSocket is END_STREAM (its TCP FIN). The stream closes once
     /// both sides ended it; a client that never ends its side is reset after the close timeout.
     func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
+        if mode == .all, self.closeTimer != nil {
+            // Already ending (END_STREAM sent, waiting for the client's): the same close.
+            if let promise { context.channel.closeFuture.cascade(to: promise) }
+            return
+        }
         guard mode == .all, self.state == .frames, !self.localEnded, context.channel.isActive else {
             return context.close(mode: mode, promise: promise)
         }
