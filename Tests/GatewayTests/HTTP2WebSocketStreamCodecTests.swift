@@ -247,7 +247,10 @@ import Testing
     /// A slow upstream closes the client's window: above the watermark the stream stops reading (the
     /// relay's backpressure), and swift-nio-http2 opens the window only for DATA that was read.
     @Test func anUnwritableUpstreamStopsReadingTheStream() throws {
-        let stream = try Stream { $0.limits.bufferHighWatermark = 1024; $0.limits.bufferLowWatermark = 512 }
+        let stream = try Stream {
+            $0.limits.bufferHighWatermark = 1024
+            $0.limits.bufferLowWatermark = 512
+        }
         let upstream = try Self.open(stream)
         _ = try stream.toClient()
         try upstream.syncOptions?.setOption(.writeBufferWaterMark, value: .init(low: 512, high: 1024))
