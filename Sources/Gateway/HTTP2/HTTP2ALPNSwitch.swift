@@ -60,7 +60,8 @@ final class HTTP2ALPNSwitch: ChannelInboundHandler, RemovableChannelHandler {
             maxStreams: environment.limits.http2.maxStreamsPerConnection,
             idleTimeout: TimeAmount(environment.timeouts.requestHead)
         )
-        let handler = HTTP2ConnectionSetup.handler(limits: environment.limits, on: context.eventLoop, streamDelegate: nil) { stream in
+        let delegate = HTTP2ConnectionGuard.Delegate(connectionGuard: NIOLoopBound(connectionGuard, eventLoop: context.eventLoop))
+        let handler = HTTP2ConnectionSetup.handler(limits: environment.limits, on: context.eventLoop, streamDelegate: delegate) { stream in
             stream.eventLoop.makeCompletedFuture { try setup.initializeStream(stream, client: client, tls: info) }
         }
         try pipeline.addHandler(connectionGuard, position: .after(self))

@@ -19,6 +19,7 @@ final class HTTP2ConnectionGuard: ChannelInboundHandler {
     private var lastStreamID = HTTP2StreamID(0)
     private var goingAway = false
     private var idleTimer: Scheduled<Void>?
+    private var context: ChannelHandlerContext?
 
     init(maxStreams: Int, idleTimeout: TimeAmount) {
         self.maxStreams = maxStreams
@@ -26,10 +27,12 @@ final class HTTP2ConnectionGuard: ChannelInboundHandler {
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
         if context.channel.isActive { self.armIdleTimer(context: context) }
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
         self.idleTimer?.cancel()
     }
 
@@ -47,26 +50,43 @@ final class HTTP2ConnectionGuard: ChannelInboundHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {}
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        switch event {
-        case let created as NIOHTTP2StreamCreatedEvent:
-            self.openStreams += 1
-            self.streamsOpened += 1
-            self.lastStreamID = max(self.lastStreamID, created.streamID)
-            self.idleTimer?.cancel()
-            if self.streamsOpened >= self.maxStreams { self.goAway(context: context, lastStreamID: created.streamID) }
-        case is StreamClosedEvent:
-            self.openStreams -= 1
-            if self.openStreams == 0 {
-                if self.goingAway { context.close(promise: nil) } else { self.armIdleTimer(context: context) }
-            }
-        case is ChannelShouldQuiesceEvent:
+        if event is ChannelShouldQuiesceEvent {
             // The GOAWAY went out first (``HTTP2ALPNSwitch``); the streams got their own drain.
             self.goingAway = true
             if self.openStreams == 0 { context.close(promise: nil) }
-        default:
-            break
         }
         context.fireUserInboundEventTriggered(event)
+    }
+
+    /// swift-nio-http2's inline multiplexer reports streams to its delegate (``Delegate``), not down
+    /// the pipeline.
+    func streamCreated(_ id: HTTP2StreamID) {
+        guard let context = self.context else { return }
+        self.openStreams += 1
+        self.streamsOpened += 1
+        self.lastStreamID = max(self.lastStreamID, id)
+        self.idleTimer?.cancel()
+        if self.streamsOpened >= self.maxStreams { self.goAway(context: context, lastStreamID: id) }
+    }
+
+    func streamClosed(_ id: HTTP2StreamID) {
+        guard let context = self.context else { return }
+        self.openStreams -= 1
+        guard self.openStreams == 0 else { return }
+        if self.goingAway { context.close(promise: nil) } else { self.armIdleTimer(context: context) }
+    }
+
+    /// The stream delegate handed to swift-nio-http2's handler; called on the connection's event loop.
+    struct Delegate: NIOHTTP2StreamDelegate {
+        let connectionGuard: NIOLoopBound<HTTP2ConnectionGuard>
+
+        func streamCreated(_ id: HTTP2StreamID, channel: any Channel) {
+            self.connectionGuard.value.streamCreated(id)
+        }
+
+        func streamClosed(_ id: HTTP2StreamID, channel: any Channel) {
+            self.connectionGuard.value.streamClosed(id)
+        }
     }
 
     private func goAway(context: ChannelHandlerContext, lastStreamID: HTTP2StreamID) {
