@@ -126,4 +126,34 @@ import Testing
             #expect(metrics.total("wsgate_connections_by_protocol_total", [("protocol", "h2")]) <= 5)
         }
     }
+
+    /// Drain: GOAWAY first (the graceful form, last stream ID 2^31-1), then the stream's WebSocket gets
+    /// Close 1001; the connection ends when its stream has.
+    /// Catalog G-01: on an HTTP/2 connection the drain sends GOAWAY, then Close 1001 on the stream's WebSocket.
+    @Test func aDrainSendsGoAwayThenCloses1001OnEachStream() async throws {
+        guard try await PythonPeer.require("h2"), try await PythonPeer.require("wsproto") else { return }
+        let certificate = try GatewayTLSTests.certificate()
+        try await GatewayTLSTests.withFile(GatewayTLSTests.ca.certificatePEM) { ca in
+            try await withDemo { demo in
+                try await withGatewayServer(upstreamPort: demo.port) {
+                    $0.listeners[0].tls = TLSServerConfiguration(defaultIdentity: certificate.identity)
+                    $0.listeners[0].tls?.offersHTTP2 = true
+                    $0.timeouts.close = .seconds(1)
+                } _: { server, port in
+                    let runner = "import runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
+                    let peer = try PythonPeer(script: runner, arguments: [Self.client, "drain", String(port), ca])
+                    #expect(try await peer.firstLine() == "OPEN")
+                    let result = await server.drain(timeout: .seconds(5))
+                    let (status, output) = try await peer.finish()
+                    #expect(status == 0, "\(output)")
+                    let lines = output.split(separator: "\n").map(String.init)
+                    let goAway = lines.firstIndex { $0.hasPrefix("GOAWAY 0 2147483647") }
+                    let close = lines.firstIndex { $0 == "CLOSE-AFTER-GOAWAY" }
+                    #expect(goAway != nil && close != nil && goAway! < close!, "\(lines)")
+                    #expect(lines.last?.hasPrefix("EOF") == true, "\(lines)")
+                    #expect(result.forced == 0, "\(result)")
+                }
+            }
+        }
+    }
 }

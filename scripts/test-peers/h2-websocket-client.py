@@ -12,6 +12,9 @@ Usage: h2-websocket-client.py MODE PORT CA_FILE [N]
   silent         a stream that never sends DATA after its 200; prints "STATUS s", "CLOSE code seconds",
                  then how the stream ended
   lifetime N     N streams at once; prints "GOAWAY code last_stream_id" and "STREAMS [(id, status)…]"
+  drain          one stream, echoed once; prints "OPEN", then in order what the drain brings: "GOAWAY
+                 code last_stream_id", "CLOSE code" (answered with the same code and END_STREAM), "ENDED"
+                 or "RESET code", "EOF"
 """
 import socket, ssl, sys, time
 import h2.connection, h2.config, h2.events, h2.settings, h2.errors
@@ -196,6 +199,56 @@ elif mode == "silent":
                 print(type(ev).__name__)
                 sys.exit(0)
         tls.sendall(conn.data_to_send())
+elif mode == "drain":
+    tls = connect()
+    conn = h2conn(tls)
+    wait_settings(tls, conn)
+    sid = conn.get_next_available_stream_id()
+    conn.send_headers(sid, connect_headers())
+    tls.sendall(conn.data_to_send())
+    ws = Connection(ConnectionType.CLIENT)
+    try:
+        while True:
+            assert time.monotonic() < deadline
+            for ev in pump(tls, conn):
+                if isinstance(ev, h2.events.ResponseReceived):
+                    conn.send_data(sid, ws.send(TextMessage(data="before the drain")))
+                elif isinstance(ev, h2.events.DataReceived):
+                    conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                    if not ev.data:
+                        continue
+                    ws.receive_data(ev.data)
+                    for wev in ws.events():
+                        if isinstance(wev, TextMessage):
+                            print("OPEN", flush=True)
+                        elif isinstance(wev, CloseConnection):
+                            print("CLOSE", wev.code, flush=True)
+                            conn.send_data(sid, ws.send(wev.response()), end_stream=True)
+                elif isinstance(ev, h2.events.ConnectionTerminated):
+                    print("GOAWAY", ev.error_code, ev.last_stream_id, flush=True)
+                    # h2 stops processing after GOAWAY; answer the drain's Close by hand if it comes.
+                    conn = None
+                    break
+                elif isinstance(ev, h2.events.StreamEnded):
+                    print("ENDED", flush=True)
+                elif isinstance(ev, h2.events.StreamReset):
+                    print("RESET", ev.error_code, flush=True)
+            if conn is None:
+                break
+            out = conn.data_to_send()
+            if out:
+                tls.sendall(out)
+        # After GOAWAY: read raw frames until EOF and report a Close in DATA (h2 refuses to go on).
+        rest = b""
+        while True:
+            data = tls.recv(65536)
+            if not data:
+                break
+            rest += data
+        print("CLOSE-AFTER-GOAWAY" if b"\x03\xe9" in rest else "NOTHING-AFTER-GOAWAY", flush=True)
+        print("EOF", flush=True)
+    except (EOFError, ConnectionResetError, ssl.SSLError) as e:
+        print("EOF", type(e).__name__, flush=True)
 elif mode == "lifetime":
     tls = connect()
     conn = h2conn(tls)

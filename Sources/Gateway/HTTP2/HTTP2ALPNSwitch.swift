@@ -21,6 +21,8 @@ final class HTTP2ALPNSwitch: ChannelInboundHandler, RemovableChannelHandler {
     /// The client a PROXY protocol header named, if any (the streams' client address).
     private var client: IPAddress?
     private(set) var switched = false
+    /// The connection's guard once switched (it knows whether a GOAWAY went out already).
+    private var connectionGuard: HTTP2ConnectionGuard?
 
     init(setup: HTTP2ConnectionSetup) {
         self.setup = setup
@@ -43,7 +45,8 @@ final class HTTP2ALPNSwitch: ChannelInboundHandler, RemovableChannelHandler {
             // Not passed on: the handlers that wait for it (HTTP/1.1's) are gone.
             return
         }
-        if event is ChannelShouldQuiesceEvent, self.switched {
+        if event is ChannelShouldQuiesceEvent, self.switched, self.connectionGuard?.goingAway == false {
+            // Only one graceful GOAWAY: a later one may not raise the last stream ID (RFC 9113 §6.8).
             let goAway = HTTP2Frame(streamID: .rootStream, payload: .goAway(lastStreamID: .maxID, errorCode: .noError, opaqueData: nil))
             context.channel.writeAndFlush(goAway, promise: nil)
         }
@@ -72,6 +75,7 @@ final class HTTP2ALPNSwitch: ChannelInboundHandler, RemovableChannelHandler {
         }
         if let upgrade = try? pipeline.handler(type: ClientConnectionHandler.self) { pipeline.removeHandler(upgrade, promise: nil) }
         self.switched = true
+        self.connectionGuard = connectionGuard
     }
 }
 

@@ -17,7 +17,7 @@ final class HTTP2ConnectionGuard: ChannelInboundHandler {
     private(set) var openStreams = 0
     private(set) var streamsOpened = 0
     private var lastStreamID = HTTP2StreamID(0)
-    private var goingAway = false
+    private(set) var goingAway = false
     private var idleTimer: Scheduled<Void>?
     private var context: ChannelHandlerContext?
 

@@ -65,7 +65,6 @@ struct HTTP2ConnectionSetup {
             try pipeline.addHandler(HTTP2WebSocketStreamCodec(recorder: recorder, refusal: refusal, closeTimeout: closeTimeout))
             return
         }
-        environment.connections.register(stream)
         try pipeline.addHandler(HTTP2WebSocketStreamCodec(recorder: recorder, closeTimeout: closeTimeout))
         try pipeline.addHandler(
             ClientConnectionHandler(
