@@ -103,13 +103,14 @@ import Testing
         }
     }
 
-    /// A stream that never sends DATA after its 200 is still under the idle timeout: Close 1001, then
-    /// the stream ends.
+    /// A stream that never sends DATA after its 200 is still under the idle timeout: Close 1001; once
+    /// the client answered it, the gateway ends the stream (END_STREAM, RFC 8441 §5).
     @Test func aStreamThatNeverSendsDataIsClosedByTheIdleTimeout() async throws {
         guard try await PythonPeer.require("h2"), try await PythonPeer.require("wsproto") else { return }
         try await Self.withH2Gateway(configure: { $0.timeouts.idle = .seconds(1) }) { port, ca in
             let output = try await Self.run("silent", port, ca)
             #expect(output.contains("STATUS 200") && output.contains("CLOSE 1001"), "\(output)")
+            #expect(output.contains("StreamEnded"), "the close handshake did not end the stream: \(output)")
         }
     }
 
@@ -154,6 +155,32 @@ import Testing
                     #expect(result.forced == 0, "\(result)")
                 }
             }
+        }
+    }
+
+    /// RFC 8441 §5: RST_STREAM is the HTTP/2 form of a lost TCP connection: recorded as 1006, the
+    /// upstream leg closed.
+    @Test func aStreamResetIsRecordedAsALostConnection() async throws {
+        guard try await PythonPeer.require("h2") else { return }
+        try await GatewayTLSTests.withFile("") { log in
+            try await Self.withH2Gateway(configure: { $0.accessLog = .file(log) }) { port, ca in
+                let output = try await Self.run("reset-open", port, ca)
+                #expect(output.contains("RESET-SENT"), "\(output)")
+                try await Task.sleep(for: .milliseconds(500))
+                let lines = GatewayTLSTests.accessLogLines(log)
+                #expect(lines.contains { $0.contains("\"protocol\":\"h2\"") && $0.contains("\"close_code\":1006") }, "\(lines)")
+            }
+        }
+    }
+
+    /// Every stream counts as a connection for the per-IP cap (the TLS connection carrying them counts
+    /// once too): with a cap of 3, the first two streams are served and the rest answered 503.
+    @Test func everyStreamCountsForThePerIPConnectionCap() async throws {
+        guard try await PythonPeer.require("h2") else { return }
+        let metrics = TestMetrics()
+        try await Self.withH2Gateway(metrics: metrics, configure: { $0.connectionLimits.perIPConnections = 3 }) { port, ca in
+            let output = try await Self.run("lifetime", port, ca, "5")
+            #expect(output.contains("STREAMS [(1, '200'), (3, '200'), (5, '503'), (7, '503'), (9, '503')]"), "\(output)")
         }
     }
 }

@@ -231,13 +231,19 @@ import Testing
                 continue
             }
             #expect(headers.headers.first(name: ":status") == String(status), "\(reason)")
-            let ended: Bool
-            switch answer.last {
-            case .data(let data): ended = data.endStream
-            case .headers(let last): ended = last.endStream
-            default: ended = false
+            let ended = answer.contains { payload in
+                switch payload {
+                case .data(let data): data.endStream
+                case .headers(let last): last.endStream
+                default: false
+                }
             }
             #expect(ended, "\(reason): the refusal did not end the stream")
+            // RFC 9113 §8.1: the client's side is still open, so the stream is reset with NO_ERROR.
+            guard case .rstStream(.noError) = answer.last else {
+                Issue.record("\(reason): no RST_STREAM NO_ERROR after the answer: \(answer)")
+                continue
+            }
             #expect(stream.refusals(reason) == 1, "\(reason) not counted")
             #expect(stream.connector.targets.isEmpty)
             #expect(!stream.client.isActive)

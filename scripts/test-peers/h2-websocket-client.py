@@ -9,9 +9,11 @@ Usage: h2-websocket-client.py MODE PORT CA_FILE [N]
   alpn           offers h2 and http/1.1; prints "ALPN <selected>"
   rapid-reset N  N streams each opened and reset at once; prints "GOAWAY code" or "CLOSED"
   big-headers N  one CONNECT with an N-byte header; prints "GOAWAY code", "STATUS s" or "RESET code"
-  silent         a stream that never sends DATA after its 200; prints "STATUS s", "CLOSE code seconds",
-                 then how the stream ended
+  silent         a stream that never sends DATA after its 200; prints "STATUS s", "CLOSE code seconds"
+                 (answered with its Close and END_STREAM), then how the stream ended
   lifetime N     N streams at once; prints "GOAWAY code last_stream_id" and "STREAMS [(id, status)…]"
+  reset-open     one stream reset (RST_STREAM CANCEL) after its 200, then the connection closes cleanly;
+                 prints "RESET-SENT"
   drain          one stream, echoed once; prints "OPEN", then in order what the drain brings: "GOAWAY
                  code last_stream_id", "CLOSE code" (answered with the same code and END_STREAM), "ENDED"
                  or "RESET code", "EOF"
@@ -191,14 +193,38 @@ elif mode == "silent":
                 print("STATUS", dict(ev.headers)[":status"])
             elif isinstance(ev, h2.events.DataReceived):
                 conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
-                ws.receive_data(ev.data)
+                if ev.data:
+                    ws.receive_data(ev.data)
                 for wev in ws.events():
                     if isinstance(wev, CloseConnection):
                         print("CLOSE", wev.code, round(time.monotonic() - start))
-            elif isinstance(ev, (h2.events.StreamEnded, h2.events.StreamReset)):
-                print(type(ev).__name__)
+                        conn.send_data(sid, ws.send(wev.response()), end_stream=True)
+            if isinstance(ev, h2.events.DataReceived) and ev.stream_ended is not None or isinstance(
+                ev, (h2.events.StreamEnded, h2.events.StreamReset)
+            ):
+                print("StreamEnded" if not isinstance(ev, h2.events.StreamReset) else "StreamReset")
                 sys.exit(0)
         tls.sendall(conn.data_to_send())
+elif mode == "reset-open":
+    tls = connect()
+    conn = h2conn(tls)
+    wait_settings(tls, conn)
+    sid = conn.get_next_available_stream_id()
+    conn.send_headers(sid, connect_headers())
+    tls.sendall(conn.data_to_send())
+    done = False
+    while not done:
+        assert time.monotonic() < deadline
+        for ev in pump(tls, conn):
+            if isinstance(ev, h2.events.ResponseReceived):
+                conn.reset_stream(sid, h2.errors.ErrorCodes.CANCEL)
+                tls.sendall(conn.data_to_send())
+                print("RESET-SENT", flush=True)
+                done = True
+    time.sleep(0.5)
+    conn.close_connection()
+    tls.sendall(conn.data_to_send())
+    tls.close()
 elif mode == "drain":
     tls = connect()
     conn = h2conn(tls)
@@ -269,7 +295,7 @@ elif mode == "lifetime":
                 print("STREAMS", sorted(statuses.items()))
                 sys.exit(0)
             elif isinstance(ev, h2.events.StreamReset):
-                statuses[ev.stream_id] = f"reset {ev.error_code}"
+                statuses.setdefault(ev.stream_id, f"reset {ev.error_code}")
         if len(statuses) >= int(sys.argv[4]) or (len(statuses) >= 1 and time.monotonic() > deadline - 15):
             print("STREAMS", sorted(statuses.items()))
             break

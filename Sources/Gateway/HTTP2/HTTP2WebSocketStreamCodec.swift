@@ -110,7 +110,7 @@ final class HTTP2WebSocketStreamCodec: ChannelDuplexHandler, RemovableChannelHan
         self.recorder.refused(rejection)
         let response = rejection.response
         self.answer(status: response.status, headers: response.headers, body: response.body, endStream: true)?
-            .assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+            .assumeIsolated().whenComplete { _ in self.close(context: context, mode: .all, promise: nil) }
     }
 
     /// The client's END_STREAM (RFC 8441 §5: its TCP FIN): the stream ends like a connection that read
@@ -166,6 +166,12 @@ final class HTTP2WebSocketStreamCodec: ChannelDuplexHandler, RemovableChannelHan
             // Already ending (END_STREAM sent, waiting for the client's): the same close.
             if let promise { context.channel.closeFuture.cascade(to: promise) }
             return
+        }
+        if mode == .all, self.state != .frames, self.localEnded, !self.remoteEnded, context.channel.isActive {
+            // A refusal was answered with END_STREAM while the client's side is open: RFC 9113 §8.1 asks
+            // for RST_STREAM NO_ERROR (a plain close would reset with CANCEL, as if the answer were lost).
+            context.writeAndFlush(Self.wrapOutboundOut(.rstStream(.noError)), promise: nil)
+            return context.close(mode: mode, promise: promise)
         }
         guard mode == .all, self.state == .frames, !self.localEnded, context.channel.isActive else {
             return context.close(mode: mode, promise: promise)
