@@ -268,24 +268,23 @@ import Testing
                 $0.listeners[0].requireSNIHostMatch = true
             }
         ) { port in
-            let script = """
-                import socket, ssl, sys
-                def status(sni, host):
-                    ctx = ssl.create_default_context()
-                    ctx.check_hostname = False
-                    ctx.verify_mode = ssl.CERT_NONE
-                    with socket.create_connection(("127.0.0.1", int(sys.argv[1]))) as raw:
-                        with ctx.wrap_socket(raw, server_hostname=sni) as s:
-                            s.sendall((f"GET / HTTP/1.1\\r\\nHost: {host}\\r\\nUpgrade: websocket\\r\\nConnection: Upgrade\\r\\n"
-                                       "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\\r\\nSec-WebSocket-Version: 13\\r\\n\\r\\n").encode())
-                            answer = s.recv(4096)
-                            closes = b"\\r\\nconnection: close\\r\\n" in answer.lower()
-                            return answer.split(b" ")[1].decode() + ("+close" if closes else "")
-                print(status("localhost", "localhost:443"), status("LOCALHOST", "localhost"), status("localhost", "other.example"), status(None, "localhost"))
-                """
-            let run = try await runPython(["-c", script, "\(port)"], timeout: .seconds(30))
+            let run = try await PythonTLSClient.run(
+                [
+                    PythonTLSAttempt(label: "A", sni: "localhost", host: "localhost:443", path: "/"),
+                    PythonTLSAttempt(label: "B", sni: "LOCALHOST", host: "localhost", path: "/"),
+                    PythonTLSAttempt(label: "C", sni: "localhost", host: "other.example", path: "/"),
+                    PythonTLSAttempt(label: "D", sni: nil, host: "localhost", path: "/"),
+                ],
+                port: port
+            )
             #expect(run.status == 0, "\(run.output)")
-            #expect(run.output.trimmingCharacters(in: .whitespacesAndNewlines) == "101 101 421+close 421+close", "\(run.output)")
+            for label in ["A", "B"] {
+                #expect(run.answers[label]?.hasPrefix("HTTP/1.1 101") == true, "\(label): \(run.output)")
+            }
+            for label in ["C", "D"] {
+                #expect(run.answers[label]?.hasPrefix("HTTP/1.1 421") == true, "\(label): \(run.output)")
+                #expect(run.answers[label]?.hasSuffix(" close") == true, "\(label): \(run.output)")
+            }
             #expect(upstream.requests.count == 2, "a misdirected request reached the upstream")
         }
     }
