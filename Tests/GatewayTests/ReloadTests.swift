@@ -163,13 +163,13 @@ import Testing
                     try await client.waitForTCPClose()
                 }
                 try await oneConnection()
-                try await Task.sleep(for: .milliseconds(100))
+                await waitFor { lines(log) == 1 }
                 #expect(lines(log) == 1)
                 // logrotate's way: move the file, then SIGHUP (here: reload the same configuration).
                 try FileManager.default.moveItem(atPath: log, toPath: log + ".1")
                 try await server.reload(configuration: server.configuration)
                 try await oneConnection()
-                try await Task.sleep(for: .milliseconds(100))
+                await waitFor { lines(log) == 1 }
                 #expect(lines(log) == 1, "the new connection's line goes to a new file")
                 #expect(lines(log + ".1") == 1)
             }
