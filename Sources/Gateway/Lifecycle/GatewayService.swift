@@ -63,7 +63,8 @@ public struct GatewayService: Service {
         let server = try await GatewayServer.start(
             configuration: self.configuration,
             group: self.group,
-            metricsFactory: Self.metricsFactory(registry: registry)
+            metricsFactory: Self.metricsFactory(registry: registry),
+            logger: self.logger
         )
         let admin: AdminServer?
         do {

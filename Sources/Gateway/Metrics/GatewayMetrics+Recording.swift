@@ -94,6 +94,10 @@ extension GatewayMetrics {
         self.proxyProtocolRefusals.increment(.init(listener: listener, reason: reason))
     }
 
+    func acceptPaused(listener: String, _ error: AcceptError) {
+        self.acceptErrors.increment(.init(listener: listener, error: error))
+    }
+
     func keepAliveTimedOut(route: String, side: Side) {
         self.keepAliveTimeouts.increment(.init(route: route, side: side))
     }

@@ -41,6 +41,7 @@ struct GatewayMetrics: Sendable {
     let maxLifetimeCloses: CounterFamily<RouteLabels>
     // Edge (issue #11).
     let proxyProtocolRefusals: CounterFamily<ProxyProtocolRefusalLabels>
+    let acceptErrors: CounterFamily<AcceptErrorLabels>
     // permessage-deflate (issue #5 A).
     let extensionDecisions: CounterFamily<ExtensionDecisionLabels>
     let extensionsDropped: CounterFamily<RouteSideLabels>
@@ -89,6 +90,11 @@ struct GatewayMetrics: Sendable {
         self.proxyProtocolRefusals = .init(
             "wsgate_proxy_protocol_refusals_total",
             help: "connections closed for a missing, late or malformed PROXY protocol header, or from a peer outside trusted_proxies",
+            factory: f
+        )
+        self.acceptErrors = .init(
+            "wsgate_accept_errors_total",
+            help: "accept failures for want of a resource (EMFILE, ENFILE, ENOBUFS, ENOMEM), each pausing the listener for 1 s",
             factory: f
         )
         self.extensionDecisions = .init(
