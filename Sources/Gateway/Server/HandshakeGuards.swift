@@ -6,6 +6,10 @@ import NIOCore
 /// It also watches for the end of the request line: when the limit is passed before the request line
 /// ended, the request line alone is over it and the answer is 414 URI Too Long instead (RFC 9112 §3,
 /// RFC 9110 §15.5.15; RELIABILITY H-02 (c)). Leading empty lines (RFC 9112 §2.2) do not end it.
+///
+/// The count is of bytes, not reads: however the head is split, the limit is met by the read carrying
+/// byte `limit + 1`, with the same verdict. It is reported once; what follows is dropped (the
+/// connection is being refused), so a client trickling bytes past the limit is not reported per read.
 final class RequestBytesLimiter: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
@@ -24,6 +28,8 @@ final class RequestBytesLimiter: ChannelInboundHandler, RemovableChannelHandler 
     init(limit: Int) { self.limit = limit }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        // Over the limit already: reported once, the rest dropped.
+        guard self.seen <= self.limit else { return }
         let buffer = Self.unwrapInboundIn(data)
         // Only the bytes within the limit count: a request line whose LF comes after it is too long.
         if !self.requestLineEnded, self.seen < self.limit {
