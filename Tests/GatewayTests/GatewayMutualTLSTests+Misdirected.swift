@@ -11,10 +11,7 @@ extension GatewayMutualTLSTests {
         guard try await PythonPeer.require("ssl") else { return }
         let files = try Files()
         let metrics = TestMetrics()
-        let upstream = try await FakeUpstream.start { .accept($0) }
-        defer { Task { await upstream.close() } }
-        try await withGateway(
-            upstreamPort: upstream.port,
+        try await withGatewayAndRecordingUpstream(
             metrics: metrics,
             configure: {
                 var tls = files.tls()
@@ -29,7 +26,7 @@ extension GatewayMutualTLSTests {
                 $0.listeners[0].tls = tls
                 $0.timeouts.close = .milliseconds(100)
             }
-        ) { port in
+        ) { port, upstream in
             let run = try await PythonTLSClient.run(
                 [
                     PythonTLSAttempt(label: "A", sni: "open.test", host: "secure.test", path: "/a"),

@@ -16,6 +16,20 @@ func withGateway(
     }
 }
 
+/// A gateway in front of a ``FakeUpstream`` that accepts every upgrade and records what reached it
+/// (for tests that check what was forwarded, or that nothing was).
+func withGatewayAndRecordingUpstream(
+    metrics: TestMetrics? = nil,
+    configure: (inout GatewayConfiguration) -> Void = { _ in },
+    _ body: (_ port: Int, _ upstream: FakeUpstream) async throws -> Void
+) async throws {
+    let upstream = try await FakeUpstream.start { .accept($0) }
+    defer { Task { await upstream.close() } }
+    try await withGateway(upstreamPort: upstream.port, metrics: metrics, configure: configure) { port in
+        try await body(port, upstream)
+    }
+}
+
 /// A gateway in front of the demo upstream.
 func withGatewayAndDemo(
     metrics: TestMetrics? = nil,
