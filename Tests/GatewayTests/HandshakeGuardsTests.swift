@@ -120,3 +120,31 @@ import Testing
         #expect(try Self.run(Array(("\r\n\r\n" + target(Self.limit - 3) + "Host: x\r\n\r\n").utf8), cuts: []).inRequestLine == true)
     }
 }
+
+extension HandshakeGuardsTests {
+    /// Catalog H-02: a head within the limit followed, before the 101, by frames that take the bytes over it: at every split the head is passed on whole and the limit reported once (so the answer is the early-data refusal, not 431 for a head that fits).
+    @Test func aHeadThatFitsIsPassedOnWholeWhenEarlyDataTakesTheBytesOverTheLimit() throws {
+        let head = Array("GET /c HTTP/1.1\r\nHost: x\r\n\r\n".utf8)
+        let bytes = head + Array(repeating: 0x82, count: Self.limit)
+        for cuts in [[]] + [Array(1..<bytes.count)] + (1..<bytes.count).map({ [$0] }) {
+            let outcome = try Self.run(bytes, cuts: cuts)
+            // Reads that end within the limit pass whole; of the read that passes it, only the head's part.
+            let passed = (cuts + [bytes.count]).filter { $0 <= Self.limit }.last ?? 0
+            #expect(outcome.forwarded == max(head.count, passed), "cuts \(cuts.prefix(1))")
+            #expect(outcome.reports == 1 && outcome.inRequestLine == false, "cuts \(cuts.prefix(1))")
+        }
+    }
+
+    /// Catalog H-02: frames sent before the 101 get the same answer whether they come in the head's read or after it: small ones wait for the switch (then 400 early data), ones that take the bytes past the head limit are refused at once with 400 early data, not 431.
+    @Test func earlyDataGetsTheSameAnswerInTheHeadsReadOrAfterIt() throws {
+        let head = Array(ClientConnectionHostileRequestTests.request().utf8)
+        for size in [16, 17 * 1024] {
+            let frame = RelayHandlerEmbeddedTests.clientFrame(.binary, Array(repeating: 0x61, count: size))
+            let whole = try ClientConnectionHostileRequestTests.run(head + frame, cuts: [])
+            let split = try ClientConnectionHostileRequestTests.run(head + frame, cuts: [head.count])
+            let statuses = "\(String(describing: whole.status)) in one read, \(String(describing: split.status)) after the head"
+            #expect(whole.status == split.status && whole.closed == split.closed, "\(size) bytes of frame: \(statuses)")
+            if size > 16 * 1024 { #expect(whole.status == 400 && whole.closed, "\(statuses)") }
+        }
+    }
+}
