@@ -17,7 +17,7 @@ struct WSGate: AsyncParsableCommand {
         commandName: "wsgate",
         abstract: "An intercepting WebSocket gateway.",
         discussion: "With no subcommand, runs the gateway on its embedded default in front of a built-in demo upstream.",
-        subcommands: [Demo.self, Run.self, Check.self, Echo.self],
+        subcommands: [Demo.self, Run.self, Check.self, Echo.self, Tap.self],
         defaultSubcommand: Demo.self
     )
 }
