@@ -120,7 +120,10 @@ extension RelayTap {
     func payload(from side: Side, _ buffer: ByteBuffer, count: Int) {
         var capture = self.captures[side]
         let wanted = min(count, self.captureLimit - capture.payload.count)
-        if wanted > 0, let bytes = buffer.getBytes(at: buffer.readerIndex - count, length: wanted) {
+        // ByteBuffer only reads at or after its reader index: step back over the chunk in a copy.
+        var source = buffer
+        source.moveReaderIndex(to: buffer.readerIndex - count)
+        if wanted > 0, let bytes = source.readBytes(length: wanted) {
             let start = capture.payload.count
             capture.payload += bytes
             if let key = capture.header?.maskingKey {
