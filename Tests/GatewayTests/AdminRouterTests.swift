@@ -68,9 +68,14 @@ import Testing
             Self.route(.POST, "/connections/3/close", body: #"{"code":1008,"reason":"bye"}"#)
                 == .closeConnection(3, CloseCodeRequest(code: .policyViolation, reason: "bye"))
         )
-        #expect(Self.route(.POST, "/connections/3/close", body: #"{"code":1001}"#) == .closeConnection(3, CloseCodeRequest(code: .goingAway, reason: "")))
+        #expect(
+            Self.route(.POST, "/connections/3/close", body: #"{"code":1001}"#) == .closeConnection(3, CloseCodeRequest(code: .goingAway, reason: ""))
+        )
         let fits = String(repeating: "é", count: 61) + "x"  // 123 bytes
-        #expect(Self.route(.POST, "/connections/3/close", body: #"{"code":1001,"reason":"\#(fits)"}"#) == .closeConnection(3, .init(code: .goingAway, reason: fits)))
+        #expect(
+            Self.route(.POST, "/connections/3/close", body: #"{"code":1001,"reason":"\#(fits)"}"#)
+                == .closeConnection(3, .init(code: .goingAway, reason: fits))
+        )
         for body in [
             #"{"code":1000}"#, #"{"code":1006}"#, #"{"code":"1008"}"#, #"{"code":true}"#, #"{"code":1008.5}"#, #"{"reason":"x"}"#,
             #"{"code":1008,"reason":5}"#, #"{"code":1008,"reason":"\#(fits)x"}"#, "not json", "[1008]", "",
@@ -107,7 +112,9 @@ import Testing
     /// The token guards `/`, `/connections*` and `/tap`: absent, wrong, a prefix, a longer guess, another
     /// scheme are all 401 with `WWW-Authenticate`; the scheme's casing does not matter.
     @Test func theTokenGuardsTheDashboardConnectionsAndTap() throws {
-        let guarded: [(HTTPMethod, String)] = [(.GET, "/"), (.GET, "/connections"), (.GET, "/connections/1"), (.POST, "/connections/1/close"), (.GET, "/tap")]
+        let guarded: [(HTTPMethod, String)] = [
+            (.GET, "/"), (.GET, "/connections"), (.GET, "/connections/1"), (.POST, "/connections/1/close"), (.GET, "/tap"),
+        ]
         for (method, uri) in guarded {
             for authorization in [
                 nil, "", "Bearer", "Bearer ", "Bearer s3cret", "Bearer s3cret-token-and-more", "Basic czNjcmV0LXRva2Vu", "Bearer S3CRET-TOKEN",
@@ -122,7 +129,9 @@ import Testing
                 #expect(answer.headers["WWW-Authenticate"]?.hasPrefix("Bearer") == true)
             }
             for authorization in ["Bearer s3cret-token", "bearer s3cret-token", "BEARER s3cret-token"] {
-                #expect(Self.status(Self.route(method, uri, authorization: authorization, body: #"{"code":1008}"#, token: Self.token)) != .unauthorized)
+                #expect(
+                    Self.status(Self.route(method, uri, authorization: authorization, body: #"{"code":1008}"#, token: Self.token)) != .unauthorized
+                )
             }
         }
     }

@@ -125,7 +125,13 @@ import Testing
     // MARK: Tap
 
     /// A hub with one subscriber watching `pair` (entered in the hub's table as connection 7).
-    static func tap(_ pair: Pair, filter: TapSubscriber.Filter = .init(), payload: TapPayloadMode = .truncated, maxPayload: Int = 1024, maxEvents: Int = 100)
+    static func tap(
+        _ pair: Pair,
+        filter: TapSubscriber.Filter = .init(),
+        payload: TapPayloadMode = .truncated,
+        maxPayload: Int = 1024,
+        maxEvents: Int = 100
+    )
         -> TapSubscriber
     {
         let live = LiveConnectionTable()

@@ -25,7 +25,10 @@ import Testing
         #expect(redaction.redactedTarget("/chat") == "/chat")
         #expect(redaction.redactedTarget("/chat?name=a") == "/chat?name=a")
         #expect(redaction.redactedTarget("/chat?access_token=abc&name=a") == "/chat?access_token=[redacted]&name=a")
-        #expect(redaction.redactedTarget("/c?TOKEN=1&Jwt=2&id_token=3&key=4&api_key=5") == "/c?TOKEN=[redacted]&Jwt=[redacted]&id_token=[redacted]&key=[redacted]&api_key=[redacted]")
+        #expect(
+            redaction.redactedTarget("/c?TOKEN=1&Jwt=2&id_token=3&key=4&api_key=5")
+                == "/c?TOKEN=[redacted]&Jwt=[redacted]&id_token=[redacted]&key=[redacted]&api_key=[redacted]"
+        )
         #expect(redaction.redactedTarget("/c?acc%65ss%5Ftoken=abc") == "/c?acc%65ss%5Ftoken=[redacted]")
         #expect(redaction.redactedTarget("/c?api%5fKEY=x&x=token") == "/c?api%5fKEY=[redacted]&x=token", "a value named token is no secret")
         #expect(redaction.redactedTarget("/c?session=s&token") == "/c?session=[redacted]&token=[redacted]")

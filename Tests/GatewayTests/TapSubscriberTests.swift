@@ -9,8 +9,16 @@ import Testing
     static func frame(_ payload: [UInt8] = [1]) -> TapEvent {
         .frame(
             TapFrame(
-                connection: 1, time: 0, from: .client, opcode: .binary, messageOpcode: .binary, fin: true, rsv1: false,
-                length: payload.count, payload: payload, compressed: false
+                connection: 1,
+                time: 0,
+                from: .client,
+                opcode: .binary,
+                messageOpcode: .binary,
+                fin: true,
+                rsv1: false,
+                length: payload.count,
+                payload: payload,
+                compressed: false
             )
         )
     }
