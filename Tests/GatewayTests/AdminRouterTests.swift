@@ -99,6 +99,22 @@ import Testing
         #expect(Self.status(Self.route(.POST, "/tap")) == .methodNotAllowed)
     }
 
+    /// The page itself needs no token (a browser cannot send one when it navigates; the page holds no
+    /// data): it reads `#token=…` and sends it on its own requests, which the token guards.
+    @Test func theDashboardPageIsServedWithoutTheTokenItsDataIsGuarded() {
+        guard case .answer(let page) = Self.route(.GET, "/", authorization: nil, token: Self.token) else {
+            Issue.record("no answer")
+            return
+        }
+        #expect(page.status == .ok && page.body == Array(DashboardPage.html.utf8))
+        #expect(DashboardPage.html.contains(#"{ Authorization: "Bearer " + token }"#))
+        guard case .answer(let data) = Self.route(.GET, "/connections", authorization: nil, token: Self.token) else {
+            Issue.record("no answer")
+            return
+        }
+        #expect(data.status == .unauthorized)
+    }
+
     @Test func theDashboardIsServedAtTheRoot() {
         guard case .answer(let answer) = Self.route("/") else {
             Issue.record("no answer")
@@ -113,7 +129,7 @@ import Testing
     /// scheme are all 401 with `WWW-Authenticate`; the scheme's casing does not matter.
     @Test func theTokenGuardsTheDashboardConnectionsAndTap() throws {
         let guarded: [(HTTPMethod, String)] = [
-            (.GET, "/"), (.GET, "/connections"), (.GET, "/connections/1"), (.POST, "/connections/1/close"), (.GET, "/tap"),
+            (.GET, "/connections"), (.GET, "/connections/1"), (.POST, "/connections/1/close"), (.GET, "/tap"),
         ]
         for (method, uri) in guarded {
             for authorization in [

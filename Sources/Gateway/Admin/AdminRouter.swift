@@ -56,7 +56,7 @@ enum AdminRouter {
     static let defaultConnectionLimit = 1000
     static let maxConnectionLimit = 10000
 
-    /// Routes one request. `token`: the bearer token that guards `/`, `/connections*` and `/tap`
+    /// Routes one request. `token`: the bearer token that guards `/connections*` and `/tap`
     /// (`nil`: no guard); `/metrics`, `/healthz` and `/readyz` are never guarded.
     static func route(
         method: HTTPMethod,
@@ -78,11 +78,17 @@ enum AdminRouter {
         case "/readyz":
             guard readOnly else { return Self.methodNotAllowed("GET") }
             return .answer(isReady ? .text(.ok, "ready\n") : .text(.serviceUnavailable, "draining\n"))
+        case "/":
+            // The dashboard page holds no data: everything it shows comes from `/connections`, `/metrics`
+            // and `/tap`, which it requests with the token from its URL fragment. A browser cannot send a
+            // bearer token when it navigates, so guarding the page itself would lock the dashboard out.
+            guard readOnly else { return Self.methodNotAllowed("GET") }
+            return .answer(AdminAnswer(status: .ok, contentType: "text/html; charset=utf-8", body: Array(DashboardPage.html.utf8)))
         default:
             break
         }
         let segments = path.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
-        let guarded = path == "/" || path == "/tap" || segments.first == "connections"
+        let guarded = path == "/tap" || segments.first == "connections"
         guard guarded else {
             return .answer(.text(.notFound, "not found (try /, /connections, /tap, /metrics, /healthz, /readyz)\n"))
         }
@@ -90,10 +96,6 @@ enum AdminRouter {
             var answer = AdminAnswer.error(.unauthorized, "a bearer token is required (Authorization: Bearer …)")
             answer.headers["WWW-Authenticate"] = "Bearer realm=\"wsgate admin\""
             return .answer(answer)
-        }
-        if path == "/" {
-            guard readOnly else { return Self.methodNotAllowed("GET") }
-            return .answer(AdminAnswer(status: .ok, contentType: "text/html; charset=utf-8", body: Array(DashboardPage.html.utf8)))
         }
         if path == "/tap" {
             guard method == .GET else { return Self.methodNotAllowed("GET") }

@@ -1,7 +1,7 @@
 import Foundation
 import NIOConcurrencyHelpers
 
-/// `admin.token_file` (issue #14 §2): the bearer token that guards the dashboard, `/connections*` and
+/// `admin.token_file` (issue #14 §2): the bearer token that guards the dashboard's data: `/connections*` and
 /// `/tap`. Read from its file at start and again on SIGHUP (a file that cannot be read then keeps the
 /// token in force: the guard never falls open).
 final class AdminToken: Sendable {

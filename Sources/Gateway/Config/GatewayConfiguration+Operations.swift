@@ -10,8 +10,8 @@ extension GatewayConfiguration {
         public var host: String = "127.0.0.1"
         /// Default: 9090.
         public var port: Int = 9090
-        /// `admin.token_file` (issue #14): a file holding the bearer token that `/`, `/connections*` and
-        /// `/tap` require (read at start and again on SIGHUP). `nil`: no token.
+        /// `admin.token_file` (issue #14): a file holding the bearer token that `/connections*` and `/tap`
+        /// require (the dashboard page at `/` sends it from its `#token=`) (read at start and again on SIGHUP). `nil`: no token.
         public var tokenFile: String?
         /// `admin.tap` (issue #14): what the frame tap redacts, and how many taps may run at once.
         public var tap = Tap()
