@@ -101,8 +101,13 @@ struct Tap: AsyncParsableCommand {
         signal(SIGINT, SIG_IGN)
         signal(SIGTERM, SIG_IGN)
         let sources = [SIGINT, SIGTERM].map { DispatchSource.makeSignalSource(signal: $0) }
+        // Set when the user stops the stream: the connection error that closing causes is no failure.
+        let stopped = NIOLockedValueBox(false)
         for source in sources {
-            source.setEventHandler { Task { await stream.close() } }
+            source.setEventHandler {
+                stopped.withLockedValue { $0 = true }
+                Task { await stream.close() }
+            }
             source.resume()
         }
         defer { for source in sources { source.cancel() } }
@@ -131,7 +136,7 @@ struct Tap: AsyncParsableCommand {
                 throw ExitCode(1)
             }
         }
-        if let failure {
+        if let failure, !stopped.withLockedValue({ $0 }) {
             printError("wsgate tap: the stream failed: \(failure)")
             throw ExitCode(1)
         }

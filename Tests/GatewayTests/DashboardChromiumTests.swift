@@ -71,6 +71,77 @@ import Testing
         _ = try await gateway.waitForExit(timeout: .seconds(15))
     }
 
+    /// With `admin.token_file`: the page loads without the token (a browser cannot send one when it
+    /// navigates) and says it needs one; opened as `/#token=…` it shows the live connections. `wsgate tap`
+    /// without the token is refused with the gateway's 401, with `--token-file` it streams.
+    @Test func withATokenTheDashboardAndTapUseTheBearerToken() async throws {
+        guard let chromium = try ChromiumTests.requireChromium(), try WSGateProcess.require(),
+            try await PythonPeer.require("websockets")
+        else { return }
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("wsgate-dashboard-token-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let token = "t0ken-\(UUID().uuidString)"
+        try (token + "\n").write(to: directory.appendingPathComponent("token"), atomically: true, encoding: .utf8)
+        let listenerPort = try await freeLoopbackPort()
+        let adminPort = try await freeLoopbackPort()
+        try await withDemo { demo in
+            let config = """
+                listeners:
+                  - name: plain
+                    address: 127.0.0.1:\(listenerPort)
+                routes:
+                  - upstreams: ["ws://127.0.0.1:\(demo.port)"]
+                admin:
+                  address: 127.0.0.1:\(adminPort)
+                  token_file: token
+                access_log: off
+                """
+            try config.write(to: directory.appendingPathComponent("wsgate.yaml"), atomically: true, encoding: .utf8)
+            let gateway = try WSGateProcess(["run", "-c", directory.appendingPathComponent("wsgate.yaml").path])
+            try await gateway.waitFor("the admin banner") { out, _ in out.contains("wsgate: admin on") }
+            let admin = "http://127.0.0.1:\(adminPort)"
+
+            let refused = try WSGateProcess(["tap", "--admin", admin])
+            let refusedExit = try await refused.waitForExit(timeout: .seconds(10))
+            #expect(refusedExit.status == 1 && refused.errors.contains("401"), "\(refused.errors)")
+            let tap = try WSGateProcess(["tap", "--admin", admin, "--token-file", directory.appendingPathComponent("token").path])
+            try await tap.waitFor("wsgate tap to stream with the token") { _, errors in errors.contains("wsgate tap: streaming") }
+            tap.signal(SIGINT)
+            #expect(try await tap.waitForExit(timeout: .seconds(10)).status == 0, "\(tap.errors)")
+
+            let run = try await ChromiumDriver.run(
+                Self.tokenScenario,
+                chromium: chromium,
+                arguments: [admin + "/", token, "ws://127.0.0.1:\(listenerPort)/echo", directory.appendingPathComponent("profile").path],
+                timeout: .seconds(90)
+            )
+            ChromiumDriver.expectDone(run)
+            gateway.signal(SIGTERM)
+            _ = try await gateway.waitForExit(timeout: .seconds(15))
+        }
+    }
+
+    /// `python3 -c LIBRARY+scenario CHROMIUM DASHBOARD_URL TOKEN ECHO_URL PROFILE`.
+    static let tokenScenario = #"""
+        from websockets.sync.client import connect
+        chromium, dashboard, token, echo_url, profile = sys.argv[1:6]
+        browser = Browser(chromium, profile, [], time.monotonic() + 70)
+        bare = browser.open("without token", dashboard)
+        bare.wait("without the token the page says it needs one", "document.getElementById('status').className === 'error' && document.getElementById('status').textContent.includes('#token=')", 15)
+        page = browser.open("with token", dashboard + "#token=" + token)
+        page.wait("with #token= the page polls", "document.getElementById('status').textContent.includes('with a bearer token')", 15)
+        ws = connect(echo_url, open_timeout=10, compression=None)
+        row = "document.querySelector('#connection-rows tr[data-client$=\":%d\"]')" % ws.socket.getsockname()[1]
+        page.wait("a connection appears", "!!%s" % row, 10)
+        page.eval("%s.querySelector('button.tap').click(); true" % row)
+        page.wait("the tap attaches with the token", "document.getElementById('tap-state').textContent.startsWith('Tapping connection')", 10)
+        ws.close()
+        page.wait("the connection disappears", "!%s" % row, 10)
+        browser.close()
+        print("DONE", flush=True)
+        """#
+
     /// Attacker-controlled text: it must show as text, and its handler must never run.
     static let payload = #"<img src=x onerror="window.pwned=1">hello"#
 
@@ -82,7 +153,8 @@ import Testing
         browser = Browser(chromium, profile, [], time.monotonic() + 80)
         page = browser.open("dashboard", dashboard)
         page.wait("the dashboard polls the admin API", "document.getElementById('status').textContent.startsWith('Updated')", 15)
-        ws = connect(echo_url + "?probe=dashboard", open_timeout=10, close_timeout=10)
+        # No permessage-deflate offer: the frames are tapped as the client sent them, as text.
+        ws = connect(echo_url + "?probe=dashboard", open_timeout=10, close_timeout=10, compression=None)
         row = "document.querySelector('#connection-rows tr[data-client$=\":%d\"]')" % ws.socket.getsockname()[1]
         connection = page.wait("the test's connection appears", "%s && %s.dataset.id" % (row, row), 10)
         page.eval("%s.querySelector('button.tap').click(); true" % row)

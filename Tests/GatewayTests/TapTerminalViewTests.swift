@@ -33,6 +33,9 @@ import Testing
                 == "10:15:02.125  #12  ←  binary             3 B  hex 00 01 ff"
         )
         #expect(self.plain.line(self.frame(.upstreamToClient, nil, opcode: "ping", length: 0)).hasSuffix("(payload not captured)"))
+        #expect(
+            self.plain.line(self.frame(.clientToUpstream, .bytes([0x03, 0xE8, 0x62, 0x79, 0x65]), opcode: "close")).hasSuffix("code 1000 \"bye\"")
+        )
         let open = TapStreamEvent.open(
             .init(connection: 3, time: 1_733_480_102, route: "/chat", client: "127.0.0.1:5", method: "GET", target: "/chat?name=a", headers: [])
         )

@@ -40,7 +40,8 @@ enum DashboardPage {
         .empty td { color: #888; font-style: italic; }
         #tap-rows td { font-family: ui-monospace, monospace; font-size: 12px; }
         #tap-rows .payload { white-space: pre-wrap; word-break: break-all; max-width: 60em; }
-        .arrow { font-weight: 700; } .c2u .arrow { color: #0a6dd8; } .u2c .arrow { color: #9c27b0; }
+        #tap-rows td:not(.payload) { white-space: nowrap; width: 1%; }
+        .arrow { font-weight: 700; font-size: 15px; } .c2u .arrow { color: #0a6dd8; } .u2c .arrow { color: #9c27b0; }
         tr[data-kind=open] td, tr[data-kind=close] td, tr[data-kind=dropped] td { background: #f3f6ee; }
         tr[data-kind=dropped] td { background: #fff4d6; }
         button { font: inherit; cursor: pointer; } tr.tapped td { background: #e8f0fe; }
@@ -52,9 +53,9 @@ enum DashboardPage {
         <table id="connections"><thead><tr><th>id</th><th>listener</th><th>route</th><th>client</th><th>upstream</th><th>protocol</th>
         <th>age</th><th>TLS</th><th>subprotocol</th><th>extensions</th><th>→ msgs</th><th>→ bytes</th><th>← msgs</th><th>← bytes</th><th>state</th><th></th></tr></thead>
         <tbody id="connection-rows"></tbody></table>
+        <h2>Routes</h2><table><thead><tr><th>listener</th><th>route</th><th>open</th><th>total</th><th>→ msgs</th><th>→ bytes</th><th>← msgs</th><th>← bytes</th></tr></thead>
+          <tbody id="route-rows"></tbody></table>
         <div class="grid">
-          <section><h2>Routes</h2><table><thead><tr><th>listener</th><th>route</th><th>open</th><th>total</th><th>→ msgs</th><th>→ bytes</th><th>← msgs</th><th>← bytes</th></tr></thead>
-            <tbody id="route-rows"></tbody></table></section>
           <section><h2>Close codes</h2><table><thead><tr><th>leg</th><th>code</th><th>by</th><th>last minute</th><th>total</th></tr></thead>
             <tbody id="close-rows"></tbody></table></section>
           <section><h2>TLS handshake failures</h2><table><thead><tr><th>leg</th><th>class</th><th>last minute</th><th>total</th></tr></thead>
@@ -197,7 +198,13 @@ enum DashboardPage {
           if (event.event === "frame") {
             const c2u = event.direction === "client_to_upstream";
             let payload = event.payload === null || event.payload === undefined ? "(not captured)" : String(event.payload);
-            if (event.payload_encoding === "base64") payload = "base64: " + payload;
+            if (event.opcode === "close" && event.payload_encoding === "base64") {
+              // RFC 6455 §5.5.1: a two-byte code, then a UTF-8 reason.
+              try {
+                const bytes = Uint8Array.from(atob(String(event.payload)), (c) => c.charCodeAt(0));
+                if (bytes.length >= 2) payload = "code " + ((bytes[0] << 8) | bytes[1]) + (bytes.length > 2 ? " “" + new TextDecoder().decode(bytes.slice(2)) + "”" : "");
+              } catch (error) { payload = "base64: " + payload; }
+            } else if (event.payload_encoding === "base64") payload = "base64: " + payload;
             if (event.truncated) payload += " …(truncated)";
             if (event.compressed) payload += " (deflated)";
             tr = row([tapTime(event.time), cell(c2u ? "→" : "←", "arrow"), String(event.opcode) + (event.fin === false ? " (more)" : ""),

@@ -71,6 +71,11 @@ public struct TapTerminalView: Sendable {
             return self.paint("(payload not captured)", .dim)
         case .text(let text):
             return Self.clean(text, self.previewLength)
+        case .bytes(let bytes) where frame.opcode == "close" && bytes.count >= 2:
+            // RFC 6455 §5.5.1: a two-byte code, then a UTF-8 reason.
+            let code = Int(bytes[0]) << 8 | Int(bytes[1])
+            let reason = String(decoding: bytes.dropFirst(2), as: UTF8.self)
+            return "code \(code)" + (reason.isEmpty ? "" : " " + Self.quoted(reason, self.previewLength))
         case .bytes(let bytes):
             let shown = bytes.prefix(max(1, self.previewLength / 3))
             var hex = shown.map { String($0, radix: 16).leftPadded(2) }.joined(separator: " ")
