@@ -41,7 +41,7 @@ enum DashboardPage {
         #tap-rows td { font-family: ui-monospace, monospace; font-size: 12px; }
         #tap-rows .payload { white-space: pre-wrap; word-break: break-all; max-width: 60em; }
         #tap-rows td:not(.payload) { white-space: nowrap; width: 1%; }
-        .arrow { font-weight: 700; font-size: 15px; } .c2u .arrow { color: #0a6dd8; } .u2c .arrow { color: #9c27b0; }
+        #tap-rows td.arrow { font-weight: 700; font-size: 15px; } #connection-rows td { white-space: nowrap; } .c2u .arrow { color: #0a6dd8; } .u2c .arrow { color: #9c27b0; }
         tr[data-kind=open] td, tr[data-kind=close] td, tr[data-kind=dropped] td { background: #f3f6ee; }
         tr[data-kind=dropped] td { background: #fff4d6; }
         button { font: inherit; cursor: pointer; } tr.tapped td { background: #e8f0fe; }

@@ -21,6 +21,8 @@ enum ChromiumDriver {
     /// Records one issue per `FAIL` line, or for a run that printed no `DONE`.
     static func expectDone(_ run: (status: Int32, output: String), sourceLocation: SourceLocation = #_sourceLocation) {
         let lines = run.output.split(separator: "\n")
+        // The steps, in the test log, pass or fail.
+        print(lines.filter { $0.hasPrefix("OK ") || $0.hasPrefix("FAIL ") || $0 == "DONE" }.joined(separator: "\n"))
         if let failure = lines.first(where: { $0.hasPrefix("FAIL") }) {
             Issue.record("\(failure)\n\(run.output)", sourceLocation: sourceLocation)
         } else if run.status != 0 || !lines.contains("DONE") {
