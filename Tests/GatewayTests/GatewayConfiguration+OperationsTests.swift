@@ -34,8 +34,14 @@ import Testing
             #""9090" has no port (use host:port, e.g. 0.0.0.0:8443 or [::]:8443)"#
         ),
         (.unknownKey, "admin:\n  port: 9090", "admin.port", #"unknown key "port" (valid keys: address, token_file, tap)"#),
-        (.outOfRange, "admin:\n  tap:\n    max_taps: 0", "admin.tap.max_taps", "0 is out of range 1–64 (each tap may hold 4 MiB of queued events)"),
-        (.unknownKey, "admin:\n  tap:\n    redact: [x]", "admin.tap.redact", #"unknown key "redact" (valid keys: redact_headers, redact_query_parameters, max_taps)"#),
+        (
+            .outOfRange, "admin:\n  tap:\n    max_taps: 0", "admin.tap.max_taps",
+            "0 is out of range 1–64 (each tap may hold 4 MiB of queued events)"
+        ),
+        (
+            .unknownKey, "admin:\n  tap:\n    redact: [x]", "admin.tap.redact",
+            #"unknown key "redact" (valid keys: redact_headers, redact_query_parameters, max_taps)"#
+        ),
         (.conflict, "admin:\n  address: 0.0.0.0:8080", "admin.address", "0.0.0.0:8080 is already used by listeners[0]"),
         (.outOfRange, "timeouts:\n  drain: 0s", "timeouts.drain", "must be greater than zero (found 0.0 seconds)"),
     ])
