@@ -125,7 +125,7 @@ struct Run: AsyncParsableCommand {
                     printLine("wsgate: listener \(listener.name) on \(address)")
                 }
                 if let admin = started.admin?.localAddress {
-                    printLine("wsgate: admin on \(admin) (/metrics, /healthz, /readyz)")
+                    printLine("wsgate: admin on \(admin) (dashboard at /, /connections, /tap, /metrics, /healthz, /readyz)")
                 }
             }
         } catch {
