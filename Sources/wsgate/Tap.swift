@@ -78,8 +78,8 @@ struct Tap: AsyncParsableCommand {
         if let client { query.append(("client", client)) }
         if let payload { query.append(("payload", payload.rawValue)) }
 
-        let noColor = ProcessInfo.processInfo.environment["NO_COLOR"].map { !$0.isEmpty } ?? false
-        let view = TapTerminalView(colors: isatty(STDOUT_FILENO) == 1 && !noColor)
+        let colors = TapTerminalView.wantsColors(isTerminal: isatty(STDOUT_FILENO) == 1, noColor: ProcessInfo.processInfo.environment["NO_COLOR"])
+        let view = TapTerminalView(colors: colors)
         let quiet = self.quiet
         let state = NIOLockedValueBox(State(har: self.har == nil ? nil : TapHAR()))
         let group = MultiThreadedEventLoopGroup.singleton

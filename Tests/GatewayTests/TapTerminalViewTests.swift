@@ -58,6 +58,13 @@ import Testing
         #expect(view.line(self.frame(.clientToUpstream, .text(String(repeating: "a", count: 50)), length: 50)).hasSuffix("aaaaaaaaaa…"))
     }
 
+    @Test func coloursOnATerminalUnlessNO_COLORIsSet() {
+        #expect(TapTerminalView.wantsColors(isTerminal: true, noColor: nil))
+        #expect(TapTerminalView.wantsColors(isTerminal: true, noColor: ""))
+        #expect(!TapTerminalView.wantsColors(isTerminal: true, noColor: "1"))
+        #expect(!TapTerminalView.wantsColors(isTerminal: false, noColor: nil))
+    }
+
     @Test func coloursOnlyWhenAsked() {
         let coloured = TapTerminalView(colors: true, timeZone: TimeZone(identifier: "UTC")!)
         #expect(coloured.line(self.frame(.clientToUpstream, .text("hi"))).contains("\u{1B}[36m→\u{1B}[0m"))

@@ -27,6 +27,12 @@ public struct TapTerminalView: Sendable {
         self.previewLength = previewLength
     }
 
+    /// Whether to colour: standard output is a terminal and `NO_COLOR` is unset or empty (no-color.org:
+    /// "when present and not an empty string", colour is off).
+    public static func wantsColors(isTerminal: Bool, noColor: String?) -> Bool {
+        isTerminal && (noColor ?? "").isEmpty
+    }
+
     /// The line for `event` (without a newline).
     public func line(_ event: TapStreamEvent) -> String {
         switch event {
