@@ -1,8 +1,8 @@
 /// The dashboard (issue #14 §3): `GET /` on the admin listener. One HTML page with plain JavaScript, no
 /// build step and nothing loaded from elsewhere, that reads the admin API it is served next to:
 ///
-/// - live connections: `GET /connections` every second (the JSON of docs/DESIGN-NOTES.md, "Live
-///   connections"), one table row per connection, with a button that taps it;
+/// - live connections: `GET /connections?limit=500` every second (the JSON of the README's "Admin
+///   endpoints and metrics"), one table row per connection (the oldest 500), with a button that taps it;
 /// - per-route counters, close codes and TLS handshake failures: `GET /metrics` every second, the
 ///   Prometheus text parsed in the page (`wsgate_connections_open`, `wsgate_connections_total`,
 ///   `wsgate_messages_total`, `wsgate_bytes_total`, `wsgate_close_codes_total`,
@@ -49,7 +49,7 @@ enum DashboardPage {
         <body>
         <h1>wsgate</h1>
         <p id="status">Loading…</p>
-        <h2>Live connections</h2>
+        <h2>Live connections <small id="connections-note"></small></h2>
         <table id="connections"><thead><tr><th>id</th><th>listener</th><th>route</th><th>client</th><th>upstream</th><th>protocol</th>
         <th>age</th><th>TLS</th><th>subprotocol</th><th>extensions</th><th>→ msgs</th><th>→ bytes</th><th>← msgs</th><th>← bytes</th><th>state</th><th></th></tr></thead>
         <tbody id="connection-rows"></tbody></table>
@@ -71,7 +71,7 @@ enum DashboardPage {
         const $ = (id) => document.getElementById(id);
         const token = new URLSearchParams(location.hash.slice(1)).get("token");
         const authorization = token ? { Authorization: "Bearer " + token } : {};
-        const TAP_ROWS = 500;
+        const TAP_ROWS = 500, CONNECTION_ROWS = 500;
         let tapped = null, tapAbort = null, samples = [];
 
         function cell(text, className) {
@@ -110,7 +110,8 @@ enum DashboardPage {
         }
 
         async function refreshConnections() {
-          const list = (await (await get("/connections")).json()).connections || [];
+          const list = (await (await get("/connections?limit=" + CONNECTION_ROWS)).json()).connections || [];
+          $("connections-note").textContent = list.length >= CONNECTION_ROWS ? "(the oldest " + CONNECTION_ROWS + " are shown; the Routes table counts them all)" : "";
           const rows = list.map((c) => {
             const tls = c.tls ? [c.tls.version, c.tls.cipher, c.tls.sni].filter(Boolean).join(" ") : "";
             const ext = c.extensions ? ["client: " + (c.extensions.client || "none"), "upstream: " + (c.extensions.upstream || "none")].join(", ") : "";
