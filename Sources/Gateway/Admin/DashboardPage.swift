@@ -1,3 +1,5 @@
+import CoreMetrics
+
 /// The dashboard (issue #14 §3): `GET /` on the admin listener. One HTML page with plain JavaScript, no
 /// build step and nothing loaded from elsewhere, that reads the admin API it is served next to:
 ///
@@ -24,7 +26,22 @@
 /// `#tap-title`, `#tap-state`, `#tap-rows` (a `tr` per event, `data-kind` `open`, `frame`, `close`,
 /// `dropped`; a frame row's `.arrow` and `.payload` cells), `#tap-stop`.
 enum DashboardPage {
-    static let html = #"""
+    /// The page, with the names of the metrics it reads filled in from their declarations
+    /// (``GatewayMetrics``: a metric's name is spelled once, there).
+    static let html = Self.template.replacingOccurrences(of: "/*METRIC_NAMES*/{}", with: Self.metricNames)
+
+    /// The names as a JavaScript object literal, `{closeCodes: …, messages: …}`.
+    static var metricNames: String {
+        let metrics = GatewayMetrics(factory: NOOPMetricsHandler.instance)
+        let names: [(String, any MetricFamily)] = [
+            ("connectionsOpen", metrics.connectionsOpen), ("connections", metrics.connections),
+            ("messages", metrics.messages), ("bytes", metrics.bytes), ("closeCodes", metrics.closeCodes),
+            ("tlsHandshakeFailures", metrics.tlsHandshakeFailures), ("upgradesRefused", metrics.upgradesRefused),
+        ]
+        return "{" + names.map { "\($0.0): \(TapEvent.quote($0.1.descriptor.name))" }.joined(separator: ", ") + "}"
+    }
+
+    private static let template = #"""
         <!doctype html>
         <html lang="en"><head><meta charset="utf-8"><title>wsgate dashboard</title>
         <meta http-equiv="Content-Security-Policy" content="default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'">
@@ -72,6 +89,7 @@ enum DashboardPage {
         const token = new URLSearchParams(location.hash.slice(1)).get("token");
         const authorization = token ? { Authorization: "Bearer " + token } : {};
         const TAP_ROWS = 500, CONNECTION_ROWS = 500;
+        const METRIC = /*METRIC_NAMES*/{};
         let tapped = null, tapAbort = null, samples = [];
 
         function cell(text, className) {
@@ -166,19 +184,19 @@ enum DashboardPage {
           const series = parseMetrics(await (await get("/metrics")).text());
           const now = Date.now();
           const totals = {
-            closes: sum(series, "wsgate_close_codes_total", ["side", "code", "by"]),
-            tls: sum(series, "wsgate_tls_handshake_failures_total", ["leg", "class"]),
-            refusals: sum(series, "wsgate_upgrades_refused_total", ["listener", "reason", "status"]),
+            closes: sum(series, METRIC.closeCodes, ["side", "code", "by"]),
+            tls: sum(series, METRIC.tlsHandshakeFailures, ["leg", "class"]),
+            refusals: sum(series, METRIC.upgradesRefused, ["listener", "reason", "status"]),
           };
           samples.push({ time: now, totals });
           samples = samples.filter((s) => now - s.time <= 61000);
           fill($("close-rows"), counterRows("closes", totals.closes, now), 5, "No closes yet.");
           fill($("tls-rows"), counterRows("tls", totals.tls, now), 4, "No TLS handshake failures.");
           fill($("refusal-rows"), counterRows("refusals", totals.refusals, now), 5, "No refused upgrades.");
-          const open = sum(series, "wsgate_connections_open", ["listener", "route"]);
-          const total = sum(series, "wsgate_connections_total", ["listener", "route"]);
-          const messages = sum(series, "wsgate_messages_total", ["listener", "route", "direction"]);
-          const bytes = sum(series, "wsgate_bytes_total", ["listener", "route", "direction"]);
+          const open = sum(series, METRIC.connectionsOpen, ["listener", "route"]);
+          const total = sum(series, METRIC.connections, ["listener", "route"]);
+          const messages = sum(series, METRIC.messages, ["listener", "route", "direction"]);
+          const bytes = sum(series, METRIC.bytes, ["listener", "route", "direction"]);
           const keys = new Set([...open.keys(), ...total.keys()]);
           const routes = [...keys].sort().map((key) => {
             const [listener, route] = JSON.parse(key);
