@@ -59,8 +59,8 @@ struct GatewayMetrics: Sendable {
         self.connections = .init("wsgate_connections_total", help: "WebSocket connections established (101 sent)", factory: f)
         self.connectionsOpen = .init("wsgate_connections_open", help: "WebSocket connections being relayed now", factory: f)
         self.upgradesRefused = .init("wsgate_upgrades_refused_total", help: "upgrade requests answered with an HTTP error", factory: f)
-        self.messages = .init("wsgate_messages_total", help: "messages relayed, added when the connection ends", factory: f)
-        self.bytes = .init("wsgate_bytes_total", help: "payload bytes relayed, added when the connection ends", factory: f)
+        self.messages = .init("wsgate_messages_total", help: "messages relayed, added as they flow (within a second)", factory: f)
+        self.bytes = .init("wsgate_bytes_total", help: "payload bytes relayed, added as they flow (within a second)", factory: f)
         self.closeCodes = .init(
             "wsgate_close_codes_total",
             help: "close codes per leg, sent by the peer or by the gateway (1006: TCP lost, 1015: TLS handshake failed)",
