@@ -35,6 +35,7 @@ import Testing
         metrics.frameDeadlineClosed(route: "/chat", side: .upstream)
         metrics.maxLifetimeClosed(route: "/chat")
         metrics.proxyProtocolRefused(listener: "public", .untrustedPeer)
+        metrics.acceptPaused(listener: "public", .emfile)
         metrics.extensionDecided(route: "/chat", side: .client, extension: "permessage-deflate", .notOffered)
         metrics.droppedExtensions(route: "/chat", side: .client, count: 1)
         metrics.uncompressedMessages(route: "/chat", side: .upstream, count: 2)
