@@ -93,10 +93,10 @@ struct UpgradeRecorder {
         let metrics = self.metrics
         session.operations.metrics = metrics
         metrics.sessionOpened(listener: record.listener, route: route)
-        metrics.sessionOpened(listener: record.listener, protocol: record.httpProtocol)
         // Issue #14: messages and bytes reach the counters as they flow; the end flushes the rest.
         let counters = metrics.trafficCounters(listener: record.listener, route: route)
         session.traffic = RelayTraffic(messages: counters.messages, bytes: counters.bytes)
+        metrics.sessionOpened(listener: record.listener, protocol: record.httpProtocol)
         session.onFinish = { outcome, stats in
             metrics.sessionClosed(listener: record.listener, route: route)
             record.clientMessages = stats.client.messages
