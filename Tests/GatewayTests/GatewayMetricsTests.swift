@@ -97,7 +97,7 @@ import Testing
 
     @Test func theCatalogIsEveryDeclarationOnceInDeclarationOrder() {
         let names = GatewayMetrics.catalog.map(\.name)
-        #expect(names.count == 27)
+        #expect(names.count == 28)
         #expect(Set(names).count == names.count)
         #expect(names.first == "wsgate_connections_accepted_total")
         #expect(names.last == "wsgate_connections_by_protocol_total")
