@@ -116,6 +116,7 @@ extension GatewayConfiguration.Route {
                 expected: "require, forward or off"
             )
         },
+        GatewayConfiguration.RouteAuthentication.routeKey,
     ])
 }
 

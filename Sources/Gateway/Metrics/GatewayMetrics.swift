@@ -49,6 +49,8 @@ struct GatewayMetrics: Sendable {
     let compressionMemoryDeclines: CounterFamily<RouteSideLabels>
     // Client certificates (issue #13).
     let clientCertificates: CounterFamily<ClientCertificateLabels>
+    // Authorization stage (issue #13): one per authorizer decision, by method and outcome.
+    let authDecisions: CounterFamily<AuthDecisionLabels>
 
     /// The histogram's name, for its buckets on the Prometheus factory.
     static let upstreamConnectSecondsName = "wsgate_upstream_connect_seconds"
@@ -114,6 +116,11 @@ struct GatewayMetrics: Sendable {
         self.clientCertificates = .init(
             "wsgate_client_certificates_total",
             help: "client certificate outcomes of TLS handshakes that asked for one",
+            factory: f
+        )
+        self.authDecisions = .init(
+            "wsgate_auth_decisions_total",
+            help: "authorization decisions at the handshake, by route, method (jwt, forward) and outcome",
             factory: f
         )
     }
