@@ -94,6 +94,7 @@ import Testing
         }
     }
 
+    /// Catalog H-13: the auth service sees the gateway's own X-Forwarded-For (the socket peer, 127.0.0.1), -Host and -Uri, never the client's forged copies.
     @Test func a2xxAllowsAndItsCopiedHeadersReachTheUpstreamInsteadOfTheClients() async throws {
         guard try await PythonPeer.require("asyncio") else { return }
         let auth = try await AuthService()
