@@ -85,11 +85,19 @@ import Testing
     static func withAuthGateway(
         _ forward: GatewayConfiguration.ForwardAuthentication,
         metrics: TestMetrics = TestMetrics(),
+        accessLog: String? = nil,
         _ body: (_ port: Int, _ upstream: FakeUpstream) async throws -> Void
     ) async throws {
         let upstream = try await FakeUpstream.start { .accept($0) }
         defer { Task { await upstream.close() } }
-        try await withGateway(upstreamPort: upstream.port, metrics: metrics, configure: { $0.routes[0].auth = .init(forward: forward) }) { port in
+        try await withGateway(
+            upstreamPort: upstream.port,
+            metrics: metrics,
+            configure: {
+                $0.routes[0].auth = .init(forward: forward)
+                if let accessLog { $0.accessLog = .file(accessLog) }
+            }
+        ) { port in
             try await body(port, upstream)
         }
     }
@@ -137,17 +145,26 @@ import Testing
         guard try await PythonPeer.require("asyncio") else { return }
         let auth = try await AuthService()
         let metrics = TestMetrics()
-        try await Self.withAuthGateway(auth.forward("/deny401"), metrics: metrics) { port, upstream in
-            let client = try await Self.upgrade(port: port)
-            #expect(try await client.waitForClose())
-            #expect(client.status == 401)
-            #expect(client.text.contains("WWW-Authenticate: Bearer realm=\"wsgate\"\r\n"))
-            #expect(client.text.contains("Connection: close\r\n"))
-            #expect(!client.text.contains("X-Internal"))
-            #expect(client.text.hasSuffix("\r\n\r\nlogin first"))
-            #expect(upstream.accepted == 0)
-            #expect(metrics.total("wsgate_auth_decisions_total", [("outcome", "deny_401")]) == 1)
-            #expect(metrics.total("wsgate_upgrades_refused_total", [("reason", "auth-forward-denied"), ("status", "401")]) == 1)
+        try await GatewayTLSTests.withFile("") { log in
+            try await Self.withAuthGateway(auth.forward("/deny401"), metrics: metrics, accessLog: log) { port, upstream in
+                let client = try await Self.upgrade(port: port)
+                #expect(try await client.waitForClose())
+                #expect(client.status == 401)
+                #expect(client.text.contains("WWW-Authenticate: Bearer realm=\"wsgate\"\r\n"))
+                #expect(client.text.contains("Connection: close\r\n"))
+                #expect(!client.text.contains("X-Internal"))
+                #expect(client.text.hasSuffix("\r\n\r\nlogin first"))
+                #expect(upstream.accepted == 0)
+                #expect(metrics.total("wsgate_auth_decisions_total", [("outcome", "deny_401")]) == 1)
+                #expect(metrics.total("wsgate_upgrades_refused_total", [("reason", "auth-forward-denied"), ("status", "401")]) == 1)
+                // The access log names the refusal's reason.
+                let deadline = ContinuousClock.now + .seconds(5)
+                while GatewayTLSTests.accessLogLines(log).isEmpty, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+                #expect(
+                    GatewayTLSTests.accessLogLines(log).contains { $0.contains("\"refusal\":\"auth-forward-denied\"") },
+                    "\(GatewayTLSTests.accessLogLines(log))"
+                )
+            }
         }
     }
 
