@@ -35,11 +35,13 @@ import Testing
         metrics.frameDeadlineClosed(route: "/chat", side: .upstream)
         metrics.maxLifetimeClosed(route: "/chat")
         metrics.proxyProtocolRefused(listener: "public", .untrustedPeer)
+        metrics.acceptPaused(listener: "public", .emfile)
         metrics.extensionDecided(route: "/chat", side: .client, extension: "permessage-deflate", .notOffered)
         metrics.droppedExtensions(route: "/chat", side: .client, count: 1)
         metrics.uncompressedMessages(route: "/chat", side: .upstream, count: 2)
         metrics.compressionMemoryDeclined(route: "/chat", side: .client)
         metrics.clientCertificate(listener: "public", .verified)
+        metrics.sessionOpened(listener: "public", protocol: "h2")
         metrics.authDecided(route: "/chat", method: "forward", outcome: "allow")
     }
 
@@ -96,7 +98,7 @@ import Testing
 
     @Test func theCatalogIsEveryDeclarationOnceInDeclarationOrder() {
         let names = GatewayMetrics.catalog.map(\.name)
-        #expect(names.count == 27)
+        #expect(names.count == 29)
         #expect(Set(names).count == names.count)
         #expect(names.first == "wsgate_connections_accepted_total")
         #expect(names.last == "wsgate_auth_decisions_total")

@@ -77,9 +77,11 @@ struct YAMLConfigurationReader: Sendable {
             ("routes[].auth", GatewayConfiguration.RouteAuthentication.yaml.names),
             ("routes[].auth.forward", GatewayConfiguration.ForwardAuthentication.yaml.names),
             ("limits", GatewayConfiguration.Limits.yaml.names),
+            ("limits.http2", GatewayConfiguration.HTTP2Limits.yaml.names),
             ("timeouts", GatewayConfiguration.Timeouts.yaml.names),
             ("connection_limits", GatewayConfiguration.ConnectionLimits.yaml.names),
             ("admin", GatewayConfiguration.Admin.yaml.names),
+            ("admin.tap", GatewayConfiguration.Admin.Tap.yaml.names),
         ]
     }
 

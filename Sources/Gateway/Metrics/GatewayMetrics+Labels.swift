@@ -170,6 +170,14 @@ struct ListenerLabels: MetricLabels {
     var values: [String] { [self.listener] }
 }
 
+/// What carried a WebSocket's handshake: `http1` or `h2` (``ClientAnswerEncoding/label``).
+struct ListenerProtocolLabels: MetricLabels {
+    var listener: String
+    var `protocol`: String
+    static let names = ["listener", "protocol"]
+    var values: [String] { [self.listener, self.protocol] }
+}
+
 struct ListenerRouteLabels: MetricLabels {
     var listener: String
     var route: String
@@ -279,6 +287,13 @@ struct ConnectionLimitLabels: MetricLabels {
     var limit: ConnectionLimit
     static let names = ["listener", "limit"]
     var values: [String] { [self.listener, self.limit.rawValue] }
+}
+
+struct AcceptErrorLabels: MetricLabels {
+    var listener: String
+    var error: AcceptError
+    static let names = ["listener", "error"]
+    var values: [String] { [self.listener, self.error.rawValue] }
 }
 
 struct ProxyProtocolRefusalLabels: MetricLabels {
