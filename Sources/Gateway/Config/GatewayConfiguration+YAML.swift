@@ -117,6 +117,7 @@ extension GatewayConfiguration.Route {
                 expected: "require, forward or off"
             )
         },
+        GatewayConfiguration.RouteAuthentication.routeKey,
     ])
 }
 

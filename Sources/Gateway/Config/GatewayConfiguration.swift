@@ -80,6 +80,9 @@ public struct GatewayConfiguration: Sendable, Hashable {
         /// required (403 without), or not forwarded (issue #13; `GatewayConfiguration+ClientCertificates`).
         /// A client's own `X-Forwarded-Client-Cert` is removed whatever this says. Default: `forward`.
         public var clientCertificate: ClientCertificatePolicy = .forward
+        /// Authentication at the handshake (issue #13; `GatewayConfiguration+Auth.swift`): `nil` lets every
+        /// upgrade through to the upstream (the default).
+        public var auth: RouteAuthentication?
 
         public init(
             hosts: [String] = [],

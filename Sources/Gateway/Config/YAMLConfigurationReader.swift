@@ -74,6 +74,8 @@ struct YAMLConfigurationReader: Sendable {
             ("(rate)", RateDraft.yaml.names),
             ("routes[].extensions", GatewayConfiguration.Extensions.yaml.names),
             ("routes[].extensions.permessage_deflate", GatewayConfiguration.PerMessageDeflatePolicy.yaml.names),
+            ("routes[].auth", GatewayConfiguration.RouteAuthentication.yaml.names),
+            ("routes[].auth.forward", GatewayConfiguration.ForwardAuthentication.yaml.names),
             ("limits", GatewayConfiguration.Limits.yaml.names),
             ("limits.http2", GatewayConfiguration.HTTP2Limits.yaml.names),
             ("timeouts", GatewayConfiguration.Timeouts.yaml.names),

@@ -1,0 +1,13 @@
+/// The authorizers of one route, in the order they run: `jwt` first (a local check, cheap and
+/// deciding most refusals), then `forward` (a network call). Built by ``GatewayEnvironment`` when a
+/// configuration is installed, so a reload (SIGHUP) rebuilds them.
+enum RouteAuthorizers {
+    static func make(for route: GatewayConfiguration.Route, metrics: GatewayMetrics) throws -> [any UpgradeAuthorizer] {
+        guard let auth = route.auth else { return [] }
+        var authorizers: [any UpgradeAuthorizer] = []
+        if let forward = auth.forward {
+            authorizers.append(ForwardAuthorizer(forward, route: route.label, metrics: metrics))
+        }
+        return authorizers
+    }
+}
