@@ -307,6 +307,11 @@ func distinguishedName(_ name: OpaquePointer?) -> String? {
 }
 
 extension TLSConnection {
+    /// How many certificates the peer sent, its own included (test hook).
+    var peerCertificateChainLength: Int {
+        SSL_get_peer_cert_chain(self.ssl).map { Int(OPENSSL_sk_num($0)) } ?? 0
+    }
+
     /// Queues a KeyUpdate (update_requested) and lets OpenSSL write it (test hook).
     func requestKeyUpdate() throws {
         OpenSSLErrorQueue.clear()

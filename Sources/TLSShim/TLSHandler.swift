@@ -41,7 +41,7 @@ public final class TLSHandler: ChannelDuplexHandler {
         }
     }
 
-    private let connection: TLSConnection
+    let connection: TLSConnection
     private let configuration: Configuration
     /// Server side and nothing received yet: the first byte is checked for a plain HTTP request.
     private var awaitingFirstByte: Bool

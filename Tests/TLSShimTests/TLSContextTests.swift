@@ -137,6 +137,23 @@ import Testing
         _ = try refused.finish()
     }
 
+    /// The server sends the chain it was configured with, as nginx does (SSL_MODE_NO_AUTO_CHAIN): the
+    /// client CAs in the context's trust store are not appended to a certificate configured without
+    /// intermediates (and no chain is built from the store in every handshake).
+    @Test func theServerSendsOnlyTheConfiguredChain() throws {
+        let server = try TLSServerContext(
+            configuration: Fixtures.serverConfiguration {
+                // The CA that issued the server's certificate is also the one client certificates need.
+                $0.clientAuthentication = TLSClientAuthentication(trustRoots: .pem(Fixtures.ca.certificatePEM), mode: .optional)
+            }
+        )
+        let client = try TLSClientContext(configuration: Fixtures.clientConfiguration { $0.sessionReuse = false })
+        let pair = try Self.connect(server: server, client: client, serverName: "localhost")
+        #expect(pair.clientHandler.connectionInfo?.peerCertificateSubject == "CN=localhost")
+        #expect(pair.clientHandler.connection.peerCertificateChainLength == 1)
+        #expect(try pair.finish())
+    }
+
     @Test func replacingTheContextAffectsNewConnectionsOnly() throws {
         let provider = TLSServerContextProvider(try TLSServerContext(configuration: Fixtures.serverConfiguration()))
         let client = try TLSClientContext(configuration: Fixtures.clientConfiguration { $0.sessionReuse = false })
