@@ -369,6 +369,7 @@ public final class TLSHandler: ChannelDuplexHandler {
     private func encryptAndFlush(context: ChannelHandlerContext) {
         let writes = self.pendingWrites
         self.pendingWrites.removeAll(keepingCapacity: true)
+        self.connection.reserveOutbound(plaintextBytes: writes.reduce(0) { $0 + $1.0.readableBytes })
         var promises: [EventLoopPromise<Void>] = []
         for (index, (buffer, promise)) in writes.enumerated() {
             if let error = self.connection.write(buffer) {
@@ -396,16 +397,14 @@ public final class TLSHandler: ChannelDuplexHandler {
         self.sendCiphertext(context: context, promise: combined, flush: true)
     }
 
-    /// Writes whatever ciphertext OpenSSL produced (completing `promise` at once when there is none).
+    /// Writes whatever ciphertext OpenSSL produced (completing `promise` at once when there is none):
+    /// the BIO's buffer itself, not a copy.
     private func sendCiphertext(context: ChannelHandlerContext, promise: EventLoopPromise<Void>?, flush: Bool) {
-        let pending = self.connection.pendingOutboundBytes
-        guard pending > 0 else {
+        guard let buffer = self.connection.takeOutbound() else {
             promise?.succeed()
             if flush { context.flush() }
             return
         }
-        var buffer = context.channel.allocator.buffer(capacity: pending)
-        self.connection.readOutbound(into: &buffer)
         context.write(Self.wrapOutboundOut(buffer), promise: promise)
         if flush { context.flush() }
     }
