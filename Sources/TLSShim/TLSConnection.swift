@@ -313,6 +313,11 @@ extension TLSConnection {
         SSL_get_peer_cert_chain(self.ssl).map { Int(OPENSSL_sk_num($0)) } ?? 0
     }
 
+    /// Whether OpenSSL frees this connection's record buffers whenever they are empty (test hook).
+    var releasesIdleBuffers: Bool {
+        SSL_ctrl(self.ssl, SSL_CTRL_MODE, 0, nil) & Int(SSL_MODE_RELEASE_BUFFERS) != 0
+    }
+
     /// Queues a KeyUpdate (update_requested) and lets OpenSSL write it (test hook).
     func requestKeyUpdate() throws {
         OpenSSLErrorQueue.clear()

@@ -154,6 +154,21 @@ import Testing
         #expect(try pair.finish())
     }
 
+    /// Server connections free OpenSSL's record buffers when they are empty (SSL_MODE_RELEASE_BUFFERS,
+    /// as nginx), so an idle TLS connection holds none of the 2 × 17 KiB; data still flows both ways.
+    @Test func serverConnectionsReleaseIdleRecordBuffers() throws {
+        let client = try TLSClientContext(configuration: Fixtures.clientConfiguration())
+        let pair = try Self.connect(client: client, serverName: "localhost")
+        #expect(pair.serverHandler.connection.releasesIdleBuffers)
+        pair.client.writeAndFlush(patternBuffer(40_000), promise: nil)
+        try pair.interact()
+        pair.server.writeAndFlush(patternBuffer(40_000, seed: 5), promise: nil)
+        try pair.interact()
+        #expect(pair.serverRecorder.received == patternBuffer(40_000))
+        #expect(pair.clientRecorder.received == patternBuffer(40_000, seed: 5))
+        #expect(try pair.finish())
+    }
+
     @Test func replacingTheContextAffectsNewConnectionsOnly() throws {
         let provider = TLSServerContextProvider(try TLSServerContext(configuration: Fixtures.serverConfiguration()))
         let client = try TLSClientContext(configuration: Fixtures.clientConfiguration { $0.sessionReuse = false })
