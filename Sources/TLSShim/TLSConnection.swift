@@ -188,7 +188,7 @@ final class TLSConnection {
         }
     }
 
-    /// Encrypts `buffer` whole into the write BIO (memory BIOs never block, so OpenSSL writes it all).
+    /// Encrypts `buffer` whole into the write BIO (the BIO never blocks, so OpenSSL writes it all).
     func write(_ buffer: ByteBuffer) -> TLSError? {
         OpenSSLErrorQueue.clear()
         return buffer.withUnsafeReadableBytes { bytes -> TLSError? in

@@ -1,7 +1,7 @@
 import NIOCore
 import NIOTLS
 
-/// TLS over OpenSSL memory BIOs as a channel handler: ciphertext `ByteBuffer`s below, plaintext
+/// TLS over OpenSSL (through a ``ByteBufferBIO``, never a socket) as a channel handler: ciphertext `ByteBuffer`s below, plaintext
 /// `ByteBuffer`s above. The same class serves both ends; build it with
 /// ``server(context:configuration:)``, ``server(provider:configuration:)`` or
 /// ``client(context:serverName:configuration:)``.
