@@ -62,6 +62,9 @@ extension GatewayConfiguration {
             return "listeners changed (\(old.joined(separator: ", ")) → \(new.joined(separator: ", "))); "
                 + "listener addresses are bound at start: restart to change them"
         }
+        if self.eventLoopCount != other.eventLoopCount {
+            return "workers changed (\(self.eventLoopCount) → \(other.eventLoopCount)); the event loops are made at start: restart to change them"
+        }
         if self.admin != other.admin {
             return "the admin address changed; it is bound at start: restart to change it"
         }
