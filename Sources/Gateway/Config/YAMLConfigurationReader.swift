@@ -75,6 +75,7 @@ struct YAMLConfigurationReader: Sendable {
             ("routes[].extensions", GatewayConfiguration.Extensions.yaml.names),
             ("routes[].extensions.permessage_deflate", GatewayConfiguration.PerMessageDeflatePolicy.yaml.names),
             ("limits", GatewayConfiguration.Limits.yaml.names),
+            ("limits.http2", GatewayConfiguration.HTTP2Limits.yaml.names),
             ("timeouts", GatewayConfiguration.Timeouts.yaml.names),
             ("connection_limits", GatewayConfiguration.ConnectionLimits.yaml.names),
             ("admin", GatewayConfiguration.Admin.yaml.names),

@@ -54,6 +54,8 @@ final class GatewayMetrics: Sendable {
     let compressionMemoryDeclines: CounterFamily<RouteSideLabels>
     // Client certificates (issue #13).
     let clientCertificates: CounterFamily<ClientCertificateLabels>
+    // WebSockets over HTTP/2 (issue #16).
+    let connectionsByProtocol: CounterFamily<ListenerProtocolLabels>
 
     /// The histogram's name, for its buckets on the Prometheus factory.
     static let upstreamConnectSecondsName = "wsgate_upstream_connect_seconds"
@@ -124,6 +126,11 @@ final class GatewayMetrics: Sendable {
         self.clientCertificates = .init(
             "wsgate_client_certificates_total",
             help: "client certificate outcomes of TLS handshakes that asked for one",
+            factory: f
+        )
+        self.connectionsByProtocol = .init(
+            "wsgate_connections_by_protocol_total",
+            help: "WebSocket connections established, by what carried the handshake (http1: a 101; h2: an RFC 8441 stream, 200)",
             factory: f
         )
     }
