@@ -118,7 +118,7 @@ struct Run: AsyncParsableCommand {
             printError("wsgate: \(self.config): \(error)")
             throw ExitCode(1)
         }
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: configuration.eventLoopCount)
         do {
             try await runGateway(configuration: configuration, path: self.config, group: group) { started in
                 for (listener, address) in zip(configuration.listeners, started.server.localAddresses) {

@@ -24,6 +24,7 @@ extension GatewayConfiguration {
         .section("admin", \.admin, Admin.yaml),
         Edge.trustedProxiesKey,
         Edge.clientAddressKey,
+        GatewayConfiguration.workersKey,
     ])
 }
 

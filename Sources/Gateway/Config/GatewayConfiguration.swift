@@ -16,6 +16,8 @@ public struct GatewayConfiguration: Sendable, Hashable {
     public var connectionLimits = ConnectionLimits()
     /// Trusted proxies and the client-address source (issue #11; `GatewayConfiguration+Edge.swift`).
     public var edge = Edge()
+    /// Event loops (`workers`; `GatewayConfiguration+Workers.swift`). `nil`: one per core.
+    public var workers: Int?
 
     public init(
         listeners: [Listener],

@@ -17,7 +17,11 @@ import CoreMetrics
 /// `GatewayMetrics+Labels.swift` (or one that exists, such as ``RouteSideLabels``), one recording
 /// method in `GatewayMetrics+Recording.swift`, and its README row (the tests then check all three
 /// agree).
-struct GatewayMetrics: Sendable {
+///
+/// A class of `let`s, not a struct: every connection copies it into its recorder, handlers and relay
+/// session, and as a struct each copy retained and released every family (issue #15: about 1 % of a
+/// connection's CPU in the connect profile, BENCHMARKS.md).
+final class GatewayMetrics: Sendable {
     let connectionsAccepted: CounterFamily<ListenerLabels>
     let connections: CounterFamily<ListenerRouteLabels>
     let connectionsOpen: GaugeFamily<ListenerRouteLabels>
