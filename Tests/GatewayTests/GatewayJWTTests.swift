@@ -128,6 +128,58 @@ import Testing
         #expect(upstream.accepted == 0)
     }
 
+    /// Catalog O-07: every spelling of the upgrade that wsgate accepts goes through the JWT check (no token: 401, never the upstream).
+    @Test func everyUpgradeSpellingIsAuthenticatedAndTheAccessLogNeverHoldsTheToken() async throws {
+        guard let (tokens, directory) = try await JWTVerifierTests.fixture() else { return }
+        defer { try? FileManager.default.removeItem(at: directory) }
+        // It closes at once after its 101, so that the relayed connections end (and are logged) quickly.
+        let upstream = try await FakeUpstream.start { request in
+            var reply = FakeUpstream.Reply.accept(request)
+            reply.closeAfter = true
+            return reply
+        }
+        defer { Task { await upstream.close() } }
+        let log = directory.appendingPathComponent("access.log").path
+        let spellings = [
+            "Upgrade: WebSocket\r\nConnection: Upgrade", "UPGRADE: websocket\r\nConnection: keep-alive, Upgrade",
+            "Upgrade:  websocket \r\nconnection: upgrade",
+        ]
+        try await withGateway(
+            upstreamPort: upstream.port,
+            configure: {
+                $0.routes[0].auth = .init(jwt: Self.jwt(tokens))
+                $0.accessLog = .file(log)
+            }
+        ) { port in
+            for spelling in spellings {
+                let request =
+                    "GET /chat HTTP/1.1\r\nHost: 127.0.0.1\r\n\(spelling)\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+                let answer = try await TestWebSocketClient.rawHandshake(port: port, request: request)
+                #expect(answer.status == 401, "\(spelling)")
+            }
+            // A token in each place a client can put one, accepted and refused: none of it is logged.
+            let token = tokens["rs256"]
+            for headers in [[("Authorization", "Bearer \(token)")], [("Cookie", "session=\(token)")]] {
+                let answer = try await TestWebSocketClient.rawHandshake(port: port, request: Self.request("/chat", headers))
+                #expect(answer.status == 101)
+            }
+            let expired = try await TestWebSocketClient.rawHandshake(port: port, request: Self.request("/chat?access_token=\(tokens["expired"])"))
+            #expect(expired.status == 401)
+        }
+        #expect(upstream.requests.count == 2)
+        let deadline = ContinuousClock.now + .seconds(10)
+        var text = ""
+        while ContinuousClock.now < deadline {
+            text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+            if text.split(separator: "\n").count >= 6 { break }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(text.split(separator: "\n").count == 6, "\(text)")
+        #expect(text.contains("auth-jwt-missing"))
+        #expect(text.contains("auth-jwt-expired"))
+        #expect(!text.contains("eyJ"), "a token in the access log")
+    }
+
     /// A SIGHUP reload re-reads the JWKS: a bad file is refused and the running keys stay; a good one
     /// applies to new handshakes.
     @Test func aReloadRereadsTheJWKSAndABadOneKeepsTheRunningKeys() async throws {
