@@ -180,6 +180,65 @@ import Testing
         #expect(!text.contains("eyJ"), "a token in the access log")
     }
 
+    /// A Python `websockets` upstream that speaks `chat.v1` and says what it was offered.
+    static let subprotocolUpstream = """
+        import asyncio
+        from websockets.asyncio.server import serve
+        async def handler(ws):
+            offered = ws.request.headers.get("Sec-WebSocket-Protocol", "")
+            await ws.send(f"{ws.subprotocol}|{offered}|{ws.request.path}")
+            async for message in ws:
+                await ws.send(message)
+        async def main():
+            async with serve(handler, "127.0.0.1", 0, subprotocols=["chat.v1"]) as server:
+                print(server.sockets[0].getsockname()[1], flush=True)
+                await asyncio.sleep(120)
+        asyncio.run(main())
+        """
+
+    /// A Python `websockets` client carrying its token the way a browser can: in the subprotocol
+    /// offer (Kubernetes' `base64url.bearer.authorization.k8s.io.` convention) next to a real one.
+    static let subprotocolClient = """
+        import asyncio, base64, sys
+        from websockets.asyncio.client import connect
+        from websockets.exceptions import InvalidStatus
+        url, token = sys.argv[1], sys.argv[2]
+        entry = "base64url.bearer.authorization.k8s.io." + base64.urlsafe_b64encode(token.encode()).decode().rstrip("=")
+        async def main():
+            async with connect(url, subprotocols=["chat.v1", entry], compression=None) as ws:
+                assert ws.subprotocol == "chat.v1", ws.subprotocol
+                hello = await ws.recv()
+                chosen, offered, path = hello.split("|")
+                assert chosen == "chat.v1" and offered == "chat.v1", hello
+                assert "k8s.io" not in offered and token not in path, hello
+                await ws.send("hi")
+                assert await ws.recv() == "hi"
+            try:
+                async with connect(url, subprotocols=[entry], compression=None):
+                    raise SystemExit("a token-only offer was accepted")
+            except InvalidStatus as error:
+                assert error.response.status_code == 400, error.response.status_code
+            print("OK")
+        asyncio.run(main())
+        """
+
+    @Test func aBrowserStyleTokenInTheSubprotocolOfferAgreesTheRealSubprotocolEndToEnd() async throws {
+        guard let (tokens, directory) = try await JWTVerifierTests.fixture() else { return }
+        defer { try? FileManager.default.removeItem(at: directory) }
+        guard try await PythonPeer.require("websockets") else { return }
+        let upstream = try PythonPeer(script: Self.subprotocolUpstream)
+        defer { upstream.stop() }
+        let upstreamPort = Int(try await upstream.firstLine())!
+        try await withGateway(
+            upstreamPort: upstreamPort,
+            configure: { $0.routes[0].auth = .init(jwt: Self.jwt(tokens) { $0.tokenSources = [.subprotocol] }) }
+        ) { port in
+            let run = try await runPython(["-c", Self.subprotocolClient, "ws://127.0.0.1:\(port)/chat", tokens["es256"]], timeout: .seconds(30))
+            #expect(run.status == 0, "\(run.output)")
+            #expect(run.output.contains("OK"), "\(run.output)")
+        }
+    }
+
     /// A SIGHUP reload re-reads the JWKS: a bad file is refused and the running keys stay; a good one
     /// applies to new handshakes.
     @Test func aReloadRereadsTheJWKSAndABadOneKeepsTheRunningKeys() async throws {
