@@ -227,6 +227,34 @@ extension ClientConnectionHandlerAuthorizationTests {
         try upgrade.finish()
     }
 
+    /// Catalog O-07: every spelling of the upgrade headers that wsgate treats as an upgrade meets the route's authorizers (a refusing one answers 401, the upstream never contacted; an allowing one lets it through).
+    @Test func everyUpgradeSpellingMeetsTheAuthorizationStage() throws {
+        let spellings = [
+            ("Upgrade: WebSocket", "Connection: Upgrade"), ("UPGRADE: websocket", "Connection: Upgrade"),
+            ("Upgrade: websocket", "Connection: keep-alive, Upgrade"), ("Upgrade: websocket", "Connection: upgrade"),
+            ("Upgrade:  websocket ", "Connection: Upgrade"), ("Upgrade: websocket", "Connection: close, Upgrade"),
+        ]
+        for (upgradeLine, connectionLine) in spellings {
+            let request = Array(
+                ("GET /chat HTTP/1.1\r\nHost: gw.example\r\n\(upgradeLine)\r\n\(connectionLine)\r\n"
+                    + "Sec-WebSocket-Key: \(Handshake.clientKey)\r\nSec-WebSocket-Version: 13\r\n\r\n").utf8
+            )
+            let refusing = ScriptedAuthorizer(.deny(HandshakeRejection(401, "no", reason: "auth-forward-denied")))
+            let refused = try Self.upgrade([refusing])
+            refused.deliver(request, to: refused.client)
+            #expect(refusing.calls == 1, "\(upgradeLine) / \(connectionLine)")
+            #expect(try Handshake.answer(refused.client)?.status == 401, "\(upgradeLine) / \(connectionLine)")
+            #expect(refused.connector.channels.isEmpty)
+            try refused.finish()
+            let allowing = ScriptedAuthorizer(.allow(.none))
+            let allowed = try Self.upgrade([allowing])
+            allowed.deliver(request, to: allowed.client)
+            #expect(allowing.calls == 1 && allowed.connector.channels.count == 1, "\(upgradeLine) / \(connectionLine)")
+            allowed.upstream?.close(promise: nil)
+            allowed.loop.run()
+        }
+    }
+
     @Test func theClientLeavingWhileAuthorizingAbandonsTheCallAndALateAllowConnectsNothing() throws {
         let forward = ScriptedAuthorizer()
         let upgrade = try Self.upgrade([forward])

@@ -34,13 +34,11 @@ extension GatewayConfiguration {
             self.url = url
         }
 
-        /// A response head larger than this is a failed answer (502).
-        static let maxResponseHeadBytes = 16 * 1024
-        /// A refusal body relayed to the client is cut at this many bytes; a larger body is read and discarded
-        /// up to ``maxResponseBodyBytes``.
+        /// An answer (head and body) larger than this is a failed answer (502) and its connection is closed:
+        /// a broken or hostile auth service cannot make the gateway read without end.
+        static let maxResponseBytes = 64 * 1024
+        /// A refusal's body relayed to the client is cut at this many bytes.
         static let maxRelayedBodyBytes = 4 * 1024
-        /// A response body larger than this is a failed answer (502), and its connection is closed.
-        static let maxResponseBodyBytes = 64 * 1024
     }
 }
 
