@@ -167,6 +167,11 @@ import Testing
             }
         }
         #expect(throws: GatewayError.self) { try JWTKeySet.load(path: directory.appendingPathComponent("missing").path, algorithms: ["RS256"]) }
+        // `wsgate check` reads them as the start does, and names the route.
+        var configuration = GatewayConfiguration(listeners: [.init(host: "127.0.0.1", port: 0)], routes: [.init(pathPrefix: "/chat", upstreams: [])])
+        configuration.routes[0].auth = .init(jwt: .init(jwks: directory.appendingPathComponent("0.json").path))
+        let error = #expect(throws: GatewayError.self) { try configuration.checkJWKSFiles() }
+        #expect(error?.description.hasPrefix("route /chat: auth.jwt: JWKS") == true)
     }
 
     @Test func theGrantStripsEveryCarrierAndAddsOnlyTheGatewaysClaimHeaders() {

@@ -109,3 +109,18 @@ struct JWTAuthorizer: UpgradeAuthorizer {
         return grant
     }
 }
+
+extension GatewayConfiguration {
+    /// Reads every route's `auth.jwt.jwks` as the start and a reload do, so that `wsgate check` refuses
+    /// a configuration whose keys would refuse the start (blocking file I/O).
+    public func checkJWKSFiles() throws {
+        for route in self.routes {
+            guard let jwt = route.auth?.jwt else { continue }
+            do {
+                _ = try JWTKeySet.load(path: jwt.jwks, algorithms: jwt.algorithms)
+            } catch {
+                throw GatewayError("route \(route.label): auth.jwt: \(error)")
+            }
+        }
+    }
+}
