@@ -72,10 +72,12 @@ public enum EmbeddedDefault {
             ("\(ws)/echo", "every message comes back (permessage-deflate when the client offers it)"),
             ("\(ws)/chat?name=you", "a chat room; who is online is broadcast on every join and leave"),
             ("\(wss)/echo", "the same over TLS (self-signed certificate made at start)"),
+            ("http://\(host):\(upstreamPort)/?gateway=\(ws)", "the chat in a browser (a page the demo upstream serves)"),
         ]
         if let admin {
             let base = url("http", admin)
             rows += [
+                ("\(base)/", "admin: the dashboard (live connections, counters, frame tap)"),
                 ("\(base)/metrics", "admin: Prometheus metrics"),
                 ("\(base)/healthz", "admin: 200 while the process serves"),
                 ("\(base)/readyz", "admin: 200; 503 once a drain starts"),

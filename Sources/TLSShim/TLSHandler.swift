@@ -151,10 +151,7 @@ public final class TLSHandler: ChannelDuplexHandler {
     public func errorCaught(context: ChannelHandlerContext, error: any Error) {
         switch self.stateMachine.transportFailed("\(error)") {
         case .failHandshake(let tlsError):
-            self.cancelTimer()
-            self.failPendingWrites(tlsError)
-            context.fireErrorCaught(tlsError)
-            context.close(promise: nil)
+            self.failWithoutAlert(tlsError, context: context)
         case .forward:
             context.fireErrorCaught(error)
         }
@@ -424,10 +421,26 @@ public final class TLSHandler: ChannelDuplexHandler {
 
     /// Sends the alert OpenSSL queued (if any), fails pending writes, fires `error` and closes.
     private func fail(_ error: TLSError, context: ChannelHandlerContext) {
+        self.fail(error, context: context, sendingAlert: true)
+    }
+
+    /// ``fail(_:context:)`` without the alert: for a transport that already failed (a reset during the
+    /// handshake), where the write could only fail too. Everything else is the same.
+    private func failWithoutAlert(_ error: TLSError, context: ChannelHandlerContext) {
+        self.fail(error, context: context, sendingAlert: false)
+    }
+
+    /// Cancels the handshake timer, fails pending writes, writes the queued alert when `sendingAlert`,
+    /// fires `error`, and closes once the alert (if any) is written.
+    private func fail(_ error: TLSError, context: ChannelHandlerContext, sendingAlert: Bool) {
         self.cancelTimer()
         self.failPendingWrites(error)
         let written = context.eventLoop.makePromise(of: Void.self)
-        self.sendCiphertext(context: context, promise: written, flush: true)
+        if sendingAlert {
+            self.sendCiphertext(context: context, promise: written, flush: true)
+        } else {
+            written.succeed()
+        }
         context.fireErrorCaught(error)
         written.futureResult.assumeIsolated().whenComplete { _ in
             context.close(promise: nil)

@@ -17,7 +17,7 @@ struct WSGate: AsyncParsableCommand {
         commandName: "wsgate",
         abstract: "An intercepting WebSocket gateway.",
         discussion: "With no subcommand, runs the gateway on its embedded default in front of a built-in demo upstream.",
-        subcommands: [Demo.self, Run.self, Check.self, Echo.self],
+        subcommands: [Demo.self, Run.self, Check.self, Echo.self, Tap.self],
         defaultSubcommand: Demo.self
     )
 }
@@ -125,7 +125,7 @@ struct Run: AsyncParsableCommand {
                     printLine("wsgate: listener \(listener.name) on \(address)")
                 }
                 if let admin = started.admin?.localAddress {
-                    printLine("wsgate: admin on \(admin) (/metrics, /healthz, /readyz)")
+                    printLine("wsgate: admin on \(admin) (dashboard at /, /connections, /tap, /metrics, /healthz, /readyz)")
                 }
             }
         } catch {

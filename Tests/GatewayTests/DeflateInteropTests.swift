@@ -124,15 +124,9 @@ import Testing
     func compressionOnAndOffOnEachLeg(index: Int) async throws {
         let (clientPeer, clientOn, upstreamPeer, upstreamOn) = Self.combinations[index]
         guard try await PythonPeer.require(clientPeer.module), try await PythonPeer.require(upstreamPeer.module) else { return }
-        let upstream = try PythonPeer(
-            script: upstreamPeer == .websockets ? Self.websocketsUpstream : Self.aiohttpUpstream,
-            arguments: [upstreamOn ? "on" : "off"]
-        )
-        defer { upstream.stop() }
-        let upstreamPort = Int(try await upstream.firstLine())!
         let metrics = TestMetrics()
-        try await withGateway(
-            upstreamPort: upstreamPort,
+        try await withGatewayAndPythonUpstream(
+            (upstreamPeer == .websockets ? Self.websocketsUpstream : Self.aiohttpUpstream, [upstreamOn ? "on" : "off"]),
             metrics: metrics,
             configure: {
                 $0.limits.maxMessageSize = 2 << 20
@@ -189,12 +183,9 @@ import Testing
     @Test(arguments: [true, false])
     func aCompressedMessageOfExactlyTheLimitGoesThroughAndOneMoreByteIs1009(upstreamCompression: Bool) async throws {
         guard try await PythonPeer.require("websockets") else { return }
-        let upstream = try PythonPeer(script: Self.websocketsUpstream, arguments: [upstreamCompression ? "on" : "off"])
-        defer { upstream.stop() }
-        let upstreamPort = Int(try await upstream.firstLine())!
         let limit = 1 << 20
-        try await withGateway(
-            upstreamPort: upstreamPort,
+        try await withGatewayAndPythonUpstream(
+            (Self.websocketsUpstream, [upstreamCompression ? "on" : "off"]),
             configure: {
                 $0.limits.maxMessageSize = limit
                 $0.limits.maxFrameSize = limit
@@ -209,11 +200,8 @@ import Testing
     /// `strip` on both legs (the default): peers that want compression get none, and it all still works.
     @Test func stripOnBothLegsWithPeersThatWantCompression() async throws {
         guard try await PythonPeer.require("websockets") else { return }
-        let upstream = try PythonPeer(script: Self.websocketsUpstream, arguments: ["on"])
-        defer { upstream.stop() }
-        let upstreamPort = Int(try await upstream.firstLine())!
-        try await withGateway(
-            upstreamPort: upstreamPort,
+        try await withGatewayAndPythonUpstream(
+            (Self.websocketsUpstream, ["on"]),
             configure: {
                 $0.limits.maxMessageSize = 2 << 20
                 $0.limits.maxFrameSize = 2 << 20

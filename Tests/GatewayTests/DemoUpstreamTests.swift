@@ -149,6 +149,23 @@ struct DemoUpstreamTests {
         }
     }
 
+    /// `GET /` is the chat page (a browser's request, no upgrade); a WebSocket handshake to `/` is still 404.
+    @Test func servesTheChatPageAtTheRootAndRefusesAnUpgradeThere() async throws {
+        try await withDemo { demo in
+            let page = try await TestWebSocketClient.rawHandshake(
+                port: demo.port,
+                request: "GET /?gateway=ws://127.0.0.1:8080 HTTP/1.1\r\nHost: x\r\nAccept: text/html\r\n\r\n"
+            )
+            #expect(page.status == 200)
+            let headers = Dictionary(page.headers.map { ($0.0.lowercased(), $0.1) }, uniquingKeysWith: { first, _ in first })
+            #expect(headers["content-type"] == "text/html; charset=utf-8")
+            #expect(headers["content-security-policy"]?.contains("connect-src ws: wss:") == true)
+            #expect(page.body == DemoChatPage.html)
+            let upgrade = try await TestWebSocketClient.rawHandshake(port: demo.port, request: Self.upgradeRequest(path: "/"))
+            #expect(upgrade.status == 404)
+        }
+    }
+
     @Test func acceptsUpgradeAndConnectionTokensCaseInsensitively() async throws {
         try await withDemo { demo in
             let request = Self.upgradeRequest(upgrade: "WebSocket", connection: "keep-alive, UPGRADE")

@@ -48,13 +48,18 @@ import Testing
         let metrics = TestMetrics()
         let upstream = try await FakeUpstream.start { .accept($0) }
         defer { Task { await upstream.close() } }
-        try await withGatewayServer(upstreamPort: upstream.port, metrics: metrics) { server, port in
-            // Neither peer ever answers a Close (close timeout: the default 10 s, longer than the drain).
+        // Neither peer ever answers a Close, and the close timeout (60 s) is far longer than the drain's
+        // deadline (300 ms): only the deadline can end the connection. The bound on how long the drain
+        // took is generous (a loaded machine is slow, not wrong); the exact deadline is tested under
+        // virtual time (ConnectionRegistry+DrainTests).
+        try await withGatewayServer(upstreamPort: upstream.port, metrics: metrics, configure: { $0.timeouts.close = .seconds(60) }) {
+            server,
+            port in
             let client = try await TestWebSocketClient.connect(port: port, path: "/")
             let start = ContinuousClock.now
             let result = await server.drain(timeout: .milliseconds(300))
             #expect(result == .init(closed: 0, forced: 1))
-            #expect(ContinuousClock.now - start < .seconds(3))
+            #expect(ContinuousClock.now - start < .seconds(30), "the drain waited for the close timeout, not its deadline")
             #expect(try await client.receiveMessage() == .close(.goingAway, RelaySession.drainReason))
             try await client.waitForTCPClose()
             // Closed by the gateway at the deadline: not counted as connections lost by their peers.
@@ -69,11 +74,13 @@ import Testing
         let upstream = try await FakeUpstream.start { .accept($0) }
         defer { Task { await upstream.close() } }
         try await withGatewayServer(upstreamPort: upstream.port, metrics: metrics) { server, port in
-            // Connected before the drain, request sent after it began.
+            // Accepted before the drain, request sent after it began (each waited for, not slept for).
             let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton).connect(host: "127.0.0.1", port: port).get()
-            try await Task.sleep(for: .milliseconds(50))
+            await metrics.eventually(.seconds(10)) { metrics.total("wsgate_connections_accepted_total") == 1 }
+            #expect(metrics.total("wsgate_connections_accepted_total") == 1)
             let drain = Task { await server.drain(timeout: .seconds(2)) }
-            try await Task.sleep(for: .milliseconds(50))
+            await waitFor { server.isDraining }
+            #expect(server.isDraining)
             let collector = ResponseCollector()
             try await channel.pipeline.addHandler(collector)
             try await channel.writeAndFlush(ByteBuffer(string: OperationsMetricsTests.upgradeRequest))

@@ -73,17 +73,18 @@ import Testing
             "ws://127.0.0.1:18080/echo", "ws://127.0.0.1:18080/chat?name=you", "wss://127.0.0.1:18443/echo",
             "http://127.0.0.1:19090/metrics", "http://127.0.0.1:19090/healthz", "http://127.0.0.1:19090/readyz",
             "python3 -m websockets ws://127.0.0.1:18080/echo", "(127.0.0.1:4242)",
+            "http://127.0.0.1:4242/?gateway=ws://127.0.0.1:18080", "http://127.0.0.1:19090/ ",
         ] {
             #expect(banner.contains(url), "\(url) in:\n\(banner)")
         }
         // The descriptions line up in one column.
         let rows = banner.split(separator: "\n").filter { $0.hasPrefix("  ws") || $0.hasPrefix("  http") }
-        #expect(rows.count == 6)
+        #expect(rows.count == 8)
         let columns = rows.map { row in row.count - row.dropFirst(2).drop { $0 != " " }.drop { $0 == " " }.count }
         #expect(Set(columns).count == 1, "\(banner)")
 
         let withoutAdmin = EmbeddedDefault.banner(listeners: listeners, admin: nil, upstreamPort: 4242)
-        #expect(!withoutAdmin.contains("http://"))
+        #expect(!withoutAdmin.contains("http://127.0.0.1:19090"))
         #expect(withoutAdmin.contains("The admin listener is off."))
     }
 }

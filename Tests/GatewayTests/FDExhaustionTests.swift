@@ -59,7 +59,7 @@ import Testing
         return fd
     }
 
-    /// Catalog R-12: out of descriptors, accept errors back off (CPU < 5 % of a core while saturated, no log flood, no exit), existing sessions keep working, and accepting resumes within about a second of descriptors being freed.
+    /// Catalog R-12: out of descriptors, accept errors back off (CPU < 5 % of a core while saturated, no log flood, no exit), existing sessions keep working, and accepting resumes within about a second of descriptors being freed; each pause is counted (`wsgate_accept_errors_total`) and logged once a minute with its errno.
     @Test func acceptErrorsBackOffAndTheGatewayRecoversWhenDescriptorsFree() async throws {
         guard try WSGateProcess.require() else { return }
         try await withDemo { demo in
@@ -98,6 +98,10 @@ import Testing
             let cpu = Self.cpuSeconds(pid) - cpuBefore
             #expect(cpu >= 0 && cpu < 0.15, "gateway CPU while saturated: \(cpu) s in 3 s")
             #expect(gateway.errors.utf8.count - stderrBefore < 4096, "log output while saturated: \(gateway.errors.suffix(2000))")
+            // One pause a second, but one log line (a minute's worth), naming the errno and the pause.
+            let pauseLines = gateway.errors.split(separator: "\n").filter { $0.contains("accept failed, listener paused") }
+            #expect(pauseLines.count == 1, "\(pauseLines)")
+            #expect(pauseLines.first?.contains("error=EMFILE") == true && pauseLines.first?.contains("pause=1000ms") == true, "\(pauseLines)")
             #expect(gateway.process.isRunning)
 
             // The existing session is unaffected.
@@ -118,6 +122,10 @@ import Testing
             try await existing.send(text: "still")
             #expect(try await existing.receiveMessage() == .text("still"))
             #expect(gateway.process.isRunning)
+            // Every pause was counted (about one a second while saturated).
+            let metrics = try await OperationsMetricsTests.get(adminPort, "/metrics").body
+            let counted = metrics.split(separator: "\n").first { $0.hasPrefix("wsgate_accept_errors_total{") && $0.contains(#"error="EMFILE""#) }
+            #expect((counted?.split(separator: " ").last.flatMap { Int($0) } ?? 0) >= 2, "\(counted ?? "no wsgate_accept_errors_total")")
             try await client.close()
             try await existing.close()
             gateway.signal(SIGTERM)

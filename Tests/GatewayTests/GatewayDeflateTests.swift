@@ -145,15 +145,12 @@ import Testing
     /// RELIABILITY R-05: 100 MiB of zeros in about 100 KiB; the client gets 1009, the upstream 1001, and
     /// nothing beyond the limit is forwarded.
     @Test func decompressionBombFromTheClientGets1009() async throws {
-        let upstream = try await FakeUpstream.start { .accept($0) }
-        defer { Task { await upstream.close() } }
-        try await withGateway(
-            upstreamPort: upstream.port,
+        try await withGatewayAndRecordingUpstream(
             configure: {
                 Self.policy(client: .negotiate, upstream: .strip)(&$0)
                 $0.timeouts.close = .milliseconds(300)
             }
-        ) { port in
+        ) { port, upstream in
             let client = try await TestWebSocketClient.connect(port: port, path: "/", headers: Self.offer)
             let deflater = PerMessageDeflater(windowBits: 15, noContextTakeover: false, level: 9)
             var input = ByteBuffer(bytes: [UInt8](repeating: 0, count: 1 << 20))

@@ -79,17 +79,14 @@ import Testing
 
     @Test func aTruncatedHeaderIsClosedAtTheDeadlineAndNothingBehindItIsRead() async throws {
         let metrics = TestMetrics()
-        let upstream = try await FakeUpstream.start { .accept($0) }
-        defer { Task { await upstream.close() } }
-        try await withGateway(
-            upstreamPort: upstream.port,
+        try await withGatewayAndRecordingUpstream(
             metrics: metrics,
             configure: {
                 $0.listeners[0].proxyProtocol = .v2
                 $0.trustedProxies = ["127.0.0.1"]
                 $0.timeouts.proxyHeader = .milliseconds(200)
             }
-        ) { port in
+        ) { port, upstream in
             // The signature and a 12-byte INET length, then only 4 of the 12 address bytes.
             let partial = ProxyProtocolDecoder.v2Signature + [0x21, 0x11, 0, 12, 1, 2, 3, 4]
             let answer = try await RawClient.exchange(from: "127.0.0.1", port: port, String(decoding: partial, as: UTF8.self))
@@ -102,16 +99,13 @@ import Testing
     @Test func aListenerForV1RefusesHAProxysV2() async throws {
         guard try HAProxy.require() else { return }
         let metrics = TestMetrics()
-        let upstream = try await FakeUpstream.start { .accept($0) }
-        defer { Task { await upstream.close() } }
-        try await withGateway(
-            upstreamPort: upstream.port,
+        try await withGatewayAndRecordingUpstream(
             metrics: metrics,
             configure: {
                 $0.listeners[0].proxyProtocol = .v1
                 $0.trustedProxies = ["127.0.0.1"]
             }
-        ) { port in
+        ) { port, upstream in
             let haproxy = try await HAProxy.start(forwardingTo: port, option: "send-proxy-v2")
             defer { haproxy.stop() }
             let answer = try await RawClient.exchange(from: Self.clientAddress, port: haproxy.port, Self.request())
@@ -124,16 +118,13 @@ import Testing
 
     @Test func aPeerOutsideTrustedProxiesIsClosedAtAcceptOnAProxyListener() async throws {
         let metrics = TestMetrics()
-        let upstream = try await FakeUpstream.start { .accept($0) }
-        defer { Task { await upstream.close() } }
-        try await withGateway(
-            upstreamPort: upstream.port,
+        try await withGatewayAndRecordingUpstream(
             metrics: metrics,
             configure: {
                 $0.listeners[0].proxyProtocol = .any
                 $0.trustedProxies = ["127.0.0.1"]
             }
-        ) { port in
+        ) { port, upstream in
             // 127.0.0.2 claims to be 1.2.3.4 in a well-formed header: closed unread, nothing upstream.
             let answer = try await RawClient.exchange(from: Self.clientAddress, port: port, "PROXY TCP4 1.2.3.4 127.0.0.1 1 2\r\n" + Self.request())
             #expect(answer.isEmpty)
@@ -148,9 +139,7 @@ import Testing
 
     /// Catalog H-13: over a socket, an untrusted client's X-Forwarded-For/-Proto are replaced by the socket peer's; only a trusted proxy's are appended.
     @Test func aPlainListenerNoLongerBelievesAClientsForwardingHeadersButATrustedProxysAreAppended() async throws {
-        let upstream = try await FakeUpstream.start { .accept($0) }
-        defer { Task { await upstream.close() } }
-        try await withGateway(upstreamPort: upstream.port, configure: { $0.trustedProxies = ["127.0.0.1"] }) { port in
+        try await withGatewayAndRecordingUpstream(configure: { $0.trustedProxies = ["127.0.0.1"] }) { port, upstream in
             let forged = "X-Forwarded-For: 6.6.6.6\r\nX-Forwarded-Proto: https\r\nTrue-Client-IP: 6.6.6.6\r\n"
             _ = try await RawClient.exchange(from: Self.clientAddress, port: port, Self.request(extra: forged))
             _ = try await RawClient.exchange(from: "127.0.0.1", port: port, Self.request(extra: "X-Forwarded-For: 203.0.113.9\r\n"))
@@ -164,16 +153,13 @@ import Testing
     }
 
     @Test func perIPConnectionCapsCountTheAddressOfThePROXYHeader() async throws {
-        let upstream = try await FakeUpstream.start { .accept($0) }
-        defer { Task { await upstream.close() } }
-        try await withGateway(
-            upstreamPort: upstream.port,
+        try await withGatewayAndRecordingUpstream(
             configure: {
                 $0.listeners[0].proxyProtocol = .v1
                 $0.trustedProxies = ["127.0.0.1"]
                 $0.connectionLimits.perIPConnections = 1
             }
-        ) { port in
+        ) { port, upstream in
             // Three connections from the same proxy: two for client 1.2.3.4 (the second over the cap of
             // 1), one for 5.6.7.8. Capping the proxy's own address would refuse the third too.
             let first = try await RawClient.connect(from: "127.0.0.1", port: port, "PROXY TCP4 1.2.3.4 127.0.0.1 1 2\r\n" + Self.request())
@@ -222,16 +208,13 @@ import Testing
     /// untrusted address a trusted proxy names, not the proxy: two clients behind one proxy each get
     /// their own count, and the second connection of one client over the cap is 503 before any upstream.
     @Test func chainModeCountsThePerIPCapByTheChainsClientNotTheProxy() async throws {
-        let upstream = try await FakeUpstream.start { .accept($0) }
-        defer { Task { await upstream.close() } }
-        try await withGateway(
-            upstreamPort: upstream.port,
+        try await withGatewayAndRecordingUpstream(
             configure: {
                 $0.trustedProxies = ["127.0.0.1"]
                 $0.clientAddress = .chain
                 $0.connectionLimits.perIPConnections = 1
             }
-        ) { port in
+        ) { port, upstream in
             let first = try await RawClient.connect(from: "127.0.0.1", port: port, Self.request(extra: "X-Forwarded-For: 198.51.100.4\r\n"))
             defer { first.channel.close(promise: nil) }
             #expect(first.answer.hasPrefix("HTTP/1.1 101"), "\(first.answer)")
@@ -246,9 +229,7 @@ import Testing
 
     /// Catalog H-10: a forged Host over a socket is 400.
     @Test func theIssuesForgedHostIs400() async throws {
-        let upstream = try await FakeUpstream.start { .accept($0) }
-        defer { Task { await upstream.close() } }
-        try await withGateway(upstreamPort: upstream.port) { port in
+        try await withGatewayAndRecordingUpstream { port, upstream in
             let answer = try await RawClient.exchange(from: "127.0.0.1", port: port, Self.request(host: #"[a",for=6.6.6.6;proto=https;host="b]"#))
             #expect(answer.hasPrefix("HTTP/1.1 400"), "\(answer)")
             #expect(upstream.requests.isEmpty)
@@ -259,33 +240,29 @@ import Testing
     @Test func aHostThatIsNotTheSNINameIs421WhenTheListenerRequiresTheMatch() async throws {
         guard try await PythonPeer.require("ssl") else { return }
         let certificate = try GatewayTLSTests.certificate(names: ["localhost", "other.example"])
-        let upstream = try await FakeUpstream.start { .accept($0) }
-        defer { Task { await upstream.close() } }
-        try await withGateway(
-            upstreamPort: upstream.port,
+        try await withGatewayAndRecordingUpstream(
             configure: {
                 $0.listeners[0].tls = TLSServerConfiguration(defaultIdentity: certificate.identity)
                 $0.listeners[0].requireSNIHostMatch = true
             }
-        ) { port in
-            let script = """
-                import socket, ssl, sys
-                def status(sni, host):
-                    ctx = ssl.create_default_context()
-                    ctx.check_hostname = False
-                    ctx.verify_mode = ssl.CERT_NONE
-                    with socket.create_connection(("127.0.0.1", int(sys.argv[1]))) as raw:
-                        with ctx.wrap_socket(raw, server_hostname=sni) as s:
-                            s.sendall((f"GET / HTTP/1.1\\r\\nHost: {host}\\r\\nUpgrade: websocket\\r\\nConnection: Upgrade\\r\\n"
-                                       "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\\r\\nSec-WebSocket-Version: 13\\r\\n\\r\\n").encode())
-                            answer = s.recv(4096)
-                            closes = b"\\r\\nconnection: close\\r\\n" in answer.lower()
-                            return answer.split(b" ")[1].decode() + ("+close" if closes else "")
-                print(status("localhost", "localhost:443"), status("LOCALHOST", "localhost"), status("localhost", "other.example"), status(None, "localhost"))
-                """
-            let run = try await runPython(["-c", script, "\(port)"], timeout: .seconds(30))
+        ) { port, upstream in
+            let run = try await PythonTLSClient.run(
+                [
+                    PythonTLSAttempt(label: "A", sni: "localhost", host: "localhost:443", path: "/"),
+                    PythonTLSAttempt(label: "B", sni: "LOCALHOST", host: "localhost", path: "/"),
+                    PythonTLSAttempt(label: "C", sni: "localhost", host: "other.example", path: "/"),
+                    PythonTLSAttempt(label: "D", sni: nil, host: "localhost", path: "/"),
+                ],
+                port: port
+            )
             #expect(run.status == 0, "\(run.output)")
-            #expect(run.output.trimmingCharacters(in: .whitespacesAndNewlines) == "101 101 421+close 421+close", "\(run.output)")
+            for label in ["A", "B"] {
+                #expect(run.answers[label]?.hasPrefix("HTTP/1.1 101") == true, "\(label): \(run.output)")
+            }
+            for label in ["C", "D"] {
+                #expect(run.answers[label]?.hasPrefix("HTTP/1.1 421") == true, "\(label): \(run.output)")
+                #expect(run.answers[label]?.hasSuffix(" close") == true, "\(label): \(run.output)")
+            }
             #expect(upstream.requests.count == 2, "a misdirected request reached the upstream")
         }
     }

@@ -71,9 +71,7 @@ import Testing
     }
 
     @Test func bytesBeforeThe101Are400AndNeverForwarded() async throws {
-        let upstream = try await FakeUpstream.start { .accept($0) }
-        defer { Task { await upstream.close() } }
-        try await withGateway(upstreamPort: upstream.port) { port in
+        try await withGatewayAndRecordingUpstream { port, upstream in
             // A masked text frame right behind the request, before any answer.
             let answer = try await TestWebSocketClient.rawHandshake(
                 port: port,

@@ -1,9 +1,7 @@
 import Foundation
 import MetricsTestKit
-import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
-import NIOTLS
 import TLSShim
 import Testing
 
@@ -163,7 +161,7 @@ import Testing
                 let fresh = try await TestWebSocketClient.connect(port: port, path: "/echo", timeout: .seconds(3))
                 try await fresh.send(text: "alive")
                 #expect(try await fresh.receiveMessage(timeout: .seconds(3)) == .text("alive"))
-                #expect(try await Self.tlsUpgrade(port: tlsPort, timeout: .seconds(3)) == 101)
+                #expect(try await TLSTestClient.upgrade(port: tlsPort, timeout: .seconds(3)).status == 101)
                 #expect(stalled.allSatisfy { !$0.1.isClosedByServer }, "a stalled connection was closed before the fresh upgrades")
 
                 // Each stalled connection is closed at its deadline from accept, not before and not much after.
@@ -185,75 +183,5 @@ import Testing
         }
         #expect(metrics.total("wsgate_tls_handshake_failures_total", [("leg", "client"), ("class", "handshake_timeout")]) == Int64(stalledTLS))
         #expect(metrics.total("wsgate_upgrades_refused_total", [("reason", "head-timeout")]) == Int64(stalledPlain))
-    }
-
-    /// A TLS connection to `port` (trusting the test CA) that sends a valid upgrade request and returns
-    /// the answer's status.
-    static func tlsUpgrade(port: Int, timeout: Duration) async throws -> Int? {
-        let context = try TLSClientContext(
-            configuration: TLSClientConfiguration { $0.trustRoots = .certificates(.pem(GatewayTLSTests.ca.certificatePEM)) }
-        )
-        let recorder = TLSAnswerRecorder()
-        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .connectTimeout(.seconds(5))
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(TLSHandler.client(context: context, serverName: "localhost"))
-                    try channel.pipeline.syncOperations.addHandler(recorder)
-                }
-            }
-            .connect(host: "127.0.0.1", port: port)
-            .get()
-        defer { channel.close(promise: nil) }
-        let request = Self.request { $0.replacingOccurrences(of: "127.0.0.1", with: "localhost") }
-        try await channel.writeAndFlush(ByteBuffer(string: request))
-        let deadline = ContinuousClock.now + timeout
-        while recorder.status == nil, ContinuousClock.now < deadline {
-            try await Task.sleep(for: .milliseconds(10))
-        }
-        return recorder.status
-    }
-}
-
-/// Collects the plaintext answer on a TLS client connection (and the server certificate's subject).
-final class TLSAnswerRecorder: ChannelInboundHandler, Sendable {
-    typealias InboundIn = ByteBuffer
-    private struct State {
-        var bytes: [UInt8] = []
-        var subject: String?
-        var handshakeDone = false
-        var error: String?
-    }
-    private let state = NIOLockedValueBox(State())
-
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if case TLSUserEvent.handshakeCompleted = event {
-            let info = try? context.pipeline.syncOperations.handler(type: TLSHandler.self).connectionInfo
-            self.state.withLockedValue {
-                $0.handshakeDone = true
-                $0.subject = info?.peerCertificateSubject
-            }
-        }
-        context.fireUserInboundEventTriggered(event)
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let buffer = Self.unwrapInboundIn(data)
-        self.state.withLockedValue { $0.bytes += buffer.readableBytesView }
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        self.state.withLockedValue { $0.error = "\(error)" }
-        context.close(promise: nil)
-    }
-
-    var text: String { String(decoding: self.state.withLockedValue { $0.bytes }, as: UTF8.self) }
-    var subject: String? { self.state.withLockedValue { $0.subject } }
-    var handshakeDone: Bool { self.state.withLockedValue { $0.handshakeDone } }
-    var error: String? { self.state.withLockedValue { $0.error } }
-    var status: Int? {
-        let text = self.text
-        guard text.hasPrefix("HTTP/1.1 "), text.count >= 12 else { return nil }
-        return Int(text.dropFirst(9).prefix(3))
     }
 }

@@ -11,10 +11,7 @@ extension GatewayMutualTLSTests {
         guard try await PythonPeer.require("ssl") else { return }
         let files = try Files()
         let metrics = TestMetrics()
-        let upstream = try await FakeUpstream.start { .accept($0) }
-        defer { Task { await upstream.close() } }
-        try await withGateway(
-            upstreamPort: upstream.port,
+        try await withGatewayAndRecordingUpstream(
             metrics: metrics,
             configure: {
                 var tls = files.tls()
@@ -29,54 +26,21 @@ extension GatewayMutualTLSTests {
                 $0.listeners[0].tls = tls
                 $0.timeouts.close = .milliseconds(100)
             }
-        ) { port in
-            let script = """
-                import socket, ssl, sys
-                port, directory = int(sys.argv[1]), sys.argv[2]
-                upgrade = sys.argv[3].encode().decode("unicode_escape")
-                def attempt(label, sni, host, path, cert=None):
-                    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-                    ctx.check_hostname = False
-                    ctx.verify_mode = ssl.CERT_NONE
-                    if cert:
-                        ctx.load_cert_chain(f"{directory}/{cert}.pem", f"{directory}/{cert}.key")
-                    try:
-                        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
-                            with ctx.wrap_socket(raw, server_hostname=sni) as tls:
-                                tls.sendall(f"GET {path} HTTP/1.1\\r\\nHost: {host}\\r\\n{upgrade}\\r\\n".encode())
-                                answer = b""
-                                try:
-                                    while b"\\r\\n\\r\\n" not in answer:
-                                        chunk = tls.recv(4096)
-                                        if not chunk:
-                                            break
-                                        answer += chunk
-                                except (ssl.SSLError, ConnectionError):
-                                    pass
-                                text = answer.decode(errors="replace")
-                                status = text.split("\\r\\n")[0] if text else "closed"
-                                close = "close" if "\\r\\nconnection: close\\r\\n" in text.lower() else "keep"
-                                print(label, status, close, flush=True)
-                    except (ssl.SSLError, ConnectionError) as error:
-                        print(label, "tls-error", str(error), flush=True)
-                attempt("A", "open.test", "secure.test", "/a")
-                attempt("B", "open.test", "Secure.Test:443", "/b")
-                attempt("C", None, "secure.test", "/c")
-                attempt("D", "open.test", "open2.test", "/d")
-                attempt("E", "secure.test", "secure2.test", "/e", "good")
-                attempt("F", "open.test", "open.test", "/f")
-                """
-            let run = try await runPython(
-                ["-c", script, "\(port)", files.directory, Self.upgrade.replacingOccurrences(of: "\r\n", with: "\\r\\n")],
-                timeout: .seconds(60)
+        ) { port, upstream in
+            let run = try await PythonTLSClient.run(
+                [
+                    PythonTLSAttempt(label: "A", sni: "open.test", host: "secure.test", path: "/a"),
+                    PythonTLSAttempt(label: "B", sni: "open.test", host: "Secure.Test:443", path: "/b"),
+                    PythonTLSAttempt(label: "C", sni: nil, host: "secure.test", path: "/c"),
+                    PythonTLSAttempt(label: "D", sni: "open.test", host: "open2.test", path: "/d"),
+                    PythonTLSAttempt(label: "E", sni: "secure.test", host: "secure2.test", path: "/e", certificate: "good"),
+                    PythonTLSAttempt(label: "F", sni: "open.test", host: "open.test", path: "/f"),
+                ],
+                port: port,
+                certificates: files.directory
             )
             #expect(run.status == 0, "\(run.output)")
-            let lines = Dictionary(
-                uniqueKeysWithValues: run.output.split(separator: "\n").compactMap { line -> (String, String)? in
-                    let parts = line.split(separator: " ", maxSplits: 1)
-                    return parts.count == 2 ? (String(parts[0]), String(parts[1])) : nil
-                }
-            )
+            let lines = run.answers
             for label in ["A", "B", "C"] {
                 #expect(lines[label]?.hasPrefix("HTTP/1.1 421") == true, "\(label): \(run.output)")
                 #expect(lines[label]?.hasSuffix("close") == true, "\(label): \(run.output)")

@@ -85,8 +85,6 @@ import Testing
         }
     }
 
-    static let upgrade = "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
-
     /// Issue #13 §1. Missing, untrusted and expired certificates fail the handshake with
     /// their alert and class; a verified one reaches the upstream as `X-Forwarded-Client-Cert`; a
     /// client-sent copy never does; per route `require` (403) and `off`.
@@ -114,46 +112,22 @@ import Testing
                 $0.timeouts.close = .milliseconds(100)
             }
         ) { port in
-            let script = """
-                import socket, ssl, sys
-                port, directory = int(sys.argv[1]), sys.argv[2]
-                upgrade = sys.argv[3].encode().decode("unicode_escape")
-                def attempt(label, name, path, cert=None):
-                    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-                    ctx.check_hostname = False
-                    ctx.verify_mode = ssl.CERT_NONE
-                    if cert:
-                        ctx.load_cert_chain(f"{directory}/{cert}.pem", f"{directory}/{cert}.key")
-                    try:
-                        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
-                            with ctx.wrap_socket(raw, server_hostname=name) as tls:
-                                request = f"GET {path} HTTP/1.1\\r\\nHost: {name}\\r\\n{upgrade}X-Forwarded-Client-Cert: Hash=forged;Subject=\\"CN=admin\\"\\r\\n\\r\\n"
-                                tls.sendall(request.encode())
-                                answer = tls.recv(4096).decode(errors="replace")
-                                print(label, answer.split("\\r\\n")[0] if answer else "closed", flush=True)
-                    except (ssl.SSLError, ConnectionError) as error:
-                        print(label, "tls-error", str(error), flush=True)
-                attempt("A", "secure.test", "/a", "good")
-                attempt("B", "secure.test", "/b")
-                attempt("C", "secure.test", "/c", "other")
-                attempt("D", "secure.test", "/d", "expired")
-                attempt("E", "open.test", "/e", "good")
-                attempt("F", "localhost", "/req/f")
-                attempt("G", "localhost", "/req/g", "good")
-                attempt("H", "localhost", "/off/h", "good")
-                attempt("I", "localhost", "/i")
-                """
-            let run = try await runPython(
-                ["-c", script, "\(port)", files.directory, Self.upgrade.replacingOccurrences(of: "\r\n", with: "\\r\\n")],
-                timeout: .seconds(60)
+            // Every request carries a forged copy of the header the gateway sets.
+            let forged = "X-Forwarded-Client-Cert: Hash=forged;Subject=\"CN=admin\"\r\n"
+            let cases: [(label: String, name: String, path: String, certificate: String?)] = [
+                ("A", "secure.test", "/a", "good"), ("B", "secure.test", "/b", nil), ("C", "secure.test", "/c", "other"),
+                ("D", "secure.test", "/d", "expired"), ("E", "open.test", "/e", "good"), ("F", "localhost", "/req/f", nil),
+                ("G", "localhost", "/req/g", "good"), ("H", "localhost", "/off/h", "good"), ("I", "localhost", "/i", nil),
+            ]
+            let run = try await PythonTLSClient.run(
+                cases.map {
+                    PythonTLSAttempt(label: $0.label, sni: $0.name, host: $0.name, path: $0.path, certificate: $0.certificate, headers: forged)
+                },
+                port: port,
+                certificates: files.directory
             )
             #expect(run.status == 0, "\(run.output)")
-            let lines = Dictionary(
-                uniqueKeysWithValues: run.output.split(separator: "\n").compactMap { line -> (String, String)? in
-                    let parts = line.split(separator: " ", maxSplits: 1)
-                    return parts.count == 2 ? (String(parts[0]), String(parts[1])) : nil
-                }
-            )
+            let lines = run.answers
             #expect(lines["A"]?.hasPrefix("HTTP/1.1 101") == true, "\(run.output)")
             // TLS 1.3 alerts (RFC 8446 §6.2): certificate_required, unknown_ca, certificate_expired.
             #expect(lines["B"]?.contains("CERTIFICATE_REQUIRED") == true, "\(run.output)")

@@ -50,9 +50,7 @@ import Testing
 
     /// Catalog P-14: over sockets, 50 identical frames reach the upstream under 50 different keys.
     @Test func clientFramesReachTheUpstreamRemaskedWithFreshKeys() async throws {
-        let upstream = try await FakeUpstream.start { .accept($0) }
-        defer { Task { await upstream.close() } }
-        try await withGateway(upstreamPort: upstream.port) { port in
+        try await withGatewayAndRecordingUpstream { port, upstream in
             let client = try await TestWebSocketClient.connect(port: port, path: "/")
             for _ in 0..<50 { try await client.send(text: "same") }
             try await upstream.waitUntilReceived { $0.count >= 50 * 10 }
@@ -70,9 +68,7 @@ import Testing
     @Test func clientProtocolViolationGets1002AndTheUpstream1001() async throws {
         // This upstream never answers Close; the client's 1002 waits for it only for the short violation
         // grace (issue #10), not the close timeout (an hour here, which would fail the test).
-        let upstream = try await FakeUpstream.start { .accept($0) }
-        defer { Task { await upstream.close() } }
-        try await withGateway(upstreamPort: upstream.port, configure: { $0.timeouts.close = .seconds(3600) }) { port in
+        try await withGatewayAndRecordingUpstream(configure: { $0.timeouts.close = .seconds(3600) }) { port, upstream in
             let client = try await TestWebSocketClient.connect(port: port, path: "/")
             try await client.sendRaw([0x81, 0x02, 0x68, 0x69])  // unmasked text "hi"
             #expect(try await client.receiveMessage() == .close(.protocolError, FramesError.Code.unmaskedClientFrame.description))
@@ -126,9 +122,7 @@ import Testing
     }
 
     @Test func upstreamThatVanishesGives1014() async throws {
-        let upstream = try await FakeUpstream.start { .accept($0) }
-        defer { Task { await upstream.close() } }
-        try await withGateway(upstreamPort: upstream.port) { port in
+        try await withGatewayAndRecordingUpstream { port, upstream in
             let client = try await TestWebSocketClient.connect(port: port, path: "/")
             try await client.send(text: "are you there")
             try await upstream.waitUntilReceived { !$0.isEmpty }
@@ -199,13 +193,19 @@ import Testing
             // What the client read before it stopped reading does not count.
             let base = upstream.flooded
             // After the socket buffers and watermarks fill, the upstream can no longer write: the gateway
-            // stopped reading from it.
-            try await Task.sleep(for: .milliseconds(500))
-            let first = upstream.flooded
-            try await Task.sleep(for: .milliseconds(500))
-            let second = upstream.flooded
-            #expect(second == first, "the upstream kept writing: \(first) → \(second) bytes")
-            #expect(second - base < 64 << 20, "far more than socket buffers and watermarks were accepted: \(second - base)")
+            // stopped reading from it. Wait (bounded) for its count to stand still for half a second: a
+            // loaded machine fills the buffers later, but they must fill.
+            var stopped: Int?
+            let deadline = ContinuousClock.now + .seconds(30)
+            var last = upstream.flooded
+            while stopped == nil, ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(500))
+                let now = upstream.flooded
+                if now == last { stopped = now }
+                last = now
+            }
+            let total = try #require(stopped, "the upstream kept writing for 30 s: \(last - base) bytes")
+            #expect(total - base < 64 << 20, "far more than socket buffers and watermarks were accepted: \(total - base)")
         }
     }
 

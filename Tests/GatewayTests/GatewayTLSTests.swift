@@ -37,6 +37,13 @@ import Testing
         ((try? String(contentsOfFile: path, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
     }
 
+    /// The access log's lines once `condition` holds for them (a line is written when its connection
+    /// ends, after the client saw its answer), or after 10 s.
+    static func accessLogLines(_ path: String, once condition: ([String]) -> Bool) async -> [String] {
+        await waitFor { condition(Self.accessLogLines(path)) }
+        return Self.accessLogLines(path)
+    }
+
     static func tlsUpstream(_ certificate: TLSGeneratedCertificate) async throws -> FakeUpstream {
         let context = try TLSServerContext(configuration: TLSServerConfiguration(defaultIdentity: certificate.identity))
         return try await FakeUpstream.start(tls: context) { .accept($0) }
@@ -162,8 +169,7 @@ import Testing
             #expect(answer.headers.contains { $0.0 == "X-Wsgate-Error" && $0.1 == "upstream-tls-handshake-failed" })
             let expected = ["untrusted": "not trusted", "wrong-name": "name", "expired": "expired"][flaw]!
             #expect(answer.body.lowercased().contains(expected), "\(answer.body)")
-            try await Task.sleep(for: .milliseconds(100))
-            let lines = Self.accessLogLines(log)
+            let lines = await Self.accessLogLines(log) { !$0.isEmpty }
             #expect(lines.count == 1)
             #expect(lines.first?.contains("\"close_code\":1015") == true, "\(lines)")
             #expect(lines.first?.contains("\"status\":502") == true, "\(lines)")
@@ -245,8 +251,7 @@ import Testing
                     let run = try await runPython(["-c", script, "\(port)", caPath], timeout: .seconds(30))
                     #expect(run.status == 0, "\(run.output)")
                     #expect(run.output.contains("OK"), "\(run.output)")
-                    try await Task.sleep(for: .milliseconds(200))
-                    let lines = Self.accessLogLines(log)
+                    let lines = await Self.accessLogLines(log) { $0.count >= 2 }
                     #expect(lines.contains { $0.contains("\"tls_version\":\"TLSv1.3\"") && $0.contains("\"status\":101") }, "\(lines)")
                     #expect(lines.contains { $0.contains("\"close_code\":1015") && $0.contains("tls-handshake-failed") }, "\(lines)")
                 }
@@ -282,8 +287,7 @@ import Testing
                 }
                 #expect(metrics.total("wsgate_tls_handshake_failures_total", [("leg", "client"), ("class", "plaintext_http")]) == 1)
                 #expect(metrics.total("wsgate_close_codes_total", [("side", "client"), ("code", "1015"), ("by", "gateway")]) == 1)
-                try await Task.sleep(for: .milliseconds(100))
-                let lines = Self.accessLogLines(log)
+                let lines = await Self.accessLogLines(log) { !$0.isEmpty }
                 #expect(lines.contains { $0.contains("\"close_code\":1015") && $0.contains("plaintext HTTP") }, "\(lines)")
             }
         }

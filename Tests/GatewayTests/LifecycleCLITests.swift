@@ -104,7 +104,7 @@ import Testing
         }
     }
 
-    /// Catalog G-02: peers that never answer are force-closed at the drain deadline, a second SIGTERM/SIGINT is ignored (documented), and the process exits 0 soon after the deadline (asserted: within deadline + 3 s).
+    /// Catalog G-02: peers that never answer are force-closed at the drain deadline, a second SIGTERM/SIGINT is ignored (documented), and the process exits 0 after the deadline and long before the close timeout (asserted: between 1 s and 20 s, with a 60 s close timeout; the exact deadline is tested under virtual time).
     @Test func aSecondSignalDuringTheDrainIsIgnoredAndTheDeadlineBoundsTheExit() async throws {
         guard try WSGateProcess.require() else { return }
         let upstream = try await FakeUpstream.start { .accept($0) }
@@ -113,9 +113,10 @@ import Testing
         let adminPort = try await freeLoopbackPort()
         let configPath = FileManager.default.temporaryDirectory.appendingPathComponent("wsgate-cli-\(UUID().uuidString).yaml").path
         defer { try? FileManager.default.removeItem(atPath: configPath) }
-        // The close timeout (500 ms) would end the connection before the deadline: make it longer.
+        // The close timeout (500 ms) would end the connection before the deadline: make it far longer,
+        // so that only the deadline can end it however slow a loaded machine is.
         try Self.config(port: port, adminPort: adminPort, upstreamPort: upstream.port, drain: "1s")
-            .replacingOccurrences(of: "close: 500ms", with: "close: 10s")
+            .replacingOccurrences(of: "close: 500ms", with: "close: 60s")
             .write(toFile: configPath, atomically: true, encoding: .utf8)
         let gateway = try WSGateProcess(["run", "-c", configPath])
         try await gateway.waitFor("the admin banner") { out, _ in out.contains("wsgate: admin on") }
@@ -126,12 +127,13 @@ import Testing
         #expect(try await client.receiveMessage() == .close(.goingAway, RelaySession.drainReason))
         gateway.signal(SIGTERM)
         gateway.signal(SIGINT)
-        try await client.waitForTCPClose(timeout: .seconds(5))
-        let exit = try await gateway.waitForExit(timeout: .seconds(10))
+        try await client.waitForTCPClose(timeout: .seconds(20))
+        let exit = try await gateway.waitForExit(timeout: .seconds(20))
         #expect(exit.reason == .exit && exit.status == 0, "\(exit) \(gateway.errors)")
         #expect(ContinuousClock.now - start >= .milliseconds(900), "the drain lasted until its deadline")
-        // Closed at the deadline, the process is gone soon after: forceCloseAll waits at most 2 s more.
-        #expect(ContinuousClock.now - start < .seconds(4), "the exit took \(ContinuousClock.now - start)")
+        // Closed at the deadline, the process is gone soon after (forceCloseAll waits at most 2 s more),
+        // long before the 60 s close timeout.
+        #expect(ContinuousClock.now - start < .seconds(20), "the exit took \(ContinuousClock.now - start)")
         #expect(gateway.errors.contains("closed=0 forced=1"), "\(gateway.errors)")
     }
 

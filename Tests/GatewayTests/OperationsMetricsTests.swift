@@ -50,9 +50,7 @@ import Testing
     /// Catalog P-02: over sockets, an unmasked frame gets 1002, the upstream 1001, and violations{side=client,rule=unmasked_client_frame} counts it.
     @Test func aProtocolViolationIsCountedByRuleAndSideWithTheCloseCodesTheGatewaySent() async throws {
         let metrics = TestMetrics()
-        let upstream = try await FakeUpstream.start { .accept($0) }
-        defer { Task { await upstream.close() } }
-        try await withGateway(upstreamPort: upstream.port, metrics: metrics, configure: { $0.timeouts.close = .milliseconds(200) }) { port in
+        try await withGatewayAndRecordingUpstream(metrics: metrics, configure: { $0.timeouts.close = .milliseconds(200) }) { port, upstream in
             let client = try await TestWebSocketClient.connect(port: port, path: "/")
             try await client.sendRaw([0x81, 0x02, 0x68, 0x69])  // unmasked text "hi"
             #expect(try await client.receiveMessage() == .close(.protocolError, FramesError.Code.unmaskedClientFrame.description))
@@ -66,9 +64,7 @@ import Testing
 
     @Test func anUpstreamLostWithoutACloseIs1006FromThePeerAnd1014FromTheGateway() async throws {
         let metrics = TestMetrics()
-        let upstream = try await FakeUpstream.start { .accept($0) }
-        defer { Task { await upstream.close() } }
-        try await withGateway(upstreamPort: upstream.port, metrics: metrics) { port in
+        try await withGatewayAndRecordingUpstream(metrics: metrics) { port, upstream in
             let client = try await TestWebSocketClient.connect(port: port, path: "/")
             upstream.dropConnections()
             #expect(try await client.receiveMessage() == .close(CloseCode(1014), "upstream lost"))

@@ -391,7 +391,7 @@ import Testing
         limits.maxMessageSize = 2 << 20
         limits.maxFrameSize = 2 << 20
         let pair = try Pair(limits: limits)
-        var random = SeededRandom(seed: 15)
+        var random = SplitMix64(seed: 15)
         var sentFrames: [Base.Frame] = []
         var clientWire: [UInt8] = []
         var upstreamWire: [UInt8] = []
@@ -540,18 +540,5 @@ import Testing
         pair.loop.advanceTime(by: RelaySession.defaultViolationGrace)
         #expect(try pair.frames(to: .client).last?.payload == Base.closePayload(1008, "rate limit: control_frames"))
         #expect(pair.count("wsgate_rate_limit_decisions_total", [("side", "client"), ("limit", "control_frames"), ("action", "close")]) == 1)
-    }
-}
-
-/// SplitMix64: a seeded generator, so a failing random test replays exactly.
-private struct SeededRandom: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { self.state = seed }
-    mutating func next() -> UInt64 {
-        self.state &+= 0x9E37_79B9_7F4A_7C15
-        var z = self.state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

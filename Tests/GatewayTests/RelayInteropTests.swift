@@ -64,11 +64,8 @@ import Testing
     /// Runs `client` (with the gateway's URL as its argument) against a gateway in front of `upstream`
     /// (a script that prints its port).
     private func relay(upstream: (script: String, arguments: [String]), client: String) async throws {
-        let upstream = try PythonPeer(script: upstream.script, arguments: upstream.arguments)
-        defer { upstream.stop() }
-        let upstreamPort = Int(try await upstream.firstLine())!
-        try await withGateway(
-            upstreamPort: upstreamPort,
+        try await withGatewayAndPythonUpstream(
+            upstream,
             configure: {
                 $0.limits.maxMessageSize = 2 << 20
                 $0.limits.maxFrameSize = 2 << 20

@@ -46,20 +46,8 @@ extension ReloadTests {
 
     /// Catalog G-03: across certificate reloads new handshakes present the new certificate as soon as the reload returns, a connect loop running throughout never fails (no listener gap), and the old and new certificates are reported for the reload's log line.
     @Test func newHandshakesSeeEachNewCertificateAtOnceAndTheConnectLoopNeverFails() async throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("wsgate-reload-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: directory) }
-        func path(_ name: String) -> String { directory.appendingPathComponent(name).path }
-        func install(_ commonName: String) throws {
-            let certificate = try TLSCertificateGenerator.make(
-                TLSCertificateRequest(commonName: commonName) { $0.dnsNames = ["localhost"] },
-                issuedBy: GatewayTLSTests.ca
-            )
-            try certificate.certificatePEM.write(toFile: path("cert.pem"), atomically: true, encoding: .utf8)
-            try certificate.privateKeyPEM.write(toFile: path("key.pem"), atomically: true, encoding: .utf8)
-            try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: path("key.pem"))
-        }
-        try install("generation-0")
+        let files = try ReloadCertificateDirectory()
+        try files.install(commonName: "generation-0")
         let client = try TLSClientContext(
             configuration: TLSClientConfiguration {
                 $0.trustRoots = .certificates(.pem(GatewayTLSTests.ca.certificatePEM))
@@ -71,11 +59,7 @@ extension ReloadTests {
             try await withGatewayServer(
                 upstreamPort: demo.port,
                 metrics: metrics,
-                configure: {
-                    $0.listeners[0].tls = TLSServerConfiguration(
-                        defaultIdentity: TLSIdentity(certificateChain: .file(path("cert.pem")), privateKey: .file(path("key.pem")))
-                    )
-                }
+                configure: { $0.listeners[0].tls = files.listenerTLS }
             ) { server, port in
                 #expect(try await Self.presentedSubject(port: port, client: client) == "CN=generation-0")
                 // A connect loop across every reload: each handshake must succeed.
@@ -95,7 +79,7 @@ extension ReloadTests {
                 }
                 for generation in 1...3 {
                     try await Task.sleep(for: .milliseconds(100))
-                    try install("generation-\(generation)")
+                    try files.install(commonName: "generation-\(generation)")
                     let before = server.listenerCertificates
                     try await server.reload(configuration: server.configuration)
                     // What SIGHUP's log line records: the old and the new certificate.

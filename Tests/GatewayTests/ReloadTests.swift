@@ -40,43 +40,26 @@ import Testing
     @Test func aLiveConnectionSurvivesAndANewOneSeesTheNewCertificate() async throws {
         guard try await PythonPeer.require("websockets") else { return }
         let metrics = TestMetrics()
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("wsgate-reload-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: directory) }
-        func path(_ name: String) -> String { directory.appendingPathComponent(name).path }
-        func install(_ commonName: String) throws {
-            let certificate = try TLSCertificateGenerator.make(
-                TLSCertificateRequest(commonName: commonName) { $0.dnsNames = ["localhost"] },
-                issuedBy: GatewayTLSTests.ca
-            )
-            try certificate.certificatePEM.write(toFile: path("cert.pem"), atomically: true, encoding: .utf8)
-            try certificate.privateKeyPEM.write(toFile: path("key.pem"), atomically: true, encoding: .utf8)
-            try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: path("key.pem"))  // PrivateKeyFiles
-        }
-        try GatewayTLSTests.ca.certificatePEM.write(toFile: path("ca.pem"), atomically: true, encoding: .utf8)
-        try install("first")
+        let files = try ReloadCertificateDirectory()
+        try files.install(commonName: "first")
 
         try await withDemo { demo in
             try await withGatewayServer(
                 upstreamPort: demo.port,
                 metrics: metrics,
-                configure: {
-                    $0.listeners[0].tls = TLSServerConfiguration(
-                        defaultIdentity: TLSIdentity(certificateChain: .file(path("cert.pem")), privateKey: .file(path("key.pem")))
-                    )
-                }
+                configure: { $0.listeners[0].tls = files.listenerTLS }
             ) { server, port in
-                let peer = try PythonPeer(script: Self.script, arguments: ["\(port)", path("ca.pem"), path("go")])
+                let peer = try PythonPeer(script: Self.script, arguments: ["\(port)", files.path("ca.pem"), files.path("go")])
                 defer { peer.stop() }
                 #expect(try await peer.firstLine() == "live first")
 
                 // New certificate files and a new route table (/echo only): a reload.
-                try install("second")
+                try files.install(commonName: "second")
                 var configuration = server.configuration
                 configuration.routes[0].pathPrefix = "/echo"
                 try await server.reload(configuration: configuration)
                 #expect(server.configuration.routes[0].pathPrefix == "/echo")
-                _ = FileManager.default.createFile(atPath: path("go"), contents: nil)
+                _ = FileManager.default.createFile(atPath: files.path("go"), contents: nil)
 
                 let run = try await peer.finish(timeout: .seconds(30))
                 #expect(run.status == 0, "\(run.output)")
@@ -114,62 +97,13 @@ import Testing
         }
     }
 
-    /// The subject of the certificate a new TLS handshake with `port` sees (trusting the test CA), and
-    /// the status of an upgrade sent over it.
-    static func newHandshake(port: Int) async throws -> (subject: String?, status: Int?) {
-        let context = try TLSClientContext(
-            configuration: TLSClientConfiguration {
-                $0.trustRoots = .certificates(.pem(GatewayTLSTests.ca.certificatePEM))
-                $0.sessionReuse = false
-            }
-        )
-        let recorder = TLSAnswerRecorder()
-        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .connectTimeout(.seconds(5))
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(TLSHandler.client(context: context, serverName: "localhost"))
-                    try channel.pipeline.syncOperations.addHandler(recorder)
-                }
-            }
-            .connect(host: "127.0.0.1", port: port)
-            .get()
-        defer { channel.close(promise: nil) }
-        let request =
-            "GET /echo HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        try await channel.writeAndFlush(ByteBuffer(string: request))
-        let deadline = ContinuousClock.now + .seconds(5)
-        while recorder.status == nil, recorder.error == nil, ContinuousClock.now < deadline {
-            try await Task.sleep(for: .milliseconds(10))
-        }
-        return (recorder.subject, recorder.status)
-    }
-
     /// Catalog G-04: starting from a TLS listener, a reload to a key that does not match the certificate, a missing certificate file, a missing key file, garbage PEM, an empty chain, or a half-written certificate is refused with an error that names the problem, counted (reloads refused), the old certificate keeps being served to new handshakes and no handshake fails; a later good reload applies.
     @Test func aBrokenCertificateIsRefusedAndTheOldOneKeepsServing() async throws {
         let metrics = TestMetrics()
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("wsgate-reload-cert-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: directory) }
-        func path(_ name: String) -> String { directory.appendingPathComponent(name).path }
-        func certificate(_ commonName: String) throws -> TLSGeneratedCertificate {
-            try TLSCertificateGenerator.make(
-                TLSCertificateRequest(commonName: commonName) { $0.dnsNames = ["localhost"] },
-                issuedBy: GatewayTLSTests.ca
-            )
-        }
-        func write(certificate: String?, key: String?) throws {
-            for (name, contents) in [("cert.pem", certificate), ("key.pem", key)] {
-                try? FileManager.default.removeItem(atPath: path(name))
-                guard let contents else { continue }
-                try contents.write(toFile: path(name), atomically: true, encoding: .utf8)
-                try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: path(name))  // PrivateKeyFiles
-            }
-        }
-        let first = try certificate("first")
-        let other = try certificate("other")
-        try write(certificate: first.certificatePEM, key: first.privateKeyPEM)
+        let files = try ReloadCertificateDirectory()
+        let first = try ReloadCertificateDirectory.certificate("first")
+        let other = try ReloadCertificateDirectory.certificate("other")
+        try files.install(certificate: first.certificatePEM, key: first.privateKeyPEM)
 
         let pem = first.certificatePEM
         let broken: [(name: String, certificate: String?, key: String?, mentions: [String])] = [
@@ -185,16 +119,12 @@ import Testing
             try await withGatewayServer(
                 upstreamPort: demo.port,
                 metrics: metrics,
-                configure: {
-                    $0.listeners[0].tls = TLSServerConfiguration(
-                        defaultIdentity: TLSIdentity(certificateChain: .file(path("cert.pem")), privateKey: .file(path("key.pem")))
-                    )
-                }
+                configure: { $0.listeners[0].tls = files.listenerTLS }
             ) { server, port in
                 let before = server.configuration
-                #expect(try await Self.newHandshake(port: port) == ("CN=first", 101))
+                #expect(try await TLSTestClient.upgrade(port: port, sessionReuse: false) == ("CN=first", 101))
                 for (index, flaw) in broken.enumerated() {
-                    try write(certificate: flaw.certificate, key: flaw.key)
+                    try files.install(certificate: flaw.certificate, key: flaw.key)
                     let error = await #expect(throws: (any Error).self, "\(flaw.name)") {
                         try await server.reload(configuration: before)
                     }
@@ -202,17 +132,16 @@ import Testing
                     #expect(flaw.mentions.allSatisfy { message.contains($0) }, "\(flaw.name): the error does not say what is wrong: \(message)")
                     #expect(metrics.total("wsgate_reloads_total", [("result", "refused")]) == Int64(index + 1), "\(flaw.name)")
                     // The old certificate keeps serving, and new handshakes succeed.
-                    let seen = try await Self.newHandshake(port: port)
+                    let seen = try await TLSTestClient.upgrade(port: port, sessionReuse: false)
                     #expect(seen.subject == "CN=first" && seen.status == 101, "\(flaw.name): \(seen)")
                 }
                 #expect(metrics.total("wsgate_reloads_total", [("result", "applied")]) == 0)
                 #expect(metrics.total("wsgate_tls_handshake_failures_total") == 0, "a handshake failed because of a refused reload")
                 // A good reload afterwards works.
-                let second = try certificate("second")
-                try write(certificate: second.certificatePEM, key: second.privateKeyPEM)
+                try files.install(commonName: "second")
                 try await server.reload(configuration: before)
                 #expect(metrics.total("wsgate_reloads_total", [("result", "applied")]) == 1)
-                #expect(try await Self.newHandshake(port: port) == ("CN=second", 101))
+                #expect(try await TLSTestClient.upgrade(port: port, sessionReuse: false) == ("CN=second", 101))
             }
         }
     }
@@ -234,13 +163,13 @@ import Testing
                     try await client.waitForTCPClose()
                 }
                 try await oneConnection()
-                try await Task.sleep(for: .milliseconds(100))
+                await waitFor { lines(log) == 1 }
                 #expect(lines(log) == 1)
                 // logrotate's way: move the file, then SIGHUP (here: reload the same configuration).
                 try FileManager.default.moveItem(atPath: log, toPath: log + ".1")
                 try await server.reload(configuration: server.configuration)
                 try await oneConnection()
-                try await Task.sleep(for: .milliseconds(100))
+                await waitFor { lines(log) == 1 }
                 #expect(lines(log) == 1, "the new connection's line goes to a new file")
                 #expect(lines(log + ".1") == 1)
             }
@@ -274,23 +203,9 @@ import Testing
         guard try WSGateProcess.require() else { return }
         let upstream = try await FakeUpstream.start { .accept($0) }
         defer { Task { await upstream.close() } }
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("wsgate-sighup-cert-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: directory) }
-        func path(_ name: String) -> String { directory.appendingPathComponent(name).path }
-        func install(certificate: String, key: String) throws {
-            try certificate.write(toFile: path("cert.pem"), atomically: true, encoding: .utf8)
-            try key.write(toFile: path("key.pem"), atomically: true, encoding: .utf8)
-            try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: path("key.pem"))
-        }
-        func certificate(_ commonName: String) throws -> TLSGeneratedCertificate {
-            try TLSCertificateGenerator.make(
-                TLSCertificateRequest(commonName: commonName) { $0.dnsNames = ["localhost"] },
-                issuedBy: GatewayTLSTests.ca
-            )
-        }
-        let first = try certificate("first")
-        try install(certificate: first.certificatePEM, key: first.privateKeyPEM)
+        let files = try ReloadCertificateDirectory()
+        let first = try ReloadCertificateDirectory.certificate("first")
+        try files.install(certificate: first.certificatePEM, key: first.privateKeyPEM)
         let port = try await freeLoopbackPort()
         let adminPort = try await freeLoopbackPort()
         let configuration = """
@@ -306,26 +221,25 @@ import Testing
             admin:
               address: 127.0.0.1:\(adminPort)
             """
-        try configuration.write(toFile: path("wsgate.yaml"), atomically: true, encoding: .utf8)
+        try configuration.write(toFile: files.path("wsgate.yaml"), atomically: true, encoding: .utf8)
 
-        let gateway = try WSGateProcess(["run", "-c", path("wsgate.yaml")])
+        let gateway = try WSGateProcess(["run", "-c", files.path("wsgate.yaml")])
         try await gateway.waitFor("the admin banner") { out, _ in out.contains("wsgate: admin on") }
-        #expect(try await Self.newHandshake(port: port) == ("CN=first", 101))
+        #expect(try await TLSTestClient.upgrade(port: port, sessionReuse: false) == ("CN=first", 101))
 
-        try install(certificate: first.certificatePEM, key: try certificate("other").privateKeyPEM)
+        try files.install(certificate: first.certificatePEM, key: try ReloadCertificateDirectory.certificate("other").privateKeyPEM)
         gateway.signal(SIGHUP)
         try await gateway.waitFor("the refusal log line") { _, err in err.contains("reload refused") }
         let line = gateway.errors.split(separator: "\n").first { $0.contains("reload refused") }.map(String.init) ?? ""
         #expect(line.lowercased().contains("key"), "the log line does not say what is wrong: \(line)")
         let metrics = try await OperationsMetricsTests.get(adminPort, "/metrics").body
         #expect(metrics.contains(#"wsgate_reloads_total{result="refused"} 1"#), "\(metrics)")
-        #expect(try await Self.newHandshake(port: port) == ("CN=first", 101))
+        #expect(try await TLSTestClient.upgrade(port: port, sessionReuse: false) == ("CN=first", 101))
 
-        let second = try certificate("second")
-        try install(certificate: second.certificatePEM, key: second.privateKeyPEM)
+        try files.install(commonName: "second")
         gateway.signal(SIGHUP)
         try await gateway.waitFor("the reload log line") { _, err in err.contains("configuration reloaded") }
-        #expect(try await Self.newHandshake(port: port) == ("CN=second", 101))
+        #expect(try await TLSTestClient.upgrade(port: port, sessionReuse: false) == ("CN=second", 101))
         gateway.signal(SIGTERM)
         #expect(try await gateway.waitForExit(timeout: .seconds(10)).status == 0, "\(gateway.errors)")
     }

@@ -167,9 +167,7 @@ import Testing
 
     /// Through a real gateway: the request line the upstream receives, and nothing for a refused path.
     @Test(.timeLimit(.minutes(1))) func theUpstreamReceivesTheMappedCanonicalPath() async throws {
-        let upstream = try await FakeUpstream.start { .accept($0) }
-        defer { Task { await upstream.close() } }
-        try await withGateway(upstreamPort: upstream.port, configure: { $0.routes[0].upstreams[0].path = "/echo" }) { port in
+        try await withGatewayAndRecordingUpstream(configure: { $0.routes[0].upstreams[0].path = "/echo" }) { port, upstream in
             func upgrade(_ path: String) async throws -> Int {
                 let request =
                     "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"

@@ -3,18 +3,25 @@ import NIOHTTP1
 import NIOPosix
 import Prometheus
 
-/// The admin listener (DESIGN §6): `GET /metrics` (Prometheus text format 0.0.4), `GET /healthz`
-/// (200 while the process serves), `GET /readyz` (200, or 503 once a drain has started). Anything else
-/// is 404; methods other than GET and HEAD are 405. Bind it to a loopback or pod-internal address: it
-/// has no authentication.
+/// The admin listener (DESIGN §6, issue #14): `GET /metrics` (Prometheus text format 0.0.4),
+/// `GET /healthz` (200 while the process serves), `GET /readyz` (200, or 503 once a drain has started),
+/// and with the gateway's connections: `GET /` (the dashboard), `GET /connections`,
+/// `GET /connections/{id}`, `POST /connections/{id}/close` and `GET /tap` (NDJSON frame events). Routing
+/// is ``AdminRouter``'s. Bind it to a loopback or pod-internal address; `admin.token_file` makes the
+/// dashboard, `/connections*` and `/tap` require a bearer token.
 public final class AdminServer: Sendable {
     private let channel: any Channel
+    /// The bearer token (`admin.token_file`), reloaded on SIGHUP.
+    let token: AdminToken
+    let observation: AdminObservation?
 
     /// The bound address (port 0 → the chosen port).
     public var localAddress: SocketAddress? { self.channel.localAddress }
 
-    private init(channel: any Channel) {
+    private init(channel: any Channel, token: AdminToken, observation: AdminObservation?) {
         self.channel = channel
+        self.token = token
+        self.observation = observation
     }
 
     /// Binds `host:port` and serves `registry` and the readiness `isReady` reports.
@@ -25,19 +32,36 @@ public final class AdminServer: Sendable {
         group: any EventLoopGroup,
         isReady: @escaping @Sendable () -> Bool
     ) async throws -> AdminServer {
+        try await Self.start(host: host, port: port, registry: registry, group: group, observation: nil, token: AdminToken(), isReady: isReady)
+    }
+
+    /// With the gateway's connection table and taps (`observation`) and a bearer token.
+    static func start(
+        host: String,
+        port: Int,
+        registry: PrometheusCollectorRegistry,
+        group: any EventLoopGroup,
+        observation: AdminObservation?,
+        token: AdminToken,
+        isReady: @escaping @Sendable () -> Bool
+    ) async throws -> AdminServer {
         let channel = try await ServerBootstrap(group: group)
             .backingOffAfterAcceptErrors()
             .serverChannelOption(.backlog, value: 64)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            // A tap's stream stops taking events at the high mark (its queue then drops, issue #14).
+            .childChannelOption(.writeBufferWaterMark, value: .init(low: 64 * 1024, high: 256 * 1024))
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
-                    try channel.pipeline.syncOperations.addHandler(AdminHandler(registry: registry, isReady: isReady))
+                    try channel.pipeline.syncOperations.addHandler(
+                        AdminHandler(registry: registry, observation: observation, token: token, isReady: isReady)
+                    )
                 }
             }
             .bind(host: host, port: port)
             .get()
-        return AdminServer(channel: channel)
+        return AdminServer(channel: channel, token: token, observation: observation)
     }
 
     public func close() async throws {
@@ -45,72 +69,8 @@ public final class AdminServer: Sendable {
     }
 }
 
-/// Answers one admin request per `end`; keep-alive as the client asks.
-final class AdminHandler: ChannelInboundHandler {
-    typealias InboundIn = HTTPServerRequestPart
-    typealias OutboundOut = HTTPServerResponsePart
-
-    private let registry: PrometheusCollectorRegistry
-    private let isReady: @Sendable () -> Bool
-    private var head: HTTPRequestHead?
-
-    init(registry: PrometheusCollectorRegistry, isReady: @escaping @Sendable () -> Bool) {
-        self.registry = registry
-        self.isReady = isReady
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch Self.unwrapInboundIn(data) {
-        case .head(let head):
-            self.head = head
-        case .body:
-            break
-        case .end:
-            guard let head = self.head else { return }
-            self.head = nil
-            self.respond(context: context, to: head)
-        }
-    }
-
-    /// The status, content type and body for `method` and `path`.
-    static func answer(method: HTTPMethod, path: String, isReady: Bool, metrics: () -> [UInt8]) -> (HTTPResponseStatus, String, [UInt8]) {
-        guard method == .GET || method == .HEAD else {
-            return (.methodNotAllowed, "text/plain; charset=utf-8", Array("method not allowed\n".utf8))
-        }
-        let plain = "text/plain; charset=utf-8"
-        switch path.split(separator: "?", maxSplits: 1).first.map(String.init) ?? path {
-        case "/metrics":
-            return (.ok, "text/plain; version=0.0.4; charset=utf-8", metrics())
-        case "/healthz":
-            return (.ok, plain, Array("ok\n".utf8))
-        case "/readyz":
-            return isReady ? (.ok, plain, Array("ready\n".utf8)) : (.serviceUnavailable, plain, Array("draining\n".utf8))
-        default:
-            return (.notFound, plain, Array("not found (try /metrics, /healthz, /readyz)\n".utf8))
-        }
-    }
-
-    private func respond(context: ChannelHandlerContext, to head: HTTPRequestHead) {
-        let registry = self.registry
-        let (status, contentType, body) = Self.answer(method: head.method, path: head.uri, isReady: self.isReady()) {
-            registry.emitToBuffer()
-        }
-        var headers = HTTPHeaders()
-        headers.add(name: "Content-Type", value: contentType)
-        headers.add(name: "Content-Length", value: String(body.count))
-        headers.add(name: "Cache-Control", value: "no-store")
-        let keepAlive = head.isKeepAlive
-        if !keepAlive { headers.add(name: "Connection", value: "close") }
-        context.write(Self.wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))), promise: nil)
-        if head.method != .HEAD {
-            context.write(Self.wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: body)))), promise: nil)
-        }
-        let done = context.writeAndFlush(Self.wrapOutboundOut(.end(nil)))
-        if !keepAlive {
-            done.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
-        }
-    }
+/// What the admin listener reads of the running gateway (issue #14): the live connections and the taps.
+struct AdminObservation: Sendable {
+    let live: LiveConnectionTable
+    let taps: TapHub
 }
-
-@available(*, unavailable)
-extension AdminHandler: Sendable {}

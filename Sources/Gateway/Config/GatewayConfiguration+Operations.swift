@@ -10,8 +10,31 @@ extension GatewayConfiguration {
         public var host: String = "127.0.0.1"
         /// Default: 9090.
         public var port: Int = 9090
+        /// `admin.token_file` (issue #14): a file holding the bearer token that `/connections*` and `/tap`
+        /// require (the dashboard page at `/` sends it from its `#token=`) (read at start and again on SIGHUP). `nil`: no token.
+        public var tokenFile: String?
+        /// `admin.tap` (issue #14): what the frame tap redacts, and how many taps may run at once.
+        public var tap = Tap()
 
         public init() {}
+
+        /// `admin.tap`.
+        public struct Tap: Sendable, Hashable {
+            /// Header names redacted in `open` events besides the built-in ones (case-insensitive).
+            public var redactHeaders: [String] = []
+            /// Query parameter names redacted in `open` events besides the built-in ones.
+            public var redactQueryParameters: [String] = []
+            /// Taps that may stream at once (a further `/tap` gets 503). Default: 8.
+            public var maxTaps: Int = 8
+
+            public init() {}
+
+            static let yaml = YAMLSchema<Self>([
+                .strings("redact_headers", \.redactHeaders),
+                .strings("redact_query_parameters", \.redactQueryParameters),
+                .count("max_taps", \.maxTaps, in: 1...64, " (each tap may hold 4 MiB of queued events)"),
+            ])
+        }
 
         /// No admin listener.
         public static var off: Admin {
@@ -23,7 +46,7 @@ extension GatewayConfiguration {
 }
 
 extension GatewayConfiguration.Admin {
-    /// `admin: { address: host:port | off }`.
+    /// `admin: { address: host:port | off, token_file: path, tap: {…} }`.
     static let yaml = YAMLSchema<Self>([
         .optional("address") { value, field, _ throws(ConfigurationError) in
             let text = try field.string()
@@ -32,7 +55,11 @@ extension GatewayConfiguration.Admin {
             } else {
                 (value.host, value.port) = try HostSyntax.listenAddress(text, at: field.path)
             }
-        }
+        },
+        .optional("token_file") { value, field, reader throws(ConfigurationError) in
+            value.tokenFile = try reader.filePath(field)
+        },
+        .section("tap", \.tap, Tap.yaml),
     ])
 }
 
@@ -62,7 +89,8 @@ extension GatewayConfiguration {
             return "listeners changed (\(old.joined(separator: ", ")) → \(new.joined(separator: ", "))); "
                 + "listener addresses are bound at start: restart to change them"
         }
-        if self.admin != other.admin {
+        // The token file and the tap settings are read again on reload; only the binding is fixed.
+        if self.admin.enabled != other.admin.enabled || self.admin.host != other.admin.host || self.admin.port != other.admin.port {
             return "the admin address changed; it is bound at start: restart to change it"
         }
         return nil

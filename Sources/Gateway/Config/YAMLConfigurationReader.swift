@@ -81,6 +81,7 @@ struct YAMLConfigurationReader: Sendable {
             ("timeouts", GatewayConfiguration.Timeouts.yaml.names),
             ("connection_limits", GatewayConfiguration.ConnectionLimits.yaml.names),
             ("admin", GatewayConfiguration.Admin.yaml.names),
+            ("admin.tap", GatewayConfiguration.Admin.Tap.yaml.names),
         ]
     }
 

@@ -6,6 +6,7 @@ import NIOHTTP1
 ///
 /// The rules, in the order they are checked:
 /// - `GET` over HTTP/1.1 (§4.1 item 2), else 400;
+/// - `/` without `Upgrade: websocket` is the chat page (``DemoChatPage``): 200 with the HTML;
 /// - a known path (`/echo`, `/chat`), else 404;
 /// - `Upgrade` lists the token `websocket` and `Connection` lists the token `upgrade`, both compared
 ///   case-insensitively (§4.2.1 items 3–4), else 426 (the request is not an upgrade);
@@ -26,6 +27,8 @@ enum DemoHandshake {
         case accept(DemoRoute, acceptValue: String)
         /// Refuse with `status` and a one-line plain-text `reason`.
         case reject(HTTPResponseStatus, reason: String)
+        /// Answer 200 with the chat page (``DemoChatPage``) and close.
+        case page
     }
 
     /// Decides what `head` gets.
@@ -41,6 +44,8 @@ enum DemoHandshake {
         switch path {
         case "/echo": route = .echo
         case "/chat": route = .chat(name: DemoChatRoom.name(fromQuery: query))
+        // A browser loading the page; a WebSocket handshake to `/` is still refused (404).
+        case "/" where !OpeningHandshake.asksForWebSocket(head.headers): return .page
         default: return .reject(.notFound, reason: "no route for \(path); try /echo or /chat")
         }
         let headers = head.headers
@@ -83,6 +88,19 @@ enum DemoHandshake {
             "Sec-WebSocket-Version": "13",
             "Content-Type": "text/plain; charset=utf-8",
             "Content-Length": String(bodyLength),
+            "Connection": "close",
+        ]
+    }
+
+    /// The headers of the chat page's answer, whose body is `bodyLength` bytes long (closed after it,
+    /// like a refusal: the demo upstream serves one request per connection).
+    static func pageHeaders(bodyLength: Int) -> HTTPHeaders {
+        [
+            "Content-Type": "text/html; charset=utf-8",
+            "Content-Length": String(bodyLength),
+            "Content-Security-Policy": DemoChatPage.contentSecurityPolicy,
+            "X-Content-Type-Options": "nosniff",
+            "Cache-Control": "no-store",
             "Connection": "close",
         ]
     }

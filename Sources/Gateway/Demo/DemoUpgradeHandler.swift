@@ -54,6 +54,9 @@ final class DemoUpgradeHandler: ChannelInboundHandler, RemovableChannelHandler {
                 self.upgrade(context: context, route: route, acceptValue: acceptValue)
             case .reject(let status, let reason):
                 self.reject(context: context, status: status, reason: reason)
+            case .page:
+                let body = context.channel.allocator.buffer(string: DemoChatPage.html)
+                self.answer(context: context, status: .ok, headers: DemoHandshake.pageHeaders(bodyLength: body.readableBytes), body: body)
             }
         case (.answered, _):
             // Bytes after a refused request are never read (DESIGN §1.5).
@@ -118,11 +121,12 @@ final class DemoUpgradeHandler: ChannelInboundHandler, RemovableChannelHandler {
         var body = context.channel.allocator.buffer(capacity: reason.utf8.count + 1)
         body.writeString(reason)
         body.writeString("\n")
-        let head = HTTPResponseHead(
-            version: .http1_1,
-            status: status,
-            headers: DemoHandshake.rejectionHeaders(bodyLength: body.readableBytes)
-        )
+        self.answer(context: context, status: status, headers: DemoHandshake.rejectionHeaders(bodyLength: body.readableBytes), body: body)
+    }
+
+    /// Sends a complete HTTP answer and closes the connection once it is written.
+    private func answer(context: ChannelHandlerContext, status: HTTPResponseStatus, headers: HTTPHeaders, body: ByteBuffer) {
+        let head = HTTPResponseHead(version: .http1_1, status: status, headers: headers)
         context.write(self.wrapOutboundOut(.head(head)), promise: nil)
         context.write(self.wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
         let channel = context.channel

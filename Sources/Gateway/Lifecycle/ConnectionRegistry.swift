@@ -21,6 +21,14 @@ final class ConnectionRegistry: Sendable {
     }
 
     private let state = NIOLockedValueBox(State())
+    /// The relayed connections for `/connections` and the taps watching them (issue #14).
+    let live: LiveConnectionTable
+    let taps: TapHub
+
+    init() {
+        self.live = LiveConnectionTable()
+        self.taps = TapHub(live: self.live)
+    }
     private let nextConnectionID = NIOLockedValueBox<UInt64>(0)
 
     func makeConnectionID() -> UInt64 {

@@ -63,7 +63,8 @@ public struct GatewayService: Service {
         let server = try await GatewayServer.start(
             configuration: self.configuration,
             group: self.group,
-            metricsFactory: Self.metricsFactory(registry: registry)
+            metricsFactory: Self.metricsFactory(registry: registry),
+            logger: self.logger
         )
         let admin: AdminServer?
         do {
@@ -79,7 +80,7 @@ public struct GatewayService: Service {
         await withTaskGroup(of: Void.self) { tasks in
             tasks.addTask {
                 for await _ in hangups {
-                    await self.reload(server)
+                    await self.reload(server, admin: admin)
                 }
             }
             do {
@@ -103,12 +104,26 @@ public struct GatewayService: Service {
     private func startAdmin(server: GatewayServer, registry: PrometheusCollectorRegistry) async throws -> AdminServer? {
         let settings = self.configuration.admin
         guard settings.enabled else { return nil }
+        // Issue #14: the bearer token (a file that cannot be read stops the start) and the tap settings.
+        let token = AdminToken()
+        if let path = settings.tokenFile {
+            token.set(try await NIOThreadPool.singleton.runIfActive { try AdminToken.load(path: path) })
+        } else if !AdminToken.isLoopback(settings.host) {
+            self.logger.warning(
+                "the admin listener is bound to a non-loopback address without admin.token_file: anyone who reaches it can list and close connections and tap their frames",
+                metadata: ["address": "\(settings.host):\(settings.port)"]
+            )
+        }
+        let connections = server.environment.connections
+        connections.taps.configure(settings.tap)
         do {
             return try await AdminServer.start(
                 host: settings.host,
                 port: settings.port,
                 registry: registry,
                 group: self.group,
+                observation: AdminObservation(live: connections.live, taps: connections.taps),
+                token: token,
                 isReady: { !server.isDraining }
             )
         } catch {
@@ -116,8 +131,26 @@ public struct GatewayService: Service {
         }
     }
 
+    /// SIGHUP (issue #14): the tap settings and the bearer token are read again. A token file that cannot
+    /// be read keeps the token in force (logged); a removed `token_file` key removes the guard.
+    private func reloadAdmin(_ settings: GatewayConfiguration.Admin, admin: AdminServer?, server: GatewayServer) async {
+        server.environment.connections.taps.configure(settings.tap)
+        guard let admin else { return }
+        guard let path = settings.tokenFile else {
+            if admin.token.value != nil { self.logger.warning("admin.token_file removed: the admin endpoints are no longer guarded") }
+            admin.token.set(nil)
+            return
+        }
+        do {
+            admin.token.set(try await NIOThreadPool.singleton.runIfActive { try AdminToken.load(path: path) })
+            self.logger.notice("admin token reloaded", metadata: ["path": "\(path)"])
+        } catch {
+            self.logger.error("admin token not reloaded: the previous token stays in force", metadata: ["error": "\(error)"])
+        }
+    }
+
     /// SIGHUP: read the file again and install it; on any error keep the running configuration.
-    private func reload(_ server: GatewayServer) async {
+    private func reload(_ server: GatewayServer, admin: AdminServer?) async {
         guard let path = self.configurationPath else {
             self.logger.warning("SIGHUP ignored: the gateway was not started from a configuration file")
             return
@@ -128,6 +161,7 @@ public struct GatewayService: Service {
             }
             let certificatesBefore = server.listenerCertificates
             try await server.reload(configuration: configuration)
+            await self.reloadAdmin(configuration.admin, admin: admin, server: server)
             for warning in server.environment.warnings { self.logger.warning("\(warning)") }
             for (listener, new) in server.listenerCertificates.sorted(by: { $0.key < $1.key }) {
                 let old = certificatesBefore[listener] ?? []

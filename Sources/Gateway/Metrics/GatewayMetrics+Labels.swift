@@ -281,6 +281,13 @@ struct ConnectionLimitLabels: MetricLabels {
     var values: [String] { [self.listener, self.limit.rawValue] }
 }
 
+struct AcceptErrorLabels: MetricLabels {
+    var listener: String
+    var error: AcceptError
+    static let names = ["listener", "error"]
+    var values: [String] { [self.listener, self.error.rawValue] }
+}
+
 struct ProxyProtocolRefusalLabels: MetricLabels {
     var listener: String
     var reason: ProxyProtocolRefusal

@@ -1,3 +1,4 @@
+import CoreMetrics
 import Frames
 import TLSShim
 
@@ -25,6 +26,22 @@ extension GatewayMetrics {
             if figures.messages > 0 { self.messages.increment(labels, by: Int64(figures.messages)) }
             if figures.bytes > 0 { self.bytes.increment(labels, by: Int64(figures.bytes)) }
         }
+    }
+
+    /// A relayed connection ended; its traffic went to the counters as it flowed (``RelayTraffic``).
+    func sessionClosed(listener: String, route: String) {
+        self.connectionsOpen.add(.init(listener: listener, route: route), -1)
+    }
+
+    /// The message and byte counters of one connection's two directions, by source leg, for
+    /// ``RelayTraffic`` (issue #14: counted as they flow, not at the end).
+    func trafficCounters(listener: String, route: String) -> (messages: PerSide<Counter>, bytes: PerSide<Counter>) {
+        let client = TrafficLabels(listener: listener, route: route, direction: .clientToUpstream)
+        let upstream = TrafficLabels(listener: listener, route: route, direction: .upstreamToClient)
+        return (
+            PerSide(client: self.messages.counter(client), upstream: self.messages.counter(upstream)),
+            PerSide(client: self.bytes.counter(client), upstream: self.bytes.counter(upstream))
+        )
     }
 
     /// An upgrade request answered with an HTTP error.
@@ -97,6 +114,10 @@ extension GatewayMetrics {
 
     func proxyProtocolRefused(listener: String, _ reason: ProxyProtocolRefusal) {
         self.proxyProtocolRefusals.increment(.init(listener: listener, reason: reason))
+    }
+
+    func acceptPaused(listener: String, _ error: AcceptError) {
+        self.acceptErrors.increment(.init(listener: listener, error: error))
     }
 
     func keepAliveTimedOut(route: String, side: Side) {

@@ -41,6 +41,7 @@ struct GatewayMetrics: Sendable {
     let maxLifetimeCloses: CounterFamily<RouteLabels>
     // Edge (issue #11).
     let proxyProtocolRefusals: CounterFamily<ProxyProtocolRefusalLabels>
+    let acceptErrors: CounterFamily<AcceptErrorLabels>
     // permessage-deflate (issue #5 A).
     let extensionDecisions: CounterFamily<ExtensionDecisionLabels>
     let extensionsDropped: CounterFamily<RouteSideLabels>
@@ -60,8 +61,8 @@ struct GatewayMetrics: Sendable {
         self.connections = .init("wsgate_connections_total", help: "WebSocket connections established (101 sent)", factory: f)
         self.connectionsOpen = .init("wsgate_connections_open", help: "WebSocket connections being relayed now", factory: f)
         self.upgradesRefused = .init("wsgate_upgrades_refused_total", help: "upgrade requests answered with an HTTP error", factory: f)
-        self.messages = .init("wsgate_messages_total", help: "messages relayed, added when the connection ends", factory: f)
-        self.bytes = .init("wsgate_bytes_total", help: "payload bytes relayed, added when the connection ends", factory: f)
+        self.messages = .init("wsgate_messages_total", help: "messages relayed, added as they flow (within a second)", factory: f)
+        self.bytes = .init("wsgate_bytes_total", help: "payload bytes relayed, added as they flow (within a second)", factory: f)
         self.closeCodes = .init(
             "wsgate_close_codes_total",
             help: "close codes per leg, sent by the peer or by the gateway (1006: TCP lost, 1015: TLS handshake failed)",
@@ -91,6 +92,11 @@ struct GatewayMetrics: Sendable {
         self.proxyProtocolRefusals = .init(
             "wsgate_proxy_protocol_refusals_total",
             help: "connections closed for a missing, late or malformed PROXY protocol header, or from a peer outside trusted_proxies",
+            factory: f
+        )
+        self.acceptErrors = .init(
+            "wsgate_accept_errors_total",
+            help: "accept failures for want of a resource (EMFILE, ENFILE, ENOBUFS, ENOMEM), each pausing the listener for 1 s",
             factory: f
         )
         self.extensionDecisions = .init(

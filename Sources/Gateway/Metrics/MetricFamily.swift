@@ -63,6 +63,12 @@ struct CounterFamily<Labels: MetricLabels>: MetricFamily {
     func increment(_ labels: Labels, by amount: Int64 = 1) {
         self.series(labels).increment(by: amount)
     }
+
+    /// The series `labels` itself, for a caller that adds to it often (a relay's live counters, issue #14):
+    /// it keeps the handle and never takes the family's lock again.
+    func counter(_ labels: Labels) -> Counter {
+        self.series(labels)
+    }
 }
 
 /// A gauge declared once (a swift-metrics `Meter`, a Prometheus gauge).

@@ -11,8 +11,9 @@ extension RelaySession {
                 self.discarding[side] = true
                 self.transcodingStopped(side)  // issue #10 item 6
             case .sendClose(let side, let message):
-                if case .code(let code, _) = message, let code {
+                if case .code(let code, let reason) = message, let code {
                     self.operations.metrics?.close(side: side, code: code, byPeer: false)
+                    self.tapClose(leg: side, code: code, reason: reason, by: "gateway")
                 }
                 self.writeClose(message, to: side)
             case .startCloseTimer(let side):

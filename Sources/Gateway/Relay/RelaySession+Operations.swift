@@ -10,6 +10,8 @@ struct RelayOperations {
     /// The connection was closed from outside (the drain deadline): its TCP closes are not counted as
     /// lost by the peer.
     var forceClosed = false
+    /// A drain asked this connection to close (`/connections` shows it `draining`).
+    var draining = false
 }
 
 extension RelaySession {
@@ -24,6 +26,7 @@ extension RelaySession {
     /// deadline, never a Close inside the frame. The close handshakes then run as usual (close timeout).
     func drain() {
         guard !self.finished else { return }
+        self.operations.draining = true
         self.gatewayClose(.goingAway, reason: Self.drainReason, timed: false)
     }
 

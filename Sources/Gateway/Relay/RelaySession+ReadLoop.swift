@@ -72,6 +72,8 @@ extension RelaySession {
             ($0.transcoder, $0.limiter?.limitsDataFrames == true, $0.limiter != nil)
         }
         var leg = self.direction(side) { $0.leg }
+        // Issue #14: the taps watching (`nil` nearly always: one check per frame).
+        let tap = self.tap
         let destination = self.contexts[destinationSide]
         var forwarding = destination != nil && self.closeState.mayWrite(to: destinationSide)
         var out = RelayOutput(copying: side == .client || transcoder != nil, buffer: buffer, resources: self.resources)
@@ -92,6 +94,7 @@ extension RelaySession {
                         return self.enforce(verdict, on: .header(header), from: side, rest: &buffer)
                     }
                     leg.fin = header.fin
+                    if let tap { tap.begin(header, from: side) }
                     if let transcoder, try transcoder.header(header) { continue }  // rewritten as new frames
                     guard forwarding else {
                         if side == .client { _ = self.outgoingHeader(header, from: side, transcoder, parser: &parser) }
@@ -110,6 +113,7 @@ extension RelaySession {
                     }
                 case .payload(let count):
                     leg.stats.bytes += count
+                    if let tap { tap.payload(from: side, buffer, count: count) }
                     if let transcoder {
                         if transcoder.isInspecting {
                             let inflated = transcoder.inflatedBytes
@@ -141,6 +145,7 @@ extension RelaySession {
                         out.output.moveWriterIndex(to: start)
                     }
                 case .frameEnd:
+                    if let tap { tap.end(from: side) }
                     if leg.fin {
                         leg.stats.messages += 1
                         leg.frameStart = nil
@@ -177,6 +182,7 @@ extension RelaySession {
                         self.direction(side) { $0.leg = leg }
                         return self.enforce(verdict, on: .control(frame), from: side, rest: &buffer)
                     }
+                    if let tap { tap.control(frame, from: side) }
                     guard forwarding else { continue }
                     if out.copying {
                         var encoder = self.encoder(toward: destinationSide)
@@ -188,6 +194,7 @@ extension RelaySession {
                         self.writeControl(opcode: frame.opcode, payload: frame.payload, to: destinationSide)
                     }
                 case .control(let frame):
+                    if let tap { tap.control(frame, from: side) }
                     // What came before the Close goes first; the Close is the handshake's business.
                     if forwarding { out.send(&buffer, upTo: before, to: destination) }
                     out.skip(to: buffer.readerIndex)

@@ -46,6 +46,11 @@ final class RelaySession {
     private(set) var finished = false
     /// Metrics and drain (issue #6, `RelaySession+Operations.swift`).
     var operations = RelayOperations()
+    /// Issue #14: the taps watching this connection (`nil`: none, the relay's one check per frame), what
+    /// they are told about it, and the live counters (`RelaySession+Observation.swift`).
+    var tap: RelayTap?
+    var tapInfo: LiveConnectionInfo?
+    var traffic: RelayTraffic?
     /// Called once when both connections are closed, with who closed and the code.
     var onFinish: ((RelayCloseState.Outcome?, _ stats: PerSide<Stats>) -> Void)?
 
@@ -177,6 +182,7 @@ final class RelaySession {
         switch frame.opcode {
         case .close:
             self.operations.metrics?.close(side: side, code: frame.closeCode, byPeer: true)
+            self.tapClose(leg: side, code: frame.closeCode, reason: frame.closeReason, by: side.rawValue)
             self.perform(self.closeState.closeReceived(from: side, code: frame.closeCode, payload: frame.payload, boundary: self.boundaries))
         default:
             guard self.closeState.mayWrite(to: side.other) else { return }
@@ -195,6 +201,7 @@ final class RelaySession {
 
     func readComplete(from side: Side) {
         self.flow.inflatedThisRead[side] = 0  // issue #10 item 6: the inflation share is per read
+        self.trafficRead()  // issue #14: live counters
         self.contexts[side.other]?.flush()
     }
 
@@ -227,6 +234,7 @@ final class RelaySession {
     func inactive(_ side: Side) {
         if self.closeState.legs[side].isOpen && !self.operations.forceClosed {
             self.operations.metrics?.close(side: side, code: .abnormalClosure, byPeer: true)
+            self.tapClose(leg: side, code: .abnormalClosure, reason: "", by: side.rawValue)
         }
         self.perform(self.closeState.tcpClosed(side, boundary: self.boundaries))
     }
@@ -252,6 +260,8 @@ final class RelaySession {
         self.directions.upstream.frameTimer?.cancel()
         self.policyFinished()
         self.compressionFinished()
+        self.trafficFinished()
+        self.tap = nil
         self.onFinish?(self.closeState.outcome, self.stats)
         self.onFinish = nil
     }

@@ -1,3 +1,4 @@
+import Logging
 import NIOCore
 import NIOPosix
 
@@ -7,11 +8,12 @@ import Glibc
 
 extension ServerBootstrap {
     /// Stops accepting for a second after `accept` fails for want of a resource (EMFILE, ENFILE,
-    /// ENOBUFS, ENOMEM; RELIABILITY R-12): ``AcceptErrorPause``.
-    func backingOffAfterAcceptErrors() -> ServerBootstrap {
+    /// ENOBUFS, ENOMEM; RELIABILITY R-12): ``AcceptErrorPause``, which counts and logs each pause when
+    /// given a `report` (the gateway's listeners; the admin and demo listeners only pause).
+    func backingOffAfterAcceptErrors(reporting report: AcceptErrorPause.Report? = nil) -> ServerBootstrap {
         self.serverChannelInitializer { channel in
             channel.eventLoop.makeCompletedFuture {
-                try channel.pipeline.syncOperations.addHandler(AcceptErrorPause())
+                try channel.pipeline.syncOperations.addHandler(AcceptErrorPause(reporting: report))
             }
         }
     }
@@ -20,7 +22,8 @@ extension ServerBootstrap {
 /// On a listener: after `accept` fails for want of a resource, stop reading it (auto-read off) for
 /// ``pause``, then try again; other errors pass. Waiting connections stay in the backlog and are
 /// accepted within about a second of descriptors being freed; connections already accepted are
-/// unaffected.
+/// unaffected. Each pause is counted (`wsgate_accept_errors_total{listener,error}`) and logged, at most
+/// one line per ``AcceptPauseLog/interval`` (a line says how many pauses it stands for).
 ///
 /// Why not NIO's `AcceptBackoffHandler`: it delays the listener's next `read()`, but when `accept`
 /// fails before any connection of a read cycle was accepted, NIO still counts the read as pending, never
@@ -35,12 +38,25 @@ final class AcceptErrorPause: ChannelInboundHandler {
     /// How long the listener stops accepting after such an error: NIO's default backoff.
     static let pause: TimeAmount = .seconds(1)
 
+    /// Where a listener's pauses are counted and logged.
+    struct Report: Sendable {
+        var listener: String
+        var metrics: GatewayMetrics
+        var logger: Logger
+    }
+
+    private let report: Report?
+    private var log = AcceptPauseLog()
     private var resume: Scheduled<Void>?
 
-    /// The accept errors that a pause can outlast: out of descriptors or kernel memory.
-    static func isResourceShortage(_ error: any Error) -> Bool {
-        guard let error = error as? IOError else { return false }
-        return [EMFILE, ENFILE, ENOBUFS, ENOMEM].contains(error.errnoCode)
+    init(reporting report: Report?) {
+        self.report = report
+    }
+
+    /// The accept errors that a pause can outlast (out of descriptors or kernel memory), by name.
+    static func resourceShortage(_ error: any Error) -> AcceptError? {
+        guard let error = error as? IOError else { return nil }
+        return AcceptError(errno: error.errnoCode)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -48,7 +64,7 @@ final class AcceptErrorPause: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        guard Self.isResourceShortage(error) else {
+        guard let shortage = Self.resourceShortage(error) else {
             context.fireErrorCaught(error)
             return
         }
@@ -58,6 +74,17 @@ final class AcceptErrorPause: ChannelInboundHandler {
         self.resume = context.eventLoop.assumeIsolated().scheduleTask(in: Self.pause) {
             self.resume = nil
             try? channel.syncOptions?.setOption(.autoRead, value: true)
+        }
+        guard let report = self.report else { return }
+        report.metrics.acceptPaused(listener: report.listener, shortage)
+        if let pauses = self.log.paused(at: context.eventLoop.now) {
+            report.logger.warning(
+                "accept failed, listener paused",
+                metadata: [
+                    "listener": "\(report.listener)", "error": "\(shortage.rawValue)",
+                    "pause": "\(Self.pause.nanoseconds / 1_000_000)ms", "pauses": "\(pauses)",
+                ]
+            )
         }
     }
 
@@ -69,3 +96,41 @@ final class AcceptErrorPause: ChannelInboundHandler {
 
 @available(*, unavailable)
 extension AcceptErrorPause: Sendable {}
+
+/// An `accept` that failed for want of a resource (the listener pauses), by errno name.
+enum AcceptError: String, MetricLabelValue {
+    case emfile = "EMFILE"
+    case enfile = "ENFILE"
+    case enobufs = "ENOBUFS"
+    case enomem = "ENOMEM"
+
+    /// `nil` for an errno that is not a resource shortage.
+    init?(errno: Int32) {
+        switch errno {
+        case EMFILE: self = .emfile
+        case ENFILE: self = .enfile
+        case ENOBUFS: self = .enobufs
+        case ENOMEM: self = .enomem
+        default: return nil
+        }
+    }
+}
+
+/// Which accept pauses get a log line: the first, then at most one per ``interval``. A line reports the
+/// pauses since the last line (itself included), so a listener out of descriptors for an hour writes
+/// 60 lines, not 3,600, and none is lost from the count.
+struct AcceptPauseLog: Sendable {
+    static let interval: TimeAmount = .seconds(60)
+
+    private var lastLine: NIODeadline?
+    private var unlogged = 0
+
+    /// A pause began at `now`: the number of pauses to report in a line now, or `nil` for no line.
+    mutating func paused(at now: NIODeadline) -> Int? {
+        self.unlogged += 1
+        if let last = self.lastLine, now < last + Self.interval { return nil }
+        self.lastLine = now
+        defer { self.unlogged = 0 }
+        return self.unlogged
+    }
+}

@@ -321,6 +321,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
             compression: extensions.compression
         )
         self.recorder.relayStarted(session, route: request.route.route.label)
+        self.observe(session, request: request, channel: context.channel)
         do {
             try pipelineSwitch.installRelay(session, after: self)
             // The relay handler is in place: a drain under way reaches it now, as the registry's

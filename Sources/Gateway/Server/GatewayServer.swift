@@ -18,18 +18,19 @@ public final class GatewayServer: Sendable {
     public var localAddresses: [SocketAddress] { self.serverChannels.compactMap(\.localAddress) }
 
     /// Binds every listener and starts accepting. Metrics go to `metricsFactory` (by default the one
-    /// `MetricsSystem` was bootstrapped with).
+    /// `MetricsSystem` was bootstrapped with); accept errors are logged to `logger`.
     public static func start(
         configuration: GatewayConfiguration,
         group: any EventLoopGroup,
-        metricsFactory: any MetricsFactory = MetricsSystem.factory
+        metricsFactory: any MetricsFactory = MetricsSystem.factory,
+        logger: Logger = Logger(label: "wsgate")
     ) async throws -> GatewayServer {
         let environment = try GatewayEnvironment(configuration, metrics: GatewayMetrics(factory: metricsFactory))
         let current = NIOLockedValueBox(environment)
         var channels: [any Channel] = []
         do {
             for listener in configuration.listeners {
-                channels.append(try await Self.bind(listener, environment: current, group: group))
+                channels.append(try await Self.bind(listener, environment: current, group: group, logger: logger))
             }
         } catch {
             for channel in channels { try? await channel.close() }
@@ -46,10 +47,11 @@ public final class GatewayServer: Sendable {
     private static func bind(
         _ listener: GatewayConfiguration.Listener,
         environment current: NIOLockedValueBox<GatewayEnvironment>,
-        group: any EventLoopGroup
+        group: any EventLoopGroup,
+        logger: Logger
     ) async throws -> any Channel {
         try await ServerBootstrap(group: group)
-            .backingOffAfterAcceptErrors()
+            .backingOffAfterAcceptErrors(reporting: .init(listener: listener.name, metrics: current.withLockedValue { $0.metrics }, logger: logger))
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)

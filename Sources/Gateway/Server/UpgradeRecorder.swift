@@ -92,13 +92,11 @@ struct UpgradeRecorder {
         let metrics = self.metrics
         session.operations.metrics = metrics
         metrics.sessionOpened(listener: record.listener, route: route)
+        // Issue #14: messages and bytes reach the counters as they flow; the end flushes the rest.
+        let counters = metrics.trafficCounters(listener: record.listener, route: route)
+        session.traffic = RelayTraffic(messages: counters.messages, bytes: counters.bytes)
         session.onFinish = { outcome, stats in
-            metrics.sessionEnded(
-                listener: record.listener,
-                route: route,
-                clientToUpstream: (stats.client.messages, stats.client.bytes),
-                upstreamToClient: (stats.upstream.messages, stats.upstream.bytes)
-            )
+            metrics.sessionClosed(listener: record.listener, route: route)
             record.clientMessages = stats.client.messages
             record.clientBytes = stats.client.bytes
             record.upstreamMessages = stats.upstream.messages

@@ -46,9 +46,15 @@ extension TestMetrics {
 
     /// Waits up to `timeout` for `condition` (metrics of a connection are added when it ends).
     func eventually(_ timeout: Duration = .seconds(5), _ condition: () -> Bool) async {
-        let deadline = ContinuousClock.now + timeout
-        while !condition(), ContinuousClock.now < deadline {
-            try? await Task.sleep(for: .milliseconds(10))
-        }
+        await waitFor(timeout, condition)
+    }
+}
+
+/// Waits up to `timeout` for `condition`, polling; the caller then asserts what it waited for, so a
+/// loaded machine only makes the test slower, never wrong (no sleep-then-assert).
+func waitFor(_ timeout: Duration = .seconds(10), _ condition: () -> Bool) async {
+    let deadline = ContinuousClock.now + timeout
+    while !condition(), ContinuousClock.now < deadline {
+        try? await Task.sleep(for: .milliseconds(10))
     }
 }

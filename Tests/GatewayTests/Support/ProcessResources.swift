@@ -23,6 +23,14 @@ enum ProcessResources {
         return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
     }
 
+    /// CPU time the calling thread has used (`CLOCK_THREAD_CPUTIME_ID`): for cost bounds on synchronous
+    /// work, which a loaded machine does not inflate as it does wall-clock time.
+    static func threadCPUTime() -> Duration {
+        var time = timespec()
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &time)
+        return .seconds(time.tv_sec) + .nanoseconds(time.tv_nsec)
+    }
+
     /// Polls `condition` every 20 ms until it holds or `timeout` passes; returns whether it held.
     static func settle(within timeout: Duration, _ condition: () -> Bool) async -> Bool {
         let deadline = ContinuousClock.now + timeout

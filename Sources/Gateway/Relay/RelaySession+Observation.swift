@@ -1,0 +1,177 @@
+import CoreMetrics
+import Frames
+import NIOCore
+
+/// The live figures' counters of one connection (issue #14 §1): the relay adds to its own
+/// ``RelaySession/Stats`` per frame as always, and the difference since the last flush goes to the
+/// Prometheus counters at most a second after the read that moved it (one timer per active connection,
+/// armed by the first read batch after a flush), and at the end. Nothing is counted twice: the end
+/// only flushes what is left.
+struct RelayTraffic {
+    let messages: PerSide<Counter>
+    let bytes: PerSide<Counter>
+    var flushed = PerSide(RelaySession.Stats())
+    var timer: Scheduled<Void>?
+
+    /// How long relayed traffic may wait before it shows in `/metrics`.
+    static let flushInterval = TimeAmount.seconds(1)
+}
+
+extension RelaySession {
+    // MARK: Live counters
+
+    /// After a read batch (``readComplete(from:)``): the flush timer is armed if it is not already.
+    @inline(__always)
+    func trafficRead() {
+        guard self.traffic != nil, self.traffic!.timer == nil, !self.finished else { return }
+        let session = NIOLoopBound(self, eventLoop: self.eventLoop)
+        self.traffic!.timer = self.eventLoop.scheduleTask(in: RelayTraffic.flushInterval) {
+            let session = session.value
+            session.traffic?.timer = nil
+            session.flushTraffic()
+        }
+    }
+
+    /// Adds what was relayed since the last flush to the counters.
+    func flushTraffic() {
+        guard var traffic = self.traffic else { return }
+        let stats = self.stats
+        for side in [Side.client, .upstream] {
+            let messages = stats[side].messages - traffic.flushed[side].messages
+            let bytes = stats[side].bytes - traffic.flushed[side].bytes
+            if messages > 0 { traffic.messages[side].increment(by: Int64(messages)) }
+            if bytes > 0 { traffic.bytes[side].increment(by: Int64(bytes)) }
+        }
+        traffic.flushed = stats
+        self.traffic = traffic
+    }
+
+    /// At the end: the rest is flushed and the timer stopped.
+    func trafficFinished() {
+        self.traffic?.timer?.cancel()
+        self.traffic?.timer = nil
+        self.flushTraffic()
+    }
+
+    // MARK: Live table
+
+    /// What `/connections` shows of this connection now (read on its event loop).
+    var liveFigures: LiveConnectionFigures {
+        let stats = self.stats
+        let state: LiveConnectionFigures.State =
+            self.operations.draining
+            ? .draining : (self.closeState.legs.client.isOpen && self.closeState.legs.upstream.isOpen ? .open : .closing)
+        return LiveConnectionFigures(
+            clientToUpstream: (stats.client.messages, stats.client.bytes),
+            upstreamToClient: (stats.upstream.messages, stats.upstream.bytes),
+            state: state
+        )
+    }
+
+    // MARK: Tap (issue #14 §2)
+
+    /// Recomputes which taps watch this connection (``TapHub``); `nil` when none does.
+    func retap(_ hub: TapHub) {
+        guard !self.finished, let info = self.tapInfo else { return }
+        let subscribers = hub.subscribers(matching: info)
+        if subscribers.isEmpty {
+            self.tap = nil
+        } else if let tap = self.tap {
+            tap.replaceSubscribers(subscribers)
+        } else {
+            self.tap = RelayTap(info: info, subscribers: subscribers)
+        }
+    }
+
+    /// A Close frame from `side`, a Close the gateway sent to `side`, or `side`'s TCP lost.
+    func tapClose(leg: Side, code: CloseCode?, reason: String, by: String) {
+        guard let tap = self.tap else { return }
+        let close = TapClose(connection: tap.info.id, time: TapEvent.now, code: code.map { Int($0.rawValue) }, reason: reason, by: by, leg: leg)
+        tap.emit(.close(close))
+    }
+}
+
+extension RelayTap {
+    /// A data frame's header from `side`, as parsed.
+    func begin(_ header: FrameHeader, from side: Side) {
+        var capture = Capture()
+        capture.header = FrameHeaderSummary(
+            opcode: header.opcode,
+            fin: header.fin,
+            rsv1: header.reservedBits.contains(.rsv1),
+            length: header.payloadLength,
+            maskingKey: header.maskingKey
+        )
+        let previous = self.captures[side]
+        if header.opcode == .continuation {
+            capture.messageOpcode = previous.messageOpcode
+            capture.messageCompressed = previous.messageCompressed
+        } else {
+            capture.messageOpcode = header.opcode
+            capture.messageCompressed = capture.header!.rsv1
+        }
+        self.captures[side] = capture
+    }
+
+    /// `count` payload bytes of the current frame from `side`, the last `count` bytes read from
+    /// `buffer` (the source's bytes, masked as they came: the copying read loop never writes to them,
+    /// and the in-place one only reads server frames, which are not masked). Copied up to the bound,
+    /// unmasked.
+    func payload(from side: Side, _ buffer: ByteBuffer, count: Int) {
+        var capture = self.captures[side]
+        let wanted = min(count, self.captureLimit - capture.payload.count)
+        // ByteBuffer only reads at or after its reader index: step back over the chunk in a copy.
+        var source = buffer
+        source.moveReaderIndex(to: buffer.readerIndex - count)
+        if wanted > 0, let bytes = source.readBytes(length: wanted) {
+            let start = capture.payload.count
+            capture.payload += bytes
+            if let key = capture.header?.maskingKey {
+                for index in 0..<wanted {
+                    capture.payload[start + index] ^= key[(capture.offset + index) & 3]
+                }
+            }
+        }
+        capture.offset += count
+        self.captures[side] = capture
+    }
+
+    /// The current frame from `side` ended: one `frame` event.
+    func end(from side: Side) {
+        let capture = self.captures[side]
+        guard let header = capture.header else { return }
+        let frame = TapFrame(
+            connection: self.info.id,
+            time: TapEvent.now,
+            from: side,
+            opcode: header.opcode,
+            messageOpcode: capture.messageOpcode,
+            fin: header.fin,
+            rsv1: header.rsv1,
+            length: header.length,
+            payload: capture.payload,
+            compressed: capture.messageCompressed
+        )
+        self.captures[side].header = nil
+        self.captures[side].payload = []
+        self.emit(.frame(frame))
+    }
+
+    /// A whole control frame from `side` (its payload already unmasked).
+    func control(_ frame: ControlFrame, from side: Side) {
+        let payload = frame.payload.getBytes(at: frame.payload.readerIndex, length: min(frame.payload.readableBytes, self.captureLimit)) ?? []
+        let event = TapFrame(
+            connection: self.info.id,
+            time: TapEvent.now,
+            from: side,
+            opcode: frame.opcode,
+            messageOpcode: frame.opcode,
+            fin: true,
+            rsv1: false,
+            length: frame.payload.readableBytes,
+            payload: payload,
+            compressed: false
+        )
+        self.emit(.frame(event))
+    }
+}

@@ -1,0 +1,231 @@
+import Foundation
+import Frames
+import MetricsTestKit
+import NIOCore
+import NIOEmbedded
+import Testing
+
+@testable import Gateway
+
+/// Issue #14 on the relay, in memory: live counters under virtual time, the live table's figures and
+/// close, and the tap's frame events, with reads cut at every byte.
+@Suite struct RelaySessionObservationTests {
+    typealias Pair = RelayHandlerEmbeddedTests.Pair
+
+    static func info(id: UInt64 = 7, route: String = "/r", client: String = "127.0.0.1:50000") -> LiveConnectionInfo {
+        LiveConnectionInfo(
+            id: id,
+            listener: "plain",
+            route: route,
+            client: client,
+            clientAddress: "127.0.0.1",
+            upstream: "ws://127.0.0.1:9001",
+            started: .now(),
+            tls: nil
+        )
+    }
+
+    /// `pair`'s session with live counters in `metrics`, as ``UpgradeRecorder/relayStarted(_:route:)`` wires it.
+    static func countTraffic(_ pair: Pair, _ metrics: TestMetrics) {
+        let counters = GatewayMetrics(factory: metrics).trafficCounters(listener: "plain", route: "/r")
+        pair.session.traffic = RelayTraffic(messages: counters.messages, bytes: counters.bytes)
+    }
+
+    static func total(_ metrics: TestMetrics, _ name: String, _ direction: String) -> Int64 {
+        metrics.counters(label: name).filter { $0.dimensions.contains { $0 == ("direction", direction) } }.map(\.totalValue).reduce(0, +)
+    }
+
+    /// The value of `future` once `loop` has run what it was given.
+    static func value<T>(_ future: EventLoopFuture<T>, _ loop: EmbeddedEventLoop) throws -> T {
+        var result: Result<T, any Error>?
+        future.assumeIsolated().whenComplete { result = $0 }
+        loop.run()
+        return try #require(result).get()
+    }
+
+    // MARK: Live counters
+
+    @Test func trafficReachesTheCountersWithinASecondWhileTheConnectionLivesAndIsNotCountedAgainAtClose() throws {
+        let pair = try Pair()
+        let metrics = TestMetrics()
+        Self.countTraffic(pair, metrics)
+        try pair.deliver(RelayHandlerEmbeddedTests.clientFrame(.text, Array("hello".utf8)), from: .client)
+        try pair.deliver(RelayHandlerEmbeddedTests.upstreamFrame(.binary, [1, 2, 3]), from: .upstream)
+        try pair.deliver(RelayHandlerEmbeddedTests.upstreamFrame(.binary, [4]), from: .upstream)
+        // Not per frame: nothing yet.
+        #expect(Self.total(metrics, "wsgate_bytes_total", "client_to_upstream") == 0)
+        pair.loop.advanceTime(by: .seconds(1))
+        #expect(Self.total(metrics, "wsgate_messages_total", "client_to_upstream") == 1)
+        #expect(Self.total(metrics, "wsgate_bytes_total", "client_to_upstream") == 5)
+        #expect(Self.total(metrics, "wsgate_messages_total", "upstream_to_client") == 2)
+        #expect(Self.total(metrics, "wsgate_bytes_total", "upstream_to_client") == 4)
+        // More traffic later, then the close: only the rest is added.
+        try pair.deliver(RelayHandlerEmbeddedTests.clientFrame(.text, Array("again".utf8)), from: .client)
+        try pair.deliver(RelayHandlerEmbeddedTests.clientFrame(.close, RelayHandlerEmbeddedTests.closePayload(1000)), from: .client)
+        try pair.deliver(RelayHandlerEmbeddedTests.upstreamFrame(.close, RelayHandlerEmbeddedTests.closePayload(1000)), from: .upstream)
+        pair.loop.run()
+        #expect(pair.finished)
+        #expect(Self.total(metrics, "wsgate_messages_total", "client_to_upstream") == 2)
+        #expect(Self.total(metrics, "wsgate_bytes_total", "client_to_upstream") == 10)
+        #expect(Self.total(metrics, "wsgate_bytes_total", "upstream_to_client") == 4)
+        pair.loop.advanceTime(by: .seconds(5))
+        #expect(Self.total(metrics, "wsgate_bytes_total", "client_to_upstream") == 10, "counted twice")
+    }
+
+    // MARK: Live table
+
+    @Test func theTableReadsFiguresOnTheRelaysLoopAndRendersTheDocumentedShape() throws {
+        let pair = try Pair()
+        let table = LiveConnectionTable()
+        table.insert(Self.info(), session: pair.session)
+        try pair.deliver(RelayHandlerEmbeddedTests.clientFrame(.text, Array("hello".utf8)), from: .client)
+        let rows = try Self.value(table.snapshot(limit: 10, on: pair.loop), pair.loop)
+        #expect(rows.count == 1)
+        #expect(rows[0].figures.clientToUpstream == (1, 5))
+        #expect(rows[0].figures.state == .open)
+        let json = try #require(
+            try JSONSerialization.jsonObject(with: Data(LiveConnectionJSON.list(rows, now: .now()).utf8)) as? [String: Any]
+        )
+        let connection = try #require((json["connections"] as? [[String: Any]])?.first)
+        #expect(
+            Set(connection.keys) == [
+                "id", "listener", "route", "client", "upstream", "protocol", "age_seconds", "tls", "subprotocol", "extensions",
+                "client_to_upstream", "upstream_to_client", "state",
+            ]
+        )
+        #expect(connection["id"] as? Int == 7)
+        #expect(connection["protocol"] as? String == "http1")
+        #expect(connection["tls"] is NSNull)
+        #expect((connection["client_to_upstream"] as? [String: Int]) == ["messages": 1, "bytes": 5])
+        #expect((connection["extensions"] as? [String: Any])?.keys.sorted() == ["client", "upstream"])
+        #expect(try Self.value(table.row(8, on: pair.loop), pair.loop) == nil)
+    }
+
+    @Test func aCloseThroughTheTableReachesBothLegsAndTheStateShowsClosing() throws {
+        let pair = try Pair()
+        let table = LiveConnectionTable()
+        table.insert(Self.info(), session: pair.session)
+        #expect(table.close(7, code: CloseCodeRequest(code: .policyViolation, reason: "operator")))
+        #expect(!table.close(8, code: CloseCodeRequest(code: .policyViolation, reason: "")))
+        pair.loop.run()
+        for side in [Side.client, .upstream] {
+            let frames = try RelayHandlerEmbeddedTests.frames(pair.written(to: side), sentTo: side)
+            #expect(frames.map(\.opcode) == [.close], "\(side)")
+            #expect(frames.first?.payload == RelayHandlerEmbeddedTests.closePayload(1008, "operator"), "\(side)")
+        }
+        #expect(try Self.value(table.row(7, on: pair.loop), pair.loop)?.figures.state == .closing)
+    }
+
+    @Test func aDrainedConnectionShowsDraining() throws {
+        let pair = try Pair()
+        pair.session.drain()
+        #expect(pair.session.liveFigures.state == .draining)
+    }
+
+    // MARK: Tap
+
+    /// A hub with one subscriber watching `pair` (entered in the hub's table as connection 7).
+    static func tap(
+        _ pair: Pair,
+        filter: TapSubscriber.Filter = .init(),
+        payload: TapPayloadMode = .truncated,
+        maxPayload: Int = 1024,
+        maxEvents: Int = 100
+    )
+        -> TapSubscriber
+    {
+        let live = LiveConnectionTable()
+        let hub = TapHub(live: live)
+        pair.session.tapInfo = Self.info()
+        live.insert(Self.info(), session: pair.session)
+        let subscriber = TapSubscriber(filter: filter, payload: payload, maxPayload: maxPayload, maxEvents: maxEvents) {}
+        #expect(hub.attach(subscriber))
+        pair.loop.run()
+        return subscriber
+    }
+
+    static func frames(_ subscriber: TapSubscriber) -> [TapFrame] {
+        subscriber.take(max: 1000).events.compactMap { if case .frame(let frame) = $0 { frame } else { nil } }
+    }
+
+    @Test func aMaskedClientFrameSplitAtEveryByteIsTappedUnmaskedAndBounded() throws {
+        let payload = Array("héllo, wörld".utf8) + [UInt8](repeating: 0x61, count: 100)
+        let wire = RelayHandlerEmbeddedTests.clientFrame(.text, payload)
+        for cut in 0...wire.count {
+            let pair = try Pair()
+            let subscriber = Self.tap(pair, maxPayload: 1024)
+            try pair.deliver(wire, from: .client, cutAt: [cut])
+            let frames = Self.frames(subscriber)
+            #expect(frames.count == 1, "cut at \(cut)")
+            #expect(frames.first?.payload == payload, "cut at \(cut)")
+            #expect(frames.first?.length == payload.count)
+            #expect(frames.first?.from == .client)
+            // Relayed all the same.
+            #expect(try RelayHandlerEmbeddedTests.frames(pair.written(to: .upstream), sentTo: .upstream).first?.payload == payload)
+        }
+    }
+
+    @Test func theCaptureBoundTruncatesAndTheLineSaysSoWithoutCuttingAUTF8Sequence() throws {
+        let pair = try Pair()
+        let subscriber = Self.tap(pair, maxPayload: 2)
+        try pair.deliver(RelayHandlerEmbeddedTests.upstreamFrame(.text, Array("aé and more".utf8)), from: .upstream)
+        let frame = try #require(Self.frames(subscriber).first)
+        #expect(frame.payload == [0x61, 0xC3])
+        let line = frame.jsonLine(payload: .truncated, maxPayload: 2)
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+        #expect(object["payload"] as? String == "a")
+        #expect(object["payload_encoding"] as? String == "text")
+        #expect(object["truncated"] as? Bool == true)
+        #expect(object["direction"] as? String == "upstream_to_client")
+        #expect(object["length"] as? Int == 12)
+        let none = try #require(try JSONSerialization.jsonObject(with: Data(frame.jsonLine(payload: .none, maxPayload: 2).utf8)) as? [String: Any])
+        #expect(none["payload"] is NSNull)
+    }
+
+    @Test func controlFramesAndClosesAreTappedAndAFilterThatDoesNotMatchSeesNothing() throws {
+        let pair = try Pair()
+        let subscriber = Self.tap(pair)
+        let other = try Pair()
+        let elsewhere = Self.tap(other, filter: .init(route: "/other"))
+        for pair in [pair, other] {
+            try pair.deliver(RelayHandlerEmbeddedTests.clientFrame(.ping, [9]), from: .client)
+            try pair.deliver(RelayHandlerEmbeddedTests.clientFrame(.close, RelayHandlerEmbeddedTests.closePayload(1000, "bye")), from: .client)
+        }
+        let events = subscriber.take(max: 100).events
+        #expect(events.count == 3)
+        if case .frame(let ping) = events[0] { #expect(ping.opcode == .ping && ping.payload == [9]) } else { Issue.record("\(events[0])") }
+        if case .close(let close) = events[2] {
+            #expect(close == TapClose(connection: 7, time: close.time, code: 1000, reason: "bye", by: "client", leg: .client))
+        } else {
+            Issue.record("\(events[2])")
+        }
+        #expect(elsewhere.take(max: 100).events.isEmpty)
+    }
+
+    @Test func aTapThatFallsBehindDropsAndCountsWhileTheRelayForwardsEverything() throws {
+        let pair = try Pair()
+        let subscriber = Self.tap(pair, maxEvents: 3)
+        for index in 0..<20 {
+            try pair.deliver(RelayHandlerEmbeddedTests.upstreamFrame(.binary, [UInt8(index)]), from: .upstream)
+        }
+        #expect(try RelayHandlerEmbeddedTests.frames(pair.written(to: .client), sentTo: .client).count == 20)
+        let (events, dropped) = subscriber.take(max: 100)
+        #expect(events.count == 3)
+        #expect(dropped == 17)
+    }
+
+    @Test func aDetachedTapLeavesTheRelayWithNoTapAtAll() throws {
+        let pair = try Pair()
+        let live = LiveConnectionTable()
+        let hub = TapHub(live: live)
+        pair.session.tapInfo = Self.info()
+        live.insert(Self.info(), session: pair.session)
+        let subscriber = TapSubscriber(filter: .init(connection: 7)) {}
+        #expect(hub.attach(subscriber))
+        pair.loop.run()
+        #expect(pair.session.tap != nil)
+        hub.detach(subscriber)
+        pair.loop.run()
+        #expect(pair.session.tap == nil)
+    }
+}
