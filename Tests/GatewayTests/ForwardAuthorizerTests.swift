@@ -64,6 +64,8 @@ import Testing
             forward.host = "127.0.0.1"
             forward.port = self.port
             forward.path = path
+            // Kept-alive connections close soon after each test (other suites count the process's sockets).
+            forward.idleTimeout = .milliseconds(200)
             configure(&forward)
             return forward
         }
@@ -109,7 +111,6 @@ import Testing
         let metrics = TestMetrics()
         let forward = auth.forward("/allow") {
             $0.copyHeaders = ["X-Auth-User", "X-Auth-Team", "X-Auth-Missing"]
-            $0.idleTimeout = .milliseconds(300)
         }
         try await Self.withAuthGateway(forward, metrics: metrics) { port, upstream in
             let client = try await Self.upgrade(
@@ -190,8 +191,7 @@ import Testing
         guard try await PythonPeer.require("asyncio") else { return }
         let auth = try await AuthService()
         let metrics = TestMetrics()
-        // Kept-alive connections (after a complete 500 or 302) close once idle this long.
-        var forward = auth.forward(path) { $0.idleTimeout = .milliseconds(200) }
+        var forward = auth.forward(path)
         if path == "/nothing-listens" { forward.port = try await Self.closedPort() }
         try await Self.withAuthGateway(forward, metrics: metrics) { port, upstream in
             let started = ContinuousClock.now

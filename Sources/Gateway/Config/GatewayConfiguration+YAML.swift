@@ -70,6 +70,7 @@ extension TLSServerConfiguration {
             }
         },
         TLSClientAuthentication.key(\.clientAuthentication),
+        GatewayConfiguration.HTTP2Limits.listenerKey,
     ])
 }
 
@@ -168,6 +169,7 @@ extension GatewayConfiguration.Limits {
         .size("buffer_low_watermark", \.bufferLowWatermark),
         // Issue #10 item 7; absent or empty: a quarter of physical memory.
         .optional("compression_memory") { value, field, _ throws(ConfigurationError) in value.compressionMemory = try field.size() },
+        .section("http2", \.http2, GatewayConfiguration.HTTP2Limits.yaml),
     ])
 }
 

@@ -155,6 +155,8 @@ public struct GatewayConfiguration: Sendable, Hashable {
         /// Process-wide budget for zlib memory of permessage-deflate (issue #10 item 7); once spent, new
         /// connections open without compression. `nil`: a quarter of the machine's physical memory.
         public var compressionMemory: Int?
+        /// HTTP/2 listeners (RFC 8441, issue #16; `GatewayConfiguration+HTTP2.swift`).
+        public var http2 = HTTP2Limits()
 
         public init() {}
     }

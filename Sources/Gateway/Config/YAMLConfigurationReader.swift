@@ -78,6 +78,7 @@ struct YAMLConfigurationReader: Sendable {
             ("routes[].auth.jwt", GatewayConfiguration.JWTAuthentication.yaml.names),
             ("routes[].auth.forward", GatewayConfiguration.ForwardAuthentication.yaml.names),
             ("limits", GatewayConfiguration.Limits.yaml.names),
+            ("limits.http2", GatewayConfiguration.HTTP2Limits.yaml.names),
             ("timeouts", GatewayConfiguration.Timeouts.yaml.names),
             ("connection_limits", GatewayConfiguration.ConnectionLimits.yaml.names),
             ("admin", GatewayConfiguration.Admin.yaml.names),

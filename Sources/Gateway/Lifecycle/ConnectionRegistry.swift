@@ -64,10 +64,12 @@ final class ConnectionRegistry: Sendable {
     }
 
     /// `channel` has just started relaying (its pipeline now handles the drain event). If a drain began
-    /// while it was in its handshake, the event is fired again now (a drain is idempotent).
+    /// while it was in its handshake, the event is fired again now (a drain is idempotent). An HTTP/2
+    /// stream (issue #16) is not registered itself: its connection is (the drain reaches the streams
+    /// through it, after its GOAWAY).
     func attach(_ channel: any Channel) {
-        let key = ObjectIdentifier(channel)
-        let drainNow = self.state.withLockedValue { $0.channels[key] != nil && $0.draining }
+        let keys = [ObjectIdentifier(channel)] + (channel.parent.map { [ObjectIdentifier($0)] } ?? [])
+        let drainNow = self.state.withLockedValue { state in state.draining && keys.contains { state.channels[$0] != nil } }
         if drainNow { Self.quiesce(channel) }
     }
 

@@ -170,6 +170,14 @@ struct ListenerLabels: MetricLabels {
     var values: [String] { [self.listener] }
 }
 
+/// What carried a WebSocket's handshake: `http1` or `h2` (``ClientAnswerEncoding/label``).
+struct ListenerProtocolLabels: MetricLabels {
+    var listener: String
+    var `protocol`: String
+    static let names = ["listener", "protocol"]
+    var values: [String] { [self.listener, self.protocol] }
+}
+
 struct ListenerRouteLabels: MetricLabels {
     var listener: String
     var route: String

@@ -18,6 +18,11 @@ extension GatewayMetrics {
         self.connectionsOpen.add(labels, 1)
     }
 
+    /// A WebSocket opened over `protocol` (`http1`, `h2`; issue #16).
+    func sessionOpened(listener: String, protocol: String) {
+        self.connectionsByProtocol.increment(ListenerProtocolLabels(listener: listener, protocol: `protocol`))
+    }
+
     /// A relayed connection ended: its per-direction figures, accumulated in the session, are added once.
     func sessionEnded(listener: String, route: String, clientToUpstream: (messages: Int, bytes: Int), upstreamToClient: (messages: Int, bytes: Int)) {
         self.connectionsOpen.add(.init(listener: listener, route: route), -1)

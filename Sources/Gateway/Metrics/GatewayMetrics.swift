@@ -50,6 +50,8 @@ struct GatewayMetrics: Sendable {
     let compressionMemoryDeclines: CounterFamily<RouteSideLabels>
     // Client certificates (issue #13).
     let clientCertificates: CounterFamily<ClientCertificateLabels>
+    // WebSockets over HTTP/2 (issue #16).
+    let connectionsByProtocol: CounterFamily<ListenerProtocolLabels>
     // Authorization stage (issue #13): one per authorizer decision, by method and outcome.
     let authDecisions: CounterFamily<AuthDecisionLabels>
 
@@ -122,6 +124,11 @@ struct GatewayMetrics: Sendable {
         self.clientCertificates = .init(
             "wsgate_client_certificates_total",
             help: "client certificate outcomes of TLS handshakes that asked for one",
+            factory: f
+        )
+        self.connectionsByProtocol = .init(
+            "wsgate_connections_by_protocol_total",
+            help: "WebSocket connections established, by what carried the handshake (http1: a 101; h2: an RFC 8441 stream, 200)",
             factory: f
         )
         self.authDecisions = .init(

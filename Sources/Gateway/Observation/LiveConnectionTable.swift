@@ -17,7 +17,7 @@ struct LiveConnectionInfo: Sendable, Equatable {
     /// The address alone (for a tap's `client=` filter).
     var clientAddress: String
     var upstream: String
-    /// `http1` (the HTTP/2 work adds `h2`).
+    /// Which protocol carried the WebSocket: `http1` or `h2` (issue #16).
     var `protocol` = "http1"
     var started: NIODeadline
     var tls: TLS?

@@ -34,6 +34,9 @@ struct ConnectionRecord {
     var upstreamBytes = 0
     var closeCode: Int?
     var closedBy: String?
+    /// What carried the WebSocket's handshake: `http1` (an HTTP/1.1 upgrade) or `h2` (an RFC 8441
+    /// stream, issue #16).
+    var httpProtocol = ClientAnswerEncoding.http1.label
 
     /// Counts and codes are `.stringConvertible` integers, so the log writes them as JSON numbers;
     /// everything that came from a peer (subprotocol, extensions, address, refusal) is a string and is
@@ -42,6 +45,7 @@ struct ConnectionRecord {
         var fields: Logger.Metadata = [
             "id": .stringConvertible(self.id),
             "listener": .string(self.listener),
+            "protocol": .string(self.httpProtocol),
             "duration_ms": .stringConvertible((NIODeadline.now() - self.start).nanoseconds / 1_000_000),
             "client_to_upstream_messages": .stringConvertible(self.clientMessages),
             "client_to_upstream_bytes": .stringConvertible(self.clientBytes),

@@ -20,6 +20,7 @@ extension ClientConnectionHandler {
             client: client,
             clientAddress: address,
             upstream: record.upstream ?? "",
+            protocol: record.httpProtocol,
             started: record.start,
             tls: record.tlsVersion.map { LiveConnectionInfo.TLS(version: $0, cipher: record.tlsCipher ?? "", serverName: self.serverName) },
             subprotocol: record.subprotocol,

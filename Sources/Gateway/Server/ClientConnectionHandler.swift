@@ -50,15 +50,20 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     /// `client_address: chain` behind a trusted proxy: the per-IP connection cap was left open at accept
     /// (the socket's peer is the proxy) and is applied to the chain's client address once the head is read.
     let admitsClientAddressAtHead: Bool
+    /// HTTP/1.1 or an HTTP/2 stream (issue #16; `ClientConnectionHandler+Answer.swift`).
+    let answerEncoding: ClientAnswerEncoding
 
-    /// `connector` defaults to NIO's `ClientBootstrap` with the environment's limits and timeouts.
+    /// `connector` defaults to NIO's `ClientBootstrap` with the environment's limits and timeouts. An
+    /// HTTP/2 stream passes `answerEncoding: .http2` and its connection's `establishedTLS`.
     init(
         environment: GatewayEnvironment,
         record: ConnectionRecord,
         clientUsedTLS: Bool,
         requireSNIHostMatch: Bool = false,
         admitsClientAddressAtHead: Bool = false,
-        connector: (any UpstreamConnector)? = nil
+        connector: (any UpstreamConnector)? = nil,
+        answerEncoding: ClientAnswerEncoding = .http1,
+        establishedTLS: TLSConnectionInfo? = nil
     ) {
         self.environment = environment
         self.clientUsedTLS = clientUsedTLS
@@ -68,6 +73,11 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
         self.peer = record.clientAddress.flatMap { IPAddress($0) }
         self.connector = connector ?? BootstrapUpstreamConnector(limits: environment.limits, timeouts: environment.timeouts)
         self.recorder = UpgradeRecorder(record: record, metrics: environment.metrics, accessLog: environment.accessLog)
+        self.answerEncoding = answerEncoding
+        if let establishedTLS {
+            self.clientTLSPending = false
+            self.clientTLSEstablished(establishedTLS)
+        }
     }
 
     /// The state of the upgrade (for tests).
@@ -78,6 +88,13 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
         self.headDeadline = context.eventLoop.scheduleTask(in: TimeAmount(self.environment.timeouts.requestHead)) {
             handler.value.headDeadlinePassed(context: boundContext.value)
         }
+    }
+
+    /// Removed before the upgrade ended (an HTTP/2 connection replaces the HTTP/1.1 handlers after ALPN):
+    /// the deadlines go with it.
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.headDeadline?.cancel()
+        self.upstreamDeadline?.cancel()
     }
 
     private func headDeadlinePassed(context: ChannelHandlerContext) {
@@ -132,7 +149,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
         } else if let exceeded = error as? RequestBytesLimiter.LimitExceeded {
             let limit = self.environment.limits.requestHeadBytes
             classified = exceeded.inRequestLine ? .requestLineTooLong(limit: limit) : .requestBytesLimitExceeded(limit: limit)
-        } else if error is HTTPParserError {
+        } else if error is HTTPParserError || error is HTTP2WebSocketStreamCodec.EarlyData {
             classified = .malformedHTTP
         } else {
             classified = .other("\(error)")
@@ -290,10 +307,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
         guard let pipelineSwitch = self.pipelineSwitch else {
             return self.perform(self.machine.pipelineFailed("no pipeline switch"), context: context)
         }
-        var headers: [(String, String)] = [
-            ("Upgrade", "websocket"), ("Connection", "Upgrade"),
-            ("Sec-WebSocket-Accept", HandshakeKey.acceptValue(forKey: request.key)),
-        ]
+        var headers: [(String, String)] = []
         if let subprotocol = agreement.subprotocol { headers.append(("Sec-WebSocket-Protocol", subprotocol)) }
         let extensions = Self.negotiateExtensions(
             request,
@@ -303,9 +317,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
         )
         if let answer = extensions.clientAnswer { headers.append(("Sec-WebSocket-Extensions", answer)) }
         self.recorder.switched(subprotocol: agreement.subprotocol, extensions: extensions)
-        var bytes = context.channel.allocator.buffer(capacity: 256)
-        HTTPResponse(status: 101, headers: headers).write(to: &bytes)
-        context.writeAndFlush(NIOAny(bytes), promise: nil)
+        self.writeSwitchAnswer(context: context, request: request, headers: headers)
 
         let session = RelaySession(
             eventLoop: context.eventLoop,
@@ -340,9 +352,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
         self.stopUpgrade()
         self.recorder.refused(rejection)
         context.channel.setOption(.autoRead, value: false).whenComplete { _ in }
-        var bytes = context.channel.allocator.buffer(capacity: 256)
-        rejection.response.write(to: &bytes)
-        context.writeAndFlush(NIOAny(bytes)).assumeIsolated().whenComplete { _ in
+        self.writeRefusal(context: context, rejection).assumeIsolated().whenComplete { _ in
             context.close(promise: nil)
         }
     }

@@ -109,6 +109,15 @@ public final class GatewayServer: Sendable {
                                 }
                             )
                         )
+                        // RFC 8441 on `tls.http2: on` (issue #16): ALPN `h2` switches to HTTP/2 streams.
+                        let current = environment.configuration.listeners.first { $0.name == listener.name } ?? listener
+                        try HTTP2ALPNSwitch.add(
+                            to: pipeline,
+                            listener: current,
+                            environment: environment,
+                            admitsClientAddressAtHead: chainAddress,
+                            countsSocketAddress: proxyProtocol == .off && !chainAddress
+                        )
                     }
                     try pipeline.addHandler(RequestBytesLimiter(limit: limits.requestHeadBytes))
                     try pipeline.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)))

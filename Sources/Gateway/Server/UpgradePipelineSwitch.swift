@@ -19,7 +19,7 @@ import NIOHTTP1
 struct UpgradePipelineSwitch {
     let client: any Channel
     let upstream: any Channel
-    private let clientCollector = LeftoverBytesCollector()
+    let clientCollector = LeftoverBytesCollector()
     private let upstreamCollector = LeftoverBytesCollector()
 
     init(client: any Channel, upstream: any Channel) {
@@ -29,11 +29,7 @@ struct UpgradePipelineSwitch {
 
     /// Step 1. Completes when both decoders are removed (successfully or not).
     func removeDecoders() throws -> EventLoopFuture<Void> {
-        let clientRemoved = try Self.removeDecoder(
-            ByteToMessageHandler<HTTPRequestDecoder>.self,
-            from: self.client,
-            collector: self.clientCollector
-        )
+        let clientRemoved = try self.removeClientDecoder()
         let upstreamPipeline = self.upstream.pipeline.syncOperations
         upstreamPipeline.removeHandler(try upstreamPipeline.handler(type: UpstreamHandshakeHandler.self), promise: nil)
         upstreamPipeline.removeHandler(try upstreamPipeline.handler(type: HTTPRequestEncoder.self), promise: nil)
@@ -73,7 +69,7 @@ struct UpgradePipelineSwitch {
     }
 
     /// Puts `collector` right behind the decoder of type `type` and removes the decoder.
-    private static func removeDecoder<Decoder: RemovableChannelHandler>(
+    static func removeDecoder<Decoder: RemovableChannelHandler>(
         _ type: Decoder.Type,
         from channel: any Channel,
         collector: LeftoverBytesCollector

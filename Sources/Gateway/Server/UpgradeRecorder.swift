@@ -80,7 +80,8 @@ struct UpgradeRecorder {
     mutating func switched(subprotocol: String?, extensions: ClientConnectionHandler.ExtensionOutcome) {
         self.record.clientExtensions = extensions.clientAnswer
         self.record.upstreamExtensions = extensions.upstreamAgreement
-        self.record.status = 101
+        // RFC 8441 §5: an HTTP/2 stream is answered 200, an HTTP/1.1 upgrade 101.
+        self.record.status = self.record.httpProtocol == ClientAnswerEncoding.http2.label ? 200 : 101
         self.record.subprotocol = subprotocol
     }
 
@@ -95,6 +96,7 @@ struct UpgradeRecorder {
         // Issue #14: messages and bytes reach the counters as they flow; the end flushes the rest.
         let counters = metrics.trafficCounters(listener: record.listener, route: route)
         session.traffic = RelayTraffic(messages: counters.messages, bytes: counters.bytes)
+        metrics.sessionOpened(listener: record.listener, protocol: record.httpProtocol)
         session.onFinish = { outcome, stats in
             metrics.sessionClosed(listener: record.listener, route: route)
             record.clientMessages = stats.client.messages

@@ -1,0 +1,301 @@
+"""RFC 8441 client for the HTTP/2 tests (GatewayTests: HTTP2InteropTests): Python `h2` for HTTP/2 (it
+sends `:protocol` once the server's SETTINGS_ENABLE_CONNECT_PROTOCOL = 1 arrived) and `wsproto` for the
+RFC 6455 frames on each stream. Every run is bounded (20 s); it prints what it saw, one line per fact.
+
+Usage: h2-websocket-client.py MODE PORT CA_FILE [N]
+  echo N         N streams on one connection, each sends a text message, expects it echoed, closes 1000
+                 and ends its stream; prints "OK N"
+  no-protocol    a CONNECT without :protocol; prints "STATUS s" and "ENDED" (or "RESET code")
+  alpn           offers h2 and http/1.1; prints "ALPN <selected>"
+  rapid-reset N  N streams each opened and reset at once; prints "GOAWAY code" or "CLOSED"
+  big-headers N  one CONNECT with an N-byte header; prints "GOAWAY code", "STATUS s" or "RESET code"
+  silent         a stream that never sends DATA after its 200; prints "STATUS s", "CLOSE code seconds"
+                 (answered with its Close and END_STREAM), then how the stream ended
+  lifetime N     N streams at once; prints "GOAWAY code last_stream_id" and "STREAMS [(id, status)…]"
+  reset-open     one stream reset (RST_STREAM CANCEL) after its 200, then the connection closes cleanly;
+                 prints "RESET-SENT"
+  drain          one stream, echoed once; prints "OPEN", then in order what the drain brings: "GOAWAY
+                 code last_stream_id", "CLOSE code" (answered with the same code and END_STREAM), "ENDED"
+                 or "RESET code", "EOF"
+"""
+import socket, ssl, sys, time
+import h2.connection, h2.config, h2.events, h2.settings, h2.errors
+from wsproto.connection import Connection, ConnectionType
+from wsproto.events import TextMessage, CloseConnection, Ping
+
+mode, port, ca = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+deadline = time.monotonic() + 20
+
+def connect(alpn=("h2",)):
+    ctx = ssl.create_default_context(cafile=ca)
+    ctx.set_alpn_protocols(list(alpn))
+    tls = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10), server_hostname="localhost")
+    return tls
+
+def h2conn(tls):
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
+    conn.initiate_connection()
+    tls.sendall(conn.data_to_send())
+    return conn
+
+def pump(tls, conn):
+    data = tls.recv(65536)
+    if not data:
+        raise EOFError("connection closed")
+    events = conn.receive_data(data)
+    out = conn.data_to_send()
+    if out:
+        tls.sendall(out)
+    return events
+
+def wait_settings(tls, conn):
+    while True:
+        for ev in pump(tls, conn):
+            if isinstance(ev, h2.events.RemoteSettingsChanged):
+                s = ev.changed_settings.get(h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL)
+                assert s is not None and s.new_value == 1, ev.changed_settings
+                return ev.changed_settings
+
+def connect_headers(path="/echo", protocol="websocket", extra=()):
+    h = [(":method", "CONNECT")]
+    if protocol is not None:
+        h += [(":protocol", protocol), (":scheme", "https"), (":path", path)]
+    h += [(":authority", f"localhost:{port}")]
+    if protocol is not None:
+        h += [("sec-websocket-version", "13")]
+    return h + list(extra)
+
+def echo(n):
+    tls = connect()
+    assert tls.selected_alpn_protocol() == "h2", tls.selected_alpn_protocol()
+    conn = h2conn(tls)
+    wait_settings(tls, conn)
+    streams = {}
+    for i in range(n):
+        sid = conn.get_next_available_stream_id()
+        conn.send_headers(sid, connect_headers())
+        streams[sid] = {"ws": Connection(ConnectionType.CLIENT), "status": None, "got": [], "closed": False, "ended": False}
+    tls.sendall(conn.data_to_send())
+    sent = False
+    while not all(s["ended"] for s in streams.values()):
+        assert time.monotonic() < deadline, {k: (v["status"], v["got"], v["closed"], v["ended"]) for k, v in streams.items()}
+        for ev in pump(tls, conn):
+            if isinstance(ev, h2.events.ResponseReceived):
+                st = streams[ev.stream_id]
+                st["status"] = dict(ev.headers)[":status"]
+                assert st["status"] == "200", ev.headers
+                msg = f"hello {ev.stream_id} " + "x" * (ev.stream_id * 10)
+                conn.send_data(ev.stream_id, st["ws"].send(TextMessage(data=msg)))
+            elif isinstance(ev, h2.events.DataReceived):
+                conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                st = streams[ev.stream_id]
+                if not ev.data or st["closed"]:
+                    continue
+                st["ws"].receive_data(ev.data)
+                for wev in st["ws"].events():
+                    if isinstance(wev, TextMessage):
+                        st["got"].append(wev.data)
+                        assert wev.data.startswith(f"hello {ev.stream_id} "), wev.data
+                        conn.send_data(ev.stream_id, st["ws"].send(CloseConnection(code=1000)))
+                    elif isinstance(wev, CloseConnection):
+                        st["closed"] = wev.code
+                        conn.end_stream(ev.stream_id)
+            elif isinstance(ev, h2.events.StreamEnded):
+                streams[ev.stream_id]["ended"] = True
+            elif isinstance(ev, h2.events.StreamReset):
+                raise AssertionError(f"stream {ev.stream_id} reset: {ev.error_code}")
+            elif isinstance(ev, h2.events.ConnectionTerminated):
+                raise AssertionError(f"GOAWAY {ev}")
+            tls.sendall(conn.data_to_send())
+    for sid, st in streams.items():
+        assert st["got"] and st["closed"] == 1000, (sid, st)
+    print("OK", len(streams))
+
+def refused(headers_fn):
+    tls = connect()
+    conn = h2conn(tls)
+    wait_settings(tls, conn)
+    sid = conn.get_next_available_stream_id()
+    conn.send_headers(sid, headers_fn())
+    tls.sendall(conn.data_to_send())
+    while True:
+        assert time.monotonic() < deadline
+        for ev in pump(tls, conn):
+            if isinstance(ev, h2.events.ResponseReceived):
+                print("STATUS", dict(ev.headers)[":status"])
+            elif isinstance(ev, h2.events.StreamEnded):
+                print("ENDED")
+                return
+            elif isinstance(ev, h2.events.StreamReset):
+                print("RESET", ev.error_code)
+                return
+
+if mode == "echo":
+    echo(int(sys.argv[4]))
+elif mode == "no-protocol":
+    refused(lambda: connect_headers(protocol=None))
+elif mode == "alpn":
+    tls = connect(("h2", "http/1.1"))
+    print("ALPN", tls.selected_alpn_protocol())
+elif mode == "rapid-reset":
+    tls = connect()
+    conn = h2conn(tls)
+    wait_settings(tls, conn)
+    tls.settimeout(5)
+    try:
+        for i in range(int(sys.argv[4])):
+            sid = conn.get_next_available_stream_id()
+            conn.send_headers(sid, connect_headers())
+            conn.reset_stream(sid, h2.errors.ErrorCodes.CANCEL)
+            tls.sendall(conn.data_to_send())
+        while True:
+            for ev in pump(tls, conn):
+                if isinstance(ev, h2.events.ConnectionTerminated):
+                    print("GOAWAY", ev.error_code)
+                    sys.exit(0)
+    except (EOFError, ConnectionResetError, BrokenPipeError, ssl.SSLError) as e:
+        print("CLOSED", type(e).__name__)
+elif mode == "big-headers":
+    tls = connect()
+    conn = h2conn(tls)
+    wait_settings(tls, conn)
+    sid = conn.get_next_available_stream_id()
+    conn.send_headers(sid, connect_headers(extra=[("x-pad", "p" * int(sys.argv[4]))]))
+    tls.sendall(conn.data_to_send())
+    tls.settimeout(5)
+    try:
+        while True:
+            for ev in pump(tls, conn):
+                if isinstance(ev, h2.events.ConnectionTerminated):
+                    print("GOAWAY", ev.error_code)
+                    sys.exit(0)
+                if isinstance(ev, h2.events.ResponseReceived):
+                    print("STATUS", dict(ev.headers)[":status"])
+                if isinstance(ev, h2.events.StreamReset):
+                    print("RESET", ev.error_code)
+                    sys.exit(0)
+    except (EOFError, ConnectionResetError, ssl.SSLError) as e:
+        print("CLOSED", type(e).__name__)
+elif mode == "silent":
+    # A stream that never sends DATA after its 200: the idle timeout still applies.
+    tls = connect()
+    conn = h2conn(tls)
+    wait_settings(tls, conn)
+    sid = conn.get_next_available_stream_id()
+    conn.send_headers(sid, connect_headers())
+    tls.sendall(conn.data_to_send())
+    ws = Connection(ConnectionType.CLIENT)
+    start = time.monotonic()
+    while True:
+        assert time.monotonic() < deadline
+        for ev in pump(tls, conn):
+            if isinstance(ev, h2.events.ResponseReceived):
+                print("STATUS", dict(ev.headers)[":status"])
+            elif isinstance(ev, h2.events.DataReceived):
+                conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                if ev.data:
+                    ws.receive_data(ev.data)
+                for wev in ws.events():
+                    if isinstance(wev, CloseConnection):
+                        print("CLOSE", wev.code, round(time.monotonic() - start))
+                        conn.send_data(sid, ws.send(wev.response()), end_stream=True)
+            if isinstance(ev, h2.events.DataReceived) and ev.stream_ended is not None or isinstance(
+                ev, (h2.events.StreamEnded, h2.events.StreamReset)
+            ):
+                print("StreamEnded" if not isinstance(ev, h2.events.StreamReset) else "StreamReset")
+                sys.exit(0)
+        tls.sendall(conn.data_to_send())
+elif mode == "reset-open":
+    tls = connect()
+    conn = h2conn(tls)
+    wait_settings(tls, conn)
+    sid = conn.get_next_available_stream_id()
+    conn.send_headers(sid, connect_headers())
+    tls.sendall(conn.data_to_send())
+    done = False
+    while not done:
+        assert time.monotonic() < deadline
+        for ev in pump(tls, conn):
+            if isinstance(ev, h2.events.ResponseReceived):
+                conn.reset_stream(sid, h2.errors.ErrorCodes.CANCEL)
+                tls.sendall(conn.data_to_send())
+                print("RESET-SENT", flush=True)
+                done = True
+    time.sleep(0.5)
+    conn.close_connection()
+    tls.sendall(conn.data_to_send())
+    tls.close()
+elif mode == "drain":
+    tls = connect()
+    conn = h2conn(tls)
+    wait_settings(tls, conn)
+    sid = conn.get_next_available_stream_id()
+    conn.send_headers(sid, connect_headers())
+    tls.sendall(conn.data_to_send())
+    ws = Connection(ConnectionType.CLIENT)
+    try:
+        while True:
+            assert time.monotonic() < deadline
+            for ev in pump(tls, conn):
+                if isinstance(ev, h2.events.ResponseReceived):
+                    conn.send_data(sid, ws.send(TextMessage(data="before the drain")))
+                elif isinstance(ev, h2.events.DataReceived):
+                    conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                    if not ev.data:
+                        continue
+                    ws.receive_data(ev.data)
+                    for wev in ws.events():
+                        if isinstance(wev, TextMessage):
+                            print("OPEN", flush=True)
+                        elif isinstance(wev, CloseConnection):
+                            print("CLOSE", wev.code, flush=True)
+                            conn.send_data(sid, ws.send(wev.response()), end_stream=True)
+                elif isinstance(ev, h2.events.ConnectionTerminated):
+                    print("GOAWAY", ev.error_code, ev.last_stream_id, flush=True)
+                    # h2 stops processing after GOAWAY; answer the drain's Close by hand if it comes.
+                    conn = None
+                    break
+                elif isinstance(ev, h2.events.StreamEnded):
+                    print("ENDED", flush=True)
+                elif isinstance(ev, h2.events.StreamReset):
+                    print("RESET", ev.error_code, flush=True)
+            if conn is None:
+                break
+            out = conn.data_to_send()
+            if out:
+                tls.sendall(out)
+        # After GOAWAY: read raw frames until EOF and report a Close in DATA (h2 refuses to go on).
+        rest = b""
+        while True:
+            data = tls.recv(65536)
+            if not data:
+                break
+            rest += data
+        print("CLOSE-AFTER-GOAWAY" if b"\x03\xe9" in rest else "NOTHING-AFTER-GOAWAY", flush=True)
+        print("EOF", flush=True)
+    except (EOFError, ConnectionResetError, ssl.SSLError) as e:
+        print("EOF", type(e).__name__, flush=True)
+elif mode == "lifetime":
+    tls = connect()
+    conn = h2conn(tls)
+    wait_settings(tls, conn)
+    for i in range(int(sys.argv[4])):
+        sid = conn.get_next_available_stream_id()
+        conn.send_headers(sid, connect_headers())
+    tls.sendall(conn.data_to_send())
+    statuses = {}
+    while True:
+        assert time.monotonic() < deadline
+        for ev in pump(tls, conn):
+            if isinstance(ev, h2.events.ResponseReceived):
+                statuses[ev.stream_id] = dict(ev.headers)[":status"]
+            elif isinstance(ev, h2.events.ConnectionTerminated):
+                # h2 closes its side on GOAWAY: later frames cannot be processed any more.
+                print("GOAWAY", ev.error_code, ev.last_stream_id)
+                print("STREAMS", sorted(statuses.items()))
+                sys.exit(0)
+            elif isinstance(ev, h2.events.StreamReset):
+                statuses.setdefault(ev.stream_id, f"reset {ev.error_code}")
+        if len(statuses) >= int(sys.argv[4]) or (len(statuses) >= 1 and time.monotonic() > deadline - 15):
+            print("STREAMS", sorted(statuses.items()))
+            break
