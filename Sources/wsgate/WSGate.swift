@@ -147,6 +147,7 @@ struct Check: ParsableCommand {
     func run() throws {
         do {
             let configuration = try GatewayConfiguration.load(path: self.config)
+            try configuration.checkJWKSFiles()
             let summary = "\(counted(configuration.listeners.count, "listener")), \(counted(configuration.routes.count, "route"))"
             printLine("wsgate: configuration \(self.config) is valid (\(summary))")
         } catch {

@@ -5,6 +5,13 @@ enum RouteAuthorizers {
     static func make(for route: GatewayConfiguration.Route, metrics: GatewayMetrics) throws -> [any UpgradeAuthorizer] {
         guard let auth = route.auth else { return [] }
         var authorizers: [any UpgradeAuthorizer] = []
+        if let jwt = auth.jwt {
+            do {
+                authorizers.append(try JWTAuthorizer(jwt, route: route.label, metrics: metrics))
+            } catch {
+                throw GatewayError("route \(route.label): auth.jwt: \(error)")
+            }
+        }
         if let forward = auth.forward {
             authorizers.append(ForwardAuthorizer(forward, route: route.label, metrics: metrics))
         }

@@ -5,10 +5,13 @@
 extension GatewayConfiguration {
     /// `routes[].auth`: how a route authenticates an upgrade before the upstream is contacted.
     public struct RouteAuthentication: Sendable, Hashable {
+        /// JWT bearer tokens (`auth.jwt`): checked first (``JWTAuthentication``).
+        public var jwt: JWTAuthentication?
         /// Forward-auth (`auth.forward`): an HTTP service decides (``ForwardAuthentication``).
         public var forward: ForwardAuthentication?
 
-        public init(forward: ForwardAuthentication? = nil) {
+        public init(jwt: JWTAuthentication? = nil, forward: ForwardAuthentication? = nil) {
+            self.jwt = jwt
             self.forward = forward
         }
     }
@@ -16,12 +19,13 @@ extension GatewayConfiguration {
 
 extension GatewayConfiguration.RouteAuthentication {
     static let yaml = YAMLSchema<Self>([
+        GatewayConfiguration.JWTAuthentication.key(\.jwt),
         .optional("forward") { value, field, reader throws(ConfigurationError) in
             var forward = GatewayConfiguration.ForwardAuthentication(url: "")
             let mapping = try GatewayConfiguration.ForwardAuthentication.yaml.read(field, into: &forward, with: reader)
             try forward.validate(at: mapping.path)
             value.forward = forward
-        }
+        },
     ])
 
     /// The `auth` key of a route.

@@ -75,6 +75,7 @@ struct YAMLConfigurationReader: Sendable {
             ("routes[].extensions", GatewayConfiguration.Extensions.yaml.names),
             ("routes[].extensions.permessage_deflate", GatewayConfiguration.PerMessageDeflatePolicy.yaml.names),
             ("routes[].auth", GatewayConfiguration.RouteAuthentication.yaml.names),
+            ("routes[].auth.jwt", GatewayConfiguration.JWTAuthentication.yaml.names),
             ("routes[].auth.forward", GatewayConfiguration.ForwardAuthentication.yaml.names),
             ("limits", GatewayConfiguration.Limits.yaml.names),
             ("limits.http2", GatewayConfiguration.HTTP2Limits.yaml.names),

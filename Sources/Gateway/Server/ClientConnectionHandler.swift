@@ -32,6 +32,8 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     private var upstreamDeadline: Scheduled<Void>?
     /// The authorization stage's deadline (`ClientConnectionHandler+Authorization.swift`).
     var authorizationDeadline: Scheduled<Void>?
+    /// The credential's expiry from the authorization grant (`auth.jwt.close_on_expiry`), for the relay.
+    var credentialExpiresAt: Int64?
     /// The upstream channel once it connected (closed if the upgrade ends before the relay).
     private var upstream: (any Channel)?
     private var pipelineSwitch: UpgradePipelineSwitch?
@@ -207,6 +209,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     /// with the authorization stage's `grant` applied.
     func plan(_ request: ClientUpgradeRequest, grant: AuthorizationGrant = .none, context: ChannelHandlerContext) -> UpstreamPlan {
         let (member, upstream) = self.environment.pools[request.route.index].pick()
+        self.credentialExpiresAt = grant.expiresAt
         self.recorder.upstreamPicked(upstream)
         let handshake = UpstreamHandshake(
             subprotocolsOffered: grant.offeredSubprotocols(request.subprotocols),
@@ -321,7 +324,12 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
             limits: self.environment.limits,
             closeTimeout: TimeAmount(self.environment.timeouts.close),
             idleTimeout: TimeAmount(self.environment.timeouts.idle),
-            policy: RelayPolicy(route: request.route.route, timeouts: self.environment.timeouts, metrics: self.environment.metrics),
+            policy: RelayPolicy(
+                route: request.route.route,
+                timeouts: self.environment.timeouts,
+                metrics: self.environment.metrics,
+                credentialExpiresAt: self.credentialExpiresAt
+            ),
             compression: extensions.compression
         )
         self.recorder.relayStarted(session, route: request.route.route.label)
