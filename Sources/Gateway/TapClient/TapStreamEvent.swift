@@ -130,7 +130,7 @@ public struct TapLineDecoder: Sendable {
             if let text = wire.payload {
                 switch wire.payload_encoding ?? "text" {
                 case "text": payload = .text(text)
-                case "base64":
+                case "base64", "deflate-base64":  // raw deflate data: shown as bytes (`compressed` says so)
                     guard let data = Data(base64Encoded: text) else { return .some(nil) }
                     payload = .bytes(Array(data))
                 default: return .some(nil)
