@@ -303,6 +303,27 @@ import Testing
         #expect(line["compressed"] as? Bool == true)
     }
 
+    /// A tap attached between the frames of a compressed message did not see its RSV1: the relay's
+    /// inflater still shows it the rest of the message inflated, and it says `compressed`.
+    @Test(arguments: [RelayCompressionTests.Legs.clientOnly, .bothSame])
+    func aTapAttachedMidMessageShowsTheRestInflated(legs: RelayCompressionTests.Legs) throws {
+        let (client, upstream) = legs.agreements
+        let pair = try RelayCompressionTests.Pair(client: client, upstream: upstream)
+        let message = Array(String(repeating: "abcdefgh", count: 100).utf8)
+        let wire = try pair.message(message, from: .client, fragments: 2)
+        // The first frame: a 6-byte header (masked, short length) and half the compressed payload.
+        try #require(wire[1] & 0x7F < 126)
+        let firstEnd = 6 + Int(wire[1] & 0x7F)
+        try pair.deliver(Array(wire[..<firstEnd]), from: .client)
+        let subscriber = Self.tap(pair.session, pair.loop)
+        try pair.deliver(Array(wire[firstEnd...]), from: .client)
+        let frames = Self.frames(subscriber)
+        #expect(frames.count == 1)
+        #expect(frames.first?.compressed == true && frames.first?.opcode == .continuation)
+        let payload = try #require(frames.first?.payload)
+        #expect(!payload.isEmpty && message.suffix(payload.count).elementsEqual(payload))
+    }
+
     /// Without a tap, or once it detached, the relay's inflater shows nobody anything.
     @Test func aDetachedTapLeavesNoInflationObserver() throws {
         let pair = try RelayCompressionTests.Pair(client: PerMessageDeflateParameters(), upstream: PerMessageDeflateParameters())

@@ -167,7 +167,9 @@ extension RelayTap {
     func end(from side: Side) {
         let capture = self.captures[side]
         guard let header = capture.header else { return }
-        let inflated = capture.messageCompressed && self.inflates[side]
+        // A tap attached mid-message did not see RSV1, but the relay's inflater (which did) still shows it
+        // the message's inflated bytes: those frames are compressed too.
+        let inflated = self.inflates[side] && (capture.messageCompressed || capture.inflatedLength > 0)
         let frame = TapFrame(
             connection: self.info.id,
             time: TapEvent.now,
@@ -178,7 +180,7 @@ extension RelayTap {
             rsv1: header.rsv1,
             length: header.length,
             payload: inflated ? capture.inflated : capture.payload,
-            compressed: capture.messageCompressed,
+            compressed: capture.messageCompressed || inflated,
             inflatedLength: inflated ? capture.inflatedLength : nil
         )
         self.captures[side].header = nil
