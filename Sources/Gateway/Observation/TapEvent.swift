@@ -28,6 +28,7 @@ enum TapEvent: Sendable, Equatable {
         case .open(let open):
             let headers = open.headers.map { "[\(Self.quote($0.0)),\(Self.quote($0.1))]" }.joined(separator: ",")
             return "{\"event\":\"open\",\"connection\":\(open.connection),\"time\":\(open.time),\"route\":\(Self.quote(open.route)),"
+                + "\"scheme\":\"\(open.scheme)\",\"listener\":\(Self.quote(open.listener)),"
                 + "\"client\":\(Self.quote(open.client)),\"request\":{\"method\":\(Self.quote(open.method)),"
                 + "\"target\":\(Self.quote(open.target)),\"headers\":[\(headers)]}}\n"
         case .frame(let frame):
@@ -57,13 +58,18 @@ struct TapOpen: Sendable, Equatable {
     var connection: UInt64
     var time: Double
     var route: String
+    /// `wss` when the client's connection used TLS, else `ws`: what the client put in its URL.
+    var scheme: String
+    /// The listener it came in on (its name in the configuration).
+    var listener: String
     var client: String
     var method: String
     var target: String
     var headers: [(String, String)]
 
     static func == (lhs: Self, rhs: Self) -> Bool {
-        lhs.connection == rhs.connection && lhs.time == rhs.time && lhs.route == rhs.route && lhs.client == rhs.client
+        lhs.connection == rhs.connection && lhs.time == rhs.time && lhs.route == rhs.route && lhs.scheme == rhs.scheme
+            && lhs.listener == rhs.listener && lhs.client == rhs.client
             && lhs.method == rhs.method && lhs.target == rhs.target && lhs.headers.elementsEqual(rhs.headers, by: { $0 == $1 })
     }
 }
