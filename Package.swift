@@ -20,6 +20,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/adam-fowler/compress-nio.git", from: "1.5.0"),
+        // JOSE for `routes[].auth.jwt` (issue #13 §2; docs/DESIGN-NOTES.md, "JWT at the handshake").
+        .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.8.0"),
         // RFC 8441 (WebSockets over HTTP/2) on TLS listeners with `http2: on` (issue #16).
         .package(url: "https://github.com/apple/swift-nio-http2.git", from: "1.46.0"),
     ],
@@ -65,6 +67,7 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "JWTKit", package: "jwt-kit"),
             ],
             swiftSettings: relayHotPathSettings
         ),

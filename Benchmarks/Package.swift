@@ -1,7 +1,7 @@
 // swift-tools-version: 6.1
 import PackageDescription
 
-// Benchmarks for the `Frames` module, kept out of the root package so that neither `swift build`
+// Benchmarks for the `Frames` module and the gateway's relay and upgrade in memory, kept out of the root package so that neither `swift build`
 // nor `swift test` at the repo root sees ordo-one/benchmark. See ../BENCHMARKS.md.
 let package = Package(
     name: "wsgate-benchmarks",
@@ -23,6 +23,20 @@ let package = Package(
             ],
             path: "Benchmarks/FramesBenchmarks",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
-        )
+        ),
+        // The relay and the upgrade in memory, through the gateway's `@_spi(Benchmarks)` (issue #15):
+        // mallocs per message and per connection, checked against Thresholds/.
+        .executableTarget(
+            name: "GatewayBenchmarks",
+            dependencies: [
+                .product(name: "Gateway", package: "wsgate"),
+                .product(name: "Frames", package: "wsgate"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "Benchmark", package: "benchmark"),
+            ],
+            path: "Benchmarks/GatewayBenchmarks",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
     ]
 )

@@ -6,8 +6,9 @@ import Synchronization
 /// ``TLSConnection`` (for OpenSSL callbacks). Allocated once per process.
 private let connectionExDataIndex: Int32 = copenssl_SSL_get_ex_new_index()
 
-/// One TLS connection: an OpenSSL `SSL*` over two memory BIOs. The handler writes received ciphertext
-/// into the read BIO and sends whatever OpenSSL leaves in the write BIO; OpenSSL never touches a socket.
+/// One TLS connection: an OpenSSL `SSL*` over a ``ByteBufferBIO``. The handler queues received
+/// ciphertext buffers for OpenSSL to read and sends the buffer OpenSSL wrote; OpenSSL never touches a
+/// socket.
 ///
 /// OpenSSL's return codes are normalised here, once, at the lowest layer (STYLE.md P7): `WANT_READ` /
 /// `WANT_WRITE` become `.incomplete` / `.wouldBlock`, failures become a classified ``TLSError``.
@@ -17,8 +18,8 @@ final class TLSConnection {
     static let live = Atomic<Int>(0)
 
     let ssl: OpaquePointer
-    private let readBIO: OpaquePointer
-    private let writeBIO: OpaquePointer
+    /// The BIO both ways (owned by `ssl` once set; this object is what it reads from and writes to).
+    private let io: ByteBufferBIO
     /// Strong references that keep the `SSL_CTX`s and callback arguments alive as long as the `SSL*`.
     let serverContext: TLSServerContext?
     let clientContext: TLSClientContext?
@@ -36,10 +37,11 @@ final class TLSConnection {
             throw OpenSSLErrorQueue.error(.invalidConfiguration, "SSL_new failed")
         }
         self.ssl = ssl
+        self.io = ByteBufferBIO()
         self.serverContext = serverContext
         self.clientContext = nil
         self.sessionKey = nil
-        (self.readBIO, self.writeBIO) = Self.attachMemoryBIOs(to: ssl)
+        SSL_set_bio(ssl, self.io.bio, self.io.bio)  // one reference, owned by the SSL from here on
         SSL_set_accept_state(ssl)
         SSL_set_ex_data(ssl, connectionExDataIndex, Unmanaged.passUnretained(self).toOpaque())
         Self.live.add(1, ordering: .relaxed)
@@ -52,9 +54,10 @@ final class TLSConnection {
             throw OpenSSLErrorQueue.error(.invalidConfiguration, "SSL_new failed")
         }
         self.ssl = ssl
+        self.io = ByteBufferBIO()
         self.serverContext = nil
         self.clientContext = clientContext
-        (self.readBIO, self.writeBIO) = Self.attachMemoryBIOs(to: ssl)
+        SSL_set_bio(ssl, self.io.bio, self.io.bio)  // one reference, owned by the SSL from here on
         SSL_set_connect_state(ssl)
         let verification = clientContext.configuration.certificateVerification.base
         var name = serverName
@@ -104,7 +107,8 @@ final class TLSConnection {
     }
 
     deinit {
-        SSL_free(self.ssl)  // frees both BIOs
+        self.io.detach()
+        SSL_free(self.ssl)  // frees the BIO
         Self.live.subtract(1, ordering: .relaxed)
     }
 
@@ -112,16 +116,6 @@ final class TLSConnection {
     static func from(ssl: OpaquePointer) -> TLSConnection? {
         guard let pointer = SSL_get_ex_data(ssl, connectionExDataIndex) else { return nil }
         return Unmanaged<TLSConnection>.fromOpaque(pointer).takeUnretainedValue()
-    }
-
-    private static func attachMemoryBIOs(to ssl: OpaquePointer) -> (OpaquePointer, OpaquePointer) {
-        guard let readBIO = BIO_new(BIO_s_mem()), let writeBIO = BIO_new(BIO_s_mem()) else {
-            fatalError("BIO_new(BIO_s_mem()) failed: out of memory")
-        }
-        // An empty read BIO means "no data yet" (retry), never EOF: EOF comes from the channel.
-        _ = copenssl_BIO_set_mem_eof_return(readBIO, -1)
-        SSL_set_bio(ssl, readBIO, writeBIO)
-        return (readBIO, writeBIO)
     }
 
     private static func isIPAddress(_ name: String) -> Bool {
@@ -159,14 +153,9 @@ final class TLSConnection {
         }
     }
 
-    /// Hands received ciphertext to OpenSSL. Memory BIOs grow as needed, so this never fails short.
+    /// Hands received ciphertext to OpenSSL (queued as is, no copy).
     func receive(_ buffer: ByteBuffer) {
-        buffer.withUnsafeReadableBytes { bytes in
-            guard let base = bytes.baseAddress, bytes.count > 0 else { return }
-            var written = 0
-            _ = BIO_write_ex(self.readBIO, base, bytes.count, &written)
-            precondition(written == bytes.count, "memory BIO refused bytes")
-        }
+        self.io.enqueue(buffer)
     }
 
     enum ReadResult: Equatable {
@@ -199,7 +188,7 @@ final class TLSConnection {
         }
     }
 
-    /// Encrypts `buffer` whole into the write BIO (memory BIOs never block, so OpenSSL writes it all).
+    /// Encrypts `buffer` whole into the write BIO (the BIO never blocks, so OpenSSL writes it all).
     func write(_ buffer: ByteBuffer) -> TLSError? {
         OpenSSLErrorQueue.clear()
         return buffer.withUnsafeReadableBytes { bytes -> TLSError? in
@@ -223,20 +212,32 @@ final class TLSConnection {
     /// still in the read BIO (plaintext is never longer than its record) plus plaintext OpenSSL has
     /// decrypted but not handed out (`SSL_pending`). A record OpenSSL has begun to buffer internally is
     /// not counted, so the estimate can be short; a reader then simply reads again.
-    var pendingInboundBytes: Int { Int(BIO_ctrl_pending(self.readBIO)) + Int(SSL_pending(self.ssl)) }
+    var pendingInboundBytes: Int { self.io.inboundBytes + Int(SSL_pending(self.ssl)) }
 
     /// Ciphertext waiting to be sent.
-    var pendingOutboundBytes: Int { Int(BIO_ctrl_pending(self.writeBIO)) }
+    var pendingOutboundBytes: Int { self.io.outboundBytes }
 
-    /// Moves all pending ciphertext into `buffer`.
+    /// The storage the received ciphertext not yet read keeps allocated.
+    var inboundStorageBytes: Int { self.io.inboundStorageBytes }
+
+    /// Makes room for the ciphertext of about `plaintextBytes` written next (record headers, tags and
+    /// padding included), so that a flush's records are appended to one buffer without regrowing it.
+    func reserveOutbound(plaintextBytes: Int) {
+        // Per record of at most 16 KiB: 5 header bytes, up to 16 + 64 of IV and MAC or tag, and padding
+        // (TLS 1.3 AEAD needs 22 in all; 100 covers the CBC suites a configuration may allow).
+        let records = plaintextBytes / 16_384 + 1
+        self.io.reserveOutbound(plaintextBytes + records * 100)
+    }
+
+    /// The ciphertext OpenSSL wrote since the last call, as one buffer to send as is (nil: none).
+    func takeOutbound() -> ByteBuffer? {
+        self.io.takeOutbound()
+    }
+
+    /// Moves all pending ciphertext into `buffer` (a copy; the handler uses ``takeOutbound()``).
     func readOutbound(into buffer: inout ByteBuffer) {
-        let pending = self.pendingOutboundBytes
-        guard pending > 0 else { return }
-        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: pending) { pointer in
-            var readBytes = 0
-            _ = BIO_read_ex(self.writeBIO, pointer.baseAddress, pending, &readBytes)
-            return readBytes
-        }
+        guard let pending = self.io.takeOutbound() else { return }
+        buffer.writeImmutableBuffer(pending)
     }
 
     /// What the handshake negotiated. Valid after `.complete`.
@@ -307,6 +308,16 @@ func distinguishedName(_ name: OpaquePointer?) -> String? {
 }
 
 extension TLSConnection {
+    /// How many certificates the peer sent, its own included (test hook).
+    var peerCertificateChainLength: Int {
+        SSL_get_peer_cert_chain(self.ssl).map { Int(OPENSSL_sk_num($0)) } ?? 0
+    }
+
+    /// Whether OpenSSL frees this connection's record buffers whenever they are empty (test hook).
+    var releasesIdleBuffers: Bool {
+        SSL_ctrl(self.ssl, SSL_CTRL_MODE, 0, nil) & Int(SSL_MODE_RELEASE_BUFFERS) != 0
+    }
+
     /// Queues a KeyUpdate (update_requested) and lets OpenSSL write it (test hook).
     func requestKeyUpdate() throws {
         OpenSSLErrorQueue.clear()

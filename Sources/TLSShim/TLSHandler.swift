@@ -1,7 +1,7 @@
 import NIOCore
 import NIOTLS
 
-/// TLS over OpenSSL memory BIOs as a channel handler: ciphertext `ByteBuffer`s below, plaintext
+/// TLS over OpenSSL (through a ``ByteBufferBIO``, never a socket) as a channel handler: ciphertext `ByteBuffer`s below, plaintext
 /// `ByteBuffer`s above. The same class serves both ends; build it with
 /// ``server(context:configuration:)``, ``server(provider:configuration:)`` or
 /// ``client(context:serverName:configuration:)``.
@@ -41,7 +41,7 @@ public final class TLSHandler: ChannelDuplexHandler {
         }
     }
 
-    private let connection: TLSConnection
+    let connection: TLSConnection
     private let configuration: Configuration
     /// Server side and nothing received yet: the first byte is checked for a plain HTTP request.
     private var awaitingFirstByte: Bool
@@ -366,6 +366,7 @@ public final class TLSHandler: ChannelDuplexHandler {
     private func encryptAndFlush(context: ChannelHandlerContext) {
         let writes = self.pendingWrites
         self.pendingWrites.removeAll(keepingCapacity: true)
+        self.connection.reserveOutbound(plaintextBytes: writes.reduce(0) { $0 + $1.0.readableBytes })
         var promises: [EventLoopPromise<Void>] = []
         for (index, (buffer, promise)) in writes.enumerated() {
             if let error = self.connection.write(buffer) {
@@ -393,16 +394,14 @@ public final class TLSHandler: ChannelDuplexHandler {
         self.sendCiphertext(context: context, promise: combined, flush: true)
     }
 
-    /// Writes whatever ciphertext OpenSSL produced (completing `promise` at once when there is none).
+    /// Writes whatever ciphertext OpenSSL produced (completing `promise` at once when there is none):
+    /// the BIO's buffer itself, not a copy.
     private func sendCiphertext(context: ChannelHandlerContext, promise: EventLoopPromise<Void>?, flush: Bool) {
-        let pending = self.connection.pendingOutboundBytes
-        guard pending > 0 else {
+        guard let buffer = self.connection.takeOutbound() else {
             promise?.succeed()
             if flush { context.flush() }
             return
         }
-        var buffer = context.channel.allocator.buffer(capacity: pending)
-        self.connection.readOutbound(into: &buffer)
         context.write(Self.wrapOutboundOut(buffer), promise: promise)
         if flush { context.flush() }
     }

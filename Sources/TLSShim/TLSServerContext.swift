@@ -100,6 +100,14 @@ public final class TLSServerContext: @unchecked Sendable {
             cipherSuites: configuration.cipherSuites
         )
         try useIdentity(host.identity, in: ctx)
+        // The chain sent is the configured one, as nginx sends it. Without NO_AUTO_CHAIN, OpenSSL builds
+        // a chain from the context's trust store in every handshake whose certificate has no configured
+        // intermediates: an X509_STORE_CTX and a chain search per connection, over a store that holds the
+        // *client* CAs (mTLS), which do not belong in the server's chain.
+        _ = copenssl_SSL_CTX_set_mode(ctx, Int(SSL_MODE_NO_AUTO_CHAIN))
+        // OpenSSL's record buffers (about 17 KiB each way) are freed whenever they are empty, as nginx
+        // has them: an idle connection then holds none, at the price of a malloc and free per record.
+        _ = copenssl_SSL_CTX_set_mode(ctx, Int(SSL_MODE_RELEASE_BUFFERS))
         if configuration.sessionResumption {
             _ = copenssl_SSL_CTX_set_session_cache_mode(ctx, Int(SSL_SESS_CACHE_SERVER))
         } else {

@@ -118,7 +118,7 @@ struct Run: AsyncParsableCommand {
             printError("wsgate: \(self.config): \(error)")
             throw ExitCode(1)
         }
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: configuration.eventLoopCount)
         do {
             try await runGateway(configuration: configuration, path: self.config, group: group) { started in
                 for (listener, address) in zip(configuration.listeners, started.server.localAddresses) {
@@ -147,6 +147,7 @@ struct Check: ParsableCommand {
     func run() throws {
         do {
             let configuration = try GatewayConfiguration.load(path: self.config)
+            try configuration.checkJWKSFiles()
             let summary = "\(counted(configuration.listeners.count, "listener")), \(counted(configuration.routes.count, "route"))"
             printLine("wsgate: configuration \(self.config) is valid (\(summary))")
         } catch {

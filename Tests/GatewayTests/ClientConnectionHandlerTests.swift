@@ -209,6 +209,7 @@ extension ClientConnectionHandlerTests {
         init(
             _ outcome: EmbeddedUpstreamConnector.Outcome = .connect,
             clientUsedTLS: Bool = false,
+            authorizers: [[any UpgradeAuthorizer]]? = nil,
             configure: (inout GatewayConfiguration) -> Void = { _ in }
         ) throws {
             var configuration = GatewayConfiguration(
@@ -220,7 +221,7 @@ extension ClientConnectionHandlerTests {
             )
             configuration.routes[0].subprotocols = ["chat"]
             configure(&configuration)
-            let environment = try GatewayEnvironment(configuration, metrics: GatewayMetrics(factory: self.metrics))
+            let environment = try GatewayEnvironment(configuration, metrics: GatewayMetrics(factory: self.metrics), authorizers: authorizers)
             self.connector = EmbeddedUpstreamConnector(loop: self.loop, outcome: outcome)
             self.client = EmbeddedChannel(loop: self.loop)
             self.handler = ClientConnectionHandler(

@@ -241,7 +241,7 @@ struct InvalidDocument: Sendable, CustomTestStringConvertible {
         (.unknownKey, document(extra: "routs: []"), "routs", #"unknown key "routs" (did you mean "routes"?)"#),
         (
             .unknownKey, document(extra: "colour: blue"), "colour",
-            #"unknown key "colour" (valid keys: listeners, routes, limits, timeouts, access_log, connection_limits, admin, trusted_proxies, client_address)"#
+            #"unknown key "colour" (valid keys: listeners, routes, limits, timeouts, access_log, connection_limits, admin, trusted_proxies, client_address, workers)"#
         ),
         (.unknownKey, document(listeners: #"{adress: "1.2.3.4:5"}"#), "listeners[0].adress", #"unknown key "adress" (did you mean "address"?)"#),
         (.unknownKey, document(routes: #"{upstreams: ["wss://a"], upstream_tls: {verfy: false}}"#), "routes[0].upstream_tls.verfy", "unknown key"),
@@ -351,7 +351,7 @@ struct InvalidDocument: Sendable, CustomTestStringConvertible {
         (.emptyDocument, "", "", "the configuration is empty"),
         (
             .wrongType, "- a\n- b", "",
-            "expected a mapping (with keys listeners, routes, limits, timeouts, access_log, connection_limits, admin, trusted_proxies, client_address), found a list"
+            "expected a mapping (with keys listeners, routes, limits, timeouts, access_log, connection_limits, admin, trusted_proxies, client_address, workers), found a list"
         ),
         (.wrongType, "{[a]: b}", "", "keys must be plain strings, found a list"),
     ]

@@ -42,6 +42,7 @@ import Testing
         metrics.compressionMemoryDeclined(route: "/chat", side: .client)
         metrics.clientCertificate(listener: "public", .verified)
         metrics.sessionOpened(listener: "public", protocol: "h2")
+        metrics.authDecided(route: "/chat", method: "forward", outcome: "allow")
     }
 
     /// Every series' label names, by metric name, whatever its type.
@@ -97,10 +98,10 @@ import Testing
 
     @Test func theCatalogIsEveryDeclarationOnceInDeclarationOrder() {
         let names = GatewayMetrics.catalog.map(\.name)
-        #expect(names.count == 28)
+        #expect(names.count == 29)
         #expect(Set(names).count == names.count)
         #expect(names.first == "wsgate_connections_accepted_total")
-        #expect(names.last == "wsgate_connections_by_protocol_total")
+        #expect(names.last == "wsgate_auth_decisions_total")
         #expect(names.allSatisfy { $0.hasPrefix("wsgate_") })
         let kinds = Dictionary(uniqueKeysWithValues: GatewayMetrics.catalog.map { ($0.name, $0.kind) })
         #expect(kinds["wsgate_connections_open"] == .gauge)

@@ -36,4 +36,18 @@ import Testing
         #expect(redaction.redactedTarget("/c?&&token=a=b#frag") == "/c?&&token=[redacted]#frag")
         #expect(redaction.redactedTarget("/c?tokens=a&my_token=b") == "/c?tokens=a&my_token=b")
     }
+
+    /// Issue #13: a JWT offered as a subprotocol, or in a route's own `query:NAME` source, is no more shown
+    /// than one in `Authorization`.
+    @Test func bearerTokensInTheSubprotocolOfferAndInAJWTRoutesQuerySourceAreRedacted() {
+        let entry = BearerTokenSources.subprotocolPrefix + "ZXlKaGJHY2lPaUpTVXpJMU5pSjk"
+        let shown = TapRedaction().redactedHeaders(HTTPHeaders([("Sec-WebSocket-Protocol", "chat.v1,\(entry) , v2")]))
+        #expect(shown[0].1 == "chat.v1, \(BearerTokenSources.subprotocolPrefix)[redacted], v2")
+        #expect(TapRedaction().redactedHeaders(HTTPHeaders([("Sec-WebSocket-Protocol", "chat.v1, v2")]))[0].1 == "chat.v1, v2")
+        var jwt = GatewayConfiguration.JWTAuthentication(jwks: "k.json")
+        jwt.tokenSources = [.header, .query("auth"), .cookie("s")]
+        #expect(TapRedaction().redactedTarget("/c?auth=abc&x=1") == "/c?auth=abc&x=1")
+        #expect(TapRedaction().including(jwt).redactedTarget("/c?auth=abc&x=1") == "/c?auth=[redacted]&x=1")
+        #expect(TapRedaction().including(nil) == TapRedaction())
+    }
 }

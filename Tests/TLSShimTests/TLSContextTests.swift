@@ -137,6 +137,38 @@ import Testing
         _ = try refused.finish()
     }
 
+    /// The server sends the chain it was configured with, as nginx does (SSL_MODE_NO_AUTO_CHAIN): the
+    /// client CAs in the context's trust store are not appended to a certificate configured without
+    /// intermediates (and no chain is built from the store in every handshake).
+    @Test func theServerSendsOnlyTheConfiguredChain() throws {
+        let server = try TLSServerContext(
+            configuration: Fixtures.serverConfiguration {
+                // The CA that issued the server's certificate is also the one client certificates need.
+                $0.clientAuthentication = TLSClientAuthentication(trustRoots: .pem(Fixtures.ca.certificatePEM), mode: .optional)
+            }
+        )
+        let client = try TLSClientContext(configuration: Fixtures.clientConfiguration { $0.sessionReuse = false })
+        let pair = try Self.connect(server: server, client: client, serverName: "localhost")
+        #expect(pair.clientHandler.connectionInfo?.peerCertificateSubject == "CN=localhost")
+        #expect(pair.clientHandler.connection.peerCertificateChainLength == 1)
+        #expect(try pair.finish())
+    }
+
+    /// Server connections free OpenSSL's record buffers when they are empty (SSL_MODE_RELEASE_BUFFERS,
+    /// as nginx), so an idle TLS connection holds none of the 2 × 17 KiB; data still flows both ways.
+    @Test func serverConnectionsReleaseIdleRecordBuffers() throws {
+        let client = try TLSClientContext(configuration: Fixtures.clientConfiguration())
+        let pair = try Self.connect(client: client, serverName: "localhost")
+        #expect(pair.serverHandler.connection.releasesIdleBuffers)
+        pair.client.writeAndFlush(patternBuffer(40_000), promise: nil)
+        try pair.interact()
+        pair.server.writeAndFlush(patternBuffer(40_000, seed: 5), promise: nil)
+        try pair.interact()
+        #expect(pair.serverRecorder.received == patternBuffer(40_000))
+        #expect(pair.clientRecorder.received == patternBuffer(40_000, seed: 5))
+        #expect(try pair.finish())
+    }
+
     @Test func replacingTheContextAffectsNewConnectionsOnly() throws {
         let provider = TLSServerContextProvider(try TLSServerContext(configuration: Fixtures.serverConfiguration()))
         let client = try TLSClientContext(configuration: Fixtures.clientConfiguration { $0.sessionReuse = false })

@@ -31,7 +31,7 @@ struct TLSShimBenchmarks {
         Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
     }
 
-    /// Raw OpenSSL: two `SSL*` over memory BIOs pumped directly, no NIO pipeline.
+    /// Raw OpenSSL: two `SSL*` over the shim's in-memory BIO pumped directly, no NIO pipeline.
     static func rawHandshake() throws {
         let server = try TLSConnection(serverContext: Self.serverContext)
         let client = try TLSConnection(clientContext: Self.clientContext, serverName: "localhost")
@@ -66,7 +66,7 @@ struct TLSShimBenchmarks {
             Double(count) / Self.seconds(handler),
             "hs/s",
             baseline: Double(count) / Self.seconds(raw),
-            "raw OpenSSL over memory BIOs"
+            "raw OpenSSL over in-memory BIOs"
         )
     }
 
@@ -125,7 +125,7 @@ struct TLSShimBenchmarks {
         )
         let speed = try Self.opensslSpeedAES128GCM()
         Self.row(
-            "raw OpenSSL encrypt+decrypt (memory BIOs)",
+            "raw OpenSSL encrypt+decrypt (in-memory BIOs)",
             Double(total) / 1e6 / Self.seconds(raw),
             "MB/s",
             baseline: speed / 2,

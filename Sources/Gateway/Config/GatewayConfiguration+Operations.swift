@@ -89,6 +89,9 @@ extension GatewayConfiguration {
             return "listeners changed (\(old.joined(separator: ", ")) → \(new.joined(separator: ", "))); "
                 + "listener addresses are bound at start: restart to change them"
         }
+        if self.eventLoopCount != other.eventLoopCount {
+            return "workers changed (\(self.eventLoopCount) → \(other.eventLoopCount)); the event loops are made at start: restart to change them"
+        }
         // The token file and the tap settings are read again on reload; only the binding is fixed.
         if self.admin.enabled != other.admin.enabled || self.admin.host != other.admin.host || self.admin.port != other.admin.port {
             return "the admin address changed; it is bound at start: restart to change it"

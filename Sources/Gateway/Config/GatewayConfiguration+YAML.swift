@@ -24,6 +24,7 @@ extension GatewayConfiguration {
         .section("admin", \.admin, Admin.yaml),
         Edge.trustedProxiesKey,
         Edge.clientAddressKey,
+        GatewayConfiguration.workersKey,
     ])
 }
 
@@ -117,6 +118,7 @@ extension GatewayConfiguration.Route {
                 expected: "require, forward or off"
             )
         },
+        GatewayConfiguration.RouteAuthentication.routeKey,
     ])
 }
 

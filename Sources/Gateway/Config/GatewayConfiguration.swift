@@ -16,6 +16,8 @@ public struct GatewayConfiguration: Sendable, Hashable {
     public var connectionLimits = ConnectionLimits()
     /// Trusted proxies and the client-address source (issue #11; `GatewayConfiguration+Edge.swift`).
     public var edge = Edge()
+    /// Event loops (`workers`; `GatewayConfiguration+Workers.swift`). `nil`: one per core.
+    public var workers: Int?
 
     public init(
         listeners: [Listener],
@@ -80,6 +82,9 @@ public struct GatewayConfiguration: Sendable, Hashable {
         /// required (403 without), or not forwarded (issue #13; `GatewayConfiguration+ClientCertificates`).
         /// A client's own `X-Forwarded-Client-Cert` is removed whatever this says. Default: `forward`.
         public var clientCertificate: ClientCertificatePolicy = .forward
+        /// Authentication at the handshake (issue #13; `GatewayConfiguration+Auth.swift`): `nil` lets every
+        /// upgrade through to the upstream (the default).
+        public var auth: RouteAuthentication?
 
         public init(
             hosts: [String] = [],

@@ -224,6 +224,16 @@ struct ClientCertificateLabels: MetricLabels {
     var values: [String] { [self.listener, self.outcome.rawValue] }
 }
 
+struct AuthDecisionLabels: MetricLabels {
+    var route: String
+    /// `jwt` or `forward`.
+    var method: String
+    /// Bounded by each method's own set (forward: `allow`, `deny_401`, `deny_403`, `error`, `timeout`, …).
+    var outcome: String
+    static let names = ["route", "method", "outcome"]
+    var values: [String] { [self.route, self.method, self.outcome] }
+}
+
 struct ProtocolViolationLabels: MetricLabels {
     var side: Side
     /// Rendered as a slug of its description (`reserved_bit_set`); bounded by Frames' codes.

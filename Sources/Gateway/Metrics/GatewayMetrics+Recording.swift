@@ -104,6 +104,11 @@ extension GatewayMetrics {
         self.originDecisions.increment(.init(route: route, side: .client, decision: decision, reason: reason))
     }
 
+    /// An authorizer's decision on an upgrade to `route` (issue #13).
+    func authDecided(route: String, method: String, outcome: String) {
+        self.authDecisions.increment(.init(route: route, method: method, outcome: outcome))
+    }
+
     func rateLimited(route: String, side: Side, limit: RateLimiter.Limit, action: RateLimitAction) {
         self.rateLimitDecisions.increment(.init(route: route, side: side, limit: limit, action: action))
     }

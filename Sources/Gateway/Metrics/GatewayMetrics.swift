@@ -17,7 +17,11 @@ import CoreMetrics
 /// `GatewayMetrics+Labels.swift` (or one that exists, such as ``RouteSideLabels``), one recording
 /// method in `GatewayMetrics+Recording.swift`, and its README row (the tests then check all three
 /// agree).
-struct GatewayMetrics: Sendable {
+///
+/// A class of `let`s, not a struct: every connection copies it into its recorder, handlers and relay
+/// session, and as a struct each copy retained and released every family (issue #15: about 1 % of a
+/// connection's CPU in the connect profile, BENCHMARKS.md).
+final class GatewayMetrics: Sendable {
     let connectionsAccepted: CounterFamily<ListenerLabels>
     let connections: CounterFamily<ListenerRouteLabels>
     let connectionsOpen: GaugeFamily<ListenerRouteLabels>
@@ -52,6 +56,8 @@ struct GatewayMetrics: Sendable {
     let clientCertificates: CounterFamily<ClientCertificateLabels>
     // WebSockets over HTTP/2 (issue #16).
     let connectionsByProtocol: CounterFamily<ListenerProtocolLabels>
+    // Authorization stage (issue #13): one per authorizer decision, by method and outcome.
+    let authDecisions: CounterFamily<AuthDecisionLabels>
 
     /// The histogram's name, for its buckets on the Prometheus factory.
     static let upstreamConnectSecondsName = "wsgate_upstream_connect_seconds"
@@ -127,6 +133,11 @@ struct GatewayMetrics: Sendable {
         self.connectionsByProtocol = .init(
             "wsgate_connections_by_protocol_total",
             help: "WebSocket connections established, by what carried the handshake (http1: a 101; h2: an RFC 8441 stream, 200)",
+            factory: f
+        )
+        self.authDecisions = .init(
+            "wsgate_auth_decisions_total",
+            help: "authorization decisions at the handshake, by route, method (jwt, forward) and outcome",
             factory: f
         )
     }

@@ -1,3 +1,4 @@
+import Frames
 import NIOHTTP1
 
 /// What the tap's `open` event never shows (issue #14 §2): credentials in headers and in the query
@@ -32,8 +33,28 @@ struct TapRedaction: Sendable, Equatable {
 
     func redactedHeaders(_ headers: HTTPHeaders) -> [(String, String)] {
         headers.map { name, value in
-            (name, self.headers.contains(name.lowercased()) ? Self.marker : value)
+            let lower = name.lowercased()
+            if lower == "sec-websocket-protocol" { return (name, Self.redactedSubprotocols(value)) }
+            return (name, self.headers.contains(lower) ? Self.marker : value)
         }
+    }
+
+    /// With the query parameters a route's `auth.jwt.token_sources` reads (issue #13), whatever their name.
+    func including(_ jwt: GatewayConfiguration.JWTAuthentication?) -> TapRedaction {
+        guard let jwt else { return self }
+        var redaction = self
+        for case .query(let name) in jwt.tokenSources { redaction.queryParameters.insert(name.lowercased()) }
+        return redaction
+    }
+
+    /// A bearer token offered as a subprotocol (`base64url.bearer.authorization.k8s.io.<token>`, the
+    /// Kubernetes convention `auth.jwt` reads) keeps its prefix and loses its token; other entries stay.
+    static func redactedSubprotocols(_ value: String) -> String {
+        guard value.contains(BearerTokenSources.subprotocolPrefix) else { return value }
+        return value.split(separator: ",").map { entry in
+            let trimmed = HTTPSyntax.trimmingOWS(entry)
+            return trimmed.hasPrefix(BearerTokenSources.subprotocolPrefix) ? BearerTokenSources.subprotocolPrefix + Self.marker : trimmed
+        }.joined(separator: ", ")
     }
 
     /// The request target with every secret parameter's value replaced; the rest is kept byte for byte.

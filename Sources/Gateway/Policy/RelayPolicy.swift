@@ -14,6 +14,9 @@ struct RelayPolicy {
     /// A frame or fragmented message must arrive whole within this long, or its sender gets 1008;
     /// `nil` for no deadline (`timeouts.frame`, issue #10).
     var frameTimeout: TimeAmount?
+    /// Both legs get 1008 "token expired" after this long (`auth.jwt.close_on_expiry`, issue #13;
+    /// `RelaySession+Expiry.swift`); `nil` for none.
+    var tokenExpiry: TimeAmount?
     /// Where decisions are counted, and the route's label for them.
     var metrics: GatewayMetrics?
     var route: String = ""
@@ -21,7 +24,12 @@ struct RelayPolicy {
     init() {}
 
     /// The policy of a connection on `route` under `timeouts`.
-    init(route: GatewayConfiguration.Route, timeouts: GatewayConfiguration.Timeouts, metrics: GatewayMetrics) {
+    init(
+        route: GatewayConfiguration.Route,
+        timeouts: GatewayConfiguration.Timeouts,
+        metrics: GatewayMetrics,
+        credentialExpiresAt: Int64? = nil
+    ) {
         self.rateLimits = route.rateLimits
         self.pingInterval = timeouts.pingInterval.map(TimeAmount.init)
         self.pongDeadline = TimeAmount(timeouts.pongDeadline)
@@ -29,6 +37,7 @@ struct RelayPolicy {
         self.frameTimeout = timeouts.frame.map(TimeAmount.init)
         self.metrics = metrics
         self.route = route.label
+        self.tokenExpiry = Self.timeLeft(until: credentialExpiresAt)
     }
 }
 
@@ -49,6 +58,7 @@ struct RelayPolicyState {
 
     let policy: RelayPolicy
     var lifetimeTimer: Scheduled<Void>?
+    var expiryTimer: Scheduled<Void>?
 
     init(_ policy: RelayPolicy) {
         self.policy = policy
@@ -70,6 +80,10 @@ struct RelayPolicyState {
 
     func countMaxLifetimeClose() {
         self.policy.metrics?.maxLifetimeClosed(route: self.policy.route)
+    }
+
+    func countTokenExpiryClose() {
+        self.policy.metrics?.authDecided(route: self.policy.route, method: "jwt", outcome: "closed_on_expiry")
     }
 }
 

@@ -24,10 +24,12 @@ extension RelaySession {
                 session.gatewayClose(.goingAway, reason: "maximum lifetime")
             }
         }
+        self.expiryAttached()
     }
 
     func policyFinished() {
         self.policy.lifetimeTimer?.cancel()
+        self.policy.expiryTimer?.cancel()
         for side in [Side.client, .upstream] {
             self.direction(side) { direction in
                 direction.keepAliveTimer?.cancel()

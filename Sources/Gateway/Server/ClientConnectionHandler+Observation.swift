@@ -39,7 +39,7 @@ extension ClientConnectionHandler {
         channel.closeFuture.whenComplete { _ in registry.live.remove(info.id) }
         session.retap(registry.taps)
         guard let tap = session.tap else { return }
-        let redaction = registry.taps.redaction
+        let redaction = registry.taps.redaction.including(request.route.route.auth?.jwt)
         let open = TapOpen(
             connection: info.id,
             time: TapEvent.now,

@@ -9,7 +9,8 @@ import TLSShim
 ///
 /// ```
 /// awaitingHead ─head─▶ checkingRequest ─accepted─▶ connectingUpstream ─connected─▶ awaitingAnswer
-///                                                                                    │ valid 101
+///                          │ accepted, route has auth    ▲ authorized(grant)                │ valid 101
+///                          └────────▶ authorizing ───────┘                                 │
 ///                             relaying ◀─decoders removed, no early data─ switching ◀─┘
 /// every state before relaying ─refusal, deadline, failure, client gone─▶ ended
 /// ```
@@ -23,6 +24,9 @@ struct ClientConnectionStateMachine {
         case awaitingHead
         /// The head arrived; the handler is checking it against the routes and policies.
         case checkingRequest
+        /// The request is valid and its route has `auth`: its authorizers are deciding (under the
+        /// authorization deadline); the upstream is not contacted yet (issue #13).
+        case authorizing(ClientUpgradeRequest)
         /// The request is valid; the upstream is being connected (under the upstream deadline).
         case connectingUpstream(ClientUpgradeRequest, UpstreamPlan)
         /// The upgrade request went upstream; waiting for its answer.
@@ -50,6 +54,9 @@ struct ClientConnectionStateMachine {
         /// origin), pick the upstream and prepare its request, then report ``requestAccepted(_:plan:)`` or
         /// ``requestRefused(_:)``.
         case checkRequest(HTTPRequestHead)
+        /// Arm the authorization deadline and run the route's authorizers in order (stopping at the first
+        /// refusal); report ``authorized(_:plan:)`` with the merged grant or ``authorizationRefused(_:)``.
+        case authorize(ClientUpgradeRequest)
         /// Arm the upstream deadline and connect to the planned member; report ``upstreamConnected()``
         /// or ``upstreamConnectFailed(timedOut:)``, and later ``upstreamAnswered(_:)``.
         case connectUpstream(ClientUpgradeRequest, UpstreamPlan)
@@ -109,7 +116,7 @@ struct ClientConnectionStateMachine {
         case .awaitingHead:
             self.state = .checkingRequest
             return .checkRequest(head)
-        case .checkingRequest, .connectingUpstream, .awaitingAnswer, .switching:
+        case .checkingRequest, .authorizing, .connectingUpstream, .awaitingAnswer, .switching:
             // A second request before the first was answered: pipelining is not an upgrade.
             return self.refuse(Self.earlyData)
         case .relaying, .ended:
@@ -117,13 +124,57 @@ struct ClientConnectionStateMachine {
         }
     }
 
-    /// The request passed every check; `plan` says which upstream gets which request (with a fresh key).
-    mutating func requestAccepted(_ request: ClientUpgradeRequest, plan: UpstreamPlan) -> Action {
+    /// The request passed every check. A route with `auth` goes to ``State/authorizing(_:)`` first;
+    /// any other goes straight to the upstream, where `plan` says which upstream gets which request
+    /// (with a fresh key); it is made only then, so a refused request never picks a member.
+    mutating func requestAccepted(_ request: ClientUpgradeRequest, plan: @autoclosure () -> UpstreamPlan) -> Action {
         switch self.state {
         case .checkingRequest:
+            if request.route.route.auth != nil {
+                self.state = .authorizing(request)
+                return .authorize(request)
+            }
+            let plan = plan()
             self.state = .connectingUpstream(request, plan)
             return .connectUpstream(request, plan)
-        case .awaitingHead, .connectingUpstream, .awaitingAnswer, .switching, .relaying, .ended:
+        case .awaitingHead, .authorizing, .connectingUpstream, .awaitingAnswer, .switching, .relaying, .ended:
+            return .none
+        }
+    }
+
+    /// Every authorizer allowed the upgrade; `plan` makes the upstream request with the merged `grant`
+    /// applied. Ignored once the connection ended (a late outcome, after the client left or the deadline).
+    mutating func authorized(
+        _ grant: AuthorizationGrant,
+        plan: (ClientUpgradeRequest, AuthorizationGrant) -> UpstreamPlan
+    ) -> Action {
+        switch self.state {
+        case .authorizing(let request):
+            let plan = plan(request, grant)
+            self.state = .connectingUpstream(request, plan)
+            return .connectUpstream(request, plan)
+        case .awaitingHead, .checkingRequest, .connectingUpstream, .awaitingAnswer, .switching, .relaying, .ended:
+            return .none
+        }
+    }
+
+    /// An authorizer refused the upgrade (401, 403, or 502/503/504 when it could not decide): answered
+    /// to the client, the upstream never contacted. Ignored once the connection ended.
+    mutating func authorizationRefused(_ rejection: HandshakeRejection) -> Action {
+        switch self.state {
+        case .authorizing:
+            return self.refuse(rejection)
+        case .awaitingHead, .checkingRequest, .connectingUpstream, .awaitingAnswer, .switching, .relaying, .ended:
+            return .none
+        }
+    }
+
+    /// The authorizers did not decide in time: 504, as for an upstream that does not answer.
+    mutating func authorizationDeadlinePassed() -> Action {
+        switch self.state {
+        case .authorizing:
+            return self.refuse(HandshakeRejection(504, "authorization did not complete in time", reason: "auth-timeout"))
+        case .awaitingHead, .checkingRequest, .connectingUpstream, .awaitingAnswer, .switching, .relaying, .ended:
             return .none
         }
     }
@@ -133,7 +184,7 @@ struct ClientConnectionStateMachine {
         switch self.state {
         case .checkingRequest:
             return self.refuse(rejection)
-        case .awaitingHead, .connectingUpstream, .awaitingAnswer, .switching, .relaying, .ended:
+        case .awaitingHead, .authorizing, .connectingUpstream, .awaitingAnswer, .switching, .relaying, .ended:
             return .none
         }
     }
@@ -143,7 +194,7 @@ struct ClientConnectionStateMachine {
         switch self.state {
         case .awaitingHead:
             return self.refuse(HandshakeRejection(408, "the request head did not arrive in time", reason: "head-timeout"))
-        case .checkingRequest, .connectingUpstream, .awaitingAnswer, .switching, .relaying, .ended:
+        case .checkingRequest, .authorizing, .connectingUpstream, .awaitingAnswer, .switching, .relaying, .ended:
             return .none
         }
     }
@@ -165,7 +216,8 @@ struct ClientConnectionStateMachine {
             return self.refuse(HandshakeRejection(414, "request line over \(limit) bytes", reason: "uri-too-long"))
         case (.awaitingHead, .malformedHTTP), (.checkingRequest, .malformedHTTP):
             return self.refuse(HandshakeRejection(400, "malformed request", reason: "malformed"))
-        case (.connectingUpstream, .requestBytesLimitExceeded), (.awaitingAnswer, .requestBytesLimitExceeded),
+        case (.authorizing, .requestBytesLimitExceeded), (.authorizing, .requestLineTooLong), (.authorizing, .malformedHTTP),
+            (.connectingUpstream, .requestBytesLimitExceeded), (.awaitingAnswer, .requestBytesLimitExceeded),
             (.switching, .requestBytesLimitExceeded), (.connectingUpstream, .requestLineTooLong),
             (.awaitingAnswer, .requestLineTooLong), (.switching, .requestLineTooLong), (.connectingUpstream, .malformedHTTP),
             (.awaitingAnswer, .malformedHTTP), (.switching, .malformedHTTP):
@@ -180,7 +232,7 @@ struct ClientConnectionStateMachine {
     /// The client's connection closed.
     mutating func channelInactive() -> Action {
         switch self.state {
-        case .awaitingHead, .checkingRequest, .connectingUpstream, .awaitingAnswer, .switching:
+        case .awaitingHead, .checkingRequest, .authorizing, .connectingUpstream, .awaitingAnswer, .switching:
             self.state = .ended
             return .abort(reason: "client closed during the handshake")
         case .relaying, .ended:
@@ -196,7 +248,7 @@ struct ClientConnectionStateMachine {
         case .connectingUpstream(let request, let plan):
             self.state = .awaitingAnswer(request, plan)
             return .sendRequest(plan.requestHead)
-        case .awaitingHead, .checkingRequest, .awaitingAnswer, .switching, .relaying, .ended:
+        case .awaitingHead, .checkingRequest, .authorizing, .awaitingAnswer, .switching, .relaying, .ended:
             return .closeUpstream
         }
     }
@@ -210,7 +262,7 @@ struct ClientConnectionStateMachine {
                     ? HandshakeRejection(504, "connecting to the upstream timed out", reason: "upstream-connect-timeout")
                     : HandshakeRejection(502, "cannot connect to the upstream", reason: "upstream-connect-failed")
             )
-        case .awaitingHead, .checkingRequest, .awaitingAnswer, .switching, .relaying, .ended:
+        case .awaitingHead, .checkingRequest, .authorizing, .awaitingAnswer, .switching, .relaying, .ended:
             return .none
         }
     }
@@ -271,7 +323,7 @@ struct ClientConnectionStateMachine {
                     )
                 )
             }
-        case (.awaitingHead, _), (.checkingRequest, _), (.switching, _), (.relaying, _), (.ended, _):
+        case (.awaitingHead, _), (.checkingRequest, _), (.authorizing, _), (.switching, _), (.relaying, _), (.ended, _):
             return .none
         }
     }
@@ -281,7 +333,7 @@ struct ClientConnectionStateMachine {
         switch self.state {
         case .connectingUpstream, .awaitingAnswer, .switching:
             return self.refuse(HandshakeRejection(504, "the upstream did not answer in time", reason: "upstream-timeout"))
-        case .awaitingHead, .checkingRequest, .relaying, .ended:
+        case .awaitingHead, .checkingRequest, .authorizing, .relaying, .ended:
             return .none
         }
     }
@@ -296,7 +348,7 @@ struct ClientConnectionStateMachine {
             if clientSentEarlyData { return self.refuse(Self.earlyData) }
             self.state = .relaying
             return .startRelay(request, agreement)
-        case .awaitingHead, .checkingRequest, .connectingUpstream, .awaitingAnswer, .relaying, .ended:
+        case .awaitingHead, .checkingRequest, .authorizing, .connectingUpstream, .awaitingAnswer, .relaying, .ended:
             return .none
         }
     }
@@ -304,7 +356,7 @@ struct ClientConnectionStateMachine {
     /// Rearranging a pipeline failed (a broken invariant, not peer input): close without an answer.
     mutating func pipelineFailed(_ description: String) -> Action {
         switch self.state {
-        case .awaitingHead, .checkingRequest, .connectingUpstream, .awaitingAnswer, .switching, .relaying:
+        case .awaitingHead, .checkingRequest, .authorizing, .connectingUpstream, .awaitingAnswer, .switching, .relaying:
             self.state = .ended
             return .abort(reason: "pipeline: \(description)")
         case .ended:

@@ -21,7 +21,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     let clientUsedTLS: Bool
     private let connector: any UpstreamConnector
     var recorder: UpgradeRecorder
-    private var machine = ClientConnectionStateMachine()
+    var machine = ClientConnectionStateMachine()
     private var headDeadline: Scheduled<Void>?
     /// On a TLS listener, until the client's handshake completes: the handshake has its own deadline
     /// (`timeouts.tls_handshake`, RELIABILITY T-01), and a head deadline that passes first waits for it
@@ -30,6 +30,10 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     private var clientTLSPending: Bool
     private var headDeadlineDeferred = false
     private var upstreamDeadline: Scheduled<Void>?
+    /// The authorization stage's deadline (`ClientConnectionHandler+Authorization.swift`).
+    var authorizationDeadline: Scheduled<Void>?
+    /// The credential's expiry from the authorization grant (`auth.jwt.close_on_expiry`), for the relay.
+    var credentialExpiresAt: Int64?
     /// The upstream channel once it connected (closed if the upgrade ends before the relay).
     private var upstream: (any Channel)?
     private var pipelineSwitch: UpgradePipelineSwitch?
@@ -160,7 +164,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
 
     // MARK: Actions
 
-    private func perform(_ action: ClientConnectionStateMachine.Action, context: ChannelHandlerContext, error: (any Error)? = nil) {
+    func perform(_ action: ClientConnectionStateMachine.Action, context: ChannelHandlerContext, error: (any Error)? = nil) {
         switch action {
         case .none:
             break
@@ -172,6 +176,8 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
             case .failure(let rejection):
                 self.perform(self.machine.requestRefused(rejection), context: context)
             }
+        case .authorize(let request):
+            self.authorize(request, context: context)
         case .connectUpstream(let request, let plan):
             self.connectUpstream(context: context, request: request, plan: plan)
         case .sendRequest(let head):
@@ -199,12 +205,14 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
         }
     }
 
-    /// Picks the route's next upstream member and prepares its request with a fresh key (DESIGN §1.6).
-    private func plan(_ request: ClientUpgradeRequest, context: ChannelHandlerContext) -> UpstreamPlan {
+    /// Picks the route's next upstream member and prepares its request with a fresh key (DESIGN §1.6),
+    /// with the authorization stage's `grant` applied.
+    func plan(_ request: ClientUpgradeRequest, grant: AuthorizationGrant = .none, context: ChannelHandlerContext) -> UpstreamPlan {
         let (member, upstream) = self.environment.pools[request.route.index].pick()
+        self.credentialExpiresAt = grant.expiresAt
         self.recorder.upstreamPicked(upstream)
         let handshake = UpstreamHandshake(
-            subprotocolsOffered: request.subprotocols,
+            subprotocolsOffered: grant.offeredSubprotocols(request.subprotocols),
             deflateOffer: Self.upstreamDeflateOffer(request, budget: self.environment.compressionMemory, metrics: self.environment.metrics)
         )
         let head = handshake.requestHead(
@@ -213,7 +221,8 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
             peer: self.peer,
             peerIsTrusted: self.environment.trustedProxies.contains(self.peer),
             clientUsedTLS: self.clientUsedTLS,
-            clientCertificate: request.route.route.clientCertificate == .off ? nil : self.clientCertificate
+            clientCertificate: request.route.route.clientCertificate == .off ? nil : self.clientCertificate,
+            grant: grant
         )
         return UpstreamPlan(member: member, upstream: upstream, handshake: handshake, requestHead: head)
     }
@@ -315,7 +324,12 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
             limits: self.environment.limits,
             closeTimeout: TimeAmount(self.environment.timeouts.close),
             idleTimeout: TimeAmount(self.environment.timeouts.idle),
-            policy: RelayPolicy(route: request.route.route, timeouts: self.environment.timeouts, metrics: self.environment.metrics),
+            policy: RelayPolicy(
+                route: request.route.route,
+                timeouts: self.environment.timeouts,
+                metrics: self.environment.metrics,
+                credentialExpiresAt: self.credentialExpiresAt
+            ),
             compression: extensions.compression
         )
         self.recorder.relayStarted(session, route: request.route.route.label)
@@ -353,11 +367,12 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     /// Stops the deadlines and closes the upstream.
     private func stopUpgrade() {
         self.headDeadline?.cancel()
+        self.authorizationDeadline?.cancel()
         self.upstreamDeadline?.cancel()
         self.upstream?.close(promise: nil)
     }
 
-    private func bound(_ context: ChannelHandlerContext) -> (NIOLoopBound<ClientConnectionHandler>, NIOLoopBound<ChannelHandlerContext>) {
+    func bound(_ context: ChannelHandlerContext) -> (NIOLoopBound<ClientConnectionHandler>, NIOLoopBound<ChannelHandlerContext>) {
         (NIOLoopBound(self, eventLoop: context.eventLoop), NIOLoopBound(context, eventLoop: context.eventLoop))
     }
 }

@@ -22,6 +22,9 @@ final class GatewayEnvironment: Sendable {
     let compressionMemory: CompressionMemoryBudget
     /// `trusted_proxies`, compiled (issue #11).
     let trustedProxies: TrustedProxies
+    /// The authorization stage (issue #13): each route's authorizers, by route index, in the order they
+    /// run; empty for a route without `auth`. Rebuilt with the environment on reload.
+    let authorizers: [[any UpgradeAuthorizer]]
 
     /// Compiles the configuration; loading certificates is blocking disk I/O, so call it off the event
     /// loops. A reload passes the running gateway's `connections` and, when the connection limits did
@@ -32,7 +35,8 @@ final class GatewayEnvironment: Sendable {
         clock: any GatewayClock = SystemGatewayClock(),
         connections: ConnectionRegistry = ConnectionRegistry(),
         admission: ConnectionAdmission? = nil,
-        compressionMemory: CompressionMemoryBudget? = nil
+        compressionMemory: CompressionMemoryBudget? = nil,
+        authorizers: [[any UpgradeAuthorizer]]? = nil
     ) throws {
         self.configuration = configuration
         self.routes = RouteTable(configuration.routes)
@@ -47,6 +51,7 @@ final class GatewayEnvironment: Sendable {
         self.compressionMemory =
             compressionMemory ?? CompressionMemoryBudget(limit: configuration.limits.compressionMemory ?? CompressionMemoryBudget.defaultLimit)
         self.trustedProxies = configuration.compiledTrustedProxies
+        self.authorizers = try authorizers ?? configuration.routes.map { route in try RouteAuthorizers.make(for: route, metrics: metrics) }
     }
 
     var limits: GatewayConfiguration.Limits { self.configuration.limits }

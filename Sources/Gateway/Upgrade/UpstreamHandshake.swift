@@ -33,16 +33,24 @@ struct UpstreamHandshake: Equatable {
     /// PROXY header; the client's forwarding headers are kept only when `peerIsTrusted`), a fresh key,
     /// the filtered subprotocol offer and the gateway's own extension offer (never the client's), and
     /// `X-Forwarded-Client-Cert` for `clientCertificate` (the client's own copy is always removed).
+    /// The authorization stage's `grant` (issue #13) is applied last: the client's copies of the headers
+    /// it adds or removes are dropped, its query parameters and subprotocol entries are stripped, then its
+    /// headers are added (never a hop-by-hop or handshake header, never a value with CR, LF or NUL).
     func requestHead(
         for client: ClientUpgradeRequest,
         upstream: GatewayConfiguration.Upstream,
         peer: IPAddress?,
         peerIsTrusted: Bool,
         clientUsedTLS: Bool,
-        clientCertificate: TLSPeerCertificate? = nil
+        clientCertificate: TLSPeerCertificate? = nil,
+        grant: AuthorizationGrant = .none
     ) -> HTTPRequestHead {
         let connectionNamed = Set(HTTPSyntax.lowercasedTokens(client.head.headers["Connection"]))
-        let target = RequestPath.upstreamTarget(client.target, routePrefix: client.route.route.pathPrefix, memberPath: upstream.path)
+        let target = grant.forwardedTarget(
+            RequestPath.upstreamTarget(client.target, routePrefix: client.route.route.pathPrefix, memberPath: upstream.path)
+        )
+        let removedByGrant = grant.lowercasedRemovedHeaderNames
+        let subprotocolsOffered = grant.offeredSubprotocols(self.subprotocolsOffered)
         var headers = HTTPHeaders()
         let defaultPort = upstream.scheme == .wss ? 443 : 80
         let host = upstream.host.contains(":") ? "[\(upstream.host)]" : upstream.host
@@ -51,8 +59,8 @@ struct UpstreamHandshake: Equatable {
         headers.add(name: "Connection", value: "Upgrade")
         headers.add(name: "Sec-WebSocket-Key", value: self.key)
         headers.add(name: "Sec-WebSocket-Version", value: "13")
-        if !self.subprotocolsOffered.isEmpty {
-            headers.add(name: "Sec-WebSocket-Protocol", value: self.subprotocolsOffered.joined(separator: ", "))
+        if !subprotocolsOffered.isEmpty {
+            headers.add(name: "Sec-WebSocket-Protocol", value: subprotocolsOffered.joined(separator: ", "))
         }
         if let deflateOffer = self.deflateOffer {
             headers.add(name: "Sec-WebSocket-Extensions", value: ExtensionHeader.serialize([deflateOffer]))
@@ -64,6 +72,8 @@ struct UpstreamHandshake: Equatable {
             if ForwardingHeaders.clientSentNames.contains(lower) { continue }
             // Only the gateway vouches for a client certificate (issue #13): a client's copy never passes.
             if lower == ClientCertificateHeader.lowercasedName { continue }
+            // Only the authorizer vouches for what it adds; what it removes never reaches the upstream.
+            if removedByGrant.contains(lower) { continue }
             guard Self.isSafeHeaderValue(value) else { continue }
             headers.add(name: name, value: value)
         }
@@ -74,6 +84,9 @@ struct UpstreamHandshake: Equatable {
         if let clientCertificate {
             let value = ClientCertificateHeader.value(for: clientCertificate)
             if Self.isSafeHeaderValue(value) { headers.add(name: ClientCertificateHeader.name, value: value) }
+        }
+        for (name, value) in grant.addHeaders where !Self.hopByHop.contains(name.lowercased()) && Self.isSafeHeaderValue(value) {
+            headers.add(name: name, value: value)
         }
         return HTTPRequestHead(version: .http1_1, method: .GET, uri: target, headers: headers)
     }

@@ -1,0 +1,20 @@
+/// The authorizers of one route, in the order they run: `jwt` first (a local check, cheap and
+/// deciding most refusals), then `forward` (a network call). Built by ``GatewayEnvironment`` when a
+/// configuration is installed, so a reload (SIGHUP) rebuilds them.
+enum RouteAuthorizers {
+    static func make(for route: GatewayConfiguration.Route, metrics: GatewayMetrics) throws -> [any UpgradeAuthorizer] {
+        guard let auth = route.auth else { return [] }
+        var authorizers: [any UpgradeAuthorizer] = []
+        if let jwt = auth.jwt {
+            do {
+                authorizers.append(try JWTAuthorizer(jwt, route: route.label, metrics: metrics))
+            } catch {
+                throw GatewayError("route \(route.label): auth.jwt: \(error)")
+            }
+        }
+        if let forward = auth.forward {
+            authorizers.append(ForwardAuthorizer(forward, route: route.label, metrics: metrics))
+        }
+        return authorizers
+    }
+}

@@ -1,0 +1,66 @@
+import NIOCore
+import NIOHTTP1
+
+/// What the allocation benchmarks (`Benchmarks/`, issue #15) need from the gateway's internals, as SPI:
+/// the relay's two handlers over one session, and a client connection's upgrade handlers, built exactly
+/// as the gateway builds them, so that the benchmarks drive them through `EmbeddedChannel`s with no
+/// socket. `import Gateway` alone does not see these; `@_spi(Benchmarks) import Gateway` does. Nothing in
+/// the gateway calls them.
+@_spi(Benchmarks) public enum BenchmarkSupport {
+    /// The client and upstream legs' relay handlers over one new session on `eventLoop` (plain, no
+    /// compression, default limits and policy), as `ClientConnectionHandler.startRelay` adds them.
+    public static func relayHandlers(on eventLoop: any EventLoop) -> (client: any ChannelHandler, upstream: any ChannelHandler) {
+        let session = RelaySession(
+            eventLoop: eventLoop,
+            limits: GatewayConfiguration.Limits(),
+            closeTimeout: .seconds(10),
+            idleTimeout: .hours(1)
+        )
+        return (RelayHandler(side: .client, session: session), RelayHandler(side: .upstream, session: session))
+    }
+
+    /// A compiled configuration, made once and shared by the connections of a benchmark.
+    public final class Environment: Sendable {
+        let environment: GatewayEnvironment
+
+        public init(_ configuration: GatewayConfiguration) throws {
+            self.environment = try GatewayEnvironment(configuration)
+        }
+    }
+
+    /// Opens an upstream leg: given the client channel's loop and the upstream channel's initializer,
+    /// returns the connected channel (a benchmark hands out an `EmbeddedChannel`).
+    public typealias Connect =
+        @Sendable (_ eventLoop: any EventLoop, _ initializer: @escaping @Sendable (any Channel) -> EventLoopFuture<Void>)
+        -> EventLoopFuture<any Channel>
+
+    /// A client connection's handlers as the plain listener adds them at accept (head limiter, HTTP/1
+    /// request decoder, ``ClientConnectionHandler``), with `connect` for the upstream leg.
+    public static func upgradeHandlers(_ environment: Environment, connect: @escaping Connect) -> [any ChannelHandler] {
+        let environment = environment.environment
+        return [
+            RequestBytesLimiter(limit: environment.limits.requestHeadBytes),
+            ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)),
+            ClientConnectionHandler(
+                environment: environment,
+                record: ConnectionRecord(id: environment.makeConnectionID(), clientAddress: "127.0.0.1", listener: "bench"),
+                clientUsedTLS: false,
+                connector: ClosureUpstreamConnector(connect: connect)
+            ),
+        ]
+    }
+}
+
+/// ``UpstreamConnector`` over a closure (the benchmarks').
+struct ClosureUpstreamConnector: UpstreamConnector {
+    let connect: BenchmarkSupport.Connect
+
+    func connect(
+        host: String,
+        port: Int,
+        on eventLoop: any EventLoop,
+        initializer: @escaping @Sendable (any Channel) -> EventLoopFuture<Void>
+    ) -> EventLoopFuture<any Channel> {
+        self.connect(eventLoop, initializer)
+    }
+}
