@@ -1,3 +1,4 @@
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOEmbedded
 import NIOHTTP1
@@ -30,18 +31,18 @@ import Testing
             let attempt = ForwardAuthAttempt(request: head, pool: self.pool, promise: promise)
             attempt.deadline = self.loop.assumeIsolated().scheduleTask(in: timeout) { attempt.cancel(.timeout) }
             self.pool.acquire(attempt)
-            var outcome: Outcome?
-            promise.futureResult.whenSuccess { outcome = $0 }
+            let outcome = NIOLockedValueBox<Outcome?>(nil)
+            promise.futureResult.whenSuccess { value in outcome.withLockedValue { $0 = value } }
             return {
                 self.loop.run()
-                return outcome
+                return outcome.withLockedValue { $0 }
             }
         }
 
         func answer(_ channel: EmbeddedChannel, _ text: String = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n") {
             _ = try? channel.readOutbound(as: ByteBuffer.self)
             _ = try? channel.readOutbound(as: ByteBuffer.self)
-            try? channel.writeInbound(ByteBuffer(string: text))
+            _ = try? channel.writeInbound(ByteBuffer(string: text))
             self.loop.run()
         }
     }
