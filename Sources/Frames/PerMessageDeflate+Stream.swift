@@ -15,6 +15,9 @@ public struct PerMessageDeflateReader {
     public let discarding: Bool
     private let allocator: ByteBufferAllocator
     private var current: ByteBuffer?
+    /// Shown each run of inflated bytes as it is produced, discarding or not (a frame tap's view of
+    /// the message; issue #14 §2). `nil` nearly always: one check per inflate call.
+    public var observer: ((ByteBuffer) -> Void)?
 
     public init(
         inflater: PerMessageInflater,
@@ -69,8 +72,10 @@ public struct PerMessageDeflateReader {
             }
             var output = self.current ?? self.makeBuffer()
             self.current = nil
+            let before = output.writerIndex
             let full = try self.inflater.inflate(&input, into: &output, maxBytes: self.chunkSize - output.readableBytes)
             self.current = output
+            if let observer = self.observer { Self.show(output, from: before, to: observer) }
             if !full && input.readableBytes == 0 { return true }
         }
     }
@@ -80,8 +85,10 @@ public struct PerMessageDeflateReader {
     public mutating func finish(_ emit: (ByteBuffer) -> Void) throws(FramesError) -> ByteBuffer? {
         while true {
             var output = self.takeBuffer(emit)
+            let before = output.writerIndex
             let full = try self.inflater.finishMessage(into: &output, maxBytes: self.chunkSize - output.readableBytes)
             self.current = output
+            if let observer = self.observer { Self.show(output, from: before, to: observer) }
             if !full { break }
         }
         if self.discarding {
@@ -105,6 +112,12 @@ public struct PerMessageDeflateReader {
             emit(buffer)
         }
         return self.makeBuffer()
+    }
+
+    /// The bytes `output` gained past `start`, to the observer (when there are any).
+    private static func show(_ output: ByteBuffer, from start: Int, to observer: (ByteBuffer) -> Void) {
+        guard output.writerIndex > start else { return }
+        observer(output.getSlice(at: start, length: output.writerIndex - start)!)
     }
 
     private func makeBuffer() -> ByteBuffer {

@@ -104,6 +104,7 @@ import Testing
             #expect(try await tap.wait(for: .seconds(5)) { $0.text.components(separatedBy: "\"event\":\"frame\"").count >= 3 })
             let text = tap.text
             #expect(text.contains(#""event":"open""#))
+            #expect(text.contains(#""scheme":"ws","listener":""#))
             #expect(text.contains("access_token=[redacted]&name=a"))
             #expect(!text.contains("SECRET1") && !text.contains("SECRET2"), "\(text)")
             #expect(text.contains(#""payload":"hello through the tap""#))

@@ -134,13 +134,26 @@ import Testing
     )
         -> TapSubscriber
     {
+        Self.tap(pair.session, pair.loop, filter: filter, payload: payload, maxPayload: maxPayload, maxEvents: maxEvents)
+    }
+
+    static func tap(
+        _ session: RelaySession,
+        _ loop: EmbeddedEventLoop,
+        filter: TapSubscriber.Filter = .init(),
+        payload: TapPayloadMode = .truncated,
+        maxPayload: Int = 1024,
+        maxEvents: Int = 100
+    )
+        -> TapSubscriber
+    {
         let live = LiveConnectionTable()
         let hub = TapHub(live: live)
-        pair.session.tapInfo = Self.info()
-        live.insert(Self.info(), session: pair.session)
+        session.tapInfo = Self.info()
+        live.insert(Self.info(), session: session)
         let subscriber = TapSubscriber(filter: filter, payload: payload, maxPayload: maxPayload, maxEvents: maxEvents) {}
         #expect(hub.attach(subscriber))
-        pair.loop.run()
+        loop.run()
         return subscriber
     }
 
@@ -227,5 +240,98 @@ import Testing
         hub.detach(subscriber)
         pair.loop.run()
         #expect(pair.session.tap == nil)
+    }
+
+    // MARK: Compressed messages (issue #14 §2: shown inflated)
+
+    /// A compressed message from the client, in 3 frames, read at every byte: the tap shows each frame
+    /// `compressed` with what it inflated to (together, the message), whether the relay transcodes it
+    /// (toward a leg without compression, or with other parameters) or forwards it verbatim (both legs
+    /// agree: inflated only to validate it, and that inflation is what the tap sees). What is relayed
+    /// is what it is without a tap.
+    @Test(arguments: [RelayCompressionTests.Legs.clientOnly, .bothSame, .bothDifferent])
+    func aCompressedMessageIsTappedInflatedAndRelayedUnchanged(legs: RelayCompressionTests.Legs) throws {
+        let message = Array(String(repeating: "hello, compressed wörld ", count: 20).utf8)
+        let (client, upstream) = legs.agreements
+        var relayed: [[UInt8]] = []
+        for tapped in [false, true] {
+            let pair = try RelayCompressionTests.Pair(client: client, upstream: upstream)
+            let subscriber = tapped ? Self.tap(pair.session, pair.loop, maxPayload: 4096) : nil
+            let wire = try pair.message(message, from: .client, fragments: 3)
+            try pair.deliver(wire, from: .client, cutAt: Array(1..<wire.count))
+            let frames = try pair.frames(to: .upstream)
+            relayed.append(frames.flatMap(\.payload))
+            #expect(try pair.messages(frames, to: .upstream) == [message])
+            guard let subscriber else { continue }
+            let tappedFrames = Self.frames(subscriber)
+            #expect(tappedFrames.count == 3)
+            #expect(tappedFrames.filter { !$0.compressed }.isEmpty)
+            #expect(tappedFrames.flatMap(\.payload) == message)
+            #expect(tappedFrames.reduce(0) { $0 + ($1.inflatedLength ?? -10_000) } == message.count)
+        }
+        // Byte for byte the same payloads with a tap as without.
+        #expect(relayed[0] == relayed[1])
+    }
+
+    /// The capture bound counts inflated bytes: a compressed message that inflates to more is cut there
+    /// and the line says `truncated`, the payload being the inflated bytes (`base64` for binary), not
+    /// deflate data. A tap that saw no inflation (attached mid-message) marks raw data `deflate-base64`.
+    @Test(arguments: [RelayCompressionTests.Legs.clientOnly, .bothSame])
+    func theCaptureBoundCountsInflatedBytesAndRawDeflateIsMarked(legs: RelayCompressionTests.Legs) throws {
+        let (client, upstream) = legs.agreements
+        let pair = try RelayCompressionTests.Pair(client: client, upstream: upstream)
+        let subscriber = Self.tap(pair.session, pair.loop, maxPayload: 10)
+        let message = [UInt8](repeating: 0x61, count: 5000)
+        try pair.deliver(try pair.message(message, from: .client), from: .client)
+        let frame = try #require(Self.frames(subscriber).first)
+        #expect(frame.payload == Array(message.prefix(10)))
+        #expect(frame.inflatedLength == 5000)
+        let object = try #require(
+            try JSONSerialization.jsonObject(with: Data(frame.jsonLine(payload: .truncated, maxPayload: 10).utf8)) as? [String: Any]
+        )
+        #expect(object["compressed"] as? Bool == true)
+        #expect(object["truncated"] as? Bool == true)
+        #expect(object["payload_encoding"] as? String == "base64")
+        #expect(object["payload"] as? String == Data(message.prefix(10)).base64EncodedString())
+        #expect(object["rsv1"] as? Bool == true)
+
+        var raw = frame
+        raw.inflatedLength = nil
+        raw.payload = [1, 2, 3]
+        let line = try #require(try JSONSerialization.jsonObject(with: Data(raw.jsonLine(payload: .full, maxPayload: 10).utf8)) as? [String: Any])
+        #expect(line["payload_encoding"] as? String == "deflate-base64")
+        #expect(line["compressed"] as? Bool == true)
+    }
+
+    /// A tap attached between the frames of a compressed message did not see its RSV1: the relay's
+    /// inflater still shows it the rest of the message inflated, and it says `compressed`.
+    @Test(arguments: [RelayCompressionTests.Legs.clientOnly, .bothSame])
+    func aTapAttachedMidMessageShowsTheRestInflated(legs: RelayCompressionTests.Legs) throws {
+        let (client, upstream) = legs.agreements
+        let pair = try RelayCompressionTests.Pair(client: client, upstream: upstream)
+        let message = Array(String(repeating: "abcdefgh", count: 100).utf8)
+        let wire = try pair.message(message, from: .client, fragments: 2)
+        // The first frame: a 6-byte header (masked, short length) and half the compressed payload.
+        try #require(wire[1] & 0x7F < 126)
+        let firstEnd = 6 + Int(wire[1] & 0x7F)
+        try pair.deliver(Array(wire[..<firstEnd]), from: .client)
+        let subscriber = Self.tap(pair.session, pair.loop)
+        try pair.deliver(Array(wire[firstEnd...]), from: .client)
+        let frames = Self.frames(subscriber)
+        #expect(frames.count == 1)
+        #expect(frames.first?.compressed == true && frames.first?.opcode == .continuation)
+        let payload = try #require(frames.first?.payload)
+        #expect(!payload.isEmpty && message.suffix(payload.count).elementsEqual(payload))
+    }
+
+    /// Without a tap, or once it detached, the relay's inflater shows nobody anything.
+    @Test func aDetachedTapLeavesNoInflationObserver() throws {
+        let pair = try RelayCompressionTests.Pair(client: PerMessageDeflateParameters(), upstream: PerMessageDeflateParameters())
+        let transcoder = try #require(pair.session.directions.client.transcoder)
+        #expect(transcoder.inflationObserver == nil)
+        _ = Self.tap(pair.session, pair.loop)
+        #expect(transcoder.inflationObserver != nil)
+        pair.session.tap = nil
+        #expect(transcoder.inflationObserver == nil)
     }
 }

@@ -14,7 +14,8 @@ import Testing
         _ opcode: String,
         _ payload: TapStreamEvent.Payload?,
         fin: Bool = true,
-        compressed: Bool = false
+        compressed: Bool = false,
+        rawDeflate: Bool = false
     ) -> TapStreamEvent {
         .frame(
             .init(
@@ -27,7 +28,8 @@ import Testing
                 length: 0,
                 payload: payload,
                 compressed: compressed,
-                truncated: false
+                truncated: false,
+                rawDeflate: rawDeflate
             )
         )
     }
@@ -114,5 +116,48 @@ import Testing
         #expect((log["comment"] as? String)?.contains("3 messages left out") == true)
         let entry = try #require((log["entries"] as? [[String: Any]])?.first)
         #expect((entry["_webSocketMessages"] as? [[String: Any]])?.map { $0["data"] as? String } == ["abcd", "abcd"])
+    }
+
+    /// The gateway's `open` says how the client connected: `wss://` over TLS (issue #14 §2), through the
+    /// real decoder from the line the gateway writes; and the listener is kept.
+    @Test func aTLSConnectionGetsAWssURLFromTheOpenEvent() throws {
+        let open = TapOpen(
+            connection: 3,
+            time: 1_733_480_000,
+            route: "/chat",
+            scheme: "wss",
+            listener: "public-tls",
+            client: "127.0.0.1:50000",
+            method: "GET",
+            target: "/chat",
+            headers: [("Host", "gw.example")]
+        )
+        var decoder = TapLineDecoder()
+        let line = TapEvent.open(open).jsonLine(payload: .full, maxPayload: 0)
+        let decoded = decoder.decode(Array(line.utf8.dropLast()))
+        let event = try #require(decoded)
+        var har = TapHAR()
+        har.add(event)
+        var plain = open
+        plain.connection = 4
+        plain.scheme = "ws"
+        let second = decoder.decode(Array(TapEvent.open(plain).jsonLine(payload: .full, maxPayload: 0).utf8))
+        har.add(try #require(second))
+        let entries = try #require(try self.document(har)["entries"] as? [[String: Any]])
+        #expect(entries.map { ($0["request"] as? [String: Any])?["url"] as? String } == ["wss://gw.example/chat", "ws://gw.example/chat"])
+        #expect(entries.first?["_wsgateListener"] as? String == "public-tls")
+    }
+
+    /// A compressed message comes inflated from the gateway: shown as its text; raw deflate data
+    /// (`deflate-base64`) as base64.
+    @Test func anInflatedCompressedMessageIsTextAndRawDeflateIsBase64() throws {
+        var har = TapHAR()
+        har.add(self.frame(1, 1, .clientToUpstream, "text", .text("hel"), fin: false, compressed: true))
+        har.add(self.frame(1, 2, .clientToUpstream, "continuation", .text("lo"), compressed: true))
+        har.add(self.frame(1, 3, .clientToUpstream, "text", .bytes([0xF2, 0x48]), compressed: true, rawDeflate: true))
+        let entry = try #require((try self.document(har)["entries"] as? [[String: Any]])?.first)
+        let messages = try #require(entry["_webSocketMessages"] as? [[String: Any]])
+        #expect(messages.map { $0["opcode"] as? Int } == [1, 2])
+        #expect(messages.map { $0["data"] as? String } == ["hello", "8kg="])
     }
 }

@@ -92,6 +92,19 @@ import Testing
         #expect(decoder.decode(Array(Self.dropped.utf8)) == .dropped(count: 7))
     }
 
+    /// Raw deflate data (a tap attached mid-message) is kept as bytes, not taken for a broken line.
+    @Test func rawDeflatePayloadDecodesAsCompressedBytes() {
+        var decoder = TapLineDecoder()
+        let line =
+            #"{"event":"frame","connection":1,"time":1,"direction":"client_to_upstream","opcode":"continuation","fin":true,"rsv1":false,"length":3,"payload":"AAH/","payload_encoding":"deflate-base64","compressed":true,"truncated":false}"#
+        guard case .frame(let frame) = decoder.decode(Array(line.utf8)) else {
+            Issue.record("deflate-base64")
+            return
+        }
+        #expect(frame.payload == .bytes([0, 1, 255]) && frame.compressed)
+        #expect(decoder.broken == 0)
+    }
+
     @Test func blankLinesAreNeitherEventsNorErrors() {
         var decoder = TapLineDecoder()
         #expect(decoder.decode([UInt8]()) == nil)

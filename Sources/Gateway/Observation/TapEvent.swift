@@ -28,6 +28,7 @@ enum TapEvent: Sendable, Equatable {
         case .open(let open):
             let headers = open.headers.map { "[\(Self.quote($0.0)),\(Self.quote($0.1))]" }.joined(separator: ",")
             return "{\"event\":\"open\",\"connection\":\(open.connection),\"time\":\(open.time),\"route\":\(Self.quote(open.route)),"
+                + "\"scheme\":\"\(open.scheme)\",\"listener\":\(Self.quote(open.listener)),"
                 + "\"client\":\(Self.quote(open.client)),\"request\":{\"method\":\(Self.quote(open.method)),"
                 + "\"target\":\(Self.quote(open.target)),\"headers\":[\(headers)]}}\n"
         case .frame(let frame):
@@ -57,13 +58,18 @@ struct TapOpen: Sendable, Equatable {
     var connection: UInt64
     var time: Double
     var route: String
+    /// `wss` when the client's connection used TLS, else `ws`: what the client put in its URL.
+    var scheme: String
+    /// The listener it came in on (its name in the configuration).
+    var listener: String
     var client: String
     var method: String
     var target: String
     var headers: [(String, String)]
 
     static func == (lhs: Self, rhs: Self) -> Bool {
-        lhs.connection == rhs.connection && lhs.time == rhs.time && lhs.route == rhs.route && lhs.client == rhs.client
+        lhs.connection == rhs.connection && lhs.time == rhs.time && lhs.route == rhs.route && lhs.scheme == rhs.scheme
+            && lhs.listener == rhs.listener && lhs.client == rhs.client
             && lhs.method == rhs.method && lhs.target == rhs.target && lhs.headers.elementsEqual(rhs.headers, by: { $0 == $1 })
     }
 }
@@ -81,20 +87,27 @@ struct TapFrame: Sendable, Equatable {
     var rsv1: Bool
     var length: Int
     var payload: [UInt8]
-    /// The payload is permessage-deflate data the relay forwards as it is (shown raw).
+    /// The message is permessage-deflate compressed (RSV1 on its first frame).
     var compressed: Bool
+    /// For a compressed frame shown inflated: how many bytes its compressed bytes inflated to (the
+    /// payload is up to the bound of those). `nil`: the payload is the wire bytes — for a compressed
+    /// frame, raw deflate data (`payload_encoding` `deflate-base64`), e.g. a tap attached mid-message.
+    var inflatedLength: Int? = nil
 
     func jsonLine(payload mode: TapPayloadMode, maxPayload: Int) -> String {
         let direction = self.from == .client ? "client_to_upstream" : "upstream_to_client"
         var line = "{\"event\":\"frame\",\"connection\":\(self.connection),\"time\":\(self.time),\"direction\":\"\(direction)\","
         line += "\"opcode\":\"\(Self.name(self.opcode))\",\"fin\":\(self.fin),\"rsv1\":\(self.rsv1),\"length\":\(self.length),"
+        // The length of what is shown: the inflated bytes of a compressed frame shown inflated.
+        let total = self.inflatedLength ?? self.length
         if mode == .none {
             line += "\"payload\":null,\"payload_encoding\":null,"
-            line += "\"compressed\":\(self.compressed),\"truncated\":\(self.length > 0)}\n"
+            line += "\"compressed\":\(self.compressed),\"truncated\":\(total > 0)}\n"
             return line
         }
         var shown = self.payload.prefix(mode == .full ? self.payload.count : maxPayload)
-        let textual = !self.compressed && (self.messageOpcode == .text || self.opcode == .text)
+        let raw = self.compressed && self.inflatedLength == nil
+        let textual = !raw && (self.messageOpcode == .text || self.opcode == .text)
         var text: String?
         if textual {
             // A cut inside a UTF-8 sequence drops the sequence's first bytes (at most 3).
@@ -103,16 +116,17 @@ struct TapFrame: Sendable, Equatable {
                     text = decoded
                     break
                 }
-                guard !shown.isEmpty, shown.count < self.length else { break }
+                guard !shown.isEmpty, shown.count < total else { break }
                 shown = shown.dropLast()
             }
         }
         if let text {
             line += "\"payload\":\(TapEvent.quote(text)),\"payload_encoding\":\"text\","
         } else {
-            line += "\"payload\":\"\(Data(shown).base64EncodedString())\",\"payload_encoding\":\"base64\","
+            let encoding = raw ? "deflate-base64" : "base64"
+            line += "\"payload\":\"\(Data(shown).base64EncodedString())\",\"payload_encoding\":\"\(encoding)\","
         }
-        line += "\"compressed\":\(self.compressed),\"truncated\":\(shown.count < self.length)}\n"
+        line += "\"compressed\":\(self.compressed),\"truncated\":\(shown.count < total)}\n"
         return line
     }
 

@@ -76,10 +76,14 @@ final class RelayTap {
         var header: FrameHeaderSummary?
         /// The opcode of the message a continuation frame belongs to.
         var messageOpcode: Opcode = .text
-        /// The message's first frame had RSV1: permessage-deflate data, shown as it came.
+        /// The message's first frame had RSV1: permessage-deflate data, shown inflated (``inflates``).
         var messageCompressed = false
         var payload: [UInt8] = []
         var offset = 0
+        /// What the current frame's compressed bytes inflated to (as the relay inflates them), up to the
+        /// capture bound, and how many bytes that was in all.
+        var inflated: [UInt8] = []
+        var inflatedLength = 0
     }
 
     /// What the tap keeps of a frame's header.
@@ -96,6 +100,9 @@ final class RelayTap {
     /// The most payload any subscriber shows.
     private(set) var captureLimit: Int
     var captures = PerSide(Capture())
+    /// Per source side: the relay's inflater shows this tap what it inflates (``RelaySession/tapInflation()``),
+    /// so compressed frames are shown inflated rather than as their wire bytes.
+    var inflates = PerSide(false)
 
     init(info: LiveConnectionInfo, subscribers: [TapSubscriber]) {
         self.info = info

@@ -93,6 +93,13 @@ final class MessageTranscoder {
         return false
     }
 
+    /// Shown every inflated run of the compressed messages this direction inflates, transcoded or
+    /// verbatim (issue #14 §2: the tap shows them inflated). Set only while a tap watches.
+    var inflationObserver: ((ByteBuffer) -> Void)? {
+        get { self.reader?.observer }
+        set { self.reader?.observer = newValue }
+    }
+
     /// Bytes the current compressed message inflated to so far.
     var inflatedBytes: Int { self.reader?.inflater.inflatedBytes ?? 0 }
 

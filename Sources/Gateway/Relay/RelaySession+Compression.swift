@@ -20,6 +20,7 @@ extension RelaySession {
             )
             self.direction(side) { $0.transcoder = transcoder }
         }
+        if self.tap != nil { self.tapInflation() }
         self.compressionReservation = compression.reservation
     }
 

@@ -83,6 +83,22 @@ extension RelaySession {
         }
     }
 
+    /// Issue #14 §2: while a tap watches, each direction's inflater (transcoding or only validating a
+    /// verbatim message: the relay inflates every compressed message either way) also shows the tap
+    /// what it inflated, so no second inflater and no extra memory; nothing relayed changes. Called when
+    /// the tap or the compression changes.
+    func tapInflation() {
+        for side in [Side.client, .upstream] {
+            guard let transcoder = self.direction(side, { $0.transcoder }) else { continue }
+            if let tap = self.tap {
+                tap.inflates[side] = true
+                transcoder.inflationObserver = { [weak tap] chunk in tap?.inflated(chunk, from: side) }
+            } else {
+                transcoder.inflationObserver = nil
+            }
+        }
+    }
+
     /// A Close frame from `side`, a Close the gateway sent to `side`, or `side`'s TCP lost.
     func tapClose(leg: Side, code: CloseCode?, reason: String, by: String) {
         guard let tap = self.tap else { return }
@@ -119,7 +135,8 @@ extension RelayTap {
     /// unmasked.
     func payload(from side: Side, _ buffer: ByteBuffer, count: Int) {
         var capture = self.captures[side]
-        let wanted = min(count, self.captureLimit - capture.payload.count)
+        // Shown inflated instead (``inflated(_:from:)``).
+        let wanted = capture.messageCompressed && self.inflates[side] ? 0 : min(count, self.captureLimit - capture.payload.count)
         // ByteBuffer only reads at or after its reader index: step back over the chunk in a copy.
         var source = buffer
         source.moveReaderIndex(to: buffer.readerIndex - count)
@@ -136,10 +153,23 @@ extension RelayTap {
         self.captures[side] = capture
     }
 
-    /// The current frame from `side` ended: one `frame` event.
+    /// Bytes the relay just inflated from `side`'s current compressed message: copied up to the bound.
+    func inflated(_ chunk: ByteBuffer, from side: Side) {
+        guard self.captures[side].header != nil else { return }
+        self.captures.modify(side) { capture in
+            capture.inflatedLength += chunk.readableBytes
+            let wanted = min(chunk.readableBytes, self.captureLimit - capture.inflated.count)
+            if wanted > 0 { capture.inflated += chunk.readableBytesView.prefix(wanted) }
+        }
+    }
+
+    /// The current frame from `side` ended (after the relay's inflater saw all of it): one `frame` event.
     func end(from side: Side) {
         let capture = self.captures[side]
         guard let header = capture.header else { return }
+        // A tap attached mid-message did not see RSV1, but the relay's inflater (which did) still shows it
+        // the message's inflated bytes: those frames are compressed too.
+        let inflated = self.inflates[side] && (capture.messageCompressed || capture.inflatedLength > 0)
         let frame = TapFrame(
             connection: self.info.id,
             time: TapEvent.now,
@@ -149,11 +179,14 @@ extension RelayTap {
             fin: header.fin,
             rsv1: header.rsv1,
             length: header.length,
-            payload: capture.payload,
-            compressed: capture.messageCompressed
+            payload: inflated ? capture.inflated : capture.payload,
+            compressed: capture.messageCompressed || inflated,
+            inflatedLength: inflated ? capture.inflatedLength : nil
         )
         self.captures[side].header = nil
         self.captures[side].payload = []
+        self.captures[side].inflated = []
+        self.captures[side].inflatedLength = 0
         self.emit(.frame(frame))
     }
 

@@ -145,7 +145,6 @@ extension RelaySession {
                         out.output.moveWriterIndex(to: start)
                     }
                 case .frameEnd:
-                    if let tap { tap.end(from: side) }
                     if leg.fin {
                         leg.stats.messages += 1
                         leg.frameStart = nil
@@ -160,6 +159,8 @@ extension RelaySession {
                             destination.write(NIOAny(frame), promise: nil)
                         }
                     }
+                    // After the transcoder: a compressed message's last inflated bytes come at its end.
+                    if let tap { tap.end(from: side) }
                     if self.hasFrameBoundaryWork(toward: destinationSide) {
                         // The frame's bytes go first.
                         if forwarding { out.send(&buffer, upTo: buffer.readerIndex, to: destination) }

@@ -48,7 +48,9 @@ final class RelaySession {
     var operations = RelayOperations()
     /// Issue #14: the taps watching this connection (`nil`: none, the relay's one check per frame), what
     /// they are told about it, and the live counters (`RelaySession+Observation.swift`).
-    var tap: RelayTap?
+    var tap: RelayTap? {
+        didSet { if oldValue !== self.tap { self.tapInflation() } }
+    }
     var tapInfo: LiveConnectionInfo?
     var traffic: RelayTraffic?
     /// Called once when both connections are closed, with who closed and the code.

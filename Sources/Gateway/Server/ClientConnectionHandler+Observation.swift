@@ -44,6 +44,8 @@ extension ClientConnectionHandler {
             connection: info.id,
             time: TapEvent.now,
             route: info.route,
+            scheme: self.clientUsedTLS ? "wss" : "ws",
+            listener: info.listener,
             client: info.client,
             method: request.head.method.rawValue,
             target: redaction.redactedTarget(request.head.uri),

@@ -4,12 +4,13 @@ import Foundation
 /// shape Chrome DevTools exports and imports for WebSockets, so DevTools (Network panel → Import HAR)
 /// and HAR viewers show the messages:
 ///
-/// - one entry per connection: the handshake request (method, `ws://` URL from `Host` and the target,
+/// - one entry per connection: the handshake request (method, `ws://` or `wss://` URL, as the client
+///   connected, from `Host` and the target,
 ///   the redacted headers), a `101 Switching Protocols` response, `"_resourceType": "websocket"`;
 /// - `"_webSocketMessages"`: one object per *message* (Chrome shows messages, not frames; fragments are
 ///   joined) with `type` (`send`: client to upstream, `receive`: upstream to client), `time` (seconds
 ///   since 1970, with fractions, as Chrome writes it), `opcode` (1 text, 2 binary) and `data` (the text,
-///   or base64 for binary, for a message the gateway forwarded still deflated, and for text that is not
+///   or base64 for binary, for raw deflate data (`deflate-base64`), and for text that is not
 ///   UTF-8 after joining). Control frames are not messages and are left out, as in Chrome's export.
 ///
 /// A connection whose `open` the tap did not see (it opened before the tap attached) still gets an entry,
@@ -90,7 +91,8 @@ public struct TapHAR: Sendable {
 
     private mutating func addFrame(_ frame: TapStreamEvent.Frame, to entry: inout Entry) {
         var bytes: [UInt8]
-        var raw = frame.compressed
+        // A compressed message's payload comes inflated from the gateway; only raw deflate data is raw.
+        var raw = frame.rawDeflate
         switch frame.payload {
         case .text(let text): bytes = Array(text.utf8)
         case .bytes(let data):
@@ -149,7 +151,9 @@ public struct TapHAR: Sendable {
         let open = entry.open
         let host = open?.headers.first { $0.name.lowercased() == "host" }?.value
         let target = open?.target ?? "/"
-        let url = host.map { "ws://\($0)\(target.hasPrefix("/") ? target : "/" + target)" } ?? "ws://wsgate-connection-\(id)/"
+        // The scheme the client used (`wss` over TLS), as the gateway's `open` says; `ws` if it does not.
+        let scheme = open?.scheme ?? "ws"
+        let url = host.map { "\(scheme)://\($0)\(target.hasPrefix("/") ? target : "/" + target)" } ?? "ws://wsgate-connection-\(id)/"
         let query = (target.split(separator: "?", maxSplits: 1).dropFirst().first ?? "").split(separator: "&").map { pair -> [String: Any] in
             let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
             return ["name": String(parts[0]), "value": parts.count > 1 ? String(parts[1]) : ""]
@@ -206,6 +210,7 @@ public struct TapHAR: Sendable {
         if !closes.isEmpty { result["_wsgateClose"] = closes }
         if let open {
             result["_wsgateRoute"] = open.route
+            if let listener = open.listener { result["_wsgateListener"] = listener }
             result["_wsgateClient"] = open.client
         }
         return result

@@ -16,6 +16,10 @@ public enum TapStreamEvent: Equatable, Sendable {
         public var connection: UInt64
         public var time: Double
         public var route: String
+        /// `ws` or `wss` as the client connected (`nil` from a gateway that does not say).
+        public var scheme: String? = nil
+        /// The gateway listener the connection came in on.
+        public var listener: String? = nil
         public var client: String
         public var method: String
         public var target: String
@@ -46,8 +50,11 @@ public enum TapStreamEvent: Equatable, Sendable {
         public var rsv1: Bool
         public var length: Int
         public var payload: Payload?
+        /// The message is permessage-deflate compressed; its payload is shown inflated unless ``rawDeflate``.
         public var compressed: Bool
         public var truncated: Bool
+        /// The payload is the deflate data as it travelled (`payload_encoding` `deflate-base64`), not the message.
+        public var rawDeflate = false
     }
 
     /// A captured payload.
@@ -115,6 +122,8 @@ public struct TapLineDecoder: Sendable {
                 connection: connection,
                 time: time,
                 route: wire.route ?? "",
+                scheme: wire.scheme == "wss" ? "wss" : (wire.scheme == "ws" ? "ws" : nil),
+                listener: wire.listener,
                 client: wire.client ?? "",
                 method: request.method ?? "GET",
                 target: request.target ?? "/",
@@ -130,7 +139,7 @@ public struct TapLineDecoder: Sendable {
             if let text = wire.payload {
                 switch wire.payload_encoding ?? "text" {
                 case "text": payload = .text(text)
-                case "base64":
+                case "base64", "deflate-base64":  // raw deflate data: shown as bytes (`compressed` says so)
                     guard let data = Data(base64Encoded: text) else { return .some(nil) }
                     payload = .bytes(Array(data))
                 default: return .some(nil)
@@ -146,7 +155,8 @@ public struct TapLineDecoder: Sendable {
                 length: length,
                 payload: payload,
                 compressed: wire.compressed ?? false,
-                truncated: wire.truncated ?? false
+                truncated: wire.truncated ?? false,
+                rawDeflate: wire.payload_encoding == "deflate-base64"
             )
             return .frame(frame)
         case "close":
@@ -168,6 +178,8 @@ public struct TapLineDecoder: Sendable {
         var connection: UInt64?
         var time: Double?
         var route: String?
+        var scheme: String?
+        var listener: String?
         var client: String?
         var request: Request?
         var direction: String?
