@@ -13,7 +13,8 @@ import Testing
 ///
 /// The clients are `scripts/test-peers/storm.py`; the upstream is ``FaultUpstream``. Counts are small
 /// enough for a loaded two-core machine (each test well under 20 s); `WSGATE_FAULT_SCALE=N` multiplies
-/// them (the catalog's 1,000 concurrent resets is `WSGATE_FAULT_SCALE=4`).
+/// them (the catalog's 1,000 concurrent resets is `WSGATE_FAULT_SCALE=4`). Sockets and TLS objects must
+/// come back to at most their baseline: sockets an earlier suite left closing may close meanwhile.
 @Suite(.serialized, .timeLimit(.minutes(2))) struct ResetStormTests {
     static let scale = ProcessResources.faultScale
     static let certificate = try! TLSCertificateGenerator.selfSigned(TLSCertificateRequest(commonName: "localhost"))
@@ -58,7 +59,7 @@ import Testing
             #expect(plainOutcome == ["reset": plainCount])
             #expect(tlsOutcome == ["reset": tlsCount])
             let settled = await ProcessResources.settle(within: .seconds(15)) {
-                upstream.current.ended == total && server.openConnections == 0 && ProcessResources.openSockets() == sockets
+                upstream.current.ended == total && server.openConnections == 0 && ProcessResources.openSockets() <= sockets
             }
             #expect(settled, "\(upstream.current), \(server.openConnections) open, \(ProcessResources.openSockets()) sockets (baseline \(sockets))")
             // The other leg's Close: 1001 to every upstream (the direction toward it was between
@@ -66,7 +67,7 @@ import Testing
             #expect(upstream.current.closeCodes == [1001: total], "\(upstream.current)")
             #expect(metrics.total("wsgate_close_codes_total", [("side", "upstream"), ("code", "1001"), ("by", "gateway")]) == total)
             #expect(metrics.total("wsgate_close_codes_total", [("side", "client"), ("code", "1006"), ("by", "peer")]) == total)
-            #expect(TLSShim.liveConnections == tlsObjects)
+            #expect(TLSShim.liveConnections <= tlsObjects)
             let growth = ProcessResources.residentBytes() - resident
             #expect(growth < 64 << 20, "RSS grew by \(growth >> 20) MiB over \(total) connections")
         }
@@ -92,12 +93,12 @@ import Testing
             #expect(tlsOutcome == ["close-1014": tlsCount])
             #expect(upstream.current.resets == total, "\(upstream.current)")
             let settled = await ProcessResources.settle(within: .seconds(10)) {
-                server.openConnections == 0 && ProcessResources.openSockets() == sockets
+                server.openConnections == 0 && ProcessResources.openSockets() <= sockets
             }
             #expect(settled, "\(server.openConnections) open, \(ProcessResources.openSockets()) sockets (baseline \(sockets))")
             #expect(metrics.total("wsgate_close_codes_total", [("side", "client"), ("code", "1014"), ("by", "gateway")]) == total)
             #expect(metrics.total("wsgate_close_codes_total", [("side", "upstream"), ("code", "1006"), ("by", "peer")]) == total)
-            #expect(TLSShim.liveConnections == tlsObjects)
+            #expect(TLSShim.liveConnections <= tlsObjects)
         }
     }
 

@@ -8,7 +8,8 @@ import Testing
 /// TLS abort storms (issue #17 §2, RELIABILITY T-09): on a `wss` listener, many concurrent clients
 /// that send half a ClientHello and reset, close or stall, send garbage, reset in the middle of the
 /// handshake or right after it. Each failure is counted by its class and as close code 1015 (metrics
-/// only, never on the wire); sockets and OpenSSL objects return to their baseline.
+/// only, never on the wire); sockets and OpenSSL objects return to (at most) their baseline: sockets an
+/// earlier suite left closing may close meanwhile.
 ///
 /// The clients are `scripts/test-peers/storm.py`; `WSGATE_FAULT_SCALE=N` multiplies the counts (the
 /// catalog's 20,000 per kind is `WSGATE_FAULT_SCALE=400`).
@@ -63,7 +64,7 @@ import Testing
                 return found
             }
             let settled = await ProcessResources.settle(within: .seconds(10)) {
-                classes() == expected && ProcessResources.openSockets() == sockets && TLSShim.liveConnections == tlsObjects
+                classes() == expected && ProcessResources.openSockets() <= sockets && TLSShim.liveConnections <= tlsObjects
             }
             #expect(
                 settled,
@@ -71,8 +72,8 @@ import Testing
             )
             #expect(classes() == expected)
             #expect(metrics.total("wsgate_close_codes_total", [("side", "client"), ("code", "1015")]) == expected.values.reduce(0, +))
-            #expect(ProcessResources.openSockets() == sockets)
-            #expect(TLSShim.liveConnections == tlsObjects)
+            #expect(ProcessResources.openSockets() <= sockets)
+            #expect(TLSShim.liveConnections <= tlsObjects)
         }
     }
 }
