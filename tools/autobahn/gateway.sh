@@ -141,7 +141,11 @@ fi
 
 # Each summary line (summarize.py): "autobahn[AGENT]: OK=n NON-STRICT=n INFORMATIONAL=n UNIMPLEMENTED=n
 # FAILED=n total=n [MISSING=n] time=ns | FAILED: … [| close-issues: …] [| other: …]"; the totals add up.
-fail() { echo "gateway.sh: $mode: $1" >&2; exit 1; }
+fail() {
+    echo "gateway.sh: $mode: $1; the logs' last lines:" >&2
+    tail -n 20 "$work/gateway.log" "$work"/bridge.log >&2 2>/dev/null
+    exit 1
+}
 total=0
 for ((k = 0; k < shards; k++)); do
     summary=$(cat "$work/summary-$k") status=$(cat "$work/status-$k" 2>/dev/null || echo 2)

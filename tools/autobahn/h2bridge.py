@@ -294,25 +294,36 @@ async def pipe(connection, stream_id, stream, reader, writer):
     last = [time.monotonic()]
     conn = connection.conn
 
+    async def window():  # the send window (stream's and connection's), once it is open; 0 if the stream is gone
+        while connection.alive and stream_id in connection.streams:
+            available = conn.local_flow_control_window(stream_id)
+            if available > 0:
+                return available
+            stream.window.clear()
+            await stream.window.wait()
+        return 0
+
     async def upward():  # wstest -> DATA, only as much as the send windows allow
         while True:
-            window = conn.local_flow_control_window(stream_id) if connection.alive else 0
-            if not connection.alive or stream_id not in connection.streams:
+            available = await window()
+            if available == 0:
                 return
-            if window <= 0:
-                stream.window.clear()
-                await stream.window.wait()
-                continue
-            data = await reader.read(min(window, conn.max_outbound_frame_size))
+            data = await reader.read(min(available, conn.max_outbound_frame_size))
             last[0] = time.monotonic()
-            if not connection.alive or stream_id not in connection.streams:
-                return
             if not data:  # wstest closed its side: END_STREAM
-                conn.end_stream(stream_id)
-                await connection.flush()
+                if connection.alive and stream_id in connection.streams:
+                    conn.end_stream(stream_id)
+                    await connection.flush()
                 return
-            conn.send_data(stream_id, data)
-            await connection.flush()
+            # Other streams share the connection's window: it may have shrunk during the read, so what
+            # was read goes out as the window allows (at most one frame's worth waits here).
+            while data:
+                available = await window()
+                if available == 0:
+                    return
+                conn.send_data(stream_id, data[:available])
+                data = data[available:]
+                await connection.flush()
 
     async def downward():  # DATA -> wstest, acknowledged once written and drained
         while True:
@@ -340,6 +351,10 @@ async def pipe(connection, stream_id, stream, reader, writer):
             if up.done() and up_done_at is None:
                 up_done_at = time.monotonic()
             if up.done() and up.exception() is not None:
+                error = up.exception()
+                if not isinstance(error, ConnectionError):
+                    log(f"stream {stream_id}: {error!r}")
+                    stats["errors"] += 1
                 break  # wstest's socket failed: reset the stream (forget)
             if time.monotonic() - last[0] > IDLE_TIMEOUT:
                 log(f"stream {stream_id}: idle for {IDLE_TIMEOUT:.0f} s, reset")
