@@ -17,15 +17,16 @@ Sec-WebSocket-Key, which HTTP/2 does not carry), and answers wstest:
 After the 101 the bytes pass verbatim both ways: wstest's masked frames become DATA unchanged (the
 server's frame parser sees exactly what wstest sent), DATA becomes bytes on the TCP connection. wstest
 closing its side (EOF) ends the stream (END_STREAM); the server's END_STREAM closes the TCP connection
-once the DATA before it is written; a RST_STREAM (or the HTTP/2 connection's loss) closes it at once after
-the DATA that came before it (wstest sees the server close; a socket cannot tell it more).
+once the DATA before it is written, and so does a RST_STREAM or the HTTP/2 connection's loss (wstest sees
+the server close either way: a TCP connection cannot tell it more); a timeout or a failed write to wstest
+resets the stream and drops the TCP connection.
 
 Bounded: the bridge reads from wstest only as much as the stream's and the connection's send windows
 allow, and acknowledges DATA (WINDOW_UPDATE) only once it is written to wstest's socket and drained, so
-at most one receive window (STREAM_WINDOW) per stream is buffered. Timeouts: the request head
-(HEAD_TIMEOUT), the TLS connection and its SETTINGS, the stream's response (RESPONSE_TIMEOUT), a stream
-with no byte either way (IDLE_TIMEOUT), and the rest of a stream once wstest has ended its side
-(CLOSE_TIMEOUT). At exit (SIGTERM/SIGINT) it prints one line to stderr: streams, streams opened while
+a stream holds at most its receive window (STREAM_WINDOW) plus the socket's write buffer (asyncio's
+64 KiB high-water mark). Timeouts: the request head (HEAD_TIMEOUT), the TLS connection and its
+SETTINGS, the stream's response (RESPONSE_TIMEOUT), a stream with no byte either way (IDLE_TIMEOUT), and
+the rest of a stream once wstest has ended its side (CLOSE_TIMEOUT). At exit (SIGTERM/SIGINT) it prints one line to stderr: streams, streams opened while
 another was open on the same connection, connections, the most streams open at once on one, resets and
 errors.
 """
@@ -362,9 +363,9 @@ async def pipe(connection, stream_id, stream, reader, writer):
             if up_done_at is not None and time.monotonic() - up_done_at > CLOSE_TIMEOUT:
                 log(f"stream {stream_id}: not ended {CLOSE_TIMEOUT:.0f} s after wstest's EOF, reset")
                 break
-        if down.done() and not down.cancelled() and down.exception() is None and down.result() == "end":
-            # The server ended the stream: the TCP connection closes after what it sent (FIN, no RST).
-            if not up.done() and stream_id in connection.streams and connection.alive:
+        if down.done() and not down.cancelled() and down.exception() is None:
+            # The server ended or reset the stream: the TCP connection closes after what came before (FIN).
+            if down.result() == "end" and not up.done() and stream_id in connection.streams and connection.alive:
                 s = conn.streams.get(stream_id)
                 if s is not None and not s.closed:
                     conn.end_stream(stream_id)
