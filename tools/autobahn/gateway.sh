@@ -94,7 +94,7 @@ if [[ -n "$bridge_port" ]]; then
     pids+=("$bridge_pid")
 fi
 
-# Both listening (bounded: 20 s), or the logs and a setup error.
+# All listening (bounded: 20 s), or the logs and a setup error.
 listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 all_listening() { listening "$echo_port" && listening "$gateway_port" && { [[ -z "$bridge_port" ]] || listening "$bridge_port"; }; }
 for _ in $(seq 100); do
