@@ -6,7 +6,8 @@ import NIOCore
 /// written as one NDJSON line into the admin connection's buffer on the admin listener's event loop
 /// (``TapEventEncoder``), so a tapped relay pays for a copy of the captured bytes, never for the encoding.
 enum TapEvent: Sendable, Equatable {
-    case open(TapOpen)
+    /// Boxed: an `open` is rare and large (strings and headers); a frame event stays small to copy.
+    indirect case open(TapOpen)
     case frame(TapFrame)
     case close(TapClose)
 
