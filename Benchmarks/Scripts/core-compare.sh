@@ -13,7 +13,7 @@ B=${BENCH:-/work/shared/bench}
 OUT=${OUT:-/tmp/core15-runs.jsonl}
 REPS=${REPS:-3}
 SCEN=${SCEN:-stream-32 rr-32 connect}
-NIO_PORT=18904 CORE_PORT=18905 CORE1_PORT=18906
+NIO_PORT=18971 CORE_PORT=18972 CORE1_PORT=18973
 CFG=$(mktemp /tmp/core15-nio.XXXXXX.yaml)
 cfg() {
     cat >"$CFG" <<YAML
@@ -71,8 +71,8 @@ stop $NIO_PID; stop $CORE_PID; stop $CORE1_PID
 for rep in $(seq "$REPS"); do
     run nginx idle-1k "$rep"
     run haproxy idle-1k "$rep"
-    start nio 18907; run nio idle-1k "$rep" 18907 $PID; stop $PID
-    start core 18908; run core idle-1k "$rep" 18908 $PID; stop $PID
+    start nio 18974; run nio idle-1k "$rep" 18974 $PID; stop $PID
+    start core 18975; run core idle-1k "$rep" 18975 $PID; stop $PID
 done
 bash upstream.sh stop
 python3 - "$OUT" <<'PY'
