@@ -41,7 +41,7 @@ extension FrameParser {
         // from a client takes as many bytes out as in. A frame that would not fit (an unmasked frame
         // given a key grows by 4) ends the batch.
         let room = buffer.readableBytes
-        buffer.withUnsafeReadableBytes { source in
+        _ = buffer.withUnsafeReadableBytes { source in
             output.writeWithUnsafeMutableBytes(minimumWritableBytes: room) { destination in
                 var written = 0
                 while let frame = Self.wholeMessageFrame(in: source, at: consumed, context) {
