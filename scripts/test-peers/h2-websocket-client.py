@@ -335,7 +335,8 @@ elif mode == "over-limit":
                 ended.add(ev.stream_id)
             elif isinstance(ev, h2.events.ConnectionTerminated):
                 print("GOAWAY", ev.error_code, ev.last_stream_id)
-                break
+                print("STREAMS", sorted(statuses.items()))
+                sys.exit(0)
         tls.sendall(conn.data_to_send())
     print("STREAMS", sorted(statuses.items()))
     print("ECHOED", sorted(echoed))
