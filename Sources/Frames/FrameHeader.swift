@@ -55,35 +55,42 @@ public struct FrameHeader: Hashable, Sendable, CustomStringConvertible {
     @inlinable
     @discardableResult
     public func write(to buffer: inout ByteBuffer) -> Int {
+        // One write of raw stores, not one `writeInteger` per field: each of those checks capacity and
+        // uniqueness and (in NIO's build) takes a dynamic exclusivity access, which was about a sixth of
+        // the relay's time per small frame toward the upstream (issue #15, BENCHMARKS.md).
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: self.encodedSize) { self.write(to: $0) }
+    }
+
+    /// Writes the header at the start of `raw` (which must hold ``encodedSize`` bytes) with the minimal
+    /// length encoding, and returns the bytes written: for a caller that writes many frames into one
+    /// buffer in one access (``FrameParser``'s batches).
+    @inlinable
+    @discardableResult
+    public func write(to raw: UnsafeMutableRawBufferPointer) -> Int {
+        precondition(raw.count >= self.encodedSize, "no room for the header")
         var first = self.opcode.rawValue | (self.reservedBits.rawValue << 4)
         if self.fin { first |= 0x80 }
         let maskBit: UInt8 = self.maskingKey == nil ? 0 : 0x80
         let length = self.payloadLength
-        let key = self.maskingKey
-        // One write of raw stores, not one `writeInteger` per field: each of those checks capacity and
-        // uniqueness and (in NIO's build) takes a dynamic exclusivity access, which was about a sixth of
-        // the relay's time per small frame toward the upstream (issue #15, BENCHMARKS.md).
-        return buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: self.encodedSize) { raw in
-            raw[0] = first
-            var end: Int
-            if length <= 125 {
-                raw[1] = maskBit | UInt8(length)
-                end = 2
-            } else if length <= 0xFFFF {
-                raw[1] = maskBit | 126
-                raw.storeBytes(of: UInt16(length).bigEndian, toByteOffset: 2, as: UInt16.self)
-                end = 4
-            } else {
-                raw[1] = maskBit | 127
-                raw.storeBytes(of: UInt64(length).bigEndian, toByteOffset: 2, as: UInt64.self)
-                end = 10
-            }
-            if let key {
-                raw.storeBytes(of: key.packed, toByteOffset: end, as: UInt32.self)  // `packed` keeps wire order in memory
-                end += 4
-            }
-            return end
+        raw[0] = first
+        var end: Int
+        if length <= 125 {
+            raw[1] = maskBit | UInt8(length)
+            end = 2
+        } else if length <= 0xFFFF {
+            raw[1] = maskBit | 126
+            raw.storeBytes(of: UInt16(length).bigEndian, toByteOffset: 2, as: UInt16.self)
+            end = 4
+        } else {
+            raw[1] = maskBit | 127
+            raw.storeBytes(of: UInt64(length).bigEndian, toByteOffset: 2, as: UInt64.self)
+            end = 10
         }
+        if let key = self.maskingKey {
+            raw.storeBytes(of: key.packed, toByteOffset: end, as: UInt32.self)  // `packed` keeps wire order in memory
+            end += 4
+        }
+        return end
     }
 
     public var description: String {

@@ -78,9 +78,25 @@ import Testing
         #expect(keys[64] == MaskingKey(0, 1, 2, 3))  // the counter wrapped after 256 bytes
     }
 
-    /// Catalog P-14: the system key generator (CSPRNG) hands out fresh, non-repeating keys.
-    @Test func systemGeneratorKeysAreFreshAndUnpredictable() {
-        let generator = MaskingKeyGenerator()
+    /// Issue #15: a relay's per-loop generator takes 4 KiB per refill (1,024 keys per system call).
+    @Test func generatorWithA4KiBBatchRefillsEvery1024Keys() {
+        var refills = 0
+        var sizes: Set<Int> = []
+        let generator = MaskingKeyGenerator(batchBytes: 4096) { buffer in
+            refills += 1
+            sizes.insert(buffer.count)
+            for index in buffer.indices { buffer[index] = UInt8(truncatingIfNeeded: index ^ refills) }
+        }
+        for _ in 0..<2049 { _ = generator.nextKey() }
+        #expect(refills == 3)
+        #expect(sizes == [4096])
+    }
+
+    /// Catalog P-14: the system key generator (CSPRNG) hands out fresh, non-repeating keys, with the
+    /// default batch and with the relay's 4 KiB batch (one `getrandom(2)` call).
+    @Test(arguments: [MaskingKeyGenerator.defaultBatchBytes, 4096])
+    func systemGeneratorKeysAreFreshAndUnpredictable(batchBytes: Int) {
+        let generator = MaskingKeyGenerator(batchBytes: batchBytes)
         let keys = (0..<4096).map { _ in generator.nextKey().packed }
         // 4,096 draws from 2^32 values: a repeat has probability < 0.2 %; more than 2 would mean a broken source.
         #expect(Set(keys).count >= keys.count - 2)

@@ -45,6 +45,10 @@ enum ParserAPI: CaseIterable {
     case inPlace
     /// ``FrameParser/next(_:copyingPayloadTo:)``: copied to an output buffer.
     case copy
+    /// Issue #15: ``FrameParser/nextBatch(_:copyingTo:maskingWith:)`` before each `.copy` step.
+    case batchCopy
+    /// Issue #15: ``FrameParser/nextBatchInPlace(_:)`` before each `.inPlace` step.
+    case batchInPlace
 }
 
 /// Runs `input` through a fresh parser in chunks of the given sizes (the rest in one last chunk).
@@ -68,7 +72,11 @@ func transcript(
     for piece in pieces {
         var buffer = ByteBuffer(bytes: piece)
         do {
-            while let event = try next(&parser, &buffer, api) {
+            while true {
+                if api == .batchCopy || api == .batchInPlace {
+                    entries += batch(&parser, &buffer, api)
+                }
+                guard let event = try next(&parser, &buffer, api) else { break }
                 switch event {
                 case .header(let header): entries.append(.header(header))
                 case .payload(let chunk):
@@ -97,12 +105,57 @@ func transcript(
     return entries
 }
 
+/// One batch of `parser` (issue #15), as the events of the frames it consumed: those frames parsed again
+/// one event at a time by a fresh parser, which must find only whole one-frame messages, as many as the
+/// batch counted, and (copying, no keys) write exactly the batch's output: each header without its key,
+/// each payload unmasked. The input is never written to.
+private func batch(_ parser: inout FrameParser, _ buffer: inout ByteBuffer, _ api: ParserAPI) -> [TranscriptEntry] {
+    let start = buffer.readerIndex
+    let snapshot = buffer
+    var output = ByteBuffer()
+    let batch = api == .batchCopy ? parser.nextBatch(&buffer, copyingTo: &output, maskingWith: nil) : parser.nextBatchInPlace(&buffer)
+    #expect(storageAddress(buffer) == storageAddress(snapshot), "the input is never written to")
+    var consumed = snapshot.getSlice(at: start, length: buffer.readerIndex - start)!
+    var again = FrameParser(role: parser.role, configuration: parser.configuration)
+    var expected = ByteBuffer()
+    var entries: [TranscriptEntry] = []
+    var frames = 0
+    var bytes = 0
+    do {
+        while let event = try again.next(&consumed) {
+            switch event {
+            case .header(let header):
+                #expect(header.fin && (header.opcode == .text || header.opcode == .binary) && header.reservedBits.isEmpty)
+                var plain = header
+                plain.maskingKey = nil
+                plain.write(to: &expected)
+                entries.append(.header(header))
+                frames += 1
+                bytes += header.payloadLength
+            case .payload(var chunk):
+                entries.append(.payload(Array(buffer: chunk)))
+                expected.writeBuffer(&chunk)
+            case .frameEnd:
+                entries.append(.frameEnd)
+            case .control(let frame):
+                Issue.record("a batch consumed a control frame: \(frame.opcode)")
+            }
+        }
+    } catch {
+        Issue.record("a batch consumed an invalid frame: \(error)")
+    }
+    #expect(consumed.readableBytes == 0 && again.isBetweenMessages, "a batch consumes whole frames only")
+    #expect(batch.frames == frames && batch.payloadBytes == bytes)
+    if api == .batchCopy { #expect(output == expected) }
+    return entries
+}
+
 /// One step of `parser` through `api`, with each payload chunk as a buffer of its bytes.
 private func next(_ parser: inout FrameParser, _ buffer: inout ByteBuffer, _ api: ParserAPI) throws(FramesError) -> FrameParser.Event? {
     switch api {
     case .slices:
         return try parser.next(&buffer)
-    case .inPlace:
+    case .inPlace, .batchInPlace:
         let start = buffer.readerIndex
         // Another reference to the storage: a write to it would copy it and move `buffer`'s bytes.
         let snapshot = buffer
@@ -123,7 +176,7 @@ private func next(_ parser: inout FrameParser, _ buffer: inout ByteBuffer, _ api
         case .frameEnd: return .frameEnd
         case .control(let frame): return .control(frame)
         }
-    case .copy:
+    case .copy, .batchCopy:
         var output = ByteBuffer()
         let snapshot = buffer
         defer { #expect(storageAddress(buffer) == storageAddress(snapshot), "the input is never written to") }
@@ -178,7 +231,7 @@ func expectSameUnderAllSplits(
         check(chunks, "random chunking \(round)")
     }
     // The relay's ways of taking payloads give the same transcript (a sample of the chunkings above).
-    for api in [ParserAPI.inPlace, .copy] {
+    for api in [ParserAPI.inPlace, .copy, .batchCopy, .batchInPlace] {
         #expect(transcript(of: input, role: role, configuration: configuration, api: api) == whole, "\(api), whole", sourceLocation: sourceLocation)
         let ones = Array(repeating: 1, count: input.count)
         #expect(

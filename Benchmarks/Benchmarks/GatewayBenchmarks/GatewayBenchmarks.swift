@@ -32,10 +32,11 @@ final class InMemoryRelay {
     let client: EmbeddedChannel
     let upstream: EmbeddedChannel
 
-    init() throws {
+    /// `batching: false`: every frame through the per-event read loop (before issue #15's batches).
+    init(batching: Bool = true) throws {
         self.client = EmbeddedChannel(loop: self.loop)
         self.upstream = EmbeddedChannel(loop: self.loop)
-        let handlers = BenchmarkSupport.relayHandlers(on: self.loop)
+        let handlers = BenchmarkSupport.relayHandlers(on: self.loop, batching: batching)
         try self.client.pipeline.syncOperations.addHandler(handlers.client)
         try self.upstream.pipeline.syncOperations.addHandler(handlers.upstream)
         try self.client.connect(to: .init(ipAddress: "127.0.0.1", port: 1)).wait()
@@ -147,21 +148,25 @@ let benchmarks: @Sendable () -> Void = {
     let messages = 1_000
     let fromClient = frames(count: messages, role: .client)
     let fromUpstream = frames(count: messages, role: .server)
-    Benchmark("relay client→upstream 1000 × 32 B text, one read") { benchmark in
-        let relay = try InMemoryRelay()
-        // The first read grows the relay's output buffer: not measured.
-        _ = try relay.relay(fromClient, from: relay.client, to: relay.upstream)
-        benchmark.startMeasurement()
-        for _ in benchmark.scaledIterations {
-            blackHole(try relay.relay(fromClient, from: relay.client, to: relay.upstream))
+    // Each also without the read loop's batches ("per event"): the same binary's "before" (issue #15).
+    for batching in [true, false] {
+        let suffix = batching ? "" : ", per event"
+        Benchmark("relay client→upstream 1000 × 32 B text, one read\(suffix)") { benchmark in
+            let relay = try InMemoryRelay(batching: batching)
+            // The first read grows the relay's output buffer: not measured.
+            _ = try relay.relay(fromClient, from: relay.client, to: relay.upstream)
+            benchmark.startMeasurement()
+            for _ in benchmark.scaledIterations {
+                blackHole(try relay.relay(fromClient, from: relay.client, to: relay.upstream))
+            }
         }
-    }
-    Benchmark("relay upstream→client 1000 × 32 B text, one read") { benchmark in
-        let relay = try InMemoryRelay()
-        _ = try relay.relay(fromUpstream, from: relay.upstream, to: relay.client)
-        benchmark.startMeasurement()
-        for _ in benchmark.scaledIterations {
-            blackHole(try relay.relay(fromUpstream, from: relay.upstream, to: relay.client))
+        Benchmark("relay upstream→client 1000 × 32 B text, one read\(suffix)") { benchmark in
+            let relay = try InMemoryRelay(batching: batching)
+            _ = try relay.relay(fromUpstream, from: relay.upstream, to: relay.client)
+            benchmark.startMeasurement()
+            for _ in benchmark.scaledIterations {
+                blackHole(try relay.relay(fromUpstream, from: relay.upstream, to: relay.client))
+            }
         }
     }
 

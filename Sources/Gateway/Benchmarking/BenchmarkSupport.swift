@@ -9,13 +9,16 @@ import NIOHTTP1
 @_spi(Benchmarks) public enum BenchmarkSupport {
     /// The client and upstream legs' relay handlers over one new session on `eventLoop` (plain, no
     /// compression, default limits and policy), as `ClientConnectionHandler.startRelay` adds them.
-    public static func relayHandlers(on eventLoop: any EventLoop) -> (client: any ChannelHandler, upstream: any ChannelHandler) {
+    /// `batching: false` relays every frame through the per-event path (issue #15's "before").
+    public static func relayHandlers(on eventLoop: any EventLoop, batching: Bool = true) -> (client: any ChannelHandler, upstream: any ChannelHandler)
+    {
         let session = RelaySession(
             eventLoop: eventLoop,
             limits: GatewayConfiguration.Limits(),
             closeTimeout: .seconds(10),
             idleTimeout: .hours(1)
         )
+        session.batchesFrames = batching
         return (RelayHandler(side: .client, session: session), RelayHandler(side: .upstream, session: session))
     }
 

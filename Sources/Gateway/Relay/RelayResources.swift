@@ -3,11 +3,18 @@ import NIOCore
 import NIOPosix
 
 /// What every ``RelaySession`` on one event-loop thread shares, so that no connection pays for it and
-/// no frame pays a thread-local lookup: the masking-key generator (256 bytes of keys per refill, no
-/// system call per frame) and the buffers client → upstream bytes are remasked into. One thread, no
+/// no frame pays a thread-local lookup: the masking-key generator (4 KiB of keys, 1,024 frames, per
+/// `getrandom(2)` call: issue #15, BENCHMARKS.md "hot15") and the buffers client → upstream bytes are remasked into. One thread, no
 /// locks.
 final class RelayResources {
-    let maskingKeys = MaskingKeyGenerator()
+    let maskingKeys: MaskingKeyGenerator
+    /// One generator per event loop, so its 4 KiB is paid once per thread, not per connection.
+    static let maskingKeyBatchBytes = 4096
+
+    /// `maskingKeys`: the system CSPRNG's by default; tests give a deterministic one.
+    init(maskingKeys: MaskingKeyGenerator = MaskingKeyGenerator(batchBytes: RelayResources.maskingKeyBatchBytes)) {
+        self.maskingKeys = maskingKeys
+    }
 
     /// Output buffers for reads from clients. One is reused when the upstream socket has taken all of
     /// its last contents (nothing else references it); NIO reads up to 4 times before the flush, so up to

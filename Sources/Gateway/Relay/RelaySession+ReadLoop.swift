@@ -79,8 +79,26 @@ extension RelaySession {
         var out = RelayOutput(copying: side == .client || transcoder != nil, buffer: buffer, resources: self.resources)
         defer { out.finish(self.resources) }
         var before = buffer.readerIndex
+        // Issue #15: whole one-frame messages go through the parser's batch (one loop per read) when
+        // nothing per frame is needed: no tap, no transcoder, no data rate limit, forwarding, and nothing
+        // owed at a frame boundary toward the destination (checked before each batch).
+        let batching = self.batchesFrames && tap == nil && transcoder == nil && !limitsData
         do {
             while true {
+                if batching, forwarding, parser.isBetweenMessages, !self.hasFrameBoundaryWork(toward: destinationSide) {
+                    let batch =
+                        out.copying
+                        ? parser.nextBatch(&buffer, copyingTo: &out.output, maskingWith: self.resources.maskingKeys)
+                        : parser.nextBatchInPlace(&buffer)
+                    if batch.frames > 0 {
+                        // As the frames' header, payload and end events would have left it.
+                        leg.stats.messages += batch.frames
+                        leg.stats.bytes += batch.payloadBytes
+                        leg.fin = true
+                        leg.unfinishedPayload = 0
+                        leg.frameStart = nil
+                    }
+                }
                 before = buffer.readerIndex
                 let start = out.output.writerIndex
                 let parsed = out.copying ? try parser.next(&buffer, copyingPayloadTo: &out.output) : try parser.nextInPlace(&buffer)

@@ -53,6 +53,9 @@ final class RelaySession {
     }
     var tapInfo: LiveConnectionInfo?
     var traffic: RelayTraffic?
+    /// Issue #15: whether reads go through the frame parser's batches (``readFrames(from:_:parser:)``).
+    /// Only tests (the differential against the per-event path) and benchmarks turn it off.
+    var batchesFrames = true
     /// Called once when both connections are closed, with who closed and the code.
     var onFinish: ((RelayCloseState.Outcome?, _ stats: PerSide<Stats>) -> Void)?
 
@@ -80,10 +83,11 @@ final class RelaySession {
         idleTimeout: TimeAmount,
         policy: RelayPolicy = RelayPolicy(),
         compression: RelayCompression = .none,
-        violationGrace: TimeAmount = RelaySession.defaultViolationGrace
+        violationGrace: TimeAmount = RelaySession.defaultViolationGrace,
+        resources: RelayResources = .current
     ) {
         self.eventLoop = eventLoop
-        self.resources = RelayResources.current
+        self.resources = resources
         self.policy = RelayPolicyState(policy)
         let now = eventLoop.now
         self.directions = PerSide(
