@@ -43,7 +43,8 @@ import Testing
             )
             let recorder = UpgradeRecorder(record: record, metrics: environment.metrics, accessLog: environment.accessLog)
             let pipeline = self.client.pipeline.syncOperations
-            try pipeline.addHandler(HTTP2WebSocketStreamCodec(recorder: recorder, closeTimeout: .seconds(10)))
+            let maxHeaderList = configuration.limits.http2.maxHeaderListBytes
+            try pipeline.addHandler(HTTP2WebSocketStreamCodec(recorder: recorder, closeTimeout: .seconds(10), maxHeaderListBytes: maxHeaderList))
             try pipeline.addHandler(self.handler)
             try self.client.connect(to: .init(ipAddress: "192.0.2.1", port: 40000)).wait()
         }
@@ -248,6 +249,35 @@ import Testing
             #expect(stream.connector.targets.isEmpty)
             #expect(!stream.client.isActive)
         }
+    }
+
+    /// RFC 9113 §6.5.2 / RFC 6585 §5: a request over `max_header_list` (but within swift-nio-http2's hard
+    /// limit) is answered 431 with END_STREAM and RST_STREAM NO_ERROR on its stream alone; nothing reaches
+    /// an upstream. One byte less is served.
+    @Test func aRequestOverTheHeaderListLimitIsAnswered431OnItsStream() throws {
+        var headers = ExtendedConnectTests.request([":path": "/chat/room?x=1"], extra: [("sec-websocket-protocol", "chat")])
+        let base = HTTP2WebSocketStreamCodec.headerListSize(headers)
+        headers.add(name: "x-pad", value: String(repeating: "p", count: 2000))
+        let size = HTTP2WebSocketStreamCodec.headerListSize(headers)
+        #expect(size == base + 5 + 2000 + 32, "RFC 9113 §6.5.2: name + value + 32 per field")
+        let over = try Stream { $0.limits.http2.maxHeaderListBytes = size - 1 }
+        over.send(.headers(.init(headers: headers)))
+        let answer = try over.toClient()
+        guard case .headers(let block) = answer.first else {
+            Issue.record("no answer: \(answer)")
+            return
+        }
+        #expect(block.headers.first(name: ":status") == "431")
+        #expect(answer.contains { if case .data(let data) = $0 { return data.endStream } else { return block.endStream } })
+        guard case .rstStream(.noError) = answer.last else {
+            Issue.record("no RST_STREAM NO_ERROR after the 431: \(answer)")
+            return
+        }
+        #expect(over.refusals("head-too-large") == 1)
+        #expect(over.connector.targets.isEmpty)
+        let within = try Stream { $0.limits.http2.maxHeaderListBytes = size }
+        within.send(.headers(.init(headers: headers)))
+        #expect(within.connector.targets.count == 1, "a request of exactly the limit was refused")
     }
 
     /// A slow upstream closes the client's window: above the watermark the stream stops reading (the

@@ -14,6 +14,15 @@ Usage: h2-websocket-client.py MODE PORT CA_FILE [N]
   lifetime N     N streams at once; prints "GOAWAY code last_stream_id" and "STREAMS [(id, status)…]"
   reset-open     one stream reset (RST_STREAM CANCEL) after its 200, then the connection closes cleanly;
                  prints "RESET-SENT"
+  over-limit N   N streams at once, more than SETTINGS_MAX_CONCURRENT_STREAMS allows (h2 is told the
+                 server allowed them); each stream answered 200 echoes a message and closes 1000; prints
+                 "STREAMS [(id, status or 'reset code')…]" and "ECHOED [ids]"
+  big-then-ok N  one CONNECT with an N-byte header, then a normal stream on the same connection; prints
+                 "STATUS s" / "RESET code" / "GOAWAY code" for the first, "NEXT s" for the second
+  flood N        N streams each sending 64 KiB binary messages as fast as the windows allow while the
+                 gateway's DATA is received but not acknowledged (the client takes nothing); once no
+                 window opened for 1.5 s prints "STALLED sent"; then it takes everything, finishes, checks
+                 every echo and closes 1000; prints "OK N" (or "RESET"/"GOAWAY" lines)
   drain          one stream, echoed once; prints "OPEN", then in order what the drain brings: "GOAWAY
                  code last_stream_id", "CLOSE code" (answered with the same code and END_STREAM), "ENDED"
                  or "RESET code", "EOF"
@@ -21,7 +30,7 @@ Usage: h2-websocket-client.py MODE PORT CA_FILE [N]
 import socket, ssl, sys, time
 import h2.connection, h2.config, h2.events, h2.settings, h2.errors
 from wsproto.connection import Connection, ConnectionType
-from wsproto.events import TextMessage, CloseConnection, Ping
+from wsproto.events import TextMessage, BytesMessage, CloseConnection, Ping
 
 mode, port, ca = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 deadline = time.monotonic() + 20
@@ -286,3 +295,179 @@ elif mode == "lifetime":
         if len(statuses) >= n or (len(statuses) >= 1 and time.monotonic() > deadline - 15):
             print("STREAMS", sorted(statuses.items()))
             break
+elif mode == "over-limit":
+    n = int(sys.argv[4])
+    tls = connect()
+    conn = h2conn(tls)
+    wait_settings(tls, conn)
+    # h2 will not open more streams than the server allows: make it believe the server allowed 1000.
+    conn.remote_settings[h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS] = 1000
+    conn.remote_settings.acknowledge()
+    wss = {}
+    for i in range(n):
+        sid = conn.get_next_available_stream_id()
+        conn.send_headers(sid, connect_headers())
+        wss[sid] = Connection(ConnectionType.CLIENT)
+    tls.sendall(conn.data_to_send())
+    statuses, echoed, ended = {}, set(), set()
+    while len(statuses) < n or any(s == "200" and sid not in ended for sid, s in statuses.items()):
+        assert time.monotonic() < deadline, (statuses, echoed, ended)
+        for ev in pump(tls, conn):
+            if isinstance(ev, h2.events.ResponseReceived):
+                statuses[ev.stream_id] = dict(ev.headers)[":status"]
+                if statuses[ev.stream_id] == "200":
+                    conn.send_data(ev.stream_id, wss[ev.stream_id].send(TextMessage(data=f"hello {ev.stream_id}")))
+            elif isinstance(ev, h2.events.StreamReset):
+                statuses.setdefault(ev.stream_id, f"reset {ev.error_code}")
+                ended.add(ev.stream_id)
+            elif isinstance(ev, h2.events.DataReceived):
+                conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                if not ev.data:
+                    continue
+                wss[ev.stream_id].receive_data(ev.data)
+                for wev in wss[ev.stream_id].events():
+                    if isinstance(wev, TextMessage) and wev.data == f"hello {ev.stream_id}":
+                        echoed.add(ev.stream_id)
+                        conn.send_data(ev.stream_id, wss[ev.stream_id].send(CloseConnection(code=1000)))
+                    elif isinstance(wev, CloseConnection):
+                        conn.end_stream(ev.stream_id)
+            elif isinstance(ev, h2.events.StreamEnded):
+                ended.add(ev.stream_id)
+            elif isinstance(ev, h2.events.ConnectionTerminated):
+                print("GOAWAY", ev.error_code, ev.last_stream_id)
+                print("STREAMS", sorted(statuses.items()))
+                sys.exit(0)
+        tls.sendall(conn.data_to_send())
+    print("STREAMS", sorted(statuses.items()))
+    print("ECHOED", sorted(echoed))
+elif mode == "big-then-ok":
+    tls = connect()
+    conn = h2conn(tls)
+    wait_settings(tls, conn)
+    first = conn.get_next_available_stream_id()
+    conn.send_headers(first, connect_headers(extra=[("x-pad", "p" * int(sys.argv[4]))]))
+    tls.sendall(conn.data_to_send())
+    tls.settimeout(5)
+    try:
+        done = False
+        while not done:
+            for ev in pump(tls, conn):
+                if isinstance(ev, h2.events.ConnectionTerminated):
+                    print("GOAWAY", ev.error_code)
+                    sys.exit(0)
+                if isinstance(ev, h2.events.ResponseReceived) and ev.stream_id == first:
+                    print("STATUS", dict(ev.headers)[":status"])
+                if isinstance(ev, (h2.events.StreamReset, h2.events.StreamEnded)) and ev.stream_id == first:
+                    print("RESET", ev.error_code) if isinstance(ev, h2.events.StreamReset) else print("ENDED")
+                    done = True
+            tls.sendall(conn.data_to_send())
+        second = conn.get_next_available_stream_id()
+        conn.send_headers(second, connect_headers())
+        tls.sendall(conn.data_to_send())
+        while True:
+            for ev in pump(tls, conn):
+                if isinstance(ev, h2.events.ResponseReceived) and ev.stream_id == second:
+                    print("NEXT", dict(ev.headers)[":status"])
+                    sys.exit(0)
+                if isinstance(ev, h2.events.ConnectionTerminated):
+                    print("GOAWAY", ev.error_code)
+                    sys.exit(0)
+            tls.sendall(conn.data_to_send())
+    except (EOFError, ConnectionResetError, ssl.SSLError, socket.timeout) as e:
+        print("CLOSED", type(e).__name__)
+elif mode == "flood":
+    import select
+    n = int(sys.argv[4])
+    tls = connect()
+    conn = h2conn(tls)
+    wait_settings(tls, conn)
+    wss, statuses = {}, {}
+    for i in range(n):
+        sid = conn.get_next_available_stream_id()
+        conn.send_headers(sid, connect_headers())
+        wss[sid] = Connection(ConnectionType.CLIENT)
+    tls.sendall(conn.data_to_send())
+    while len(statuses) < n:
+        for ev in pump(tls, conn):
+            if isinstance(ev, h2.events.ResponseReceived):
+                statuses[ev.stream_id] = dict(ev.headers)[":status"]
+                assert statuses[ev.stream_id] == "200", ev.headers
+    frames = {sid: wss[sid].send(BytesMessage(data=bytes([sid % 256]) * 65536)) for sid in wss}
+    pending = {sid: b"" for sid in wss}
+    messages = {sid: 0 for sid in wss}
+    unacked, received = [], {sid: b"" for sid in wss}
+    failed = False
+
+    def handle(events):
+        global failed
+        for ev in events:
+            if isinstance(ev, h2.events.DataReceived):
+                unacked.append((ev.flow_controlled_length, ev.stream_id))
+                received[ev.stream_id] += ev.data
+            elif isinstance(ev, h2.events.StreamReset):
+                print("RESET", ev.stream_id, ev.error_code, flush=True)
+                failed = True
+            elif isinstance(ev, h2.events.ConnectionTerminated):
+                print("GOAWAY", ev.error_code, flush=True)
+                failed = True
+
+    def step(sending):
+        progressed = False
+        for sid in wss:
+            if not pending[sid] and sending:
+                pending[sid] = frames[sid]
+                messages[sid] += 1
+            window = min(conn.local_flow_control_window(sid), conn.max_outbound_frame_size)
+            if pending[sid] and window > 0:
+                conn.send_data(sid, pending[sid][:window])
+                pending[sid] = pending[sid][window:]
+                progressed = True
+        out = conn.data_to_send()
+        if out:
+            tls.sendall(out)
+        if select.select([tls], [], [], 0.05)[0] or tls.pending():
+            data = tls.recv(65536)
+            if not data:
+                raise EOFError("connection closed")
+            handle(conn.receive_data(data))
+            out = conn.data_to_send()
+            if out:
+                tls.sendall(out)
+        return progressed
+
+    sent_at = time.monotonic()
+    while time.monotonic() - sent_at < 1.5 and not failed:
+        assert time.monotonic() < deadline, "never stalled"
+        if step(True):
+            sent_at = time.monotonic()
+    print("STALLED", sum(messages.values()) * 65536, flush=True)
+    # Now take everything: acknowledge what came, finish the frames under way, read every echo.
+    for length, sid in unacked:
+        conn.acknowledge_received_data(length, sid)
+    unacked.clear()
+    done, closing = set(), set()
+    while len(done) < n and not failed:
+        assert time.monotonic() < deadline, {sid: (len(received[sid]), messages[sid]) for sid in wss}
+        step(False)
+        for length, sid in unacked:
+            conn.acknowledge_received_data(length, sid)
+        unacked.clear()
+        for sid in wss:
+            if sid in done or pending[sid]:
+                continue
+            if received[sid]:
+                wss[sid].receive_data(received[sid])
+                received[sid] = b""
+                for wev in wss[sid].events():
+                    if isinstance(wev, BytesMessage):
+                        messages[sid] -= 0 if not wev.message_finished else 1
+                        assert set(wev.data) <= {sid % 256}, sid
+                    elif isinstance(wev, CloseConnection):
+                        assert wev.code == 1000, wev
+                        conn.end_stream(sid)
+                        done.add(sid)
+            if messages[sid] == 0 and sid not in closing:
+                conn.send_data(sid, wss[sid].send(CloseConnection(code=1000)))
+                closing.add(sid)
+    if not failed:
+        print("OK", len(done))

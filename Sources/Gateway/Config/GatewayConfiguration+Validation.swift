@@ -192,6 +192,7 @@ extension GatewayConfiguration.Limits {
                     + "(\(self.bufferHighWatermark) bytes)"
             )
         }
+        try self.http2.validate(at: path.key("http2"))
     }
 }
 

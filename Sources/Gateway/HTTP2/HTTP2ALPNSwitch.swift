@@ -64,8 +64,13 @@ final class HTTP2ALPNSwitch: ChannelInboundHandler, RemovableChannelHandler {
             idleTimeout: TimeAmount(environment.timeouts.requestHead)
         )
         let delegate = HTTP2ConnectionGuard.Delegate(connectionGuard: NIOLoopBound(connectionGuard, eventLoop: context.eventLoop))
+        let memory = NIOLoopBound(HTTP2ConnectionMemory(limits: environment.limits.http2), eventLoop: context.eventLoop)
         let handler = HTTP2ConnectionSetup.handler(limits: environment.limits, on: context.eventLoop, streamDelegate: delegate) { stream in
-            stream.eventLoop.makeCompletedFuture { try setup.initializeStream(stream, client: client, tls: info) }
+            stream.eventLoop.makeCompletedFuture { try setup.initializeStream(stream, client: client, tls: info, memory: memory.value) }
+        }
+        // The client certificate belongs to the connection: counted once here, not per stream.
+        if let info, info.clientCertificateRequested {
+            environment.metrics.clientCertificate(listener: setup.listener, info.peerCertificate == nil ? .notPresented : .verified)
         }
         try pipeline.addHandler(connectionGuard, position: .after(self))
         try pipeline.addHandler(handler, position: .after(self))

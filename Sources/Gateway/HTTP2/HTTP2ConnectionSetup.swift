@@ -16,8 +16,9 @@ struct HTTP2ConnectionSetup {
     let countsSocketAddress: Bool
 
     /// swift-nio-http2's handler with the gateway's settings: `SETTINGS_ENABLE_CONNECT_PROTOCOL = 1`
-    /// (RFC 8441 §3), the concurrent-stream and header-list limits, the relay's watermarks on each
-    /// stream's outbound buffer, and the rapid-reset guard (CVE-2023-44487).
+    /// (RFC 8441 §3), the concurrent-stream limit, the HPACK decoder's hard header-list limit (the
+    /// configured one is enforced per stream with 431), the stream windows and outbound watermarks
+    /// derived from `max_connection_buffer`, and the rapid-reset guard (CVE-2023-44487).
     static func handler(
         limits: GatewayConfiguration.Limits,
         on eventLoop: any EventLoop,
@@ -28,12 +29,16 @@ struct HTTP2ConnectionSetup {
         var connection = NIOHTTP2Handler.ConnectionConfiguration()
         connection.initialSettings = [
             HTTP2Setting(parameter: .maxConcurrentStreams, value: http2.maxConcurrentStreams),
-            HTTP2Setting(parameter: .maxHeaderListSize, value: http2.maxHeaderListBytes),
+            HTTP2Setting(parameter: .maxHeaderListSize, value: http2.hardHeaderListBytes),
+            HTTP2Setting(parameter: .initialWindowSize, value: http2.streamWindow),
             HTTP2Setting(parameter: .enableConnectProtocol, value: 1),
         ]
+        connection.targetWindowSize = http2.connectionWindow
         var stream = NIOHTTP2Handler.StreamConfiguration()
-        stream.outboundBufferSizeHighWatermark = limits.bufferHighWatermark
-        stream.outboundBufferSizeLowWatermark = limits.bufferLowWatermark
+        stream.targetWindowSize = http2.streamWindow
+        let high = http2.streamOutboundHighWatermark(relay: limits.bufferHighWatermark)
+        stream.outboundBufferSizeHighWatermark = high
+        stream.outboundBufferSizeLowWatermark = min(limits.bufferLowWatermark, high / 2)
         stream.streamResetFrameRateLimit.maximumCount = http2.maxResets
         stream.streamResetFrameRateLimit.windowLength = TimeAmount(http2.resetWindow)
         return NIOHTTP2Handler(
@@ -49,7 +54,7 @@ struct HTTP2ConnectionSetup {
     /// One stream's pipeline: the codec, then the same ``ClientConnectionHandler`` as an HTTP/1.1
     /// connection's, answering in HTTP/2. The stream counts as a connection for the caps; one refused
     /// there is answered `:status 503` (its codec alone).
-    func initializeStream(_ stream: any Channel, client: IPAddress?, tls: TLSConnectionInfo?) throws {
+    func initializeStream(_ stream: any Channel, client: IPAddress?, tls: TLSConnectionInfo?, memory: HTTP2ConnectionMemory?) throws {
         let environment = self.environment
         let record = ConnectionRecord(
             id: environment.makeConnectionID(),
@@ -59,13 +64,16 @@ struct HTTP2ConnectionSetup {
         )
         let recorder = UpgradeRecorder(record: record, metrics: environment.metrics, accessLog: environment.accessLog)
         let closeTimeout = TimeAmount(environment.timeouts.close)
+        let maxHeaderList = environment.limits.http2.maxHeaderListBytes
         let pipeline = stream.pipeline.syncOperations
         guard self.admit(stream, client: client) else {
             let refusal = HandshakeRejection(503, "too many connections", reason: "connection-limit")
-            try pipeline.addHandler(HTTP2WebSocketStreamCodec(recorder: recorder, refusal: refusal, closeTimeout: closeTimeout))
+            let codec = HTTP2WebSocketStreamCodec(recorder: recorder, refusal: refusal, closeTimeout: closeTimeout, maxHeaderListBytes: maxHeaderList)
+            try pipeline.addHandler(codec)
             return
         }
-        try pipeline.addHandler(HTTP2WebSocketStreamCodec(recorder: recorder, closeTimeout: closeTimeout))
+        let codec = HTTP2WebSocketStreamCodec(recorder: recorder, closeTimeout: closeTimeout, maxHeaderListBytes: maxHeaderList, memory: memory)
+        try pipeline.addHandler(codec)
         try pipeline.addHandler(
             ClientConnectionHandler(
                 environment: environment,

@@ -23,7 +23,10 @@ import NIOHTTP2
 /// Flow control: swift-nio-http2 opens the stream's window only as DATA is delivered into this pipeline,
 /// which happens only when the pipeline asks to read (``RelayHandler/read(context:)`` obeys the relay's
 /// watermarks), so a slow upstream closes the client's window; outbound, the stream channel turns
-/// unwritable above `buffer_high_watermark` of DATA the client's window has not taken.
+/// unwritable above its watermark (derived from `limits.http2.max_connection_buffer`) of DATA the client's
+/// window has not taken. The connection's budget (``HTTP2ConnectionMemory``) counts each stream's window and
+/// the DATA it queued toward the client: over the budget the codec holds the relay's reads (no new credit),
+/// and the stream holding the most is reset if the total goes on growing.
 final class HTTP2WebSocketStreamCodec: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTP2Frame.FramePayload
     typealias OutboundIn = ByteBuffer
@@ -54,18 +57,49 @@ final class HTTP2WebSocketStreamCodec: ChannelDuplexHandler, RemovableChannelHan
     private var localEnded = false
     private var remoteEnded = false
     private var closeTimer: Scheduled<Void>?
+    /// `limits.http2.max_header_list`: a larger request is answered 431 on this stream.
+    private let maxHeaderListBytes: Int
+    /// The connection's budget and this stream's key in it (nil: not counted, as in unit tests).
+    private let memory: HTTP2ConnectionMemory?
+    private var memoryKey: Int?
+    /// The relay asked to read while the connection was over its budget.
+    private var readPending = false
+    /// The request as the client sent it (pseudo-header fields first), for the tap's `open` event.
+    private(set) var request: HPACKHeaders?
 
-    init(recorder: UpgradeRecorder, refusal: HandshakeRejection? = nil, closeTimeout: TimeAmount) {
+    init(
+        recorder: UpgradeRecorder,
+        refusal: HandshakeRejection? = nil,
+        closeTimeout: TimeAmount,
+        maxHeaderListBytes: Int = GatewayConfiguration.HTTP2Limits().maxHeaderListBytes,
+        memory: HTTP2ConnectionMemory? = nil
+    ) {
         self.recorder = recorder
         self.refusal = refusal
         self.closeTimeout = closeTimeout
+        self.maxHeaderListBytes = maxHeaderListBytes
+        self.memory = memory
     }
 
-    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        self.memoryKey = self.memory?.register(self)
+    }
 
     func handlerRemoved(context: ChannelHandlerContext) {
         self.closeTimer?.cancel()
+        self.leaveBudget()
         self.context = nil
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        self.leaveBudget()
+        context.fireChannelInactive()
+    }
+
+    private func leaveBudget() {
+        if let key = self.memoryKey { self.memory?.unregister(key) }
+        self.memoryKey = nil
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -94,6 +128,14 @@ final class HTTP2WebSocketStreamCodec: ChannelDuplexHandler, RemovableChannelHan
 
     private func requestReceived(context: ChannelHandlerContext, _ headers: HTTP2Frame.FramePayload.Headers) {
         if let refusal = self.refusal { return self.refuse(context: context, refusal) }
+        self.request = headers.headers
+        // RFC 9113 §6.5.2 (advisory limit) and RFC 6585 §5: a block within swift-nio-http2's hard limit but
+        // over ours is refused on its stream; the connection's other streams go on.
+        let size = Self.headerListSize(headers.headers)
+        if size > self.maxHeaderListBytes {
+            let rejection = HandshakeRejection(431, "request headers of \(size) bytes over \(self.maxHeaderListBytes)", reason: "head-too-large")
+            return self.refuse(context: context, rejection)
+        }
         switch ExtendedConnect.requestHead(headers.headers, endStream: headers.endStream) {
         case .success(let head):
             self.state = .handshake
@@ -111,6 +153,11 @@ final class HTTP2WebSocketStreamCodec: ChannelDuplexHandler, RemovableChannelHan
         let response = rejection.response
         self.answer(status: response.status, headers: response.headers, body: response.body, endStream: true)?
             .assumeIsolated().whenComplete { _ in self.close(context: context, mode: .all, promise: nil) }
+    }
+
+    /// RFC 9113 §6.5.2: the size of a field list is the sum of each field's name and value lengths plus 32.
+    static func headerListSize(_ headers: HPACKHeaders) -> Int {
+        headers.reduce(0) { $0 + $1.name.utf8.count + $1.value.utf8.count + 32 }
     }
 
     /// The client's END_STREAM (RFC 8441 §5: its TCP FIN): the stream ends like a connection that read
@@ -156,7 +203,43 @@ final class HTTP2WebSocketStreamCodec: ChannelDuplexHandler, RemovableChannelHan
             return
         }
         let buffer = Self.unwrapOutboundIn(data)
-        context.write(Self.wrapOutboundOut(.data(.init(data: .byteBuffer(buffer)))), promise: promise)
+        guard let memory = self.memory, let key = self.memoryKey else {
+            return context.write(Self.wrapOutboundOut(.data(.init(data: .byteBuffer(buffer)))), promise: promise)
+        }
+        // Queued toward the client until swift-nio-http2 wrote it to the socket (past the client's
+        // windows) or the stream failed it.
+        let size = buffer.readableBytes
+        let written = promise ?? context.eventLoop.makePromise()
+        memory.queued(size, on: key)
+        written.futureResult.assumeIsolated().whenComplete { _ in memory.sent(size, on: key) }
+        context.write(Self.wrapOutboundOut(.data(.init(data: .byteBuffer(buffer)))), promise: written)
+    }
+
+    /// The relay's reads pass unless the connection is over its budget: then they wait, and the client's
+    /// windows stay closed (swift-nio-http2 grants credit only for DATA delivered by a read).
+    func read(context: ChannelHandlerContext) {
+        if self.memory?.paused == true, self.state == .frames {
+            self.readPending = true
+            return
+        }
+        context.read()
+    }
+
+    /// The connection is back under its budget: a held read goes on.
+    func resumeReading() {
+        guard self.readPending, let context = self.context else { return }
+        self.readPending = false
+        context.read()
+    }
+
+    /// The connection's budget chose this stream (the most queued toward a client that does not take
+    /// it): `RST_STREAM ENHANCE_YOUR_CALM` (RFC 9113 §7), and the relay sees its client leg lost.
+    func resetOverBudget() {
+        self.memoryKey = nil
+        guard let context = self.context, context.channel.isActive else { return }
+        self.localEnded = true
+        context.writeAndFlush(Self.wrapOutboundOut(.rstStream(.enhanceYourCalm)), promise: nil)
+        context.close(promise: nil)
     }
 
     /// RFC 8441 §5: the orderly end of a WebSocket is END_STREAM (its TCP FIN). The stream closes once

@@ -1,4 +1,5 @@
 import NIOCore
+import NIOHPACK
 import NIOHTTP1
 
 extension ClientConnectionHandler {
@@ -44,7 +45,9 @@ extension ClientConnectionHandler {
         session.retap(registry.taps)
         guard let tap = session.tap else { return }
         let redaction = registry.taps.redaction.including(request.route.route.auth?.jwt)
-        let open = TapOpen(
+        // On an HTTP/2 stream the tap shows the extended CONNECT the client sent, not its translation.
+        let sent = try? channel.pipeline.syncOperations.handler(type: HTTP2WebSocketStreamCodec.self).request
+        var open = TapOpen(
             connection: info.id,
             time: TapEvent.now,
             route: info.route,
@@ -55,6 +58,12 @@ extension ClientConnectionHandler {
             target: redaction.redactedTarget(request.head.uri),
             headers: redaction.redactedHeaders(request.head.headers)
         )
+        if let sent {
+            open.method = "CONNECT"
+            var fields = HTTPHeaders()
+            for (name, value, _) in sent { fields.add(name: name, value: name == ":path" ? redaction.redactedTarget(value) : value) }
+            open.headers = redaction.redactedHeaders(fields)
+        }
         tap.emit(.open(open))
     }
 }

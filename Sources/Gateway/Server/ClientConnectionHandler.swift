@@ -76,7 +76,8 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
         self.answerEncoding = answerEncoding
         if let establishedTLS {
             self.clientTLSPending = false
-            self.clientTLSEstablished(establishedTLS)
+            // The connection's certificate was counted once, by the connection (``HTTP2ALPNSwitch``).
+            self.clientTLSEstablished(establishedTLS, countsClientCertificate: false)
         }
     }
 
@@ -135,8 +136,8 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
 
     /// What the client's TLS handshake negotiated (called on `handshakeCompleted`; tests call it with
     /// a made-up ``TLSConnectionInfo``).
-    func clientTLSEstablished(_ info: TLSConnectionInfo) {
-        self.recorder.clientTLSEstablished(info)
+    func clientTLSEstablished(_ info: TLSConnectionInfo, countsClientCertificate: Bool = true) {
+        self.recorder.clientTLSEstablished(info, countsClientCertificate: countsClientCertificate)
         self.serverName = info.serverName
         self.clientCertificate = info.peerCertificate
         self.clientAuthenticationScope = info.clientAuthentication

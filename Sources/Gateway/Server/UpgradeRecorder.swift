@@ -17,12 +17,13 @@ struct UpgradeRecorder {
         self.accessLog = accessLog
     }
 
-    /// The client's TLS handshake completed.
-    mutating func clientTLSEstablished(_ info: TLSConnectionInfo) {
+    /// The client's TLS handshake completed. An HTTP/2 stream records its connection's TLS without
+    /// counting the certificate again (`countsClientCertificate: false`).
+    mutating func clientTLSEstablished(_ info: TLSConnectionInfo, countsClientCertificate: Bool = true) {
         self.record.tlsVersion = info.version.description
         self.record.tlsCipher = info.cipherSuite
         self.record.clientCertificateSubject = info.peerCertificate?.subject
-        if info.clientCertificateRequested {
+        if countsClientCertificate, info.clientCertificateRequested {
             self.metrics.clientCertificate(listener: self.record.listener, info.peerCertificate == nil ? .notPresented : .verified)
         }
     }
