@@ -92,6 +92,8 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                // The embedded default's demo upstream counts into the gateway's registry.
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
         // libFuzzer harnesses (README, "Fuzzing"). In a normal build they link as no-op programs.
@@ -123,7 +125,8 @@ let package = Package(
         .executableTarget(name: "FuzzProxyProtocol", dependencies: ["Gateway", .product(name: "NIOCore", package: "swift-nio")]),
         .executableTarget(name: "FuzzRelayClose", dependencies: ["Gateway", "Frames", .product(name: "NIOCore", package: "swift-nio")]),
         // Where the tests find their peers: the provisioned Python environment, Chromium, HAProxy
-        // (scripts/test, scripts/provision-test-peers). Foundation only.
+        // (scripts/test, scripts/provision-test-peers), and the seeded generator every test target uses.
+        // Foundation only.
         .target(name: "TestPeers", path: "Tests/TestPeers"),
         .testTarget(
             name: "TLSShimTests",
@@ -145,6 +148,8 @@ let package = Package(
             name: "FramesTests",
             dependencies: [
                 "Frames",
+                // SplitMix64, shared with GatewayTests (TestPeers is Foundation-only and built anyway).
+                "TestPeers",
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),

@@ -129,15 +129,22 @@ func addTrustedCertificates(_ source: TLSPEMSource, to ctx: OpaquePointer) throw
     }
 }
 
+/// The settings a client and a server configuration both have (``applyCommonSettings(of:to:)``).
+protocol TLSVersionAndCipherSettings {
+    var minimumVersion: TLSVersion { get }
+    var maximumVersion: TLSVersion { get }
+    var cipherList: String { get }
+    var cipherSuites: String { get }
+}
+
+extension TLSServerConfiguration: TLSVersionAndCipherSettings {}
+extension TLSClientConfiguration: TLSVersionAndCipherSettings {}
+
 /// Applies the settings shared by client and server contexts: versions, ciphers, modes, and
 /// renegotiation refused (../shared/DESIGN.md §7: "renegotiation off").
-func applyCommonSettings(
-    to ctx: OpaquePointer,
-    minimumVersion: TLSVersion,
-    maximumVersion: TLSVersion,
-    cipherList: String,
-    cipherSuites: String
-) throws {
+func applyCommonSettings(of settings: some TLSVersionAndCipherSettings, to ctx: OpaquePointer) throws {
+    let (minimumVersion, maximumVersion) = (settings.minimumVersion, settings.maximumVersion)
+    let (cipherList, cipherSuites) = (settings.cipherList, settings.cipherSuites)
     guard minimumVersion <= maximumVersion,
         copenssl_SSL_CTX_set_min_proto_version(ctx, Int32(minimumVersion.wireValue)) == 1,
         copenssl_SSL_CTX_set_max_proto_version(ctx, Int32(maximumVersion.wireValue)) == 1

@@ -26,13 +26,7 @@ public final class TLSClientContext: @unchecked Sendable {
             throw OpenSSLErrorQueue.error(.invalidConfiguration, "SSL_CTX_new failed")
         }
         do {
-            try applyCommonSettings(
-                to: ctx,
-                minimumVersion: configuration.minimumVersion,
-                maximumVersion: configuration.maximumVersion,
-                cipherList: configuration.cipherList,
-                cipherSuites: configuration.cipherSuites
-            )
+            try applyCommonSettings(of: configuration, to: ctx)
             switch configuration.trustRoots.base {
             case .system:
                 guard SSL_CTX_set_default_verify_paths(ctx) == 1 else {

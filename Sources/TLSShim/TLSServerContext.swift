@@ -92,13 +92,7 @@ public final class TLSServerContext: @unchecked Sendable {
         host: TLSVirtualHost,
         hostIndex: Int
     ) throws -> ServerHostPolicy {
-        try applyCommonSettings(
-            to: ctx,
-            minimumVersion: configuration.minimumVersion,
-            maximumVersion: configuration.maximumVersion,
-            cipherList: configuration.cipherList,
-            cipherSuites: configuration.cipherSuites
-        )
+        try applyCommonSettings(of: configuration, to: ctx)
         try useIdentity(host.identity, in: ctx)
         // The chain sent is the configured one, as nginx sends it. Without NO_AUTO_CHAIN, OpenSSL builds
         // a chain from the context's trust store in every handshake whose certificate has no configured

@@ -5,6 +5,7 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import Prometheus
 import ServiceLifecycle
 
 #if canImport(Glibc)
@@ -41,7 +42,15 @@ struct Demo: AsyncParsableCommand {
 
     func run() async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
-        let upstream = try await DemoUpstream.start(host: EmbeddedDefault.host, port: 0, group: group)
+        // The demo upstream's accept errors are counted in the gateway's registry (/metrics) and logged.
+        let registry = PrometheusCollectorRegistry()
+        let upstream = try await DemoUpstream.start(
+            host: EmbeddedDefault.host,
+            port: 0,
+            group: group,
+            metricsFactory: GatewayService.metricsFactory(registry: registry),
+            logger: gatewayLogger
+        )
         let adminPort: Int? = if case .port(let port) = self.adminPort { port } else { nil }
         let configuration = EmbeddedDefault.configuration(
             upstreamPort: upstream.port,
@@ -51,7 +60,7 @@ struct Demo: AsyncParsableCommand {
             adminPort: adminPort
         )
         do {
-            try await runGateway(configuration: configuration, path: nil, group: group) { started in
+            try await runGateway(configuration: configuration, path: nil, group: group, registry: registry) { started in
                 printLine(
                     EmbeddedDefault.banner(
                         listeners: started.server.localAddresses,
@@ -169,7 +178,7 @@ struct Echo: AsyncParsableCommand {
 
     func run() async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
-        let upstream = try await DemoUpstream.start(host: self.host, port: self.port, group: group)
+        let upstream = try await DemoUpstream.start(host: self.host, port: self.port, group: group, logger: gatewayLogger)
         printLine("wsgate echo: ws://\(self.host):\(upstream.port)/echo and /chat")
         try await waitForTermination()
         try await upstream.close()
@@ -190,14 +199,16 @@ func runGateway(
     configuration: GatewayConfiguration,
     path: String?,
     group: any EventLoopGroup,
+    registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry(),
     onStarted: @escaping @Sendable (GatewayService.Started) -> Void
 ) async throws {
-    let logger = Logger(label: "wsgate") { StreamLogHandler.standardError(label: $0) }
+    let logger = gatewayLogger
     let service = GatewayService(
         configuration: configuration,
         configurationPath: path,
         group: group,
         logger: logger,
+        registry: registry,
         onStarted: onStarted
     )
     var serviceConfiguration = ServiceGroupConfiguration(
@@ -209,6 +220,9 @@ func runGateway(
     serviceConfiguration.maximumGracefulShutdownDuration = configuration.timeouts.drain + .seconds(10)
     try await ServiceGroup(configuration: serviceConfiguration).run()
 }
+
+/// The process's log: standard error.
+let gatewayLogger = Logger(label: "wsgate") { StreamLogHandler.standardError(label: $0) }
 
 /// Writes a line to standard error at once (unbuffered).
 func printError(_ message: String) {

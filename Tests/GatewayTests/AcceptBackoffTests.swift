@@ -3,6 +3,8 @@ import MetricsTestKit
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOEmbedded
+import NIOPosix
+import Prometheus
 import Testing
 
 @testable import Gateway
@@ -106,5 +108,45 @@ import Glibc
         #expect(throws: IOError.self) { try listener.channel.throwIfErrorCaught() }
         #expect(listener.metrics.total("wsgate_accept_errors_total") == 0)
         #expect(listener.log.lines.withLockedValue { $0.isEmpty })
+    }
+
+    /// Fires an accept error into a real listener's pipeline, as NIO does when `accept4` fails, then
+    /// expects it counted under `label` and logged as a gateway listener's pause is (bounded wait: the
+    /// error is handled on the listener's event loop).
+    static func expectCountedAndLogged(listener: any Channel, label: String, metrics: TestMetrics, log: RecordedLog) async throws {
+        listener.pipeline.fireErrorCaught(IOError(errnoCode: EMFILE, reason: "accept"))
+        let deadline = ContinuousClock.now + .seconds(5)
+        func count() -> Int64 { metrics.total("wsgate_accept_errors_total", [("listener", label), ("error", "EMFILE")]) }
+        while count() == 0, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(count() == 1)
+        let line = log.lines.withLockedValue { $0.first }
+        #expect(line?.message == "accept failed, listener paused")
+        #expect(line?.metadata["listener"] == label && line?.metadata["error"] == "EMFILE", "\(String(describing: line))")
+    }
+
+    /// Catalog R-12: the admin listener's accept errors are counted (`wsgate_accept_errors_total{listener="admin"}`) and logged like a gateway listener's.
+    @Test func theAdminListenersPausesAreCountedAndLogged() async throws {
+        let (metrics, log) = (TestMetrics(), RecordedLog())
+        let admin = try await AdminServer.start(
+            host: "127.0.0.1",
+            port: 0,
+            registry: PrometheusCollectorRegistry(),
+            group: MultiThreadedEventLoopGroup.singleton,
+            observation: nil,
+            token: AdminToken(),
+            acceptErrors: .init(listener: AcceptErrorPause.adminListener, metrics: GatewayMetrics(factory: metrics), logger: log.logger),
+            isReady: { true }
+        )
+        defer { Task { try? await admin.close() } }
+        try await Self.expectCountedAndLogged(listener: admin.channel, label: "admin", metrics: metrics, log: log)
+    }
+
+    /// Catalog R-12: the demo upstream's accept errors are counted (`wsgate_accept_errors_total{listener="demo"}`) and logged like a gateway listener's.
+    @Test func theDemoUpstreamsPausesAreCountedAndLogged() async throws {
+        let (metrics, log) = (TestMetrics(), RecordedLog())
+        let group = MultiThreadedEventLoopGroup.singleton
+        let demo = try await DemoUpstream.start(host: "127.0.0.1", port: 0, group: group, metricsFactory: metrics, logger: log.logger)
+        defer { Task { try? await demo.close() } }
+        try await Self.expectCountedAndLogged(listener: demo.listener, label: "demo", metrics: metrics, log: log)
     }
 }

@@ -143,25 +143,15 @@ final class ScriptedAuthorizer: UpgradeAuthorizer, @unchecked Sendable {
         head: HTTPRequestHead,
         peer: IPAddress?,
         clientUsedTLS: Bool,
-        on eventLoop: any EventLoop
+        on eventLoop: any EventLoop,
+        abandoned: EventLoopFuture<Void>?
     ) -> EventLoopFuture<AuthorizationOutcome> {
+        abandoned?.whenComplete { _ in self.abandoned = true }
         self.calls += 1
         if let immediate { return eventLoop.makeSucceededFuture(immediate) }
         let promise = eventLoop.makePromise(of: AuthorizationOutcome.self)
         self.pending = promise
         return promise.futureResult
-    }
-
-    func authorize(
-        _ request: ClientUpgradeRequest,
-        head: HTTPRequestHead,
-        peer: IPAddress?,
-        clientUsedTLS: Bool,
-        on eventLoop: any EventLoop,
-        abandoned: EventLoopFuture<Void>
-    ) -> EventLoopFuture<AuthorizationOutcome> {
-        abandoned.whenComplete { _ in self.abandoned = true }
-        return self.authorize(request, head: head, peer: peer, clientUsedTLS: clientUsedTLS, on: eventLoop)
     }
 
     /// Completes the pending call (a late outcome is harmless).

@@ -103,6 +103,11 @@ import Testing
             #expect(pauseLines.count == 1, "\(pauseLines)")
             #expect(pauseLines.first?.contains("error=EMFILE") == true && pauseLines.first?.contains("pause=1000ms") == true, "\(pauseLines)")
             #expect(gateway.process.isRunning)
+            // The admin listener, out of descriptors too, pauses and logs the same way (listener=admin).
+            for _ in 0..<2 { held.append(Self.rawConnection(port: adminPort)) }
+            try await gateway.waitFor("the admin listener's pause line", timeout: .seconds(10)) { _, err in
+                err.split(separator: "\n").contains { $0.contains("accept failed, listener paused") && $0.contains("listener=admin") }
+            }
 
             // The existing session is unaffected.
             try await existing.send(text: "during")
@@ -124,8 +129,12 @@ import Testing
             #expect(gateway.process.isRunning)
             // Every pause was counted (about one a second while saturated).
             let metrics = try await OperationsMetricsTests.get(adminPort, "/metrics").body
-            let counted = metrics.split(separator: "\n").first { $0.hasPrefix("wsgate_accept_errors_total{") && $0.contains(#"error="EMFILE""#) }
+            let counted = metrics.split(separator: "\n").first {
+                $0.hasPrefix("wsgate_accept_errors_total{") && $0.contains(#"error="EMFILE""#) && !$0.contains(#"listener="admin""#)
+            }
             #expect((counted?.split(separator: " ").last.flatMap { Int($0) } ?? 0) >= 2, "\(counted ?? "no wsgate_accept_errors_total")")
+            let admin = metrics.split(separator: "\n").first { $0.hasPrefix("wsgate_accept_errors_total{") && $0.contains(#"listener="admin""#) }
+            #expect((admin?.split(separator: " ").last.flatMap { Int($0) } ?? 0) >= 1, "\(admin ?? "no admin wsgate_accept_errors_total")")
             try await client.close()
             try await existing.close()
             gateway.signal(SIGTERM)

@@ -119,4 +119,47 @@ import Testing
         #expect(first() != nil)
         #expect(!channel.isActive && harness.pool.open == 0)
     }
+
+    /// A reload or shutdown retires the pool: the idle connection closes at once (not at the 30 s idle
+    /// timeout); a request in flight still gets its answer, then its connection closes.
+    @Test func aRetiredPoolClosesItsIdleConnectionNowAndABusyOneOnceAnswered() throws {
+        let harness = Harness { $0.idleTimeout = .seconds(30) }
+        let first = harness.request()
+        let inFlight = harness.request()
+        let (idle, busy) = (harness.connector.channels[0], harness.connector.channels[1])
+        harness.answer(idle)
+        #expect(first() != nil && harness.pool.idleCount == 1 && harness.pool.open == 2)
+        harness.pool.retire()
+        harness.loop.run()
+        #expect(!idle.isActive && busy.isActive)
+        #expect(harness.pool.idleCount == 0 && harness.pool.open == 1)
+        harness.answer(busy)
+        #expect(inFlight().map { if case .success = $0 { true } else { false } } == true)
+        #expect(!busy.isActive && harness.pool.open == 0 && harness.pool.idleCount == 0)
+        // A request on a retired pool (from a connection admitted before the reload) is still served.
+        let late = harness.request()
+        let third = try #require(harness.connector.channels.last)
+        harness.answer(third)
+        #expect(late().map { if case .success = $0 { true } else { false } } == true)
+        #expect(!third.isActive && harness.pool.open == 0)
+    }
+
+    /// A request queued for a connection when the pool retires is served by the freed connection, which
+    /// then closes.
+    @Test func aRetiredPoolStillServesItsQueuedRequests() throws {
+        let harness = Harness {
+            $0.maxConnections = 1
+            $0.idleTimeout = .seconds(30)
+        }
+        let first = harness.request()
+        let queued = harness.request()
+        let channel = try #require(harness.connector.channels.first)
+        #expect(harness.pool.waiting == 1)
+        harness.pool.retire()
+        harness.answer(channel)
+        #expect(first() != nil && channel.isActive && harness.pool.waiting == 0)
+        harness.answer(channel)
+        #expect(queued().map { if case .success = $0 { true } else { false } } == true)
+        #expect(!channel.isActive && harness.pool.open == 0 && harness.connector.channels.count == 1)
+    }
 }

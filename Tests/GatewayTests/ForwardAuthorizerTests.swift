@@ -88,19 +88,34 @@ import Testing
         _ forward: GatewayConfiguration.ForwardAuthentication,
         metrics: TestMetrics = TestMetrics(),
         accessLog: String? = nil,
+        configure: (inout GatewayConfiguration) -> Void = { _ in },
         _ body: (_ port: Int, _ upstream: FakeUpstream) async throws -> Void
+    ) async throws {
+        try await Self.withAuthGatewayServer(forward, metrics: metrics, accessLog: accessLog, configure: configure) { _, port, upstream in
+            try await body(port, upstream)
+        }
+    }
+
+    /// As ``withAuthGateway(_:metrics:accessLog:configure:_:)``, with the server (for reload and drain).
+    static func withAuthGatewayServer(
+        _ forward: GatewayConfiguration.ForwardAuthentication,
+        metrics: TestMetrics = TestMetrics(),
+        accessLog: String? = nil,
+        configure: (inout GatewayConfiguration) -> Void = { _ in },
+        _ body: (_ server: GatewayServer, _ port: Int, _ upstream: FakeUpstream) async throws -> Void
     ) async throws {
         let upstream = try await FakeUpstream.start { .accept($0) }
         defer { Task { await upstream.close() } }
-        try await withGateway(
+        try await withGatewayServer(
             upstreamPort: upstream.port,
             metrics: metrics,
             configure: {
                 $0.routes[0].auth = .init(forward: forward)
                 if let accessLog { $0.accessLog = .file(accessLog) }
+                configure(&$0)
             }
-        ) { port in
-            try await body(port, upstream)
+        ) { server, port in
+            try await body(server, port, upstream)
         }
     }
 

@@ -30,7 +30,6 @@ import Testing
         #expect(forward.requestHeaders == ["Cookie", "Authorization"])
         #expect(forward.copyHeaders.isEmpty)
         #expect(forward.maxConnections == 32 && forward.maxWaiting == 256 && forward.idleTimeout == .seconds(30))
-        #expect(try Self.parse("{}").routes[0].auth?.forward == nil)
     }
 
     @Test func everyKey() throws {

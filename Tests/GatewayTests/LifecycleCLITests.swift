@@ -175,6 +175,45 @@ import Testing
         #expect(exit.reason == .exit && exit.status == 0, "\(exit) \(gateway.errors)")
     }
 
+    /// An `auth` with no method would let every client in: `wsgate check` and `wsgate run` refuse it with
+    /// the route's name and what to write, and a SIGHUP to it is refused while the old configuration serves.
+    @Test func anAuthWithNoMethodFailsTheCheckStopsTheStartAndIsRefusedOnReload() async throws {
+        guard try WSGateProcess.require() else { return }
+        let port = try await freeLoopbackPort()
+        let adminPort = try await freeLoopbackPort()
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("wsgate-empty-auth-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let good = Self.config(port: port, adminPort: adminPort, upstreamPort: 9, path: "/chat")
+        let emptyAuth = good.replacingOccurrences(of: "upstreams: [ws://127.0.0.1:9]", with: "upstreams: [ws://127.0.0.1:9]\n    auth: {}")
+        #expect(emptyAuth != good)
+        let path = directory.appendingPathComponent("wsgate.yaml").path
+        try emptyAuth.write(toFile: path, atomically: true, encoding: .utf8)
+        func namesTheRouteAndTheFix(_ text: String) -> Bool {
+            text.contains("routes[0].auth") && text.contains("route \"/chat\"") && text.contains("jwt: {jwks: FILE}")
+        }
+
+        let check = try WSGateProcess(["check", "-c", path])
+        #expect(try await check.waitForExit(timeout: .seconds(15)).status != 0)
+        #expect(namesTheRouteAndTheFix(check.errors), "\(check.errors)")
+
+        let refusedStart = try WSGateProcess(["run", "-c", path])
+        #expect(try await refusedStart.waitForExit(timeout: .seconds(15)).status != 0)
+        #expect(namesTheRouteAndTheFix(refusedStart.errors), "\(refusedStart.errors)")
+
+        try good.write(toFile: path, atomically: true, encoding: .utf8)
+        let gateway = try WSGateProcess(["run", "-c", path])
+        try await gateway.waitFor("the admin banner") { out, _ in out.contains("wsgate: admin on") }
+        try emptyAuth.write(toFile: path, atomically: true, encoding: .utf8)
+        gateway.signal(SIGHUP)
+        try await gateway.waitFor("the refusal log line") { _, err in err.contains("reload refused") }
+        #expect(namesTheRouteAndTheFix(gateway.errors), "\(gateway.errors)")
+        let metrics = try await OperationsMetricsTests.get(adminPort, "/metrics").body
+        #expect(metrics.contains(#"wsgate_reloads_total{result="refused"} 1"#), "\(metrics)")
+        gateway.signal(SIGTERM)
+        #expect(try await gateway.waitForExit(timeout: .seconds(10)).status == 0, "\(gateway.errors)")
+    }
+
     /// `wsgate check` counts in words a reader expects: "1 listener, 1 route", "2 listeners, 2 routes".
     @Test func checkCountsListenersAndRoutesInTheSingularAndThePlural() async throws {
         guard try WSGateProcess.require() else { return }

@@ -1,4 +1,5 @@
 import NIOCore
+import TestPeers
 import Testing
 
 @testable import Gateway

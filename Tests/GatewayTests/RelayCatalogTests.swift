@@ -2,6 +2,7 @@ import Frames
 import MetricsTestKit
 import NIOCore
 import NIOEmbedded
+import TestPeers
 import Testing
 
 @testable import Gateway

@@ -87,8 +87,14 @@ import Testing
                 moved.listeners[0].port = 1
                 let error = await #expect(throws: GatewayError.self) { try await server.reload(configuration: moved) }
                 #expect(error?.description.contains("restart") == true)
+                // A route with an `auth` that has no method (built in code, so not validated): it would
+                // let every client in, so it is refused.
+                var emptyAuth = before
+                emptyAuth.routes[0].auth = GatewayConfiguration.RouteAuthentication()
+                let authError = await #expect(throws: GatewayError.self) { try await server.reload(configuration: emptyAuth) }
+                #expect(authError?.description.contains("has auth with no method") == true, "\(String(describing: authError))")
                 #expect(server.configuration == before)
-                #expect(metrics.total("wsgate_reloads_total", [("result", "refused")]) == 2)
+                #expect(metrics.total("wsgate_reloads_total", [("result", "refused")]) == 3)
                 // New connections still use the old routes.
                 let client = try await TestWebSocketClient.connect(port: port, path: "/echo")
                 try await client.send(text: "still here")

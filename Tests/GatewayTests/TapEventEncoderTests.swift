@@ -1,6 +1,7 @@
 import Foundation
 import Frames
 import NIOCore
+import TestPeers
 import Testing
 
 @testable import Gateway

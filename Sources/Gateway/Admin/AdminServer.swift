@@ -10,7 +10,8 @@ import Prometheus
 /// is ``AdminRouter``'s. Bind it to a loopback or pod-internal address; `admin.token_file` makes the
 /// dashboard, `/connections*` and `/tap` require a bearer token.
 public final class AdminServer: Sendable {
-    private let channel: any Channel
+    /// The listening channel.
+    let channel: any Channel
     /// The bearer token (`admin.token_file`), reloaded on SIGHUP.
     let token: AdminToken
     let observation: AdminObservation?
@@ -35,7 +36,8 @@ public final class AdminServer: Sendable {
         try await Self.start(host: host, port: port, registry: registry, group: group, observation: nil, token: AdminToken(), isReady: isReady)
     }
 
-    /// With the gateway's connection table and taps (`observation`) and a bearer token.
+    /// With the gateway's connection table and taps (`observation`) and a bearer token; accept errors are
+    /// counted and logged as the gateway listeners' are when given `acceptErrors` (listener `admin`).
     static func start(
         host: String,
         port: Int,
@@ -43,10 +45,11 @@ public final class AdminServer: Sendable {
         group: any EventLoopGroup,
         observation: AdminObservation?,
         token: AdminToken,
+        acceptErrors: AcceptErrorPause.Report? = nil,
         isReady: @escaping @Sendable () -> Bool
     ) async throws -> AdminServer {
         let channel = try await ServerBootstrap(group: group)
-            .backingOffAfterAcceptErrors()
+            .backingOffAfterAcceptErrors(reporting: acceptErrors)
             .serverChannelOption(.backlog, value: 64)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             // A tap's stream stops taking events at the high mark (its queue then drops, issue #14).

@@ -9,7 +9,7 @@ enum ForwardAuthExchange {
 
     /// `GET` of the configured path with `Host` of the service, `X-Forwarded-Method/-Proto/-Host/-Uri/-For`
     /// (the method, `https` on a TLS listener else `http`, the client's `Host`, the request target as sent,
-    /// the client address after any PROXY header), and the configured request headers the client sent.
+    /// the client address the gateway resolved: after a PROXY header or `client_address: chain`), and the configured request headers the client sent.
     static func requestHead(
         _ configuration: GatewayConfiguration.ForwardAuthentication,
         request: ClientUpgradeRequest,

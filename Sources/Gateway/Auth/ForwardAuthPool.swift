@@ -7,6 +7,10 @@ import NIOHTTP1
 /// requests queued for a connection, beyond which a request fails at once (``ForwardAuthFailure/overloaded``).
 /// A slow or dead service therefore costs a bounded number of sockets and of waiting requests, and
 /// every request is bounded by its deadline (``ForwardAuthAttempt``).
+///
+/// A reload or a shutdown retires the pool (``retire()``): its idle connections close at once, and
+/// each busy one closes when its request is answered, so requests in flight (and those still queued)
+/// complete while nothing stays open for `idle_timeout` afterwards.
 final class ForwardAuthPool {
     let eventLoop: any EventLoop
     let host: String
@@ -19,6 +23,8 @@ final class ForwardAuthPool {
     private var waiters = CircularBuffer<ForwardAuthAttempt>()
     /// Connecting, busy and idle connections.
     private(set) var open = 0
+    /// Set by ``retire()``: no connection is kept idle any more.
+    private(set) var isRetired = false
 
     init(configuration: GatewayConfiguration.ForwardAuthentication, eventLoop: any EventLoop, connector: any UpstreamConnector) {
         self.eventLoop = eventLoop
@@ -49,13 +55,28 @@ final class ForwardAuthPool {
         attempt.finish(.failure(.overloaded))
     }
 
-    /// A request is done with `connection`: kept for the next one when `reusable`, else closed.
+    /// A request is done with `connection`: kept for the next one when `reusable` (and the pool is not
+    /// retired), else closed.
     func release(_ connection: ForwardAuthConnection, reusable: Bool) {
         guard reusable, connection.channel.isActive else { return connection.channel.close(promise: nil) }
         if let waiter = self.waiters.popFirst() { return waiter.start(on: connection) }
+        guard !self.isRetired else { return connection.channel.close(promise: nil) }
         let channel = connection.channel
         connection.idleTimer = self.eventLoop.assumeIsolated().scheduleTask(in: self.idleTimeout) { channel.close(promise: nil) }
         self.idle.append(connection)
+    }
+
+    /// The configuration that made this pool was replaced, or the gateway stops: closes the idle
+    /// connections now and every other one once its request is answered (``release(_:reusable:)``).
+    func retire() {
+        self.isRetired = true
+        let idle = self.idle
+        self.idle.removeAll()
+        for connection in idle {
+            connection.idleTimer?.cancel()
+            connection.idleTimer = nil
+            connection.channel.close(promise: nil)
+        }
     }
 
     /// A waiting attempt gave up (deadline, client gone).

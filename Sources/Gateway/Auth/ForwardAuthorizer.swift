@@ -12,7 +12,13 @@ struct ForwardAuthorizer: UpgradeAuthorizer {
     let route: String
     let metrics: GatewayMetrics
     private let connector: any UpstreamConnector
-    private let pools = NIOLockedValueBox<[ObjectIdentifier: NIOLoopBound<ForwardAuthPool>]>([:])
+    private let pools = NIOLockedValueBox(Pools())
+
+    /// One pool per event loop, made on first use; retired together.
+    private struct Pools {
+        var byLoop: [ObjectIdentifier: (eventLoop: any EventLoop, pool: NIOLoopBound<ForwardAuthPool>)] = [:]
+        var retired = false
+    }
 
     init(
         _ configuration: GatewayConfiguration.ForwardAuthentication,
@@ -30,38 +36,33 @@ struct ForwardAuthorizer: UpgradeAuthorizer {
 
     var deadline: TimeAmount { TimeAmount(self.configuration.timeout) }
 
-    /// This event loop's pool (made on first use). Call on `eventLoop`.
+    /// This event loop's pool (made on first use; retired at once when the authorizer already is, so a
+    /// connection admitted before a reload still gets its answer but keeps nothing open). Call on
+    /// `eventLoop`.
     func pool(on eventLoop: any EventLoop) -> ForwardAuthPool {
-        self.pools.withLockedValue { pools in
-            if let pool = pools[ObjectIdentifier(eventLoop)] { return pool.value }
+        let (pool, retired) = self.pools.withLockedValue { pools in
+            if let entry = pools.byLoop[ObjectIdentifier(eventLoop)] { return (entry.pool.value, false) }
             let pool = ForwardAuthPool(configuration: self.configuration, eventLoop: eventLoop, connector: self.connector)
-            pools[ObjectIdentifier(eventLoop)] = NIOLoopBound(pool, eventLoop: eventLoop)
-            return pool
+            pools.byLoop[ObjectIdentifier(eventLoop)] = (eventLoop, NIOLoopBound(pool, eventLoop: eventLoop))
+            return (pool, pools.retired)
+        }
+        if retired { pool.retire() }
+        return pool
+    }
+
+    /// Retires every event loop's pool on its loop (``ForwardAuthPool/retire()``): idle connections close
+    /// now, busy ones once answered. Called on reload (the old authorizers) and at shutdown.
+    func retire() {
+        let pools = self.pools.withLockedValue { pools in
+            pools.retired = true
+            return Array(pools.byLoop.values)
+        }
+        for (eventLoop, pool) in pools {
+            eventLoop.execute { pool.value.retire() }
         }
     }
 
     func authorize(
-        _ request: ClientUpgradeRequest,
-        head: HTTPRequestHead,
-        peer: IPAddress?,
-        clientUsedTLS: Bool,
-        on eventLoop: any EventLoop
-    ) -> EventLoopFuture<AuthorizationOutcome> {
-        self.authorize(request, head: head, peer: peer, clientUsedTLS: clientUsedTLS, on: eventLoop, abandoned: nil)
-    }
-
-    func authorize(
-        _ request: ClientUpgradeRequest,
-        head: HTTPRequestHead,
-        peer: IPAddress?,
-        clientUsedTLS: Bool,
-        on eventLoop: any EventLoop,
-        abandoned: EventLoopFuture<Void>
-    ) -> EventLoopFuture<AuthorizationOutcome> {
-        self.authorize(request, head: head, peer: peer, clientUsedTLS: clientUsedTLS, on: eventLoop, abandoned: .some(abandoned))
-    }
-
-    private func authorize(
         _ request: ClientUpgradeRequest,
         head: HTTPRequestHead,
         peer: IPAddress?,

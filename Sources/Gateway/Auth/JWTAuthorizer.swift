@@ -50,7 +50,8 @@ struct JWTAuthorizer: UpgradeAuthorizer {
         head: HTTPRequestHead,
         peer: IPAddress?,
         clientUsedTLS: Bool,
-        on eventLoop: any EventLoop
+        on eventLoop: any EventLoop,
+        abandoned: EventLoopFuture<Void>?
     ) -> EventLoopFuture<AuthorizationOutcome> {
         let found: BearerTokenSources.Found
         switch BearerTokenSources.find(in: head, sources: self.configuration.tokenSources, offered: request.subprotocols) {

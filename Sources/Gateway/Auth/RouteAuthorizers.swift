@@ -4,6 +4,9 @@
 enum RouteAuthorizers {
     static func make(for route: GatewayConfiguration.Route, metrics: GatewayMetrics) throws -> [any UpgradeAuthorizer] {
         guard let auth = route.auth else { return [] }
+        // A configuration built in code skips validation: an empty `auth` must not allow everything here
+        // either (a start or reload with it fails).
+        guard !auth.isEmpty else { throw GatewayError(GatewayConfiguration.RouteAuthentication.emptyMessage(route: route.label)) }
         var authorizers: [any UpgradeAuthorizer] = []
         if let jwt = auth.jwt {
             do {

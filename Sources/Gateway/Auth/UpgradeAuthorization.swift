@@ -95,43 +95,32 @@ struct AuthorizationGrant: Sendable, Equatable {
 /// route when a configuration is installed (``GatewayEnvironment/authorizers``), shared by every
 /// connection of every event loop.
 protocol UpgradeAuthorizer: Sendable {
-    /// Decides on `request` (`head` is the client's request head as sent; `peer` the client's address
-    /// after a PROXY header). The future completes on `eventLoop`, the connection's.
-    func authorize(
-        _ request: ClientUpgradeRequest,
-        head: HTTPRequestHead,
-        peer: IPAddress?,
-        clientUsedTLS: Bool,
-        on eventLoop: any EventLoop
-    ) -> EventLoopFuture<AuthorizationOutcome>
-
-    /// As above; `abandoned` completes when the client has gone (its channel closed), so that an
-    /// authorizer doing I/O (forward-auth) stops it and frees its resources at once. The default ignores it.
+    /// Decides on `request` (`head` is the client's request head as sent; `peer` the client address the
+    /// gateway resolved: after a PROXY header or `client_address: chain`). The future completes on
+    /// `eventLoop`, the connection's. `abandoned`, when given, completes when the client has gone (its
+    /// channel closed), so that an authorizer doing I/O (forward-auth) stops it and frees its resources
+    /// at once; a local check ignores it.
     func authorize(
         _ request: ClientUpgradeRequest,
         head: HTTPRequestHead,
         peer: IPAddress?,
         clientUsedTLS: Bool,
         on eventLoop: any EventLoop,
-        abandoned: EventLoopFuture<Void>
+        abandoned: EventLoopFuture<Void>?
     ) -> EventLoopFuture<AuthorizationOutcome>
 
     /// How long this authorizer may take at most (its own deadline); the stage's deadline is the sum of
     /// the route's (``ClientConnectionHandler``). Default: 10 s.
     var deadline: TimeAmount { get }
+
+    /// The configuration that built this authorizer was replaced (reload) or the gateway stops: release
+    /// what it keeps between requests (forward-auth's idle connections) once the requests in flight are
+    /// done. Default: nothing to release.
+    func retire()
 }
 
 extension UpgradeAuthorizer {
-    func authorize(
-        _ request: ClientUpgradeRequest,
-        head: HTTPRequestHead,
-        peer: IPAddress?,
-        clientUsedTLS: Bool,
-        on eventLoop: any EventLoop,
-        abandoned: EventLoopFuture<Void>
-    ) -> EventLoopFuture<AuthorizationOutcome> {
-        self.authorize(request, head: head, peer: peer, clientUsedTLS: clientUsedTLS, on: eventLoop)
-    }
-
     var deadline: TimeAmount { .seconds(10) }
+
+    func retire() {}
 }

@@ -159,6 +159,9 @@ extension GatewayConfiguration.Route {
                     + "(an HTTP token: no spaces, commas or quotes)"
             )
         }
+        if let auth = self.auth, auth.isEmpty {
+            throw path.key("auth").error(.missingKey, GatewayConfiguration.RouteAuthentication.emptyMessage(route: self.label))
+        }
     }
 }
 

@@ -203,7 +203,10 @@ extension YAMLConfigurationReader {
 
     func route(_ field: YAMLField) throws(ConfigurationError) -> GatewayConfiguration.Route {
         var route = GatewayConfiguration.Route(upstreams: [])
-        try GatewayConfiguration.Route.yaml.read(field, into: &route, with: self)
+        let mapping = try GatewayConfiguration.Route.yaml.read(field, into: &route, with: self)
+        // `auth:` with no value reads as absent, which would leave the route open: keep it as an empty
+        // `auth`, which validation refuses with the route's name.
+        if mapping.hasNoValue("auth") { route.auth = GatewayConfiguration.RouteAuthentication() }
         return route
     }
 

@@ -150,6 +150,12 @@ struct YAMLMapping {
         return YAMLField(node: node, path: self.path.key(key))
     }
 
+    /// True when the key is written with no value (`key:`, `key: null`, `key: ~`), which ``optional(_:)``
+    /// reads as absent.
+    func hasNoValue(_ key: String) -> Bool {
+        self.values[key] != nil && self.optional(key) == nil
+    }
+
     /// The key's value, which must be present and not empty.
     func required(_ key: String) throws(ConfigurationError) -> YAMLField {
         guard let field = self.optional(key) else {

@@ -15,7 +15,7 @@ import NIOCore
 /// only while the connection is open, so nothing follows our Close. A member that does not read is
 /// disconnected once its outbound buffer is above the high watermark (``DemoUpstream``'s 256 KiB, the
 /// gateway's default), so one stalled member cannot grow the process without bound.
-final class DemoChatHandler: ChannelInboundHandler, RemovableChannelHandler {
+final class DemoChatHandler: DemoWebSocketHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
@@ -45,7 +45,7 @@ final class DemoChatHandler: ChannelInboundHandler, RemovableChannelHandler {
             $0.maxMessageSize = DemoChatHandler.maxMessageSize
         }
     )
-    private var encoder = FrameEncoder(role: .server)
+    var encoder = FrameEncoder(role: .server)
     /// FIN of the data frame being received.
     private var currentFin = false
     private let room: DemoChatRoom
@@ -106,7 +106,7 @@ final class DemoChatHandler: ChannelInboundHandler, RemovableChannelHandler {
                 self.handle(event, context: context)
             }
         } catch {
-            self.closeConnection(code: error.closeCode, context: context)
+            self.failWithClose(code: error.closeCode, context: context)
         }
     }
 
@@ -126,7 +126,7 @@ final class DemoChatHandler: ChannelInboundHandler, RemovableChannelHandler {
             case .continuation:
                 message?.reserveCapacity(minimumWritableBytes: header.payloadLength)
             default:
-                self.closeConnection(code: .unsupportedData, context: context)
+                self.failWithClose(code: .unsupportedData, context: context)
                 return
             }
         case .payload(var chunk):
@@ -144,30 +144,11 @@ final class DemoChatHandler: ChannelInboundHandler, RemovableChannelHandler {
         self.state = .joined(membership, message: message)
     }
 
-    private func handleControl(_ frame: ControlFrame, context: ChannelHandlerContext) {
-        guard let reply = self.encoder.demoReply(to: frame, allocator: context.channel.allocator) else { return }
-        if reply.isClose {
-            self.closeAfterWriting(reply.bytes, context: context)
-        } else {
-            context.write(self.wrapOutboundOut(reply.bytes), promise: nil)
-        }
-    }
-
-    /// Leaves the room and fails the connection with a Close carrying `code`.
-    private func closeConnection(code: CloseCode, context: ChannelHandlerContext) {
-        var bytes = context.channel.allocator.buffer(capacity: 4)
-        self.encoder.writeClose(code: code, to: &bytes)
-        self.closeAfterWriting(bytes, context: context)
-    }
-
     /// Leaves the room, writes `bytes` (a Close frame) and closes TCP once it is written.
-    private func closeAfterWriting(_ bytes: ByteBuffer, context: ChannelHandlerContext) {
+    func closeAfterWriting(_ bytes: ByteBuffer, context: ChannelHandlerContext) {
         guard case .joined = self.state else { return }
         self.leave()
-        let channel = context.channel
-        context.writeAndFlush(self.wrapOutboundOut(bytes)).whenComplete { _ in
-            channel.close(promise: nil)
-        }
+        self.writeThenClose(bytes, context: context)
     }
 
     private func leave() {

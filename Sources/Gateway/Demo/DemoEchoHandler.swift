@@ -21,7 +21,7 @@ import NIOCore
 /// Writes are flushed on `channelReadComplete`. Backpressure: while the channel is not writable the
 /// handler holds back `read()`, so the peer's sending is slowed by TCP instead of growing our buffer;
 /// the read is issued again when `channelWritabilityChanged` reports the channel writable.
-final class DemoEchoHandler: ChannelDuplexHandler, RemovableChannelHandler {
+final class DemoEchoHandler: ChannelDuplexHandler, DemoWebSocketHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
@@ -50,7 +50,7 @@ final class DemoEchoHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private var state: State = .betweenFrames
     private var parser = FrameParser(role: .server, configuration: DemoEchoHandler.parserConfiguration)
-    private var encoder = FrameEncoder(role: .server)
+    var encoder = FrameEncoder(role: .server)
     /// A `read()` held back while the channel was not writable.
     private var readPending = false
 
@@ -130,15 +130,6 @@ final class DemoEchoHandler: ChannelDuplexHandler, RemovableChannelHandler {
         context.write(self.wrapOutboundOut(bytes), promise: nil)
     }
 
-    private func handleControl(_ frame: ControlFrame, context: ChannelHandlerContext) {
-        guard let reply = self.encoder.demoReply(to: frame, allocator: context.channel.allocator) else { return }
-        if reply.isClose {
-            self.closeAfterWriting(reply.bytes, context: context)
-        } else {
-            context.write(self.wrapOutboundOut(reply.bytes), promise: nil)
-        }
-    }
-
     /// Fails the connection for `error`: a Close with its code if the output stands between frames.
     private func fail(context: ChannelHandlerContext, error: FramesError) {
         switch self.state {
@@ -151,18 +142,13 @@ final class DemoEchoHandler: ChannelDuplexHandler, RemovableChannelHandler {
         case .closed:
             return
         }
-        var bytes = context.channel.allocator.buffer(capacity: 4)
-        self.encoder.writeClose(code: error.closeCode, to: &bytes)
-        self.closeAfterWriting(bytes, context: context)
+        self.failWithClose(code: error.closeCode, context: context)
     }
 
     /// Writes `bytes` (a Close frame), flushes and closes TCP once they are written.
-    private func closeAfterWriting(_ bytes: ByteBuffer, context: ChannelHandlerContext) {
+    func closeAfterWriting(_ bytes: ByteBuffer, context: ChannelHandlerContext) {
         self.state = .closed
-        let channel = context.channel
-        context.writeAndFlush(self.wrapOutboundOut(bytes)).whenComplete { _ in
-            channel.close(promise: nil)
-        }
+        self.writeThenClose(bytes, context: context)
     }
 }
 

@@ -1,3 +1,5 @@
+import CoreMetrics
+import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
@@ -24,7 +26,8 @@ public final class DemoUpstream: Sendable {
     /// watermark) the echo stops reading until the buffer drains below 64 KiB.
     static let writeBufferWaterMark = ChannelOptions.Types.WriteBufferWaterMark(low: 64 * 1024, high: 256 * 1024)
 
-    private let listener: any Channel
+    /// The listening channel.
+    let listener: any Channel
     private let connections: NIOLockedValueBox<[ObjectIdentifier: any Channel]>
     /// The `/chat` room.
     let room: DemoChatRoom
@@ -44,11 +47,24 @@ public final class DemoUpstream: Sendable {
     }
 
     /// Binds the demo upstream to `host`:`port` (0 for an ephemeral port) on `group` and starts accepting.
-    public static func start(host: String, port: Int, group: any EventLoopGroup) async throws -> DemoUpstream {
+    /// Accept errors pause the listener and are counted in `metricsFactory`
+    /// (`wsgate_accept_errors_total{listener="demo"}`) and logged to `logger`, as the gateway's are.
+    public static func start(
+        host: String,
+        port: Int,
+        group: any EventLoopGroup,
+        metricsFactory: any MetricsFactory = MetricsSystem.factory,
+        logger: Logger = Logger(label: "wsgate")
+    ) async throws -> DemoUpstream {
         let room = DemoChatRoom()
         let connections = NIOLockedValueBox<[ObjectIdentifier: any Channel]>([:])
+        let acceptErrors = AcceptErrorPause.Report(
+            listener: AcceptErrorPause.demoListener,
+            metrics: GatewayMetrics(factory: metricsFactory),
+            logger: logger
+        )
         let listener = try await ServerBootstrap(group: group)
-            .backingOffAfterAcceptErrors()
+            .backingOffAfterAcceptErrors(reporting: acceptErrors)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)

@@ -18,7 +18,8 @@ extension GatewayServer {
     /// The number of client connections open now (in their handshake or relayed).
     public var openConnections: Int { self.environment.connections.count }
 
-    /// Graceful drain: stops accepting, fails readiness, sends Close 1001 to both legs of every relayed
+    /// Graceful drain: stops accepting, fails readiness, retires the authorizers (forward-auth keeps no
+    /// idle connection), sends Close 1001 to both legs of every relayed
     /// connection at a frame boundary (connections still in their handshake get it as soon as they
     /// reach the relay; upgrade requests that arrive now get 503), waits for the connections to end
     /// up to `timeout`, then closes what is left.
@@ -32,6 +33,8 @@ extension GatewayServer {
         for channel in self.serverChannels {
             try? await channel.close()
         }
+        // Authorizations in flight finish; forward-auth connections close as they become idle.
+        environment.retireAuthorizers()
         connections.startDrain()
         var forced = 0
         if !(await connections.waitUntilEmpty(timeout: timeout)) {
@@ -80,6 +83,9 @@ extension GatewayServer {
             throw error
         }
         self.currentEnvironment.withLockedValue { $0 = new }
+        // The old authorizers serve only connections admitted before (their requests in flight finish);
+        // their forward-auth connections close as they become idle instead of after idle_timeout.
+        old.retireAuthorizers()
         old.metrics.reloaded(.applied)
     }
 

@@ -29,19 +29,24 @@ public struct GatewayService: Service {
     private let group: any EventLoopGroup
     private let logger: Logger
     private let onStarted: @Sendable (Started) -> Void
+    private let registry: PrometheusCollectorRegistry
 
     /// - Parameters:
     ///   - configuration: The configuration to start with.
     ///   - configurationPath: The file SIGHUP reads again; `nil` ignores SIGHUP (it is still trapped,
     ///     so it does not kill the process).
+    ///   - registry: Where the metrics go (`/metrics`); the embedded default shares it with its demo
+    ///     upstream, whose accept errors are counted there too.
     ///   - onStarted: Called once the listeners are bound.
     public init(
         configuration: GatewayConfiguration,
         configurationPath: String?,
         group: any EventLoopGroup,
         logger: Logger,
+        registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry(),
         onStarted: @escaping @Sendable (Started) -> Void = { _ in }
     ) {
+        self.registry = registry
         self.configuration = configuration
         self.configurationPath = configurationPath
         self.group = group
@@ -59,7 +64,7 @@ public struct GatewayService: Service {
     public func run() async throws {
         // Trap SIGHUP before anything else: its default action would end the process.
         let hangups = await UnixSignalsSequence(trapping: .sighup)
-        let registry = PrometheusCollectorRegistry()
+        let registry = self.registry
         let server = try await GatewayServer.start(
             configuration: self.configuration,
             group: self.group,
@@ -124,6 +129,7 @@ public struct GatewayService: Service {
                 group: self.group,
                 observation: AdminObservation(live: connections.live, taps: connections.taps),
                 token: token,
+                acceptErrors: .init(listener: AcceptErrorPause.adminListener, metrics: server.environment.metrics, logger: self.logger),
                 isReady: { !server.isDraining }
             )
         } catch {

@@ -9,7 +9,8 @@ import Glibc
 extension ServerBootstrap {
     /// Stops accepting for a second after `accept` fails for want of a resource (EMFILE, ENFILE,
     /// ENOBUFS, ENOMEM; RELIABILITY R-12): ``AcceptErrorPause``, which counts and logs each pause when
-    /// given a `report` (the gateway's listeners; the admin and demo listeners only pause).
+    /// given a `report` (every listener of `wsgate`: the gateway's by their names, the admin listener
+    /// as `admin`, the demo upstream as `demo`; without one it only pauses).
     func backingOffAfterAcceptErrors(reporting report: AcceptErrorPause.Report? = nil) -> ServerBootstrap {
         self.serverChannelInitializer { channel in
             channel.eventLoop.makeCompletedFuture {
@@ -37,6 +38,11 @@ final class AcceptErrorPause: ChannelInboundHandler {
 
     /// How long the listener stops accepting after such an error: NIO's default backoff.
     static let pause: TimeAmount = .seconds(1)
+
+    /// The `listener` label of the admin listener's and the demo upstream's pauses (a gateway listener
+    /// is labelled by its name, by default `host:port`).
+    static let adminListener = "admin"
+    static let demoListener = "demo"
 
     /// Where a listener's pauses are counted and logged.
     struct Report: Sendable {

@@ -38,7 +38,8 @@ extension ClientConnectionHandler {
         authorizer.authorize(
             request,
             head: request.head,
-            peer: self.peer,
+            // The same client address as the logs and caps (PROXY source, `client_address: chain`).
+            peer: self.resolvedClientAddress,
             clientUsedTLS: self.clientUsedTLS,
             on: context.eventLoop,
             abandoned: context.channel.closeFuture

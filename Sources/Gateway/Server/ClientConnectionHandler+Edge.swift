@@ -23,6 +23,12 @@ extension ClientConnectionHandler {
         return HandshakeRejection(503, "too many connections from this address", reason: "ip-connections")
     }
 
+    /// The client address as the rest of the gateway uses it (logs, caps, rate limits): the PROXY
+    /// header's source or the `client_address: chain` result when there is one, else the socket's peer.
+    var resolvedClientAddress: IPAddress? {
+        self.recorder.record.clientAddress.flatMap { IPAddress($0) } ?? self.peer
+    }
+
     /// `require_sni_host_match`: a Host that is not the TLS SNI name is 421 Misdirected Request
     /// (RFC 9110 §15.5.20), which rules out domain fronting (SNI of one site, Host of another). No SNI
     /// at all does not match either. Case and one trailing dot are ignored.

@@ -54,6 +54,13 @@ final class GatewayEnvironment: Sendable {
         self.authorizers = try authorizers ?? configuration.routes.map { route in try RouteAuthorizers.make(for: route, metrics: metrics) }
     }
 
+    /// This environment no longer takes new connections (a reload replaced it) or the gateway stops:
+    /// the authorizers release what they keep between requests once their requests in flight are done
+    /// (forward-auth's kept-alive connections, ``ForwardAuthPool/retire()``).
+    func retireAuthorizers() {
+        for authorizer in self.authorizers.joined() { authorizer.retire() }
+    }
+
     var limits: GatewayConfiguration.Limits { self.configuration.limits }
     var timeouts: GatewayConfiguration.Timeouts { self.configuration.timeouts }
 

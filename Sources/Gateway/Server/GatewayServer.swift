@@ -152,8 +152,10 @@ public final class GatewayServer: Sendable {
         }
     }
 
-    /// Stops accepting. Live connections are not touched (``drain(timeout:)`` ends them).
+    /// Stops accepting and retires the authorizers (forward-auth's idle connections close; busy ones once
+    /// answered). Live connections are not touched (``drain(timeout:)`` ends them).
     public func close() async throws {
+        self.environment.retireAuthorizers()
         for channel in self.serverChannels {
             try await channel.close()
         }
