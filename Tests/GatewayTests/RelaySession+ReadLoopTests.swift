@@ -1,6 +1,7 @@
 import Frames
 import NIOCore
 import NIOEmbedded
+import TestPeers
 import Testing
 
 @testable import Gateway
