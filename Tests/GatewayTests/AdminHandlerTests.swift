@@ -169,4 +169,62 @@ import Testing
             try await server.close()
         }
     }
+
+    /// Issue #16: the `open` of a WebSocket on an HTTP/2 stream shows the request the client sent, not the
+    /// HTTP/1.1 upgrade the gateway translated it to: `CONNECT` with `:protocol websocket` (RFC 8441 §4),
+    /// `:path` redacted as a target is, a cookie redacted, and no `Sec-WebSocket-Key` (the client sent none;
+    /// the translation's placeholder is the gateway's own).
+    @Test func aStreamOverHTTP2IsTappedAsTheExtendedConnectTheClientSent() async throws {
+        guard try await PythonPeer.require("h2"), try await PythonPeer.require("wsproto") else { return }
+        let registry = PrometheusCollectorRegistry()
+        let certificate = try GatewayTLSTests.certificate()
+        try await GatewayTLSTests.withFile(GatewayTLSTests.ca.certificatePEM) { ca in
+            try await withDemo { demo in
+                var configuration = GatewayConfiguration(
+                    listeners: [.init(host: "127.0.0.1", port: 0)],
+                    routes: [.init(pathPrefix: "/", upstreams: [.init(scheme: .ws, host: "127.0.0.1", port: demo.port)])],
+                    accessLog: .off
+                )
+                configuration.listeners[0].tls = TLSServerConfiguration(defaultIdentity: certificate.identity)
+                configuration.listeners[0].tls?.offersHTTP2 = true
+                configuration.admin = .off
+                let server = try await GatewayServer.start(
+                    configuration: configuration,
+                    group: MultiThreadedEventLoopGroup.singleton,
+                    metricsFactory: GatewayService.metricsFactory(registry: registry)
+                )
+                let connections = server.environment.connections
+                let admin = try await AdminServer.start(
+                    host: "127.0.0.1",
+                    port: 0,
+                    registry: registry,
+                    group: MultiThreadedEventLoopGroup.singleton,
+                    observation: AdminObservation(live: connections.live, taps: connections.taps),
+                    token: AdminToken(),
+                    isReady: { true }
+                )
+                let tap = try await RawConnection.open(port: admin.localAddress!.port!)
+                await tap.send("GET /tap?payload=none HTTP/1.1\r\nHost: admin\r\n\r\n")
+                #expect(try await tap.wait(for: .seconds(5)) { _ in connections.taps.count == 1 })
+                let port = server.localAddresses[0].port!
+                let output = try await HTTP2InteropTests.run("echo", port, ca, "1", "/echo?access_token=SECRET1&name=a", "session=SECRET2")
+                #expect(output.contains("OK 1"), "\(output)")
+                #expect(try await tap.wait(for: .seconds(5)) { $0.text.contains(#""event":"open""#) })
+                let open = try #require(tap.text.split(separator: "\n").first { $0.contains(#""event":"open""#) }.map(String.init))
+                #expect(open.contains(#""scheme":"wss""#), "\(open)")
+                #expect(open.contains(#""method":"CONNECT""#), "\(open)")
+                #expect(open.contains(#"[":method","CONNECT"]"#) && open.contains(#"[":protocol","websocket"]"#), "\(open)")
+                #expect(open.contains(#"[":path","/echo?access_token=[redacted]&name=a"]"#), "\(open)")
+                #expect(open.contains(#"[":authority","localhost:\#(port)"]"#), "\(open)")
+                #expect(open.contains(#"["sec-websocket-version","13"]"#), "\(open)")
+                #expect(!open.lowercased().contains("sec-websocket-key"), "\(open)")
+                #expect(!open.contains(ExtendedConnect.placeholderKey), "\(open)")
+                #expect(!tap.text.contains("SECRET1") && !tap.text.contains("SECRET2"), "\(tap.text)")
+                #expect(!open.contains(#""method":"GET""#), "\(open)")
+                tap.close()
+                try await admin.close()
+                try await server.close()
+            }
+        }
+    }
 }

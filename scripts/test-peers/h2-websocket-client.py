@@ -1,10 +1,12 @@
 """RFC 8441 client for the HTTP/2 tests (GatewayTests: HTTP2InteropTests): Python `h2` for HTTP/2 (it
 sends `:protocol` once the server's SETTINGS_ENABLE_CONNECT_PROTOCOL = 1 arrived) and `wsproto` for the
-RFC 6455 frames on each stream. Every run is bounded (20 s); it prints what it saw, one line per fact.
+RFC 6455 frames on each stream. Every run is bounded (20 s, or H2_CLIENT_DEADLINE seconds); it prints
+what it saw, one line per fact.
 
 Usage: h2-websocket-client.py MODE PORT CA_FILE [N]
-  echo N         N streams on one connection, each sends a text message, expects it echoed, closes 1000
-                 and ends its stream; prints "OK N"
+  echo N [PATH [COOKIE]]
+                 N streams on one connection (to PATH, with a cookie field if given), each sends a text
+                 message, expects it echoed, closes 1000 and ends its stream; prints "OK N"
   no-protocol    a CONNECT without :protocol; prints "STATUS s" and "ENDED" (or "RESET code")
   alpn           offers h2 and http/1.1; prints "ALPN <selected>"
   rapid-reset N  N streams each opened and reset at once; prints "GOAWAY code" or "CLOSED"
@@ -19,6 +21,10 @@ Usage: h2-websocket-client.py MODE PORT CA_FILE [N]
                  "STREAMS [(id, status or 'reset code')…]" and "ECHOED [ids]"
   big-then-ok N  one CONNECT with an N-byte header, then a normal stream on the same connection; prints
                  "STATUS s" / "RESET code" / "GOAWAY code" for the first, "NEXT s" for the second
+  flood-hold N BYTES GO
+                 as flood, but stops starting messages once BYTES were sent (prints "SENT sent", or
+                 "STALLED sent" if the windows closed first), then holds (reads, opens no window) until
+                 the file GO exists, then takes everything and finishes as flood does
   flood N        N streams each sending 64 KiB binary messages as fast as the windows allow while the
                  gateway's DATA is received but not acknowledged (the client takes nothing); once no
                  window opened for 1.5 s prints "STALLED sent"; then it takes everything, finishes, checks
@@ -27,13 +33,13 @@ Usage: h2-websocket-client.py MODE PORT CA_FILE [N]
                  code last_stream_id", "CLOSE code" (answered with the same code and END_STREAM), "ENDED"
                  or "RESET code", "EOF"
 """
-import socket, ssl, sys, time
+import os, socket, ssl, sys, time
 import h2.connection, h2.config, h2.events, h2.settings, h2.errors
 from wsproto.connection import Connection, ConnectionType
 from wsproto.events import TextMessage, BytesMessage, CloseConnection, Ping
 
 mode, port, ca = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-deadline = time.monotonic() + 20
+deadline = time.monotonic() + float(os.environ.get("H2_CLIENT_DEADLINE", "20"))
 
 def connect(alpn=("h2",)):
     ctx = ssl.create_default_context(cafile=ca)
@@ -125,13 +131,13 @@ def until_goaway(tls, conn, also=lambda ev: None):
     except (EOFError, ConnectionResetError, BrokenPipeError, ssl.SSLError) as e:
         print("CLOSED", type(e).__name__)
 
-def echo(n):
+def echo(n, path="/echo", cookie=None):
     tls = connect()
     assert tls.selected_alpn_protocol() == "h2", tls.selected_alpn_protocol()
     conn = h2conn(tls)
     wait_settings(tls, conn)
     streams = {sid: {"ws": Connection(ConnectionType.CLIENT), "status": None, "got": [], "closed": False, "ended": False}
-               for sid in open_streams(tls, conn, n)}
+               for sid in open_streams(tls, conn, n, connect_headers(path, extra=[("cookie", cookie)] if cookie else ()))}
     state = lambda: {k: (v["status"], v["got"], v["closed"], v["ended"]) for k, v in streams.items()}
     for ev in events(tls, conn, state):
         if isinstance(ev, h2.events.ResponseReceived):
@@ -186,7 +192,7 @@ def big_headers_event(ev):
         sys.exit(0)
 
 if mode == "echo":
-    echo(int(sys.argv[4]))
+    echo(int(sys.argv[4]), *sys.argv[5:7])
 elif mode == "no-protocol":
     refused(connect_headers(protocol=None))
 elif mode == "alpn":
@@ -375,9 +381,12 @@ elif mode == "big-then-ok":
             tls.sendall(conn.data_to_send())
     except (EOFError, ConnectionResetError, ssl.SSLError, socket.timeout) as e:
         print("CLOSED", type(e).__name__)
-elif mode == "flood":
-    import select
+elif mode in ("flood", "flood-hold"):
+    import os, select
     n = int(sys.argv[4])
+    # flood-hold: stop starting messages once `cap` bytes were sent, then hold until `go` exists.
+    cap = int(sys.argv[5]) if mode == "flood-hold" else None
+    go = sys.argv[6] if mode == "flood-hold" else None
     tls = connect()
     conn = h2conn(tls)
     wait_settings(tls, conn)
@@ -397,6 +406,7 @@ elif mode == "flood":
     messages = {sid: 0 for sid in wss}
     unacked, received = [], {sid: b"" for sid in wss}
     failed = False
+    sent = 0
 
     def handle(events):
         global failed
@@ -412,6 +422,7 @@ elif mode == "flood":
                 failed = True
 
     def step(sending):
+        global sent
         progressed = False
         for sid in wss:
             if not pending[sid] and sending:
@@ -420,12 +431,14 @@ elif mode == "flood":
             window = min(conn.local_flow_control_window(sid), conn.max_outbound_frame_size)
             if pending[sid] and window > 0:
                 conn.send_data(sid, pending[sid][:window])
+                sent += min(window, len(pending[sid]))
                 pending[sid] = pending[sid][window:]
                 progressed = True
         out = conn.data_to_send()
         if out:
             tls.sendall(out)
-        if select.select([tls], [], [], 0.05)[0] or tls.pending():
+        # Waits for the gateway only when nothing could be sent (a fixed wait would cap the rate).
+        if select.select([tls], [], [], 0 if progressed else 0.05)[0] or tls.pending():
             data = tls.recv(65536)
             if not data:
                 raise EOFError("connection closed")
@@ -436,11 +449,16 @@ elif mode == "flood":
         return progressed
 
     sent_at = time.monotonic()
-    while time.monotonic() - sent_at < 1.5 and not failed:
-        assert time.monotonic() < deadline, "never stalled"
+    while time.monotonic() - sent_at < 1.5 and not failed and (cap is None or sent < cap):
+        assert time.monotonic() < deadline, ("never stalled", sent)
         if step(True):
             sent_at = time.monotonic()
-    print("STALLED", sum(messages.values()) * 65536, flush=True)
+    stalled = cap is None or sent < cap
+    print("STALLED" if stalled else "SENT", sent, flush=True)
+    while go is not None and not os.path.exists(go) and not failed:
+        # Held: DATA is still read from the socket but no window is opened.
+        assert time.monotonic() < deadline, ("held", sent)
+        step(False)
     # Now take everything: acknowledge what came, finish the frames under way, read every echo.
     for length, sid in unacked:
         conn.acknowledge_received_data(length, sid)
