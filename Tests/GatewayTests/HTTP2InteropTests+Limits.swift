@@ -1,4 +1,6 @@
+import Foundation
 import MetricsTestKit
+import NIOCore
 import TLSShim
 import TestPeers
 import Testing
@@ -53,6 +55,93 @@ extension HTTP2InteropTests {
             #expect(output.contains("STALLED") && output.contains(" 11"), "\(output)")
             #expect(!output.contains("GOAWAY"), "\(output)")
         }
+    }
+
+    /// `limits.http2.max_connection_buffer` at a realistic size (4 MiB for 4 streams): a client that sends
+    /// 6 MiB without taking any echo is not stalled, and that is not a hole in the bound. What the gateway
+    /// holds for the connection (the four 512 KiB windows plus what the streams queued toward the client,
+    /// each capped near its 256 KiB watermark) stays under the budget, so it is never paused; everything
+    /// else the client sent left for the upstream (the relays forwarded all but what the windows hold) and
+    /// waits in the kernel's socket buffers and the upstream, which the relay's per-leg watermarks bound
+    /// as over HTTP/1.1. Measured: the upstream path on loopback absorbs about 40 MB before the client's
+    /// windows close. Once the client reads, every echo arrives and each stream closes 1000.
+    @Test func aClientSendingPastARealisticBudgetWithoutReadingLeavesTheGatewayWithinIt() async throws {
+        guard try await PythonPeer.require("h2"), try await PythonPeer.require("wsproto") else { return }
+        let certificate = try GatewayTLSTests.certificate()
+        var limits = GatewayConfiguration.Limits()
+        limits.http2.maxConcurrentStreams = 4
+        limits.http2.maxConnectionBuffer = 4 * 1024 * 1024
+        let budget = limits.http2
+        let high = budget.streamOutboundHighWatermark(relay: limits.bufferHighWatermark)
+        #expect(budget.streamWindow == 512 * 1024 && high == 256 * 1024)
+        try await GatewayTLSTests.withFile(GatewayTLSTests.ca.certificatePEM) { ca in
+            try await withDemo { demo in
+                try await withGatewayServer(upstreamPort: demo.port) {
+                    $0.listeners[0].tls = TLSServerConfiguration(defaultIdentity: certificate.identity)
+                    $0.listeners[0].tls?.offersHTTP2 = true
+                    $0.limits = limits
+                } _: { server, port in
+                    let go = FileManager.default.temporaryDirectory.appendingPathComponent("h2-go-\(UUID())").path
+                    defer { try? FileManager.default.removeItem(atPath: go) }
+                    let runner = "import runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
+                    let cap = 6 * 1024 * 1024
+                    let peer = try PythonPeer(script: runner, arguments: [Self.client, "flood-hold", String(port), ca, "4", String(cap), go])
+                    defer { peer.stop() }
+                    let line = try await peer.firstLine()
+                    let sent = try #require(line.hasPrefix("SENT ") ? Int(line.dropFirst(5)) : nil, "the client stalled or failed: \(line)")
+                    #expect(sent >= cap)
+
+                    // The bytes the h2 layer may hold unread are the windows; the rest reached the relays.
+                    let windows = 4 * budget.streamWindow
+                    var figures = Self.Figures()
+                    await waitFor(.seconds(10)) {
+                        figures = Self.figures(server)
+                        return figures.streams == 4 && figures.forwarded + windows >= sent
+                    }
+                    #expect(figures.streams == 4 && figures.forwarded + windows >= sent, "\(figures), sent \(sent)")
+                    #expect(figures.peak <= budget.maxConnectionBuffer && !figures.paused, "\(figures)")
+                    #expect(figures.queued <= 4 * (high + 128 * 1024), "\(figures)")
+                    #expect(figures.upstreamBuffered.allSatisfy { $0 <= limits.bufferHighWatermark + budget.streamWindow }, "\(figures)")
+
+                    // The client reads now: every echo arrives intact, nothing was reset.
+                    #expect(FileManager.default.createFile(atPath: go, contents: nil))
+                    let (status, output) = try await peer.finish()
+                    #expect(status == 0 && output.contains("OK 4"), "\(output)")
+                    #expect(!output.contains("RESET") && !output.contains("GOAWAY"), "\(output)")
+                }
+            }
+        }
+    }
+
+    struct Figures: CustomStringConvertible {
+        var streams = 0, forwarded = 0, buffered = 0, queued = 0, peak = 0, paused = false
+        var upstreamBuffered: [Int] = []
+        var description: String {
+            "streams \(self.streams), forwarded \(self.forwarded), buffered \(self.buffered), queued \(self.queued), "
+                + "peak \(self.peak), paused \(self.paused), upstream legs \(self.upstreamBuffered)"
+        }
+    }
+
+    /// The relayed streams' figures, each read on its event loop: payload the relays read from the
+    /// client, the connection's budget, and each upstream leg's unsent bytes.
+    static func figures(_ server: GatewayServer) -> Figures {
+        var figures = Figures()
+        for entry in server.environment.connections.live.allEntries {
+            typealias Read = (forwarded: Int, upstream: Int, budget: (buffered: Int, queued: Int, peak: Int, paused: Bool)?)
+            let read = try? entry.eventLoop.submit { () -> Read in
+                let session = entry.session.value
+                let codec = session.contexts.client.flatMap { try? $0.pipeline.syncOperations.handler(type: HTTP2WebSocketStreamCodec.self) }
+                let upstream = session.contexts.upstream.flatMap { try? $0.channel.syncOptions?.getOption(.bufferedWritableBytes) }
+                let budget = codec?.memory.map { ($0.buffered, $0.queued, $0.peak, $0.paused) }
+                return (session.stats.client.bytes, upstream ?? 0, budget)
+            }.wait()
+            guard let read, let budget = read.budget else { continue }
+            figures.streams += 1
+            figures.forwarded += read.forwarded
+            figures.upstreamBuffered.append(read.upstream)
+            (figures.buffered, figures.queued, figures.peak, figures.paused) = budget
+        }
+        return figures
     }
 
     /// The client certificate belongs to the TLS connection: `wsgate_client_certificates_total` counts it

@@ -16,6 +16,8 @@ final class HTTP2ConnectionMemory {
     var paused: Bool { self.budget.paused }
     var buffered: Int { self.budget.buffered }
     var peak: Int { self.budget.peak }
+    /// DATA queued toward the client, not yet written to the socket.
+    var queued: Int { self.budget.queuedTotal }
 
     /// A stream's codec joins (its window counts from now on); the answer is its key.
     func register(_ codec: HTTP2WebSocketStreamCodec) -> Int {

@@ -60,7 +60,7 @@ final class HTTP2WebSocketStreamCodec: ChannelDuplexHandler, RemovableChannelHan
     /// `limits.http2.max_header_list`: a larger request is answered 431 on this stream.
     private let maxHeaderListBytes: Int
     /// The connection's budget and this stream's key in it (nil: not counted, as in unit tests).
-    private let memory: HTTP2ConnectionMemory?
+    let memory: HTTP2ConnectionMemory?
     private var memoryKey: Int?
     /// The relay asked to read while the connection was over its budget.
     private var readPending = false
