@@ -72,7 +72,7 @@ final class PythonPeer: @unchecked Sendable {
         let deadline = ContinuousClock.now + timeout
         while self.process.isRunning {
             if ContinuousClock.now >= deadline {
-                self.process.terminate()
+                self.stop()
                 throw PeerError("python did not finish within \(timeout): \(self.errorOutput())")
             }
             try await Task.sleep(for: .milliseconds(20))
@@ -86,8 +86,11 @@ final class PythonPeer: @unchecked Sendable {
         return String(decoding: self.stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
     }
 
+    /// SIGKILL, not `Process.terminate()`'s SIGTERM: the child inherits the test runner's blocked signal
+    /// mask (SIGTERM included), so a SIGTERM stays pending and a peer that serves until killed (the
+    /// forward-auth service) outlived every test run.
     func stop() {
-        if self.process.isRunning { self.process.terminate() }
+        if self.process.isRunning { kill(self.process.processIdentifier, SIGKILL) }
     }
 
     deinit { self.stop() }
@@ -125,7 +128,7 @@ func runPython(_ arguments: [String], timeout: Duration) async throws -> (status
     let deadline = ContinuousClock.now + timeout
     while process.isRunning {
         if ContinuousClock.now >= deadline {
-            process.terminate()
+            kill(process.processIdentifier, SIGKILL)  // SIGTERM is blocked in the child (see PythonPeer.stop)
             process.waitUntilExit()
             let text = (try? String(contentsOf: output, encoding: .utf8)) ?? ""
             return (-1, "timed out after \(timeout); output: \(text)")
