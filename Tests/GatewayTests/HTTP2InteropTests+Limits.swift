@@ -41,20 +41,41 @@ extension HTTP2InteropTests {
     }
 
     /// `limits.http2.max_connection_buffer`: a client that keeps sending on every stream while it takes
-    /// none of the echoes stalls (its windows stop opening), and past the budget's quarter margin the
-    /// stream holding the most is reset with ENHANCE_YOUR_CALM; the connection gets no GOAWAY.
-    @Test func aClientThatSendsWithoutReadingIsHeldThenItsFullestStreamReset() async throws {
+    /// none of the echoes is held (its windows stop opening), and what the gateway holds for the
+    /// connection never stays past the budget's quarter margin: there the stream holding the most is reset
+    /// with ENHANCE_YOUR_CALM (11) and the connection gets no GOAWAY. Whether the relays' writes past the
+    /// stream watermarks reach that margin depends on how reads and writes interleave (they did on a loaded
+    /// machine, not on a quiet one), so both outcomes are accepted; the reset itself is asserted
+    /// deterministically in memory (`HTTP2ConnectionMemoryTests`, `HTTP2ConnectionBudgetTests`).
+    @Test func aClientThatSendsWithoutReadingIsHeldWithinTheBudget() async throws {
         guard try await PythonPeer.require("h2"), try await PythonPeer.require("wsproto") else { return }
-        try await Self.withH2Gateway(configure: {
-            $0.limits.http2.maxConcurrentStreams = 4
-            $0.limits.http2.maxConnectionBuffer = 256 * 1024
-        }) { port, ca in
-            let output = try await Self.run("flood", port, ca, "4")
-            // Measured with this small budget (64 KiB per stream): the relays' writes past the stream
-            // watermarks reach a quarter past the budget, so the fullest stream is reset ENHANCE_YOUR_CALM (11);
-            // the connection is not sent GOAWAY.
-            #expect(output.contains("STALLED") && output.contains(" 11"), "\(output)")
+        var limits = GatewayConfiguration.Limits()
+        limits.http2.maxConcurrentStreams = 4
+        limits.http2.maxConnectionBuffer = 256 * 1024
+        let budget = limits.http2.maxConnectionBuffer
+        // More than the whole path could absorb, so the client is held before it gets there.
+        try await Self.withHeldFlood(limits: limits, cap: 256 * 1024 * 1024) { server, line, finish in
+            // The client prints `STALLED n` once no window opened for 1.5 s, or first a reset's
+            // `RESET stream 11` if the margin was crossed while it was still sending.
+            #expect(line.hasPrefix("STALLED ") || line.hasPrefix("RESET "), "the client was not held: \(line)")
+            // Held: what the connection holds is back within the reset margin (a write of one 64 KiB
+            // message, and its frame, may have crossed it before the reset took it away).
+            var figures = Self.Figures()
+            await waitFor(.seconds(5)) {
+                figures = Self.figures(server)
+                return figures.buffered <= budget + budget / 4
+            }
+            #expect(figures.buffered <= budget + budget / 4, "\(figures)")
+            #expect(figures.peak <= budget + budget / 4 + 66 * 1024, "\(figures)")
+
+            let (status, rest) = try await finish()
+            let output = line + "\n" + rest
+            let resets = output.split(separator: "\n").filter { $0.hasPrefix("RESET ") }
+            #expect(output.contains("STALLED "), "\(output)")
             #expect(!output.contains("GOAWAY"), "\(output)")
+            #expect(resets.allSatisfy { $0.hasSuffix(" 11") }, "\(output)")
+            // Without a reset every echo arrives intact and each stream closes 1000.
+            #expect(!resets.isEmpty || (status == 0 && output.contains("OK 4")), "\(output)")
         }
     }
 
@@ -68,13 +89,46 @@ extension HTTP2InteropTests {
     /// windows close. Once the client reads, every echo arrives and each stream closes 1000.
     @Test func aClientSendingPastARealisticBudgetWithoutReadingLeavesTheGatewayWithinIt() async throws {
         guard try await PythonPeer.require("h2"), try await PythonPeer.require("wsproto") else { return }
-        let certificate = try GatewayTLSTests.certificate()
         var limits = GatewayConfiguration.Limits()
         limits.http2.maxConcurrentStreams = 4
         limits.http2.maxConnectionBuffer = 4 * 1024 * 1024
         let budget = limits.http2
         let high = budget.streamOutboundHighWatermark(relay: limits.bufferHighWatermark)
         #expect(budget.streamWindow == 512 * 1024 && high == 256 * 1024)
+        let cap = 6 * 1024 * 1024
+        try await Self.withHeldFlood(limits: limits, cap: cap) { server, line, finish in
+            let sent = try #require(line.hasPrefix("SENT ") ? Int(line.dropFirst(5)) : nil, "the client stalled or failed: \(line)")
+            #expect(sent >= cap)
+
+            // The bytes the h2 layer may hold unread are the windows; the rest reached the relays.
+            let windows = 4 * budget.streamWindow
+            var figures = Self.Figures()
+            await waitFor(.seconds(10)) {
+                figures = Self.figures(server)
+                return figures.streams == 4 && figures.forwarded + windows >= sent
+            }
+            #expect(figures.streams == 4 && figures.forwarded + windows >= sent, "\(figures), sent \(sent)")
+            #expect(figures.peak <= budget.maxConnectionBuffer && !figures.paused, "\(figures)")
+            #expect(figures.queued <= 4 * (high + 128 * 1024), "\(figures)")
+            #expect(figures.upstreamBuffered.allSatisfy { $0 <= limits.bufferHighWatermark + budget.streamWindow }, "\(figures)")
+
+            // The client reads now: every echo arrives intact, nothing was reset.
+            let (status, output) = try await finish()
+            #expect(status == 0 && output.contains("OK 4"), "\(output)")
+            #expect(!output.contains("RESET") && !output.contains("GOAWAY"), "\(output)")
+        }
+    }
+
+    /// Runs the gateway (TLS, `http2: on`, `limits`) before the demo upstream and the client's `flood-hold`
+    /// on four streams until `cap` bytes were sent or its windows closed; `body` gets the server, the
+    /// client's first line (`SENT n` or `STALLED n`) and `finish`, which lets the client read everything
+    /// and returns its exit status and output.
+    static func withHeldFlood(
+        limits: GatewayConfiguration.Limits,
+        cap: Int,
+        _ body: (_ server: GatewayServer, _ line: String, _ finish: () async throws -> (Int32, String)) async throws -> Void
+    ) async throws {
+        let certificate = try GatewayTLSTests.certificate()
         try await GatewayTLSTests.withFile(GatewayTLSTests.ca.certificatePEM) { ca in
             try await withDemo { demo in
                 try await withGatewayServer(upstreamPort: demo.port) {
@@ -85,30 +139,13 @@ extension HTTP2InteropTests {
                     let go = FileManager.default.temporaryDirectory.appendingPathComponent("h2-go-\(UUID())").path
                     defer { try? FileManager.default.removeItem(atPath: go) }
                     let runner = "import runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
-                    let cap = 6 * 1024 * 1024
                     let peer = try PythonPeer(script: runner, arguments: [Self.client, "flood-hold", String(port), ca, "4", String(cap), go])
                     defer { peer.stop() }
                     let line = try await peer.firstLine()
-                    let sent = try #require(line.hasPrefix("SENT ") ? Int(line.dropFirst(5)) : nil, "the client stalled or failed: \(line)")
-                    #expect(sent >= cap)
-
-                    // The bytes the h2 layer may hold unread are the windows; the rest reached the relays.
-                    let windows = 4 * budget.streamWindow
-                    var figures = Self.Figures()
-                    await waitFor(.seconds(10)) {
-                        figures = Self.figures(server)
-                        return figures.streams == 4 && figures.forwarded + windows >= sent
+                    try await body(server, line) {
+                        #expect(FileManager.default.createFile(atPath: go, contents: nil))
+                        return try await peer.finish()
                     }
-                    #expect(figures.streams == 4 && figures.forwarded + windows >= sent, "\(figures), sent \(sent)")
-                    #expect(figures.peak <= budget.maxConnectionBuffer && !figures.paused, "\(figures)")
-                    #expect(figures.queued <= 4 * (high + 128 * 1024), "\(figures)")
-                    #expect(figures.upstreamBuffered.allSatisfy { $0 <= limits.bufferHighWatermark + budget.streamWindow }, "\(figures)")
-
-                    // The client reads now: every echo arrives intact, nothing was reset.
-                    #expect(FileManager.default.createFile(atPath: go, contents: nil))
-                    let (status, output) = try await peer.finish()
-                    #expect(status == 0 && output.contains("OK 4"), "\(output)")
-                    #expect(!output.contains("RESET") && !output.contains("GOAWAY"), "\(output)")
                 }
             }
         }

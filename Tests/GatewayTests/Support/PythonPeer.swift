@@ -10,6 +10,8 @@ final class PythonPeer: @unchecked Sendable {
     let process = Process()
     private let stdout = Pipe()
     private let stderr = Pipe()
+    /// What was read from stdout past the line ``firstLine(timeout:)`` returned, for ``finish(timeout:)``.
+    private var unread = Data()
 
     /// Checks that the provisioned python3 can import `module`. If not, the test fails and says what to
     /// do, unless `WSGATE_SKIP_PYTHON=1` is set: then it prints a banner and cancels the test (reported as
@@ -46,7 +48,8 @@ final class PythonPeer: @unchecked Sendable {
         try self.process.run()
     }
 
-    /// The first line the script prints (a port, say), within `timeout`.
+    /// The first line the script prints (a port, say), within `timeout`; what came with it stays for
+    /// ``finish(timeout:)``.
     func firstLine(timeout: Duration = .seconds(30)) async throws -> String {
         let handle = self.stdout.fileHandleForReading
         let deadline = ContinuousClock.now + timeout
@@ -56,6 +59,7 @@ final class PythonPeer: @unchecked Sendable {
             if let chunk, !chunk.isEmpty {
                 data.append(chunk)
                 if let newline = data.firstIndex(of: 10) {
+                    self.unread = Data(data[data.index(after: newline)...])
                     return String(decoding: data[..<newline], as: UTF8.self)
                 }
             } else if !self.process.isRunning {
@@ -77,7 +81,7 @@ final class PythonPeer: @unchecked Sendable {
             }
             try await Task.sleep(for: .milliseconds(20))
         }
-        let out = String(decoding: self.stdout.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let out = String(decoding: self.unread + self.stdout.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         return (self.process.terminationStatus, out + self.errorOutput())
     }
 

@@ -14,4 +14,13 @@ import Testing
         while peer.process.isRunning, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
         #expect(!peer.process.isRunning, "the peer outlived stop()")
     }
+
+    /// Lines printed together with the first one (read in the same chunk) reach `finish()`: a test that
+    /// reads the first line, then the rest, sees everything the peer said.
+    @Test func whatCameWithTheFirstLineIsNotLost() async throws {
+        let peer = try PythonPeer(script: "import sys\nsys.stdout.write('one\\ntwo\\nthree\\n')")
+        #expect(try await peer.firstLine() == "one")
+        let (status, output) = try await peer.finish()
+        #expect(status == 0 && output == "two\nthree\n", "\(output)")
+    }
 }
