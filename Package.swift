@@ -75,7 +75,8 @@ let package = Package(
         ),
         // Issue #15 part 2: a prototype I/O core for relaying (per-loop epoll, structs in a slab, pooled
         // buffers, a timer wheel) over the pure `Frames` types. Only NIOCore's ByteBuffer from NIO.
-        .target(name: "CRelayCore"),
+        // core22: also a TLS engine over the system OpenSSL (the same libraries COpenSSL links).
+        .target(name: "CRelayCore", linkerSettings: [.linkedLibrary("ssl"), .linkedLibrary("crypto")]),
         .target(
             name: "RelayCore",
             dependencies: ["Frames", "CRelayCore", .product(name: "NIOCore", package: "swift-nio")],
@@ -142,7 +143,8 @@ let package = Package(
         ),
         .testTarget(
             name: "RelayCoreTests",
-            dependencies: ["RelayCore", "Frames", .product(name: "NIOCore", package: "swift-nio")]
+            // TLSShim only for its certificate generator (a test certificate for the TLS phase).
+            dependencies: ["RelayCore", "Frames", "CRelayCore", "TLSShim", .product(name: "NIOCore", package: "swift-nio")]
         ),
         .testTarget(
             name: "FramesTests",

@@ -37,6 +37,8 @@ struct Flow {
 /// `pending` are `nil`.
 struct RelayConnection {
     enum Phase {
+        /// A TLS listener's connection: the TLS handshake is under way (core22).
+        case tlsHandshake
         /// Reading the client's upgrade request.
         case head
         /// The upstream's TCP connect is under way.
@@ -49,7 +51,9 @@ struct RelayConnection {
         case closing
     }
 
-    var phase: Phase = .head
+    var phase: Phase
+    /// The client leg's TLS engine (a `crelay_tls*`), or nil on a plain listener.
+    var tls: OpaquePointer?
     var client: Leg
     var upstream = Leg()
     var fromClient: Flow
@@ -64,7 +68,9 @@ struct RelayConnection {
     /// The tick of the pending deadline (handshake or close), 0 for none.
     var deadline: UInt64 = 0
 
-    init(client fd: Int32, limits: FrameParser.Configuration) {
+    init(client fd: Int32, limits: FrameParser.Configuration, tls: OpaquePointer? = nil) {
+        self.phase = tls == nil ? .head : .tlsHandshake
+        self.tls = tls
         self.client = Leg(fd: fd)
         self.fromClient = Flow(parser: FrameParser(role: .server, configuration: limits))
         self.fromUpstream = Flow(parser: FrameParser(role: .client, configuration: limits))

@@ -19,6 +19,12 @@ public struct RelayCoreConfiguration: Sendable {
     /// The size of a pool buffer: one read, one write.
     public var bufferSize = 16 * 1024
     public var frameLimits = FrameParser.Configuration()
+    /// Whole small messages through `FrameParser`'s batch entry points (core22); off: per event only.
+    public var batchedParsing = true
+    /// Bytes of masking keys drawn per `getrandom(2)` by a loop's generator.
+    public var maskingKeyBatchBytes = 4096
+    /// A `wss://` listener when set: TLS is terminated on the loops (core22).
+    public var tls: RelayTLSContext?
     public var handshakeTimeoutMilliseconds = 10_000
     public var closeTimeoutMilliseconds = 5_000
     public var tickMilliseconds = 100

@@ -19,20 +19,32 @@ extension RelayLoop {
     func handle(_ events: UInt32, on side: Side, of connection: UnsafeMutablePointer<RelayConnection>, _ handle: Slab<RelayConnection>.Handle) {
         let readable = events & (crelayIn | crelayHangUp) != 0
         switch connection.pointee.phase {
+        case .tlsHandshake:
+            if side == .client && readable { self.readClientTLS(connection, handle) }
+            if side == .client && events & crelayOut != 0 { self.flush(.client, connection, handle) }
         case .head:
-            if side == .client && readable { self.readClientHead(connection, handle) }
+            if side == .client && readable {
+                if connection.pointee.tls != nil {
+                    self.readClientTLS(connection, handle)
+                } else {
+                    self.readClientHead(connection, handle)
+                }
+            }
+            if side == .client && events & crelayOut != 0 { self.flush(.client, connection, handle) }
         case .connecting:
             if side == .upstream && events & (crelayOut | crelayHangUp) != 0 {
                 self.finishConnect(connection)
             } else if side == .client && readable {
                 connection.pointee.client.readable = true
             }
+            if side == .client && events & crelayOut != 0 { self.flush(.client, connection, handle) }
         case .awaitingSwitch:
             if side == .upstream && readable {
                 self.readUpstreamSwitch(connection, handle)
             } else if side == .client && readable {
                 connection.pointee.client.readable = true
             }
+            if side == .client && events & crelayOut != 0 { self.flush(.client, connection, handle) }
         case .relaying, .closing:
             if readable {
                 self.pump(from: side, connection, handle, hungUp: events & crelayHangUp != 0)
@@ -67,6 +79,14 @@ extension RelayLoop {
             self.closeAll(handle)
             return
         }
+        connection.pointee.clientEarly = buffer
+        self.scanClientHead(connection, handle)
+    }
+
+    /// Scans the head held in `clientEarly` (plain bytes, or plaintext from the TLS engine); once it is
+    /// complete, connects the upstream.
+    func scanClientHead(_ connection: UnsafeMutablePointer<RelayConnection>, _ handle: Slab<RelayConnection>.Handle) {
+        guard var buffer = connection.pointee.clientEarly.take() else { return }
         let scan = buffer.withUnsafeReadableBytes { UpgradeHeadScanner.scanRequest($0) }
         switch scan {
         case .incomplete:

@@ -24,12 +24,16 @@ extension RelayLoop {
                 return
             }
             var input = self.pool.take()
-            let capacity = input.writableBytes
-            let count = input.withUnsafeMutableWritableBytes { read(fd, $0.baseAddress, $0.count) }
+            let capacity = side == .upstream ? min(input.writableBytes, self.upstreamReadSize) : input.writableBytes
+            let count = input.withUnsafeMutableWritableBytes { read(fd, $0.baseAddress, capacity) }
             if count > 0 {
                 input.moveWriterIndex(forwardBy: count)
                 connection.pointee[leg: side].readable = false
-                self.relay(input, from: side, connection)
+                if side == .client && connection.pointee.tls != nil {
+                    guard self.unseal(input, connection, handle) else { return }
+                } else {
+                    self.relay(input, from: side, connection)
+                }
                 // A short read drained the socket; new bytes raise a new edge. After a hang-up the end
                 // itself must still be read.
                 if count < capacity && !hungUp { return }
@@ -62,79 +66,51 @@ extension RelayLoop {
     private func relayFromClient(_ input: consuming ByteBuffer, _ connection: UnsafeMutablePointer<RelayConnection>) {
         var input = input
         var output = self.pool.take()
-        var failure: FramesError?
-        var closed = false
-        do {
-            while let event = try connection.pointee.fromClient.parser.next(&input, copyingPayloadTo: &output) {
-                switch event {
-                case .header(let header):
-                    let key = self.keys.nextKey()
-                    FrameHeader(
-                        fin: header.fin,
-                        reservedBits: header.reservedBits,
-                        opcode: header.opcode,
-                        maskingKey: key,
-                        payloadLength: header.payloadLength
-                    ).write(to: &output)
-                    connection.pointee.fromClient.parser.remaskPayload(with: key)
-                    connection.pointee.fromClient.wireMidFrame = header.payloadLength > 0
-                case .payload:
-                    break
-                case .frameEnd:
-                    connection.pointee.fromClient.wireMidFrame = false
-                case .control(let frame):
-                    self.towardUpstream.writeFrame(opcode: frame.opcode, payload: frame.payload, to: &output)
-                    closed = closed || frame.opcode == .close
-                }
-            }
-        } catch {
-            failure = error
-        }
+        let step = RelayFraming.towardUpstream(
+            &connection.pointee.fromClient,
+            &input,
+            into: &output,
+            keys: self.keys,
+            encoder: &self.towardUpstream,
+            batching: self.configuration.batchedParsing
+        )
+        self.batchedFrames &+= step.batchedFrames
         self.pool.give(input)
         self.send(output, to: .upstream, connection)
-        if closed { self.closePassed(from: .client, connection) }
-        if let failure { self.violation(by: .client, failure, connection) }
+        if step.closed { self.closePassed(from: .client, connection) }
+        if let failure = step.failure { self.violation(by: .client, failure, connection) }
     }
 
     /// Upstream → client: parsed in place; the bytes of every complete event are forwarded unchanged.
     private func relayFromUpstream(_ input: consuming ByteBuffer, _ connection: UnsafeMutablePointer<RelayConnection>) {
         var input = input
-        let start = input.readerIndex
-        var validEnd = start
-        var failure: FramesError?
-        var closed = false
-        do {
-            while let event = try connection.pointee.fromUpstream.parser.nextInPlace(&input) {
-                switch event {
-                case .header(let header):
-                    connection.pointee.fromUpstream.wireMidFrame = header.payloadLength > 0
-                case .payload:
-                    break
-                case .frameEnd:
-                    connection.pointee.fromUpstream.wireMidFrame = false
-                case .control(let frame):
-                    closed = closed || frame.opcode == .close
-                }
-                validEnd = input.readerIndex
-            }
-            // More bytes needed: what was consumed (a partial header, a partial control frame) is valid so
-            // far and goes out too; the wire is then inside a frame until the next event says otherwise.
-            if input.readerIndex > validEnd {
-                connection.pointee.fromUpstream.wireMidFrame = true
-                validEnd = input.readerIndex
-            }
-        } catch {
-            failure = error
-        }
-        input.moveReaderIndex(to: start)
-        input.moveWriterIndex(to: validEnd)
+        let step = RelayFraming.towardClient(
+            &connection.pointee.fromUpstream,
+            &input,
+            batching: self.configuration.batchedParsing
+        )
+        self.batchedFrames &+= step.batchedFrames
         self.send(input, to: .client, connection)
-        if closed { self.closePassed(from: .upstream, connection) }
-        if let failure { self.violation(by: .upstream, failure, connection) }
+        if step.closed { self.closePassed(from: .upstream, connection) }
+        if let failure = step.failure { self.violation(by: .upstream, failure, connection) }
     }
 
-    /// Writes `buffer` (a pool buffer, given back here or kept as the leg's pending bytes) to `side`.
+    /// Writes `buffer` (a pool buffer, given back here or kept as the leg's pending bytes) to `side`,
+    /// sealed into TLS records first toward a TLS client.
     func send(_ buffer: consuming ByteBuffer, to side: Side, _ connection: UnsafeMutablePointer<RelayConnection>) {
+        guard side == .client, let engine = connection.pointee.tls, connection.pointee.client.fd >= 0 else {
+            self.sendRaw(buffer, to: side, connection)
+            return
+        }
+        guard let records = self.seal(buffer, engine) else {
+            self.closeLeg(.client, of: connection)
+            return
+        }
+        self.sendRaw(records, to: .client, connection)
+    }
+
+    /// Writes `buffer`'s bytes as they are (a pool buffer, given back here or kept as pending).
+    func sendRaw(_ buffer: consuming ByteBuffer, to side: Side, _ connection: UnsafeMutablePointer<RelayConnection>) {
         var buffer = buffer
         let fd = connection.pointee[leg: side].fd
         guard fd >= 0 else {
@@ -168,7 +144,7 @@ extension RelayLoop {
     /// `side` became writable: write what it is owed, then resume the reads that waited for it.
     func flush(_ side: Side, _ connection: UnsafeMutablePointer<RelayConnection>, _ handle: Slab<RelayConnection>.Handle) {
         guard let pending = connection.pointee[leg: side].pending.take() else { return }
-        self.send(pending, to: side, connection)
+        self.sendRaw(pending, to: side, connection)
         guard connection.pointee[leg: side].pending == nil, connection.pointee[leg: side.other].readable else { return }
         self.pump(from: side.other, connection, handle, hungUp: false)
     }
@@ -205,7 +181,7 @@ extension RelayLoop {
 
     /// `side`'s TCP connection ended (or failed). After its Close this is the normal end; without one the
     /// other peer gets 1014 (upstream lost) or 1001 (client lost).
-    private func sourceEnded(_ side: Side, _ connection: UnsafeMutablePointer<RelayConnection>, _ handle: Slab<RelayConnection>.Handle) {
+    func sourceEnded(_ side: Side, _ connection: UnsafeMutablePointer<RelayConnection>, _ handle: Slab<RelayConnection>.Handle) {
         self.closeLeg(side, of: connection)
         let other = side.other
         if !connection.pointee[from: side].closePassed {

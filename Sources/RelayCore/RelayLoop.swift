@@ -29,10 +29,18 @@ final class RelayLoop: @unchecked Sendable {
     var slab: Slab<RelayConnection>
     var pool: BufferPool
     var wheel = TimerWheel(slotCount: 512)
-    let keys = MaskingKeyGenerator()
+    /// One generator per loop, refilled `maskingKeyBatchBytes` (4 KiB, 1,024 keys) per `getrandom(2)`.
+    let keys: MaskingKeyGenerator
     var towardUpstream: FrameEncoder
     var towardClient = FrameEncoder(role: .server)
+    /// The listener's TLS context (core22), nil for plain `ws://`.
+    let tls: RelayTLSContext?
+    /// Bytes of one upstream read: on a TLS listener, room is left in the pool buffer for the records'
+    /// overhead, so sealing a read never grows the buffer.
+    let upstreamReadSize: Int
     var stopping = false
+    /// Frames relayed through the batch entry points (core22; for tests and the profile).
+    var batchedFrames = 0
     var thread = pthread_t()
     let edgeEvents = crelay_epollin | crelay_epollout | crelay_epollrdhup | crelay_epollet
 
@@ -42,6 +50,9 @@ final class RelayLoop: @unchecked Sendable {
         self.upstreamAddress = upstream
         self.slab = Slab(capacity: configuration.maxConnectionsPerLoop)
         self.pool = BufferPool(bufferSize: configuration.bufferSize)
+        self.keys = MaskingKeyGenerator(batchBytes: configuration.maskingKeyBatchBytes)
+        self.tls = configuration.tls
+        self.upstreamReadSize = configuration.bufferSize - (configuration.tls == nil ? 0 : 512)
         self.towardUpstream = FrameEncoder(role: .client, keys: self.keys)
         let epoll = crelay_epoll_create()
         guard epoll >= 0 else { throw RelayCoreError(call: "epoll_create1", errno: errno) }
@@ -157,7 +168,16 @@ final class RelayLoop: @unchecked Sendable {
                 return  // EAGAIN, or out of fds: the next connection's edge retries
             }
             Sockets.setNoDelay(fd)
-            guard let handle = self.slab.insert(RelayConnection(client: fd, limits: self.configuration.frameLimits)) else {
+            var engine: OpaquePointer?
+            if let tls = self.tls {
+                engine = tls.makeEngine()
+                guard engine != nil else {
+                    close(fd)
+                    continue
+                }
+            }
+            guard let handle = self.slab.insert(RelayConnection(client: fd, limits: self.configuration.frameLimits, tls: engine)) else {
+                if let engine { RelayTLS.free(engine) }
                 close(fd)  // full: refused at once (a real gateway answers 503)
                 continue
             }
@@ -189,6 +209,7 @@ final class RelayLoop: @unchecked Sendable {
         guard connection.pointee.client.fd < 0, connection.pointee.upstream.fd < 0 else { return }
         if let early = connection.pointee.clientEarly.take() { self.pool.give(early) }
         if let head = connection.pointee.upstreamHead.take() { self.pool.give(head) }
+        if let engine = connection.pointee.tls.take() { RelayTLS.free(engine) }
         self.slab.remove(handle)
     }
 }

@@ -1,6 +1,7 @@
 // wsgate-core: the epoll data-plane prototype of issue #15 part 2, for the load harness only.
 //   wsgate-core --listen 127.0.0.1:18905 --upstream 127.0.0.1:18900 [--loops 2]
-// Plain ws:// only; limits as the bench config of wsgate (16 MiB frames and messages, 100,000 fragments).
+//               [--tls-cert PEM --tls-key PEM] [--batch on|off] [--key-batch BYTES]
+// ws://, or wss:// with --tls-cert/--tls-key (core22); limits as the bench config of wsgate (16 MiB frames and messages, 100,000 fragments).
 import Frames
 import RelayCore
 
@@ -15,7 +16,23 @@ func hostPort(_ value: String) -> (String, UInt16)? {
     return (String(value[..<colon]), port)
 }
 
+/// A whole file as a string (a PEM), or exits.
+func contents(of path: String) -> String {
+    guard let file = fopen(path, "rb") else { fatalError("cannot open \(path)") }
+    defer { fclose(file) }
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 4096)
+    while true {
+        let count = fread(&chunk, 1, chunk.count, file)
+        if count == 0 { break }
+        bytes += chunk[..<count]
+    }
+    return String(decoding: bytes, as: UTF8.self)
+}
+
 var configuration = RelayCoreConfiguration()
+var certificatePath: String?
+var keyPath: String?
 configuration.listenPort = 18905
 configuration.loops = 2
 configuration.frameLimits.maxFrameSize = 16 << 20
@@ -36,8 +53,16 @@ while let flag = arguments.popFirst() {
     case "--loops":
         guard let loops = Int(value), loops > 0 else { fatalError("--loops N") }
         configuration.loops = loops
+    case "--tls-cert": certificatePath = value
+    case "--tls-key": keyPath = value
+    case "--batch": configuration.batchedParsing = value != "off"
+    case "--key-batch":
+        guard let bytes = Int(value), bytes > 0 else { fatalError("--key-batch BYTES") }
+        configuration.maskingKeyBatchBytes = bytes
     default:
-        fatalError("usage: wsgate-core --listen HOST:PORT --upstream HOST:PORT [--loops N]")
+        fatalError(
+            "usage: wsgate-core --listen HOST:PORT --upstream HOST:PORT [--loops N] [--tls-cert PEM --tls-key PEM] [--batch on|off] [--key-batch BYTES]"
+        )
     }
 }
 // Two descriptors per connection: take the hard limit (the bench's idle-10k needs 20,000).
@@ -48,9 +73,12 @@ if getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0 {
 }
 signal(SIGPIPE, SIG_IGN)
 do {
+    if let certificatePath, let keyPath {
+        configuration.tls = try RelayTLSContext(certificatePEM: contents(of: certificatePath), privateKeyPEM: contents(of: keyPath))
+    }
     let core = try RelayCore(configuration)
     print(
-        "wsgate-core: ws://\(configuration.listenHost):\(core.port) -> \(configuration.upstreamHost):\(configuration.upstreamPort), \(configuration.loops) loops"
+        "wsgate-core: \(configuration.tls == nil ? "ws" : "wss")://\(configuration.listenHost):\(core.port) -> \(configuration.upstreamHost):\(configuration.upstreamPort), \(configuration.loops) loops, batch \(configuration.batchedParsing ? "on" : "off"), key batch \(configuration.maskingKeyBatchBytes) B"
     )
     core.wait()
 } catch {

@@ -6,6 +6,8 @@
 
 #include <stdint.h>
 
+#include "CRelayTLS.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
