@@ -79,7 +79,8 @@ let package = Package(
         .target(name: "CRelayCore", linkerSettings: [.linkedLibrary("ssl"), .linkedLibrary("crypto")]),
         .target(
             name: "RelayCore",
-            dependencies: ["Frames", "CRelayCore", .product(name: "NIOCore", package: "swift-nio")],
+            // TLSShim for its defaults (ciphers) and, later, its engine (docs/DESIGN-NOTES.md, "RelayCore").
+            dependencies: ["Frames", "CRelayCore", "TLSShim", .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: relayHotPathSettings
         ),
         .executableTarget(name: "WSGateCore", dependencies: ["RelayCore", "Frames"]),

@@ -4,7 +4,8 @@
 # whose work directory is /tmp/core22-bench-work (so it never collides with another engineer's run):
 #   ws scenarios:  nginx, NIO (wsgate run), the prototype with batched parsing (core) and per event with
 #                  256-byte key batches as in core15 (core-nb), one binary (--batch off --key-batch 256);
-#   wss scenarios: nginx, NIO with a TLS listener, the prototype's wss listener (core).
+#   wss scenarios: nginx, NIO with a TLS listener, the prototype's wss listener (core), and on
+#                  wss-stream-64k the same with 64 KiB pool buffers (core-64k, --buffer 65536).
 # The summary (medians) goes to stdout, the raw lines to $OUT.
 # Env: REPS (3), SCEN ("stream-32 rr-32 wss-connect wss-rr-1k wss-stream-64k"), BENCH (/tmp/core22-bench:
 # cp -r shared/bench there, then 189xx -> 294xx and /tmp/bench-work -> /tmp/core22-bench-work in its
@@ -19,7 +20,7 @@ OUT=${OUT:-/tmp/core22-runs.jsonl}
 REPS=${REPS:-3}
 SCEN=${SCEN:-stream-32 rr-32 wss-connect wss-rr-1k wss-stream-64k}
 UP=127.0.0.1:29400
-NIO_PORT=29471 NIO_TLS=29481 CORE_PORT=29472 CORE_TLS=29482 CORENB_PORT=29473
+NIO_PORT=29471 NIO_TLS=29481 CORE_PORT=29472 CORE_TLS=29482 CORENB_PORT=29473 CORE64_TLS=29483
 CFG=$(mktemp /tmp/core22-nio.XXXXXX.yaml)
 cat >"$CFG" <<YAML
 listeners:
@@ -59,13 +60,17 @@ CORE_PID=$!; PIDS+=("$CORE_PID")
 CORETLS_PID=$!; PIDS+=("$CORETLS_PID")
 "$CORE" --listen 127.0.0.1:$CORENB_PORT --upstream $UP --loops 2 --batch off --key-batch 256 >/tmp/core22-corenb.out 2>&1 &
 CORENB_PID=$!; PIDS+=("$CORENB_PID")
-for p in $NIO_PORT $NIO_TLS $CORE_PORT $CORE_TLS $CORENB_PORT; do wait_open $p; done
+"$CORE" --listen 127.0.0.1:$CORE64_TLS --upstream $UP --loops 2 --tls-cert $W/tls/cert.pem --tls-key $W/tls/key.pem \
+    --buffer 65536 >/tmp/core22-core64.out 2>&1 &
+CORE64_PID=$!; PIDS+=("$CORE64_PID")
+for p in $NIO_PORT $NIO_TLS $CORE_PORT $CORE_TLS $CORENB_PORT $CORE64_TLS; do wait_open $p; done
 for rep in $(seq "$REPS"); do
     for scen in $SCEN; do
         run nginx "$scen" "$rep"
         if [[ $scen == wss-* ]]; then
             run nio "$scen" "$rep" $NIO_PORT $NIO_TLS $NIO_PID
             run core "$scen" "$rep" $CORE_PORT $CORE_TLS $CORETLS_PID
+            [[ $scen == wss-stream-64k ]] && run core-64k "$scen" "$rep" $CORE_PORT $CORE64_TLS $CORE64_PID
         else
             run nio "$scen" "$rep" $NIO_PORT $NIO_TLS $NIO_PID
             run core "$scen" "$rep" $CORE_PORT $CORE_TLS $CORE_PID
@@ -77,7 +82,7 @@ bash upstream.sh stop
 python3 - "$OUT" <<'PY'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-labels = ["nginx", "nio", "core", "core-nb"]
+labels = ["nginx", "nio", "core", "core-nb", "core-64k"]
 def med(label, scen, key):
     v = [r[key] for r in rows if r["label"] == label and r["scenario"] == scen and key in r and not r.get("errors")]
     return (statistics.median(v), min(v), max(v), len(v)) if v else None

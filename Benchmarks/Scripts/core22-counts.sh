@@ -9,21 +9,20 @@
 # Env: N_ST ("50000 150000"), N_RR ("5000 15000"). Output: /tmp/core22-counts/summary.txt.
 set -u
 BIN=$1; SCENS=${2:-"stream-32 rr-32"}
-W=/tmp/core22-counts; mkdir -p $W; : >$W/raw.txt
+W=/tmp/core22-counts; rm -rf $W; mkdir -p $W; : >$W/raw.txt
 L=/lib/x86_64-linux-gnu/libc.so.6; S=$(ldd "$BIN" | awk '/libswiftCore/ {print $3}')
 perf probe -l 2>/dev/null | grep -q pcmalloc || {
     perf probe -q -x $L -a 'pcmalloc=malloc'
     perf probe -q -x "$S" -a 'pcretain=swift_retain' -a 'pcrelease=swift_release' -a 'pcalloc=swift_allocObject'
 }
-G=$(perf probe -l 2>/dev/null | awk -v b="$BIN" '$0 ~ b && /c22next / {split($1, a, ":"); print a[1]}' | head -1)
-if [[ -z $G ]]; then
-    sym() { nm "$BIN" | awk -v p="$1" '$2 == "T" && $3 ~ p {print $3; exit}'; }
-    perf probe -q -x "$BIN" -a "c22next=$(sym 'FrameParserV4next_16copyingPayloadTo')"
-    perf probe -q -x "$BIN" -a "c22nip=$(sym 'FrameParserV11nextInPlace')"
-    perf probe -q -x "$BIN" -a "c22batch=$(sym 'FrameParserV9nextBatch_9copyingTo')"
-    perf probe -q -x "$BIN" -a "c22batchip=$(sym 'FrameParserV16nextBatchInPlace')"
-    G=$(perf probe -l 2>/dev/null | awk -v b="$BIN" '$0 ~ b && /c22next / {split($1, a, ":"); print a[1]}' | head -1)
-fi
+# The parser's entry points in this binary (probes of an earlier binary are removed first).
+perf probe -q -d 'probe_*:c22*' 2>/dev/null
+sym() { nm "$BIN" | awk -v p="$1" '$2 == "T" && $3 ~ p {print $3; exit}'; }
+perf probe -q -x "$BIN" -a "c22next=$(sym 'FrameParserV4next_16copyingPayloadTo')"
+perf probe -q -x "$BIN" -a "c22nip=$(sym 'FrameParserV11nextInPlace')"
+perf probe -q -x "$BIN" -a "c22batch=$(sym 'FrameParserV9nextBatch_9copyingTo')"
+perf probe -q -x "$BIN" -a "c22batchip=$(sym 'FrameParserV16nextBatchInPlace')"
+G=$(perf probe -l 2>/dev/null | awk '/c22next / {split($1, a, ":"); print a[1]}' | head -1)
 EV=$G:c22next,$G:c22nip,$G:c22batch,$G:c22batchip,probe_libc:pcmalloc,probe_libswiftCore:pcalloc,probe_libswiftCore:pcretain,probe_libswiftCore:pcrelease
 EV=$EV,syscalls:sys_enter_read,syscalls:sys_enter_sendto,syscalls:sys_enter_getrandom,syscalls:sys_enter_epoll_wait
 LOAD=/tmp/core22-bench-work/bin/wsload

@@ -93,11 +93,15 @@ static void reason(char *error, size_t size, const char *what) {
     ERR_clear_error();
 }
 
-crelay_tls_context *crelay_tls_server_context(const char *certificate_pem, const char *key_pem, char *error, size_t error_size) {
+crelay_tls_context *crelay_tls_server_context(
+    const char *certificate_pem, const char *key_pem, const char *cipher_list, const char *cipher_suites, char *error, size_t error_size) {
     (void)method();
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
     if (ctx == NULL) return reason(error, error_size, "SSL_CTX_new"), NULL;
     common_settings(ctx);
+    if (SSL_CTX_set_cipher_list(ctx, cipher_list) != 1 || SSL_CTX_set_ciphersuites(ctx, cipher_suites) != 1) {
+        return reason(error, error_size, "ciphers"), SSL_CTX_free(ctx), NULL;
+    }
     BIO *bio = BIO_new_mem_buf(certificate_pem, -1);
     X509 *leaf = PEM_read_bio_X509_AUX(bio, NULL, NULL, NULL);
     int ok = leaf != NULL && SSL_CTX_use_certificate(ctx, leaf) == 1;
@@ -207,6 +211,8 @@ int crelay_tls_shutdown(crelay_tls *tls) {
     int result = SSL_shutdown(tls->ssl);
     return result >= 0 ? result : classify(tls, result);
 }
+
+const char *crelay_tls_cipher_name(const crelay_tls *tls) { return SSL_get_cipher_name(tls->ssl); }
 
 size_t crelay_tls_output_bound(size_t count) {
     // Per record of up to 16,384 plaintext bytes: a 5-byte header, and at most 8 (explicit nonce) + 16

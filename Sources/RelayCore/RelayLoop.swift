@@ -52,7 +52,8 @@ final class RelayLoop: @unchecked Sendable {
         self.pool = BufferPool(bufferSize: configuration.bufferSize)
         self.keys = MaskingKeyGenerator(batchBytes: configuration.maskingKeyBatchBytes)
         self.tls = configuration.tls
-        self.upstreamReadSize = configuration.bufferSize - (configuration.tls == nil ? 0 : 512)
+        self.upstreamReadSize =
+            configuration.tls == nil ? configuration.bufferSize : RelayTLS.plaintextRoom(bufferSize: configuration.bufferSize)
         self.towardUpstream = FrameEncoder(role: .client, keys: self.keys)
         let epoll = crelay_epoll_create()
         guard epoll >= 0 else { throw RelayCoreError(call: "epoll_create1", errno: errno) }

@@ -1,15 +1,24 @@
 import CRelayCore
 import NIOCore
+import TLSShim
 
 /// A server-side TLS identity for the core's listener (issue #15 part 2, core22): an OpenSSL context with
 /// TLSShim's defaults (see `CRelayTLS.h`). Made once, before the loops start; shared read-only by them.
 public final class RelayTLSContext: @unchecked Sendable {
     let context: OpaquePointer
 
-    /// A server context from a PEM certificate chain and its private key.
-    public init(certificatePEM: String, privateKeyPEM: String) throws(RelayCoreError) {
+    /// A server context from a PEM certificate chain and its private key, with TLSShim's default ciphers
+    /// (TLS 1.3: AES-128-GCM first, in server preference, as the gateway's listeners).
+    public init(
+        certificatePEM: String,
+        privateKeyPEM: String,
+        cipherList: String = TLSDefaults.cipherList,
+        cipherSuites: String = TLSDefaults.cipherSuites
+    ) throws(RelayCoreError) {
         var reason = [CChar](repeating: 0, count: 256)
-        guard let context = crelay_tls_server_context(certificatePEM, privateKeyPEM, &reason, reason.count) else {
+        guard
+            let context = crelay_tls_server_context(certificatePEM, privateKeyPEM, cipherList, cipherSuites, &reason, reason.count)
+        else {
             throw RelayCoreError(
                 call: "TLS context: " + String(decoding: reason.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self),
                 errno: 0
@@ -42,6 +51,11 @@ enum RelayTLS {
     static let recordRoom = 4096
 
     static func free(_ engine: OpaquePointer) { crelay_tls_free(engine) }
+
+    /// The plaintext bytes a pool buffer of `bufferSize` bytes can hold so that their records still fit it.
+    static func plaintextRoom(bufferSize: Int) -> Int {
+        bufferSize - (crelay_tls_output_bound(bufferSize) - bufferSize)
+    }
 
     /// Advances the handshake over `ciphertext`: 1 done, ``wantRead`` or ``failed``.
     static func handshake(_ engine: OpaquePointer, _ ciphertext: inout ByteBuffer, _ records: inout ByteBuffer) -> Int32 {

@@ -1,6 +1,6 @@
 // wsgate-core: the epoll data-plane prototype of issue #15 part 2, for the load harness only.
 //   wsgate-core --listen 127.0.0.1:18905 --upstream 127.0.0.1:18900 [--loops 2]
-//               [--tls-cert PEM --tls-key PEM] [--batch on|off] [--key-batch BYTES]
+//               [--tls-cert PEM --tls-key PEM] [--batch on|off] [--key-batch BYTES] [--buffer BYTES]
 // ws://, or wss:// with --tls-cert/--tls-key (core22); limits as the bench config of wsgate (16 MiB frames and messages, 100,000 fragments).
 import Frames
 import RelayCore
@@ -56,12 +56,15 @@ while let flag = arguments.popFirst() {
     case "--tls-cert": certificatePath = value
     case "--tls-key": keyPath = value
     case "--batch": configuration.batchedParsing = value != "off"
+    case "--buffer":
+        guard let bytes = Int(value), bytes >= 4096 else { fatalError("--buffer BYTES (at least 4096)") }
+        configuration.bufferSize = bytes
     case "--key-batch":
         guard let bytes = Int(value), bytes > 0 else { fatalError("--key-batch BYTES") }
         configuration.maskingKeyBatchBytes = bytes
     default:
         fatalError(
-            "usage: wsgate-core --listen HOST:PORT --upstream HOST:PORT [--loops N] [--tls-cert PEM --tls-key PEM] [--batch on|off] [--key-batch BYTES]"
+            "usage: wsgate-core --listen HOST:PORT --upstream HOST:PORT [--loops N] [--tls-cert PEM --tls-key PEM] [--batch on|off] [--key-batch BYTES] [--buffer BYTES]"
         )
     }
 }
@@ -78,7 +81,7 @@ do {
     }
     let core = try RelayCore(configuration)
     print(
-        "wsgate-core: \(configuration.tls == nil ? "ws" : "wss")://\(configuration.listenHost):\(core.port) -> \(configuration.upstreamHost):\(configuration.upstreamPort), \(configuration.loops) loops, batch \(configuration.batchedParsing ? "on" : "off"), key batch \(configuration.maskingKeyBatchBytes) B"
+        "wsgate-core: \(configuration.tls == nil ? "ws" : "wss")://\(configuration.listenHost):\(core.port) -> \(configuration.upstreamHost):\(configuration.upstreamPort), \(configuration.loops) loops, batch \(configuration.batchedParsing ? "on" : "off"), key batch \(configuration.maskingKeyBatchBytes) B, buffers \(configuration.bufferSize) B"
     )
     core.wait()
 } catch {

@@ -22,6 +22,24 @@ import Testing
         #expect(buffer.capacity >= 1024)
     }
 
+    /// A buffer given back while another copy of it is still alive (as at the end of a send) keeps its
+    /// storage: the next take writes into the same bytes, no new allocation (core22's call counts).
+    @Test func aBufferGivenBackWhileACopyIsAliveKeepsItsStorage() {
+        var pool = BufferPool(bufferSize: 1024, maxFree: 4)
+        var buffer = pool.take()
+        buffer.writeString("hello")
+        let address = buffer.withUnsafeReadableBytes { UInt(bitPattern: $0.baseAddress) }
+        do {
+            let copy = buffer
+            pool.give(consume buffer)
+            #expect(copy.readableBytes == 5, "the copy still sees its bytes")
+        }
+        var again = pool.take()
+        again.writeString("world")
+        #expect(again.withUnsafeReadableBytes { UInt(bitPattern: $0.baseAddress) } == address)
+        #expect(again.readableBytes == 5 && again.readerIndex == 0)
+    }
+
     @Test func theFreeListIsBoundedAndGrownBuffersAreDropped() {
         var pool = BufferPool(bufferSize: 64, maxFree: 2)
         let buffers = (0..<4).map { _ in pool.take() }

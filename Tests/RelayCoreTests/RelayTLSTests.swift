@@ -107,16 +107,24 @@ import Testing
 
     /// A read of an upstream leaves room for the records' overhead: sealing it never grows the pool buffer
     /// (a grown buffer is dropped by the pool, an allocation per read).
-    @Test func aSealedUpstreamReadFitsItsPoolBuffer() throws {
+    @Test(arguments: [16 * 1024, 64 * 1024])
+    func aSealedUpstreamReadFitsItsPoolBuffer(bufferSize: Int) throws {
         let (server, client) = try Self.pair()
         Self.exchange(server, client, chunk: 1 << 20)
-        var pool = BufferPool()
+        var pool = BufferPool(bufferSize: bufferSize)
         var records = pool.take()
-        let plaintext = ByteBuffer(repeating: 0x41, count: pool.bufferSize - 512)
+        let plaintext = ByteBuffer(repeating: 0x41, count: RelayTLS.plaintextRoom(bufferSize: bufferSize))
         #expect(RelayTLS.write(server.engine, plaintext, into: &records))
         #expect(records.capacity == pool.bufferSize && records.readableBytes > plaintext.readableBytes)
         pool.give(records)
         #expect(pool.freeCount == 1, "the buffer went back to the pool")
+    }
+
+    /// The server prefers TLSShim's first TLS 1.3 suite (AES-128-GCM), as the gateway's listeners do.
+    @Test func theServerChoosesTLSShimsFirstSuite() throws {
+        let (server, client) = try Self.pair()
+        Self.exchange(server, client, chunk: 1 << 20)
+        #expect(String(cString: crelay_tls_cipher_name(server.engine)) == "TLS_AES_128_GCM_SHA256")
     }
 }
 

@@ -18,9 +18,11 @@ typedef struct crelay_tls_context crelay_tls_context;
 typedef struct crelay_tls crelay_tls;
 
 /// A server context from a PEM certificate chain and private key (in memory), with TLSShim's defaults:
-/// TLS 1.2–1.3, server cipher preference, no renegotiation, no compression, SSL_MODE_NO_AUTO_CHAIN,
-/// SSL_MODE_RELEASE_BUFFERS, two TLS 1.3 session tickets. NULL on failure (`error` gets OpenSSL's reason).
-crelay_tls_context *crelay_tls_server_context(const char *certificate_pem, const char *key_pem, char *error, size_t error_size);
+/// TLS 1.2–1.3, the given cipher list (TLS 1.2) and suites (TLS 1.3) in server preference, no
+/// renegotiation, no compression, SSL_MODE_NO_AUTO_CHAIN, SSL_MODE_RELEASE_BUFFERS, two TLS 1.3 session
+/// tickets. NULL on failure (`error` gets OpenSSL's reason).
+crelay_tls_context *crelay_tls_server_context(
+    const char *certificate_pem, const char *key_pem, const char *cipher_list, const char *cipher_suites, char *error, size_t error_size);
 /// A client context that verifies nothing (tests only).
 crelay_tls_context *crelay_tls_client_context(void);
 void crelay_tls_context_free(crelay_tls_context *context);
@@ -52,6 +54,8 @@ int crelay_tls_read(crelay_tls *tls, uint8_t *plaintext, size_t capacity);
 int crelay_tls_write(crelay_tls *tls, const uint8_t *plaintext, size_t count);
 /// Sends a close_notify into the output window: 0 sent, 1 both sent and received, or an error above.
 int crelay_tls_shutdown(crelay_tls *tls);
+/// The negotiated cipher's name (tests).
+const char *crelay_tls_cipher_name(const crelay_tls *tls);
 /// Output bytes that `count` plaintext bytes can take at most (records of 16 KiB, TLS 1.2 or 1.3 AEAD).
 size_t crelay_tls_output_bound(size_t count);
 
