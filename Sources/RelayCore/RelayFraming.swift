@@ -3,7 +3,8 @@ import NIOCore
 
 /// What relaying one read of one direction found.
 struct RelayStep {
-    /// A Close frame was relayed.
+    /// A Close frame was relayed; what came after it in the read was not (RFC 6455 §5.5.1: nothing
+    /// follows a Close; it is discarded, not an error).
     var closed = false
     /// The source broke the framing here (the bytes before it were relayed).
     var failure: FramesError?
@@ -33,7 +34,7 @@ enum RelayFraming {
     ) -> RelayStep {
         var step = RelayStep()
         do {
-            while true {
+            frames: while true {
                 if batching && flow.parser.isBetweenMessages {
                     step.batchedFrames += flow.parser.nextBatch(&input, copyingTo: &output, maskingWith: keys).frames
                 }
@@ -56,7 +57,10 @@ enum RelayFraming {
                     flow.wireMidFrame = false
                 case .control(let frame):
                     encoder.writeFrame(opcode: frame.opcode, payload: frame.payload, to: &output)
-                    step.closed = step.closed || frame.opcode == .close
+                    if frame.opcode == .close {
+                        step.closed = true
+                        break frames
+                    }
                 }
             }
         } catch {
@@ -72,7 +76,7 @@ enum RelayFraming {
         let start = input.readerIndex
         var validEnd = start
         do {
-            while true {
+            frames: while true {
                 // Whole unmasked messages are only validated and stay where they are.
                 if batching && flow.parser.isBetweenMessages {
                     step.batchedFrames += flow.parser.nextBatchInPlace(&input).frames
@@ -87,7 +91,11 @@ enum RelayFraming {
                 case .frameEnd:
                     flow.wireMidFrame = false
                 case .control(let frame):
-                    step.closed = step.closed || frame.opcode == .close
+                    if frame.opcode == .close {
+                        step.closed = true
+                        validEnd = input.readerIndex
+                        break frames
+                    }
                 }
                 validEnd = input.readerIndex
             }

@@ -55,6 +55,11 @@ extension RelayLoop {
 
     /// Relays one read of `side`'s bytes (a pool buffer, given back here).
     func relay(_ input: consuming ByteBuffer, from side: Side, _ connection: UnsafeMutablePointer<RelayConnection>) {
+        // After its Close a peer is still read (to see its TCP end) but nothing it sends is relayed.
+        if connection.pointee[from: side].closePassed {
+            self.pool.give(input)
+            return
+        }
         if side == .client {
             self.relayFromClient(input, connection)
         } else {

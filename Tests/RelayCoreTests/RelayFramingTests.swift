@@ -21,7 +21,7 @@ import Testing
 
     /// A client's stream: small whole messages (the batch's case) around a Ping, a fragmented message, a
     /// frame with a 16-bit length, and a Close.
-    static func clientStream(invalidUTF8: Bool = false) -> [UInt8] {
+    static func clientStream(invalidUTF8: Bool = false, afterClose: Bool = false) -> [UInt8] {
         var encoder = FrameEncoder(
             role: .client,
             keys: MaskingKeyGenerator(batchBytes: 64) { raw in
@@ -43,6 +43,11 @@ import Testing
         frame(.text, invalidUTF8 ? [0x68, 0xC3] : Array("done".utf8))
         frame(.binary, [5])
         frame(.close, [0x03, 0xE8])
+        if afterClose {
+            frame(.text, Array("after".utf8))
+            frame(.ping, [])
+            frame(.close, [0x03, 0xE8])
+        }
         return Array(buffer.readableBytesView)
     }
 
@@ -60,6 +65,7 @@ import Testing
             sent += output.readableBytesView
             batched += step.batchedFrames
             if let failure = step.failure { return (sent, failure, batched) }
+            if step.closed { break }  // the loop relays nothing more from this source
         }
         return (sent, nil, batched)
     }
@@ -75,19 +81,24 @@ import Testing
             sent += input.readableBytesView
             batched += step.batchedFrames
             if let failure = step.failure { return (sent, failure, batched) }
+            if step.closed { break }
         }
         return (sent, nil, batched)
     }
 
     /// An upstream's stream: the client's, unmasked (relayed by a server-role encoder).
-    static func upstreamStream(invalidUTF8: Bool = false) -> [UInt8] {
-        var input = ByteBuffer(bytes: Self.clientStream(invalidUTF8: invalidUTF8))
+    static func upstreamStream(invalidUTF8: Bool = false, afterClose: Bool = false) -> [UInt8] {
+        var input = ByteBuffer(bytes: Self.clientStream(invalidUTF8: invalidUTF8, afterClose: afterClose))
         var output = ByteBuffer()
         var configuration = FrameParser.Configuration()
         configuration.validatesUTF8 = false  // the invalid text goes into the stream as it is
-        var parser = FrameParser(role: .server, configuration: configuration)
         var encoder = FrameEncoder(role: .server)
-        while let event = try? parser.next(&input, copyingPayloadTo: &output) {
+        // Frames after a Close are written too (a fresh parser per Close: the stream a peer that breaks
+        // RFC 6455 §5.5.1 would send).
+        var parser = FrameParser(role: .server, configuration: configuration)
+        while true {
+            if parser.isClosed { parser = FrameParser(role: .server, configuration: configuration) }
+            guard let event = try? parser.next(&input, copyingPayloadTo: &output) else { break }
             switch event {
             case .header(let header):
                 FrameHeader(
@@ -137,6 +148,24 @@ import Testing
                 #expect(batched.bytes == reference.bytes, "split at \(reads[0].count)")
                 #expect(batched.error == reference.error)
             }
+        }
+    }
+
+    /// Autobahn 7.1.2–7.1.5: what a peer sends after its Close (data, a Ping, a second Close) is not
+    /// relayed and is no error, at every split, in both directions.
+    @Test func nothingAfterACloseIsRelayed() {
+        let client = Self.clientStream(afterClose: true)
+        let reference = Self.towardUpstream([Self.clientStream()], batching: false)
+        let upstream = Self.upstreamStream(afterClose: true)
+        let toClient = Self.towardClient([Self.upstreamStream()], batching: false)
+        #expect(upstream.count > Self.upstreamStream().count)
+        for reads in Self.splits(client) {
+            let relayed = Self.towardUpstream(reads, batching: true)
+            #expect(relayed.bytes == reference.bytes && relayed.error == nil, "split at \(reads[0].count)")
+        }
+        for reads in Self.splits(upstream) {
+            let relayed = Self.towardClient(reads, batching: true)
+            #expect(relayed.bytes == toClient.bytes && relayed.error == nil, "split at \(reads[0].count)")
         }
     }
 }
