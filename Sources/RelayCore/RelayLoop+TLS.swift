@@ -122,6 +122,21 @@ extension RelayLoop {
         return self.pool.take()
     }
 
+    /// The gateway ends a TLS client's connection: a close_notify first (RFC 8446 §6.1), as nginx sends,
+    /// so the client can tell the end from a truncation. Best effort, one `send`, and only when nothing is
+    /// still owed to the socket (records must leave in order) and the handshake is done.
+    func sendCloseNotify(_ engine: OpaquePointer, _ connection: UnsafeMutablePointer<RelayConnection>) {
+        guard connection.pointee.phase != .tlsHandshake, connection.pointee.client.pending == nil else { return }
+        var none = self.pool.take()
+        var records = self.pool.take()
+        _ = RelayTLS.shutdown(engine, &none, &records)
+        if records.readableBytes > 0 {
+            _ = records.withUnsafeReadableBytes { Glibc.send(connection.pointee.client.fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        }
+        self.pool.give(none)
+        self.pool.give(records)
+    }
+
     /// `plaintext` (a pool buffer, given back here) sealed into records in another pool buffer; `nil` when
     /// the engine failed.
     func seal(_ plaintext: consuming ByteBuffer, _ engine: OpaquePointer) -> ByteBuffer? {

@@ -191,6 +191,9 @@ final class RelayLoop: @unchecked Sendable {
     func closeLeg(_ side: Side, of connection: UnsafeMutablePointer<RelayConnection>) {
         let fd = connection.pointee[leg: side].fd
         guard fd >= 0 else { return }
+        if side == .client, let engine = connection.pointee.tls {
+            self.sendCloseNotify(engine, connection)
+        }
         close(fd)
         connection.pointee[leg: side].fd = -1
         connection.pointee[leg: side].readable = false

@@ -62,7 +62,7 @@ enum RelayTLS {
         self.call(engine, &ciphertext, &records) { crelay_tls_handshake($0) }
     }
 
-    /// Sends a close_notify (the test peers' end; the loop ends a client's TCP without one, as yet).
+    /// Writes a close_notify into `records` (the loop's end of a TLS client, and the test peers').
     static func shutdown(_ engine: OpaquePointer, _ ciphertext: inout ByteBuffer, _ records: inout ByteBuffer) -> Int32 {
         self.call(engine, &ciphertext, &records) { crelay_tls_shutdown($0) }
     }

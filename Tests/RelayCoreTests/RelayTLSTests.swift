@@ -238,5 +238,6 @@ import Testing
         #expect(echoes[1] == Echo(opcode: .close, fin: true, payload: [0x03, 0xE8]))
         while try client.receive() {}
         #expect(client.plaintext.readableBytes == 0, "the gateway ends the client's TCP after the close handshake")
+        #expect(client.ended, "with a close_notify before the TCP end")
     }
 }
