@@ -123,9 +123,8 @@ import Testing
         #expect(Self.refill(one, bytes: 64) != Self.refill(two, bytes: 64))
     }
 
-    /// Catalog P-14: the relay's generator (user-space ChaCha20 seeded by `getrandom(2)`, 4 KiB per
-    /// refill) hands out fresh keys with no counter pattern: no more repeats than chance, every bit
-    /// position takes both values, and consecutive keys are not a counter.
+    /// The relay's generator: user-space ChaCha20 seeded by `getrandom(2)`, 4 KiB per refill.
+    /// Catalog P-14: fresh keys, no more repeats than chance, every bit both ways, no counter pattern.
     @Test func userSpaceGeneratorKeysAreFreshAndUnpredictable() {
         let generator = MaskingKeyGenerator.userSpace()
         let keys = (0..<4096).map { _ in generator.nextKey().packed }
