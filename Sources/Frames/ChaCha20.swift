@@ -32,10 +32,14 @@ public enum ChaCha20 {
 
     @inline(__always)
     static func quarterRound(_ a: inout UInt32, _ b: inout UInt32, _ c: inout UInt32, _ d: inout UInt32) {
-        a &+= b; d ^= a; d = d.rotatedLeft(16)
-        c &+= d; b ^= c; b = b.rotatedLeft(12)
-        a &+= b; d ^= a; d = d.rotatedLeft(8)
-        c &+= d; b ^= c; b = b.rotatedLeft(7)
+        a &+= b
+        d = (d ^ a).rotatedLeft(16)
+        c &+= d
+        b = (b ^ c).rotatedLeft(12)
+        a &+= b
+        d = (d ^ a).rotatedLeft(8)
+        c &+= d
+        b = (b ^ c).rotatedLeft(7)
     }
 
     /// One 64-byte block (RFC 8439 §2.3): the state after 20 rounds plus the state before them, each
@@ -43,29 +47,32 @@ public enum ChaCha20 {
     public static func block(key: Key, counter: UInt32, nonce: (UInt32, UInt32, UInt32), into output: UnsafeMutableRawBufferPointer) {
         precondition(output.count >= 64, "a ChaCha20 block is 64 bytes")
         let k = key.words
-        // "expand 32-byte k" (RFC 8439 §2.3).
-        let s0: UInt32 = 0x6170_7865, s1: UInt32 = 0x3320_646e, s2: UInt32 = 0x7962_2d32, s3: UInt32 = 0x6b20_6574
-        let s4 = k.0, s5 = k.1, s6 = k.2, s7 = k.3, s8 = k.4, s9 = k.5, s10 = k.6, s11 = k.7
-        let s12 = counter, s13 = nonce.0, s14 = nonce.1, s15 = nonce.2
-        var x0 = s0, x1 = s1, x2 = s2, x3 = s3, x4 = s4, x5 = s5, x6 = s6, x7 = s7
-        var x8 = s8, x9 = s9, x10 = s10, x11 = s11, x12 = s12, x13 = s13, x14 = s14, x15 = s15
+        // "expand 32-byte k", the key, the counter, the nonce (RFC 8439 §2.3). One tuple of locals, not
+        // an array: the words stay in registers.
+        let initial = (
+            UInt32(0x6170_7865), UInt32(0x3320_646e), UInt32(0x7962_2d32), UInt32(0x6b20_6574),
+            k.0, k.1, k.2, k.3, k.4, k.5, k.6, k.7,
+            counter, nonce.0, nonce.1, nonce.2
+        )
+        var x = initial
         for _ in 0..<10 {
-            quarterRound(&x0, &x4, &x8, &x12)
-            quarterRound(&x1, &x5, &x9, &x13)
-            quarterRound(&x2, &x6, &x10, &x14)
-            quarterRound(&x3, &x7, &x11, &x15)
-            quarterRound(&x0, &x5, &x10, &x15)
-            quarterRound(&x1, &x6, &x11, &x12)
-            quarterRound(&x2, &x7, &x8, &x13)
-            quarterRound(&x3, &x4, &x9, &x14)
+            quarterRound(&x.0, &x.4, &x.8, &x.12)
+            quarterRound(&x.1, &x.5, &x.9, &x.13)
+            quarterRound(&x.2, &x.6, &x.10, &x.14)
+            quarterRound(&x.3, &x.7, &x.11, &x.15)
+            quarterRound(&x.0, &x.5, &x.10, &x.15)
+            quarterRound(&x.1, &x.6, &x.11, &x.12)
+            quarterRound(&x.2, &x.7, &x.8, &x.13)
+            quarterRound(&x.3, &x.4, &x.9, &x.14)
         }
-        @inline(__always) func store(_ word: UInt32, _ i: Int) {
-            output.storeBytes(of: word.littleEndian, toByteOffset: 4 * i, as: UInt32.self)
+        withUnsafeBytes(of: initial) { initial in
+            withUnsafeBytes(of: x) { mixed in
+                for offset in stride(from: 0, to: 64, by: 4) {
+                    let word = mixed.load(fromByteOffset: offset, as: UInt32.self) &+ initial.load(fromByteOffset: offset, as: UInt32.self)
+                    output.storeBytes(of: word.littleEndian, toByteOffset: offset, as: UInt32.self)
+                }
+            }
         }
-        store(x0 &+ s0, 0); store(x1 &+ s1, 1); store(x2 &+ s2, 2); store(x3 &+ s3, 3)
-        store(x4 &+ s4, 4); store(x5 &+ s5, 5); store(x6 &+ s6, 6); store(x7 &+ s7, 7)
-        store(x8 &+ s8, 8); store(x9 &+ s9, 9); store(x10 &+ s10, 10); store(x11 &+ s11, 11)
-        store(x12 &+ s12, 12); store(x13 &+ s13, 13); store(x14 &+ s14, 14); store(x15 &+ s15, 15)
     }
 }
 

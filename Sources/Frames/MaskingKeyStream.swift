@@ -89,7 +89,8 @@ public final class MaskingKeyStream {
             }
             if offset < buffer.count {
                 ChaCha20.block(key: key, counter: counter, nonce: (0, 0, 0), into: block)
-                UnsafeMutableRawBufferPointer(rebasing: buffer[offset...]).copyMemory(from: UnsafeRawBufferPointer(rebasing: block[..<(buffer.count - offset)]))
+                let tail = UnsafeRawBufferPointer(rebasing: block[..<(buffer.count - offset)])
+                UnsafeMutableRawBufferPointer(rebasing: buffer[offset...]).copyMemory(from: tail)
             }
             block.initializeMemory(as: UInt8.self, repeating: 0)
         }
