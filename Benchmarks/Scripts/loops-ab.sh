@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# loops-ab.sh WSGATE — the anchors and wsgate at the same event-loop count, in one interleaved run:
+# loops-ab.sh WSGATE [WSGATE_B] — the anchors and wsgate at the same event-loop count, in one interleaved run:
 # nginx (`worker_processes N`), HAProxy (`nbthread N`), wsgate (`workers: N`) and, when FLOOR is set, the
 # bare SwiftNIO relay of shared/bench (`THREADS=N`, built by nio-floor-build.sh; ws scenarios only).
 # shared/bench fixes nginx at `auto` (2 workers here) and HAProxy at its default (one thread per CPU);
@@ -9,18 +9,21 @@
 # shared machine spreads over all of them. Each JSON line (shared/bench's wsload fields: proxy CPU per
 # message or per 1k connections, p50/p99, other_cpu_pct, ...) gets proxy, loops, scenario, rep, load1
 # (/proc/loadavg at the start of the run) and threads (the loop threads or worker processes counted in
-# the running proxy, a check that the setting took). A markdown summary with medians, ranges and
+# the running proxy, a check that the setting took). A second binary WSGATE_B runs as the proxy "wsgate-b"
+# (an A/B of two builds in the same run). A markdown summary with medians, ranges and
 # same-repetition ratios to nginx goes to OUT/summary.md.
-# Own ports 19460-19467 and work directory, so it never collides with compare.sh (189xx) of others:
-#   upstream 19460; nginx ws 19461 wss 19462; haproxy 19463/19464; wsgate 19465/19466; floor 19467.
+# Own ports 19460-19469 and work directory, so it never collides with compare.sh (189xx) of others:
+#   upstream 19460; nginx ws 19461 wss 19462; haproxy 19463/19464; wsgate 19465/19466; floor 19467;
+#   wsgate-b 19468/19469.
 # Needs shared/bench's setup (`bash /work/shared/bench/setup.sh`: wsload, wsecho and the certificate
 # in /tmp/bench-work).
 # Env: LOOPS ("1 2"), REPS (3), SCEN ("rr-32"; any shared/bench scenario: wss-connect, connect, ...),
 #      PROXIES ("nginx haproxy wsgate", plus "floor" when FLOOR is set), FLOOR (nioproxy binary),
 #      DUR (4), WARM (1), OUT (/tmp/loops-ab-<time>), BENCH (/work/shared/bench).
 set -uo pipefail
-[[ $# -ge 1 && -x $1 ]] || { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+[[ $# -ge 1 && -x $1 ]] || { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 WSGATE=$(readlink -f "$1")
+WSGATE_B=${2:+$(readlink -f "$2")}
 B=${BENCH:-/work/shared/bench}
 WANT_PROXIES=${PROXIES:-}
 source "$B/lib.sh"   # scenario_args, is_tls, port_open, wait_port; WORK/BIN = /tmp/bench-work(/bin)
@@ -29,9 +32,9 @@ LOOPS=${LOOPS:-"1 2"}
 REPS=${REPS:-3}
 SCEN=${SCEN:-rr-32}
 FLOOR=${FLOOR:-}
-PROXIES=${WANT_PROXIES:-"nginx haproxy wsgate${FLOOR:+ floor}"}
+PROXIES=${WANT_PROXIES:-"nginx haproxy wsgate${WSGATE_B:+ wsgate-b}${FLOOR:+ floor}"}
 for p in $PROXIES; do
-    case $p in nginx | haproxy | wsgate) ;; floor) [[ -x $FLOOR ]] || { echo "floor needs FLOOR=<nioproxy binary>" >&2; exit 2; } ;; *) echo "unknown proxy $p" >&2; exit 2 ;; esac
+    case $p in nginx | haproxy | wsgate) ;; wsgate-b) [[ -x $WSGATE_B ]] || { echo "wsgate-b needs a second binary" >&2; exit 2; } ;; floor) [[ -x $FLOOR ]] || { echo "floor needs FLOOR=<nioproxy binary>" >&2; exit 2; } ;; *) echo "unknown proxy $p" >&2; exit 2 ;; esac
 done
 UP=19460
 mkdir -p "$OUT"
@@ -42,7 +45,8 @@ ulimit -n "$(ulimit -Hn)"
 port_of() { # proxy tls(0/1)
     case "$1:$2" in
     nginx:0) echo 19461 ;; nginx:1) echo 19462 ;; haproxy:0) echo 19463 ;; haproxy:1) echo 19464 ;;
-    wsgate:0) echo 19465 ;; wsgate:1) echo 19466 ;; floor:0) echo 19467 ;; *) return 1 ;;
+    wsgate:0) echo 19465 ;; wsgate:1) echo 19466 ;; floor:0) echo 19467 ;; wsgate-b:0) echo 19468 ;; wsgate-b:1) echo 19469 ;;
+    *) return 1 ;;
     esac
 }
 
@@ -59,12 +63,13 @@ for n in $LOOPS; do
         -e "s/bind 127.0.0.1:18902$/bind 127.0.0.1:$(port_of haproxy 0)/" -e "s/bind 127.0.0.1:18912 ssl/bind 127.0.0.1:$(port_of haproxy 1) ssl/" \
         -e "s/server echo 127.0.0.1:18900/server echo 127.0.0.1:$UP/" "$B/conf/haproxy.cfg" >"$OUT/haproxy-$n.cfg"
     grep -q "nbthread $n" "$OUT/haproxy-$n.cfg" || { echo "haproxy config: nbthread not set" >&2; exit 1; }
-    cat >"$OUT/wsgate-$n.yaml" <<YAML
+    for g in wsgate wsgate-b; do
+        cat >"$OUT/$g-$n.yaml" <<YAML
 workers: $n
 listeners:
-  - { name: bench, address: 127.0.0.1:$(port_of wsgate 0) }
+  - { name: bench, address: 127.0.0.1:$(port_of $g 0) }
   - name: benchtls
-    address: 127.0.0.1:$(port_of wsgate 1)
+    address: 127.0.0.1:$(port_of $g 1)
     tls: { certificate: $WORK/tls/cert.pem, key: $WORK/tls/key.pem }
 routes:
   - { path: /, upstreams: ["ws://127.0.0.1:$UP"] }
@@ -72,6 +77,7 @@ limits: { max_frame: 16MiB, max_message: 16MiB, max_fragments: 100000 }
 access_log: off
 admin: { address: off }
 YAML
+    done
 done
 
 # The upstream: our own wsecho on $UP.
@@ -98,6 +104,7 @@ start_proxy() { # proxy loops tls
     nginx) nginx -p "$OUT/nginx-$n/" -c "$OUT/nginx-$n/nginx.conf" -e "$OUT/nginx-$n/error.log" </dev/null >>"$OUT/nginx.log" 2>&1 & ;;
     haproxy) haproxy -f "$OUT/haproxy-$n.cfg" -db </dev/null >>"$OUT/haproxy.log" 2>&1 & ;;
     wsgate) "$WSGATE" run -c "$OUT/wsgate-$n.yaml" </dev/null >>"$OUT/wsgate.log" 2>&1 & ;;
+    wsgate-b) "$WSGATE_B" run -c "$OUT/wsgate-b-$n.yaml" </dev/null >>"$OUT/wsgate-b.log" 2>&1 & ;;
     floor) THREADS=$n PORT=$(port_of floor 0) UPSTREAM_PORT=$UP "$FLOOR" </dev/null >>"$OUT/floor.log" 2>&1 & ;;
     esac
     PX=$!
@@ -110,7 +117,7 @@ threads_of() {
     case $1 in
     nginx) pgrep -P "$PX" | wc -l ;;
     haproxy) ls "/proc/$PX/task" | wc -l ;;
-    wsgate | floor) cat /proc/"$PX"/task/*/comm 2>/dev/null | grep -c '^NIO-ELT' ;;
+    wsgate | wsgate-b | floor) cat /proc/"$PX"/task/*/comm 2>/dev/null | grep -c '^NIO-ELT' ;;
     esac
 }
 
