@@ -9,11 +9,12 @@
 # Unlike CPU time these do not move with the machine's load (except epoll_wait and reads, which batch
 # more when the process runs late). Needs root, perf, shared/bench's wsload/wsecho and certificate.
 # Ports 19460 (upstream) and 19461-19466 as loops-ab.sh (do not run both at once).
-# Env: SCEN (wss-connect; or connect), N ("300 900"), PROXIES ("nginx haproxy wsgate"), BENCH.
+# Env: SCEN (wss-connect; or connect), N ("300 900"), PROXIES ("nginx haproxy wsgate"), BENCH;
+#      PROFILE=1: also CPU by library (perf record -F 499, 12 s run), µs per connection, in profile.md.
 # Output: /tmp/tls-counts/LABEL/summary.md. Probes are created once and left (names wc*); remove with
 #   perf probe -d 'probe_libssl:wc*' -d 'probe_libc:wcmalloc'
 set -u
-[[ $# -ge 1 && -x $1 ]] || { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+[[ $# -ge 1 && -x $1 ]] || { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 WSGATE=$(readlink -f "$1"); LABEL=${2:-$(basename "$WSGATE")}
 B=${BENCH:-/work/shared/bench}
 WANT_PROXIES=${PROXIES:-nginx haproxy wsgate}
@@ -98,6 +99,19 @@ print(sys.argv[2], d["msgs"] if "msgs" in d else d.get("connects", sys.argv[3]),
 PY
         tail -1 "$W/raw.txt" >&2
     done
+    if [[ -n ${PROFILE:-} ]]; then   # CPU by library: perf record -F 499 over a 12 s run, µs per connection
+        perf record -q -F 499 -p "$target" -o "$W/$p.perf" -- sleep 13 >/dev/null 2>&1 &
+        PP=$!; sleep 0.5
+        $BIN/wsload -H 127.0.0.1 -p "$port" $(scenario_args "$SCEN") -W 0 -d 12 -C "$target" >"$W/prof-$p.json" 2>/dev/null
+        wait $PP
+        perf report -i "$W/$p.perf" --no-children --sort dso --stdio -g none 2>/dev/null >"$W/prof-$p.txt"
+        python3 - "$W/prof-$p.txt" "$W/prof-$p.json" "$p" <<'PY' | tee -a "$W/profile.md" >&2
+import json, re, sys
+d = json.load(open(sys.argv[2])); us = d["proxy_cpu_ms_per_kconn"]  # ms per 1k = µs per connection
+rows = [(float(m.group(1)), m.group(2)) for m in (re.match(r"\s*([\d.]+)%\s+(\S+)", l) for l in open(sys.argv[1])) if m]
+print(f"{sys.argv[3]}: {us:.0f} µs CPU per connection; " + ", ".join(f"{n} {s * us / 100:.0f}" for s, n in rows if s >= 0.5))
+PY
+    fi
     stop_proxy
 done
 python3 - "$W/raw.txt" "$LABEL" "$SCEN" <<'PY' | tee "$W/summary.md"
