@@ -210,7 +210,8 @@ final class HTTP2WebSocketStreamCodec: ChannelDuplexHandler, RemovableChannelHan
             return
         }
         let buffer = Self.unwrapOutboundIn(data)
-        guard self.memoryKey != nil else {
+        // Not counted (unit tests, or the stream left the budget) and nothing held to keep ahead: straight on.
+        guard self.memoryKey != nil || self.heldWrite != nil else {
             return context.write(Self.wrapOutboundOut(.data(.init(data: .byteBuffer(buffer)))), promise: promise)
         }
         self.writeCounted(buffer, promise: promise, context: context)
