@@ -33,7 +33,32 @@ import Testing
         try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
     }
 
-    @Test func aRelayedConnectionIsListedCountedTappedAndClosedThroughTheAdminListener() async throws {
+    /// What ``withTappedGateway(token:configure:_:)`` hands its body.
+    struct TappedGateway {
+        var server: GatewayServer
+        var admin: AdminServer
+        var connections: ConnectionRegistry
+        /// The gateway's first listener's port and the admin listener's.
+        var port: Int { self.server.localAddresses[0].port! }
+        var adminPort: Int { self.admin.localAddress!.port! }
+
+        /// A tap on the admin listener (`/tap?<query>`), once the gateway counts it.
+        func tap(_ query: String, token: String? = nil) async throws -> RawConnection {
+            let tap = try await RawConnection.open(port: self.adminPort)
+            let authorization = token.map { "Authorization: Bearer \($0)\r\n" } ?? ""
+            await tap.send("GET /tap?\(query) HTTP/1.1\r\nHost: admin\r\n\(authorization)\r\n")
+            #expect(try await tap.wait(for: .seconds(5)) { _ in self.connections.taps.count == 1 })
+            return tap
+        }
+    }
+
+    /// A gateway on 127.0.0.1 (one listener, `/` to the demo upstream, `configure` applied) and an admin
+    /// listener observing it with `token` (none: the admin API is open), both closed after `body`.
+    static func withTappedGateway(
+        token: String? = nil,
+        configure: (inout GatewayConfiguration) -> Void = { _ in },
+        _ body: (TappedGateway) async throws -> Void
+    ) async throws {
         let registry = PrometheusCollectorRegistry()
         try await withDemo { demo in
             var configuration = GatewayConfiguration(
@@ -42,6 +67,7 @@ import Testing
                 accessLog: .off
             )
             configuration.admin = .off
+            configure(&configuration)
             let server = try await GatewayServer.start(
                 configuration: configuration,
                 group: MultiThreadedEventLoopGroup.singleton,
@@ -54,10 +80,25 @@ import Testing
                 registry: registry,
                 group: MultiThreadedEventLoopGroup.singleton,
                 observation: AdminObservation(live: connections.live, taps: connections.taps),
-                token: AdminToken(.init(bytes: Array(Self.token.utf8))),
+                token: token.map { AdminToken(.init(bytes: Array($0.utf8))) } ?? AdminToken(),
                 isReady: { true }
             )
-            let port = admin.localAddress!.port!
+            do {
+                try await body(TappedGateway(server: server, admin: admin, connections: connections))
+            } catch {
+                try? await admin.close()
+                try? await server.close()
+                throw error
+            }
+            try await admin.close()
+            try await server.close()
+        }
+    }
+
+    @Test func aRelayedConnectionIsListedCountedTappedAndClosedThroughTheAdminListener() async throws {
+        try await Self.withTappedGateway(token: Self.token) { gateway in
+            let connections = gateway.connections
+            let port = gateway.adminPort
 
             // The guard: no token, no list; health and metrics stay open.
             #expect(try await Self.request(port, "GET", "/connections", token: nil).status == 401)
@@ -66,13 +107,11 @@ import Testing
             #expect(try await Self.request(port, "GET", "/metrics", token: nil).status == 200)
 
             // A tap, streaming before the connection opens.
-            let tap = try await RawConnection.open(port: port)
-            await tap.send("GET /tap?payload=full HTTP/1.1\r\nHost: admin\r\nAuthorization: Bearer \(Self.token)\r\n\r\n")
+            let tap = try await gateway.tap("payload=full", token: Self.token)
             #expect(try await tap.wait(for: .seconds(5)) { $0.text.contains("application/x-ndjson") })
-            #expect(try await tap.wait(for: .seconds(5)) { _ in connections.taps.count == 1 })
 
             let client = try await TestWebSocketClient.connect(
-                port: server.localAddresses[0].port!,
+                port: gateway.port,
                 path: "/echo?access_token=SECRET1&name=a",
                 headers: [("Cookie", "session=SECRET2")]
             )
@@ -123,50 +162,23 @@ import Testing
 
             tap.close()
             #expect(try await tap.wait(for: .seconds(5)) { _ in connections.taps.count == 0 })
-            try await admin.close()
-            try await server.close()
         }
     }
 
     /// Issue #14 leftover: over a real TLS socket (TLSShim client trusting the test CA), the tap's `open`
     /// says `"scheme":"wss"`, so `wsgate tap --har` writes the URL the client used.
     @Test func aConnectionOverTLSIsTappedWithSchemeWss() async throws {
-        let registry = PrometheusCollectorRegistry()
         let certificate = try GatewayTLSTests.certificate()
-        try await withDemo { demo in
-            var configuration = GatewayConfiguration(
-                listeners: [.init(host: "127.0.0.1", port: 0)],
-                routes: [.init(pathPrefix: "/", upstreams: [.init(scheme: .ws, host: "127.0.0.1", port: demo.port)])],
-                accessLog: .off
-            )
-            configuration.listeners[0].tls = TLSServerConfiguration(defaultIdentity: certificate.identity)
-            configuration.admin = .off
-            let server = try await GatewayServer.start(
-                configuration: configuration,
-                group: MultiThreadedEventLoopGroup.singleton,
-                metricsFactory: GatewayService.metricsFactory(registry: registry)
-            )
-            let connections = server.environment.connections
-            let admin = try await AdminServer.start(
-                host: "127.0.0.1",
-                port: 0,
-                registry: registry,
-                group: MultiThreadedEventLoopGroup.singleton,
-                observation: AdminObservation(live: connections.live, taps: connections.taps),
-                token: AdminToken(),
-                isReady: { true }
-            )
-            let tap = try await RawConnection.open(port: admin.localAddress!.port!)
-            await tap.send("GET /tap?payload=none HTTP/1.1\r\nHost: admin\r\n\r\n")
-            #expect(try await tap.wait(for: .seconds(5)) { _ in connections.taps.count == 1 })
-            let answer = try await TLSTestClient.upgrade(port: server.localAddresses[0].port!)
+        try await Self.withTappedGateway {
+            $0.listeners[0].tls = TLSServerConfiguration(defaultIdentity: certificate.identity)
+        } _: { gateway in
+            let tap = try await gateway.tap("payload=none")
+            let answer = try await TLSTestClient.upgrade(port: gateway.port)
             #expect(answer.status == 101)
             #expect(try await tap.wait(for: .seconds(5)) { $0.text.contains(#""event":"open""#) })
             #expect(tap.text.contains(#""scheme":"wss","listener":""#), "\(tap.text)")
             #expect(!tap.text.contains(#""scheme":"ws","#))
             tap.close()
-            try await admin.close()
-            try await server.close()
         }
     }
 
@@ -176,37 +188,14 @@ import Testing
     /// the translation's placeholder is the gateway's own).
     @Test func aStreamOverHTTP2IsTappedAsTheExtendedConnectTheClientSent() async throws {
         guard try await PythonPeer.require("h2"), try await PythonPeer.require("wsproto") else { return }
-        let registry = PrometheusCollectorRegistry()
         let certificate = try GatewayTLSTests.certificate()
         try await GatewayTLSTests.withFile(GatewayTLSTests.ca.certificatePEM) { ca in
-            try await withDemo { demo in
-                var configuration = GatewayConfiguration(
-                    listeners: [.init(host: "127.0.0.1", port: 0)],
-                    routes: [.init(pathPrefix: "/", upstreams: [.init(scheme: .ws, host: "127.0.0.1", port: demo.port)])],
-                    accessLog: .off
-                )
-                configuration.listeners[0].tls = TLSServerConfiguration(defaultIdentity: certificate.identity)
-                configuration.listeners[0].tls?.offersHTTP2 = true
-                configuration.admin = .off
-                let server = try await GatewayServer.start(
-                    configuration: configuration,
-                    group: MultiThreadedEventLoopGroup.singleton,
-                    metricsFactory: GatewayService.metricsFactory(registry: registry)
-                )
-                let connections = server.environment.connections
-                let admin = try await AdminServer.start(
-                    host: "127.0.0.1",
-                    port: 0,
-                    registry: registry,
-                    group: MultiThreadedEventLoopGroup.singleton,
-                    observation: AdminObservation(live: connections.live, taps: connections.taps),
-                    token: AdminToken(),
-                    isReady: { true }
-                )
-                let tap = try await RawConnection.open(port: admin.localAddress!.port!)
-                await tap.send("GET /tap?payload=none HTTP/1.1\r\nHost: admin\r\n\r\n")
-                #expect(try await tap.wait(for: .seconds(5)) { _ in connections.taps.count == 1 })
-                let port = server.localAddresses[0].port!
+            try await Self.withTappedGateway {
+                $0.listeners[0].tls = TLSServerConfiguration(defaultIdentity: certificate.identity)
+                $0.listeners[0].tls?.offersHTTP2 = true
+            } _: { gateway in
+                let tap = try await gateway.tap("payload=none")
+                let port = gateway.port
                 let output = try await HTTP2InteropTests.run("echo", port, ca, "1", "/echo?access_token=SECRET1&name=a", "session=SECRET2")
                 #expect(output.contains("OK 1"), "\(output)")
                 #expect(try await tap.wait(for: .seconds(5)) { $0.text.contains(#""event":"open""#) })
@@ -222,8 +211,6 @@ import Testing
                 #expect(!tap.text.contains("SECRET1") && !tap.text.contains("SECRET2"), "\(tap.text)")
                 #expect(!open.contains(#""method":"GET""#), "\(open)")
                 tap.close()
-                try await admin.close()
-                try await server.close()
             }
         }
     }

@@ -131,6 +131,8 @@ final class ScriptedAuthorizer: UpgradeAuthorizer, @unchecked Sendable {
     private(set) var pending: EventLoopPromise<AuthorizationOutcome>?
     private(set) var calls = 0
     private(set) var abandoned = false
+    /// What the last call was given.
+    private(set) var context: AuthorizationContext?
     let deadline: TimeAmount
 
     init(_ immediate: AuthorizationOutcome? = nil, deadline: TimeAmount = .seconds(5)) {
@@ -139,15 +141,13 @@ final class ScriptedAuthorizer: UpgradeAuthorizer, @unchecked Sendable {
     }
 
     func authorize(
-        _ request: ClientUpgradeRequest,
-        head: HTTPRequestHead,
-        peer: IPAddress?,
-        clientUsedTLS: Bool,
+        _ context: AuthorizationContext,
         on eventLoop: any EventLoop,
         abandoned: EventLoopFuture<Void>?
     ) -> EventLoopFuture<AuthorizationOutcome> {
         abandoned?.whenComplete { _ in self.abandoned = true }
         self.calls += 1
+        self.context = context
         if let immediate { return eventLoop.makeSucceededFuture(immediate) }
         let promise = eventLoop.makePromise(of: AuthorizationOutcome.self)
         self.pending = promise
@@ -198,6 +198,27 @@ extension ClientConnectionHandlerAuthorizationTests {
         #expect(Handshake.header("Sec-WebSocket-Protocol", in: head.headers) == "chat")
         upstream.close(promise: nil)
         upgrade.loop.run()
+    }
+
+    /// Every authorizer of the route is told what the request carries: the request as sent, its route, the
+    /// client address, the listener and whether TLS carried it (a forward-auth service's `X-Forwarded-*`).
+    @Test func everyAuthorizerIsGivenWhatTheRequestCarries() throws {
+        let jwt = ScriptedAuthorizer(.allow(.none))
+        let forward = ScriptedAuthorizer(.deny(HandshakeRejection(403, "no", reason: "auth-forward-denied")))
+        let upgrade = try Self.upgrade([jwt, forward])
+        upgrade.deliver(Self.requestWithCredentials, to: upgrade.client)
+        for authorizer in [jwt, forward] {
+            let context = try #require(authorizer.context)
+            #expect(context.head.uri == "/chat/room?x=1&access_token=secret&y=2")
+            #expect(context.head.headers["X-User"] == ["forged"])
+            #expect(context.route.route.pathPrefix == "/chat")
+            #expect(context.request.subprotocols == ["chat"])
+            #expect(context.clientAddress == IPAddress("192.0.2.1"))
+            #expect(context.listener == "public")
+            #expect(!context.clientUsedTLS && context.clientCertificate == nil)
+        }
+        #expect(try Handshake.answer(upgrade.client)?.status == 403)
+        try upgrade.finish()
     }
 
     @Test func theFirstRefusalIsAnsweredAndTheRestNeverRunNorTheUpstream() throws {

@@ -31,10 +31,7 @@ import Testing
         request.head.headers.add(name: "Cookie", value: "b=2")
         let head = ForwardAuthExchange.requestHead(
             Self.forward,
-            request: request,
-            head: request.head,
-            peer: IPAddress("192.0.2.7"),
-            clientUsedTLS: true
+            AuthorizationContext(request: request, clientAddress: IPAddress("192.0.2.7"), clientUsedTLS: true, listener: "public")
         )
         #expect(head.method == .GET && head.uri == "/verify")
         #expect(head.headers["Host"] == ["auth:8080"])

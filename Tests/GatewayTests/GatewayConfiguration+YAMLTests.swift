@@ -273,6 +273,17 @@ struct InvalidDocument: Sendable, CustomTestStringConvertible {
             document(listeners: #"{name: a, address: "127.0.0.1:1"}, {name: a, address: "127.0.0.1:2"}"#),
             "listeners[1].name", #""a" is already used by listeners[0]"#
         ),
+        // The built-in listeners' metric label (`wsgate_accept_errors_total{listener="admin"}`) is theirs alone.
+        (
+            .conflict,
+            document(listeners: #"{name: admin, address: "127.0.0.1:1"}"#),
+            "listeners[0].name", #""admin" is the metrics label of the built-in admin listener; choose another name"#
+        ),
+        (
+            .conflict,
+            document(listeners: #"{name: demo, address: "127.0.0.1:1"}"#),
+            "listeners[0].name", #""demo" is the metrics label of the built-in demo upstream; choose another name"#
+        ),
         // Listener TLS.
         (
             .invalidValue,

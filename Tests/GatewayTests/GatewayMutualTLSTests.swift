@@ -368,7 +368,7 @@ func runTool(_ path: String, _ arguments: [String], input: String = "", timeout:
     let deadline = Date().addingTimeInterval(timeout)
     while process.isRunning {
         if Date() >= deadline {
-            process.terminate()
+            kill(process.processIdentifier, SIGKILL)  // SIGTERM may stay pending (blocked, inherited)
             process.waitUntilExit()
             return (-1, "timed out after \(timeout) s: " + ((try? String(contentsOf: output, encoding: .utf8)) ?? ""))
         }

@@ -129,7 +129,8 @@ extension GatewayTLSTests {
         try process.run()
         let deadline = ContinuousClock.now + timeout
         while process.isRunning && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
-        if process.isRunning { process.terminate() }
+        // SIGKILL: a SIGTERM, inherited blocked from the test runner, may stay pending and hang the wait.
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
         process.waitUntilExit()
         return process.terminationStatus
     }

@@ -128,25 +128,15 @@ extension HTTP2InteropTests {
         cap: Int,
         _ body: (_ server: GatewayServer, _ line: String, _ finish: () async throws -> (Int32, String)) async throws -> Void
     ) async throws {
-        let certificate = try GatewayTLSTests.certificate()
-        try await GatewayTLSTests.withFile(GatewayTLSTests.ca.certificatePEM) { ca in
-            try await withDemo { demo in
-                try await withGatewayServer(upstreamPort: demo.port) {
-                    $0.listeners[0].tls = TLSServerConfiguration(defaultIdentity: certificate.identity)
-                    $0.listeners[0].tls?.offersHTTP2 = true
-                    $0.limits = limits
-                } _: { server, port in
-                    let go = FileManager.default.temporaryDirectory.appendingPathComponent("h2-go-\(UUID())").path
-                    defer { try? FileManager.default.removeItem(atPath: go) }
-                    let runner = "import runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
-                    let peer = try PythonPeer(script: runner, arguments: [Self.client, "flood-hold", String(port), ca, "4", String(cap), go])
-                    defer { peer.stop() }
-                    let line = try await peer.firstLine()
-                    try await body(server, line) {
-                        #expect(FileManager.default.createFile(atPath: go, contents: nil))
-                        return try await peer.finish()
-                    }
-                }
+        try await Self.withH2GatewayServer(configure: { $0.limits = limits }) { server, port, ca in
+            let go = FileManager.default.temporaryDirectory.appendingPathComponent("h2-go-\(UUID())").path
+            defer { try? FileManager.default.removeItem(atPath: go) }
+            let peer = try Self.peer("flood-hold", port, ca, "4", String(cap), go)
+            defer { peer.stop() }
+            let line = try await peer.firstLine()
+            try await body(server, line) {
+                #expect(FileManager.default.createFile(atPath: go, contents: nil))
+                return try await peer.finish()
             }
         }
     }

@@ -32,6 +32,32 @@ import Testing
         }
     }
 
+    /// The gateway (TLS, `http2: on`, `configure` applied) before the demo upstream; `body` gets the
+    /// server, its port and the CA file, for a test that drives the server (drain) or reads its figures.
+    static func withH2GatewayServer(
+        configure: (inout GatewayConfiguration) -> Void,
+        _ body: (_ server: GatewayServer, _ port: Int, _ ca: String) async throws -> Void
+    ) async throws {
+        let certificate = try GatewayTLSTests.certificate()
+        try await GatewayTLSTests.withFile(GatewayTLSTests.ca.certificatePEM) { ca in
+            try await withDemo { demo in
+                try await withGatewayServer(upstreamPort: demo.port) {
+                    $0.listeners[0].tls = TLSServerConfiguration(defaultIdentity: certificate.identity)
+                    $0.listeners[0].tls?.offersHTTP2 = true
+                    configure(&$0)
+                } _: { server, port in
+                    try await body(server, port, ca)
+                }
+            }
+        }
+    }
+
+    /// The h2 client in `mode` as a running peer, for a test that reads its lines as they come.
+    static func peer(_ mode: String, _ port: Int, _ ca: String, _ extra: String...) throws -> PythonPeer {
+        let runner = "import runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
+        return try PythonPeer(script: runner, arguments: [Self.client, mode, String(port), ca] + extra)
+    }
+
     static func run(_ mode: String, _ port: Int, _ ca: String, _ extra: String...) async throws -> String {
         let run = try await runPython([Self.client, mode, String(port), ca] + extra, timeout: .seconds(30))
         #expect(run.status == 0, "\(mode): \(run.output)")
@@ -122,28 +148,18 @@ import Testing
     /// Catalog G-01: on an HTTP/2 connection the drain sends GOAWAY, then Close 1001 on the stream's WebSocket.
     @Test func aDrainSendsGoAwayThenCloses1001OnEachStream() async throws {
         guard try await PythonPeer.require("h2"), try await PythonPeer.require("wsproto") else { return }
-        let certificate = try GatewayTLSTests.certificate()
-        try await GatewayTLSTests.withFile(GatewayTLSTests.ca.certificatePEM) { ca in
-            try await withDemo { demo in
-                try await withGatewayServer(upstreamPort: demo.port) {
-                    $0.listeners[0].tls = TLSServerConfiguration(defaultIdentity: certificate.identity)
-                    $0.listeners[0].tls?.offersHTTP2 = true
-                    $0.timeouts.close = .seconds(1)
-                } _: { server, port in
-                    let runner = "import runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
-                    let peer = try PythonPeer(script: runner, arguments: [Self.client, "drain", String(port), ca])
-                    #expect(try await peer.firstLine() == "OPEN")
-                    let result = await server.drain(timeout: .seconds(5))
-                    let (status, output) = try await peer.finish()
-                    #expect(status == 0, "\(output)")
-                    let lines = output.split(separator: "\n").map(String.init)
-                    let goAway = lines.firstIndex { $0.hasPrefix("GOAWAY 0 2147483647") }
-                    let close = lines.firstIndex { $0 == "CLOSE-AFTER-GOAWAY" }
-                    #expect(goAway != nil && close != nil && goAway! < close!, "\(lines)")
-                    #expect(lines.last?.hasPrefix("EOF") == true, "\(lines)")
-                    #expect(result.forced == 0, "\(result)")
-                }
-            }
+        try await Self.withH2GatewayServer(configure: { $0.timeouts.close = .seconds(1) }) { server, port, ca in
+            let peer = try Self.peer("drain", port, ca)
+            #expect(try await peer.firstLine() == "OPEN")
+            let result = await server.drain(timeout: .seconds(5))
+            let (status, output) = try await peer.finish()
+            #expect(status == 0, "\(output)")
+            let lines = output.split(separator: "\n").map(String.init)
+            let goAway = lines.firstIndex { $0.hasPrefix("GOAWAY 0 2147483647") }
+            let close = lines.firstIndex { $0 == "CLOSE-AFTER-GOAWAY" }
+            #expect(goAway != nil && close != nil && goAway! < close!, "\(lines)")
+            #expect(lines.last?.hasPrefix("EOF") == true, "\(lines)")
+            #expect(result.forced == 0, "\(result)")
         }
     }
 

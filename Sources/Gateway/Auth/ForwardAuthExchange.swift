@@ -10,21 +10,17 @@ enum ForwardAuthExchange {
     /// `GET` of the configured path with `Host` of the service, `X-Forwarded-Method/-Proto/-Host/-Uri/-For`
     /// (the method, `https` on a TLS listener else `http`, the client's `Host`, the request target as sent,
     /// the client address the gateway resolved: after a PROXY header or `client_address: chain`), and the configured request headers the client sent.
-    static func requestHead(
-        _ configuration: GatewayConfiguration.ForwardAuthentication,
-        request: ClientUpgradeRequest,
-        head: HTTPRequestHead,
-        peer: IPAddress?,
-        clientUsedTLS: Bool
-    ) -> HTTPRequestHead {
+    static func requestHead(_ configuration: GatewayConfiguration.ForwardAuthentication, _ context: AuthorizationContext) -> HTTPRequestHead {
+        let request = context.request
+        let head = context.head
         var headers = HTTPHeaders()
         let host = configuration.host.contains(":") ? "[\(configuration.host)]" : configuration.host
         headers.add(name: "Host", value: configuration.port == 80 ? host : "\(host):\(configuration.port)")
         headers.add(name: "X-Forwarded-Method", value: head.method.rawValue)
-        headers.add(name: "X-Forwarded-Proto", value: clientUsedTLS ? "https" : "http")
+        headers.add(name: "X-Forwarded-Proto", value: context.clientUsedTLS ? "https" : "http")
         headers.add(name: "X-Forwarded-Host", value: request.hostHeader)
         headers.add(name: "X-Forwarded-Uri", value: request.target)
-        if let peer { headers.add(name: "X-Forwarded-For", value: peer.description) }
+        if let peer = context.clientAddress { headers.add(name: "X-Forwarded-For", value: peer.description) }
         var copied = Set<String>()
         for name in configuration.requestHeaders {
             let lower = name.lowercased()

@@ -63,16 +63,13 @@ struct ForwardAuthorizer: UpgradeAuthorizer {
     }
 
     func authorize(
-        _ request: ClientUpgradeRequest,
-        head: HTTPRequestHead,
-        peer: IPAddress?,
-        clientUsedTLS: Bool,
+        _ context: AuthorizationContext,
         on eventLoop: any EventLoop,
         abandoned: EventLoopFuture<Void>?
     ) -> EventLoopFuture<AuthorizationOutcome> {
         let outcome = eventLoop.makePromise(of: Result<ForwardAuthResponse, ForwardAuthFailure>.self)
         let attempt = ForwardAuthAttempt(
-            request: ForwardAuthExchange.requestHead(self.configuration, request: request, head: head, peer: peer, clientUsedTLS: clientUsedTLS),
+            request: ForwardAuthExchange.requestHead(self.configuration, context),
             pool: self.pool(on: eventLoop),
             promise: outcome
         )

@@ -46,15 +46,12 @@ struct JWTAuthorizer: UpgradeAuthorizer {
     var deadline: TimeAmount { .seconds(5) }
 
     func authorize(
-        _ request: ClientUpgradeRequest,
-        head: HTTPRequestHead,
-        peer: IPAddress?,
-        clientUsedTLS: Bool,
+        _ context: AuthorizationContext,
         on eventLoop: any EventLoop,
         abandoned: EventLoopFuture<Void>?
     ) -> EventLoopFuture<AuthorizationOutcome> {
         let found: BearerTokenSources.Found
-        switch BearerTokenSources.find(in: head, sources: self.configuration.tokenSources, offered: request.subprotocols) {
+        switch BearerTokenSources.find(in: context.head, sources: self.configuration.tokenSources, offered: context.request.subprotocols) {
         case .failure(let refusal): return eventLoop.makeSucceededFuture(self.deny(refusal))
         case .success(let result): found = result
         }

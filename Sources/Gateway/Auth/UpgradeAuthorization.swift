@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import NIOHTTP1
+import TLSShim
 
 /// The authorization stage of an upgrade (issue #13 §2–3): after every check of the request head and
 /// before the upstream is contacted, a route with `auth` runs its ``UpgradeAuthorizer``s in order
@@ -91,20 +92,35 @@ struct AuthorizationGrant: Sendable, Equatable {
     }
 }
 
+/// What an upgrade request carries to its authorizers: the validated request (its route, head as sent,
+/// target and subprotocols) and where and how it came in. Built by the connection's handler once the
+/// request passed every other check; the same for every authorizer of the route.
+struct AuthorizationContext {
+    var request: ClientUpgradeRequest
+    /// The client address the gateway resolved: after a PROXY header or `client_address: chain`, the
+    /// same as the logs and caps use.
+    var clientAddress: IPAddress?
+    var clientUsedTLS: Bool
+    /// The client certificate the TLS handshake verified (mutual TLS, issue #13), if any.
+    var clientCertificate: TLSPeerCertificate?
+    /// The name of the listener it came in on (the `listener` label).
+    var listener: String
+
+    /// The client's request head as sent.
+    var head: HTTPRequestHead { self.request.head }
+    var route: RouteTable.Entry { self.request.route }
+}
+
 /// One way of deciding whether an upgrade may go on (a JWT check, a forward-auth call). Built once per
 /// route when a configuration is installed (``GatewayEnvironment/authorizers``), shared by every
 /// connection of every event loop.
 protocol UpgradeAuthorizer: Sendable {
-    /// Decides on `request` (`head` is the client's request head as sent; `peer` the client address the
-    /// gateway resolved: after a PROXY header or `client_address: chain`). The future completes on
-    /// `eventLoop`, the connection's. `abandoned`, when given, completes when the client has gone (its
-    /// channel closed), so that an authorizer doing I/O (forward-auth) stops it and frees its resources
-    /// at once; a local check ignores it.
+    /// Decides on the request `context` describes. The future completes on `eventLoop`, the
+    /// connection's. `abandoned`, when given, completes when the client has gone (its channel closed),
+    /// so that an authorizer doing I/O (forward-auth) stops it and frees its resources at once; a local
+    /// check ignores it.
     func authorize(
-        _ request: ClientUpgradeRequest,
-        head: HTTPRequestHead,
-        peer: IPAddress?,
-        clientUsedTLS: Bool,
+        _ context: AuthorizationContext,
         on eventLoop: any EventLoop,
         abandoned: EventLoopFuture<Void>?
     ) -> EventLoopFuture<AuthorizationOutcome>

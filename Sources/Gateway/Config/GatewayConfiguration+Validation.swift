@@ -7,9 +7,9 @@ extension GatewayConfiguration {
     /// built in code can call it too. Key paths use the YAML names (`limits.buffer_low_watermark`).
     ///
     /// Rules: at least one listener and one route; ports in 1–65535; no two listeners on the same
-    /// address or with the same name; TLS files named; SNI names and route hosts are exact names or
-    /// `*.suffix`; route paths start with `/`; no two routes with the same path and an overlapping host;
-    /// every route has an upstream; `upstream_tls` only on a route with `wss://` members; subprotocols
+    /// address or with the same name, and none named `admin` or `demo` (the built-in listeners' metrics
+    /// label); TLS files named; SNI names and route hosts are exact names or `*.suffix`; route paths
+    /// start with `/`; no two routes with the same path and an overlapping host; every route has an upstream; `upstream_tls` only on a route with `wss://` members; subprotocols
     /// are tokens (RFC 6455 §4.1, RFC 7230 §3.2.6); limits and timeouts are above zero; the low
     /// watermark is below the high one. (A client certificate without its key is a reading error: the
     /// configuration holds TLSShim's `TLSIdentity`, which has both.)
@@ -47,6 +47,13 @@ extension GatewayConfiguration {
                 throw listenerPath.key("address").error(.conflict, "\(address) is already used by listeners[\(other)]")
             }
             guard !listener.name.isEmpty else { throw listenerPath.key("name").error(.invalidValue, "must not be empty") }
+            // The built-in listeners' pauses are counted under these labels: one of ours would share their series.
+            if let builtIn = Self.builtInListenerLabels[listener.name] {
+                throw listenerPath.key("name").error(
+                    .conflict,
+                    "\(quote(listener.name)) is the metrics label of the built-in \(builtIn); choose another name"
+                )
+            }
             if let other = names.updateValue(index, forKey: listener.name) {
                 throw listenerPath.key("name").error(
                     .conflict,
@@ -56,6 +63,12 @@ extension GatewayConfiguration {
             if let tls = listener.tls { try tls.validate(at: listenerPath.key("tls")) }
         }
     }
+
+    /// The `listener` labels the gateway's own listeners use (``AcceptErrorPause``), and what they are.
+    static let builtInListenerLabels = [
+        AcceptErrorPause.adminListener: "admin listener",
+        AcceptErrorPause.demoListener: "demo upstream",
+    ]
 
     private func validateRoutes(at path: ConfigPath) throws(ConfigurationError) {
         guard !self.routes.isEmpty else { throw path.error(.missingKey, "at least one route is required") }

@@ -61,11 +61,17 @@ final class HTTP2WebSocketStreamCodec: ChannelDuplexHandler, RemovableChannelHan
     private let maxHeaderListBytes: Int
     /// The connection's budget and this stream's key in it (nil: not counted, as in unit tests).
     let memory: HTTP2ConnectionMemory?
-    private var memoryKey: Int?
+    private(set) var memoryKey: Int?
     /// The relay asked to read while the connection was over its budget.
     private var readPending = false
     /// The request as the client sent it (pseudo-header fields first), for the tap's `open` event.
     private(set) var request: HPACKHeaders?
+    /// Budget accounting without a promise per DATA frame: the last write since the flush, held until the
+    /// flush (or the next write), and the bytes written since; the sizes of the flushed batches whose
+    /// promise has not completed, oldest first (`HTTP2WebSocketStreamCodec+Budget.swift`).
+    var heldWrite: (buffer: ByteBuffer, promise: EventLoopPromise<Void>?)?
+    var batchBytes = 0
+    var batchesInFlight = CircularBuffer<Int>(initialCapacity: 4)
 
     init(
         recorder: UpgradeRecorder,
@@ -88,6 +94,7 @@ final class HTTP2WebSocketStreamCodec: ChannelDuplexHandler, RemovableChannelHan
 
     func handlerRemoved(context: ChannelHandlerContext) {
         self.closeTimer?.cancel()
+        self.dropHeldWrite()
         self.leaveBudget()
         self.context = nil
     }
@@ -203,16 +210,16 @@ final class HTTP2WebSocketStreamCodec: ChannelDuplexHandler, RemovableChannelHan
             return
         }
         let buffer = Self.unwrapOutboundIn(data)
-        guard let memory = self.memory, let key = self.memoryKey else {
+        // Not counted (unit tests, or the stream left the budget) and nothing held to keep ahead: straight on.
+        guard self.memoryKey != nil || self.heldWrite != nil else {
             return context.write(Self.wrapOutboundOut(.data(.init(data: .byteBuffer(buffer)))), promise: promise)
         }
-        // Queued toward the client until swift-nio-http2 wrote it to the socket (past the client's
-        // windows) or the stream failed it.
-        let size = buffer.readableBytes
-        let written = promise ?? context.eventLoop.makePromise()
-        memory.queued(size, on: key)
-        written.futureResult.assumeIsolated().whenComplete { _ in memory.sent(size, on: key) }
-        context.write(Self.wrapOutboundOut(.data(.init(data: .byteBuffer(buffer)))), promise: written)
+        self.writeCounted(buffer, promise: promise, context: context)
+    }
+
+    func flush(context: ChannelHandlerContext) {
+        self.writeHeldWrite(context: context)
+        context.flush()
     }
 
     /// The relay's reads pass unless the connection is over its budget: then they wait, and the client's
@@ -236,6 +243,7 @@ final class HTTP2WebSocketStreamCodec: ChannelDuplexHandler, RemovableChannelHan
     /// it): `RST_STREAM ENHANCE_YOUR_CALM` (RFC 9113 §7), and the relay sees its client leg lost.
     func resetOverBudget() {
         self.memoryKey = nil
+        self.dropHeldWrite()
         guard let context = self.context, context.channel.isActive else { return }
         self.localEnded = true
         context.writeAndFlush(Self.wrapOutboundOut(.rstStream(.enhanceYourCalm)), promise: nil)
@@ -245,6 +253,8 @@ final class HTTP2WebSocketStreamCodec: ChannelDuplexHandler, RemovableChannelHan
     /// RFC 8441 §5: the orderly end of a WebSocket is END_STREAM (its TCP FIN). The stream closes once
     /// both sides ended it; a client that never ends its side is reset after the close timeout.
     func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
+        // An unflushed write goes first (before END_STREAM, or fails with the stream).
+        self.writeHeldWrite(context: context)
         if mode == .all, self.closeTimer != nil {
             // Already ending (END_STREAM sent, waiting for the client's): the same close.
             if let promise { context.channel.closeFuture.cascade(to: promise) }

@@ -36,11 +36,13 @@ extension ClientConnectionHandler {
         }
         let (handler, boundContext) = self.bound(context)
         authorizer.authorize(
-            request,
-            head: request.head,
-            // The same client address as the logs and caps (PROXY source, `client_address: chain`).
-            peer: self.resolvedClientAddress,
-            clientUsedTLS: self.clientUsedTLS,
+            AuthorizationContext(
+                request: request,
+                clientAddress: self.resolvedClientAddress,
+                clientUsedTLS: self.clientUsedTLS,
+                clientCertificate: self.clientCertificate,
+                listener: self.recorder.record.listener
+            ),
             on: context.eventLoop,
             abandoned: context.channel.closeFuture
         )

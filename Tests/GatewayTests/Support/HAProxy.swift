@@ -88,7 +88,9 @@ final class HAProxy: @unchecked Sendable {
 
     func stop() {
         if self.process.isRunning {
-            self.process.terminate()
+            // SIGKILL, not `terminate()`'s SIGTERM: inherited blocked from the test runner, it may stay
+            // pending and leave this wait hanging (as `PythonPeer.stop()`).
+            kill(self.process.processIdentifier, SIGKILL)
             self.process.waitUntilExit()
         }
         try? FileManager.default.removeItem(at: self.directory)
