@@ -196,7 +196,11 @@ extension HTTP2InteropTests {
             ) { port, ca in
                 let output = try await Self.run("echo", port, ca, "3")
                 #expect(output.contains("OK 3"), "\(output)")
-                try await Task.sleep(for: .milliseconds(300))
+                // Counted when each stream's upstream answered (not necessarily before the client exits).
+                await waitFor {
+                    metrics.total("wsgate_client_certificates_total") >= 1
+                        && metrics.total("wsgate_connections_by_protocol_total", [("protocol", "h2")]) >= 3
+                }
                 #expect(metrics.total("wsgate_client_certificates_total", [("outcome", "not_presented")]) == 1)
                 #expect(metrics.total("wsgate_connections_by_protocol_total", [("protocol", "h2")]) == 3)
             }
