@@ -96,7 +96,9 @@ extension HTTP2InteropTests {
         let high = budget.streamOutboundHighWatermark(relay: limits.bufferHighWatermark)
         #expect(budget.streamWindow == 512 * 1024 && high == 256 * 1024)
         let cap = 6 * 1024 * 1024
-        try await Self.withHeldFlood(limits: limits, cap: cap) { server, line, finish in
+        // A window that stays shut 10 s (not the default 1.5 s) counts as held: here the gateway must
+        // not hold the client, and a loaded machine can starve it for over a second without holding it.
+        try await Self.withHeldFlood(limits: limits, cap: cap, quiet: 10) { server, line, finish in
             let sent = try #require(line.hasPrefix("SENT ") ? Int(line.dropFirst(5)) : nil, "the client stalled or failed: \(line)")
             #expect(sent >= cap)
 
@@ -120,12 +122,13 @@ extension HTTP2InteropTests {
     }
 
     /// Runs the gateway (TLS, `http2: on`, `limits`) before the demo upstream and the client's `flood-hold`
-    /// on four streams until `cap` bytes were sent or its windows closed; `body` gets the server, the
-    /// client's first line (`SENT n` or `STALLED n`) and `finish`, which lets the client read everything
+    /// on four streams until `cap` bytes were sent or its windows stayed closed `quiet` seconds; `body`
+    /// gets the server, the client's first line (`SENT n` or `STALLED n`) and `finish`, which lets the client read everything
     /// and returns its exit status and output.
     static func withHeldFlood(
         limits: GatewayConfiguration.Limits,
         cap: Int,
+        quiet: Double = 1.5,
         _ body: (_ server: GatewayServer, _ line: String, _ finish: () async throws -> (Int32, String)) async throws -> Void
     ) async throws {
         let certificate = try GatewayTLSTests.certificate()
@@ -139,7 +142,8 @@ extension HTTP2InteropTests {
                     let go = FileManager.default.temporaryDirectory.appendingPathComponent("h2-go-\(UUID())").path
                     defer { try? FileManager.default.removeItem(atPath: go) }
                     let runner = "import runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
-                    let peer = try PythonPeer(script: runner, arguments: [Self.client, "flood-hold", String(port), ca, "4", String(cap), go])
+                    let arguments = [Self.client, "flood-hold", String(port), ca, "4", String(cap), go, String(quiet)]
+                    let peer = try PythonPeer(script: runner, arguments: arguments)
                     defer { peer.stop() }
                     let line = try await peer.firstLine()
                     try await body(server, line) {
