@@ -33,7 +33,7 @@ import Testing
     }
 
     static func run(_ mode: String, _ port: Int, _ ca: String, _ extra: String...) async throws -> String {
-        let run = try await runPython([Self.client, mode, String(port), ca] + extra, timeout: .seconds(30))
+        let run = try await runPython([Self.client, mode, String(port), ca] + extra, timeout: .seconds(60))
         #expect(run.status == 0, "\(mode): \(run.output)")
         return run.output
     }

@@ -1,6 +1,6 @@
 """RFC 8441 client for the HTTP/2 tests (GatewayTests: HTTP2InteropTests): Python `h2` for HTTP/2 (it
 sends `:protocol` once the server's SETTINGS_ENABLE_CONNECT_PROTOCOL = 1 arrived) and `wsproto` for the
-RFC 6455 frames on each stream. Every run is bounded (20 s, or H2_CLIENT_DEADLINE seconds); it prints
+RFC 6455 frames on each stream. Every run is bounded (45 s, or H2_CLIENT_DEADLINE seconds); it prints
 what it saw, one line per fact.
 
 Usage: h2-websocket-client.py MODE PORT CA_FILE [N]
@@ -39,7 +39,9 @@ from wsproto.connection import Connection, ConnectionType
 from wsproto.events import TextMessage, BytesMessage, CloseConnection, Ping
 
 mode, port, ca = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-deadline = time.monotonic() + float(os.environ.get("H2_CLIENT_DEADLINE", "20"))
+# A bound for a hang, not a speed requirement: a loaded machine took over 20 s for a 6 MiB flood.
+started = time.monotonic()
+deadline = started + float(os.environ.get("H2_CLIENT_DEADLINE", "45"))
 
 def connect(alpn=("h2",)):
     ctx = ssl.create_default_context(cafile=ca)
@@ -298,7 +300,7 @@ elif mode == "lifetime":
                 sys.exit(0)
             elif isinstance(ev, h2.events.StreamReset):
                 statuses.setdefault(ev.stream_id, f"reset {ev.error_code}")
-        if len(statuses) >= n or (len(statuses) >= 1 and time.monotonic() > deadline - 15):
+        if len(statuses) >= n or (len(statuses) >= 1 and time.monotonic() > started + 5):
             print("STREAMS", sorted(statuses.items()))
             break
 elif mode == "over-limit":

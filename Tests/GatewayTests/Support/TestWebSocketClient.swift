@@ -84,7 +84,7 @@ final class TestWebSocketClient {
         path: String,
         headers: [(String, String)] = [],
         pipelined: [UInt8] = [],
-        timeout: Duration = .seconds(5)
+        timeout: Duration = .seconds(15)
     ) async throws -> TestWebSocketClient {
         let key = HandshakeKey.makeKey()
         var request = "GET \(path) HTTP/1.1\r\nHost: \(host):\(port)\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -137,7 +137,7 @@ final class TestWebSocketClient {
         host: String = "127.0.0.1",
         port: Int,
         request: String,
-        timeout: Duration = .seconds(5)
+        timeout: Duration = .seconds(15)
     ) async throws -> (status: Int, headers: [(String, String)], body: String) {
         let (channel, handler) = try await Self.open(host: host, port: port, mode: .raw, timeout: timeout)
         defer { channel.close(promise: nil) }
