@@ -13,12 +13,26 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export SWIFT_BACKTRACE=enable=no
 
+# Network steps are retried (4 attempts, 5, 15 and 45 s apart): a mirror or PyPI failing once is not
+# a failure of the code.
+retry() {
+    local attempt=1 delay=5
+    until "$@"; do
+        if [ "$attempt" -ge 4 ]; then return 1; fi
+        echo "validate: attempt $attempt of 4 failed; again in ${delay} s: $*" >&2
+        sleep "$delay"
+        attempt=$((attempt + 1))
+        delay=$((delay * 3))
+    done
+}
+apt_options=(-o Acquire::Retries=3 -o DPkg::Lock::Timeout=300)
 if ! command -v systemd-analyze >/dev/null 2>&1; then
     echo "validate: installing systemd (for systemd-analyze)"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd >/dev/null
+    retry apt-get "${apt_options[@]}" update -qq
+    DEBIAN_FRONTEND=noninteractive retry apt-get "${apt_options[@]}" install -y -qq systemd >/dev/null
 fi
-PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet --disable-pip-version-check kubernetes-validate dockerfile-parse PyYAML
+PIP_ROOT_USER_ACTION=ignore retry python3 -m pip install --quiet --disable-pip-version-check --retries 5 --timeout 60 \
+    kubernetes-validate dockerfile-parse PyYAML
 
 wsgate="${1:-}"
 if [ -z "$wsgate" ]; then

@@ -96,8 +96,6 @@ struct Tap: AsyncParsableCommand {
             printError("wsgate tap: \(TapClient.target(admin, query: query)) on \(admin.host):\(admin.port): \(error)")
             throw ExitCode(1)
         }
-        printError("wsgate tap: streaming http://\(admin.host):\(admin.port)\(TapClient.target(admin, query: query)) (Ctrl-C to stop)")
-
         signal(SIGINT, SIG_IGN)
         signal(SIGTERM, SIG_IGN)
         let sources = [SIGINT, SIGTERM].map { DispatchSource.makeSignalSource(signal: $0) }
@@ -111,6 +109,9 @@ struct Tap: AsyncParsableCommand {
             source.resume()
         }
         defer { for source in sources { source.cancel() } }
+        // Said once Ctrl-C is trapped (scripts and tests wait for this line, then signal): a signal
+        // between `signal(_, SIG_IGN)` and the sources' resume was lost, and tap never exited.
+        printError("wsgate tap: streaming http://\(admin.host):\(admin.port)\(TapClient.target(admin, query: query)) (Ctrl-C to stop)")
         var failure: (any Error)?
         do {
             try await stream.finished.get()

@@ -179,8 +179,10 @@ struct Echo: AsyncParsableCommand {
     func run() async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         let upstream = try await DemoUpstream.start(host: self.host, port: self.port, group: group, logger: gatewayLogger)
+        // Trapped before the banner: whoever waits for it and then signals is heard.
+        let termination = trapTermination()
         printLine("wsgate echo: ws://\(self.host):\(upstream.port)/echo and /chat")
-        try await waitForTermination()
+        await termination.wait()
         try await upstream.close()
         try await group.shutdownGracefully()
     }
@@ -239,24 +241,30 @@ private func writeLine(_ message: String, to descriptor: Int32) {
     line.withUTF8 { _ = Glibc.write(descriptor, $0.baseAddress, $0.count) }
 }
 
-/// Returns when SIGINT or SIGTERM arrives (graceful drain is a later feature; this stops accepting and exits).
-func waitForTermination() async throws {
+/// SIGINT and SIGTERM, trapped from the call on: a signal that comes before ``Termination/wait()`` is
+/// kept, not lost. Trap before printing a banner that a script (or a test) waits for and then signals:
+/// between `signal(_, SIG_IGN)` and the dispatch sources' resume, a signal is ignored and lost, so a
+/// trap set up after the banner left a window in which Ctrl-C did nothing and the process never exited.
+func trapTermination() -> Termination {
     signal(SIGINT, SIG_IGN)
     signal(SIGTERM, SIG_IGN)
-    await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-        let sources = [SIGINT, SIGTERM].map { DispatchSource.makeSignalSource(signal: $0) }
-        let resumed = NIOLockedValueBox(false)
-        for source in sources {
-            source.setEventHandler {
-                let first = resumed.withLockedValue { done in
-                    defer { done = true }
-                    return !done
-                }
-                if first { continuation.resume() }
-            }
-            source.resume()
-        }
-        signalSources = sources
+    let (stream, continuation) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
+    let sources = [SIGINT, SIGTERM].map { DispatchSource.makeSignalSource(signal: $0) }
+    for source in sources {
+        source.setEventHandler { continuation.yield() }
+        source.resume()
+    }
+    signalSources = sources
+    return Termination(signals: stream)
+}
+
+/// The trapped SIGINT/SIGTERM of ``trapTermination()``.
+struct Termination {
+    let signals: AsyncStream<Void>
+
+    /// Returns once SIGINT or SIGTERM has arrived (at once if one already did).
+    func wait() async {
+        for await _ in self.signals { return }
     }
 }
 

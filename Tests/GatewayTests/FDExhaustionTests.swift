@@ -121,7 +121,10 @@ import Testing
             // One attempt: it waits in the backlog until the next accept after the backoff.
             let client = try await TestWebSocketClient.connect(port: port, path: "/echo", timeout: .seconds(10))
             let recovery = ContinuousClock.now - freed
-            #expect(recovery < .seconds(3), "recovered after \(recovery)")
+            // The pause's length (1 s) is pinned under virtual time (AcceptBackoffTests); here, that
+            // accepting resumes at all, long before the client's 10 s: a loaded machine takes seconds to
+            // accept and close the ~60 connections that waited, so the bound is not "about a second".
+            #expect(recovery < .seconds(8), "recovered after \(recovery)")
             try await client.send(text: "after")
             #expect(try await client.receiveMessage() == .text("after"))
             try await existing.send(text: "still")

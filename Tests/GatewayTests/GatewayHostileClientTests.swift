@@ -116,7 +116,10 @@ import Testing
         let metrics = TestMetrics()
         let stalledPlain = 200
         let stalledTLS = 200
-        let deadline = Duration.seconds(5)
+        // Long enough that opening the 400 stalled connections and the two fresh upgrades fit before
+        // the first deadline on a loaded machine (the fresh upgrades must find every stall still open);
+        // the deadline's exact length is tested under virtual time (HandshakeGuardsTests).
+        let deadline = Duration.seconds(8)
         try await withDemo { demo in
             try await withGatewayServer(
                 upstreamPort: demo.port,

@@ -280,7 +280,7 @@ import Testing
                 }
             )
         }) { port in
-            // exp is 4 s after the tokens were made.
+            // exp is 6 s after the token was signed (PyJWTTokens).
             let client = try await TestWebSocketClient.connect(
                 port: port,
                 path: "/echo",

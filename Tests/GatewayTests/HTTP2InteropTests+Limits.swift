@@ -96,7 +96,9 @@ extension HTTP2InteropTests {
         let high = budget.streamOutboundHighWatermark(relay: limits.bufferHighWatermark)
         #expect(budget.streamWindow == 512 * 1024 && high == 256 * 1024)
         let cap = 6 * 1024 * 1024
-        try await Self.withHeldFlood(limits: limits, cap: cap) { server, line, finish in
+        // A window that stays shut 10 s (not the default 1.5 s) counts as held: here the gateway must
+        // not hold the client, and a loaded machine can starve it for over a second without holding it.
+        try await Self.withHeldFlood(limits: limits, cap: cap, quiet: 10) { server, line, finish in
             let sent = try #require(line.hasPrefix("SENT ") ? Int(line.dropFirst(5)) : nil, "the client stalled or failed: \(line)")
             #expect(sent >= cap)
 
@@ -120,18 +122,19 @@ extension HTTP2InteropTests {
     }
 
     /// Runs the gateway (TLS, `http2: on`, `limits`) before the demo upstream and the client's `flood-hold`
-    /// on four streams until `cap` bytes were sent or its windows closed; `body` gets the server, the
-    /// client's first line (`SENT n` or `STALLED n`) and `finish`, which lets the client read everything
-    /// and returns its exit status and output.
+    /// on four streams until `cap` bytes were sent or its windows stayed closed `quiet` seconds; `body`
+    /// gets the server, the client's first line (`SENT n` or `STALLED n`) and `finish`, which lets the
+    /// client read everything and returns its exit status and output.
     static func withHeldFlood(
         limits: GatewayConfiguration.Limits,
         cap: Int,
+        quiet: Double = 1.5,
         _ body: (_ server: GatewayServer, _ line: String, _ finish: () async throws -> (Int32, String)) async throws -> Void
     ) async throws {
         try await Self.withH2GatewayServer(configure: { $0.limits = limits }) { server, port, ca in
             let go = FileManager.default.temporaryDirectory.appendingPathComponent("h2-go-\(UUID())").path
             defer { try? FileManager.default.removeItem(atPath: go) }
-            let peer = try Self.peer("flood-hold", port, ca, "4", String(cap), go)
+            let peer = try Self.peer("flood-hold", port, ca, "4", String(cap), go, String(quiet))
             defer { peer.stop() }
             let line = try await peer.firstLine()
             try await body(server, line) {
@@ -186,7 +189,11 @@ extension HTTP2InteropTests {
             ) { port, ca in
                 let output = try await Self.run("echo", port, ca, "3")
                 #expect(output.contains("OK 3"), "\(output)")
-                try await Task.sleep(for: .milliseconds(300))
+                // Counted when each stream's upstream answered (not necessarily before the client exits).
+                await waitFor {
+                    metrics.total("wsgate_client_certificates_total") >= 1
+                        && metrics.total("wsgate_connections_by_protocol_total", [("protocol", "h2")]) >= 3
+                }
                 #expect(metrics.total("wsgate_client_certificates_total", [("outcome", "not_presented")]) == 1)
                 #expect(metrics.total("wsgate_connections_by_protocol_total", [("protocol", "h2")]) == 3)
             }

@@ -59,7 +59,7 @@ import Testing
     }
 
     static func run(_ mode: String, _ port: Int, _ ca: String, _ extra: String...) async throws -> String {
-        let run = try await runPython([Self.client, mode, String(port), ca] + extra, timeout: .seconds(30))
+        let run = try await runPython([Self.client, mode, String(port), ca] + extra, timeout: .seconds(60))
         #expect(run.status == 0, "\(mode): \(run.output)")
         return run.output
     }
@@ -73,7 +73,12 @@ import Testing
             try await Self.withH2Gateway(metrics: metrics, configure: { $0.accessLog = .file(log) }) { port, ca in
                 let output = try await Self.run("echo", port, ca, "20")
                 #expect(output.contains("OK 20"), "\(output)")
-                try await Task.sleep(for: .milliseconds(300))
+                // A stream's line is written when its session ends, which may be after the client exits:
+                // wait for all 20 (a loaded machine only makes this slower), then assert.
+                await waitFor {
+                    GatewayTLSTests.accessLogLines(log).filter { $0.contains("\"protocol\":\"h2\"") }.count >= 20
+                        && metrics.total("wsgate_connections_by_protocol_total", [("protocol", "h2")]) >= 20
+                }
                 let lines = GatewayTLSTests.accessLogLines(log)
                 let streams = lines.filter { $0.contains("\"protocol\":\"h2\"") && $0.contains("\"status\":200") }
                 #expect(streams.count == 20, "\(lines)")
@@ -171,7 +176,7 @@ import Testing
             try await Self.withH2Gateway(configure: { $0.accessLog = .file(log) }) { port, ca in
                 let output = try await Self.run("reset-open", port, ca)
                 #expect(output.contains("RESET-SENT"), "\(output)")
-                try await Task.sleep(for: .milliseconds(500))
+                await waitFor { GatewayTLSTests.accessLogLines(log).contains { $0.contains("\"protocol\":\"h2\"") } }
                 let lines = GatewayTLSTests.accessLogLines(log)
                 #expect(lines.contains { $0.contains("\"protocol\":\"h2\"") && $0.contains("\"close_code\":1006") }, "\(lines)")
             }

@@ -7,7 +7,7 @@ import Testing
 
 /// The `wsgate run` process end to end: SIGTERM drains and exits 0, SIGHUP reloads or refuses.
 @Suite(.serialized, .timeLimit(.minutes(2))) struct LifecycleCLITests {
-    static func config(port: Int, adminPort: Int, upstreamPort: Int, path: String = "/", drain: String = "5s") -> String {
+    static func config(port: Int, adminPort: Int, upstreamPort: Int, path: String = "/", drain: String = "5s", close: String = "500ms") -> String {
         """
         listeners:
           - address: 127.0.0.1:\(port)
@@ -19,7 +19,7 @@ import Testing
           address: 127.0.0.1:\(adminPort)
         timeouts:
           drain: \(drain)
-          close: 500ms
+          close: \(close)
         """
     }
 
@@ -27,8 +27,9 @@ import Testing
     /// Catalog G-05: (b) SIGHUP with a syntactically invalid file is refused, logged with the file and line and counted; the old configuration keeps serving, and a good one applies to new connections.
     @Test func sighupRefusesABrokenConfigurationAndAppliesAGoodOneAndSigtermDrainsBothLegsWith1001AndExits0() async throws {
         guard try WSGateProcess.require() else { return }
-        // A scripted upstream that records what it receives (it never answers a Close: the close
-        // timeout, 500 ms, ends that leg).
+        // A scripted upstream that records what it receives (it answers the drain's Close only when
+        // the test has checked /readyz: with a close timeout ending that leg, a loaded machine could
+        // finish the drain, and the process, before the check).
         // Only the first upgrade is accepted; later ones get a 403 relayed (so that the frames it records
         // are those of the first connection).
         let upgrades = NIOLockedValueBox(0)
@@ -48,7 +49,9 @@ import Testing
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
             defer { try? FileManager.default.removeItem(at: directory) }
             let configPath = directory.appendingPathComponent("wsgate.yaml").path
-            try Self.config(port: port, adminPort: adminPort, upstreamPort: upstream.port).write(
+            // Only the peers' answers end the drain (no close timeout, no deadline within reach), so it
+            // is still under way when /readyz is asked, however slow the machine.
+            try Self.config(port: port, adminPort: adminPort, upstreamPort: upstream.port, drain: "60s", close: "60s").write(
                 toFile: configPath,
                 atomically: true,
                 encoding: .utf8
@@ -77,7 +80,7 @@ import Testing
 
             // SIGHUP with a good file: new connections are routed by it (only /v2 now: / is 404), the live
             // connection goes on.
-            try Self.config(port: port, adminPort: adminPort, upstreamPort: upstream.port, path: "/v2")
+            try Self.config(port: port, adminPort: adminPort, upstreamPort: upstream.port, path: "/v2", drain: "60s", close: "60s")
                 .write(toFile: configPath, atomically: true, encoding: .utf8)
             gateway.signal(SIGHUP)
             try await gateway.waitFor("the reload log line") { _, err in err.contains("configuration reloaded") }
@@ -95,6 +98,8 @@ import Testing
             #expect(frames.map { String(decoding: $0.2, as: UTF8.self) }.prefix(3) == ["one", "two", "three"])
             #expect(frames.last?.1?.closeCode == .goingAway)
             #expect(try await OperationsMetricsTests.get(adminPort, "/readyz").status == 503)
+            // Both peers answer the Close now: the upstream (an unmasked Close 1001), then the client.
+            upstream.write([0x88, 0x02, 0x03, 0xE9])
             try await client.close(code: .goingAway)
             try await client.waitForTCPClose()
             let exit = try await gateway.waitForExit(timeout: .seconds(10))

@@ -41,7 +41,7 @@ extension ReloadTests {
             }
             .connect(host: "127.0.0.1", port: port).get()
         defer { channel.close(promise: nil) }
-        return try await TestWebSocketClient.bounded(done.futureResult, .seconds(5), "the TLS handshake")
+        return try await TestWebSocketClient.bounded(done.futureResult, .seconds(15), "the TLS handshake")
     }
 
     /// Catalog G-03: across certificate reloads new handshakes present the new certificate as soon as the reload returns, a connect loop running throughout never fails (no listener gap), and the old and new certificates are reported for the reload's log line.
@@ -64,21 +64,24 @@ extension ReloadTests {
                 #expect(try await Self.presentedSubject(port: port, client: client) == "CN=generation-0")
                 // A connect loop across every reload: each handshake must succeed.
                 let stop = NIOLockedValueBox(false)
-                let loop = Task { () -> (subjects: [String], failures: [String]) in
-                    var subjects: [String] = []
+                let seen = NIOLockedValueBox<[String]>([])
+                let loop = Task { () -> [String] in
                     var failures: [String] = []
                     while !stop.withLockedValue({ $0 }) {
                         do {
-                            subjects.append(try await Self.presentedSubject(port: port, client: client) ?? "none")
+                            let subject = try await Self.presentedSubject(port: port, client: client) ?? "none"
+                            seen.withLockedValue { $0.append(subject) }
                         } catch {
                             failures.append("\(error)")
                         }
                         try? await Task.sleep(for: .milliseconds(10))
                     }
-                    return (subjects, failures)
+                    return failures
                 }
                 for generation in 1...3 {
-                    try await Task.sleep(for: .milliseconds(100))
+                    // The loop has handshaken with the current certificate before it is replaced, however
+                    // long a handshake takes on a loaded machine (a fixed pause let a slow loop skip one).
+                    await waitFor(.seconds(20)) { seen.withLockedValue { $0.last == "CN=generation-\(generation - 1)" } }
                     try files.install(commonName: "generation-\(generation)")
                     let before = server.listenerCertificates
                     try await server.reload(configuration: server.configuration)
@@ -89,9 +92,10 @@ extension ReloadTests {
                     // The first handshake after the reload returns already sees the new certificate.
                     #expect(try await Self.presentedSubject(port: port, client: client) == "CN=generation-\(generation)")
                 }
-                try await Task.sleep(for: .milliseconds(100))
+                await waitFor(.seconds(20)) { seen.withLockedValue { $0.last == "CN=generation-3" } }
                 stop.withLockedValue { $0 = true }
-                let (subjects, failures) = await loop.value
+                let failures = await loop.value
+                let subjects = seen.withLockedValue { $0 }
                 #expect(failures.isEmpty, "\(failures)")
                 #expect(subjects.count >= 4, "\(subjects)")
                 // Generations only move forward.

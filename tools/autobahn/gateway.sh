@@ -47,6 +47,17 @@ config_echo=$(sed -n 's#.*ws://127\.0\.0\.1:\([0-9]*\).*#\1#p' "$config" | head 
 gateway_port="${AUTOBAHN_GATEWAY_PORT:-$default_gateway}"
 echo_port="${AUTOBAHN_ECHO_PORT:-$default_echo}"
 bridge_port="${AUTOBAHN_BRIDGE_PORT:-${default_bridge:-}}"
+# A default port that something on this machine already holds (a leftover, another service) is not a
+# failure of the code: take one the OS picks instead (a port given in the environment is used as is,
+# and the check below waits for our processes, not a stranger's).
+port_free() {
+    python3 -c 'import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("127.0.0.1", int(sys.argv[1])))' "$1" 2>/dev/null
+}
+any_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+if [[ -z "${AUTOBAHN_GATEWAY_PORT:-}" ]] && ! port_free "$gateway_port"; then gateway_port=$(any_port); fi
+if [[ -z "${AUTOBAHN_ECHO_PORT:-}" ]] && ! port_free "$echo_port"; then echo_port=$(any_port); fi
+if [[ -n "$bridge_port" && -z "${AUTOBAHN_BRIDGE_PORT:-}" ]] && ! port_free "$bridge_port"; then bridge_port=$(any_port); fi
 export AUTOBAHN_HOME="${AUTOBAHN_HOME:-$PWD/.build/autobahn-venv}"
 export AUTOBAHN_OUT="${AUTOBAHN_OUT:-$PWD/.build/autobahn-reports/$mode}"
 export AUTOBAHN_TIMEOUT="${AUTOBAHN_TIMEOUT:-600}"
@@ -96,7 +107,11 @@ fi
 
 # All listening (bounded: 20 s), or the logs and a setup error.
 listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-all_listening() { listening "$echo_port" && listening "$gateway_port" && { [[ -z "$bridge_port" ]] || listening "$bridge_port"; }; }
+# (and every process started above still running: a stranger on a port must not pass for ours)
+all_listening() {
+    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null || return 1; done
+    listening "$echo_port" && listening "$gateway_port" && { [[ -z "$bridge_port" ]] || listening "$bridge_port"; }
+}
 for _ in $(seq 100); do
     all_listening && break
     sleep 0.2

@@ -104,7 +104,7 @@ final class FakeUpstream: Sendable {
     var flooded: Int { self.state.withLockedValue { $0.flooded } }
 
     /// Waits until `predicate(received)` holds, up to `timeout`.
-    func waitUntilReceived(timeout: Duration = .seconds(5), _ predicate: ([UInt8]) -> Bool) async throws {
+    func waitUntilReceived(timeout: Duration = .seconds(15), _ predicate: ([UInt8]) -> Bool) async throws {
         let deadline = ContinuousClock.now + timeout
         while !predicate(self.received) {
             guard ContinuousClock.now < deadline else { throw PeerError("fake upstream: condition not met within \(timeout)") }

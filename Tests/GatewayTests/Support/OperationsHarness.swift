@@ -45,7 +45,7 @@ extension TestMetrics {
     }
 
     /// Waits up to `timeout` for `condition` (metrics of a connection are added when it ends).
-    func eventually(_ timeout: Duration = .seconds(5), _ condition: () -> Bool) async {
+    func eventually(_ timeout: Duration = .seconds(15), _ condition: () -> Bool) async {
         await waitFor(timeout, condition)
     }
 }

@@ -82,7 +82,9 @@ struct PyJWTTokens: Sendable {
             "crit": jwt.encode(claims(), rsa_key, algorithm="RS256", headers={"kid": "rsa1", "crit": ["exp"], "exp": 1}),
             "tampered": (lambda t: t.split(".")[0] + "." + b64(json.dumps(claims(role="root")).encode()) + "." + t.split(".")[2])(sign(rsa_key, "RS256", "rsa1")),
             "oversized": sign(rsa_key, "RS256", "rsa1", padding="x" * 9000),
-            "expires_soon": sign(rsa_key, "RS256", "rsa1", exp=now + 4),
+            # 6 s after it is signed, not after `now`: making the keys above takes a loaded machine
+            # seconds, which must not eat the time the test has to connect before it expires.
+            "expires_soon": sign(rsa_key, "RS256", "rsa1", exp=int(time.time()) + 6),
             "claims_header": sign(rsa_key, "RS256", "rsa1", email="alice@example.test", groups=["ops", "dev"]),
         }
         print(json.dumps(tokens))

@@ -71,8 +71,9 @@ final class PythonPeer: @unchecked Sendable {
         throw PeerError("no line from python within \(timeout): \(self.errorOutput())")
     }
 
-    /// Waits for the script to exit within `timeout`; returns its exit status and all output.
-    func finish(timeout: Duration = .seconds(30)) async throws -> (status: Int32, output: String) {
+    /// Waits for the script to exit within `timeout` (a bound for a hang: the scripts bound their own
+    /// steps); returns its exit status and all output.
+    func finish(timeout: Duration = .seconds(60)) async throws -> (status: Int32, output: String) {
         let deadline = ContinuousClock.now + timeout
         while self.process.isRunning {
             if ContinuousClock.now >= deadline {

@@ -81,8 +81,9 @@ final class RawConnection: Sendable {
         return true
     }
 
-    /// Waits for the server to close the connection; false on timeout.
-    func waitForClose(timeout: Duration = .seconds(5)) async throws -> Bool {
+    /// Waits for the server to close the connection; false on timeout (a bound for a hang, not a
+    /// deadline the gateway must meet: a loaded machine takes seconds).
+    func waitForClose(timeout: Duration = .seconds(15)) async throws -> Bool {
         try await self.wait(for: timeout) { $0.isClosedByServer }
     }
 

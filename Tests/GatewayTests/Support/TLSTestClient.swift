@@ -13,7 +13,7 @@ enum TLSTestClient {
     /// Connects to `port`, sends a valid upgrade for `/echo`, and waits up to `timeout` for the answer's
     /// status line (or an error): the subject of the certificate the handshake saw and the status (nil
     /// when none came). `sessionReuse: false` forces a full handshake, so a reloaded certificate shows.
-    static func upgrade(port: Int, sessionReuse: Bool = true, timeout: Duration = .seconds(5)) async throws -> (subject: String?, status: Int?) {
+    static func upgrade(port: Int, sessionReuse: Bool = true, timeout: Duration = .seconds(15)) async throws -> (subject: String?, status: Int?) {
         let context = try TLSClientContext(
             configuration: TLSClientConfiguration {
                 $0.trustRoots = .certificates(.pem(GatewayTLSTests.ca.certificatePEM))
