@@ -85,11 +85,11 @@ struct ClientConnectionStateMachine {
     /// The errors the client's pipeline reports, classified by the handler.
     enum ClientError: Equatable {
         case tlsHandshakeFailed(TLSError)
-        /// More bytes than the request-head limit before the switch (``RequestBytesLimiter``).
+        /// More bytes than the request-head limit before the switch (``RequestHeadScanner``, then the handler).
         case requestBytesLimitExceeded(limit: Int)
         /// As above, before the request line had ended: the request line alone is over the limit.
         case requestLineTooLong(limit: Int)
-        /// NIO's request decoder refused the bytes.
+        /// The request head is malformed (``RequestHeadScanner``), or an HTTP/2 stream sent DATA early.
         case malformedHTTP
         case other(String)
     }
