@@ -1,4 +1,5 @@
 import Frames
+import NIOCore
 import NIOHTTP1
 import TLSShim
 
@@ -60,8 +61,8 @@ struct ClientConnectionStateMachine {
         /// Arm the upstream deadline and connect to the planned member; report ``upstreamConnected()``
         /// or ``upstreamConnectFailed(timedOut:)``, and later ``upstreamAnswered(_:)``.
         case connectUpstream(ClientUpgradeRequest, UpstreamPlan)
-        /// Write this upgrade request on the upstream channel that just connected.
-        case sendRequest(HTTPRequestHead)
+        /// Write this upgrade request (its head's bytes) on the upstream channel that just connected.
+        case sendRequest(ByteBuffer)
         /// An upstream channel connected after the connection ended: close it.
         case closeUpstream
         /// Step 1 of the switch: remove both HTTP decoders, then report ``decodersRemoved(clientSentEarlyData:)``.
@@ -94,7 +95,7 @@ struct ClientConnectionStateMachine {
         case other(String)
     }
 
-    /// How the upstream's handshake ended (``UpstreamHandshakeHandler``).
+    /// How the upstream's handshake ended (``UpstreamLegHandler``).
     enum UpstreamAnswer: Equatable {
         case response(UpstreamResponse)
         case tlsHandshakeFailed(TLSError)
@@ -377,6 +378,6 @@ struct UpstreamPlan: Equatable {
     var upstream: GatewayConfiguration.Upstream
     /// The fresh key, the subprotocol and extension offers: what the answer is checked against.
     var handshake: UpstreamHandshake
-    /// The upgrade request head (``UpstreamHandshake/requestHead(for:upstream:peer:peerIsTrusted:clientUsedTLS:)``).
-    var requestHead: HTTPRequestHead
+    /// The upgrade request head as written upstream (``UpstreamHandshake/requestHead(for:upstream:peer:peerIsTrusted:clientUsedTLS:clientCertificate:grant:)``).
+    var requestHead: ByteBuffer
 }

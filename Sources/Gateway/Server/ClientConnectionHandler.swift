@@ -181,8 +181,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
         case .connectUpstream(let request, let plan):
             self.connectUpstream(context: context, request: request, plan: plan)
         case .sendRequest(let head):
-            self.upstream?.write(HTTPClientRequestPart.head(head), promise: nil)
-            self.upstream?.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
+            self.upstream?.writeAndFlush(head, promise: nil)
         case .closeUpstream:
             self.upstream?.close(promise: nil)
         case .removeDecoders:

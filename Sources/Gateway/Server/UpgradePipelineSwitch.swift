@@ -5,14 +5,13 @@ import NIOHTTP1
 /// (DESIGN §1.8–1.9), in two steps.
 ///
 /// `ByteToMessageHandler` hands over the bytes it still holds on a *later* tick when it is removed, and
-/// completes its removal after that; the upstream's response decoder also watches outbound writes, so
-/// nothing may be written to the upstream until it is gone. Hence:
-/// 1. ``removeDecoders()``: put a ``LeftoverBytesCollector`` behind each HTTP decoder and remove the
-///    decoders (and the upstream's handshake handler and request encoder); the future completes when
-///    both decoders are gone;
-/// 2. ``installRelay(_:after:)``: put ``RelayHandler``s on both channels, drop the collectors and the
-///    handshake handlers, and feed the upstream's collected bytes (frames it sent right behind its 101)
-///    into the relay.
+/// completes its removal after that. Hence:
+/// 1. ``removeDecoders()``: put a ``LeftoverBytesCollector`` behind the client's HTTP decoder and remove
+///    the decoder; the future completes when it is gone. The upstream channel has nothing to remove: its
+///    one ``UpstreamLegHandler`` read the 101 itself and keeps what follows it;
+/// 2. ``installRelay(_:after:)``: put a ``RelayHandler`` on the client channel, drop the collector and
+///    the handshake handler, and let the ``UpstreamLegHandler`` relay, starting with the bytes it kept
+///    (frames the upstream sent right behind its 101).
 ///
 /// Between the two, ``clientSentEarlyData`` tells whether the client sent anything after its request:
 /// a violation (RFC 6455 §4.1: the client waits for the answer) that is refused and never forwarded.
@@ -20,27 +19,17 @@ struct UpgradePipelineSwitch {
     let client: any Channel
     let upstream: any Channel
     let clientCollector = LeftoverBytesCollector()
-    private let upstreamCollector = LeftoverBytesCollector()
 
     init(client: any Channel, upstream: any Channel) {
         self.client = client
         self.upstream = upstream
     }
 
-    /// Step 1. Completes when both decoders are removed (successfully or not).
+    /// Step 1. Completes when the client's decoder is removed (successfully or not).
     func removeDecoders() throws -> EventLoopFuture<Void> {
-        let clientRemoved = try self.removeClientDecoder()
-        let upstreamPipeline = self.upstream.pipeline.syncOperations
-        upstreamPipeline.removeHandler(try upstreamPipeline.handler(type: UpstreamHandshakeHandler.self), promise: nil)
-        upstreamPipeline.removeHandler(try upstreamPipeline.handler(type: HTTPRequestEncoder.self), promise: nil)
-        let upstreamRemoved = try Self.removeDecoder(
-            ByteToMessageHandler<HTTPResponseDecoder>.self,
-            from: self.upstream,
-            collector: self.upstreamCollector
-        )
-        let both = self.client.eventLoop.makePromise(of: Void.self)
-        clientRemoved.and(upstreamRemoved).whenComplete { _ in both.succeed() }
-        return both.futureResult
+        let removed = self.client.eventLoop.makePromise(of: Void.self)
+        try self.removeClientDecoder().whenComplete { _ in removed.succeed() }
+        return removed.futureResult
     }
 
     /// Whether the client sent bytes after its request head (known once step 1 completed).
@@ -57,14 +46,9 @@ struct UpgradePipelineSwitch {
         if let limiter = try? pipeline.handler(type: RequestBytesLimiter.self) {
             pipeline.removeHandler(limiter, promise: nil)
         }
-        let upstreamPipeline = self.upstream.pipeline.syncOperations
-        try upstreamPipeline.addHandler(RelayHandler(side: .upstream, session: session), position: .after(self.upstreamCollector))
-        upstreamPipeline.removeHandler(self.upstreamCollector, promise: nil)
+        let upstreamLeg = try self.upstream.pipeline.syncOperations.handler(type: UpstreamLegHandler.self)
         pipeline.removeHandler(handler, promise: nil)
-        if var early = self.upstreamCollector.bytes {
-            session.read(from: .upstream, &early)
-            session.readComplete(from: .upstream)
-        }
+        upstreamLeg.startRelay(session)
         if !self.upstream.isActive { session.inactive(.upstream) }
     }
 
