@@ -10,6 +10,8 @@ let package = Package(
         .library(name: "Frames", targets: ["Frames"]),
         .library(name: "TLSShim", targets: ["TLSShim"]),
         .library(name: "Gateway", targets: ["Gateway"]),
+        // The epoll data-plane prototype (issue #15 part 2; BENCHMARKS.md, "core15"): for the load harness.
+        .executable(name: "wsgate-core", targets: ["WSGateCore"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -71,6 +73,15 @@ let package = Package(
             ],
             swiftSettings: relayHotPathSettings
         ),
+        // Issue #15 part 2: a prototype I/O core for relaying (per-loop epoll, structs in a slab, pooled
+        // buffers, a timer wheel) over the pure `Frames` types. Only NIOCore's ByteBuffer from NIO.
+        .target(name: "CRelayCore"),
+        .target(
+            name: "RelayCore",
+            dependencies: ["Frames", "CRelayCore", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: relayHotPathSettings
+        ),
+        .executableTarget(name: "WSGateCore", dependencies: ["RelayCore", "Frames"]),
         .executableTarget(
             name: "wsgate",
             dependencies: [
@@ -125,6 +136,10 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOTLS", package: "swift-nio"),
             ]
+        ),
+        .testTarget(
+            name: "RelayCoreTests",
+            dependencies: ["RelayCore", "Frames", .product(name: "NIOCore", package: "swift-nio")]
         ),
         .testTarget(
             name: "FramesTests",

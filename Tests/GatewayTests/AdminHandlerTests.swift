@@ -1,6 +1,7 @@
 import Foundation
 import NIOPosix
 import Prometheus
+import TLSShim
 import Testing
 
 @testable import Gateway
@@ -122,6 +123,48 @@ import Testing
 
             tap.close()
             #expect(try await tap.wait(for: .seconds(5)) { _ in connections.taps.count == 0 })
+            try await admin.close()
+            try await server.close()
+        }
+    }
+
+    /// Issue #14 leftover: over a real TLS socket (TLSShim client trusting the test CA), the tap's `open`
+    /// says `"scheme":"wss"`, so `wsgate tap --har` writes the URL the client used.
+    @Test func aConnectionOverTLSIsTappedWithSchemeWss() async throws {
+        let registry = PrometheusCollectorRegistry()
+        let certificate = try GatewayTLSTests.certificate()
+        try await withDemo { demo in
+            var configuration = GatewayConfiguration(
+                listeners: [.init(host: "127.0.0.1", port: 0)],
+                routes: [.init(pathPrefix: "/", upstreams: [.init(scheme: .ws, host: "127.0.0.1", port: demo.port)])],
+                accessLog: .off
+            )
+            configuration.listeners[0].tls = TLSServerConfiguration(defaultIdentity: certificate.identity)
+            configuration.admin = .off
+            let server = try await GatewayServer.start(
+                configuration: configuration,
+                group: MultiThreadedEventLoopGroup.singleton,
+                metricsFactory: GatewayService.metricsFactory(registry: registry)
+            )
+            let connections = server.environment.connections
+            let admin = try await AdminServer.start(
+                host: "127.0.0.1",
+                port: 0,
+                registry: registry,
+                group: MultiThreadedEventLoopGroup.singleton,
+                observation: AdminObservation(live: connections.live, taps: connections.taps),
+                token: AdminToken(),
+                isReady: { true }
+            )
+            let tap = try await RawConnection.open(port: admin.localAddress!.port!)
+            await tap.send("GET /tap?payload=none HTTP/1.1\r\nHost: admin\r\n\r\n")
+            #expect(try await tap.wait(for: .seconds(5)) { _ in connections.taps.count == 1 })
+            let answer = try await TLSTestClient.upgrade(port: server.localAddresses[0].port!)
+            #expect(answer.status == 101)
+            #expect(try await tap.wait(for: .seconds(5)) { $0.text.contains(#""event":"open""#) })
+            #expect(tap.text.contains(#""scheme":"wss","listener":""#), "\(tap.text)")
+            #expect(!tap.text.contains(#""scheme":"ws","#))
+            tap.close()
             try await admin.close()
             try await server.close()
         }

@@ -154,6 +154,11 @@ import Testing
         let subscriber = TapSubscriber(filter: filter, payload: payload, maxPayload: maxPayload, maxEvents: maxEvents) {}
         #expect(hub.attach(subscriber))
         loop.run()
+        // Attached to a live connection: its `open` comes first (taken here, so tests see the frames).
+        if session.tap != nil {
+            let first = subscriber.take(max: 1).events
+            if case .open(let open) = first.first { #expect(open.attachedLive && open.connection == 7) } else { Issue.record("\(first)") }
+        }
         return subscriber
     }
 
@@ -322,6 +327,75 @@ import Testing
         #expect(frames.first?.compressed == true && frames.first?.opcode == .continuation)
         let payload = try #require(frames.first?.payload)
         #expect(!payload.isEmpty && message.suffix(payload.count).elementsEqual(payload))
+    }
+
+    // MARK: Per read, not per frame (issue #15)
+
+    /// The frames of one read are offered to the tap together at the read's end (one lock and one wake
+    /// per read) and share one timestamp (the clock is read once per read, not per frame).
+    @Test func theFramesOfOneReadAreOfferedAtItsEndWithOneTimestamp() throws {
+        let pair = try Pair()
+        let subscriber = Self.tap(pair)
+        let read =
+            RelayHandlerEmbeddedTests.upstreamFrame(.binary, [1]) + RelayHandlerEmbeddedTests.upstreamFrame(.text, Array("two".utf8))
+            + RelayHandlerEmbeddedTests.upstreamFrame(.ping, [])
+        // The read, then its end (`writeInbound` would fire both).
+        pair.upstream.pipeline.syncOperations.fireChannelRead(NIOAny(ByteBuffer(bytes: read)))
+        #expect(subscriber.queued.events == 0)
+        pair.upstream.pipeline.syncOperations.fireChannelReadComplete()
+        let frames = Self.frames(subscriber)
+        #expect(frames.map(\.opcode) == [.binary, .text, .ping])
+        #expect(Set(frames.map(\.time)).count == 1)
+        // A close ends the flow now, after the frames read before it.
+        pair.upstream.pipeline.syncOperations.fireChannelRead(NIOAny(ByteBuffer(bytes: RelayHandlerEmbeddedTests.upstreamFrame(.binary, [2]))))
+        pair.session.gatewayClose(.goingAway, reason: "bye")
+        let events = subscriber.take(max: 10).events
+        #expect(events.count >= 2)
+        if case .frame(let frame) = events.first { #expect(frame.payload == [2]) } else { Issue.record("\(events)") }
+        if case .close(let close) = events.dropFirst().first { #expect(close.by == "gateway") } else { Issue.record("\(events)") }
+    }
+
+    /// Issue #14 leftover: a tap attached while a connection relays is sent that connection's `open`
+    /// first, marked `attached_live`, from the live table: route, scheme, listener, client, method and
+    /// the target with its secrets redacted (the route's `auth.jwt` query names too), no headers, and
+    /// the connection's start as its time. A tap that was already watching is not sent it again.
+    @Test func aTapAttachedToALiveConnectionIsSentItsOpenFirst() throws {
+        let pair = try Pair()
+        var info = Self.info()
+        info.scheme = "wss"
+        info.target = "/r?access_token=SECRET&sig=SECRET2&name=a"
+        info.tokenQueryParameters = ["SIG"]
+        info.started = pair.loop.now
+        let live = LiveConnectionTable()
+        let hub = TapHub(live: live)
+        pair.session.tapInfo = info
+        live.insert(info, session: pair.session)
+        pair.loop.advanceTime(by: .seconds(2))
+        let first = TapSubscriber(filter: .init(route: "/r")) {}
+        #expect(hub.attach(first))
+        pair.loop.run()
+        try pair.deliver(RelayHandlerEmbeddedTests.upstreamFrame(.text, Array("hi".utf8)), from: .upstream)
+        let events = first.take(max: 10).events
+        #expect(events.count == 2)
+        guard case .open(let open) = events.first, case .frame(let frame) = events.last else {
+            Issue.record("\(events)")
+            return
+        }
+        #expect(open.attachedLive && open.scheme == "wss" && open.route == "/r" && open.listener == "plain" && open.method == "GET")
+        #expect(open.target == "/r?access_token=[redacted]&sig=[redacted]&name=a")
+        #expect(open.headers.isEmpty)
+        #expect(abs(open.time - (TapEvent.now - 2)) < 1, "started 2 s ago on the loop's clock")
+        #expect(frame.connection == open.connection)
+        let line = TapEvent.open(open).jsonLine(payload: .none, maxPayload: 0)
+        #expect(line.hasSuffix(",\"headers\":[]},\"attached_live\":true}\n"))
+        var decoder = TapLineDecoder()
+        #expect(decoder.decode(Array(line.utf8).dropLast()) != nil, "wsgate tap reads it")
+        // A second tap: only it is sent the open.
+        let second = TapSubscriber(filter: .init()) {}
+        #expect(hub.attach(second))
+        pair.loop.run()
+        #expect(first.queued.events == 0)
+        if case .open(let again) = second.take(max: 10).events.first { #expect(again.attachedLive) } else { Issue.record("no open") }
     }
 
     /// Without a tap, or once it detached, the relay's inflater shows nobody anything.

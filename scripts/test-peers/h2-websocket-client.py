@@ -56,6 +56,13 @@ def wait_settings(tls, conn):
                 assert s is not None and s.new_value == 1, ev.changed_settings
                 return ev.changed_settings
 
+def session():
+    """A TLS connection speaking h2, once the server's SETTINGS (ENABLE_CONNECT_PROTOCOL = 1) arrived."""
+    tls = connect()
+    conn = h2conn(tls)
+    wait_settings(tls, conn)
+    return tls, conn
+
 def connect_headers(path="/echo", protocol="websocket", extra=()):
     h = [(":method", "CONNECT")]
     if protocol is not None:
@@ -65,82 +72,119 @@ def connect_headers(path="/echo", protocol="websocket", extra=()):
         h += [("sec-websocket-version", "13")]
     return h + list(extra)
 
+def open_streams(tls, conn, n=1, headers=None):
+    """Sends n extended CONNECTs (or `headers`) in one write; the stream IDs."""
+    ids = []
+    for _ in range(n):
+        ids.append(conn.get_next_available_stream_id())
+        conn.send_headers(ids[-1], headers if headers is not None else connect_headers())
+    tls.sendall(conn.data_to_send())
+    return ids
+
+def events(tls, conn, state=lambda: None):
+    """The connection's events until the 20 s deadline (failing with `state()`), flushing after each."""
+    while True:
+        assert time.monotonic() < deadline, state()
+        for ev in pump(tls, conn):
+            yield ev
+            out = conn.data_to_send()
+            if out:
+                tls.sendall(out)
+
+def frames(conn, ws, ev):
+    """A DataReceived's WebSocket events (its window acknowledged)."""
+    conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+    if not ev.data:
+        return []
+    ws.receive_data(ev.data)
+    return list(ws.events())
+
+def answer_close(conn, sid, ws, close):
+    """Answers a Close with the same code and ends the stream."""
+    conn.send_data(sid, ws.send(close.response()), end_stream=True)
+
+def until_goaway(tls, conn, also=lambda ev: None):
+    """Reads (5 s timeout) until GOAWAY ("GOAWAY code") or the connection's loss ("CLOSED error")."""
+    tls.settimeout(5)
+    try:
+        while True:
+            for ev in pump(tls, conn):
+                if isinstance(ev, h2.events.ConnectionTerminated):
+                    print("GOAWAY", ev.error_code)
+                    sys.exit(0)
+                also(ev)
+    except (EOFError, ConnectionResetError, BrokenPipeError, ssl.SSLError) as e:
+        print("CLOSED", type(e).__name__)
+
 def echo(n):
     tls = connect()
     assert tls.selected_alpn_protocol() == "h2", tls.selected_alpn_protocol()
     conn = h2conn(tls)
     wait_settings(tls, conn)
-    streams = {}
-    for i in range(n):
-        sid = conn.get_next_available_stream_id()
-        conn.send_headers(sid, connect_headers())
-        streams[sid] = {"ws": Connection(ConnectionType.CLIENT), "status": None, "got": [], "closed": False, "ended": False}
-    tls.sendall(conn.data_to_send())
-    sent = False
-    while not all(s["ended"] for s in streams.values()):
-        assert time.monotonic() < deadline, {k: (v["status"], v["got"], v["closed"], v["ended"]) for k, v in streams.items()}
-        for ev in pump(tls, conn):
-            if isinstance(ev, h2.events.ResponseReceived):
-                st = streams[ev.stream_id]
-                st["status"] = dict(ev.headers)[":status"]
-                assert st["status"] == "200", ev.headers
-                msg = f"hello {ev.stream_id} " + "x" * (ev.stream_id * 10)
-                conn.send_data(ev.stream_id, st["ws"].send(TextMessage(data=msg)))
-            elif isinstance(ev, h2.events.DataReceived):
+    streams = {sid: {"ws": Connection(ConnectionType.CLIENT), "status": None, "got": [], "closed": False, "ended": False}
+               for sid in open_streams(tls, conn, n)}
+    state = lambda: {k: (v["status"], v["got"], v["closed"], v["ended"]) for k, v in streams.items()}
+    for ev in events(tls, conn, state):
+        if isinstance(ev, h2.events.ResponseReceived):
+            st = streams[ev.stream_id]
+            st["status"] = dict(ev.headers)[":status"]
+            assert st["status"] == "200", ev.headers
+            msg = f"hello {ev.stream_id} " + "x" * (ev.stream_id * 10)
+            conn.send_data(ev.stream_id, st["ws"].send(TextMessage(data=msg)))
+        elif isinstance(ev, h2.events.DataReceived):
+            st = streams[ev.stream_id]
+            if st["closed"]:
                 conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
-                st = streams[ev.stream_id]
-                if not ev.data or st["closed"]:
-                    continue
-                st["ws"].receive_data(ev.data)
-                for wev in st["ws"].events():
-                    if isinstance(wev, TextMessage):
-                        st["got"].append(wev.data)
-                        assert wev.data.startswith(f"hello {ev.stream_id} "), wev.data
-                        conn.send_data(ev.stream_id, st["ws"].send(CloseConnection(code=1000)))
-                    elif isinstance(wev, CloseConnection):
-                        st["closed"] = wev.code
-                        conn.end_stream(ev.stream_id)
-            elif isinstance(ev, h2.events.StreamEnded):
-                streams[ev.stream_id]["ended"] = True
-            elif isinstance(ev, h2.events.StreamReset):
-                raise AssertionError(f"stream {ev.stream_id} reset: {ev.error_code}")
-            elif isinstance(ev, h2.events.ConnectionTerminated):
-                raise AssertionError(f"GOAWAY {ev}")
-            tls.sendall(conn.data_to_send())
+                continue
+            for wev in frames(conn, st["ws"], ev):
+                if isinstance(wev, TextMessage):
+                    st["got"].append(wev.data)
+                    assert wev.data.startswith(f"hello {ev.stream_id} "), wev.data
+                    conn.send_data(ev.stream_id, st["ws"].send(CloseConnection(code=1000)))
+                elif isinstance(wev, CloseConnection):
+                    st["closed"] = wev.code
+                    conn.end_stream(ev.stream_id)
+        elif isinstance(ev, h2.events.StreamEnded):
+            streams[ev.stream_id]["ended"] = True
+            if all(s["ended"] for s in streams.values()):
+                break
+        elif isinstance(ev, h2.events.StreamReset):
+            raise AssertionError(f"stream {ev.stream_id} reset: {ev.error_code}")
+        elif isinstance(ev, h2.events.ConnectionTerminated):
+            raise AssertionError(f"GOAWAY {ev}")
     for sid, st in streams.items():
         assert st["got"] and st["closed"] == 1000, (sid, st)
     print("OK", len(streams))
 
-def refused(headers_fn):
-    tls = connect()
-    conn = h2conn(tls)
-    wait_settings(tls, conn)
-    sid = conn.get_next_available_stream_id()
-    conn.send_headers(sid, headers_fn())
-    tls.sendall(conn.data_to_send())
-    while True:
-        assert time.monotonic() < deadline
-        for ev in pump(tls, conn):
-            if isinstance(ev, h2.events.ResponseReceived):
-                print("STATUS", dict(ev.headers)[":status"])
-            elif isinstance(ev, h2.events.StreamEnded):
-                print("ENDED")
-                return
-            elif isinstance(ev, h2.events.StreamReset):
-                print("RESET", ev.error_code)
-                return
+def refused(headers):
+    tls, conn = session()
+    open_streams(tls, conn, headers=headers)
+    for ev in events(tls, conn):
+        if isinstance(ev, h2.events.ResponseReceived):
+            print("STATUS", dict(ev.headers)[":status"])
+        elif isinstance(ev, h2.events.StreamEnded):
+            print("ENDED")
+            return
+        elif isinstance(ev, h2.events.StreamReset):
+            print("RESET", ev.error_code)
+            return
+
+def big_headers_event(ev):
+    if isinstance(ev, h2.events.ResponseReceived):
+        print("STATUS", dict(ev.headers)[":status"])
+    if isinstance(ev, h2.events.StreamReset):
+        print("RESET", ev.error_code)
+        sys.exit(0)
 
 if mode == "echo":
     echo(int(sys.argv[4]))
 elif mode == "no-protocol":
-    refused(lambda: connect_headers(protocol=None))
+    refused(connect_headers(protocol=None))
 elif mode == "alpn":
     tls = connect(("h2", "http/1.1"))
     print("ALPN", tls.selected_alpn_protocol())
 elif mode == "rapid-reset":
-    tls = connect()
-    conn = h2conn(tls)
-    wait_settings(tls, conn)
+    tls, conn = session()
     tls.settimeout(5)
     try:
         for i in range(int(sys.argv[4])):
@@ -148,122 +192,69 @@ elif mode == "rapid-reset":
             conn.send_headers(sid, connect_headers())
             conn.reset_stream(sid, h2.errors.ErrorCodes.CANCEL)
             tls.sendall(conn.data_to_send())
-        while True:
-            for ev in pump(tls, conn):
-                if isinstance(ev, h2.events.ConnectionTerminated):
-                    print("GOAWAY", ev.error_code)
-                    sys.exit(0)
     except (EOFError, ConnectionResetError, BrokenPipeError, ssl.SSLError) as e:
         print("CLOSED", type(e).__name__)
+        sys.exit(0)
+    until_goaway(tls, conn)
 elif mode == "big-headers":
-    tls = connect()
-    conn = h2conn(tls)
-    wait_settings(tls, conn)
-    sid = conn.get_next_available_stream_id()
-    conn.send_headers(sid, connect_headers(extra=[("x-pad", "p" * int(sys.argv[4]))]))
-    tls.sendall(conn.data_to_send())
-    tls.settimeout(5)
-    try:
-        while True:
-            for ev in pump(tls, conn):
-                if isinstance(ev, h2.events.ConnectionTerminated):
-                    print("GOAWAY", ev.error_code)
-                    sys.exit(0)
-                if isinstance(ev, h2.events.ResponseReceived):
-                    print("STATUS", dict(ev.headers)[":status"])
-                if isinstance(ev, h2.events.StreamReset):
-                    print("RESET", ev.error_code)
-                    sys.exit(0)
-    except (EOFError, ConnectionResetError, ssl.SSLError) as e:
-        print("CLOSED", type(e).__name__)
+    tls, conn = session()
+    open_streams(tls, conn, headers=connect_headers(extra=[("x-pad", "p" * int(sys.argv[4]))]))
+    until_goaway(tls, conn, big_headers_event)
 elif mode == "silent":
     # A stream that never sends DATA after its 200: the idle timeout still applies.
-    tls = connect()
-    conn = h2conn(tls)
-    wait_settings(tls, conn)
-    sid = conn.get_next_available_stream_id()
-    conn.send_headers(sid, connect_headers())
-    tls.sendall(conn.data_to_send())
+    tls, conn = session()
+    (sid,) = open_streams(tls, conn)
     ws = Connection(ConnectionType.CLIENT)
     start = time.monotonic()
-    while True:
-        assert time.monotonic() < deadline
-        for ev in pump(tls, conn):
-            if isinstance(ev, h2.events.ResponseReceived):
-                print("STATUS", dict(ev.headers)[":status"])
-            elif isinstance(ev, h2.events.DataReceived):
-                conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
-                if ev.data:
-                    ws.receive_data(ev.data)
-                for wev in ws.events():
-                    if isinstance(wev, CloseConnection):
-                        print("CLOSE", wev.code, round(time.monotonic() - start))
-                        conn.send_data(sid, ws.send(wev.response()), end_stream=True)
-            if isinstance(ev, h2.events.DataReceived) and ev.stream_ended is not None or isinstance(
-                ev, (h2.events.StreamEnded, h2.events.StreamReset)
-            ):
-                print("StreamEnded" if not isinstance(ev, h2.events.StreamReset) else "StreamReset")
-                sys.exit(0)
-        tls.sendall(conn.data_to_send())
+    for ev in events(tls, conn):
+        if isinstance(ev, h2.events.ResponseReceived):
+            print("STATUS", dict(ev.headers)[":status"])
+        elif isinstance(ev, h2.events.DataReceived):
+            for wev in frames(conn, ws, ev):
+                if isinstance(wev, CloseConnection):
+                    print("CLOSE", wev.code, round(time.monotonic() - start))
+                    answer_close(conn, sid, ws, wev)
+        if isinstance(ev, h2.events.DataReceived) and ev.stream_ended is not None or isinstance(
+            ev, (h2.events.StreamEnded, h2.events.StreamReset)
+        ):
+            print("StreamEnded" if not isinstance(ev, h2.events.StreamReset) else "StreamReset")
+            sys.exit(0)
 elif mode == "reset-open":
-    tls = connect()
-    conn = h2conn(tls)
-    wait_settings(tls, conn)
-    sid = conn.get_next_available_stream_id()
-    conn.send_headers(sid, connect_headers())
-    tls.sendall(conn.data_to_send())
-    done = False
-    while not done:
-        assert time.monotonic() < deadline
-        for ev in pump(tls, conn):
-            if isinstance(ev, h2.events.ResponseReceived):
-                conn.reset_stream(sid, h2.errors.ErrorCodes.CANCEL)
-                tls.sendall(conn.data_to_send())
-                print("RESET-SENT", flush=True)
-                done = True
+    tls, conn = session()
+    (sid,) = open_streams(tls, conn)
+    for ev in events(tls, conn):
+        if isinstance(ev, h2.events.ResponseReceived):
+            conn.reset_stream(sid, h2.errors.ErrorCodes.CANCEL)
+            tls.sendall(conn.data_to_send())
+            print("RESET-SENT", flush=True)
+            break
     time.sleep(0.5)
     conn.close_connection()
     tls.sendall(conn.data_to_send())
     tls.close()
 elif mode == "drain":
-    tls = connect()
-    conn = h2conn(tls)
-    wait_settings(tls, conn)
-    sid = conn.get_next_available_stream_id()
-    conn.send_headers(sid, connect_headers())
-    tls.sendall(conn.data_to_send())
+    tls, conn = session()
+    (sid,) = open_streams(tls, conn)
     ws = Connection(ConnectionType.CLIENT)
     try:
-        while True:
-            assert time.monotonic() < deadline
-            for ev in pump(tls, conn):
-                if isinstance(ev, h2.events.ResponseReceived):
-                    conn.send_data(sid, ws.send(TextMessage(data="before the drain")))
-                elif isinstance(ev, h2.events.DataReceived):
-                    conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
-                    if not ev.data:
-                        continue
-                    ws.receive_data(ev.data)
-                    for wev in ws.events():
-                        if isinstance(wev, TextMessage):
-                            print("OPEN", flush=True)
-                        elif isinstance(wev, CloseConnection):
-                            print("CLOSE", wev.code, flush=True)
-                            conn.send_data(sid, ws.send(wev.response()), end_stream=True)
-                elif isinstance(ev, h2.events.ConnectionTerminated):
-                    print("GOAWAY", ev.error_code, ev.last_stream_id, flush=True)
-                    # h2 stops processing after GOAWAY; answer the drain's Close by hand if it comes.
-                    conn = None
-                    break
-                elif isinstance(ev, h2.events.StreamEnded):
-                    print("ENDED", flush=True)
-                elif isinstance(ev, h2.events.StreamReset):
-                    print("RESET", ev.error_code, flush=True)
-            if conn is None:
+        for ev in events(tls, conn):
+            if isinstance(ev, h2.events.ResponseReceived):
+                conn.send_data(sid, ws.send(TextMessage(data="before the drain")))
+            elif isinstance(ev, h2.events.DataReceived):
+                for wev in frames(conn, ws, ev):
+                    if isinstance(wev, TextMessage):
+                        print("OPEN", flush=True)
+                    elif isinstance(wev, CloseConnection):
+                        print("CLOSE", wev.code, flush=True)
+                        answer_close(conn, sid, ws, wev)
+            elif isinstance(ev, h2.events.ConnectionTerminated):
+                print("GOAWAY", ev.error_code, ev.last_stream_id, flush=True)
+                # h2 stops processing after GOAWAY; answer the drain's Close by hand if it comes.
                 break
-            out = conn.data_to_send()
-            if out:
-                tls.sendall(out)
+            elif isinstance(ev, h2.events.StreamEnded):
+                print("ENDED", flush=True)
+            elif isinstance(ev, h2.events.StreamReset):
+                print("RESET", ev.error_code, flush=True)
         # After GOAWAY: read raw frames until EOF and report a Close in DATA (h2 refuses to go on).
         rest = b""
         while True:
@@ -276,13 +267,9 @@ elif mode == "drain":
     except (EOFError, ConnectionResetError, ssl.SSLError) as e:
         print("EOF", type(e).__name__, flush=True)
 elif mode == "lifetime":
-    tls = connect()
-    conn = h2conn(tls)
-    wait_settings(tls, conn)
-    for i in range(int(sys.argv[4])):
-        sid = conn.get_next_available_stream_id()
-        conn.send_headers(sid, connect_headers())
-    tls.sendall(conn.data_to_send())
+    tls, conn = session()
+    n = int(sys.argv[4])
+    open_streams(tls, conn, n)
     statuses = {}
     while True:
         assert time.monotonic() < deadline
@@ -296,6 +283,6 @@ elif mode == "lifetime":
                 sys.exit(0)
             elif isinstance(ev, h2.events.StreamReset):
                 statuses.setdefault(ev.stream_id, f"reset {ev.error_code}")
-        if len(statuses) >= int(sys.argv[4]) or (len(statuses) >= 1 and time.monotonic() > deadline - 15):
+        if len(statuses) >= n or (len(statuses) >= 1 and time.monotonic() > deadline - 15):
             print("STREAMS", sorted(statuses.items()))
             break

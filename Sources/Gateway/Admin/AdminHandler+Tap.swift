@@ -36,10 +36,11 @@ extension AdminHandler {
         while context.channel.isWritable {
             let (events, dropped) = subscriber.take(max: Self.tapBatch)
             if events.isEmpty && dropped == 0 { break }
+            // Encoded straight into the buffer (``TapEventEncoder``): no `String` per event.
             var buffer = context.channel.allocator.buffer(capacity: 256 * (events.count + 1))
-            if dropped > 0 { buffer.writeString(TapEvent.droppedLine(dropped)) }
+            if dropped > 0 { TapEventEncoder.writeDropped(dropped, to: &buffer) }
             for event in events {
-                buffer.writeString(event.jsonLine(payload: subscriber.payload, maxPayload: subscriber.maxPayload))
+                TapEventEncoder.write(event, payload: subscriber.payload, maxPayload: subscriber.maxPayload, to: &buffer)
             }
             context.write(Self.wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
             wrote = true

@@ -38,7 +38,7 @@ enum DashboardPage {
             ("messages", metrics.messages), ("bytes", metrics.bytes), ("closeCodes", metrics.closeCodes),
             ("tlsHandshakeFailures", metrics.tlsHandshakeFailures), ("upgradesRefused", metrics.upgradesRefused),
         ]
-        return "{" + names.map { "\($0.0): \(TapEvent.quote($0.1.descriptor.name))" }.joined(separator: ", ") + "}"
+        return "{" + names.map { "\($0.0): \(JSONLineLogHandler.quote($0.1.descriptor.name))" }.joined(separator: ", ") + "}"
     }
 
     private static let template = #"""

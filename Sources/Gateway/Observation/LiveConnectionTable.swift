@@ -24,6 +24,13 @@ struct LiveConnectionInfo: Sendable, Equatable {
     var subprotocol: String?
     var clientExtensions: String?
     var upstreamExtensions: String?
+    /// For the `open` a tap attached later is sent (``TapOpen/attachedLive``): `ws` or `wss`, the upgrade
+    /// request's method and target as received (redacted when sent; the headers are not kept), and the
+    /// query parameters the route's `auth.jwt` reads tokens from (redacted too).
+    var scheme = "ws"
+    var method = "GET"
+    var target = ""
+    var tokenQueryParameters: [String] = []
 }
 
 /// What moves while a connection lives, read on its event loop (``RelaySession/liveFigures``).

@@ -1,11 +1,13 @@
 import Foundation
 import Frames
+import NIOCore
 
 /// One event of the frame tap (issue #14 §2), as the relay produces it: values, no JSON. It is
-/// rendered as one NDJSON line on the admin listener's event loop (``jsonLine(payload:)``), so a
-/// tapped relay pays for a copy of the captured bytes, never for the encoding.
+/// written as one NDJSON line into the admin connection's buffer on the admin listener's event loop
+/// (``TapEventEncoder``), so a tapped relay pays for a copy of the captured bytes, never for the encoding.
 enum TapEvent: Sendable, Equatable {
-    case open(TapOpen)
+    /// Boxed: an `open` is rare and large (strings and headers); a frame event stays small to copy.
+    indirect case open(TapOpen)
     case frame(TapFrame)
     case close(TapClose)
 
@@ -21,31 +23,20 @@ enum TapEvent: Sendable, Equatable {
     /// The seconds since 1970, with milliseconds, of an event happening now.
     static var now: Double { (Date().timeIntervalSince1970 * 1000).rounded() / 1000 }
 
-    /// One JSON object and a newline. `payload` is the subscriber's capture mode and bound (a frame's
-    /// captured bytes are cut to it).
+    /// One JSON object and a newline (``TapEventEncoder``), as a `String`: for tests and tools; the
+    /// admin side encodes straight into its buffer.
     func jsonLine(payload: TapPayloadMode, maxPayload: Int) -> String {
-        switch self {
-        case .open(let open):
-            let headers = open.headers.map { "[\(Self.quote($0.0)),\(Self.quote($0.1))]" }.joined(separator: ",")
-            return "{\"event\":\"open\",\"connection\":\(open.connection),\"time\":\(open.time),\"route\":\(Self.quote(open.route)),"
-                + "\"scheme\":\"\(open.scheme)\",\"listener\":\(Self.quote(open.listener)),"
-                + "\"client\":\(Self.quote(open.client)),\"request\":{\"method\":\(Self.quote(open.method)),"
-                + "\"target\":\(Self.quote(open.target)),\"headers\":[\(headers)]}}\n"
-        case .frame(let frame):
-            return frame.jsonLine(payload: payload, maxPayload: maxPayload)
-        case .close(let close):
-            let code = close.code.map(String.init) ?? "null"
-            return "{\"event\":\"close\",\"connection\":\(close.connection),\"time\":\(close.time),\"code\":\(code),"
-                + "\"reason\":\(Self.quote(close.reason)),\"by\":\"\(close.by)\",\"leg\":\"\(close.leg.rawValue)\"}\n"
-        }
+        var buffer = ByteBuffer()
+        TapEventEncoder.write(self, payload: payload, maxPayload: maxPayload, to: &buffer)
+        return String(buffer: buffer)
     }
 
-    /// `{"event":"dropped","count":N}`: events this tap lost because it fell behind.
+    /// `{"event":"dropped","count":N}`, as a `String` (``TapEventEncoder/writeDropped(_:to:)``).
     static func droppedLine(_ count: Int) -> String {
-        "{\"event\":\"dropped\",\"count\":\(count)}\n"
+        var buffer = ByteBuffer()
+        TapEventEncoder.writeDropped(count, to: &buffer)
+        return String(buffer: buffer)
     }
-
-    static func quote(_ text: String) -> String { JSONLineLogHandler.quote(text) }
 }
 
 /// How much of each frame's payload a tap shows (`payload=` on `/tap`).
@@ -66,11 +57,37 @@ struct TapOpen: Sendable, Equatable {
     var method: String
     var target: String
     var headers: [(String, String)]
+    /// The connection was already relaying when the tap attached (`"attached_live":true`): this `open`
+    /// is what the live table keeps of it (``TapRedaction`` applied), sent before its first frame
+    /// to that tap, so the frames can be labelled. `time` is then when the connection started.
+    var attachedLive = false
 
     static func == (lhs: Self, rhs: Self) -> Bool {
-        lhs.connection == rhs.connection && lhs.time == rhs.time && lhs.route == rhs.route && lhs.scheme == rhs.scheme
+        lhs.connection == rhs.connection && lhs.attachedLive == rhs.attachedLive && lhs.time == rhs.time && lhs.route == rhs.route
+            && lhs.scheme == rhs.scheme
             && lhs.listener == rhs.listener && lhs.client == rhs.client
             && lhs.method == rhs.method && lhs.target == rhs.target && lhs.headers.elementsEqual(rhs.headers, by: { $0 == $1 })
+    }
+}
+
+extension TapOpen {
+    /// The `open` of a connection that was relaying before the tap attached (``attachedLive``): what the
+    /// live table keeps of it, the target redacted, no headers; `time` is when it started (`now` is
+    /// its event loop's clock, whose distance from `started` is taken off the wall clock).
+    init(live info: LiveConnectionInfo, redaction: TapRedaction, now: NIODeadline) {
+        let age = Double(max(0, (now - info.started).nanoseconds / 1_000_000)) / 1000
+        self.init(
+            connection: info.id,
+            time: ((TapEvent.now - age) * 1000).rounded() / 1000,
+            route: info.route,
+            scheme: info.scheme,
+            listener: info.listener,
+            client: info.client,
+            method: info.method,
+            target: redaction.including(queryParameters: info.tokenQueryParameters).redactedTarget(info.target),
+            headers: [],
+            attachedLive: true
+        )
     }
 }
 
@@ -95,51 +112,7 @@ struct TapFrame: Sendable, Equatable {
     var inflatedLength: Int? = nil
 
     func jsonLine(payload mode: TapPayloadMode, maxPayload: Int) -> String {
-        let direction = self.from == .client ? "client_to_upstream" : "upstream_to_client"
-        var line = "{\"event\":\"frame\",\"connection\":\(self.connection),\"time\":\(self.time),\"direction\":\"\(direction)\","
-        line += "\"opcode\":\"\(Self.name(self.opcode))\",\"fin\":\(self.fin),\"rsv1\":\(self.rsv1),\"length\":\(self.length),"
-        // The length of what is shown: the inflated bytes of a compressed frame shown inflated.
-        let total = self.inflatedLength ?? self.length
-        if mode == .none {
-            line += "\"payload\":null,\"payload_encoding\":null,"
-            line += "\"compressed\":\(self.compressed),\"truncated\":\(total > 0)}\n"
-            return line
-        }
-        var shown = self.payload.prefix(mode == .full ? self.payload.count : maxPayload)
-        let raw = self.compressed && self.inflatedLength == nil
-        let textual = !raw && (self.messageOpcode == .text || self.opcode == .text)
-        var text: String?
-        if textual {
-            // A cut inside a UTF-8 sequence drops the sequence's first bytes (at most 3).
-            for _ in 0..<4 {
-                if let decoded = String(validating: shown, as: UTF8.self) {
-                    text = decoded
-                    break
-                }
-                guard !shown.isEmpty, shown.count < total else { break }
-                shown = shown.dropLast()
-            }
-        }
-        if let text {
-            line += "\"payload\":\(TapEvent.quote(text)),\"payload_encoding\":\"text\","
-        } else {
-            let encoding = raw ? "deflate-base64" : "base64"
-            line += "\"payload\":\"\(Data(shown).base64EncodedString())\",\"payload_encoding\":\"\(encoding)\","
-        }
-        line += "\"compressed\":\(self.compressed),\"truncated\":\(shown.count < total)}\n"
-        return line
-    }
-
-    static func name(_ opcode: Opcode) -> String {
-        switch opcode {
-        case .continuation: "continuation"
-        case .text: "text"
-        case .binary: "binary"
-        case .close: "close"
-        case .ping: "ping"
-        case .pong: "pong"
-        default: "reserved"
-        }
+        TapEvent.frame(self).jsonLine(payload: mode, maxPayload: maxPayload)
     }
 }
 

@@ -5,8 +5,9 @@ import NIOCore
 /// The taps attached to a gateway (issue #14 §2), shared across reloads like ``ConnectionRegistry``.
 ///
 /// A relay learns of taps by being told, not by asking per frame: when a tap attaches or detaches, every
-/// relaying connection (``LiveConnectionTable``) gets a task on its own event loop that recomputes which
-/// taps watch it (``RelaySession/retap(_:)``); a connection that starts relaying asks once. With no tap
+/// relaying connection (``LiveConnectionTable``) is retapped by one task per event loop that recomputes
+/// which taps watch each of its connections (``RelaySession/retap(_:attached:)``); a connection that
+/// starts relaying asks once. With no tap
 /// watching it, a session's ``RelaySession/tap`` is `nil` and the relay's cost is that one check per
 /// frame. The recomputation reads the hub when it runs, so the last task to run on a loop is always
 /// up to date whatever order attaches and detaches raced in.
@@ -43,14 +44,14 @@ final class TapHub: Sendable {
             state.subscribers[ObjectIdentifier(subscriber)] = subscriber
             return true
         }
-        if attached { self.retapAll() }
+        if attached { self.retapAll(attached: true) }
         return attached
     }
 
     func detach(_ subscriber: TapSubscriber) {
         subscriber.close()
         let removed = self.state.withLockedValue { $0.subscribers.removeValue(forKey: ObjectIdentifier(subscriber)) != nil }
-        if removed { self.retapAll() }
+        if removed { self.retapAll(attached: false) }
     }
 
     /// The subscribers whose filter matches `info`.
@@ -60,10 +61,16 @@ final class TapHub: Sendable {
         }
     }
 
-    private func retapAll() {
+    /// One task per event loop (not per connection) that retaps that loop's sessions; `attached`: a tap
+    /// was added, so sessions it now watches announce themselves to it (``RelaySession/retap(_:attached:)``).
+    private func retapAll(attached: Bool) {
+        var byLoop: [ObjectIdentifier: (any EventLoop, [LiveConnectionTable.Entry])] = [:]
         for entry in self.live.allEntries {
-            entry.eventLoop.execute {
-                entry.session.value.retap(self)
+            byLoop[ObjectIdentifier(entry.eventLoop), default: (entry.eventLoop, [])].1.append(entry)
+        }
+        for (eventLoop, entries) in byLoop.values {
+            eventLoop.execute {
+                for entry in entries { entry.session.value.retap(self, attached: attached) }
             }
         }
     }
@@ -103,6 +110,16 @@ final class RelayTap {
     /// Per source side: the relay's inflater shows this tap what it inflates (``RelaySession/tapInflation()``),
     /// so compressed frames are shown inflated rather than as their wire bytes.
     var inflates = PerSide(false)
+    /// The events of the current read, offered at its end (``flush()``, from ``RelaySession/trafficRead()``):
+    /// one lock and at most one wake per subscriber per read, not per frame.
+    private var pending: [TapEvent] = []
+    private var pendingBytes = 0
+    /// The time of the current read's events: read from the clock at its first event and forgotten
+    /// at ``flush()``, so the frames of one read share one timestamp (the clock is read once per read).
+    private var readTime: Double?
+
+    /// A read's events are offered early once they hold this many bytes (payload copies or inflated bytes).
+    static let pendingByteLimit = 1 << 20
 
     init(info: LiveConnectionInfo, subscribers: [TapSubscriber]) {
         self.info = info
@@ -110,12 +127,41 @@ final class RelayTap {
         self.captureLimit = subscribers.map(\.captureLimit).max() ?? 0
     }
 
+    /// The events queued so far go to the subscribers they were captured for, then the set changes.
     func replaceSubscribers(_ subscribers: [TapSubscriber]) {
+        self.flush()
         self.subscribers = subscribers
         self.captureLimit = subscribers.map(\.captureLimit).max() ?? 0
     }
 
+    /// The current read's timestamp (``TapEvent/now``, taken once per read).
+    func eventTime() -> Double {
+        if let time = self.readTime { return time }
+        let time = TapEvent.now
+        self.readTime = time
+        return time
+    }
+
+    /// A frame of the current read: offered with the others at its end.
+    func queue(_ event: TapEvent) {
+        self.pending.append(event)
+        self.pendingBytes += event.size
+        if self.pendingBytes >= Self.pendingByteLimit { self.flush() }
+    }
+
+    /// An event outside the frame flow (`open`, `close`): offered now, after the frames queued before it.
     func emit(_ event: TapEvent) {
-        for subscriber in self.subscribers { subscriber.offer(event) }
+        self.pending.append(event)
+        self.flush()
+    }
+
+    /// Offers the queued events to every subscriber (end of a read, a close, the end of the relay).
+    func flush() {
+        self.readTime = nil
+        guard !self.pending.isEmpty else { return }
+        for subscriber in self.subscribers { subscriber.offer(self.pending) }
+        // A burst's array is let go; the usual few events' storage is kept for the next read.
+        if self.pending.count > 256 { self.pending = [] } else { self.pending.removeAll(keepingCapacity: true) }
+        self.pendingBytes = 0
     }
 }

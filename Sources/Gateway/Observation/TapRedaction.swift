@@ -47,6 +47,14 @@ struct TapRedaction: Sendable, Equatable {
         return redaction
     }
 
+    /// With these query parameters too (``LiveConnectionInfo/tokenQueryParameters``).
+    func including(queryParameters names: [String]) -> TapRedaction {
+        guard !names.isEmpty else { return self }
+        var redaction = self
+        for name in names { redaction.queryParameters.insert(name.lowercased()) }
+        return redaction
+    }
+
     /// A bearer token offered as a subprotocol (`base64url.bearer.authorization.k8s.io.<token>`, the
     /// Kubernetes convention `auth.jwt` reads) keeps its prefix and loses its token; other entries stay.
     static func redactedSubprotocols(_ value: String) -> String {

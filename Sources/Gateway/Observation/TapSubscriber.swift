@@ -1,10 +1,12 @@
 import NIOConcurrencyHelpers
+import NIOCore
 
 /// One `/tap` request (issue #14 §2): its filter, how much payload it shows, and its bounded queue.
 ///
-/// The relay never waits for a tap: ``offer(_:)`` appends under a short lock, or counts the event as
-/// dropped when the queue is full (``maxEvents`` events or ``maxBytes`` bytes), and wakes the admin
-/// side only when the queue goes from idle to busy. The admin side takes events while its channel is
+/// The relay never waits for a tap: ``offer(_:)`` appends a read's events under one short lock, or
+/// counts those that do not fit as dropped (``maxEvents`` events or ``maxBytes`` bytes), and wakes the
+/// admin side only when the queue goes from idle to busy. The queue is a ring (`CircularBuffer`): taking
+/// a batch from its front moves nothing (an array's `removeFirst` moved every event left behind). The admin side takes events while its channel is
 /// writable (``take(max:)``); a channel that is not writable leaves the queue to fill, so a slow reader
 /// costs dropped events, never backpressure on a connection.
 final class TapSubscriber: Sendable {
@@ -45,7 +47,7 @@ final class TapSubscriber: Sendable {
     }
 
     private struct Queue {
-        var events: [TapEvent] = []
+        var events = CircularBuffer<TapEvent>(initialCapacity: 64)
         var bytes = 0
         var dropped = 0
         /// The admin side was woken and has not yet found the queue empty.
@@ -76,14 +78,23 @@ final class TapSubscriber: Sendable {
 
     /// Queues `event`, or counts it as dropped. Never blocks beyond the queue's lock.
     func offer(_ event: TapEvent) {
-        let size = event.size
+        self.offer(CollectionOfOne(event))
+    }
+
+    /// Queues `events` in order (one read's, ``RelayTap/flush()``), counting those that do not fit as
+    /// dropped: one lock and at most one wake for all of them.
+    func offer(_ events: some Collection<TapEvent>) {
+        guard !events.isEmpty else { return }
         let wake = self.queue.withLockedValue { queue -> Bool in
             guard !queue.closed else { return false }
-            if queue.events.count >= self.maxEvents || queue.bytes + size > self.maxBytes {
-                queue.dropped += 1
-            } else {
-                queue.events.append(event)
-                queue.bytes += size
+            for event in events {
+                let size = event.size
+                if queue.events.count >= self.maxEvents || queue.bytes + size > self.maxBytes {
+                    queue.dropped += 1
+                } else {
+                    queue.events.append(event)
+                    queue.bytes += size
+                }
             }
             guard !queue.awake else { return false }
             queue.awake = true
@@ -104,9 +115,13 @@ final class TapSubscriber: Sendable {
                 return ([], dropped)
             }
             let count = min(max, queue.events.count)
-            let events = Array(queue.events.prefix(count))
-            queue.events.removeFirst(count)
-            queue.bytes -= events.reduce(0) { $0 + $1.size }
+            var events: [TapEvent] = []
+            events.reserveCapacity(count)
+            for _ in 0..<count {
+                let event = queue.events.removeFirst()
+                queue.bytes -= event.size
+                events.append(event)
+            }
             return (events, dropped)
         }
     }
@@ -115,7 +130,7 @@ final class TapSubscriber: Sendable {
     func close() {
         self.queue.withLockedValue { queue in
             queue.closed = true
-            queue.events = []
+            queue.events.removeAll()
             queue.bytes = 0
         }
     }

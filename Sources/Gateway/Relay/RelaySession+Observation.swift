@@ -20,9 +20,11 @@ struct RelayTraffic {
 extension RelaySession {
     // MARK: Live counters
 
-    /// After a read batch (``readComplete(from:)``): the flush timer is armed if it is not already.
+    /// After a read batch (``readComplete(from:)``): the read's tap events are offered (one lock per
+    /// subscriber per read, ``RelayTap/flush()``), and the flush timer is armed if it is not already.
     @inline(__always)
     func trafficRead() {
+        if let tap = self.tap { tap.flush() }
         guard self.traffic != nil, self.traffic!.timer == nil, !self.finished else { return }
         let session = NIOLoopBound(self, eventLoop: self.eventLoop)
         self.traffic!.timer = self.eventLoop.scheduleTask(in: RelayTraffic.flushInterval) {
@@ -48,6 +50,7 @@ extension RelaySession {
 
     /// At the end: the rest is flushed and the timer stopped.
     func trafficFinished() {
+        self.tap?.flush()
         self.traffic?.timer?.cancel()
         self.traffic?.timer = nil
         self.flushTraffic()
@@ -70,17 +73,27 @@ extension RelaySession {
 
     // MARK: Tap (issue #14 §2)
 
-    /// Recomputes which taps watch this connection (``TapHub``); `nil` when none does.
-    func retap(_ hub: TapHub) {
+    /// Recomputes which taps watch this connection (``TapHub``); `nil` when none does. `attached`: a tap
+    /// was just added while this connection relays, so each subscriber new to it is sent an `open` from
+    /// the live table first (``TapOpen/attachedLive``), and its frames can be labelled.
+    func retap(_ hub: TapHub, attached: Bool = false) {
         guard !self.finished, let info = self.tapInfo else { return }
         let subscribers = hub.subscribers(matching: info)
+        let previous = self.tap?.subscribers ?? []
         if subscribers.isEmpty {
+            self.tap?.flush()
             self.tap = nil
         } else if let tap = self.tap {
             tap.replaceSubscribers(subscribers)
         } else {
             self.tap = RelayTap(info: info, subscribers: subscribers)
         }
+        guard attached else { return }
+        let known = Set(previous.map(ObjectIdentifier.init))
+        let joined = subscribers.filter { !known.contains(ObjectIdentifier($0)) }
+        guard !joined.isEmpty else { return }
+        let open = TapOpen(live: info, redaction: hub.redaction, now: self.eventLoop.now)
+        for subscriber in joined { subscriber.offer(.open(open)) }
     }
 
     /// Issue #14 §2: while a tap watches, each direction's inflater (transcoding or only validating a
@@ -102,31 +115,35 @@ extension RelaySession {
     /// A Close frame from `side`, a Close the gateway sent to `side`, or `side`'s TCP lost.
     func tapClose(leg: Side, code: CloseCode?, reason: String, by: String) {
         guard let tap = self.tap else { return }
-        let close = TapClose(connection: tap.info.id, time: TapEvent.now, code: code.map { Int($0.rawValue) }, reason: reason, by: by, leg: leg)
+        let close = TapClose(connection: tap.info.id, time: tap.eventTime(), code: code.map { Int($0.rawValue) }, reason: reason, by: by, leg: leg)
         tap.emit(.close(close))
     }
 }
 
 extension RelayTap {
+    // Per tapped frame: the capture is changed in place (`modify`, no copy of its arrays), the clock is
+    // read once per read (``eventTime()``), and the event is queued for the read's one offer (``queue(_:)``).
+
     /// A data frame's header from `side`, as parsed.
     func begin(_ header: FrameHeader, from side: Side) {
-        var capture = Capture()
-        capture.header = FrameHeaderSummary(
-            opcode: header.opcode,
-            fin: header.fin,
-            rsv1: header.reservedBits.contains(.rsv1),
-            length: header.payloadLength,
-            maskingKey: header.maskingKey
-        )
-        let previous = self.captures[side]
-        if header.opcode == .continuation {
-            capture.messageOpcode = previous.messageOpcode
-            capture.messageCompressed = previous.messageCompressed
-        } else {
-            capture.messageOpcode = header.opcode
-            capture.messageCompressed = capture.header!.rsv1
+        self.captures.modify(side) { capture in
+            let rsv1 = header.reservedBits.contains(.rsv1)
+            capture.header = FrameHeaderSummary(
+                opcode: header.opcode,
+                fin: header.fin,
+                rsv1: rsv1,
+                length: header.payloadLength,
+                maskingKey: header.maskingKey
+            )
+            if header.opcode != .continuation {
+                capture.messageOpcode = header.opcode
+                capture.messageCompressed = rsv1
+            }
+            capture.payload = []
+            capture.offset = 0
+            capture.inflated = []
+            capture.inflatedLength = 0
         }
-        self.captures[side] = capture
     }
 
     /// `count` payload bytes of the current frame from `side`, the last `count` bytes read from
@@ -134,77 +151,84 @@ extension RelayTap {
     /// and the in-place one only reads server frames, which are not masked). Copied up to the bound,
     /// unmasked.
     func payload(from side: Side, _ buffer: ByteBuffer, count: Int) {
-        var capture = self.captures[side]
-        // Shown inflated instead (``inflated(_:from:)``).
-        let wanted = capture.messageCompressed && self.inflates[side] ? 0 : min(count, self.captureLimit - capture.payload.count)
-        // ByteBuffer only reads at or after its reader index: step back over the chunk in a copy.
-        var source = buffer
-        source.moveReaderIndex(to: buffer.readerIndex - count)
-        if wanted > 0, let bytes = source.readBytes(length: wanted) {
+        let limit = self.captureLimit
+        let inflates = self.inflates[side]
+        self.captures.modify(side) { capture in
+            defer { capture.offset += count }
+            // Shown inflated instead (``inflated(_:from:)``), or nothing more to copy (`payload=none`).
+            let wanted = capture.messageCompressed && inflates ? 0 : min(count, limit - capture.payload.count)
+            guard wanted > 0 else { return }
             let start = capture.payload.count
-            capture.payload += bytes
+            // The chunk is before the reader index, where `ByteBuffer`'s readers do not go.
+            let first = buffer.readerIndex - count
+            buffer.withVeryUnsafeBytes { capture.payload += UnsafeRawBufferPointer(rebasing: $0[first..<(first + wanted)]) }
             if let key = capture.header?.maskingKey {
                 for index in 0..<wanted {
                     capture.payload[start + index] ^= key[(capture.offset + index) & 3]
                 }
             }
         }
-        capture.offset += count
-        self.captures[side] = capture
     }
 
     /// Bytes the relay just inflated from `side`'s current compressed message: copied up to the bound.
     func inflated(_ chunk: ByteBuffer, from side: Side) {
         guard self.captures[side].header != nil else { return }
+        let limit = self.captureLimit
         self.captures.modify(side) { capture in
             capture.inflatedLength += chunk.readableBytes
-            let wanted = min(chunk.readableBytes, self.captureLimit - capture.inflated.count)
+            let wanted = min(chunk.readableBytes, limit - capture.inflated.count)
             if wanted > 0 { capture.inflated += chunk.readableBytesView.prefix(wanted) }
         }
     }
 
     /// The current frame from `side` ended (after the relay's inflater saw all of it): one `frame` event.
     func end(from side: Side) {
-        let capture = self.captures[side]
-        guard let header = capture.header else { return }
-        // A tap attached mid-message did not see RSV1, but the relay's inflater (which did) still shows it
-        // the message's inflated bytes: those frames are compressed too.
-        let inflated = self.inflates[side] && (capture.messageCompressed || capture.inflatedLength > 0)
-        let frame = TapFrame(
-            connection: self.info.id,
-            time: TapEvent.now,
-            from: side,
-            opcode: header.opcode,
-            messageOpcode: capture.messageOpcode,
-            fin: header.fin,
-            rsv1: header.rsv1,
-            length: header.length,
-            payload: inflated ? capture.inflated : capture.payload,
-            compressed: capture.messageCompressed || inflated,
-            inflatedLength: inflated ? capture.inflatedLength : nil
-        )
-        self.captures[side].header = nil
-        self.captures[side].payload = []
-        self.captures[side].inflated = []
-        self.captures[side].inflatedLength = 0
-        self.emit(.frame(frame))
+        let inflates = self.inflates[side]
+        let id = self.info.id
+        let time = self.eventTime()
+        let frame = self.captures.modify(side) { capture -> TapFrame? in
+            guard let header = capture.header else { return nil }
+            // A tap attached mid-message did not see RSV1, but the relay's inflater (which did) still shows
+            // it the message's inflated bytes: those frames are compressed too.
+            let inflated = inflates && (capture.messageCompressed || capture.inflatedLength > 0)
+            let frame = TapFrame(
+                connection: id,
+                time: time,
+                from: side,
+                opcode: header.opcode,
+                messageOpcode: capture.messageOpcode,
+                fin: header.fin,
+                rsv1: header.rsv1,
+                length: header.length,
+                payload: inflated ? capture.inflated : capture.payload,
+                compressed: capture.messageCompressed || inflated,
+                inflatedLength: inflated ? capture.inflatedLength : nil
+            )
+            capture.header = nil
+            capture.payload = []
+            capture.inflated = []
+            capture.inflatedLength = 0
+            return frame
+        }
+        if let frame { self.queue(.frame(frame)) }
     }
 
     /// A whole control frame from `side` (its payload already unmasked).
     func control(_ frame: ControlFrame, from side: Side) {
-        let payload = frame.payload.getBytes(at: frame.payload.readerIndex, length: min(frame.payload.readableBytes, self.captureLimit)) ?? []
+        let length = frame.payload.readableBytes
+        let payload = self.captureLimit > 0 && length > 0 ? Array(frame.payload.readableBytesView.prefix(self.captureLimit)) : []
         let event = TapFrame(
             connection: self.info.id,
-            time: TapEvent.now,
+            time: self.eventTime(),
             from: side,
             opcode: frame.opcode,
             messageOpcode: frame.opcode,
             fin: true,
             rsv1: false,
-            length: frame.payload.readableBytes,
+            length: length,
             payload: payload,
             compressed: false
         )
-        self.emit(.frame(event))
+        self.queue(.frame(event))
     }
 }

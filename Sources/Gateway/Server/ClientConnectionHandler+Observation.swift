@@ -25,7 +25,11 @@ extension ClientConnectionHandler {
             tls: record.tlsVersion.map { LiveConnectionInfo.TLS(version: $0, cipher: record.tlsCipher ?? "", serverName: self.serverName) },
             subprotocol: record.subprotocol,
             clientExtensions: record.clientExtensions,
-            upstreamExtensions: record.upstreamExtensions
+            upstreamExtensions: record.upstreamExtensions,
+            scheme: self.clientUsedTLS ? "wss" : "ws",
+            method: request.head.method.rawValue,
+            target: request.head.uri,
+            tokenQueryParameters: request.route.route.auth?.jwt?.tokenSources.compactMap { if case .query(let name) = $0 { name } else { nil } } ?? []
         )
         let registry = self.environment.connections
         registry.live.insert(info, session: session)
