@@ -2,6 +2,7 @@ import Frames
 import NIOCore
 import NIOEmbedded
 import NIOHTTP1
+import TestPeers
 import Testing
 
 @testable import Gateway

@@ -8,8 +8,8 @@ import TLSShim
 /// head from the connection's bytes itself (``RequestHeadScanner``, no HTTP decoder in the pipeline, so
 /// the switch to frames changes nothing on the client's pipeline but this handler's place; issue #15),
 /// validates the request, routes it, connects the upstream on the same event loop, sends the upstream request, checks
-/// the answer, answers the client, and then replaces the HTTP handlers of both channels by
-/// ``RelayHandler``s. Every refusal is an exact HTTP answer followed by closing the connection, and
+/// the answer, answers the client, and then hands both channels to the relay (a ``RelayHandler`` in
+/// its place here, the ``UpstreamLegHandler`` relaying in place upstream). Every refusal is an exact HTTP answer followed by closing the connection, and
 /// nothing the client sends after a refused request is read.
 ///
 /// The decisions are ``ClientConnectionStateMachine``'s; this handler only turns channel events,
@@ -246,8 +246,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
         case .connectUpstream(let request, let plan):
             self.connectUpstream(context: context, request: request, plan: plan)
         case .sendRequest(let head):
-            self.upstream?.write(HTTPClientRequestPart.head(head), promise: nil)
-            self.upstream?.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
+            self.upstream?.writeAndFlush(head, promise: nil)
         case .closeUpstream:
             self.upstream?.close(promise: nil)
         case .removeDecoders:
@@ -348,24 +347,16 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
         return (context, serverName, TimeAmount(self.environment.timeouts.upstreamHandshake))
     }
 
-    /// Step 1 of the switch (``UpgradePipelineSwitch``): an HTTP/2 stream's codec passes DATA up as
-    /// bytes from now on (early data until the relay is in place).
+    /// Step 1 of the switch (``UpgradePipelineSwitch``): neither channel has an HTTP decoder to remove
+    /// (issue #15), so the machine learns at once whether the client sent early data. An HTTP/2 stream's
+    /// codec passes DATA up as bytes from now on (early data until the relay is in place).
     private func removeDecoders(context: ChannelHandlerContext) {
         guard let upstream = self.upstream else {
             return self.perform(self.machine.pipelineFailed("no upstream channel"), context: context)
         }
-        let pipelineSwitch = UpgradePipelineSwitch(client: context.channel, upstream: upstream)
-        self.pipelineSwitch = pipelineSwitch
+        self.pipelineSwitch = UpgradePipelineSwitch(client: context.channel, upstream: upstream)
         if self.answerEncoding == .http2 { self.streamCodec(context)?.beginFrames() }
-        do {
-            let (handler, boundContext) = self.bound(context)
-            try pipelineSwitch.removeDecoders().assumeIsolated().whenComplete { _ in
-                let early = handler.value.clientSentEarlyData
-                handler.value.perform(handler.value.machine.decodersRemoved(clientSentEarlyData: early), context: boundContext.value)
-            }
-        } catch {
-            self.perform(self.machine.pipelineFailed("\(error)"), context: context)
-        }
+        self.perform(self.machine.decodersRemoved(clientSentEarlyData: self.clientSentEarlyData), context: context)
     }
 
     /// Step 2: answer 101 (DESIGN §1.8) and hand both channels to a ``RelaySession``.

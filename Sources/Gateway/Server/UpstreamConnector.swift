@@ -1,5 +1,4 @@
 import NIOCore
-import NIOHTTP1
 import NIOPosix
 import TLSShim
 
@@ -53,8 +52,8 @@ struct BootstrapUpstreamConnector: UpstreamConnector {
 
 /// The upstream channel's handlers for the HTTP handshake (DESIGN §1.6–1.7).
 enum UpstreamHandshakePipeline {
-    /// Adds TLS toward a `wss://` upstream (when `tls` is given), the request encoder, the response
-    /// decoder and the ``UpstreamHandshakeHandler`` that completes `answer`.
+    /// Adds TLS toward a `wss://` upstream (when `tls` is given) and the ``UpstreamLegHandler`` that
+    /// completes `answer` and later relays: the pipeline's last change.
     static func install(
         on channel: any Channel,
         tls: (context: TLSClientContext, serverName: String, handshakeTimeout: TimeAmount)?,
@@ -70,9 +69,6 @@ enum UpstreamHandshakePipeline {
                 )
             )
         }
-        // The encoder sits before the decoder: the decoder watches outbound request parts.
-        try pipeline.addHandler(HTTPRequestEncoder())
-        try pipeline.addHandler(ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: .forwardBytes)))
-        try pipeline.addHandler(UpstreamHandshakeHandler(promise: answer))
+        try pipeline.addHandler(UpstreamLegHandler(promise: answer))
     }
 }
