@@ -53,6 +53,8 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     var credentialExpiresAt: Int64?
     /// The upstream channel once it connected (closed if the upgrade ends before the relay).
     private var upstream: (any Channel)?
+    /// The upstream channel's handler (it relays in place after the 101: ``UpgradePipelineSwitch``).
+    private var upstreamLeg: UpstreamLegHandler?
     private var pipelineSwitch: UpgradePipelineSwitch?
     /// Edge (issue #11): the connection's peer (after a PROXY header, the address it carried), the TLS
     /// SNI name, and whether the Host must match it (`ClientConnectionHandler+Edge.swift`).
@@ -315,9 +317,12 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
         let routeName = request.route.route.label
         let member = plan.upstream.url
         let connectStart = NIODeadline.now()
+        let leg = UpstreamLegHandler(promise: answer)
+        self.upstreamLeg = leg
+        let boundLeg = NIOLoopBound(leg, eventLoop: context.eventLoop)
         self.connector.connect(host: plan.upstream.host, port: plan.upstream.port, on: context.eventLoop) { channel in
             channel.eventLoop.makeCompletedFuture {
-                try UpstreamHandshakePipeline.install(on: channel, tls: tls, answer: answer)
+                try UpstreamHandshakePipeline.install(on: channel, tls: tls, leg: boundLeg.value)
             }
         }
         .assumeIsolated().whenComplete { result in
@@ -351,10 +356,10 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     /// (issue #15), so the machine learns at once whether the client sent early data. An HTTP/2 stream's
     /// codec passes DATA up as bytes from now on (early data until the relay is in place).
     private func removeDecoders(context: ChannelHandlerContext) {
-        guard let upstream = self.upstream else {
+        guard let upstream = self.upstream, let upstreamLeg = self.upstreamLeg else {
             return self.perform(self.machine.pipelineFailed("no upstream channel"), context: context)
         }
-        self.pipelineSwitch = UpgradePipelineSwitch(client: context.channel, upstream: upstream)
+        self.pipelineSwitch = UpgradePipelineSwitch(client: context.channel, upstream: upstream, upstreamLeg: upstreamLeg)
         if self.answerEncoding == .http2 { self.streamCodec(context)?.beginFrames() }
         self.perform(self.machine.decodersRemoved(clientSentEarlyData: self.clientSentEarlyData), context: context)
     }

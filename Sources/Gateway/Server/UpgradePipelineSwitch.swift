@@ -15,19 +15,21 @@ import NIOCore
 struct UpgradePipelineSwitch {
     let client: any Channel
     let upstream: any Channel
+    /// The upstream channel's one handler (no pipeline lookup at the switch).
+    let upstreamLeg: UpstreamLegHandler
 
-    init(client: any Channel, upstream: any Channel) {
+    init(client: any Channel, upstream: any Channel, upstreamLeg: UpstreamLegHandler) {
         self.client = client
         self.upstream = upstream
+        self.upstreamLeg = upstreamLeg
     }
 
     /// The relay takes over both channels; `handler` (the upgrade's) leaves the client's pipeline.
     func installRelay(_ session: RelaySession, after handler: ClientConnectionHandler) throws {
         let pipeline = self.client.pipeline.syncOperations
         try pipeline.addHandler(RelayHandler(side: .client, session: session), position: .after(handler))
-        let upstreamLeg = try self.upstream.pipeline.syncOperations.handler(type: UpstreamLegHandler.self)
         pipeline.removeHandler(handler, promise: nil)
-        upstreamLeg.startRelay(session)
+        self.upstreamLeg.startRelay(session)
         if !self.upstream.isActive { session.inactive(.upstream) }
     }
 }

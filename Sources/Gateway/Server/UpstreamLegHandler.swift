@@ -32,9 +32,10 @@ struct UpstreamResponse: Sendable, Equatable {
 /// the upstream's answer with an ``UpstreamResponseScanner`` and completes a promise with it (for a 101
 /// right after its head, for other statuses after their body: DESIGN §1.7, relayed with up to 64 KiB),
 /// keeps what the upstream sends after its 101 until ``startRelay(_:)``, and from then on hands every
-/// event to a ``RelayHandler`` of the upstream side, in place: the pipeline never changes, so there are
-/// no `removeHandler` futures and no handlers added after the 101. The upgrade request itself is
-/// written as bytes by ``ClientConnectionHandler`` (``UpstreamHandshake/requestHead(for:upstream:peer:peerIsTrusted:clientUsedTLS:clientCertificate:grant:)``)
+/// event to the ``RelaySession`` as the upstream side's ``RelayHandler`` would, in place: the pipeline
+/// never changes, so there are no `removeHandler` futures, no handlers added after the 101 and no
+/// second handler object. The upgrade request itself is written as bytes by ``ClientConnectionHandler``
+/// (``UpstreamHandshake/requestHead(for:upstream:peer:peerIsTrusted:clientUsedTLS:clientCertificate:grant:)``)
 /// and passes through.
 final class UpstreamLegHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
@@ -46,14 +47,19 @@ final class UpstreamLegHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private enum Phase {
         /// Reading the answer.
         case handshake
-        /// A 101 arrived: bytes are kept (frames the upstream sent at once) until the relay starts.
-        case switching(early: ByteBuffer?)
-        case relaying(RelayHandler)
+        /// A 101 arrived: bytes are kept in ``early`` (frames the upstream sent at once) until the relay
+        /// starts.
+        case switching
+        /// Every event goes to ``session``.
+        case relaying
         /// A non-101 answer or a broken one: nothing more is read.
         case ended
     }
 
     private var phase = Phase.handshake
+    private var early: ByteBuffer?
+    /// The relay's session once it started (the upstream side's; set once, by ``startRelay(_:)``).
+    private var session: RelaySession?
     private var scanner = UpstreamResponseScanner()
     private var promise: EventLoopPromise<UpstreamResponse>?
     private var context: ChannelHandlerContext?
@@ -70,18 +76,21 @@ final class UpstreamLegHandler: ChannelDuplexHandler, RemovableChannelHandler {
         // A channel that never connected is torn down without `channelInactive`; the promise must
         // still be completed.
         self.fail(ClosedBeforeResponse())
-        if case .relaying(let relay) = self.phase { relay.handlerRemoved(context: context) }
+        // The session holds this leg's context: let it go (as ``RelayHandler/handlerRemoved(context:)``).
+        if self.phase == .relaying { self.session?.detach(.upstream) }
         self.phase = .ended
+        self.session = nil
         self.context = nil
     }
 
     /// The relay takes over this leg: the bytes kept since the 101 go to `session` first.
     func startRelay(_ session: RelaySession) {
-        guard let context = self.context, case .switching(let early) = self.phase else { return }
-        let relay = RelayHandler(side: .upstream, session: session)
-        self.phase = .relaying(relay)
-        relay.handlerAdded(context: context)
-        if var early {
+        guard let context = self.context, self.phase == .switching else { return }
+        self.session = session
+        self.phase = .relaying
+        session.attach(.upstream, context: context)
+        if var early = self.early {
+            self.early = nil
             session.read(from: .upstream, &early)
             session.readComplete(from: .upstream)
         }
@@ -89,62 +98,62 @@ final class UpstreamLegHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch self.phase {
-        case .relaying(let relay):
-            relay.channelRead(context: context, data: data)
+        case .relaying:
+            var buffer = Self.unwrapInboundIn(data)
+            self.session?.read(from: .upstream, &buffer)
         case .handshake:
             var buffer = Self.unwrapInboundIn(data)
             switch self.scanner.feed(&buffer) {
             case .needMore:
                 break
             case .complete(let response, let leftover):
-                self.phase = response.head.status.code == 101 ? .switching(early: leftover) : .ended
+                if response.head.status.code == 101 {
+                    self.phase = .switching
+                    self.early = leftover
+                } else {
+                    self.phase = .ended
+                }
                 self.succeed(response)
             case .malformed(let error):
                 self.phase = .ended
                 self.fail(error)
                 context.close(promise: nil)
             }
-        case .switching(var early):
+        case .switching:
             var buffer = Self.unwrapInboundIn(data)
-            if early == nil {
-                early = buffer
+            if self.early == nil {
+                self.early = buffer
             } else {
-                early!.writeBuffer(&buffer)
+                self.early!.writeBuffer(&buffer)
             }
-            self.phase = .switching(early: early)
         case .ended:
             break
         }
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        if case .relaying(let relay) = self.phase {
-            relay.channelReadComplete(context: context)
+        if self.phase == .relaying {
+            self.session?.readComplete(from: .upstream)
         } else {
             context.fireChannelReadComplete()
         }
     }
 
     func read(context: ChannelHandlerContext) {
-        if case .relaying(let relay) = self.phase {
-            relay.read(context: context)
-        } else {
-            context.read()
-        }
+        if self.phase == .relaying, let session = self.session, !session.shouldRead(.upstream) { return }
+        context.read()
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if case .relaying(let relay) = self.phase {
-            relay.channelWritabilityChanged(context: context)
-        } else {
-            context.fireChannelWritabilityChanged()
-        }
+        if self.phase == .relaying { self.session?.writabilityChanged(.upstream) }
+        context.fireChannelWritabilityChanged()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
         switch self.phase {
-        case .relaying(let relay):
-            relay.channelInactive(context: context)
+        case .relaying:
+            self.session?.inactive(.upstream)
+            context.fireChannelInactive()
             return
         case .handshake:
             // A body delimited by the end of the connection.
@@ -159,25 +168,11 @@ final class UpstreamLegHandler: ChannelDuplexHandler, RemovableChannelHandler {
         context.fireChannelInactive()
     }
 
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if case .relaying(let relay) = self.phase {
-            relay.userInboundEventTriggered(context: context, event: event)
-        } else {
-            context.fireUserInboundEventTriggered(event)
-        }
-    }
-
-    func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
-        if case .relaying(let relay) = self.phase {
-            relay.close(context: context, mode: mode, promise: promise)
-        } else {
-            context.close(mode: mode, promise: promise)
-        }
-    }
-
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        if case .relaying(let relay) = self.phase {
-            return relay.errorCaught(context: context, error: error)
+        if self.phase == .relaying {
+            // A read or write error ends this leg like a lost TCP connection (as ``RelayHandler``).
+            context.close(promise: nil)
+            return context.fireErrorCaught(error)
         }
         self.fail(error)
         context.close(promise: nil)
