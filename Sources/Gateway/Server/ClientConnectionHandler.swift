@@ -7,10 +7,11 @@ import TLSShim
 /// Drives one client connection from its upgrade request to the relay (DESIGN §1): reads the request
 /// head from the connection's bytes itself (``RequestHeadScanner``, no HTTP decoder in the pipeline, so
 /// the switch to frames changes nothing on the client's pipeline but this handler's place; issue #15),
-/// validates the request, routes it, connects the upstream on the same event loop, sends the upstream request, checks
-/// the answer, answers the client, and then hands both channels to the relay (a ``RelayHandler`` in
-/// its place here, the ``UpstreamLegHandler`` relaying in place upstream). Every refusal is an exact HTTP answer followed by closing the connection, and
-/// nothing the client sends after a refused request is read.
+/// validates the request, routes it, connects the upstream on the same event loop, sends the upstream
+/// request, checks the answer, answers the client, and then hands both channels to the relay (a
+/// ``RelayHandler`` in its place here, the ``UpstreamLegHandler`` relaying in place upstream). Every
+/// refusal is an exact HTTP answer followed by closing the connection, and nothing the client sends
+/// after a refused request is read.
 ///
 /// The decisions are ``ClientConnectionStateMachine``'s; this handler only turns channel events,
 /// deadlines and the upstream's progress into its events and performs the actions it returns. The
