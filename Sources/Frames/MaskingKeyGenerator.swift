@@ -10,9 +10,9 @@ import Darwin
 /// derived from a strong source of entropy" and be fresh and unpredictable for every frame).
 ///
 /// Keys come from the operating system's CSPRNG (`getrandom(2)` on Linux, `getentropy(3)` elsewhere),
-/// drawn in batches (256 bytes by default, one system call per 64 frames rather than one per frame; a
-/// generator shared by a whole event loop takes 4 KiB, see ``init(batchBytes:)``). Each key is used
-/// once.
+/// drawn in batches (256 bytes by default, one system call per 64 frames rather than one per frame), or,
+/// for a generator shared by a whole event loop, from a user-space ChaCha20 stream the kernel seeds
+/// (``userSpace(batchBytes:reseedInterval:)``, 4 KiB per refill). Each key is used once.
 ///
 /// A class on purpose: copies of a value-type generator would hand out the same keys twice. Not
 /// thread-safe: keep one per event loop (or per connection).
@@ -33,6 +33,18 @@ public final class MaskingKeyGenerator {
     /// stay fresh, unpredictable and used once (RFC 6455 §10.3).
     public convenience init(batchBytes: Int = MaskingKeyGenerator.defaultBatchBytes) {
         self.init(batchBytes: batchBytes, fill: MaskingKeyGenerator.systemEntropy)
+    }
+
+    /// A generator over a user-space ChaCha20 stream seeded from the system CSPRNG (``MaskingKeyStream``:
+    /// fast key erasure per refill, reseeded from `getrandom(2)` every `reseedInterval` bytes), refilled
+    /// `batchBytes` at a time: the relay's per-event-loop generator (issue #15, BENCHMARKS.md "rng15";
+    /// docs/DESIGN-NOTES.md "Masking keys from a user-space ChaCha20" says why the keys stay as
+    /// unpredictable as RFC 6455 §10.3 asks).
+    public static func userSpace(
+        batchBytes: Int = 4096,
+        reseedInterval: Int = MaskingKeyStream.defaultReseedInterval
+    ) -> MaskingKeyGenerator {
+        MaskingKeyGenerator(batchBytes: batchBytes, fill: MaskingKeyStream(reseedInterval: reseedInterval).fill)
     }
 
     /// A generator over a caller-supplied byte source (tests use a deterministic one). `fill` must
@@ -65,7 +77,7 @@ public final class MaskingKeyGenerator {
     /// it (Linux; a call may return fewer bytes than asked when a signal interrupts it past 256 bytes,
     /// so it loops), else `getentropy(3)` 256 bytes at a time. Failure would mean the kernel cannot
     /// provide entropy, in which case sending predictable keys would break RFC 6455 §10.3, so it traps.
-    static func systemEntropy(_ buffer: UnsafeMutableRawBufferPointer) {
+    public static func systemEntropy(_ buffer: UnsafeMutableRawBufferPointer) {
         var offset = 0
         while offset < buffer.count {
             if let getrandom = Self.getrandom {

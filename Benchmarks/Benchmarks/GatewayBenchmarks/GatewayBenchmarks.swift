@@ -33,10 +33,12 @@ final class InMemoryRelay {
     let upstream: EmbeddedChannel
 
     /// `batching: false`: every frame through the per-event read loop (before issue #15's batches).
-    init(batching: Bool = true) throws {
+    /// `kernelKeys: true`: masking keys from `getrandom(2)` in 4 KiB batches, not the user-space
+    /// ChaCha20 stream (before rng15).
+    init(batching: Bool = true, kernelKeys: Bool = false) throws {
         self.client = EmbeddedChannel(loop: self.loop)
         self.upstream = EmbeddedChannel(loop: self.loop)
-        let handlers = BenchmarkSupport.relayHandlers(on: self.loop, batching: batching)
+        let handlers = BenchmarkSupport.relayHandlers(on: self.loop, batching: batching, kernelKeys: kernelKeys)
         try self.client.pipeline.syncOperations.addHandler(handlers.client)
         try self.upstream.pipeline.syncOperations.addHandler(handlers.upstream)
         try self.client.connect(to: .init(ipAddress: "127.0.0.1", port: 1)).wait()
@@ -167,6 +169,16 @@ let benchmarks: @Sendable () -> Void = {
             for _ in benchmark.scaledIterations {
                 blackHole(try relay.relay(fromUpstream, from: relay.upstream, to: relay.client))
             }
+        }
+    }
+
+    // rng15: the keys straight from the kernel (4 KiB per `getrandom(2)`), the same binary's "before".
+    Benchmark("relay client→upstream 1000 × 32 B text, one read, kernel keys") { benchmark in
+        let relay = try InMemoryRelay(kernelKeys: true)
+        _ = try relay.relay(fromClient, from: relay.client, to: relay.upstream)
+        benchmark.startMeasurement()
+        for _ in benchmark.scaledIterations {
+            blackHole(try relay.relay(fromClient, from: relay.client, to: relay.upstream))
         }
     }
 

@@ -1,3 +1,4 @@
+import Frames
 import NIOCore
 import NIOHTTP1
 
@@ -9,14 +10,25 @@ import NIOHTTP1
 @_spi(Benchmarks) public enum BenchmarkSupport {
     /// The client and upstream legs' relay handlers over one new session on `eventLoop` (plain, no
     /// compression, default limits and policy), as `ClientConnectionHandler.startRelay` adds them.
-    /// `batching: false` relays every frame through the per-event path (issue #15's "before").
-    public static func relayHandlers(on eventLoop: any EventLoop, batching: Bool = true) -> (client: any ChannelHandler, upstream: any ChannelHandler)
-    {
+    /// `batching: false` relays every frame through the per-event path (issue #15's "before");
+    /// `kernelKeys: true` takes the masking keys straight from `getrandom(2)` in 4 KiB batches instead
+    /// of the user-space ChaCha20 stream (the "before" of BENCHMARKS.md "rng15"). Each call has its own
+    /// resources (a fresh generator and output buffers).
+    public static func relayHandlers(
+        on eventLoop: any EventLoop,
+        batching: Bool = true,
+        kernelKeys: Bool = false
+    ) -> (client: any ChannelHandler, upstream: any ChannelHandler) {
+        let keys =
+            kernelKeys
+            ? MaskingKeyGenerator(batchBytes: RelayResources.maskingKeyBatchBytes)
+            : MaskingKeyGenerator.userSpace(batchBytes: RelayResources.maskingKeyBatchBytes)
         let session = RelaySession(
             eventLoop: eventLoop,
             limits: GatewayConfiguration.Limits(),
             closeTimeout: .seconds(10),
-            idleTimeout: .hours(1)
+            idleTimeout: .hours(1),
+            resources: RelayResources(maskingKeys: keys)
         )
         session.batchesFrames = batching
         return (RelayHandler(side: .client, session: session), RelayHandler(side: .upstream, session: session))

@@ -3,16 +3,21 @@ import NIOCore
 import NIOPosix
 
 /// What every ``RelaySession`` on one event-loop thread shares, so that no connection pays for it and
-/// no frame pays a thread-local lookup: the masking-key generator (4 KiB of keys, 1,024 frames, per
-/// `getrandom(2)` call: issue #15, BENCHMARKS.md "hot15") and the buffers client → upstream bytes are remasked into. One thread, no
-/// locks.
+/// no frame pays a thread-local lookup: the masking-key generator and the buffers client → upstream
+/// bytes are remasked into. One thread, no locks.
+///
+/// The keys (issue #15): a user-space ChaCha20 stream seeded from `getrandom(2)` when the loop first
+/// relays, 4 KiB (1,024 keys) per refill, fast key erasure, reseeded from the kernel every 1 MiB
+/// (``MaskingKeyGenerator/userSpace(batchBytes:reseedInterval:)``; BENCHMARKS.md "rng15",
+/// docs/DESIGN-NOTES.md "Masking keys from a user-space ChaCha20"). Before: 4 KiB per `getrandom(2)`
+/// call (BENCHMARKS.md "hot15").
 final class RelayResources {
     let maskingKeys: MaskingKeyGenerator
     /// One generator per event loop, so its 4 KiB is paid once per thread, not per connection.
     static let maskingKeyBatchBytes = 4096
 
-    /// `maskingKeys`: the system CSPRNG's by default; tests give a deterministic one.
-    init(maskingKeys: MaskingKeyGenerator = MaskingKeyGenerator(batchBytes: RelayResources.maskingKeyBatchBytes)) {
+    /// `maskingKeys`: the user-space ChaCha20 stream by default; tests give a deterministic one.
+    init(maskingKeys: MaskingKeyGenerator = MaskingKeyGenerator.userSpace(batchBytes: RelayResources.maskingKeyBatchBytes)) {
         self.maskingKeys = maskingKeys
     }
 
