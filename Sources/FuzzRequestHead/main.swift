@@ -1,6 +1,6 @@
 // libFuzzer harness for a client's request head (README, "Fuzzing"): the bytes go through the listener's
-// own HTTP stages on an `EmbeddedChannel` (the 16 KiB ``RequestBytesLimiter`` and NIO's request decoder,
-// as `GatewayServer` installs them), the head through ``ClientUpgradeRequest/validate(_:limits:routes:)``
+// own head scanner (``RequestHeadScanner`` under the 16 KiB head limit, as ``ClientConnectionHandler``
+// runs it), the head through ``ClientUpgradeRequest/validate(_:limits:routes:)``
 // (RFC 6455 §4.2.1, DESIGN §1.3–1.4), and an accepted one through
 // ``UpstreamHandshake/requestHead(for:upstream:peer:peerIsTrusted:clientUsedTLS:)``. Byte 0 picks the
 // read size and whether the peer is a trusted proxy; the rest is the client's stream. Properties checked
@@ -12,9 +12,11 @@
 //    field name a token and no CR, LF or NUL in a value, exactly one `Host`, `Upgrade`,
 //    `Sec-WebSocket-Key` (24 base64 characters ending `==`) and `Sec-WebSocket-Version: 13`, at most one
 //    `Origin`, and no body (`Transfer-Encoding` absent, `Content-Length` absent or 0).
-// 3. **The request sent upstream is well formed:** written by NIO's encoder and read back by its decoder
-//    it is exactly the same head, with exactly one `Host`, `Upgrade`, `Connection`, `Sec-WebSocket-Key`
+// 3. **The request sent upstream is well formed:** the gateway's own writer's bytes read back by NIO's
+//    decoder as exactly one head, with exactly one `Host`, `Upgrade`, `Connection`, `Sec-WebSocket-Key`
 //    (a fresh one, never the client's) and `Sec-WebSocket-Version`, and no other hop-by-hop field.
+// 4. **Never more lenient than llhttp** (NIO's decoder, the reference): a head the scanner reads, llhttp
+//    reads the same.
 // Gateway types are internal: the harness imports them `@testable` (fuzz builds are debug builds);
 // in a release build the file is empty and the program does nothing.
 #if DEBUG
@@ -35,37 +37,41 @@ private let routes = RouteTable([
     .init(pathPrefix: "/", upstreams: [.init(scheme: .ws, host: "127.0.0.1", port: 9000)]),
 ])
 
-/// The heads NIO's request decoder yields for `stream` in reads of `chunk` bytes, behind the listener's
-/// request-head byte limit; nil when decoding failed before the first head.
+/// The head the gateway's ``RequestHeadScanner`` reads from `stream` in reads of `chunk` bytes (as
+/// ``ClientConnectionHandler`` scans it, under the listener's request-head limit); nil when it refused the
+/// bytes or needs more.
 private func heads(_ stream: some Collection<UInt8>, chunk: Int) -> HTTPRequestHead? {
-    let channel = EmbeddedChannel()
-    try! channel.pipeline.syncOperations.addHandler(RequestBytesLimiter(limit: limits.requestHeadBytes))
-    try! channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)))
+    var scanner = RequestHeadScanner(limit: limits.requestHeadBytes)
+    var buffer = ByteBuffer()
     let bytes = Array(stream)
     var offset = 0
-    var head: HTTPRequestHead?
-    while offset < bytes.count, head == nil {
+    while offset < bytes.count {
         let end = min(bytes.count, offset + chunk)
-        // A decoding error after the head (bytes behind it that are no request) does not take the head back:
-        // what was decoded before it is read either way.
-        let failed = (try? channel.writeInbound(ByteBuffer(bytes: bytes[offset..<end]))) == nil
+        buffer.writeBytes(bytes[offset..<end])
         offset = end
-        while head == nil, let part = try? channel.readInbound(as: HTTPServerRequestPart.self) {
-            if case .head(let first) = part { head = first }
+        switch scanner.scan(buffer) {
+        case .needMore: continue
+        case .head(let head, _): return head
+        case .failure: return nil
         }
-        if failed { break }
     }
-    _ = try? channel.finish()
+    return nil
+}
+
+/// llhttp (NIO's request decoder, the gateway's parser before issue #15) as the differential reference:
+/// the first head it reads from `bytes` in one read.
+private func llhttpHead(_ bytes: some Collection<UInt8>) -> HTTPRequestHead? {
+    let channel = EmbeddedChannel(handler: ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)))
+    _ = try? channel.writeInbound(ByteBuffer(bytes: Array(bytes)))
+    var head: HTTPRequestHead?
+    while head == nil, let part = try? channel.readInbound(as: HTTPServerRequestPart.self) {
+        if case .head(let first) = part { head = first }
+    }
+    _ = try? channel.finish(acceptAlreadyClosed: true)
     return head
 }
 
-private func encodeAndDecode(_ head: HTTPRequestHead) -> (HTTPRequestHead?, leftover: Bool) {
-    let encoder = EmbeddedChannel(handler: HTTPRequestEncoder())
-    try! encoder.writeOutbound(HTTPClientRequestPart.head(head))
-    try! encoder.writeOutbound(HTTPClientRequestPart.end(nil))
-    var bytes = ByteBuffer()
-    while var part = try! encoder.readOutbound(as: ByteBuffer.self) { bytes.writeBuffer(&part) }
-    _ = try? encoder.finish()
+private func decode(_ bytes: ByteBuffer) -> (HTTPRequestHead?, leftover: Bool) {
     let decoder = EmbeddedChannel(handler: ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .fireError)))
     var parts: [HTTPServerRequestPart] = []
     let failed = (try? decoder.writeInbound(bytes)) == nil
@@ -103,15 +109,17 @@ private func checkAccepted(_ head: HTTPRequestHead, _ request: ClientUpgradeRequ
 
 private func checkUpstreamHead(_ request: ClientUpgradeRequest, trusted: Bool) {
     let handshake = UpstreamHandshake(subprotocolsOffered: request.subprotocols, deflateOffer: nil)
-    let head = handshake.requestHead(
+    let bytes = handshake.requestHead(
         for: request,
         upstream: request.route.route.upstreams[0],
         peer: IPAddress("192.0.2.7"),
         peerIsTrusted: trusted,
         clientUsedTLS: false
     )
-    let (decoded, leftover) = encodeAndDecode(head)
-    precondition(!leftover && decoded == head, "the upstream request does not read back: \(head) -> \(String(describing: decoded))")
+    let (decoded, leftover) = decode(bytes)
+    guard !leftover, let head = decoded else {
+        preconditionFailure("the upstream request does not read back: \(String(buffer: bytes))")
+    }
     for name in ["Host", "Upgrade", "Connection", "Sec-WebSocket-Key", "Sec-WebSocket-Version"] {
         precondition(head.headers[name].count == 1, "upstream request with \(head.headers[name].count) \(name)")
     }
@@ -136,6 +144,8 @@ public func fuzzRequestHead(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let chunked = heads(stream, chunk: chunk)
     precondition(whole == chunked, "reads changed the head: \(String(describing: whole)) vs \(String(describing: chunked))")
     guard let head = whole else { return 0 }
+    // 4. **Never more lenient than llhttp:** a head the scanner reads, llhttp reads the same.
+    precondition(llhttpHead(stream) == head, "llhttp reads it otherwise: \(String(describing: llhttpHead(stream))) vs \(head)")
     let verdict = ClientUpgradeRequest.validate(head, limits: limits, routes: routes)
     precondition(verdict == ClientUpgradeRequest.validate(head, limits: limits, routes: routes), "validation is not a function of the head")
     switch verdict {

@@ -6,8 +6,8 @@ import Testing
 
 @testable import Gateway
 
-/// Hostile request heads in memory, through the listener's handlers (``RequestBytesLimiter``, NIO's
-/// request decoder, ``ClientConnectionHandler``) with an in-memory upstream connector
+/// Hostile request heads in memory, through the listener's handler (``ClientConnectionHandler`` and its
+/// ``RequestHeadScanner``) with an in-memory upstream connector
 /// (``EmbeddedUpstreamConnector``): each is answered with its exact status whole, one byte per read and
 /// cut at every byte, the answer says `Connection: close`, the connection is closed, and no upstream is
 /// ever connected (the connector records every attempt).

@@ -135,7 +135,7 @@ extension GatewayConfigurationClientCertificatesTests {
             clientUsedTLS: true,
             clientCertificate: verified ? certificate : nil
         )
-        #expect(upstreamHead.headers["X-Forwarded-Client-Cert"] == (verified ? [#"Hash=ab;Subject="CN=client";DNS=c.test"#] : []))
+        #expect(upstreamHead.decodedRequestHead?.headers["X-Forwarded-Client-Cert"] == (verified ? [#"Hash=ab;Subject="CN=client";DNS=c.test"#] : []))
     }
 }
 

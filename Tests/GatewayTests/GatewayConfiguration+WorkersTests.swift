@@ -75,7 +75,6 @@ import Testing
                             seen: seen
                         )
                         let pipeline = channel.pipeline.syncOperations
-                        try pipeline.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)))
                         try pipeline.addHandler(
                             ClientConnectionHandler(
                                 environment: environment,

@@ -123,7 +123,7 @@ import Testing
             peerIsTrusted: false,
             clientUsedTLS: false
         )
-        return "route \(request.route.index) \(head.uri)"
+        return "route \(request.route.index) \(head.decodedRequestHead?.uri ?? "unreadable")"
     }
 
     /// Catalog H-17: dot segments, encoded dots and slashes, empty segments in the target are refused with 400.

@@ -1,4 +1,6 @@
 import Frames
+import NIOCore
+import NIOEmbedded
 import NIOHTTP1
 import Testing
 
@@ -104,5 +106,69 @@ import Testing
             }
             #expect(why.hasPrefix("Sec-WebSocket-Extensions: "), "\(invalid)")
         }
+    }
+}
+
+extension ByteBuffer {
+    /// These bytes (an upgrade request as ``UpstreamHandshake/requestHead(for:upstream:peer:peerIsTrusted:clientUsedTLS:clientCertificate:grant:)``
+    /// writes it) read by NIO's llhttp request decoder: the head, if they are exactly one request head
+    /// with no body and nothing after it.
+    var decodedRequestHead: HTTPRequestHead? {
+        let decoder = EmbeddedChannel(handler: ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .fireError)))
+        defer { _ = try? decoder.finish() }
+        guard (try? decoder.writeInbound(self)) != nil else { return nil }
+        var parts: [HTTPServerRequestPart] = []
+        while let part = try? decoder.readInbound(as: HTTPServerRequestPart.self) { parts.append(part) }
+        guard parts.count == 2, case .head(let head) = parts[0], case .end = parts[1] else { return nil }
+        return head
+    }
+}
+
+/// The upgrade request as the gateway writes it upstream (issue #15: straight into one buffer).
+@Suite struct UpstreamRequestWriterTests {
+    /// The exact bytes: request line, the gateway's handshake headers, the client's end-to-end headers
+    /// (hop-by-hop ones and those named in `Connection` removed), then the forwarding headers; llhttp
+    /// reads them back as one head and nothing else.
+    @Test func theRequestIsWrittenExactlyAndReadsBack() throws {
+        var headers = HTTPHeaders()
+        for (name, value) in [
+            ("Host", "gw.example"), ("Upgrade", "websocket"), ("Connection", "Upgrade, X-Hop"), ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+            ("Sec-WebSocket-Version", "13"), ("Sec-WebSocket-Protocol", "chat"), ("X-Hop", "dropped"), ("Keep-Alive", "5"),
+            ("X-App", "kept"), ("X-Forwarded-For", "203.0.113.9"),
+        ] {
+            headers.add(name: name, value: value)
+        }
+        let route = GatewayConfiguration.Route(upstreams: [.init(scheme: .ws, host: "::1", port: 8080, path: "/in")])
+        let head = HTTPRequestHead(version: .http1_1, method: .GET, uri: "/chat?x=1", headers: headers)
+        guard case .success(let request) = ClientUpgradeRequest.validate(head, limits: .init(), routes: RouteTable([route])) else {
+            Issue.record("the fixture request is invalid")
+            return
+        }
+        let handshake = UpstreamHandshake(
+            key: UpstreamHandshakeTests.key,
+            subprotocolsOffered: ["chat"],
+            deflateOffer: PerMessageDeflate.clientOffer()
+        )
+        let bytes = handshake.requestHead(
+            for: request,
+            upstream: route.upstreams[0],
+            peer: IPAddress("192.0.2.7"),
+            peerIsTrusted: false,
+            clientUsedTLS: true
+        )
+        let text = String(buffer: bytes)
+        let lines = text.components(separatedBy: "\r\n")
+        #expect(
+            lines.prefix(7) == [
+                "GET /in/chat?x=1 HTTP/1.1", "Host: [::1]:8080", "Upgrade: websocket", "Connection: Upgrade",
+                "Sec-WebSocket-Key: \(UpstreamHandshakeTests.key)", "Sec-WebSocket-Version: 13", "Sec-WebSocket-Protocol: chat",
+            ]
+        )
+        #expect(lines[7].hasPrefix("Sec-WebSocket-Extensions: permessage-deflate"))
+        #expect(lines[8] == "X-App: kept")
+        #expect(text.hasSuffix("\r\n\r\n") && !text.contains("X-Hop") && !text.contains("Keep-Alive") && !text.contains("203.0.113.9"))
+        let decoded = try #require(bytes.decodedRequestHead)
+        #expect(decoded.uri == "/in/chat?x=1" && decoded.headers["X-Forwarded-For"] == ["192.0.2.7"])
+        #expect(decoded.headers["X-Forwarded-Proto"] == ["https"] && decoded.headers["Host"] == ["[::1]:8080"])
     }
 }

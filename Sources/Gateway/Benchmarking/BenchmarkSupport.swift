@@ -49,19 +49,17 @@ import NIOHTTP1
         @Sendable (_ eventLoop: any EventLoop, _ initializer: @escaping @Sendable (any Channel) -> EventLoopFuture<Void>)
         -> EventLoopFuture<any Channel>
 
-    /// A client connection's handlers as the plain listener adds them at accept (head limiter, HTTP/1
-    /// request decoder, ``ClientConnectionHandler``), with `connect` for the upstream leg.
+    /// A client connection's handlers as the plain listener adds them at accept (one
+    /// ``ClientConnectionHandler``, which scans the head itself), with `connect` for the upstream leg.
     public static func upgradeHandlers(_ environment: Environment, connect: @escaping Connect) -> [any ChannelHandler] {
         let environment = environment.environment
         return [
-            RequestBytesLimiter(limit: environment.limits.requestHeadBytes),
-            ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)),
             ClientConnectionHandler(
                 environment: environment,
                 record: ConnectionRecord(id: environment.makeConnectionID(), clientAddress: "127.0.0.1", listener: "bench"),
                 clientUsedTLS: false,
                 connector: ClosureUpstreamConnector(connect: connect)
-            ),
+            )
         ]
     }
 }

@@ -74,10 +74,6 @@ final class HTTP2ALPNSwitch: ChannelInboundHandler, RemovableChannelHandler {
         }
         try pipeline.addHandler(connectionGuard, position: .after(self))
         try pipeline.addHandler(handler, position: .after(self))
-        if let limiter = try? pipeline.handler(type: RequestBytesLimiter.self) { pipeline.removeHandler(limiter, promise: nil) }
-        if let decoder = try? pipeline.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self) {
-            pipeline.removeHandler(decoder, promise: nil)
-        }
         if let upgrade = try? pipeline.handler(type: ClientConnectionHandler.self) { pipeline.removeHandler(upgrade, promise: nil) }
         self.switched = true
         self.connectionGuard = connectionGuard

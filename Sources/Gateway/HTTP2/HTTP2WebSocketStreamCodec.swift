@@ -146,9 +146,7 @@ final class HTTP2WebSocketStreamCodec: ChannelDuplexHandler, RemovableChannelHan
         switch ExtendedConnect.requestHead(headers.headers, endStream: headers.endStream) {
         case .success(let head):
             self.state = .handshake
-            context.fireChannelRead(NIOAny(HTTPServerRequestPart.head(head)))
-            context.fireChannelRead(NIOAny(HTTPServerRequestPart.end(nil)))
-            context.fireChannelReadComplete()
+            context.fireUserInboundEventTriggered(ClientConnectionHandler.ParsedRequestHead(head: head))
         case .failure(let rejection):
             self.refuse(context: context, rejection)
         }

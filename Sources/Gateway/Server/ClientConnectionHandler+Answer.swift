@@ -51,7 +51,7 @@ extension ClientConnectionHandler {
         }
     }
 
-    private func streamCodec(_ context: ChannelHandlerContext) -> HTTP2WebSocketStreamCodec? {
+    func streamCodec(_ context: ChannelHandlerContext) -> HTTP2WebSocketStreamCodec? {
         try? context.pipeline.syncOperations.handler(type: HTTP2WebSocketStreamCodec.self)
     }
 }

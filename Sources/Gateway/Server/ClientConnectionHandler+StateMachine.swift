@@ -1,4 +1,5 @@
 import Frames
+import NIOCore
 import NIOHTTP1
 import TLSShim
 
@@ -31,7 +32,7 @@ struct ClientConnectionStateMachine {
         case connectingUpstream(ClientUpgradeRequest, UpstreamPlan)
         /// The upgrade request went upstream; waiting for its answer.
         case awaitingAnswer(ClientUpgradeRequest, UpstreamPlan)
-        /// The upstream sent a valid 101; both HTTP decoders are being removed (`UpgradePipelineSwitch`).
+        /// The upstream sent a valid 101; the switch to frames is under way (`UpgradePipelineSwitch`).
         case switching(ClientUpgradeRequest, Agreement)
         /// The 101 went to the client and the relay owns both channels.
         case relaying
@@ -60,11 +61,12 @@ struct ClientConnectionStateMachine {
         /// Arm the upstream deadline and connect to the planned member; report ``upstreamConnected()``
         /// or ``upstreamConnectFailed(timedOut:)``, and later ``upstreamAnswered(_:)``.
         case connectUpstream(ClientUpgradeRequest, UpstreamPlan)
-        /// Write this upgrade request on the upstream channel that just connected.
-        case sendRequest(HTTPRequestHead)
+        /// Write this upgrade request (its head's bytes) on the upstream channel that just connected.
+        case sendRequest(ByteBuffer)
         /// An upstream channel connected after the connection ended: close it.
         case closeUpstream
-        /// Step 1 of the switch: remove both HTTP decoders, then report ``decodersRemoved(clientSentEarlyData:)``.
+        /// Step 1 of the switch: prepare it (no HTTP decoder is left to remove: issue #15), then report
+        /// ``decodersRemoved(clientSentEarlyData:)``.
         case removeDecoders
         /// Step 2: answer 101 to the client and install the relay on both channels.
         case startRelay(ClientUpgradeRequest, Agreement)
@@ -85,16 +87,16 @@ struct ClientConnectionStateMachine {
     /// The errors the client's pipeline reports, classified by the handler.
     enum ClientError: Equatable {
         case tlsHandshakeFailed(TLSError)
-        /// More bytes than the request-head limit before the switch (``RequestBytesLimiter``).
+        /// More bytes than the request-head limit before the switch (``RequestHeadScanner``, then the handler).
         case requestBytesLimitExceeded(limit: Int)
         /// As above, before the request line had ended: the request line alone is over the limit.
         case requestLineTooLong(limit: Int)
-        /// NIO's request decoder refused the bytes.
+        /// The request head is malformed (``RequestHeadScanner``), or an HTTP/2 stream sent DATA early.
         case malformedHTTP
         case other(String)
     }
 
-    /// How the upstream's handshake ended (``UpstreamHandshakeHandler``).
+    /// How the upstream's handshake ended (``UpstreamLegHandler``).
     enum UpstreamAnswer: Equatable {
         case response(UpstreamResponse)
         case tlsHandshakeFailed(TLSError)
@@ -377,6 +379,6 @@ struct UpstreamPlan: Equatable {
     var upstream: GatewayConfiguration.Upstream
     /// The fresh key, the subprotocol and extension offers: what the answer is checked against.
     var handshake: UpstreamHandshake
-    /// The upgrade request head (``UpstreamHandshake/requestHead(for:upstream:peer:peerIsTrusted:clientUsedTLS:)``).
-    var requestHead: HTTPRequestHead
+    /// The upgrade request head as written upstream (``UpstreamHandshake/requestHead(for:upstream:peer:peerIsTrusted:clientUsedTLS:clientCertificate:grant:)``).
+    var requestHead: ByteBuffer
 }

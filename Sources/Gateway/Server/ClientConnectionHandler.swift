@@ -4,24 +4,42 @@ import NIOHTTP1
 import NIOTLS
 import TLSShim
 
-/// Drives one client connection from its upgrade request to the relay (DESIGN §1): validates the
-/// request, routes it, connects the upstream on the same event loop, sends the upstream request, checks
-/// the answer, answers the client, and then replaces the HTTP handlers of both channels by
-/// ``RelayHandler``s. Every refusal is an exact HTTP answer followed by closing the connection, and
-/// nothing the client sends after a refused request is read.
+/// Drives one client connection from its upgrade request to the relay (DESIGN §1): reads the request
+/// head from the connection's bytes itself (``RequestHeadScanner``, no HTTP decoder in the pipeline, so
+/// the switch to frames changes nothing on the client's pipeline but this handler's place; issue #15),
+/// validates the request, routes it, connects the upstream on the same event loop, sends the upstream
+/// request, checks the answer, answers the client, and then hands both channels to the relay (a
+/// ``RelayHandler`` in its place here, the ``UpstreamLegHandler`` relaying in place upstream). Every
+/// refusal is an exact HTTP answer followed by closing the connection, and nothing the client sends
+/// after a refused request is read.
 ///
 /// The decisions are ``ClientConnectionStateMachine``'s; this handler only turns channel events,
 /// deadlines and the upstream's progress into its events and performs the actions it returns. The
 /// upstream connect goes through an ``UpstreamConnector`` and the switch to frames through
 /// ``UpgradePipelineSwitch``; what happened is recorded by one ``UpgradeRecorder``.
 final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
-    typealias InboundIn = HTTPServerRequestPart
+    /// The connection's bytes (HTTP/1.1), or, on an HTTP/2 stream, its DATA once the stream switched to
+    /// frames; the stream's request head comes as a ``ParsedRequestHead`` event (issue #16).
+    typealias InboundIn = ByteBuffer
+
+    /// An HTTP/2 stream's request (``HTTP2WebSocketStreamCodec``), already parsed, as a user event.
+    struct ParsedRequestHead {
+        var head: HTTPRequestHead
+    }
 
     let environment: GatewayEnvironment
     let clientUsedTLS: Bool
     private let connector: any UpstreamConnector
     var recorder: UpgradeRecorder
     var machine = ClientConnectionStateMachine()
+    /// The head as scanned so far, over every byte read (HTTP/1.1).
+    private var scanner: RequestHeadScanner
+    /// The bytes read before the head ended (nil once it did, or before the first read).
+    private var headBytes: ByteBuffer?
+    /// Every byte the client sent before the relay (the head limit counts them all: DESIGN §1.3).
+    private var received = 0
+    /// Bytes came after the head, before the relay: early data (RFC 6455 §4.1), refused at the switch.
+    private(set) var clientSentEarlyData = false
     private var headDeadline: Scheduled<Void>?
     /// On a TLS listener, until the client's handshake completes: the handshake has its own deadline
     /// (`timeouts.tls_handshake`, RELIABILITY T-01), and a head deadline that passes first waits for it
@@ -36,6 +54,8 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     var credentialExpiresAt: Int64?
     /// The upstream channel once it connected (closed if the upgrade ends before the relay).
     private var upstream: (any Channel)?
+    /// The upstream channel's handler (it relays in place after the 101: ``UpgradePipelineSwitch``).
+    private var upstreamLeg: UpstreamLegHandler?
     private var pipelineSwitch: UpgradePipelineSwitch?
     /// Edge (issue #11): the connection's peer (after a PROXY header, the address it carried), the TLS
     /// SNI name, and whether the Host must match it (`ClientConnectionHandler+Edge.swift`).
@@ -74,6 +94,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
         self.connector = connector ?? BootstrapUpstreamConnector(limits: environment.limits, timeouts: environment.timeouts)
         self.recorder = UpgradeRecorder(record: record, metrics: environment.metrics, accessLog: environment.accessLog)
         self.answerEncoding = answerEncoding
+        self.scanner = RequestHeadScanner(limit: environment.limits.requestHeadBytes)
         if let establishedTLS {
             self.clientTLSPending = false
             // The connection's certificate was counted once, by the connection (``HTTP2ALPNSwitch``).
@@ -107,16 +128,65 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch Self.unwrapInboundIn(data) {
-        case .head(let head):
-            self.perform(self.machine.requestHead(head), context: context)
-        case .body, .end:
-            // A GET upgrade request has no body (checked on its head); `.end` carries nothing.
+        var buffer = Self.unwrapInboundIn(data)
+        switch self.machine.state {
+        case .awaitingHead where self.answerEncoding == .http1:
+            if self.headBytes == nil {
+                self.headBytes = buffer
+            } else {
+                self.headBytes!.writeBuffer(&buffer)
+            }
+            self.scanHead(context: context)
+        case .awaitingHead, .checkingRequest, .authorizing, .connectingUpstream, .awaitingAnswer, .switching:
+            self.readAfterHead(context: context, count: buffer.readableBytes)
+        case .relaying, .ended:
+            // Refused or aborted: nothing more is read (the relay has its own handler).
             break
         }
     }
 
+    /// Scans what was read of the head; on its end, what follows it in the same read is early data.
+    private func scanHead(context: ChannelHandlerContext) {
+        guard let bytes = self.headBytes else { return }
+        switch self.scanner.scan(bytes) {
+        case .needMore:
+            break
+        case .head(let head, let length):
+            self.headBytes = nil
+            self.received = length
+            self.perform(self.machine.requestHead(head), context: context)
+            if bytes.readableBytes > length { self.readAfterHead(context: context, count: bytes.readableBytes - length) }
+        case .failure(.tooLarge(let inRequestLine)):
+            self.headBytes = nil
+            let limit = self.environment.limits.requestHeadBytes
+            self.perform(
+                self.machine.errorCaught(inRequestLine ? .requestLineTooLong(limit: limit) : .requestBytesLimitExceeded(limit: limit)),
+                context: context
+            )
+        case .failure(.malformed):
+            self.headBytes = nil
+            self.perform(self.machine.errorCaught(.malformedHTTP), context: context)
+        }
+    }
+
+    /// Bytes after the head and before the relay: early data, never forwarded. Small amounts wait for the
+    /// switch (answered then, 400); once all the bytes read pass the head limit, refused at once (400,
+    /// not 431: the head fitted). RELIABILITY H-02.
+    private func readAfterHead(context: ChannelHandlerContext, count: Int) {
+        guard count > 0 else { return }
+        self.clientSentEarlyData = true
+        let limit = self.environment.limits.requestHeadBytes
+        let before = self.received
+        self.received += count
+        if before <= limit && self.received > limit {
+            self.perform(self.machine.errorCaught(.requestBytesLimitExceeded(limit: limit)), context: context)
+        }
+    }
+
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let parsed = event as? ParsedRequestHead {
+            return self.perform(self.machine.requestHead(parsed.head), context: context)
+        }
         if let proxied = event as? ProxyProtocolReceived, let source = proxied.header.source {
             // The PROXY header (from a trusted proxy) names the real client (issue #11 §1).
             self.peer = source
@@ -147,10 +217,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
         let classified: ClientConnectionStateMachine.ClientError
         if let tlsError = error as? TLSError, tlsError.code.isHandshakeFailure {
             classified = .tlsHandshakeFailed(tlsError)
-        } else if let exceeded = error as? RequestBytesLimiter.LimitExceeded {
-            let limit = self.environment.limits.requestHeadBytes
-            classified = exceeded.inRequestLine ? .requestLineTooLong(limit: limit) : .requestBytesLimitExceeded(limit: limit)
-        } else if error is HTTPParserError || error is HTTP2WebSocketStreamCodec.EarlyData {
+        } else if error is HTTP2WebSocketStreamCodec.EarlyData {
             classified = .malformedHTTP
         } else {
             classified = .other("\(error)")
@@ -182,8 +249,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
         case .connectUpstream(let request, let plan):
             self.connectUpstream(context: context, request: request, plan: plan)
         case .sendRequest(let head):
-            self.upstream?.write(HTTPClientRequestPart.head(head), promise: nil)
-            self.upstream?.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
+            self.upstream?.writeAndFlush(head, promise: nil)
         case .closeUpstream:
             self.upstream?.close(promise: nil)
         case .removeDecoders:
@@ -252,9 +318,12 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
         let routeName = request.route.route.label
         let member = plan.upstream.url
         let connectStart = NIODeadline.now()
+        let leg = UpstreamLegHandler(promise: answer)
+        self.upstreamLeg = leg
+        let boundLeg = NIOLoopBound(leg, eventLoop: context.eventLoop)
         self.connector.connect(host: plan.upstream.host, port: plan.upstream.port, on: context.eventLoop) { channel in
             channel.eventLoop.makeCompletedFuture {
-                try UpstreamHandshakePipeline.install(on: channel, tls: tls, answer: answer)
+                try UpstreamHandshakePipeline.install(on: channel, tls: tls, leg: boundLeg.value)
             }
         }
         .assumeIsolated().whenComplete { result in
@@ -284,22 +353,16 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
         return (context, serverName, TimeAmount(self.environment.timeouts.upstreamHandshake))
     }
 
-    /// Step 1 of the switch (``UpgradePipelineSwitch``).
+    /// Step 1 of the switch (``UpgradePipelineSwitch``): neither channel has an HTTP decoder to remove
+    /// (issue #15), so the machine learns at once whether the client sent early data. An HTTP/2 stream's
+    /// codec passes DATA up as bytes from now on (early data until the relay is in place).
     private func removeDecoders(context: ChannelHandlerContext) {
-        guard let upstream = self.upstream else {
+        guard let upstream = self.upstream, let upstreamLeg = self.upstreamLeg else {
             return self.perform(self.machine.pipelineFailed("no upstream channel"), context: context)
         }
-        let pipelineSwitch = UpgradePipelineSwitch(client: context.channel, upstream: upstream)
-        self.pipelineSwitch = pipelineSwitch
-        do {
-            let (handler, boundContext) = self.bound(context)
-            try pipelineSwitch.removeDecoders().assumeIsolated().whenComplete { _ in
-                let early = pipelineSwitch.clientSentEarlyData
-                handler.value.perform(handler.value.machine.decodersRemoved(clientSentEarlyData: early), context: boundContext.value)
-            }
-        } catch {
-            self.perform(self.machine.pipelineFailed("\(error)"), context: context)
-        }
+        self.pipelineSwitch = UpgradePipelineSwitch(client: context.channel, upstream: upstream, upstreamLeg: upstreamLeg)
+        if self.answerEncoding == .http2 { self.streamCodec(context)?.beginFrames() }
+        self.perform(self.machine.decodersRemoved(clientSentEarlyData: self.clientSentEarlyData), context: context)
     }
 
     /// Step 2: answer 101 (DESIGN §1.8) and hand both channels to a ``RelaySession``.

@@ -119,8 +119,6 @@ public final class GatewayServer: Sendable {
                             countsSocketAddress: proxyProtocol == .off && !chainAddress
                         )
                     }
-                    try pipeline.addHandler(RequestBytesLimiter(limit: limits.requestHeadBytes))
-                    try pipeline.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)))
                     try pipeline.addHandler(
                         ClientConnectionHandler(
                             environment: environment,

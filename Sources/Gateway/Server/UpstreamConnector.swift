@@ -1,5 +1,4 @@
 import NIOCore
-import NIOHTTP1
 import NIOPosix
 import TLSShim
 
@@ -53,12 +52,12 @@ struct BootstrapUpstreamConnector: UpstreamConnector {
 
 /// The upstream channel's handlers for the HTTP handshake (DESIGN §1.6–1.7).
 enum UpstreamHandshakePipeline {
-    /// Adds TLS toward a `wss://` upstream (when `tls` is given), the request encoder, the response
-    /// decoder and the ``UpstreamHandshakeHandler`` that completes `answer`.
+    /// Adds TLS toward a `wss://` upstream (when `tls` is given) and `leg`, the ``UpstreamLegHandler`` that
+    /// completes the upgrade's answer and later relays: the pipeline's last change.
     static func install(
         on channel: any Channel,
         tls: (context: TLSClientContext, serverName: String, handshakeTimeout: TimeAmount)?,
-        answer: EventLoopPromise<UpstreamResponse>
+        leg: UpstreamLegHandler
     ) throws {
         let pipeline = channel.pipeline.syncOperations
         if let tls {
@@ -70,9 +69,15 @@ enum UpstreamHandshakePipeline {
                 )
             )
         }
-        // The encoder sits before the decoder: the decoder watches outbound request parts.
-        try pipeline.addHandler(HTTPRequestEncoder())
-        try pipeline.addHandler(ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: .forwardBytes)))
-        try pipeline.addHandler(UpstreamHandshakeHandler(promise: answer))
+        try pipeline.addHandler(leg)
+    }
+
+    /// As above, with a new ``UpstreamLegHandler`` that completes `answer`.
+    static func install(
+        on channel: any Channel,
+        tls: (context: TLSClientContext, serverName: String, handshakeTimeout: TimeAmount)?,
+        answer: EventLoopPromise<UpstreamResponse>
+    ) throws {
+        try Self.install(on: channel, tls: tls, leg: UpstreamLegHandler(promise: answer))
     }
 }

@@ -27,15 +27,17 @@ struct UpstreamHandshake: Equatable {
         self.deflateOffer = deflateOffer
     }
 
-    /// The request head toward `upstream`: the client's end-to-end headers (hop-by-hop ones and any
-    /// named in `Connection` removed), `Host` of the upstream, `X-Forwarded-For/-Proto/-Host` and
-    /// `Forwarded` (RFC 7239) from ``ForwardingHeaders`` (`peer` is the connection's peer after any
-    /// PROXY header; the client's forwarding headers are kept only when `peerIsTrusted`), a fresh key,
-    /// the filtered subprotocol offer and the gateway's own extension offer (never the client's), and
-    /// `X-Forwarded-Client-Cert` for `clientCertificate` (the client's own copy is always removed).
-    /// The authorization stage's `grant` (issue #13) is applied last: the client's copies of the headers
-    /// it adds or removes are dropped, its query parameters and subprotocol entries are stripped, then its
-    /// headers are added (never a hop-by-hop or handshake header, never a value with CR, LF or NUL).
+    /// The request head toward `upstream`, written as the bytes that go on the wire (issue #15: no
+    /// `HTTPHeaders`, no `HTTPRequestEncoder`): `GET target HTTP/1.1`, then the client's end-to-end
+    /// headers (hop-by-hop ones and any named in `Connection` removed), `Host` of the upstream,
+    /// `X-Forwarded-For/-Proto/-Host` and `Forwarded` (RFC 7239) from ``ForwardingHeaders`` (`peer` is
+    /// the connection's peer after any PROXY header; the client's forwarding headers are kept only when
+    /// `peerIsTrusted`), a fresh key, the filtered subprotocol offer and the gateway's own extension offer
+    /// (never the client's), and `X-Forwarded-Client-Cert` for `clientCertificate` (the client's own copy
+    /// is always removed). The authorization stage's `grant` (issue #13) is applied last: the client's
+    /// copies of the headers it adds or removes are dropped, its query parameters and subprotocol entries
+    /// are stripped, then its headers are added (never a hop-by-hop or handshake header, never a value
+    /// with CR, LF or NUL).
     func requestHead(
         for client: ClientUpgradeRequest,
         upstream: GatewayConfiguration.Upstream,
@@ -44,26 +46,38 @@ struct UpstreamHandshake: Equatable {
         clientUsedTLS: Bool,
         clientCertificate: TLSPeerCertificate? = nil,
         grant: AuthorizationGrant = .none
-    ) -> HTTPRequestHead {
+    ) -> ByteBuffer {
         let connectionNamed = Set(HTTPSyntax.lowercasedTokens(client.head.headers["Connection"]))
         let target = grant.forwardedTarget(
             RequestPath.upstreamTarget(client.target, routePrefix: client.route.route.pathPrefix, memberPath: upstream.path)
         )
         let removedByGrant = grant.lowercasedRemovedHeaderNames
         let subprotocolsOffered = grant.offeredSubprotocols(self.subprotocolsOffered)
-        var headers = HTTPHeaders()
+        var bytes = ByteBuffer()
+        bytes.reserveCapacity(512 + target.utf8.count)
+        bytes.writeStaticString("GET ")
+        bytes.writeString(target)
+        bytes.writeStaticString(" HTTP/1.1\r\nHost: ")
         let defaultPort = upstream.scheme == .wss ? 443 : 80
-        let host = upstream.host.contains(":") ? "[\(upstream.host)]" : upstream.host
-        headers.add(name: "Host", value: upstream.port == defaultPort ? host : "\(host):\(upstream.port)")
-        headers.add(name: "Upgrade", value: "websocket")
-        headers.add(name: "Connection", value: "Upgrade")
-        headers.add(name: "Sec-WebSocket-Key", value: self.key)
-        headers.add(name: "Sec-WebSocket-Version", value: "13")
+        if upstream.host.contains(":") {
+            bytes.writeStaticString("[")
+            bytes.writeString(upstream.host)
+            bytes.writeStaticString("]")
+        } else {
+            bytes.writeString(upstream.host)
+        }
+        if upstream.port != defaultPort {
+            bytes.writeStaticString(":")
+            bytes.writeString(String(upstream.port))
+        }
+        bytes.writeStaticString("\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ")
+        bytes.writeString(self.key)
+        bytes.writeStaticString("\r\nSec-WebSocket-Version: 13\r\n")
         if !subprotocolsOffered.isEmpty {
-            headers.add(name: "Sec-WebSocket-Protocol", value: subprotocolsOffered.joined(separator: ", "))
+            Self.writeHeader("Sec-WebSocket-Protocol", subprotocolsOffered.joined(separator: ", "), to: &bytes)
         }
         if let deflateOffer = self.deflateOffer {
-            headers.add(name: "Sec-WebSocket-Extensions", value: ExtensionHeader.serialize([deflateOffer]))
+            Self.writeHeader("Sec-WebSocket-Extensions", ExtensionHeader.serialize([deflateOffer]), to: &bytes)
         }
         for (name, value) in client.head.headers {
             let lower = name.lowercased()
@@ -75,20 +89,28 @@ struct UpstreamHandshake: Equatable {
             // Only the authorizer vouches for what it adds; what it removes never reaches the upstream.
             if removedByGrant.contains(lower) { continue }
             guard Self.isSafeHeaderValue(value) else { continue }
-            headers.add(name: name, value: value)
+            Self.writeHeader(name, value, to: &bytes)
         }
         let hop = ForwardingHeaders.Hop(peer: peer, peerIsTrusted: peerIsTrusted, usedTLS: clientUsedTLS, host: client.authority)
         for (name, value) in ForwardingHeaders.headers(incoming: client.head.headers.lazy.map { (name: $0.name, value: $0.value) }, hop: hop) {
-            headers.add(name: name, value: value)
+            Self.writeHeader(name, value, to: &bytes)
         }
         if let clientCertificate {
             let value = ClientCertificateHeader.value(for: clientCertificate)
-            if Self.isSafeHeaderValue(value) { headers.add(name: ClientCertificateHeader.name, value: value) }
+            if Self.isSafeHeaderValue(value) { Self.writeHeader(ClientCertificateHeader.name, value, to: &bytes) }
         }
         for (name, value) in grant.addHeaders where !Self.hopByHop.contains(name.lowercased()) && Self.isSafeHeaderValue(value) {
-            headers.add(name: name, value: value)
+            Self.writeHeader(name, value, to: &bytes)
         }
-        return HTTPRequestHead(version: .http1_1, method: .GET, uri: target, headers: headers)
+        bytes.writeStaticString("\r\n")
+        return bytes
+    }
+
+    private static func writeHeader(_ name: String, _ value: String, to bytes: inout ByteBuffer) {
+        bytes.writeString(name)
+        bytes.writeStaticString(": ")
+        bytes.writeString(value)
+        bytes.writeStaticString("\r\n")
     }
 
     /// No CR or LF inside a value (NIO's decoder already refuses them; this keeps the guarantee local).
