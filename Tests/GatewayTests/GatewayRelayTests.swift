@@ -224,14 +224,17 @@ import Testing
                 // Read the echo as it comes, so the client itself holds at most a frame or two.
                 while received < (index - 1) << 20 {
                     let (_, payload) = try await client.receiveFrame()
-                    #expect(payload == chunk)
+                    // A Bool, not the arrays: Swift Testing would print a diff of two 1 MiB arrays.
+                    let intact = payload == chunk
+                    #expect(intact, "echoed frame at \(received) bytes differs (\(payload.count) bytes)")
                     received += payload.count
                     peak = max(peak, residentBytes())
                 }
             }
             while received < 64 << 20 {
                 let (_, payload) = try await client.receiveFrame()
-                #expect(payload == chunk)
+                let intact = payload == chunk
+                #expect(intact, "echoed frame at \(received) bytes differs (\(payload.count) bytes)")
                 received += payload.count
                 peak = max(peak, residentBytes())
             }
