@@ -115,7 +115,7 @@ import Testing
         #expect(machine.upstreamConnectFailed(timedOut: false) == .none)
         #expect(machine.upstreamAnswered(.closed) == .none)
         #expect(machine.upstreamDeadlinePassed() == .none)
-        #expect(machine.decodersRemoved(clientSentEarlyData: false) == .none)
+        #expect(machine.switchPrepared(clientSentEarlyData: false) == .none)
         #expect(machine.state == .authorizing(Self.request))
         #expect(machine.requestHead(Fixture.head) == .refuse(Machine.earlyData))
         var other = Self.authorizing()

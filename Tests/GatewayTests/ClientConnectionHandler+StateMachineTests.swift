@@ -87,7 +87,7 @@ import Testing
         if step == .awaitingAnswer { return machine }
         _ = machine.upstreamAnswered(.response(Self.switching(["Sec-WebSocket-Protocol": "chat"])))
         if step == .switching { return machine }
-        _ = machine.decodersRemoved(clientSentEarlyData: false)
+        _ = machine.switchPrepared(clientSentEarlyData: false)
         return machine
     }
 
@@ -116,9 +116,9 @@ import Testing
         #expect(machine.state == .connectingUpstream(Self.request, Self.plan))
         #expect(machine.upstreamConnected() == .sendRequest(Self.plan.requestHead))
         #expect(machine.state == .awaitingAnswer(Self.request, Self.plan))
-        #expect(machine.upstreamAnswered(.response(Self.switching(["Sec-WebSocket-Protocol": "chat"]))) == .removeDecoders)
+        #expect(machine.upstreamAnswered(.response(Self.switching(["Sec-WebSocket-Protocol": "chat"]))) == .prepareSwitch)
         #expect(machine.state == .switching(Self.request, Self.agreement))
-        #expect(machine.decodersRemoved(clientSentEarlyData: false) == .startRelay(Self.request, Self.agreement))
+        #expect(machine.switchPrepared(clientSentEarlyData: false) == .startRelay(Self.request, Self.agreement))
         #expect(machine.state == .relaying)
     }
 
@@ -134,7 +134,7 @@ import Testing
         #expect(machine.upstreamConnectFailed(timedOut: true) == .none)
         #expect(machine.upstreamAnswered(.closed) == .none)
         #expect(machine.upstreamAnswered(.response(Self.switching())) == .none)
-        #expect(machine.decodersRemoved(clientSentEarlyData: false) == .none)
+        #expect(machine.switchPrepared(clientSentEarlyData: false) == .none)
         #expect(machine.channelInactive() == .none)
         #expect(machine.errorCaught(.malformedHTTP) == .forwardError)
         #expect(machine.errorCaught(.other("x")) == .forwardError)
@@ -324,7 +324,7 @@ import Testing
 
     @Test func bytesAfterTheRequestStopTheSwitch() {
         var machine = Self.machine(in: .switching)
-        #expect(machine.decodersRemoved(clientSentEarlyData: true) == .refuse(Machine.earlyData))
+        #expect(machine.switchPrepared(clientSentEarlyData: true) == .refuse(Machine.earlyData))
         #expect(machine.state == .ended)
     }
 

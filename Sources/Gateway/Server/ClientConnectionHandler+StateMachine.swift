@@ -12,7 +12,7 @@ import TLSShim
 /// awaitingHead ─head─▶ checkingRequest ─accepted─▶ connectingUpstream ─connected─▶ awaitingAnswer
 ///                          │ accepted, route has auth    ▲ authorized(grant)                │ valid 101
 ///                          └────────▶ authorizing ───────┘                                 │
-///                             relaying ◀─decoders removed, no early data─ switching ◀─┘
+///                             relaying ◀─switch prepared, no early data─ switching ◀─┘
 /// every state before relaying ─refusal, deadline, failure, client gone─▶ ended
 /// ```
 ///
@@ -66,8 +66,8 @@ struct ClientConnectionStateMachine {
         /// An upstream channel connected after the connection ended: close it.
         case closeUpstream
         /// Step 1 of the switch: prepare it (no HTTP decoder is left to remove: issue #15), then report
-        /// ``decodersRemoved(clientSentEarlyData:)``.
-        case removeDecoders
+        /// ``switchPrepared(clientSentEarlyData:)``.
+        case prepareSwitch
         /// Step 2: answer 101 to the client and install the relay on both channels.
         case startRelay(ClientUpgradeRequest, Agreement)
         /// Answer with the rejection and close (and close the upstream, if any). Stop both deadlines.
@@ -307,7 +307,7 @@ struct ClientConnectionStateMachine {
             switch plan.handshake.check(response.head) {
             case .accepted(let subprotocol, let deflate):
                 self.state = .switching(request, Agreement(subprotocol: subprotocol, upstreamDeflate: deflate))
-                return .removeDecoders
+                return .prepareSwitch
             case .invalid(let why):
                 return self.refuse(HandshakeRejection(502, "invalid upgrade answer from the upstream: \(why)", reason: "upstream-invalid-101"))
             case .refused(let status) where (400...599).contains(status):
@@ -342,9 +342,10 @@ struct ClientConnectionStateMachine {
 
     // MARK: Switching
 
-    /// Both HTTP decoders are gone; `clientSentEarlyData` says whether the client sent bytes after its
-    /// request (RFC 6455 §4.1: refused with 400, never forwarded).
-    mutating func decodersRemoved(clientSentEarlyData: Bool) -> Action {
+    /// The switch is prepared (neither channel has an HTTP decoder: issue #15); `clientSentEarlyData`
+    /// says whether the client sent bytes after its request (RFC 6455 §4.1: refused with 400, never
+    /// forwarded).
+    mutating func switchPrepared(clientSentEarlyData: Bool) -> Action {
         switch self.state {
         case .switching(let request, let agreement):
             if clientSentEarlyData { return self.refuse(Self.earlyData) }

@@ -252,8 +252,8 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
             self.upstream?.writeAndFlush(head, promise: nil)
         case .closeUpstream:
             self.upstream?.close(promise: nil)
-        case .removeDecoders:
-            self.removeDecoders(context: context)
+        case .prepareSwitch:
+            self.prepareSwitch(context: context)
         case .startRelay(let request, let agreement):
             self.startRelay(context: context, request: request, agreement: agreement)
         case .refuse(let rejection):
@@ -356,13 +356,13 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     /// Step 1 of the switch (``UpgradePipelineSwitch``): neither channel has an HTTP decoder to remove
     /// (issue #15), so the machine learns at once whether the client sent early data. An HTTP/2 stream's
     /// codec passes DATA up as bytes from now on (early data until the relay is in place).
-    private func removeDecoders(context: ChannelHandlerContext) {
+    private func prepareSwitch(context: ChannelHandlerContext) {
         guard let upstream = self.upstream, let upstreamLeg = self.upstreamLeg else {
             return self.perform(self.machine.pipelineFailed("no upstream channel"), context: context)
         }
         self.pipelineSwitch = UpgradePipelineSwitch(client: context.channel, upstream: upstream, upstreamLeg: upstreamLeg)
         if self.answerEncoding == .http2 { self.streamCodec(context)?.beginFrames() }
-        self.perform(self.machine.decodersRemoved(clientSentEarlyData: self.clientSentEarlyData), context: context)
+        self.perform(self.machine.switchPrepared(clientSentEarlyData: self.clientSentEarlyData), context: context)
     }
 
     /// Step 2: answer 101 (DESIGN §1.8) and hand both channels to a ``RelaySession``.
