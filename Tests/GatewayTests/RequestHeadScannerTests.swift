@@ -190,4 +190,18 @@ import Testing
             Self.expectAgreement(bytes, "round \(round)")
         }
     }
+
+    /// Every `HTTP/D.D` version agrees with llhttp, which reads only the versions HTTP has (0.9, 1.0, 1.1,
+    /// 2.0): the fuzzing smoke run found the scanner reading `HTTP/0.1` that llhttp refuses.
+    @Test func everyVersionAgreesWithLLHTTP() {
+        for major in 0...9 {
+            for minor in 0...9 {
+                let bytes = Array("GET / HTTP/\(major).\(minor)\r\nHost: a\r\n\r\n".utf8)
+                let scanned: Bool
+                if case .head = Self.scan(bytes).0 { scanned = true } else { scanned = false }
+                #expect(scanned == (Self.llhttp(bytes) != nil), "HTTP/\(major).\(minor)")
+                Self.expectAgreement(bytes, "HTTP/\(major).\(minor)")
+            }
+        }
+    }
 }

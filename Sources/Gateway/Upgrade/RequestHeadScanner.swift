@@ -12,7 +12,8 @@ import NIOHTTP1
 /// - `method SP request-target SP HTTP-version` (§3): the method a token NIO knows (an unknown one is
 ///   refused as llhttp refuses it), the target visible ASCII in origin-form or `*` (§3.2; absolute-form,
 ///   which the gateway refuses anyway, is malformed here), the version `HTTP/` DIGIT `.` DIGIT. Runs of
-///   SP between them read as one (llhttp's normalization, documented in DESIGN-NOTES).
+///   SP between them read as one (llhttp's normalization, documented in DESIGN-NOTES). The version is
+///   HTTP/1.0 or HTTP/1.1 (llhttp reads no other).
 /// - `field-name ":" OWS field-value OWS` (§5): the name a token, no whitespace before the colon, no
 ///   obs-fold (§5.2), the value HTAB, SP, VCHAR or obs-text (no NUL, CR or other control byte), without
 ///   its leading and trailing OWS (RFC 9110 §5.5; llhttp kept the trailing OWS).
@@ -161,10 +162,13 @@ struct RequestHeadScanner {
         }
         let method = HTTPMethod(rawValue: Self.string(methodBytes))
         if case .RAW = method { return .failure(.malformed("unknown method")) }
-        // HTTP-version = "HTTP/" DIGIT "." DIGIT (RFC 9112 §2.3).
+        // HTTP-version = "HTTP/" DIGIT "." DIGIT (RFC 9112 §2.3), and only HTTP/1.0 or HTTP/1.1, the
+        // versions an HTTP/1 request line can carry and the only ones llhttp reads (the fuzzing smoke run
+        // found `HTTP/0.1` read here and refused by llhttp; every version is refused by the checks but
+        // 1.1, so the status is 400 either way).
         let v = Array(version)
         guard v.count == 8, Array(v[0..<5]) == Array("HTTP/".utf8), v[6] == UInt8(ascii: "."),
-            let major = Self.digit(v[5]), let minor = Self.digit(v[7])
+            let major = Self.digit(v[5]), let minor = Self.digit(v[7]), major == 1, minor <= 1
         else { return .failure(.malformed("version")) }
         return .success((method, Self.string(target), HTTPVersion(major: major, minor: minor)))
     }
