@@ -146,8 +146,11 @@ public func fuzzRequestHead(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     guard let head = whole else { return 0 }
     // 4. **Never more lenient than llhttp:** a head the scanner reads, llhttp reads the same, but for a
     // value's trailing OWS, which llhttp keeps and the scanner drops (RFC 9110 §5.5).
-    var reference = llhttpHead(stream)
-    reference?.headers = HTTPHeaders(reference?.headers.map { ($0.name, HTTPSyntax.trimmingOWS($0.value)) } ?? [])
+    let reference = llhttpHead(stream).map { read in
+        var trimmed = read
+        trimmed.headers = HTTPHeaders(read.headers.map { ($0.name, HTTPSyntax.trimmingOWS($0.value)) })
+        return trimmed
+    }
     precondition(reference == head, "llhttp reads it otherwise: \(String(describing: reference)) vs \(head)")
     let verdict = ClientUpgradeRequest.validate(head, limits: limits, routes: routes)
     precondition(verdict == ClientUpgradeRequest.validate(head, limits: limits, routes: routes), "validation is not a function of the head")
