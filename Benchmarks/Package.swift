@@ -38,5 +38,32 @@ let package = Package(
             path: "Benchmarks/GatewayBenchmarks",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
         ),
+        // The RelayCore prototype's in-memory framing (`RelayFraming` over the loop's buffer pool), mallocs
+        // per message checked against Thresholds/. RelayCore is not a product of the root package: the
+        // target compiles the prototype's RelayFraming.swift and BufferPool.swift through symbolic links.
+        .executableTarget(
+            name: "CoreBenchmarks",
+            dependencies: [
+                .product(name: "Frames", package: "wsgate"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Benchmark", package: "benchmark"),
+            ],
+            path: "Benchmarks/CoreBenchmarks",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
+        // Retains and releases per message and per connection (the scenarios of the two targets above,
+        // through symbolic links), in a target of its own: see BENCHMARKS.md, "thresh23".
+        .executableTarget(
+            name: "GatewayARCBenchmarks",
+            dependencies: [
+                .product(name: "Gateway", package: "wsgate"),
+                .product(name: "Frames", package: "wsgate"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "Benchmark", package: "benchmark"),
+            ],
+            path: "Benchmarks/GatewayARCBenchmarks",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
     ]
 )

@@ -1,0 +1,1 @@
+../CoreBenchmarks/CoreRelay.swift

@@ -1,0 +1,1 @@
+../CoreBenchmarks/Flow.swift

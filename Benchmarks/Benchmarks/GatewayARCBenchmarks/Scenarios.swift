@@ -1,0 +1,1 @@
+../GatewayBenchmarks/Scenarios.swift
