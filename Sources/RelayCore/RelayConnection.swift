@@ -67,6 +67,9 @@ struct RelayConnection {
     var expectedAccept = ""
     /// The tick of the pending deadline (handshake or close), 0 for none.
     var deadline: UInt64 = 0
+    /// The loop is draining and this connection still owes a leg its Close 1001 (sent at the direction's
+    /// next message boundary, ``RelayDrain``).
+    var drainOwed = false
 
     init(client fd: Int32, limits: FrameParser.Configuration, tls: OpaquePointer? = nil) {
         self.phase = tls == nil ? .head : .tlsHandshake
