@@ -12,7 +12,8 @@ import Musl
 /// ``RelayControlQueue`` (drain, stop, counters), the drain itself, and the accept back-off. All of it runs
 /// on the loop's thread, between two epoll events, so the connection structs are touched by one thread only.
 extension RelayLoop {
-    /// Timer-wheel keys of the loop itself (connection keys are slab handles, which never set bit 63).
+    /// Timer-wheel keys of the loop itself (connection keys are slab handles, which never set bit 63); the
+    /// low bits are flags, so the timers fired in one turn of the wheel are one word.
     static let drainDeadlineKey = upstreamBit | 1
     static let acceptResumeKey = upstreamBit | 2
 
@@ -35,11 +36,12 @@ extension RelayLoop {
         return counters
     }
 
-    /// A timer of the loop itself fired (see ``drainDeadlineKey``, ``acceptResumeKey``).
-    func loopTimer(_ key: UInt64, at tick: UInt64) {
-        if key == Self.drainDeadlineKey {
+    /// Timers of the loop itself fired (`fired`: the flag bits of ``drainDeadlineKey``, ``acceptResumeKey``).
+    func loopTimers(_ fired: UInt64, at tick: UInt64) {
+        if fired & Self.drainDeadlineKey & ~Self.upstreamBit != 0 {
             self.drainDeadlinePassed()
-        } else if key == Self.acceptResumeKey, self.backoff.resume(now: tick) {
+        }
+        if fired & Self.acceptResumeKey & ~Self.upstreamBit != 0, self.backoff.resume(now: tick) {
             self.resumeAccepting()
         }
     }

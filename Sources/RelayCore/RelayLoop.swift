@@ -117,13 +117,17 @@ final class RelayLoop: @unchecked Sendable {
             }
             if self.wheel.count > 0 {
                 let tick = self.currentTick()
+                // The loop's own timers run after the wheel's turn: a resumed accept schedules handshake
+                // deadlines, which the wheel cannot take while it is advancing (exclusive access).
+                var loopTimers: UInt64 = 0
                 self.wheel.advance(to: tick) { key in
                     if key & Self.upstreamBit != 0 {
-                        self.loopTimer(key, at: tick)
+                        loopTimers |= key & ~Self.upstreamBit
                     } else {
                         self.expire(Slab<RelayConnection>.Handle(packed: key), at: tick)
                     }
                 }
+                if loopTimers != 0 { self.loopTimers(loopTimers, at: tick) }
             }
             if self.drained { break }
         }

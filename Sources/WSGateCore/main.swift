@@ -102,7 +102,7 @@ do {
     core.wait()
     let counters = core.counters()
     print(
-        "wsgate-core: drained; accepted \(counters.accepted), forced at the deadline \(counters.drainForced), messages \(counters.messagesToUpstream) up / \(counters.messagesToClient) down"
+        "wsgate-core: drained; accepted \(counters.accepted), forced at the deadline \(counters.drainForced), accept pauses \(counters.acceptPauses), messages \(counters.messagesToUpstream) up / \(counters.messagesToClient) down"
     )
 } catch {
     print("wsgate-core: \(error)")
