@@ -59,7 +59,9 @@ extension RelayLoop {
         let deadline = RelayDrain.deadline(now: now, milliseconds: milliseconds, tickMilliseconds: self.configuration.tickMilliseconds)
         self.wheel.schedule(Self.drainDeadlineKey, at: deadline)
         for handle in self.slab.handles {
-            guard let connection = self.slab.pointer(handle) else { continue }
+            // A connection already closing (a Close passed, a peer left or broke the framing) finishes as it
+            // is, bounded by its close timeout and the drain deadline.
+            guard let connection = self.slab.pointer(handle), connection.pointee.phase != .closing else { continue }
             connection.pointee.drainOwed = true
             // Connections still in their handshake get theirs when they reach the relay (`switchProtocols`);
             // a request head completed from now on is answered 503.
