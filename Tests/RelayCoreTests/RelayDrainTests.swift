@@ -84,6 +84,28 @@ import Glibc
         #expect(!RelayDrain.closeReady(toward: .upstream, connection))
     }
 
+    @Test func aPeersAnsweringCloseIsFoundBehindItsDataAtEverySplitAndNothingIsForwarded() {
+        let keys = MaskingKeyGenerator(fill: { raw in for index in raw.indices { raw[index] = UInt8(truncatingIfNeeded: index &+ 9) } })
+        let bytes =
+            frame(.text, Array("late".utf8), key: keys.nextKey()) + frame(.ping, [], key: keys.nextKey())
+            + frame(.close, [0x03, 0xE9], key: keys.nextKey())
+        for split in 0...bytes.count {
+            var connection = Self.connection()
+            connection.fromClient.closePassed = true  // the gateway's 1001 went to the upstream
+            var one = ByteBuffer(bytes: bytes[0..<split])
+            let first = RelayFraming.awaitingClose(&connection.fromClient, &one)
+            var two = ByteBuffer(bytes: bytes[split...])
+            let second = RelayFraming.awaitingClose(&connection.fromClient, &two)
+            #expect(first.closed == (split == bytes.count) && first.failure == nil && second.failure == nil)
+            #expect(first.closed || second.closed, "at split \(split)")
+            #expect((first.closed ? first : second).closeCode == 1001)
+            #expect(connection.fromClient.parser.isClosed)
+        }
+        var connection = Self.connection()
+        var invalid = ByteBuffer(bytes: frame(.text, [0xFF], key: keys.nextKey()))
+        #expect(RelayFraming.awaitingClose(&connection.fromClient, &invalid).failure != nil, "still validated")
+    }
+
     @Test func theMessagesOfAReadAreCountedOncePerCompleteMessage() {
         let (bytes, _) = Self.stream(masked: false)
         for batching in [true, false] {
@@ -110,7 +132,7 @@ import Glibc
         #expect(RelayLoop.drainDeadlineKey & RelayLoop.upstreamBit != 0, "never a slab handle's key")
     }
 
-    /// Catalog R-12: an accept out of descriptors pauses the listener (resumed by the wheel), not a busy loop.
+    /// As RELIABILITY R-12 asks of the gateway (the prototype is not the product, so not a catalog citation): an accept out of descriptors pauses the listener (resumed by the wheel), not a busy loop.
     @Test func acceptBacksOffOnResourceShortagesOnlyAndResumesAfterThePause() {
         var backoff = AcceptBackoff(pauseTicks: 10)
         #expect(backoff.failed(errno: EINTR, now: 50) == .retry)

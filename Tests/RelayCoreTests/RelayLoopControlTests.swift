@@ -41,7 +41,7 @@ import Testing
         return recv(client.fd, &byte, 1, Int32(MSG_DONTWAIT)) < 0 && errno == EAGAIN && client.pending.readableBytes == 0
     }
 
-    /// Catalog G-01: on drain each leg gets Close 1001 at a boundary, after the message in flight; the loop ends with the last connection.
+    /// As RELIABILITY G-01 asks of the gateway (not a catalog citation: the prototype is not the product): on drain each leg gets Close 1001 at a boundary, after the message in flight; the loop ends with the last connection.
     @Test func drainSendsClose1001ToBothLegsAfterTheMessageInFlight() throws {
         let upstream = try EchoUpstream()
         let core = try Self.core(upstream: upstream)
@@ -67,7 +67,7 @@ import Testing
         #expect(counters.messagesToUpstream == 1 && counters.messagesToClient == 1)
     }
 
-    /// Catalog G-01: the listeners stop accepting at once when the drain starts (new connects are refused).
+    /// As RELIABILITY G-01 (prototype, not cited): the listeners stop accepting at once when the drain starts (new connects are refused).
     @Test func everyLoopsListenerRefusesNewConnectionsDuringTheDrain() throws {
         let upstream = try EchoUpstream()
         let core = try Self.core(upstream: upstream, loops: 2)
@@ -83,7 +83,7 @@ import Testing
         withExtendedLifetime(client) {}
     }
 
-    /// Catalog G-02: a peer that stays inside its message is force-closed at the drain deadline, and the loop ends.
+    /// As RELIABILITY G-02 (prototype, not cited): a peer that stays inside its message is force-closed at the drain deadline, and the loop ends.
     @Test func theDrainDeadlineClosesAConnectionThatNeverReachesABoundary() throws {
         let upstream = try EchoUpstream()
         let core = try Self.core(upstream: upstream) { $0.closeTimeoutMilliseconds = 60_000 }
