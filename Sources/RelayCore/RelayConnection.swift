@@ -52,6 +52,9 @@ struct RelayConnection {
     }
 
     var phase: Phase
+    /// The loop is draining and this connection still owes a leg its Close 1001 (sent at the direction's
+    /// next message boundary, ``RelayDrain``). Next to `phase`, in its padding: no byte more per connection.
+    var drainOwed = false
     /// The client leg's TLS engine (a `crelay_tls*`), or nil on a plain listener.
     var tls: OpaquePointer?
     var client: Leg
@@ -67,9 +70,6 @@ struct RelayConnection {
     var expectedAccept = ""
     /// The tick of the pending deadline (handshake or close), 0 for none.
     var deadline: UInt64 = 0
-    /// The loop is draining and this connection still owes a leg its Close 1001 (sent at the direction's
-    /// next message boundary, ``RelayDrain``).
-    var drainOwed = false
 
     init(client fd: Int32, limits: FrameParser.Configuration, tls: OpaquePointer? = nil) {
         self.phase = tls == nil ? .head : .tlsHandshake
