@@ -100,6 +100,26 @@ import Testing
         #expect(upstream.finish().closeCodes.isEmpty)
     }
 
+    /// As RELIABILITY G-02 (prototype, not cited): peers that never answer the drain's Close are closed at the deadline.
+    @Test func theDrainDeadlineClosesPeersThatNeverAnswerTheClose() throws {
+        let upstream = try EchoUpstream(silent: true)
+        let core = try Self.core(upstream: upstream) { $0.closeTimeoutMilliseconds = 60_000 }
+        defer { core.stop() }
+        let client = try TestSocket(port: core.port)
+        try client.upgrade(key: Self.key)
+        let start = Date()
+        core.drain(milliseconds: 300)
+        var parser = FrameParser(role: .client)
+        let close = try client.readFrames(&parser, count: 1)
+        #expect(close.first?.payload.prefix(2) == [0x03, 0xE9], "1001 at once: nothing was in flight")
+        #expect(try client.readToEnd().isEmpty, "the client never answers: its TCP ends at the deadline")
+        let elapsed = Date().timeIntervalSince(start)
+        #expect(elapsed >= 0.25 && elapsed < 5, "closed at the deadline (\(elapsed) s)")
+        core.wait()
+        #expect(core.counters().drainForced == 1)
+        #expect(upstream.finish().closeCodes == [1001], "the upstream got its 1001 and never answered either")
+    }
+
     @Test func aRequestHeadThatCompletesDuringTheDrainIsAnswered503() throws {
         let upstream = try EchoUpstream()
         let core = try Self.core(upstream: upstream)
