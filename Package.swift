@@ -83,7 +83,7 @@ let package = Package(
             dependencies: ["Frames", "CRelayCore", "TLSShim", .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: relayHotPathSettings
         ),
-        .executableTarget(name: "WSGateCore", dependencies: ["RelayCore", "Frames", "CRelayCore"]),
+        .executableTarget(name: "WSGateCore", dependencies: ["RelayCore", "Frames"]),
         .executableTarget(
             name: "wsgate",
             dependencies: [

@@ -166,3 +166,21 @@ struct CloseCodeCounts {
         return result
     }
 }
+
+/// SIGTERM and SIGINT as data, for an executable that drains on them (`wsgate-core`): both are blocked in
+/// the calling thread — create this before ``RelayCore`` starts its loops, whose threads inherit the mask —
+/// and read from a `signalfd(2)`, so no work runs in a signal handler.
+public struct TerminationSignals: Sendable {
+    private let fd: Int32
+
+    public init() throws(RelayCoreError) {
+        let fd = crelay_termination_signalfd()
+        guard fd >= 0 else { throw RelayCoreError(call: "signalfd", errno: errno) }
+        self.fd = fd
+    }
+
+    /// Blocks until SIGTERM or SIGINT arrives; returns its number (-1 if the read failed).
+    public func wait() -> Int32 {
+        crelay_read_signal(self.fd)
+    }
+}

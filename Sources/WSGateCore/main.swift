@@ -1,12 +1,7 @@
 // wsgate-core: the epoll data-plane prototype of issue #15 part 2, for the load harness only.
 //   wsgate-core --listen 127.0.0.1:18905 --upstream 127.0.0.1:18900 [--loops 2]
 //               [--tls-cert PEM --tls-key PEM] [--batch on|off] [--key-batch BYTES] [--buffer BYTES]
-//               [--drain-timeout MILLISECONDS]
-// SIGTERM/SIGINT drain it (corectl23): no new connections, Close 1001 to every leg at its next message
-// boundary, the rest closed after --drain-timeout (25,000 ms, the gateway's timeouts.drain); it exits 0 when
-// no connection is left. A second signal during the drain is ignored (the deadline bounds the drain).
 // ws://, or wss:// with --tls-cert/--tls-key (core22); limits as the bench config of wsgate (16 MiB frames and messages, 100,000 fragments).
-import CRelayCore
 import Frames
 import RelayCore
 
@@ -66,14 +61,16 @@ while let flag = arguments.popFirst() {
         guard let bytes = Int(value), bytes >= 4096 else { fatalError("--buffer BYTES (at least 4096)") }
         configuration.bufferSize = bytes
     case "--drain-timeout":
-        guard let milliseconds = Int(value), milliseconds >= 0 else { fatalError("--drain-timeout MILLISECONDS") }
+        guard let milliseconds = Int(value), milliseconds >= 0 else {
+            fatalError("--drain-timeout MILLISECONDS (the drain's deadline after SIGTERM/SIGINT)")
+        }
         drainMilliseconds = milliseconds
     case "--key-batch":
         guard let bytes = Int(value), bytes > 0 else { fatalError("--key-batch BYTES") }
         configuration.maskingKeyBatchBytes = bytes
     default:
         fatalError(
-            "usage: wsgate-core --listen HOST:PORT --upstream HOST:PORT [--loops N] [--tls-cert PEM --tls-key PEM] [--batch on|off] [--key-batch BYTES] [--buffer BYTES] [--drain-timeout MILLISECONDS]"
+            "usage: wsgate-core --listen HOST:PORT --upstream HOST:PORT [--loops N] [--tls-cert PEM --tls-key PEM] [--batch on|off] [--key-batch BYTES] [--buffer BYTES]"
         )
     }
 }
@@ -84,10 +81,13 @@ if getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0 {
     setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit)
 }
 signal(SIGPIPE, SIG_IGN)
+// [--drain-timeout MILLISECONDS] (corectl23): SIGTERM/SIGINT drain the core — no new connections, Close 1001
+// to every leg at its next message boundary, the rest closed after the drain timeout (25,000 ms, the
+// gateway's timeouts.drain) — and it exits 0 when no connection is left. A second signal during the drain is
+// ignored (the deadline bounds the drain).
 // SIGTERM/SIGINT are blocked here, before the loops' threads exist (they inherit the mask), and read from a
 // signalfd by this thread: no work in a signal handler.
-let signals = crelay_termination_signalfd()
-guard signals >= 0 else { fatalError("signalfd: \(String(cString: strerror(errno)))") }
+guard let signals = try? TerminationSignals() else { fatalError("signalfd: \(String(cString: strerror(errno)))") }
 do {
     if let certificatePath, let keyPath {
         configuration.tls = try RelayTLSContext(certificatePEM: contents(of: certificatePath), privateKeyPEM: contents(of: keyPath))
@@ -96,7 +96,7 @@ do {
     print(
         "wsgate-core: \(configuration.tls == nil ? "ws" : "wss")://\(configuration.listenHost):\(core.port) -> \(configuration.upstreamHost):\(configuration.upstreamPort), \(configuration.loops) loops, batch \(configuration.batchedParsing ? "on" : "off"), key batch \(configuration.maskingKeyBatchBytes) B, buffers \(configuration.bufferSize) B"
     )
-    let received = crelay_read_signal(signals)
+    let received = signals.wait()
     print("wsgate-core: signal \(received), draining (deadline \(drainMilliseconds) ms)")
     core.drain(milliseconds: drainMilliseconds)
     core.wait()
