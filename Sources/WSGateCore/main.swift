@@ -33,12 +33,13 @@ func contents(of path: String) -> String {
 var configuration = RelayCoreConfiguration()
 var certificatePath: String?
 var keyPath: String?
-var drainMilliseconds = 25_000
 configuration.listenPort = 18905
 configuration.loops = 2
 configuration.frameLimits.maxFrameSize = 16 << 20
 configuration.frameLimits.maxMessageSize = 16 << 20
 configuration.frameLimits.maxFragmentsPerMessage = 100_000
+/// The drain's deadline after SIGTERM/SIGINT: the gateway's `timeouts.drain` default.
+var drainMilliseconds = 25_000
 var arguments = CommandLine.arguments.dropFirst()
 while let flag = arguments.popFirst() {
     let value = arguments.popFirst() ?? ""
