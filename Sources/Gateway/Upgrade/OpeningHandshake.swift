@@ -24,7 +24,21 @@ enum OpeningHandshake {
 
     /// The first of ``singletonHeaders`` that appears more than once, if any.
     static func duplicatedSingleton(in headers: HTTPHeaders) -> String? {
-        Self.singletonHeaders.first { headers[$0].count > 1 }
+        Self.singletonHeaders.first { Self.count(of: $0, in: headers) > 1 }
+    }
+
+    /// How many field lines are named `name` (ASCII case-insensitively, as `HTTPHeaders` compares),
+    /// counted without building the array of their values.
+    static func count(of name: String, in headers: HTTPHeaders) -> Int {
+        var count = 0
+        for header in headers where header.name.utf8.count == name.utf8.count {
+            if header.name.utf8.elementsEqual(name.utf8, by: { Self.lowercasedASCII($0) == Self.lowercasedASCII($1) }) { count += 1 }
+        }
+        return count
+    }
+
+    private static func lowercasedASCII(_ byte: UInt8) -> UInt8 {
+        byte >= 0x41 && byte <= 0x5A ? byte | 0x20 : byte
     }
 
     /// RFC 6455 §4.2.1 item 2: the `Host` value, when there is exactly one.
