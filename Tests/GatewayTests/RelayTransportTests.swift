@@ -21,8 +21,8 @@ import Testing
         private(set) var outcome: RelayCloseState.Outcome?
         private(set) var finished = false
 
-        init(closeTimeout: TimeAmount = .seconds(10), idleTimeout: TimeAmount = .hours(1), limits: GatewayConfiguration.Limits = .init()) {
-            self.relay = Relay(transport: self.transport, limits: limits, closeTimeout: closeTimeout, idleTimeout: idleTimeout)
+        init(closeTimeout: TimeAmount = .seconds(10), idleTimeout: TimeAmount = .hours(1), policy: RelayPolicy = RelayPolicy()) {
+            self.relay = Relay(transport: self.transport, limits: .init(), closeTimeout: closeTimeout, idleTimeout: idleTimeout, policy: policy)
             self.relay.onFinish = { [unowned self] outcome, _ in
                 self.outcome = outcome
                 self.finished = true
@@ -157,6 +157,30 @@ import Testing
         memory.transport.setWritable(.upstream, true)
         #expect(memory.transport.reads.client == 2, "the held read was not resumed")
         #expect(memory.transport.events == [.read(.client)], "resumed once, by the relay")
+    }
+
+    // MARK: Policies
+
+    /// A throttle over the transport: the held frame waits on the `throttleResume` slot while the
+    /// client's reads are held, goes out when its token is back, and then the held read goes on.
+    @Test func aThrottleHoldsTheReadsUntilItsResumeTimerFires() throws {
+        var limits = GatewayConfiguration.RateLimits()
+        limits.upstream.controlFrames = nil
+        limits.client.messages = .init(perSecond: 2, burst: 2)
+        limits.client.action = .throttle
+        var policy = RelayPolicy()
+        policy.rateLimits = limits
+        let memory = Memory(policy: policy)
+        let text = { (string: String) in Embedded.clientFrame(.text, Array(string.utf8)) }
+        memory.transport.deliver(text("a") + text("b") + text("c"), from: .client)
+        #expect(try memory.frames(to: .upstream).map(\.payload) == [[0x61], [0x62]])
+        #expect(memory.transport.armedTimers[.throttleResume(.client)] == .milliseconds(500))
+        #expect(memory.transport.reads.client == 0, "read while throttled")
+        memory.transport.advance(by: .milliseconds(499))
+        #expect(memory.transport.written(to: .upstream).isEmpty)
+        memory.transport.advance(by: .milliseconds(1))
+        #expect(try memory.frames(to: .upstream).map(\.payload) == [[0x63]])
+        #expect(memory.transport.reads.client == 1, "caught up: the held read goes on")
     }
 
     // MARK: The same bytes as the NIO transport
