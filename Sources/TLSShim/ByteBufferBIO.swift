@@ -18,6 +18,11 @@ import NIOCore
 /// One object per `SSL*`, used as both its read and its write BIO; OpenSSL owns the `BIO` (freed by
 /// `SSL_free`), the connection owns this object, and the `BIO` points back at it unretained. Confined to
 /// the connection's event loop; not Sendable.
+///
+/// A ``TLSEngine``'s BIO is *windowed* instead: OpenSSL reads ciphertext from, and writes records into,
+/// memory the engine's caller lends for one call (``inputWindow``, ``outputWindow``); the queues stay
+/// empty. Which of the two a BIO is never changes, so the handler's path only gains one predictable
+/// branch per callback.
 final class ByteBufferBIO {
     /// The `BIO` handed to `SSL_set_bio`.
     let bio: OpaquePointer
@@ -30,12 +35,20 @@ final class ByteBufferBIO {
     /// Capacity for the next outbound buffer (``reserveOutbound(_:)``).
     private var outboundReservation = 0
     private static let allocator = ByteBufferAllocator()
+    /// Engine mode: ciphertext and records in caller memory lent for one call (see the type's doc).
+    let windowed: Bool
+    /// Engine mode: ciphertext OpenSSL has not read yet, where the caller has it.
+    var inputWindow = UnsafeRawBufferPointer(start: nil, count: 0)
+    /// Engine mode: where records go; ``outputUsed`` bytes at its start are written.
+    var outputWindow = UnsafeMutableRawBufferPointer(start: nil, count: 0)
+    var outputUsed = 0
 
-    init() {
+    init(windowed: Bool = false) {
         guard let bio = BIO_new(byteBufferBIOMethod) else {
             fatalError("BIO_new failed: out of memory")
         }
         self.bio = bio
+        self.windowed = windowed
         BIO_set_data(bio, Unmanaged.passUnretained(self).toOpaque())
     }
 
@@ -79,6 +92,28 @@ final class ByteBufferBIO {
     /// What the queued ciphertext keeps allocated: the whole storage of every buffer in the queue.
     var inboundStorageBytes: Int {
         self.inbound.reduce(0) { $0 + $1.storageCapacity }
+    }
+
+    // MARK: Windows (engine mode)
+
+    /// Copies up to `target.count` bytes of the input window into `target` and moves the window past them.
+    fileprivate func readWindow(into target: UnsafeMutableRawBufferPointer) -> Int {
+        let count = min(target.count, self.inputWindow.count)
+        guard count > 0, let source = self.inputWindow.baseAddress, let destination = target.baseAddress else { return 0 }
+        destination.copyMemory(from: source, byteCount: count)
+        self.inputWindow = UnsafeRawBufferPointer(rebasing: self.inputWindow[count...])
+        return count
+    }
+
+    /// Appends `bytes` (one record, or a part OpenSSL writes whole) to the output window; `false` when it
+    /// does not fit: nothing is written, and OpenSSL keeps the record for a call with more room.
+    fileprivate func writeWindow(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        guard bytes.count <= self.outputWindow.count - self.outputUsed, let base = self.outputWindow.baseAddress,
+            let source = bytes.baseAddress
+        else { return false }
+        (base + self.outputUsed).copyMemory(from: source, byteCount: bytes.count)
+        self.outputUsed += bytes.count
+        return true
     }
 
     // MARK: Outbound
@@ -139,7 +174,8 @@ private func byteBufferBIORead(_ bio: OpaquePointer?, _ data: UnsafeMutablePoint
     guard let bio, let data, length > 0 else { return 0 }
     copenssl_BIO_clear_retry_flags(bio)
     guard let state = ByteBufferBIO.from(bio) else { return -1 }
-    let copied = state.read(into: UnsafeMutableRawBufferPointer(start: data, count: Int(length)))
+    let target = UnsafeMutableRawBufferPointer(start: data, count: Int(length))
+    let copied = state.windowed ? state.readWindow(into: target) : state.read(into: target)
     guard copied > 0 else {
         copenssl_BIO_set_retry_read(bio)
         return -1
@@ -147,12 +183,21 @@ private func byteBufferBIORead(_ bio: OpaquePointer?, _ data: UnsafeMutablePoint
     return Int32(copied)
 }
 
-/// Takes every byte (the outbound buffer grows as needed, like a memory BIO's).
+/// Takes every byte (the outbound buffer grows as needed, like a memory BIO's). Windowed: takes all or,
+/// when the output window is too small, nothing, with "retry write" (OpenSSL keeps the record).
 private func byteBufferBIOWrite(_ bio: OpaquePointer?, _ data: UnsafePointer<CChar>?, _ length: Int32) -> Int32 {
     guard let bio, let data, length > 0 else { return 0 }
     copenssl_BIO_clear_retry_flags(bio)
     guard let state = ByteBufferBIO.from(bio) else { return -1 }
-    state.append(UnsafeRawBufferPointer(start: data, count: Int(length)))
+    let bytes = UnsafeRawBufferPointer(start: data, count: Int(length))
+    if state.windowed {
+        guard state.writeWindow(bytes) else {
+            copenssl_BIO_set_retry_write(bio)
+            return -1
+        }
+        return length
+    }
+    state.append(bytes)
     return length
 }
 
@@ -168,7 +213,8 @@ private func byteBufferBIOControl(
     case BIO_CTRL_FLUSH, BIO_CTRL_DUP:
         return 1
     case BIO_CTRL_PENDING:
-        return ByteBufferBIO.from(bio)?.inboundBytes ?? 0
+        guard let state = ByteBufferBIO.from(bio) else { return 0 }
+        return state.windowed ? state.inputWindow.count : state.inboundBytes
     case BIO_CTRL_WPENDING:
         return ByteBufferBIO.from(bio)?.outboundBytes ?? 0
     default:
