@@ -25,17 +25,25 @@ public final class RelayTLSContext: Sendable {
         }
     }
 
-    /// One identity from a PEM certificate chain and its private key, with TLSShim's defaults (TLS 1.3:
-    /// AES-128-GCM first, in server preference, as the gateway's listeners).
+    /// A default identity from a PEM certificate chain and its private key, and virtual hosts the SNI
+    /// selects (one name each), with TLSShim's defaults (TLS 1.3: AES-128-GCM first, in server preference,
+    /// as the gateway's listeners).
     public convenience init(
         certificatePEM: String,
         privateKeyPEM: String,
+        virtualHosts: [(serverName: String, certificatePEM: String, privateKeyPEM: String)] = [],
         cipherList: String = TLSDefaults.cipherList,
         cipherSuites: String = TLSDefaults.cipherSuites
     ) throws(RelayCoreError) {
         let identity = TLSIdentity(certificateChain: .pem(certificatePEM), privateKey: .pem(privateKeyPEM))
         try self.init(
             configuration: TLSServerConfiguration(defaultIdentity: identity) {
+                $0.virtualHosts = virtualHosts.map {
+                    TLSVirtualHost(
+                        serverNames: [$0.serverName],
+                        identity: TLSIdentity(certificateChain: .pem($0.certificatePEM), privateKey: .pem($0.privateKeyPEM))
+                    )
+                }
                 $0.cipherList = cipherList
                 $0.cipherSuites = cipherSuites
             }
