@@ -21,8 +21,7 @@ import NIOCore
 ///
 /// A ``TLSEngine``'s BIO is *windowed* instead: OpenSSL reads ciphertext from, and writes records into,
 /// memory the engine's caller lends for one call (``inputWindow``, ``outputWindow``); the queues stay
-/// empty. Which of the two a BIO is never changes, so the handler's path only gains one predictable
-/// branch per callback.
+/// empty. It has a `BIO_METHOD` of its own (`windowBIOMethod`), so the handler's callbacks are unchanged.
 final class ByteBufferBIO {
     /// The `BIO` handed to `SSL_set_bio`.
     let bio: OpaquePointer
@@ -44,7 +43,7 @@ final class ByteBufferBIO {
     var outputUsed = 0
 
     init(windowed: Bool = false) {
-        guard let bio = BIO_new(byteBufferBIOMethod) else {
+        guard let bio = BIO_new(windowed ? windowBIOMethod : byteBufferBIOMethod) else {
             fatalError("BIO_new failed: out of memory")
         }
         self.bio = bio
@@ -174,8 +173,7 @@ private func byteBufferBIORead(_ bio: OpaquePointer?, _ data: UnsafeMutablePoint
     guard let bio, let data, length > 0 else { return 0 }
     copenssl_BIO_clear_retry_flags(bio)
     guard let state = ByteBufferBIO.from(bio) else { return -1 }
-    let target = UnsafeMutableRawBufferPointer(start: data, count: Int(length))
-    let copied = state.windowed ? state.readWindow(into: target) : state.read(into: target)
+    let copied = state.read(into: UnsafeMutableRawBufferPointer(start: data, count: Int(length)))
     guard copied > 0 else {
         copenssl_BIO_set_retry_read(bio)
         return -1
@@ -183,21 +181,12 @@ private func byteBufferBIORead(_ bio: OpaquePointer?, _ data: UnsafeMutablePoint
     return Int32(copied)
 }
 
-/// Takes every byte (the outbound buffer grows as needed, like a memory BIO's). Windowed: takes all or,
-/// when the output window is too small, nothing, with "retry write" (OpenSSL keeps the record).
+/// Takes every byte (the outbound buffer grows as needed, like a memory BIO's).
 private func byteBufferBIOWrite(_ bio: OpaquePointer?, _ data: UnsafePointer<CChar>?, _ length: Int32) -> Int32 {
     guard let bio, let data, length > 0 else { return 0 }
     copenssl_BIO_clear_retry_flags(bio)
     guard let state = ByteBufferBIO.from(bio) else { return -1 }
-    let bytes = UnsafeRawBufferPointer(start: data, count: Int(length))
-    if state.windowed {
-        guard state.writeWindow(bytes) else {
-            copenssl_BIO_set_retry_write(bio)
-            return -1
-        }
-        return length
-    }
-    state.append(bytes)
+    state.append(UnsafeRawBufferPointer(start: data, count: Int(length)))
     return length
 }
 
@@ -213,10 +202,69 @@ private func byteBufferBIOControl(
     case BIO_CTRL_FLUSH, BIO_CTRL_DUP:
         return 1
     case BIO_CTRL_PENDING:
-        guard let state = ByteBufferBIO.from(bio) else { return 0 }
-        return state.windowed ? state.inputWindow.count : state.inboundBytes
+        return ByteBufferBIO.from(bio)?.inboundBytes ?? 0
     case BIO_CTRL_WPENDING:
         return ByteBufferBIO.from(bio)?.outboundBytes ?? 0
+    default:
+        return 0
+    }
+}
+
+// MARK: - Windowed BIO (TLSEngine)
+
+/// The `BIO_METHOD` of windowed ``ByteBufferBIO``s (``TLSEngine``): the same object, its windows instead of
+/// its queues. Made once per process, read-only afterwards.
+nonisolated(unsafe) private let windowBIOMethod: OpaquePointer = {
+    let type = BIO_get_new_index()
+    guard type != -1, let method = BIO_meth_new(type | BIO_TYPE_SOURCE_SINK, "wsgate memory window") else {
+        fatalError("BIO_meth_new failed")
+    }
+    guard BIO_meth_set_write(method, windowBIOWrite) == 1,
+        BIO_meth_set_read(method, windowBIORead) == 1,
+        BIO_meth_set_ctrl(method, windowBIOControl) == 1,
+        BIO_meth_set_create(method, byteBufferBIOCreate) == 1
+    else { fatalError("BIO_meth_set_* failed") }
+    return method
+}()
+
+/// The BIO's object for the length of `body`, without a retain (the engine owns it and outlives the call).
+@inline(__always)
+private func withWindowState<Result>(_ bio: OpaquePointer, _ body: (ByteBufferBIO) -> Result) -> Result? {
+    guard let pointer = BIO_get_data(bio) else { return nil }
+    return Unmanaged<ByteBufferBIO>.fromOpaque(pointer)._withUnsafeGuaranteedRef(body)
+}
+
+/// The input window's bytes, or -1 with "retry read" when it is empty (the caller brings more).
+private func windowBIORead(_ bio: OpaquePointer?, _ data: UnsafeMutablePointer<CChar>?, _ length: Int32) -> Int32 {
+    guard let bio, let data, length > 0 else { return 0 }
+    copenssl_BIO_clear_retry_flags(bio)
+    let copied = withWindowState(bio) { $0.readWindow(into: UnsafeMutableRawBufferPointer(start: data, count: Int(length))) } ?? 0
+    guard copied > 0 else {
+        copenssl_BIO_set_retry_read(bio)
+        return -1
+    }
+    return Int32(copied)
+}
+
+/// All of the bytes into the output window or, when they do not fit, none, with "retry write": OpenSSL
+/// keeps the record and writes it again on the next call.
+private func windowBIOWrite(_ bio: OpaquePointer?, _ data: UnsafePointer<CChar>?, _ length: Int32) -> Int32 {
+    guard let bio, let data, length > 0 else { return 0 }
+    copenssl_BIO_clear_retry_flags(bio)
+    guard withWindowState(bio, { $0.writeWindow(UnsafeRawBufferPointer(start: data, count: Int(length))) }) == true else {
+        copenssl_BIO_set_retry_write(bio)
+        return -1
+    }
+    return length
+}
+
+private func windowBIOControl(_ bio: OpaquePointer?, _ command: Int32, _ argument: Int, _ pointer: UnsafeMutableRawPointer?) -> Int {
+    guard let bio else { return 0 }
+    switch command {
+    case BIO_CTRL_FLUSH, BIO_CTRL_DUP:
+        return 1
+    case BIO_CTRL_PENDING:
+        return withWindowState(bio) { $0.inputWindow.count } ?? 0
     default:
         return 0
     }

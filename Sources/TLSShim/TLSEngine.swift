@@ -15,10 +15,13 @@ internal import COpenSSL
 /// Confined to one thread at a time; not Sendable. Counted in ``TLSShim/liveConnections``.
 public final class TLSEngine {
     let connection: TLSConnection
+    /// The connection's `SSL*` and BIO object, held here so a call reaches them without the connection.
+    private let ssl: OpaquePointer
     private let io: ByteBufferBIO
 
     init(_ connection: TLSConnection) {
         self.connection = connection
+        self.ssl = connection.ssl
         self.io = connection.io
     }
 
@@ -85,9 +88,9 @@ public final class TLSEngine {
     public func handshake(_ windows: inout Windows) -> HandshakeResult {
         self.lend(&windows) {
             OpenSSLErrorQueue.clear()
-            let result = SSL_do_handshake(self.connection.ssl)
+            let result = SSL_do_handshake(self.ssl)
             if result == 1 { return .complete }
-            switch SSL_get_error(self.connection.ssl, result) {
+            switch SSL_get_error(self.ssl, result) {
             case SSL_ERROR_WANT_READ:
                 return .needsInput
             case SSL_ERROR_WANT_WRITE:
@@ -98,7 +101,7 @@ public final class TLSEngine {
                 return .failed(
                     HandshakeFailureClassifier.classify(
                         errors: OpenSSLErrorQueue.drain(),
-                        verifyResult: Int(SSL_get_verify_result(self.connection.ssl)),
+                        verifyResult: Int(SSL_get_verify_result(self.ssl)),
                         isServer: self.connection.serverContext != nil
                     )
                 )
@@ -112,10 +115,10 @@ public final class TLSEngine {
         self.lend(&windows) {
             OpenSSLErrorQueue.clear()
             var count = 0
-            if plaintext.count > 0, SSL_read_ex(self.connection.ssl, plaintext.baseAddress, plaintext.count, &count) == 1 {
+            if plaintext.count > 0, SSL_read_ex(self.ssl, plaintext.baseAddress, plaintext.count, &count) == 1 {
                 return .plaintext(count)
             }
-            switch SSL_get_error(self.connection.ssl, 0) {
+            switch SSL_get_error(self.ssl, 0) {
             case SSL_ERROR_WANT_READ: return .needsInput
             case SSL_ERROR_WANT_WRITE: return .needsOutputRoom
             case SSL_ERROR_ZERO_RETURN: return .closeNotify
@@ -130,8 +133,8 @@ public final class TLSEngine {
         return self.lend(&windows) {
             OpenSSLErrorQueue.clear()
             var written = 0
-            if SSL_write_ex(self.connection.ssl, base, plaintext.count, &written) == 1 { return .sealed }
-            if SSL_get_error(self.connection.ssl, 0) == SSL_ERROR_WANT_WRITE { return .needsOutputRoom }
+            if SSL_write_ex(self.ssl, base, plaintext.count, &written) == 1 { return .sealed }
+            if SSL_get_error(self.ssl, 0) == SSL_ERROR_WANT_WRITE { return .needsOutputRoom }
             return .failed(HandshakeFailureClassifier.classifyEstablished(errors: OpenSSLErrorQueue.drain()))
         }
     }
@@ -141,9 +144,9 @@ public final class TLSEngine {
     public func shutdown(_ windows: inout Windows) -> ShutdownResult {
         self.lend(&windows) {
             OpenSSLErrorQueue.clear()
-            let result = SSL_shutdown(self.connection.ssl)
+            let result = SSL_shutdown(self.ssl)
             if result >= 0 { return .sent }
-            if SSL_get_error(self.connection.ssl, result) == SSL_ERROR_WANT_WRITE { return .needsOutputRoom }
+            if SSL_get_error(self.ssl, result) == SSL_ERROR_WANT_WRITE { return .needsOutputRoom }
             return .failed(HandshakeFailureClassifier.classifyEstablished(errors: OpenSSLErrorQueue.drain()))
         }
     }
@@ -160,7 +163,7 @@ public final class TLSEngine {
     public var isServer: Bool { self.connection.serverContext != nil }
 
     /// Plaintext OpenSSL has decrypted and not handed out yet.
-    public var pendingPlaintextBytes: Int { Int(SSL_pending(self.connection.ssl)) }
+    public var pendingPlaintextBytes: Int { Int(SSL_pending(self.ssl)) }
 
     /// Lends `windows` to the BIO for `body` only: no pointer outlives the call.
     @inline(__always)
