@@ -56,6 +56,9 @@ struct RelayConnection {
     var tls: OpaquePointer?
     var client: Leg
     var upstream = Leg()
+    /// The loop is draining and this connection still owes a leg its Close 1001 (sent at the direction's
+    /// next message boundary, ``RelayDrain``). After a `Leg`, in its tail padding: no byte more per connection.
+    var drainOwed = false
     var fromClient: Flow
     var fromUpstream: Flow
     /// The client's head as it arrives, then the frames that came after it before the 101.

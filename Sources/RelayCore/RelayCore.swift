@@ -1,4 +1,6 @@
+import Dispatch
 import Frames
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -28,6 +30,9 @@ public struct RelayCoreConfiguration: Sendable {
     public var handshakeTimeoutMilliseconds = 10_000
     public var closeTimeoutMilliseconds = 5_000
     public var tickMilliseconds = 100
+    /// How long a listener stops accepting after `accept` ran out of descriptors or memory (R-12; the
+    /// gateway's `AcceptErrorPause` pauses 1 s).
+    public var acceptPauseMilliseconds = 1_000
 
     public init() {}
 
@@ -35,14 +40,17 @@ public struct RelayCoreConfiguration: Sendable {
 }
 
 /// The prototype data-plane core: `loops` epoll loops relaying WebSocket connections to one upstream,
-/// parsing every frame with the `Frames` types. Plain `ws://` only (no TLS), no routes, policies, metrics
-/// or drain: see BENCHMARKS.md, "core15: an epoll data-plane prototype", for what it measures and what it
-/// would take to put it behind the gateway's boundary.
+/// parsing every frame with the `Frames` types. No routes or policies: see BENCHMARKS.md, "core15: an epoll
+/// data-plane prototype", for what it measures and what it would take to put it behind the gateway's
+/// boundary, and "corectl23" for its operations: ``drain(milliseconds:)``, ``stop()``, ``counters()``,
+/// each a command through every loop's control queue, callable from any thread.
 public final class RelayCore: @unchecked Sendable {
     public let configuration: RelayCoreConfiguration
     /// The port the listeners are bound to.
     public let port: UInt16
     private let loops: [RelayLoop]
+    /// The loops' threads were joined (``wait()`` may be called more than once, from several threads).
+    private let joined = Mutex(false)
 
     /// Binds the listeners and starts the loops.
     public init(_ configuration: RelayCoreConfiguration) throws(RelayCoreError) {
@@ -65,14 +73,48 @@ public final class RelayCore: @unchecked Sendable {
         for loop in loops { loop.start() }
     }
 
-    /// Stops every loop and waits for them; open connections are closed.
+    /// Stops every loop and waits for them; open connections are closed (TCP, no Close frame).
     public func stop() {
         for loop in self.loops { loop.stop() }
-        for loop in self.loops { loop.join() }
+        self.wait()
     }
 
-    /// Waits for the loops (they run until ``stop()``).
+    /// Drains every loop (returns at once; ``wait()`` waits for the end): each stops accepting, each
+    /// relayed connection gets a Close 1001 toward both legs at its next message boundary, a request head
+    /// that completes from now on is answered 503, and whatever is left `milliseconds` later is closed.
+    /// A loop ends when no connection is left. A second drain changes nothing.
+    public func drain(milliseconds: Int) {
+        for loop in self.loops { loop.control.post(.drain(milliseconds: milliseconds)) }
+    }
+
+    /// The loops' counters, summed: each loop copies its own between two events (a loop that has ended
+    /// answers with its last counters). Blocks until every loop answered.
+    public func counters() -> RelayCounters {
+        let answers = SnapshotAnswers()
+        for loop in self.loops {
+            loop.control.post(.snapshot { answers.add($0) })
+        }
+        for _ in self.loops { answers.done.wait() }
+        return answers.sum.withLock { $0 }
+    }
+
+    /// Waits for the loops (they run until ``stop()``, or until a drain has ended every connection).
     public func wait() {
-        for loop in self.loops { loop.join() }
+        self.joined.withLock { joined in
+            guard !joined else { return }
+            for loop in self.loops { loop.join() }
+            joined = true
+        }
+    }
+}
+
+/// The loops' answers to one ``RelayCore/counters()`` call, summed as they come.
+private final class SnapshotAnswers: Sendable {
+    let sum = Mutex(RelayCounters())
+    let done = DispatchSemaphore(value: 0)
+
+    func add(_ counters: RelayCounters) {
+        self.sum.withLock { $0 = $0.adding(counters) }
+        self.done.signal()
     }
 }

@@ -10,6 +10,13 @@ struct RelayStep {
     var failure: FramesError?
     /// Frames that went through the batch entry points (whole small messages, one pass each).
     var batchedFrames = 0
+    /// Messages completed by the per-event calls (a data frame with FIN ended).
+    var messageEnds = 0
+    /// The relayed Close's status code (1005 when it has none), when ``closed``.
+    var closeCode: UInt16 = 0
+
+    /// Data messages completed in this read (the batch's frames are whole messages each).
+    var messages: Int { self.batchedFrames + self.messageEnds }
 }
 
 /// The frame work of the relay on one read, apart from the sockets (pure over buffers, so tests can
@@ -55,10 +62,12 @@ enum RelayFraming {
                     break
                 case .frameEnd:
                     flow.wireMidFrame = false
+                    if !flow.parser.isInsideMessage { step.messageEnds += 1 }
                 case .control(let frame):
                     encoder.writeFrame(opcode: frame.opcode, payload: frame.payload, to: &output)
                     if frame.opcode == .close {
                         step.closed = true
+                        step.closeCode = frame.closeCode?.rawValue ?? 1005
                         break frames
                     }
                 }
@@ -90,9 +99,11 @@ enum RelayFraming {
                     break
                 case .frameEnd:
                     flow.wireMidFrame = false
+                    if !flow.parser.isInsideMessage { step.messageEnds += 1 }
                 case .control(let frame):
                     if frame.opcode == .close {
                         step.closed = true
+                        step.closeCode = frame.closeCode?.rawValue ?? 1005
                         validEnd = input.readerIndex
                         break frames
                     }
@@ -110,6 +121,25 @@ enum RelayFraming {
         }
         input.moveReaderIndex(to: start)
         input.moveWriterIndex(to: validEnd)
+        return step
+    }
+
+    /// A source whose direction the gateway has closed (its own Close went the other way, e.g. a drain's
+    /// 1001) is still parsed, so that its answering Close is seen (RFC 6455 §7.1.1: the server ends the TCP
+    /// connection once both Closes are exchanged); its data frames go nowhere. `input` is consumed.
+    static func awaitingClose(_ flow: inout Flow, _ input: inout ByteBuffer) -> RelayStep {
+        var step = RelayStep()
+        do {
+            while let event = try flow.parser.nextInPlace(&input) {
+                if case .control(let frame) = event, frame.opcode == .close {
+                    step.closed = true
+                    step.closeCode = frame.closeCode?.rawValue ?? 1005
+                    break
+                }
+            }
+        } catch {
+            step.failure = error
+        }
         return step
     }
 }

@@ -15,6 +15,8 @@ import Musl
 extension RelayLoop {
     static let badRequest = Array("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".utf8)
     static let badGateway = Array("HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".utf8)
+    /// While draining, as the gateway answers upgrades once it drains (docs/DESIGN-NOTES.md "Drain").
+    static let unavailable = Array("HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".utf8)
 
     func handle(_ events: UInt32, on side: Side, of connection: UnsafeMutablePointer<RelayConnection>, _ handle: Slab<RelayConnection>.Handle) {
         let readable = events & (crelayIn | crelayHangUp) != 0
@@ -97,8 +99,13 @@ extension RelayLoop {
             }
         case .invalid:
             self.pool.give(buffer)
-            self.refuse(connection, Self.badRequest)
+            self.refuse(connection, .badRequest)
         case .complete(let head, let length):
+            guard !self.draining else {
+                self.pool.give(buffer)
+                self.refuse(connection, .draining)
+                return
+            }
             buffer.moveReaderIndex(forwardBy: length)
             if buffer.readableBytes > 0 {
                 connection.pointee.clientEarly = buffer
@@ -111,7 +118,7 @@ extension RelayLoop {
             connection.pointee.client.readable = true
             let fd = Sockets.connect(self.upstreamAddress)
             guard fd >= 0 else {
-                self.refuse(connection, Self.badGateway)
+                self.refuse(connection, .badGateway)
                 return
             }
             connection.pointee.upstream.fd = fd
@@ -120,12 +127,32 @@ extension RelayLoop {
         }
     }
 
-    /// Answers the client with `response` and ends both legs.
-    private func refuse(_ connection: UnsafeMutablePointer<RelayConnection>, _ response: [UInt8]) {
+    /// Why an upgrade is refused, and the answer.
+    enum Refusal {
+        case badRequest
+        case badGateway
+        case draining
+
+        var response: [UInt8] {
+            switch self {
+            case .badRequest: RelayLoop.badRequest
+            case .badGateway: RelayLoop.badGateway
+            case .draining: RelayLoop.unavailable
+            }
+        }
+    }
+
+    /// Answers the client with `refusal`'s response and ends both legs.
+    private func refuse(_ connection: UnsafeMutablePointer<RelayConnection>, _ refusal: Refusal) {
+        switch refusal {
+        case .badRequest: self.counters.refusedBadRequest &+= 1
+        case .badGateway: self.counters.refusedBadGateway &+= 1
+        case .draining: self.counters.refusedDraining &+= 1
+        }
         self.closeLeg(.upstream, of: connection)
         connection.pointee.phase = .closing
         var buffer = self.pool.take()
-        buffer.writeBytes(response)
+        buffer.writeBytes(refusal.response)
         connection.pointee.client.stopped = true
         connection.pointee.client.closeAfterFlush = true
         self.send(buffer, to: .client, connection)
@@ -134,7 +161,7 @@ extension RelayLoop {
     private func finishConnect(_ connection: UnsafeMutablePointer<RelayConnection>) {
         let fd = connection.pointee.upstream.fd
         guard Sockets.pendingError(fd) == 0 else {
-            self.refuse(connection, Self.badGateway)
+            self.refuse(connection, .badGateway)
             return
         }
         let key = HandshakeKey.makeKey()
@@ -146,7 +173,7 @@ extension RelayLoop {
         let sent = bytes.withUTF8 { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
         // A fresh socket's send buffer takes a few hundred bytes whole; anything else is a failure here.
         guard sent == request.utf8.count else {
-            self.refuse(connection, Self.badGateway)
+            self.refuse(connection, .badGateway)
             return
         }
         connection.pointee.phase = .awaitingSwitch
@@ -156,7 +183,7 @@ extension RelayLoop {
         var buffer = connection.pointee.upstreamHead.take() ?? self.pool.take()
         guard self.readHead(connection.pointee.upstream.fd, into: &buffer) else {
             self.pool.give(buffer)
-            self.refuse(connection, Self.badGateway)
+            self.refuse(connection, .badGateway)
             return
         }
         let expected = connection.pointee.expectedAccept
@@ -166,7 +193,7 @@ extension RelayLoop {
             if buffer.readableBytes == 0 { self.pool.give(buffer) } else { connection.pointee.upstreamHead = buffer }
         case .invalid:
             self.pool.give(buffer)
-            self.refuse(connection, Self.badGateway)
+            self.refuse(connection, .badGateway)
         case .complete(_, let length):
             buffer.moveReaderIndex(forwardBy: length)
             self.switchProtocols(connection, handle, upstreamRest: buffer)
@@ -201,6 +228,8 @@ extension RelayLoop {
         // Edge-triggered: bytes that arrived during the handshake raised no new edge. Read both now.
         self.pump(from: .upstream, connection, handle, hungUp: false)
         self.pump(from: .client, connection, handle, hungUp: false)
+        // A drain that began during the handshake: the Closes now (at once where nothing is in flight).
+        if connection.pointee.drainOwed && connection.pointee.phase == .relaying { self.continueDrain(connection) }
     }
 }
 

@@ -55,9 +55,14 @@ extension RelayLoop {
 
     /// Relays one read of `side`'s bytes (a pool buffer, given back here).
     func relay(_ input: consuming ByteBuffer, from side: Side, _ connection: UnsafeMutablePointer<RelayConnection>) {
-        // After its Close a peer is still read (to see its TCP end) but nothing it sends is relayed.
+        // After its Close a peer is still read (to see its TCP end) but nothing it sends is relayed; before
+        // its Close (the gateway closed the direction) it is parsed for that Close.
         if connection.pointee[from: side].closePassed {
-            self.pool.give(input)
+            if !connection.pointee[from: side].parser.isClosed {
+                self.awaitClose(input, from: side, connection)
+            } else {
+                self.pool.give(input)
+            }
             return
         }
         if side == .client {
@@ -80,10 +85,16 @@ extension RelayLoop {
             batching: self.configuration.batchedParsing
         )
         self.batchedFrames &+= step.batchedFrames
+        self.counters.messagesToUpstream &+= UInt64(step.messages)
+        self.counters.bytesToUpstream &+= UInt64(output.readableBytes)
         self.pool.give(input)
         self.send(output, to: .upstream, connection)
-        if step.closed { self.closePassed(from: .client, connection) }
+        if step.closed {
+            self.closeCodes.count(step.closeCode)
+            self.closePassed(from: .client, connection)
+        }
         if let failure = step.failure { self.violation(by: .client, failure, connection) }
+        if connection.pointee.drainOwed { self.continueDrain(connection) }
     }
 
     /// Upstream → client: parsed in place; the bytes of every complete event are forwarded unchanged.
@@ -95,9 +106,29 @@ extension RelayLoop {
             batching: self.configuration.batchedParsing
         )
         self.batchedFrames &+= step.batchedFrames
+        self.counters.messagesToClient &+= UInt64(step.messages)
+        self.counters.bytesToClient &+= UInt64(input.readableBytes)
         self.send(input, to: .client, connection)
-        if step.closed { self.closePassed(from: .upstream, connection) }
+        if step.closed {
+            self.closeCodes.count(step.closeCode)
+            self.closePassed(from: .upstream, connection)
+        }
         if let failure = step.failure { self.violation(by: .upstream, failure, connection) }
+        if connection.pointee.drainOwed { self.continueDrain(connection) }
+    }
+
+    /// `side`'s bytes after the gateway closed its direction (``RelayFraming/awaitingClose(_:_:)``): its
+    /// Close answers the gateway's, and a client that answered is done (the gateway, its server, ends the
+    /// TCP connection first, RFC 6455 §7.1.1); an upstream ends its own.
+    private func awaitClose(_ input: consuming ByteBuffer, from side: Side, _ connection: UnsafeMutablePointer<RelayConnection>) {
+        var input = input
+        let step = RelayFraming.awaitingClose(&connection.pointee[from: side], &input)
+        self.pool.give(input)
+        if let failure = step.failure {
+            self.violation(by: side, failure, connection)
+        } else if step.closed && side == .client && connection.pointee[from: .upstream].closePassed {
+            self.endAfterFlush(.client, connection)
+        }
     }
 
     /// Writes `buffer` (a pool buffer, given back here or kept as the leg's pending bytes) to `side`,
@@ -201,7 +232,7 @@ extension RelayLoop {
     }
 
     /// The gateway's own Close toward `side`, unless that direction is inside a frame or already closed.
-    private func sendClose(_ code: CloseCode, to side: Side, _ connection: UnsafeMutablePointer<RelayConnection>) {
+    func sendClose(_ code: CloseCode, to side: Side, _ connection: UnsafeMutablePointer<RelayConnection>) {
         let flow = connection.pointee[from: side.other]
         guard connection.pointee[leg: side].fd >= 0, !flow.wireMidFrame, !flow.closePassed else { return }
         var buffer = self.pool.take()
@@ -211,17 +242,18 @@ extension RelayLoop {
             self.towardUpstream.writeClose(code: code, to: &buffer)
         }
         connection.pointee[from: side.other].closePassed = true
+        self.closeCodes.count(code.rawValue)
         self.send(buffer, to: side, connection)
     }
 
-    private func endAfterFlush(_ side: Side, _ connection: UnsafeMutablePointer<RelayConnection>) {
+    func endAfterFlush(_ side: Side, _ connection: UnsafeMutablePointer<RelayConnection>) {
         connection.pointee[leg: side].closeAfterFlush = true
         if connection.pointee[leg: side].pending == nil {
             self.closeLeg(side, of: connection)
         }
     }
 
-    private func armCloseTimeout(_ connection: UnsafeMutablePointer<RelayConnection>) {
+    func armCloseTimeout(_ connection: UnsafeMutablePointer<RelayConnection>) {
         // The handle is the connection's slot: recover it from the pointer's index in the slab.
         guard let handle = self.slab.handle(of: connection) else { return }
         self.setDeadline(connection, handle, milliseconds: self.configuration.closeTimeoutMilliseconds)

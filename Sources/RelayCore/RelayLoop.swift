@@ -24,8 +24,10 @@ final class RelayLoop: @unchecked Sendable {
     let configuration: RelayCoreConfiguration
     let upstreamAddress: sockaddr_in
     let epoll: Int32
-    let wake: Int32
-    let listener: Int32
+    /// Commands from other threads (drain, stop, counters), signalled by its eventfd (``RelayControlQueue``).
+    let control: RelayControlQueue
+    /// The SO_REUSEPORT listener, -1 once closed (drain).
+    var listener: Int32
     var slab: Slab<RelayConnection>
     var pool: BufferPool
     var wheel = TimerWheel(slotCount: 512)
@@ -39,6 +41,12 @@ final class RelayLoop: @unchecked Sendable {
     /// overhead, so sealing a read never grows the buffer.
     let upstreamReadSize: Int
     var stopping = false
+    /// Draining: no listener, every connection owes its legs a Close 1001 (``RelayDrain``).
+    var draining = false
+    var backoff: AcceptBackoff
+    /// Plain counters: this thread is their only writer (``RelayCounters``).
+    var counters = RelayCounters()
+    var closeCodes = CloseCodeCounts()
     /// Frames relayed through the batch entry points (core22; for tests and the profile).
     var batchedFrames = 0
     var thread = pthread_t()
@@ -55,14 +63,15 @@ final class RelayLoop: @unchecked Sendable {
         self.upstreamReadSize =
             configuration.tls == nil ? configuration.bufferSize : RelayTLS.plaintextRoom(bufferSize: configuration.bufferSize)
         self.towardUpstream = FrameEncoder(role: .client, keys: self.keys)
+        self.backoff = AcceptBackoff(
+            pauseTicks: UInt64(max(1, configuration.acceptPauseMilliseconds / configuration.tickMilliseconds))
+        )
         let epoll = crelay_epoll_create()
         guard epoll >= 0 else { throw RelayCoreError(call: "epoll_create1", errno: errno) }
         self.epoll = epoll
-        let wake = crelay_eventfd()
-        guard wake >= 0 else { throw RelayCoreError(call: "eventfd", errno: errno) }
-        self.wake = wake
+        self.control = try RelayControlQueue()
         guard crelay_epoll_add(epoll, listener, crelay_epollin | crelay_epollet, Self.listenerToken) == 0,
-            crelay_epoll_add(epoll, wake, crelay_epollin, Self.wakeToken) == 0
+            crelay_epoll_add(epoll, self.control.eventfd, crelay_epollin, Self.wakeToken) == 0
         else { throw RelayCoreError(call: "epoll_ctl", errno: errno) }
     }
 
@@ -83,8 +92,7 @@ final class RelayLoop: @unchecked Sendable {
 
     /// Asks the loop to stop (any thread); ``join()`` waits for it.
     func stop() {
-        var one: UInt64 = 1
-        _ = write(self.wake, &one, 8)
+        self.control.post(.stop)
     }
 
     func join() { pthread_join(self.thread, nil) }
@@ -109,15 +117,26 @@ final class RelayLoop: @unchecked Sendable {
             }
             if self.wheel.count > 0 {
                 let tick = self.currentTick()
-                self.wheel.advance(to: tick) { self.expire(Slab<RelayConnection>.Handle(packed: $0), at: tick) }
+                // The loop's own timers run after the wheel's turn: a resumed accept schedules handshake
+                // deadlines, which the wheel cannot take while it is advancing (exclusive access).
+                var loopTimers: UInt64 = 0
+                self.wheel.advance(to: tick) { key in
+                    if key & Self.upstreamBit != 0 {
+                        loopTimers |= key & ~Self.upstreamBit
+                    } else {
+                        self.expire(Slab<RelayConnection>.Handle(packed: key), at: tick)
+                    }
+                }
+                if loopTimers != 0 { self.loopTimers(loopTimers, at: tick) }
             }
+            if self.drained { break }
         }
         for handle in self.slab.handles {
             self.closeAll(handle)
         }
-        close(self.listener)
+        self.closeListener()
         close(self.epoll)
-        close(self.wake)
+        self.control.end(with: self.snapshot())
     }
 
     private func dispatch(_ data: UInt64, _ events: UInt32) {
@@ -126,7 +145,7 @@ final class RelayLoop: @unchecked Sendable {
             return
         }
         if data == Self.wakeToken {
-            self.stopping = true
+            self.runCommands()
             return
         }
         let handle = Slab<RelayConnection>.Handle(packed: data & ~Self.upstreamBit)
@@ -151,7 +170,7 @@ final class RelayLoop: @unchecked Sendable {
         self.wheel.schedule(handle.packed, at: deadline)
     }
 
-    /// A deadline fired: the connection ends unless it has no deadline any more or a later one (the wheel's
+    /// A connection's deadline fired: the connection ends unless it has no deadline any more or a later one (the wheel's
     /// entries are never cancelled; see ``TimerWheel``).
     private func expire(_ handle: Slab<RelayConnection>.Handle, at tick: UInt64) {
         guard let connection = self.slab.pointer(handle), connection.pointee.deadline != 0, connection.pointee.deadline <= tick
@@ -161,13 +180,19 @@ final class RelayLoop: @unchecked Sendable {
 
     // MARK: accept and teardown
 
-    private func acceptAll() {
-        while true {
+    func acceptAll() {
+        while self.listener >= 0 {
             let fd = crelay_accept(self.listener)
             if fd < 0 {
-                if errno == EINTR || errno == ECONNABORTED { continue }
-                return  // EAGAIN, or out of fds: the next connection's edge retries
+                switch self.backoff.failed(errno: errno, now: self.currentTick()) {
+                case .retry: continue
+                case .done: return  // EAGAIN: the next connection raises a new edge
+                case .pause(let until):
+                    self.pauseAccepting(until: until)
+                    return
+                }
             }
+            self.counters.accepted &+= 1
             Sockets.setNoDelay(fd)
             var engine: OpaquePointer?
             if let tls = self.tls {
@@ -180,6 +205,7 @@ final class RelayLoop: @unchecked Sendable {
             guard let handle = self.slab.insert(RelayConnection(client: fd, limits: self.configuration.frameLimits, tls: engine)) else {
                 if let engine { RelayTLS.free(engine) }
                 close(fd)  // full: refused at once (a real gateway answers 503)
+                self.counters.refusedFull &+= 1
                 continue
             }
             _ = crelay_epoll_add(self.epoll, fd, self.edgeEvents, handle.packed)

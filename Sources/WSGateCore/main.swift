@@ -39,6 +39,8 @@ configuration.loops = 2
 configuration.frameLimits.maxFrameSize = 16 << 20
 configuration.frameLimits.maxMessageSize = 16 << 20
 configuration.frameLimits.maxFragmentsPerMessage = 100_000
+/// The drain's deadline after SIGTERM/SIGINT: the gateway's `timeouts.drain` default.
+var drainMilliseconds = 25_000
 var arguments = CommandLine.arguments.dropFirst()
 while let flag = arguments.popFirst() {
     let value = arguments.popFirst() ?? ""
@@ -64,6 +66,11 @@ while let flag = arguments.popFirst() {
     case "--buffer":
         guard let bytes = Int(value), bytes >= 4096 else { fatalError("--buffer BYTES (at least 4096)") }
         configuration.bufferSize = bytes
+    case "--drain-timeout":
+        guard let milliseconds = Int(value), milliseconds >= 0 else {
+            fatalError("--drain-timeout MILLISECONDS (the drain's deadline after SIGTERM/SIGINT)")
+        }
+        drainMilliseconds = milliseconds
     case "--key-batch":
         guard let bytes = Int(value), bytes > 0 else { fatalError("--key-batch BYTES") }
         configuration.maskingKeyBatchBytes = bytes
@@ -80,6 +87,13 @@ if getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0 {
     setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit)
 }
 signal(SIGPIPE, SIG_IGN)
+// [--drain-timeout MILLISECONDS] (corectl23): SIGTERM/SIGINT drain the core — no new connections, Close 1001
+// to every leg at its next message boundary, the rest closed after the drain timeout (25,000 ms, the
+// gateway's timeouts.drain) — and it exits 0 when no connection is left. A second signal during the drain is
+// ignored (the deadline bounds the drain).
+// SIGTERM/SIGINT are blocked here, before the loops' threads exist (they inherit the mask), and read from a
+// signalfd by this thread: no work in a signal handler.
+guard let signals = try? TerminationSignals() else { fatalError("signalfd: \(String(cString: strerror(errno)))") }
 do {
     if let certificatePath, let keyPath {
         configuration.tls = try RelayTLSContext(
@@ -92,7 +106,14 @@ do {
     print(
         "wsgate-core: \(configuration.tls == nil ? "ws" : "wss")://\(configuration.listenHost):\(core.port) -> \(configuration.upstreamHost):\(configuration.upstreamPort), \(configuration.loops) loops, batch \(configuration.batchedParsing ? "on" : "off"), key batch \(configuration.maskingKeyBatchBytes) B, buffers \(configuration.bufferSize) B"
     )
+    let received = signals.wait()
+    print("wsgate-core: signal \(received), draining (deadline \(drainMilliseconds) ms)")
+    core.drain(milliseconds: drainMilliseconds)
     core.wait()
+    let counters = core.counters()
+    print(
+        "wsgate-core: drained; accepted \(counters.accepted), forced at the deadline \(counters.drainForced), accept pauses \(counters.acceptPauses), messages \(counters.messagesToUpstream) up / \(counters.messagesToClient) down"
+    )
 } catch {
     print("wsgate-core: \(error)")
     exit(1)

@@ -1,18 +1,13 @@
+import NIOCore
 import Testing
 
 @testable import Frames
 
 /// The ChaCha20 block function behind the relay's masking keys (`MaskingKeyStream`), against RFC 8439.
 @Suite struct ChaCha20Tests {
+    /// The bytes of an RFC's hex listing (TestSupport's `ByteBuffer(hex:)`, which skips spaces and newlines).
     static func bytes(_ hex: String) -> [UInt8] {
-        var result: [UInt8] = []
-        var index = hex.startIndex
-        while index < hex.endIndex {
-            let next = hex.index(index, offsetBy: 2)
-            result.append(UInt8(hex[index..<next], radix: 16)!)
-            index = next
-        }
-        return result
+        Array(ByteBuffer(hex: hex).readableBytesView)
     }
 
     static func key(_ bytes: [UInt8]) -> ChaCha20.Key {

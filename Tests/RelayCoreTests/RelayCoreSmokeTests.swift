@@ -178,10 +178,13 @@ final class EchoUpstream: @unchecked Sendable {
 
     let listener: Int32
     let port: UInt16
+    /// Echoes nothing and answers no Close (it only records what it gets) until the gateway ends it.
+    let silent: Bool
     private let done = DispatchSemaphore(value: 0)
     private var seen = Seen()
 
-    init() throws {
+    init(silent: Bool = false) throws {
+        self.silent = silent
         self.listener = try Sockets.listener(Sockets.address(host: "127.0.0.1", port: 0)!, reusePort: false)
         self.port = Sockets.localPort(self.listener)
         let thread = Thread { self.serve() }
@@ -223,12 +226,13 @@ final class EchoUpstream: @unchecked Sendable {
                         if let key = h.maskingKey { self.seen.keys.append(key) }
                     case .payload(let chunk): payload += Array(chunk.readableBytesView)
                     case .frameEnd:
-                        try socket.send(frame(header!.opcode, payload, fin: header!.fin, key: nil))
+                        if !self.silent { try socket.send(frame(header!.opcode, payload, fin: header!.fin, key: nil)) }
                     case .control(let control):
                         let body = Array(control.payload.readableBytesView)
-                        if control.opcode == .ping { try socket.send(frame(.pong, body, key: nil)) }
+                        if control.opcode == .ping && !self.silent { try socket.send(frame(.pong, body, key: nil)) }
                         if control.opcode == .close {
                             self.seen.closeCodes.append(control.closeCode?.rawValue ?? 0)
+                            if self.silent { continue }
                             try socket.send(frame(.close, body, key: nil))
                             return
                         }
