@@ -75,11 +75,10 @@ let package = Package(
         ),
         // Issue #15 part 2: a prototype I/O core for relaying (per-loop epoll, structs in a slab, pooled
         // buffers, a timer wheel) over the pure `Frames` types. Only NIOCore's ByteBuffer from NIO.
-        // core22: also a TLS engine over the system OpenSSL (the same libraries COpenSSL links).
-        .target(name: "CRelayCore", linkerSettings: [.linkedLibrary("ssl"), .linkedLibrary("crypto")]),
+        .target(name: "CRelayCore"),
         .target(
             name: "RelayCore",
-            // TLSShim for its defaults (ciphers) and, later, its engine (docs/DESIGN-NOTES.md, "RelayCore").
+            // TLSShim for its engine over caller memory (`TLSEngine`; docs/DESIGN-NOTES.md, "RelayCore").
             dependencies: ["Frames", "CRelayCore", "TLSShim", .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: relayHotPathSettings
         ),
@@ -144,7 +143,7 @@ let package = Package(
         ),
         .testTarget(
             name: "RelayCoreTests",
-            // TLSShim only for its certificate generator (a test certificate for the TLS phase).
+            // TLSShim for its certificate generator and client engines (the TLS phase's peers).
             dependencies: ["RelayCore", "Frames", "CRelayCore", "TLSShim", .product(name: "NIOCore", package: "swift-nio")]
         ),
         .testTarget(

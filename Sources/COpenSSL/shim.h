@@ -45,6 +45,7 @@ static inline void copenssl_GENERAL_NAMES_free(GENERAL_NAMES *names) { GENERAL_N
 /* BIO macros. */
 static inline long copenssl_BIO_set_mem_eof_return(BIO *bio, int v) { return BIO_set_mem_eof_return(bio, v); }
 static inline void copenssl_BIO_set_retry_read(BIO *bio) { BIO_set_retry_read(bio); }
+static inline void copenssl_BIO_set_retry_write(BIO *bio) { BIO_set_retry_write(bio); }
 static inline void copenssl_BIO_clear_retry_flags(BIO *bio) { BIO_clear_retry_flags(bio); }
 
 /* Error queue accessors (static inline in OpenSSL 3 headers; wrapped so the import does not depend on that). */

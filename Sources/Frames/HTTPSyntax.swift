@@ -20,19 +20,68 @@ public enum HTTPSyntax {
     /// lines, in order, each trimmed of OWS; empty elements are dropped, as recipients MUST accept and
     /// ignore them.
     public static func commaList(_ values: [String]) -> [String] {
-        values.flatMap { $0.split(separator: ",") }.map { Self.trimmingOWS($0) }.filter { !$0.isEmpty }
+        var elements: [String] = []
+        for value in values {
+            guard Self.isASCII(value) else {
+                elements += value.split(separator: ",").map { Self.trimmingOWS($0) }.filter { !$0.isEmpty }
+                continue
+            }
+            Self.forEachASCIIElement(of: value) { element in
+                elements.append(String(element))
+                return false
+            }
+        }
+        return elements
     }
 
     /// The elements of a list of case-insensitive tokens (`Connection`, `Upgrade`: RFC 9110 §7.6.1,
     /// §7.8), lowercased.
     public static func lowercasedTokens(_ values: [String]) -> [String] {
-        Self.commaList(values).map { $0.lowercased() }
+        var tokens = Self.commaList(values)
+        for index in tokens.indices where tokens[index].utf8.contains(where: { $0 >= 0x41 && $0 <= 0x5A || $0 >= 0x80 }) {
+            tokens[index] = tokens[index].lowercased()
+        }
+        return tokens
     }
 
     /// Whether a list of case-insensitive tokens contains `token` (given in lowercase):
-    /// `Connection: keep-alive, Upgrade` lists `upgrade`.
+    /// `Connection: keep-alive, Upgrade` lists `upgrade`. An ASCII field line is searched in place
+    /// (issue #15: no arrays or strings per connection); others as ``lowercasedTokens(_:)``.
     public static func lists(_ token: String, in values: [String]) -> Bool {
-        Self.lowercasedTokens(values).contains(token)
+        for value in values {
+            guard Self.isASCII(value) else {
+                if Self.lowercasedTokens([value]).contains(token) { return true }
+                continue
+            }
+            let found = Self.forEachASCIIElement(of: value) { element in
+                element.utf8.elementsEqual(token.utf8) { ($0 >= 0x41 && $0 <= 0x5A ? $0 | 0x20 : $0) == $1 }
+            }
+            if found { return true }
+        }
+        return false
+    }
+
+    private static func isASCII(_ value: String) -> Bool {
+        value.utf8.allSatisfy { $0 < 0x80 }
+    }
+
+    /// Calls `body` with each non-empty, OWS-trimmed element of an ASCII list value (split at each
+    /// comma byte: for ASCII text the same as splitting at the `Character`), until it returns true;
+    /// returns whether one did.
+    @discardableResult
+    private static func forEachASCIIElement(of value: String, _ body: (Substring) -> Bool) -> Bool {
+        let utf8 = value.utf8
+        var start = utf8.startIndex
+        while true {
+            let end = utf8[start...].firstIndex(of: UInt8(ascii: ",")) ?? utf8.endIndex
+            var first = start
+            var last = end
+            while first < last, ASCII.isOWS(utf8[first]) { first = utf8.index(after: first) }
+            while last > first, ASCII.isOWS(utf8[utf8.index(before: last)]) { last = utf8.index(before: last) }
+            if first < last, body(value[first..<last]) { return true }
+            if end == utf8.endIndex { return false }
+            start = utf8.index(after: end)
+        }
     }
 }
 

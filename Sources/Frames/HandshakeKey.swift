@@ -6,9 +6,27 @@ public enum HandshakeKey {
     /// The GUID appended to the key (RFC 6455 §1.3).
     static let guid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
-    /// The `Sec-WebSocket-Accept` value for a `Sec-WebSocket-Key`: base64(SHA-1(key + GUID)).
+    /// The `Sec-WebSocket-Accept` value for a `Sec-WebSocket-Key`: base64(SHA-1(key + GUID)). Computed in
+    /// one stack buffer (issue #15: no intermediate arrays or strings; one allocation, the result's).
     public static func acceptValue(forKey key: String) -> String {
-        base64Encode(sha1(Array((key + guid).utf8)))
+        let keyLength = key.utf8.count
+        let length = keyLength + guid.utf8.count
+        return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: paddedLength(length)) { buffer in
+            var index = 0
+            for byte in key.utf8 {
+                buffer[index] = byte
+                index += 1
+            }
+            for byte in guid.utf8 {
+                buffer[index] = byte
+                index += 1
+            }
+            let digest = sha1Padding(buffer, messageLength: length)
+            return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { bytes in
+                digestBytes(digest, into: bytes)
+                return base64Encode(UnsafeBufferPointer(bytes))
+            }
+        }
     }
 
     /// Whether `value` is a valid `Sec-WebSocket-Key`: the base64 encoding of exactly 16 bytes
@@ -20,13 +38,13 @@ public enum HandshakeKey {
 
     /// A fresh `Sec-WebSocket-Key` from 16 random bytes (RFC 6455 §4.1: "randomly selected").
     public static func makeKey<G: RandomNumberGenerator>(using generator: inout G) -> String {
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(16)
-        for _ in 0..<2 {
-            let word = generator.next()
-            for shift in stride(from: 0, to: 64, by: 8) { bytes.append(UInt8(truncatingIfNeeded: word >> shift)) }
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 16) { bytes in
+            for word in 0..<2 {
+                let value = generator.next()
+                for byte in 0..<8 { bytes[word * 8 + byte] = UInt8(truncatingIfNeeded: value >> UInt64(byte * 8)) }
+            }
+            return base64Encode(UnsafeBufferPointer(bytes))
         }
-        return base64Encode(bytes)
     }
 
     /// A fresh `Sec-WebSocket-Key` from the system CSPRNG.
@@ -40,23 +58,37 @@ public enum HandshakeKey {
     private static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
 
     static func base64Encode(_ bytes: [UInt8]) -> String {
-        var out: [UInt8] = []
-        out.reserveCapacity((bytes.count + 2) / 3 * 4)
-        var index = 0
-        while index + 3 <= bytes.count {
-            let value = UInt32(bytes[index]) << 16 | UInt32(bytes[index + 1]) << 8 | UInt32(bytes[index + 2])
-            for shift in [18, 12, 6, 0] { out.append(alphabet[Int((value >> UInt32(shift)) & 0x3F)]) }
-            index += 3
+        bytes.withUnsafeBufferPointer { base64Encode($0) }
+    }
+
+    /// Writes the encoding straight into the string's storage.
+    static func base64Encode(_ bytes: UnsafeBufferPointer<UInt8>) -> String {
+        let count = (bytes.count + 2) / 3 * 4
+        return String(unsafeUninitializedCapacity: count) { out in
+            alphabet.withUnsafeBufferPointer { alphabet in
+                var index = 0
+                var written = 0
+                while index + 3 <= bytes.count {
+                    let value = UInt32(bytes[index]) << 16 | UInt32(bytes[index + 1]) << 8 | UInt32(bytes[index + 2])
+                    out[written] = alphabet[Int((value >> 18) & 0x3F)]
+                    out[written + 1] = alphabet[Int((value >> 12) & 0x3F)]
+                    out[written + 2] = alphabet[Int((value >> 6) & 0x3F)]
+                    out[written + 3] = alphabet[Int(value & 0x3F)]
+                    index += 3
+                    written += 4
+                }
+                let rest = bytes.count - index
+                if rest > 0 {
+                    let value = UInt32(bytes[index]) << 16 | (rest == 2 ? UInt32(bytes[index + 1]) << 8 : 0)
+                    out[written] = alphabet[Int((value >> 18) & 0x3F)]
+                    out[written + 1] = alphabet[Int((value >> 12) & 0x3F)]
+                    out[written + 2] = rest == 2 ? alphabet[Int((value >> 6) & 0x3F)] : UInt8(ascii: "=")
+                    out[written + 3] = UInt8(ascii: "=")
+                    written += 4
+                }
+                return written
+            }
         }
-        let rest = bytes.count - index
-        if rest > 0 {
-            let value = UInt32(bytes[index]) << 16 | (rest == 2 ? UInt32(bytes[index + 1]) << 8 : 0)
-            out.append(alphabet[Int((value >> 18) & 0x3F)])
-            out.append(alphabet[Int((value >> 12) & 0x3F)])
-            out.append(rest == 2 ? alphabet[Int((value >> 6) & 0x3F)] : UInt8(ascii: "="))
-            out.append(UInt8(ascii: "="))
-        }
-        return String(decoding: out, as: UTF8.self)
     }
 
     /// Strict decoding: canonical padding, no whitespace, zero unused bits; nil if invalid.
@@ -99,44 +131,75 @@ public enum HandshakeKey {
     // MARK: SHA-1 (RFC 3174)
 
     static func sha1(_ message: [UInt8]) -> [UInt8] {
+        let digest = withUnsafeTemporaryAllocation(of: UInt8.self, capacity: paddedLength(message.count)) { buffer in
+            _ = UnsafeMutableBufferPointer(rebasing: buffer[..<message.count]).initialize(from: message)
+            return sha1Padding(buffer, messageLength: message.count)
+        }
+        return [UInt8](unsafeUninitializedCapacity: 20) { bytes, count in
+            digestBytes(digest, into: bytes)
+            count = 20
+        }
+    }
+
+    /// The length of a message of `length` bytes with SHA-1's padding: a 0x80, zeros, and the 64-bit
+    /// bit length, to a multiple of 64 bytes.
+    static func paddedLength(_ length: Int) -> Int {
+        (length + 8) / 64 * 64 + 64
+    }
+
+    /// SHA-1 of the first `messageLength` bytes of `buffer` (``paddedLength(_:)`` bytes long), which is
+    /// padded in place.
+    static func sha1Padding(
+        _ buffer: UnsafeMutableBufferPointer<UInt8>,
+        messageLength: Int
+    ) -> (UInt32, UInt32, UInt32, UInt32, UInt32) {
         var h: (UInt32, UInt32, UInt32, UInt32, UInt32) = (0x6745_2301, 0xEFCD_AB89, 0x98BA_DCFE, 0x1032_5476, 0xC3D2_E1F0)
-        var data = message
-        let bitLength = UInt64(message.count) * 8
-        data.append(0x80)
-        while data.count % 64 != 56 { data.append(0) }
-        for shift in stride(from: 56, through: 0, by: -8) { data.append(UInt8(truncatingIfNeeded: bitLength >> UInt64(shift))) }
-        var w = [UInt32](repeating: 0, count: 80)
-        for chunk in stride(from: 0, to: data.count, by: 64) {
-            for i in 0..<16 {
-                let b = chunk + i * 4
-                w[i] = UInt32(data[b]) << 24 | UInt32(data[b + 1]) << 16 | UInt32(data[b + 2]) << 8 | UInt32(data[b + 3])
-            }
-            for i in 16..<80 {
-                let x = w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16]
-                w[i] = x << 1 | x >> 31
-            }
-            var (a, b, c, d, e) = h
-            for i in 0..<80 {
-                let (f, k): (UInt32, UInt32)
-                switch i {
-                case 0..<20: (f, k) = ((b & c) | (~b & d), 0x5A82_7999)
-                case 20..<40: (f, k) = (b ^ c ^ d, 0x6ED9_EBA1)
-                case 40..<60: (f, k) = ((b & c) | (b & d) | (c & d), 0x8F1B_BCDC)
-                default: (f, k) = (b ^ c ^ d, 0xCA62_C1D6)
+        let total = paddedLength(messageLength)
+        let bitLength = UInt64(messageLength) * 8
+        buffer[messageLength] = 0x80
+        for index in (messageLength + 1)..<(total - 8) { buffer[index] = 0 }
+        for byte in 0..<8 { buffer[total - 8 + byte] = UInt8(truncatingIfNeeded: bitLength >> UInt64(56 - byte * 8)) }
+        return withUnsafeTemporaryAllocation(of: UInt32.self, capacity: 80) { w in
+            for chunk in stride(from: 0, to: total, by: 64) {
+                for i in 0..<16 {
+                    let b = chunk + i * 4
+                    w[i] = UInt32(buffer[b]) << 24 | UInt32(buffer[b + 1]) << 16 | UInt32(buffer[b + 2]) << 8 | UInt32(buffer[b + 3])
                 }
-                let temp = (a << 5 | a >> 27) &+ f &+ e &+ k &+ w[i]
-                e = d
-                d = c
-                c = b << 30 | b >> 2
-                b = a
-                a = temp
+                for i in 16..<80 {
+                    let x = w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16]
+                    w[i] = x << 1 | x >> 31
+                }
+                var (a, b, c, d, e) = h
+                for i in 0..<80 {
+                    let (f, k): (UInt32, UInt32)
+                    switch i {
+                    case 0..<20: (f, k) = ((b & c) | (~b & d), 0x5A82_7999)
+                    case 20..<40: (f, k) = (b ^ c ^ d, 0x6ED9_EBA1)
+                    case 40..<60: (f, k) = ((b & c) | (b & d) | (c & d), 0x8F1B_BCDC)
+                    default: (f, k) = (b ^ c ^ d, 0xCA62_C1D6)
+                    }
+                    let temp = (a << 5 | a >> 27) &+ f &+ e &+ k &+ w[i]
+                    e = d
+                    d = c
+                    c = b << 30 | b >> 2
+                    b = a
+                    a = temp
+                }
+                h = (h.0 &+ a, h.1 &+ b, h.2 &+ c, h.3 &+ d, h.4 &+ e)
             }
-            h = (h.0 &+ a, h.1 &+ b, h.2 &+ c, h.3 &+ d, h.4 &+ e)
+            return h
         }
-        var digest: [UInt8] = []
-        for word in [h.0, h.1, h.2, h.3, h.4] {
-            for shift in stride(from: 24, through: 0, by: -8) { digest.append(UInt8(truncatingIfNeeded: word >> UInt32(shift))) }
+    }
+
+    /// The digest's 20 bytes, big-endian words.
+    static func digestBytes(_ h: (UInt32, UInt32, UInt32, UInt32, UInt32), into bytes: UnsafeMutableBufferPointer<UInt8>) {
+        func write(_ word: UInt32, at index: Int) {
+            for byte in 0..<4 { bytes[index * 4 + byte] = UInt8(truncatingIfNeeded: word >> UInt32(24 - byte * 8)) }
         }
-        return digest
+        write(h.0, at: 0)
+        write(h.1, at: 1)
+        write(h.2, at: 2)
+        write(h.3, at: 3)
+        write(h.4, at: 4)
     }
 }

@@ -52,7 +52,7 @@ struct RelayConnection {
     }
 
     var phase: Phase
-    /// The client leg's TLS engine (a `crelay_tls*`), or nil on a plain listener.
+    /// The client leg's TLSShim `TLSEngine` (retained; `RelayTLS.with`/`free`), or nil on a plain listener.
     var tls: OpaquePointer?
     var client: Leg
     var upstream = Leg()

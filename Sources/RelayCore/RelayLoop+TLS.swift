@@ -1,5 +1,6 @@
 import CRelayCore
 import NIOCore
+import TLSShim
 
 #if canImport(Glibc)
 import Glibc
@@ -47,39 +48,63 @@ extension RelayLoop {
         _ handle: Slab<RelayConnection>.Handle
     ) -> Bool {
         var ciphertext = ciphertext
-        guard let engine = connection.pointee.tls else {
+        guard let pointer = connection.pointee.tls else {
             self.pool.give(ciphertext)
             return false
         }
-        var records = self.pool.take()
-        var plaintext = self.pool.take()
-        var result: Int32 = 0
-        while true {
-            if connection.pointee.phase == .tlsHandshake {
-                result = RelayTLS.handshake(engine, &ciphertext, &records)
+        // Whether the client's stream ended here; the connection is closed after the engine's last call.
+        let ended = RelayTLS.with(pointer) { engine -> Bool? in
+            var records = self.pool.take()
+            var plaintext = self.pool.take()
+            var more = true
+            var ended = false
+            while more, connection.pointee.client.fd >= 0 {
+                if connection.pointee.phase == .tlsHandshake {
+                    let result = RelayTLS.handshake(engine, &ciphertext, &records)
+                    records = self.sendRecords(records, connection)
+                    switch result {
+                    case .complete:
+                        connection.pointee.phase = .head
+                    case .needsInput:
+                        more = false
+                    case .needsOutputRoom:
+                        continue  // the records went out; OpenSSL writes the rest into the next buffer
+                    case .failed(let error):
+                        // Classified as the gateway's listeners classify it (close code 1015 there).
+                        self.tls?.countHandshakeFailure(error)
+                        ended = true
+                        more = false
+                    }
+                    continue
+                }
+                if plaintext.writableBytes == 0 {
+                    self.deliver(plaintext, connection, handle)
+                    plaintext = self.pool.take()
+                    guard connection.pointee.client.fd >= 0 else { break }
+                }
+                let result = RelayTLS.read(engine, &ciphertext, &records, into: &plaintext)
                 records = self.sendRecords(records, connection)
-                guard result == 1 else { break }
-                connection.pointee.phase = .head
-                continue
+                switch result {
+                case .plaintext, .needsOutputRoom:
+                    continue
+                case .needsInput:
+                    more = false
+                case .closeNotify, .failed:
+                    ended = true
+                    more = false
+                }
             }
-            if plaintext.writableBytes == 0 {
+            self.pool.give(ciphertext)
+            self.pool.give(records)
+            if plaintext.readableBytes > 0 && connection.pointee.client.fd >= 0 {
                 self.deliver(plaintext, connection, handle)
-                plaintext = self.pool.take()
-                guard connection.pointee.client.fd >= 0 else { break }
+            } else {
+                self.pool.give(plaintext)
             }
-            result = RelayTLS.read(engine, &ciphertext, &records, into: &plaintext)
-            records = self.sendRecords(records, connection)
-            guard result > 0 else { break }
+            return connection.pointee.client.fd >= 0 ? ended : nil
         }
-        self.pool.give(ciphertext)
-        self.pool.give(records)
-        if plaintext.readableBytes > 0 && connection.pointee.client.fd >= 0 {
-            self.deliver(plaintext, connection, handle)
-        } else {
-            self.pool.give(plaintext)
-        }
-        guard connection.pointee.client.fd >= 0 else { return false }
-        if result == RelayTLS.wantRead || result > 0 { return true }
+        guard let ended else { return false }
+        if !ended { return true }
         // The peer's close_notify or a TLS failure: the end of the client's stream.
         switch connection.pointee.phase {
         case .tlsHandshake, .head, .connecting, .awaitingSwitch:
@@ -127,13 +152,11 @@ extension RelayLoop {
     /// still owed to the socket (records must leave in order) and the handshake is done.
     func sendCloseNotify(_ engine: OpaquePointer, _ connection: UnsafeMutablePointer<RelayConnection>) {
         guard connection.pointee.phase != .tlsHandshake, connection.pointee.client.pending == nil else { return }
-        var none = self.pool.take()
         var records = self.pool.take()
-        _ = RelayTLS.shutdown(engine, &none, &records)
+        _ = RelayTLS.with(engine) { RelayTLS.shutdown($0, &records) }
         if records.readableBytes > 0 {
             _ = records.withUnsafeReadableBytes { Glibc.send(connection.pointee.client.fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
         }
-        self.pool.give(none)
         self.pool.give(records)
     }
 
@@ -141,7 +164,7 @@ extension RelayLoop {
     /// the engine failed.
     func seal(_ plaintext: consuming ByteBuffer, _ engine: OpaquePointer) -> ByteBuffer? {
         var records = self.pool.take()
-        let sealed = RelayTLS.write(engine, plaintext, into: &records)
+        let sealed = RelayTLS.with(engine) { RelayTLS.write($0, plaintext, into: &records) }
         self.pool.give(plaintext)
         guard sealed else {
             self.pool.give(records)

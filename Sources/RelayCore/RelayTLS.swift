@@ -1,128 +1,152 @@
-import CRelayCore
 import NIOCore
+import Synchronization
 import TLSShim
 
-/// A server-side TLS identity for the core's listener (issue #15 part 2, core22): an OpenSSL context with
-/// TLSShim's defaults (see `CRelayTLS.h`). Made once, before the loops start; shared read-only by them.
-public final class RelayTLSContext: @unchecked Sendable {
-    let context: OpaquePointer
+/// A `wss://` listener's TLS for the core's loops (issue #15 part 2): TLSShim's server context (SNI
+/// virtual hosts, ALPN, client certificates, session ID contexts, TLSShim's defaults) behind a
+/// ``TLSServerContextProvider``, so a reload changes what new connections get while the loops run.
+/// Made before the loops start; shared by them (the provider locks, the contexts are read-only).
+public final class RelayTLSContext: Sendable {
+    /// The server context new connections start on (``reload(_:)`` replaces it; connections keep theirs).
+    public let provider: TLSServerContextProvider
+    /// Failed handshakes by class (the gateway's close code 1015 accounting): counted once per failure.
+    private let failures = Mutex<[TLSError.Code: Int]>([:])
 
-    /// A server context from a PEM certificate chain and its private key, with TLSShim's default ciphers
-    /// (TLS 1.3: AES-128-GCM first, in server preference, as the gateway's listeners).
-    public init(
+    public init(_ context: TLSServerContext) {
+        self.provider = TLSServerContextProvider(context)
+    }
+
+    /// A context from a TLSShim configuration (reads its files: call it before the loops start).
+    public convenience init(configuration: TLSServerConfiguration) throws(RelayCoreError) {
+        do {
+            self.init(try TLSServerContext(configuration: configuration))
+        } catch {
+            throw RelayCoreError(call: "TLS context: \(error)", errno: 0)
+        }
+    }
+
+    /// A default identity from a PEM certificate chain and its private key, and virtual hosts the SNI
+    /// selects (one name each), with TLSShim's defaults (TLS 1.3: AES-128-GCM first, in server preference,
+    /// as the gateway's listeners).
+    public convenience init(
         certificatePEM: String,
         privateKeyPEM: String,
+        virtualHosts: [(serverName: String, certificatePEM: String, privateKeyPEM: String)] = [],
         cipherList: String = TLSDefaults.cipherList,
         cipherSuites: String = TLSDefaults.cipherSuites
     ) throws(RelayCoreError) {
-        var reason = [CChar](repeating: 0, count: 256)
-        guard
-            let context = crelay_tls_server_context(certificatePEM, privateKeyPEM, cipherList, cipherSuites, &reason, reason.count)
-        else {
-            throw RelayCoreError(
-                call: "TLS context: " + String(decoding: reason.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self),
-                errno: 0
-            )
-        }
-        self.context = context
+        let identity = TLSIdentity(certificateChain: .pem(certificatePEM), privateKey: .pem(privateKeyPEM))
+        try self.init(
+            configuration: TLSServerConfiguration(defaultIdentity: identity) {
+                $0.virtualHosts = virtualHosts.map {
+                    TLSVirtualHost(
+                        serverNames: [$0.serverName],
+                        identity: TLSIdentity(certificateChain: .pem($0.certificatePEM), privateKey: .pem($0.privateKeyPEM))
+                    )
+                }
+                $0.cipherList = cipherList
+                $0.cipherSuites = cipherSuites
+            }
+        )
     }
 
-    /// A client context that verifies nothing (tests drive a client engine against the server's).
-    init(unverifiedClient: ()) {
-        self.context = crelay_tls_client_context()!
+    /// Builds a context from `configuration` on the calling thread (not a loop's) and installs it for the
+    /// connections accepted from now on; on error the current one stays.
+    public func reload(_ configuration: TLSServerConfiguration) throws {
+        try self.provider.reload(configuration)
     }
 
-    deinit { crelay_tls_context_free(self.context) }
+    /// Failed handshakes so far, by ``TLSError/Code``.
+    public var handshakeFailures: [TLSError.Code: Int] { self.failures.withLock { $0 } }
 
-    /// A new connection's engine (freed with ``RelayTLS/free(_:)``).
-    func makeEngine() -> OpaquePointer? { crelay_tls_new(self.context) }
+    func countHandshakeFailure(_ error: TLSError) {
+        self.failures.withLock { $0[error.code, default: 0] += 1 }
+    }
+
+    /// A new connection's engine, retained behind the pointer the connection keeps (``RelayTLS/free(_:)``).
+    func makeEngine() -> OpaquePointer? {
+        guard let engine = try? self.provider.current.makeEngine() else { return nil }
+        return OpaquePointer(Unmanaged.passRetained(engine).toOpaque())
+    }
 }
 
-/// The calls of one TLS connection's engine over pool buffers: ciphertext from a socket read is the input
-/// window (consumed as OpenSSL takes it), records OpenSSL writes go into `records` (sent to the socket
-/// before anything else is sealed, so records leave in sequence order), and plaintext is decrypted
-/// straight into a pool buffer. No pointer outlives the call that sets it.
+/// The calls of one connection's ``TLSEngine`` over pool buffers: ciphertext from a socket read is the
+/// input window (consumed as OpenSSL takes it), records OpenSSL writes go into `records` (sent to the
+/// socket before anything else is sealed, so records leave in sequence order), and plaintext is
+/// decrypted straight into a pool buffer. No pointer outlives the call that lends it.
 enum RelayTLS {
-    /// What an engine call returned (`CRelayTLS.h`).
-    static let wantRead = Int32(CRELAY_TLS_WANT_READ)
-    static let closed = Int32(CRELAY_TLS_CLOSED)
-    static let failed = Int32(CRELAY_TLS_FAILED)
     /// Room reserved for records a handshake or read call writes (a flight, two session tickets, an alert).
     static let recordRoom = 4096
 
-    static func free(_ engine: OpaquePointer) { crelay_tls_free(engine) }
+    /// The engine behind a connection's pointer, without a retain (the connection holds one).
+    @inline(__always)
+    static func with<Result>(_ pointer: OpaquePointer, _ body: (TLSEngine) -> Result) -> Result {
+        Unmanaged<TLSEngine>.fromOpaque(UnsafeRawPointer(pointer))._withUnsafeGuaranteedRef(body)
+    }
+
+    static func free(_ pointer: OpaquePointer) { Unmanaged<TLSEngine>.fromOpaque(UnsafeRawPointer(pointer)).release() }
 
     /// The plaintext bytes a pool buffer of `bufferSize` bytes can hold so that their records still fit it.
     static func plaintextRoom(bufferSize: Int) -> Int {
-        bufferSize - (crelay_tls_output_bound(bufferSize) - bufferSize)
+        bufferSize - (TLSEngine.recordBound(plaintextBytes: bufferSize) - bufferSize)
     }
 
-    /// Advances the handshake over `ciphertext`: 1 done, ``wantRead`` or ``failed``.
-    static func handshake(_ engine: OpaquePointer, _ ciphertext: inout ByteBuffer, _ records: inout ByteBuffer) -> Int32 {
-        self.call(engine, &ciphertext, &records) { crelay_tls_handshake($0) }
+    /// Advances the handshake over `ciphertext`.
+    static func handshake(_ engine: TLSEngine, _ ciphertext: inout ByteBuffer, _ records: inout ByteBuffer) -> TLSEngine.HandshakeResult {
+        self.call(&ciphertext, &records) { engine.handshake(&$0) }
     }
 
     /// Writes a close_notify into `records` (the loop's end of a TLS client, and the test peers').
-    static func shutdown(_ engine: OpaquePointer, _ ciphertext: inout ByteBuffer, _ records: inout ByteBuffer) -> Int32 {
-        self.call(engine, &ciphertext, &records) { crelay_tls_shutdown($0) }
+    static func shutdown(_ engine: TLSEngine, _ records: inout ByteBuffer) -> TLSEngine.ShutdownResult {
+        var none = ByteBuffer()
+        return self.call(&none, &records) { engine.shutdown(&$0) }
     }
 
-    /// Decrypts into `plaintext`'s writable bytes: the count (> 0), ``wantRead``, ``closed`` or ``failed``.
+    /// Decrypts into `plaintext`'s writable bytes.
     static func read(
-        _ engine: OpaquePointer,
+        _ engine: TLSEngine,
         _ ciphertext: inout ByteBuffer,
         _ records: inout ByteBuffer,
         into plaintext: inout ByteBuffer
-    ) -> Int32 {
-        let result = self.call(engine, &ciphertext, &records) { engine in
-            plaintext.withUnsafeMutableWritableBytes {
-                crelay_tls_read(engine, $0.baseAddress?.assumingMemoryBound(to: UInt8.self), $0.count)
-            }
+    ) -> TLSEngine.ReadResult {
+        let result = self.call(&ciphertext, &records) { windows in
+            plaintext.withUnsafeMutableWritableBytes { engine.read(into: $0, &windows) }
         }
-        if result > 0 { plaintext.moveWriterIndex(forwardBy: Int(result)) }
+        if case .plaintext(let count) = result { plaintext.moveWriterIndex(forwardBy: count) }
         return result
     }
 
-    /// Encrypts all of `plaintext`'s readable bytes into `records`; `false` on failure.
-    static func write(_ engine: OpaquePointer, _ plaintext: ByteBuffer, into records: inout ByteBuffer) -> Bool {
-        let count = plaintext.readableBytes
-        var result: Int32 = 0
-        records.writeWithUnsafeMutableBytes(minimumWritableBytes: crelay_tls_output_bound(count)) { output in
-            crelay_tls_set_output(engine, output.baseAddress?.assumingMemoryBound(to: UInt8.self), output.count)
-            result = plaintext.withUnsafeReadableBytes {
-                crelay_tls_write(engine, $0.baseAddress?.assumingMemoryBound(to: UInt8.self), $0.count)
-            }
-            let used = crelay_tls_output_used(engine)
-            crelay_tls_set_output(engine, nil, 0)
-            return used
+    /// Seals all of `plaintext`'s readable bytes into `records`; `false` on failure.
+    static func write(_ engine: TLSEngine, _ plaintext: ByteBuffer, into records: inout ByteBuffer) -> Bool {
+        var sealed = false
+        records.writeWithUnsafeMutableBytes(minimumWritableBytes: TLSEngine.recordBound(plaintextBytes: plaintext.readableBytes)) {
+            var windows = TLSEngine.Windows(input: UnsafeRawBufferPointer(start: nil, count: 0), output: $0)
+            if case .sealed = plaintext.withUnsafeReadableBytes({ engine.write($0, &windows) }) { sealed = true }
+            return windows.produced
         }
-        return result == Int32(count)
+        return sealed
     }
 
     /// One engine call with `ciphertext`'s readable bytes as its input and `records` taking its output.
     @inline(__always)
-    private static func call(
-        _ engine: OpaquePointer,
+    private static func call<Result>(
         _ ciphertext: inout ByteBuffer,
         _ records: inout ByteBuffer,
-        _ body: (OpaquePointer) -> Int32
-    ) -> Int32 {
-        var result: Int32 = 0
+        _ body: (inout TLSEngine.Windows) -> Result
+    ) -> Result {
+        var result: Result? = nil
         let before = ciphertext.readableBytes
         let left = ciphertext.withUnsafeReadableBytes { input in
-            crelay_tls_set_input(engine, input.baseAddress?.assumingMemoryBound(to: UInt8.self), input.count)
+            var left = 0
             records.writeWithUnsafeMutableBytes(minimumWritableBytes: Self.recordRoom) { output in
-                crelay_tls_set_output(engine, output.baseAddress?.assumingMemoryBound(to: UInt8.self), output.count)
-                result = body(engine)
-                let used = crelay_tls_output_used(engine)
-                crelay_tls_set_output(engine, nil, 0)
-                return used
+                var windows = TLSEngine.Windows(input: input, output: output)
+                result = body(&windows)
+                left = windows.input.count
+                return windows.produced
             }
-            let left = crelay_tls_input_left(engine)
-            crelay_tls_set_input(engine, nil, 0)
             return left
         }
         ciphertext.moveReaderIndex(forwardBy: before - left)
-        return result
+        return result!
     }
 }

@@ -18,6 +18,10 @@ import NIOCore
 /// One object per `SSL*`, used as both its read and its write BIO; OpenSSL owns the `BIO` (freed by
 /// `SSL_free`), the connection owns this object, and the `BIO` points back at it unretained. Confined to
 /// the connection's event loop; not Sendable.
+///
+/// A ``TLSEngine``'s BIO is *windowed* instead: OpenSSL reads ciphertext from, and writes records into,
+/// memory the engine's caller lends for one call (``inputWindow``, ``outputWindow``); the queues stay
+/// empty. It has a `BIO_METHOD` of its own (`windowBIOMethod`), so the handler's callbacks are unchanged.
 final class ByteBufferBIO {
     /// The `BIO` handed to `SSL_set_bio`.
     let bio: OpaquePointer
@@ -30,12 +34,20 @@ final class ByteBufferBIO {
     /// Capacity for the next outbound buffer (``reserveOutbound(_:)``).
     private var outboundReservation = 0
     private static let allocator = ByteBufferAllocator()
+    /// Engine mode: ciphertext and records in caller memory lent for one call (see the type's doc).
+    let windowed: Bool
+    /// Engine mode: ciphertext OpenSSL has not read yet, where the caller has it.
+    var inputWindow = UnsafeRawBufferPointer(start: nil, count: 0)
+    /// Engine mode: where records go; ``outputUsed`` bytes at its start are written.
+    var outputWindow = UnsafeMutableRawBufferPointer(start: nil, count: 0)
+    var outputUsed = 0
 
-    init() {
-        guard let bio = BIO_new(byteBufferBIOMethod) else {
+    init(windowed: Bool = false) {
+        guard let bio = BIO_new(windowed ? windowBIOMethod : byteBufferBIOMethod) else {
             fatalError("BIO_new failed: out of memory")
         }
         self.bio = bio
+        self.windowed = windowed
         BIO_set_data(bio, Unmanaged.passUnretained(self).toOpaque())
     }
 
@@ -79,6 +91,28 @@ final class ByteBufferBIO {
     /// What the queued ciphertext keeps allocated: the whole storage of every buffer in the queue.
     var inboundStorageBytes: Int {
         self.inbound.reduce(0) { $0 + $1.storageCapacity }
+    }
+
+    // MARK: Windows (engine mode)
+
+    /// Copies up to `target.count` bytes of the input window into `target` and moves the window past them.
+    fileprivate func readWindow(into target: UnsafeMutableRawBufferPointer) -> Int {
+        let count = min(target.count, self.inputWindow.count)
+        guard count > 0, let source = self.inputWindow.baseAddress, let destination = target.baseAddress else { return 0 }
+        destination.copyMemory(from: source, byteCount: count)
+        self.inputWindow = UnsafeRawBufferPointer(rebasing: self.inputWindow[count...])
+        return count
+    }
+
+    /// Appends `bytes` (one record, or a part OpenSSL writes whole) to the output window; `false` when it
+    /// does not fit: nothing is written, and OpenSSL keeps the record for a call with more room.
+    fileprivate func writeWindow(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        guard bytes.count <= self.outputWindow.count - self.outputUsed, let base = self.outputWindow.baseAddress,
+            let source = bytes.baseAddress
+        else { return false }
+        (base + self.outputUsed).copyMemory(from: source, byteCount: bytes.count)
+        self.outputUsed += bytes.count
+        return true
     }
 
     // MARK: Outbound
@@ -171,6 +205,66 @@ private func byteBufferBIOControl(
         return ByteBufferBIO.from(bio)?.inboundBytes ?? 0
     case BIO_CTRL_WPENDING:
         return ByteBufferBIO.from(bio)?.outboundBytes ?? 0
+    default:
+        return 0
+    }
+}
+
+// MARK: - Windowed BIO (TLSEngine)
+
+/// The `BIO_METHOD` of windowed ``ByteBufferBIO``s (``TLSEngine``): the same object, its windows instead of
+/// its queues. Made once per process, read-only afterwards.
+nonisolated(unsafe) private let windowBIOMethod: OpaquePointer = {
+    let type = BIO_get_new_index()
+    guard type != -1, let method = BIO_meth_new(type | BIO_TYPE_SOURCE_SINK, "wsgate memory window") else {
+        fatalError("BIO_meth_new failed")
+    }
+    guard BIO_meth_set_write(method, windowBIOWrite) == 1,
+        BIO_meth_set_read(method, windowBIORead) == 1,
+        BIO_meth_set_ctrl(method, windowBIOControl) == 1,
+        BIO_meth_set_create(method, byteBufferBIOCreate) == 1
+    else { fatalError("BIO_meth_set_* failed") }
+    return method
+}()
+
+/// The BIO's object for the length of `body`, without a retain (the engine owns it and outlives the call).
+@inline(__always)
+private func withWindowState<Result>(_ bio: OpaquePointer, _ body: (ByteBufferBIO) -> Result) -> Result? {
+    guard let pointer = BIO_get_data(bio) else { return nil }
+    return Unmanaged<ByteBufferBIO>.fromOpaque(pointer)._withUnsafeGuaranteedRef(body)
+}
+
+/// The input window's bytes, or -1 with "retry read" when it is empty (the caller brings more).
+private func windowBIORead(_ bio: OpaquePointer?, _ data: UnsafeMutablePointer<CChar>?, _ length: Int32) -> Int32 {
+    guard let bio, let data, length > 0 else { return 0 }
+    copenssl_BIO_clear_retry_flags(bio)
+    let copied = withWindowState(bio) { $0.readWindow(into: UnsafeMutableRawBufferPointer(start: data, count: Int(length))) } ?? 0
+    guard copied > 0 else {
+        copenssl_BIO_set_retry_read(bio)
+        return -1
+    }
+    return Int32(copied)
+}
+
+/// All of the bytes into the output window or, when they do not fit, none, with "retry write": OpenSSL
+/// keeps the record and writes it again on the next call.
+private func windowBIOWrite(_ bio: OpaquePointer?, _ data: UnsafePointer<CChar>?, _ length: Int32) -> Int32 {
+    guard let bio, let data, length > 0 else { return 0 }
+    copenssl_BIO_clear_retry_flags(bio)
+    guard withWindowState(bio, { $0.writeWindow(UnsafeRawBufferPointer(start: data, count: Int(length))) }) == true else {
+        copenssl_BIO_set_retry_write(bio)
+        return -1
+    }
+    return length
+}
+
+private func windowBIOControl(_ bio: OpaquePointer?, _ command: Int32, _ argument: Int, _ pointer: UnsafeMutableRawPointer?) -> Int {
+    guard let bio else { return 0 }
+    switch command {
+    case BIO_CTRL_FLUSH, BIO_CTRL_DUP:
+        return 1
+    case BIO_CTRL_PENDING:
+        return withWindowState(bio) { $0.inputWindow.count } ?? 0
     default:
         return 0
     }

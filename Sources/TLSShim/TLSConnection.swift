@@ -19,7 +19,8 @@ final class TLSConnection {
 
     let ssl: OpaquePointer
     /// The BIO both ways (owned by `ssl` once set; this object is what it reads from and writes to).
-    private let io: ByteBufferBIO
+    /// Windowed for a ``TLSEngine``, queued for the handler.
+    let io: ByteBufferBIO
     /// Strong references that keep the `SSL_CTX`s and callback arguments alive as long as the `SSL*`.
     let serverContext: TLSServerContext?
     let clientContext: TLSClientContext?
@@ -31,13 +32,13 @@ final class TLSConnection {
     /// Client side: the key under which this connection's sessions are cached.
     let sessionKey: String?
 
-    /// A server-side connection.
-    init(serverContext: TLSServerContext) throws {
+    /// A server-side connection (`windowed`: a ``TLSEngine``'s, over caller memory).
+    init(serverContext: TLSServerContext, windowed: Bool = false) throws {
         guard let ssl = SSL_new(serverContext.defaultContext) else {
             throw OpenSSLErrorQueue.error(.invalidConfiguration, "SSL_new failed")
         }
         self.ssl = ssl
-        self.io = ByteBufferBIO()
+        self.io = ByteBufferBIO(windowed: windowed)
         self.serverContext = serverContext
         self.clientContext = nil
         self.sessionKey = nil
@@ -48,13 +49,13 @@ final class TLSConnection {
     }
 
     /// A client-side connection toward `serverName` (a DNS name or an IP literal; nil: no SNI and no
-    /// name check, which full verification refuses).
-    init(clientContext: TLSClientContext, serverName: String?) throws {
+    /// name check, which full verification refuses; `windowed`: a ``TLSEngine``'s, over caller memory).
+    init(clientContext: TLSClientContext, serverName: String?, windowed: Bool = false) throws {
         guard let ssl = SSL_new(clientContext.context) else {
             throw OpenSSLErrorQueue.error(.invalidConfiguration, "SSL_new failed")
         }
         self.ssl = ssl
-        self.io = ByteBufferBIO()
+        self.io = ByteBufferBIO(windowed: windowed)
         self.serverContext = nil
         self.clientContext = clientContext
         SSL_set_bio(ssl, self.io.bio, self.io.bio)  // one reference, owned by the SSL from here on

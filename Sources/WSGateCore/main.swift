@@ -1,7 +1,7 @@
 // wsgate-core: the epoll data-plane prototype of issue #15 part 2, for the load harness only.
 //   wsgate-core --listen 127.0.0.1:18905 --upstream 127.0.0.1:18900 [--loops 2]
-//               [--tls-cert PEM --tls-key PEM] [--batch on|off] [--key-batch BYTES] [--buffer BYTES]
-// ws://, or wss:// with --tls-cert/--tls-key (core22); limits as the bench config of wsgate (16 MiB frames and messages, 100,000 fragments).
+//               [--tls-cert PEM --tls-key PEM [--tls-host NAME:PEM:KEY]...] [--batch on|off] [--key-batch BYTES] [--buffer BYTES]
+// ws://, or wss:// with --tls-cert/--tls-key (core22), plus SNI virtual hosts with --tls-host (engine23); limits as the bench config of wsgate (16 MiB frames and messages, 100,000 fragments).
 import Frames
 import RelayCore
 
@@ -33,6 +33,7 @@ func contents(of path: String) -> String {
 var configuration = RelayCoreConfiguration()
 var certificatePath: String?
 var keyPath: String?
+var virtualHosts: [(serverName: String, certificatePEM: String, privateKeyPEM: String)] = []
 configuration.listenPort = 18905
 configuration.loops = 2
 configuration.frameLimits.maxFrameSize = 16 << 20
@@ -57,6 +58,10 @@ while let flag = arguments.popFirst() {
         configuration.loops = loops
     case "--tls-cert": certificatePath = value
     case "--tls-key": keyPath = value
+    case "--tls-host":
+        let parts = value.split(separator: ":", maxSplits: 2).map(String.init)
+        guard parts.count == 3 else { fatalError("--tls-host NAME:CERT-PEM:KEY-PEM") }
+        virtualHosts.append((parts[0], contents(of: parts[1]), contents(of: parts[2])))
     case "--batch": configuration.batchedParsing = value != "off"
     case "--buffer":
         guard let bytes = Int(value), bytes >= 4096 else { fatalError("--buffer BYTES (at least 4096)") }
@@ -71,7 +76,7 @@ while let flag = arguments.popFirst() {
         configuration.maskingKeyBatchBytes = bytes
     default:
         fatalError(
-            "usage: wsgate-core --listen HOST:PORT --upstream HOST:PORT [--loops N] [--tls-cert PEM --tls-key PEM] [--batch on|off] [--key-batch BYTES] [--buffer BYTES]"
+            "usage: wsgate-core --listen HOST:PORT --upstream HOST:PORT [--loops N] [--tls-cert PEM --tls-key PEM [--tls-host NAME:PEM:KEY]...] [--batch on|off] [--key-batch BYTES] [--buffer BYTES]"
         )
     }
 }
@@ -91,7 +96,11 @@ signal(SIGPIPE, SIG_IGN)
 guard let signals = try? TerminationSignals() else { fatalError("signalfd: \(String(cString: strerror(errno)))") }
 do {
     if let certificatePath, let keyPath {
-        configuration.tls = try RelayTLSContext(certificatePEM: contents(of: certificatePath), privateKeyPEM: contents(of: keyPath))
+        configuration.tls = try RelayTLSContext(
+            certificatePEM: contents(of: certificatePath),
+            privateKeyPEM: contents(of: keyPath),
+            virtualHosts: virtualHosts
+        )
     }
     let core = try RelayCore(configuration)
     print(

@@ -22,6 +22,19 @@ import Testing
         #expect(hex(HandshakeKey.sha1(Array(repeating: UInt8(ascii: "a"), count: 1_000_000))) == "34aa973cd4c4daa4f61eeb2bdbad27316534016f")
     }
 
+    /// The padding boundaries (a message of 55 bytes pads into one block, 56 into two; issue #15 pads in
+    /// place): bytes `i % 251`, digests from Python's hashlib.
+    @Test(arguments: [
+        (55, "8ae2d46729cfe68ff927af5eec9c7d1b66d65ac2"), (56, "636e2ec698dac903498e648bd2f3af641d3c88cb"),
+        (57, "7cb1330f35244b57437539253304ea78a6b7c443"), (63, "6d942da0c4392b123528f2905c713a3ce28364bd"),
+        (64, "c6138d514ffa2135bfce0ed0b8fac65669917ec7"), (65, "69bd728ad6e13cd76ff19751fde427b00e395746"),
+        (119, "41c89d06001bab4ab78736b44efe7ce18ce6ae08"), (120, "d3dbd653bd8597b7475321b60a36891278e6a04a"),
+    ])
+    func sha1AtThePaddingBoundaries(length: Int, digest: String) {
+        let bytes = HandshakeKey.sha1((0..<length).map { UInt8($0 % 251) })
+        #expect(bytes.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined() == digest)
+    }
+
     @Test(arguments: ["dGhlIHNhbXBsZSBub25jZQ==", "AAAAAAAAAAAAAAAAAAAAAA==", "/////////////////////w=="])
     func validKeys(key: String) {
         #expect(HandshakeKey.isValidKey(key))

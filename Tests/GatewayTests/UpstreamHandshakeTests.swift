@@ -171,4 +171,39 @@ extension ByteBuffer {
         #expect(decoded.uri == "/in/chat?x=1" && decoded.headers["X-Forwarded-For"] == ["192.0.2.7"])
         #expect(decoded.headers["X-Forwarded-Proto"] == ["https"] && decoded.headers["Host"] == ["[::1]:8080"])
     }
+
+    /// The forwarding headers are written straight into the request for a peer that is not trusted
+    /// (issue #15): the same lines, in the same order, as ``ForwardingHeaders/headers(incoming:hop:)``
+    /// gives, for every kind of peer and scheme, trusted or not.
+    @Test(arguments: [false, true])
+    func forwardingHeadersAreExactlyForwardingHeadersOwn(peerIsTrusted: Bool) throws {
+        var headers = HTTPHeaders()
+        for (name, value) in [
+            ("Host", "gw.example:8443"), ("Upgrade", "websocket"), ("Connection", "Upgrade"), ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+            ("Sec-WebSocket-Version", "13"), ("X-Forwarded-For", "203.0.113.9"), ("Forwarded", "for=203.0.113.9"), ("X-Forwarded-Proto", "https"),
+        ] {
+            headers.add(name: name, value: value)
+        }
+        let route = GatewayConfiguration.Route(upstreams: [.init(scheme: .ws, host: "127.0.0.1", port: 80, path: "/")])
+        let head = HTTPRequestHead(version: .http1_1, method: .GET, uri: "/", headers: headers)
+        let request = try #require(try? ClientUpgradeRequest.validate(head, limits: .init(), routes: RouteTable([route])).get())
+        for peer in [IPAddress("192.0.2.7"), IPAddress("2001:db8::1"), nil] {
+            for usedTLS in [false, true] {
+                let bytes = UpstreamHandshakeTests.handshake().requestHead(
+                    for: request,
+                    upstream: route.upstreams[0],
+                    peer: peer,
+                    peerIsTrusted: peerIsTrusted,
+                    clientUsedTLS: usedTLS
+                )
+                let hop = ForwardingHeaders.Hop(peer: peer, peerIsTrusted: peerIsTrusted, usedTLS: usedTLS, host: request.authority)
+                let expected = ForwardingHeaders.headers(incoming: head.headers.lazy.map { (name: $0.name, value: $0.value) }, hop: hop)
+                    .map { "\($0.0): \($0.1)" }
+                let lines = String(buffer: bytes).components(separatedBy: "\r\n")
+                func name(_ line: String) -> Substring { line.prefix { $0 != ":" } }
+                let written = lines.filter { line in expected.contains { name($0) == name(line) } }
+                #expect(written == expected, "peer \(String(describing: peer)), TLS \(usedTLS)")
+            }
+        }
+    }
 }

@@ -1,4 +1,3 @@
-import CRelayCore
 import Frames
 import NIOCore
 import TLSShim
@@ -6,43 +5,58 @@ import Testing
 
 @testable import RelayCore
 
-/// The loop's TLS engine (core22) between two engines over memory buffers: the handshake as a phase,
-/// ciphertext handed over in reads of every size down to one byte, records sealed into pool buffers.
+/// The loop's TLS calls (TLSShim's `TLSEngine` over pool buffers) between two engines over memory
+/// buffers: the handshake as a phase, ciphertext handed over in reads of every size down to one byte,
+/// records sealed into pool buffers.
 @Suite struct RelayTLSTests {
     static let certificate = try! TLSCertificateGenerator.selfSigned(TLSCertificateRequest(commonName: "localhost"))
+    /// A client that verifies nothing (the certificates are self-signed).
+    static let client = try! TLSClientContext(configuration: TLSClientConfiguration { $0.certificateVerification = .none })
+
+    /// The engine a listener's context makes for an accepted connection (owned from here on).
+    static func serverEngine(_ context: RelayTLSContext) -> TLSEngine {
+        Unmanaged<TLSEngine>.fromOpaque(UnsafeRawPointer(context.makeEngine()!)).takeRetainedValue()
+    }
 
     /// One side of an in-memory TLS connection: its engine and the ciphertext that came to it.
     final class Peer {
-        let engine: OpaquePointer
+        let engine: TLSEngine
         var inbox = ByteBuffer()
         var handshakeDone = false
         var plaintext = ByteBuffer()
-        var ended: Int32?
+        var closeNotify = false
+        var failure: TLSError?
 
-        init(_ context: RelayTLSContext) { self.engine = context.makeEngine()! }
-        deinit { RelayTLS.free(self.engine) }
+        init(_ engine: TLSEngine) { self.engine = engine }
 
         /// Hands the engine at most `chunk` bytes of its inbox; what it writes goes to `peer`'s inbox.
         func step(chunk: Int, to peer: Peer) {
             var ciphertext = self.inbox.readSlice(length: min(chunk, self.inbox.readableBytes)) ?? ByteBuffer()
             var records = ByteBuffer()
-            while true {
+            loop: while true {
                 if !self.handshakeDone {
-                    let result = RelayTLS.handshake(self.engine, &ciphertext, &records)
-                    if result == 1 {
-                        self.handshakeDone = true
-                        continue
+                    switch RelayTLS.handshake(self.engine, &ciphertext, &records) {
+                    case .complete: self.handshakeDone = true
+                    case .needsInput, .needsOutputRoom: break loop
+                    case .failed(let error):
+                        self.failure = error
+                        break loop
                     }
-                    if result != RelayTLS.wantRead { self.ended = result }
-                    break
+                    continue
                 }
                 var room = ByteBuffer()
                 room.reserveCapacity(4096)
                 let result = RelayTLS.read(self.engine, &ciphertext, &records, into: &room)
                 self.plaintext.writeBuffer(&room)
-                if result <= 0 {
-                    if result != RelayTLS.wantRead { self.ended = result }
-                    break
+                switch result {
+                case .plaintext: continue
+                case .needsInput, .needsOutputRoom: break loop
+                case .closeNotify:
+                    self.closeNotify = true
+                    break loop
+                case .failed(let error):
+                    self.failure = error
+                    break loop
                 }
             }
             #expect(ciphertext.readableBytes == 0, "the engine takes every byte it is handed")
@@ -56,10 +70,9 @@ import Testing
         }
     }
 
-    static func pair() throws -> (server: Peer, client: Peer) {
-        let server = try RelayTLSContext(certificatePEM: Self.certificate.certificatePEM, privateKeyPEM: Self.certificate.privateKeyPEM)
-        let client = RelayTLSContext(unverifiedClient: ())
-        return (Peer(server), Peer(client))
+    static func pair(_ context: RelayTLSContext? = nil, serverName: String? = nil) throws -> (server: Peer, client: Peer) {
+        let context = try context ?? RelayTLSContext(certificatePEM: Self.certificate.certificatePEM, privateKeyPEM: Self.certificate.privateKeyPEM)
+        return (Peer(Self.serverEngine(context)), Peer(try Self.client.makeEngine(serverName: serverName)))
     }
 
     /// Runs both engines until neither has anything left to read.
@@ -76,7 +89,7 @@ import Testing
         let (server, client) = try Self.pair()
         Self.exchange(server, client, chunk: chunk)
         #expect(server.handshakeDone && client.handshakeDone)
-        #expect(server.ended == nil && client.ended == nil)
+        #expect(server.failure == nil && client.failure == nil)
 
         let request = Array("GET / HTTP/1.1\r\nHost: localhost\r\n\r\n".utf8)
         client.send(request, to: server)
@@ -91,18 +104,21 @@ import Testing
         let (server, _) = try Self.pair()
         var ciphertext = ByteBuffer(string: "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
         var records = ByteBuffer()
-        #expect(RelayTLS.handshake(server.engine, &ciphertext, &records) == RelayTLS.failed)
+        guard case .failed(let error) = RelayTLS.handshake(server.engine, &ciphertext, &records) else {
+            Issue.record("the handshake did not fail")
+            return
+        }
+        #expect(error.code.isHandshakeFailure)
     }
 
     @Test func theClientsCloseNotifyEndsTheServersReads() throws {
         let (server, client) = try Self.pair()
         Self.exchange(server, client, chunk: 1 << 20)
         var records = ByteBuffer()
-        var none = ByteBuffer()
-        _ = RelayTLS.shutdown(client.engine, &none, &records)
+        #expect(RelayTLS.shutdown(client.engine, &records) == .sent)
         server.inbox.writeBuffer(&records)
         server.step(chunk: 1 << 20, to: client)
-        #expect(server.ended == RelayTLS.closed)
+        #expect(server.closeNotify)
     }
 
     /// A read of an upstream leaves room for the records' overhead: sealing it never grows the pool buffer
@@ -124,7 +140,30 @@ import Testing
     @Test func theServerChoosesTLSShimsFirstSuite() throws {
         let (server, client) = try Self.pair()
         Self.exchange(server, client, chunk: 1 << 20)
-        #expect(String(cString: crelay_tls_cipher_name(server.engine)) == "TLS_AES_128_GCM_SHA256")
+        #expect(server.engine.connectionInfo.cipherSuite == "TLS_AES_128_GCM_SHA256")
+    }
+
+    static let apiHost = try! TLSCertificateGenerator.selfSigned(TLSCertificateRequest(commonName: "api.test") { $0.dnsNames = ["api.test"] })
+
+    /// A listener context with a virtual host: the SNI picks its certificate (TLSShim's client-hello
+    /// callback), and a reload gives connections made after it the new default.
+    @Test func sniAndReloadComeFromTLSShim() throws {
+        let context = try RelayTLSContext(
+            configuration: TLSServerConfiguration(defaultIdentity: Self.certificate.identity) {
+                $0.virtualHosts = [TLSVirtualHost(serverNames: ["api.test"], identity: Self.apiHost.identity)]
+            }
+        )
+        for (name, subject) in [("api.test", "CN=api.test"), ("other.test", "CN=localhost")] {
+            let (server, client) = try Self.pair(context, serverName: name)
+            Self.exchange(server, client, chunk: 1 << 20)
+            #expect(client.engine.connectionInfo.peerCertificateSubject == subject)
+            #expect(server.engine.connectionInfo.serverName == name)
+        }
+        try context.reload(TLSServerConfiguration(defaultIdentity: Self.apiHost.identity))
+        let (server, client) = try Self.pair(context)
+        Self.exchange(server, client, chunk: 1 << 20)
+        #expect(server.handshakeDone)
+        #expect(client.engine.connectionInfo.peerCertificateSubject == "CN=api.test")
     }
 }
 
@@ -134,33 +173,31 @@ import Testing
     /// A client engine over a ``TestSocket``: what it decrypts collects in `plaintext`.
     final class Client {
         let socket: TestSocket
-        let engine: OpaquePointer
+        let engine: TLSEngine
         var handshakeDone = false
         var plaintext = ByteBuffer()
         var ended = false
 
-        init(port: UInt16, context: RelayTLSContext) throws {
+        init(port: UInt16, serverName: String? = nil) throws {
             self.socket = try TestSocket(port: port)
-            self.engine = context.makeEngine()!
+            self.engine = try RelayTLSTests.client.makeEngine(serverName: serverName)
         }
-
-        deinit { RelayTLS.free(self.engine) }
 
         /// Hands what the socket received to the engine and sends what the engine wrote.
         func feed() throws {
             var records = ByteBuffer()
             if !self.handshakeDone {
                 let result = RelayTLS.handshake(self.engine, &self.socket.pending, &records)
-                self.handshakeDone = result == 1
-                #expect(result == 1 || result == RelayTLS.wantRead)
+                self.handshakeDone = result == .complete
+                #expect(result == .complete || result == .needsInput)
             }
             while self.handshakeDone {
                 var room = ByteBuffer()
                 room.reserveCapacity(16384)
                 let result = RelayTLS.read(self.engine, &self.socket.pending, &records, into: &room)
                 self.plaintext.writeBuffer(&room)
-                guard result > 0 else {
-                    self.ended = result == RelayTLS.closed
+                guard case .plaintext = result else {
+                    self.ended = result == .closeNotify
                     break
                 }
             }
@@ -196,7 +233,7 @@ import Testing
         configuration.tls = try RelayTLSContext(certificatePEM: certificate.certificatePEM, privateKeyPEM: certificate.privateKeyPEM)
         let core = try RelayCore(configuration)
         defer { core.stop() }
-        let client = try Client(port: core.port, context: RelayTLSContext(unverifiedClient: ()))
+        let client = try Client(port: core.port)
         try client.handshake()
 
         let key = RelayCoreSmokeTests.key
@@ -239,5 +276,24 @@ import Testing
         while try client.receive() {}
         #expect(client.plaintext.readableBytes == 0, "the gateway ends the client's TCP after the close handshake")
         #expect(client.ended, "with a close_notify before the TCP end")
+    }
+
+    /// A client that speaks plain HTTP to the `wss://` listener: its connection ends, and the failure is
+    /// counted under TLSShim's class (the gateway's close code 1015 accounting).
+    @Test func aFailedHandshakeIsCountedByItsClass() throws {
+        let upstream = try EchoUpstream()
+        var configuration = RelayCoreConfiguration()
+        configuration.upstreamPort = upstream.port
+        let certificate = RelayTLSTests.certificate
+        let tls = try RelayTLSContext(certificatePEM: certificate.certificatePEM, privateKeyPEM: certificate.privateKeyPEM)
+        configuration.tls = tls
+        let core = try RelayCore(configuration)
+        defer { core.stop() }
+        let socket = try TestSocket(port: core.port)
+        try socket.send(Array("GET / HTTP/1.1\r\nHost: test\r\n\r\n".utf8))
+        while try socket.receive() {}  // an alert, then the end of the stream
+        let failures = tls.handshakeFailures
+        #expect(failures.values.reduce(0, +) == 1)
+        #expect(failures.keys.allSatisfy { $0.isHandshakeFailure })
     }
 }

@@ -6,8 +6,6 @@
 
 #include <stdint.h>
 
-#include "CRelayTLS.h"
-
 #ifdef __cplusplus
 extern "C" {
 #endif

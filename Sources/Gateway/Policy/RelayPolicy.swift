@@ -53,12 +53,13 @@ struct RelayPolicyState {
 
         var pending: Pending
         var stash: ByteBuffer
-        var timer: Scheduled<Void>?
     }
 
     let policy: RelayPolicy
-    var lifetimeTimer: Scheduled<Void>?
-    var expiryTimer: Scheduled<Void>?
+    /// The lifetime and expiry timers were armed (once per connection, with the first leg; the
+    /// transport keeps them: ``RelayTimer``).
+    var lifetimeArmed = false
+    var expiryArmed = false
 
     init(_ policy: RelayPolicy) {
         self.policy = policy

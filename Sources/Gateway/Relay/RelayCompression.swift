@@ -116,7 +116,6 @@ struct TranscodeFlow {
         /// What the source sent after the point where inflation stopped (parsed on resume).
         var stash: ByteBuffer
         var reason: Reason
-        var timer: Scheduled<Void>?
     }
 
     /// The inflated bytes one read (or one resumption) may produce toward the destination: the

@@ -11,36 +11,34 @@ import NIOCore
 /// parser `inout` for a whole read while it calls back into the session, which reads and writes the
 /// directions; with the parser inside, that would be an overlapping access to the same property.
 struct RelayDirection {
-    var leg = RelaySession.LegState()
+    var leg = RelayLegState()
     /// permessage-deflate for this direction; `nil`: no compression (`RelaySession+Compression`).
     var transcoder: MessageTranscoder?
     /// The source leg's rate limits (`nil`: none).
     var limiter: RateLimiter?
     /// A frame from the source leg that a throttle holds back, with what was read after it.
     var throttled: RelayPolicyState.Throttled?
-    /// The gateway's keep-alive toward the source leg, and its timer.
+    /// The gateway's keep-alive toward the source leg (its timer: ``RelayTimer/keepAlive(_:)``).
     var keepAlive: KeepAlive?
-    var keepAliveTimer: Scheduled<Void>?
-    /// The frame deadline's timer (`RelaySession+FrameDeadline.swift`).
-    var frameTimer: Scheduled<Void>?
+    /// The frame deadline's timer (``RelayTimer/frameDeadline(_:)``, `RelaySession+FrameDeadline.swift`)
+    /// is armed.
+    var frameTimerArmed = false
 
     init(limiter: RateLimiter? = nil) {
         self.limiter = limiter.flatMap { $0.isActive ? $0 : nil }
     }
 }
 
-extension RelaySession {
-    /// Per-leg relay state, read into a local for the length of a read and stored back before anything
-    /// that looks at it (the close handshake) runs.
-    struct LegState {
-        /// FIN of the current data frame.
-        var fin = false
-        /// Payload bytes of the frame whose header was forwarded that are still to come: while it is not
-        /// zero, nothing else may be written in that direction.
-        var unfinishedPayload = 0
-        var stats = Stats()
-        /// When the frame or fragmented message now arriving from this leg began (seen at the end of a
-        /// read); `nil` between messages. Trickling does not move it (issue #10, behaviour 3).
-        var frameStart: NIODeadline?
-    }
+/// Per-leg relay state, read into a local for the length of a read and stored back before anything
+/// that looks at it (the close handshake) runs.
+struct RelayLegState {
+    /// FIN of the current data frame.
+    var fin = false
+    /// Payload bytes of the frame whose header was forwarded that are still to come: while it is not
+    /// zero, nothing else may be written in that direction.
+    var unfinishedPayload = 0
+    var stats = RelayStats()
+    /// When the frame or fragmented message now arriving from this leg began (seen at the end of a
+    /// read); `nil` between messages. Trickling does not move it (issue #10, behaviour 3).
+    var frameStart: NIODeadline?
 }

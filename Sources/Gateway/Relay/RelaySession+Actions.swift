@@ -3,7 +3,7 @@ import NIOCore
 
 /// Performing what the close handshakes decide (``RelayCloseState``): the actions, the Close frames
 /// the gateway writes, and the encoders for the frames it writes itself.
-extension RelaySession {
+extension Relay {
     func perform(_ actions: [RelayCloseState.Action]) {
         for action in actions {
             switch action {
@@ -17,21 +17,13 @@ extension RelaySession {
                 }
                 self.writeClose(message, to: side)
             case .startCloseTimer(let side):
-                self.closeTimers[side]?.cancel()
-                let session = NIOLoopBound(self, eventLoop: self.eventLoop)
-                self.closeTimers[side] = self.eventLoop.scheduleTask(in: self.closeTimeout) {
-                    let session = session.value
-                    session.perform(session.closeState.closeTimerFired(side, boundary: session.boundaries))
-                }
+                self.transport.cancel(.close(side))
+                self.schedule(.close(side), in: self.closeTimeout)
             case .startGraceTimer(let side):
-                self.graceTimer?.cancel()
-                let session = NIOLoopBound(self, eventLoop: self.eventLoop)
-                self.graceTimer = self.eventLoop.scheduleTask(in: self.violationGrace) {
-                    let session = session.value
-                    session.perform(session.closeState.graceExpired(side, boundary: session.boundaries))
-                }
+                self.transport.cancel(.grace(side))
+                self.schedule(.grace(side), in: self.violationGrace)
             case .closeLeg(let side):
-                self.closeTimers[side]?.cancel()
+                self.transport.cancel(.close(side))
                 self.closeConnection(side)
             case .finish:
                 self.closeConnection(.client)
@@ -43,9 +35,9 @@ extension RelaySession {
 
     /// Flushes what was written to `side` and closes its connection.
     func closeConnection(_ side: Side) {
-        guard let context = self.contexts[side] else { return }
-        context.flush()
-        context.close(promise: nil)
+        guard self.transport.isAttached(side) else { return }
+        self.transport.flush(side)
+        self.transport.close(side)
     }
 
     /// The encoder for frames the gateway writes toward `side`: masked with fresh keys toward the
@@ -58,14 +50,14 @@ extension RelaySession {
     /// should the stream toward `side` be mid-frame after all, its TCP connection is closed instead (a
     /// Close is never written inside a half-relayed frame, DESIGN §3).
     func writeClose(_ message: CloseMessage, to side: Side) {
-        guard let context = self.contexts[side] else { return }
+        guard self.transport.isAttached(side) else { return }
         if self.direction(side.other, { $0.leg.unfinishedPayload > 0 }) {
-            context.close(promise: nil)
+            self.transport.close(side)
             self.perform(self.closeState.closeImpossible(side, boundary: self.boundaries))
             return
         }
         var encoder = self.encoder(toward: side)
-        var bytes = context.channel.allocator.buffer(capacity: 14 + 125)
+        var bytes = self.transport.buffer(capacity: 14 + 125)
         switch message {
         case .code(let code?, let reason):
             encoder.writeClose(code: code, reason: reason, to: &bytes)
@@ -74,6 +66,6 @@ extension RelaySession {
         case .relay(let payload):
             encoder.writeFrame(opcode: .close, payload: payload, to: &bytes)
         }
-        context.writeAndFlush(NIOAny(bytes), promise: nil)
+        self.transport.writeAndFlush(bytes, to: side)
     }
 }

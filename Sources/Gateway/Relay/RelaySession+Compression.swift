@@ -3,7 +3,7 @@ import NIOCore
 
 // MARK: - permessage-deflate (issue #5 A; the transcoder is in RelayCompression.swift)
 
-extension RelaySession {
+extension Relay {
     /// Sets up what `compression` agreed: RSV1 is accepted only from a leg that negotiated, and each
     /// direction where a leg compresses gets a ``MessageTranscoder`` (the read loop then copies
     /// that direction's payloads and hands them to it).
@@ -50,8 +50,8 @@ extension RelaySession {
     /// or when the `bytes` rate limit (counted after inflation) refuses it; the reason is kept for
     /// ``suspendTranscoding(_:rest:)``.
     func admitInflated(_ count: Int, from side: Side, forwarding: Bool) -> Bool {
-        guard forwarding, let destination = self.contexts[side.other] else { return true }
-        if !destination.channel.isWritable {
+        guard forwarding, self.transport.isAttached(side.other) else { return true }
+        if !self.transport.isWritable(side.other) {
             self.flow.refusal[side] = .writability
             return false
         }
@@ -59,7 +59,7 @@ extension RelaySession {
             self.flow.refusal[side] = .workPerRead
             return false
         }
-        let now = self.eventLoop.now
+        let now = self.transport.now
         if let verdict = self.direction(side, { $0.limiter?.inflatedBytes(count, now: now) }) {
             switch verdict {
             case .pass:
@@ -80,7 +80,7 @@ extension RelaySession {
     /// to the `bytes` rate limit as a debt.
     func chargeInspected(_ count: Int, from side: Side) {
         guard count > 0, self.direction(side, { $0.limiter != nil }) else { return }
-        let now = self.eventLoop.now
+        let now = self.transport.now
         self.direction(side) { $0.limiter!.chargeInflatedBytes(count, now: now) }
     }
 
@@ -90,16 +90,15 @@ extension RelaySession {
     func suspendTranscoding(_ side: Side, rest buffer: inout ByteBuffer) {
         let reason = self.flow.refusal[side] ?? .workPerRead
         self.flow.refusal[side] = nil
-        var pause = TranscodeFlow.Pause(stash: buffer.readSlice(length: buffer.readableBytes)!, reason: reason)
-        let session = NIOLoopBound(self, eventLoop: self.eventLoop)
+        let pause = TranscodeFlow.Pause(stash: buffer.readSlice(length: buffer.readableBytes)!, reason: reason)
         switch reason {
         case .writability:
             break
         case .workPerRead:
-            self.eventLoop.execute { session.value.resumeTranscoding(side) }
+            self.transport.fireSoon(.transcodeResume(side), for: self)
         case .throttle(let until):
             self.policy.countRateLimit(side, .bytes, .throttle)
-            pause.timer = self.eventLoop.scheduleTask(deadline: until) { session.value.resumeTranscoding(side) }
+            self.schedule(.transcodeResume(side), at: until)
         case .close(let limit):
             return self.closeForRateLimit(side, limit)
         }
@@ -118,35 +117,35 @@ extension RelaySession {
     func resumeTranscoding(_ side: Side) {
         guard !self.finished, let pause = self.flow.paused[side], let transcoder = self.direction(side, { $0.transcoder }) else { return }
         self.flow.paused[side] = nil
-        pause.timer?.cancel()
+        if case .throttle = pause.reason { self.transport.cancel(.transcodeResume(side)) }
         var stash = pause.stash
         if !self.discarding[side] {
-            let destination = self.contexts[side.other]
-            let forwarding = destination != nil && self.closeState.mayWrite(to: side.other)
+            let destination = side.other
+            let forwarding = self.transport.isAttached(destination) && self.closeState.mayWrite(to: destination)
             self.flow.inflatedThisRead[side] = 0
             do throws(FramesError) {
                 let gate = { (count: Int) in self.admitInflated(count, from: side, forwarding: forwarding) }
                 let step = try transcoder.resume(gate: gate) { frame in
-                    if forwarding { destination?.write(NIOAny(frame), promise: nil) }
+                    if forwarding { self.transport.write(frame, to: destination) }
                 }
                 if step == .suspended {
                     // Paused before the flush: a flush can make the destination writable at once, and
                     // its `writabilityChanged` must find the pause.
                     self.suspendTranscoding(side, rest: &stash)
-                    destination?.flush()
+                    self.transport.flush(destination)
                     return
                 }
             } catch {
-                destination?.flush()
+                self.transport.flush(destination)
                 self.operations.metrics?.protocolViolation(side: side, error)
                 return self.perform(self.closeState.violation(by: side, error: error, boundary: self.boundaries))
             }
             self.read(from: side, &stash)
         }
         self.readComplete(from: side)
-        if self.flow.paused[side] == nil, self.direction(side, { $0.throttled == nil }), self.heldRead[side], let context = self.contexts[side] {
+        if self.flow.paused[side] == nil, self.direction(side, { $0.throttled == nil }), self.heldRead[side], self.transport.isAttached(side) {
             self.heldRead[side] = false
-            context.read()
+            self.transport.read(side)
         }
     }
 
@@ -154,11 +153,11 @@ extension RelaySession {
     /// reads resume, so that its Close and its TCP close are seen.
     func transcodingStopped(_ side: Side) {
         guard let pause = self.flow.paused[side] else { return }
-        pause.timer?.cancel()
+        if case .throttle = pause.reason { self.transport.cancel(.transcodeResume(side)) }
         self.flow.paused[side] = nil
-        if self.heldRead[side], self.direction(side, { $0.throttled == nil }), let context = self.contexts[side] {
+        if self.heldRead[side], self.direction(side, { $0.throttled == nil }), self.transport.isAttached(side) {
             self.heldRead[side] = false
-            context.read()
+            self.transport.read(side)
         }
     }
 
@@ -166,7 +165,7 @@ extension RelaySession {
     /// uncompressed because compressing did not pay are counted (issue #10 item 5), per destination.
     func compressionFinished() {
         for side in [Side.client, .upstream] {
-            self.flow.paused[side]?.timer?.cancel()
+            if case .throttle = self.flow.paused[side]?.reason { self.transport.cancel(.transcodeResume(side)) }
             self.flow.paused[side] = nil
             if let count = self.direction(side, { $0.transcoder?.uncompressedMessages }), count > 0 {
                 self.policy.policy.metrics?.uncompressedMessages(route: self.policy.policy.route, side: side.other, count: count)

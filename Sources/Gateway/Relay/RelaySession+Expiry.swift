@@ -12,17 +12,15 @@ import NIOCore
 /// reconnect with a fresh token.
 ///
 /// Cost: one timer per connection on such routes, armed with the first leg; nothing per frame.
-extension RelaySession {
+extension Relay {
     /// Arms the expiry close (from ``policyAttached(_:)``, once per connection).
     func expiryAttached() {
-        guard let delay = self.policy.policy.tokenExpiry, self.policy.expiryTimer == nil else { return }
-        let session = NIOLoopBound(self, eventLoop: self.eventLoop)
-        self.policy.expiryTimer = self.eventLoop.scheduleTask(in: max(delay, .zero)) {
-            session.value.tokenExpired()
-        }
+        guard let delay = self.policy.policy.tokenExpiry, !self.policy.expiryArmed else { return }
+        self.policy.expiryArmed = true
+        self.schedule(.expiry, in: max(delay, .zero))
     }
 
-    private func tokenExpired() {
+    func tokenExpired() {
         guard !self.finished else { return }
         self.policy.countTokenExpiryClose()
         self.gatewayClose(.policyViolation, reason: "token expired")

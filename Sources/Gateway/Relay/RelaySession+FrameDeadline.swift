@@ -11,7 +11,7 @@ import NIOCore
 /// Cost: no work per frame beyond clearing ``RelaySession/LegState/frameStart`` at message ends; the
 /// start is taken at the end of a read that leaves a message open, and one timer per direction is armed
 /// only while a message is open (re-armed at most once per deadline).
-extension RelaySession {
+extension Relay {
     /// Called at the end of each read from `side`; `parserIdle`: its parser is between messages.
     func frameDeadlineAfterRead(from side: Side, parserIdle: Bool, now: NIODeadline) {
         let start: NIODeadline? = self.direction(side) { direction in
@@ -20,7 +20,7 @@ extension RelaySession {
                 return nil
             }
             if direction.leg.frameStart == nil { direction.leg.frameStart = now }
-            return direction.frameTimer == nil ? direction.leg.frameStart : nil
+            return direction.frameTimerArmed ? nil : direction.leg.frameStart
         }
         if let start, let timeout = self.policy.policy.frameTimeout {
             self.scheduleFrameDeadline(side, at: start + timeout)
@@ -28,19 +28,16 @@ extension RelaySession {
     }
 
     private func scheduleFrameDeadline(_ side: Side, at deadline: NIODeadline) {
-        let session = NIOLoopBound(self, eventLoop: self.eventLoop)
-        let timer = self.eventLoop.scheduleTask(deadline: deadline) {
-            session.value.frameDeadlineFired(side)
-        }
-        self.direction(side) { $0.frameTimer = timer }
+        self.schedule(.frameDeadline(side), at: deadline)
+        self.direction(side) { $0.frameTimerArmed = true }
     }
 
-    private func frameDeadlineFired(_ side: Side) {
-        self.direction(side) { $0.frameTimer = nil }
+    func frameDeadlineFired(_ side: Side) {
+        self.direction(side) { $0.frameTimerArmed = false }
         guard !self.finished, self.closeState.legs[side].isOpen, let timeout = self.policy.policy.frameTimeout,
             let start = self.direction(side, { $0.leg.frameStart })
         else { return }
-        let now = self.eventLoop.now
+        let now = self.transport.now
         if self.heldRead[side] || self.direction(side, { $0.throttled != nil }) {
             // The gateway itself is not reading the sender (backpressure from the other leg, or a
             // throttle): the time it is held does not count against it.

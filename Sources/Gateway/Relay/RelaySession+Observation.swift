@@ -10,14 +10,15 @@ import NIOCore
 struct RelayTraffic {
     let messages: PerSide<Counter>
     let bytes: PerSide<Counter>
-    var flushed = PerSide(RelaySession.Stats())
-    var timer: Scheduled<Void>?
+    var flushed = PerSide(RelayStats())
+    /// The flush timer (``RelayTimer/trafficFlush``) is armed.
+    var timerArmed = false
 
     /// How long relayed traffic may wait before it shows in `/metrics`.
     static let flushInterval = TimeAmount.seconds(1)
 }
 
-extension RelaySession {
+extension Relay {
     // MARK: Live counters
 
     /// After a read batch (``readComplete(from:)``): the read's tap events are offered (one lock per
@@ -25,13 +26,14 @@ extension RelaySession {
     @inline(__always)
     func trafficRead() {
         if let tap = self.tap { tap.flush() }
-        guard self.traffic != nil, self.traffic!.timer == nil, !self.finished else { return }
-        let session = NIOLoopBound(self, eventLoop: self.eventLoop)
-        self.traffic!.timer = self.eventLoop.scheduleTask(in: RelayTraffic.flushInterval) {
-            let session = session.value
-            session.traffic?.timer = nil
-            session.flushTraffic()
-        }
+        guard self.traffic != nil, !self.traffic!.timerArmed, !self.finished else { return }
+        self.traffic!.timerArmed = true
+        self.schedule(.trafficFlush, in: RelayTraffic.flushInterval)
+    }
+
+    func trafficTimerFired() {
+        self.traffic?.timerArmed = false
+        self.flushTraffic()
     }
 
     /// Adds what was relayed since the last flush to the counters.
@@ -51,8 +53,8 @@ extension RelaySession {
     /// At the end: the rest is flushed and the timer stopped.
     func trafficFinished() {
         self.tap?.flush()
-        self.traffic?.timer?.cancel()
-        self.traffic?.timer = nil
+        self.transport.cancel(.trafficFlush)
+        self.traffic?.timerArmed = false
         self.flushTraffic()
     }
 
@@ -92,7 +94,7 @@ extension RelaySession {
         let known = Set(previous.map(ObjectIdentifier.init))
         let joined = subscribers.filter { !known.contains(ObjectIdentifier($0)) }
         guard !joined.isEmpty else { return }
-        let open = TapOpen(live: info, redaction: hub.redaction, now: self.eventLoop.now)
+        let open = TapOpen(live: info, redaction: hub.redaction, now: self.transport.now)
         for subscriber in joined { subscriber.offer(.open(open)) }
     }
 

@@ -12,11 +12,13 @@ struct RelayOperations {
     var forceClosed = false
     /// A drain asked this connection to close (`/connections` shows it `draining`).
     var draining = false
+
+    static let drainReason = "gateway shutting down"
 }
 
-extension RelaySession {
+extension Relay {
     /// The reason sent with the drain's Close 1001.
-    static let drainReason = "gateway shutting down"
+    static var drainReason: String { RelayOperations.drainReason }
 
     /// Drain (SIGTERM; it reaches the connection as NIO's `ChannelShouldQuiesceEvent`, see
     /// ``RelayHandler``): Close 1001 to each leg as soon as the direction toward *that* leg is at a frame
@@ -35,7 +37,7 @@ extension RelaySession {
     /// as lost by its peer.
     func closedFromOutside() {
         self.operations.forceClosed = true
-        self.contexts.upstream?.close(promise: nil)
+        self.transport.close(.upstream)
     }
 
 }

@@ -3,10 +3,10 @@ import NIOCore
 
 // MARK: - Policies (issue #5 C–D): rate limits, keep-alive, maximum lifetime
 
-extension RelaySession {
+extension Relay {
     /// Starts the keep-alive of `side` and, with the first leg, the lifetime timer.
     func policyAttached(_ side: Side) {
-        let now = self.eventLoop.now
+        let now = self.transport.now
         if let interval = self.policy.policy.pingInterval {
             // The nonce comes from the CSPRNG-fed masking-key generator: peers cannot guess it.
             let keys = self.resources.maskingKeys
@@ -15,28 +15,30 @@ extension RelaySession {
             self.direction(side) { $0.keepAlive = keepAlive }
             self.scheduleKeepAlive(side, at: now + interval)
         }
-        if let lifetime = self.policy.policy.maxLifetime, self.policy.lifetimeTimer == nil {
-            let session = NIOLoopBound(self, eventLoop: self.eventLoop)
-            self.policy.lifetimeTimer = self.eventLoop.scheduleTask(in: lifetime) {
-                let session = session.value
-                guard !session.finished else { return }
-                session.policy.countMaxLifetimeClose()
-                session.gatewayClose(.goingAway, reason: "maximum lifetime")
-            }
+        if let lifetime = self.policy.policy.maxLifetime, !self.policy.lifetimeArmed {
+            self.policy.lifetimeArmed = true
+            self.schedule(.lifetime, in: lifetime)
         }
         self.expiryAttached()
     }
 
+    func lifetimeReached() {
+        guard !self.finished else { return }
+        self.policy.countMaxLifetimeClose()
+        self.gatewayClose(.goingAway, reason: "maximum lifetime")
+    }
+
     func policyFinished() {
-        self.policy.lifetimeTimer?.cancel()
-        self.policy.expiryTimer?.cancel()
+        self.transport.cancel(.lifetime)
+        self.transport.cancel(.expiry)
         for side in [Side.client, .upstream] {
-            self.direction(side) { direction in
-                direction.keepAliveTimer?.cancel()
+            self.transport.cancel(.keepAlive(side))
+            let throttled = self.direction(side) { direction in
                 direction.keepAlive?.stop()
-                direction.throttled?.timer?.cancel()
-                direction.throttled = nil
+                defer { direction.throttled = nil }
+                return direction.throttled != nil
             }
+            if throttled { self.transport.cancel(.throttleResume(side)) }
         }
     }
 
@@ -47,7 +49,7 @@ extension RelaySession {
     /// honoured.
     func rateVerdict(_ event: RelayPolicyState.Throttled.Pending, from side: Side) -> RateLimiter.Verdict? {
         if case .control(let frame) = event, frame.opcode == .close { return nil }
-        let now = self.eventLoop.now
+        let now = self.transport.now
         let verdict: RateLimiter.Verdict? = self.direction(side) { direction in
             guard direction.limiter != nil else { return nil }
             switch event {
@@ -76,7 +78,8 @@ extension RelaySession {
         case .throttle(let until, let limit):
             self.policy.countRateLimit(side, limit, .throttle)
             let stash = buffer.readSlice(length: buffer.readableBytes)!
-            let throttled = RelayPolicyState.Throttled(pending: event, stash: stash, timer: self.scheduleResume(side, at: until))
+            let throttled = RelayPolicyState.Throttled(pending: event, stash: stash)
+            self.schedule(.throttleResume(side), at: until)
             self.direction(side) { $0.throttled = throttled }
         case .close(let limit):
             buffer.moveReaderIndex(to: buffer.writerIndex)
@@ -107,11 +110,6 @@ extension RelaySession {
         return true
     }
 
-    func scheduleResume(_ side: Side, at deadline: NIODeadline) -> Scheduled<Void> {
-        let session = NIOLoopBound(self, eventLoop: self.eventLoop)
-        return self.eventLoop.scheduleTask(deadline: deadline) { session.value.resume(side) }
-    }
-
     /// Tokens are back: relay the held event, then the held bytes, then read `side` again.
     func resume(_ side: Side) {
         guard !self.finished, let throttled = self.direction(side, { $0.throttled }) else { return }
@@ -133,9 +131,9 @@ extension RelaySession {
         }
         if stash.readableBytes > 0 { self.read(from: side, &stash) }
         self.readComplete(from: side)
-        if self.direction(side, { $0.throttled == nil }), self.heldRead[side], let context = self.contexts[side], self.shouldRead(side) {
+        if self.direction(side, { $0.throttled == nil }), self.heldRead[side], self.transport.isAttached(side), self.shouldRead(side) {
             self.heldRead[side] = false
-            context.read()
+            self.transport.read(side)
         }
     }
 
@@ -153,32 +151,30 @@ extension RelaySession {
             return self.perform(self.closeState.violation(by: side, error: error, boundary: self.boundaries))
         }
         let outgoing = self.outgoingHeader(header, from: side, transcoder, parser: &self.clientParser)
-        guard self.closeState.mayWrite(to: side.other), let destination = self.contexts[side.other] else { return }
+        guard self.closeState.mayWrite(to: side.other), self.transport.isAttached(side.other) else { return }
         self.direction(side) { $0.leg.unfinishedPayload = header.payloadLength }
-        var bytes = destination.channel.allocator.buffer(capacity: outgoing.encodedSize)
+        var bytes = self.transport.buffer(capacity: outgoing.encodedSize)
         outgoing.write(to: &bytes)
-        destination.write(NIOAny(bytes), promise: nil)
+        self.transport.write(bytes, to: side.other)
     }
 
     // MARK: Keep-alive
 
+    /// One keep-alive timer per leg: arming it replaces the one pending (before the boundary a poll
+    /// could leave a second chain running beside it, whose firings the state machine ignored).
     func scheduleKeepAlive(_ side: Side, at deadline: NIODeadline) {
-        let session = NIOLoopBound(self, eventLoop: self.eventLoop)
-        let timer = self.eventLoop.scheduleTask(deadline: deadline) {
-            session.value.keepAliveTimerFired(side)
-        }
-        self.direction(side) { $0.keepAliveTimer = timer }
+        self.schedule(.keepAlive(side), at: deadline)
     }
 
     func keepAliveTimerFired(_ side: Side) {
         guard !self.finished, self.direction(side, { $0.keepAlive != nil }) else { return }
         let midFrame = self.direction(side.other) { $0.leg.unfinishedPayload > 0 }
-        let now = self.eventLoop.now
+        let now = self.transport.now
         let action = self.direction(side) { $0.keepAlive!.timerFired(now: now, midFrame: midFrame) }
         self.performKeepAlive(action, side)
         if midFrame, self.direction(side, { $0.keepAlive?.state == .pingOwed }) {
             // Poll: the frame toward the leg may stall (its reader is gone); idle then ends it.
-            self.scheduleKeepAlive(side, at: self.eventLoop.now + self.policy.policy.pongDeadline)
+            self.scheduleKeepAlive(side, at: self.transport.now + self.policy.policy.pongDeadline)
         }
     }
 
@@ -197,7 +193,7 @@ extension RelaySession {
     }
 
     func keepAliveFrameBoundary(_ side: Side) {
-        let now = self.eventLoop.now
+        let now = self.transport.now
         guard let action = self.direction(side, { $0.keepAlive?.frameBoundary(now: now) }) else { return }
         self.performKeepAlive(action, side)
     }
@@ -215,7 +211,7 @@ extension RelaySession {
                 return
             }
             self.writeControl(opcode: .ping, payload: ByteBuffer(bytes: payload), to: side)
-            self.contexts[side]?.flush()
+            self.transport.flush(side)
             self.scheduleKeepAlive(side, at: checkAt)
         case .dead:
             // A close handshake under way on this leg is bounded by the close timeout instead.
@@ -227,7 +223,7 @@ extension RelaySession {
 
     /// Whether `frame` (a pong from `side`) answers one of the gateway's pings: then it is consumed.
     func consumeKeepAlivePong(_ frame: ControlFrame, from side: Side) -> Bool {
-        let now = self.eventLoop.now
+        let now = self.transport.now
         return self.direction(side) { $0.keepAlive?.pongReceived(frame.payload, now: now) ?? false }
     }
 

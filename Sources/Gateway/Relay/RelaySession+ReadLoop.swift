@@ -26,12 +26,14 @@ struct RelayOutput {
     /// Shared, never written: the in-place mode holds it instead of an output buffer (no allocation).
     private static let empty = ByteBuffer()
 
-    /// Writes what is pending up to `end` of `buffer` (in place; copying: all of the output) to `context`.
-    mutating func send(_ buffer: inout ByteBuffer, upTo end: Int, to context: ChannelHandlerContext?) {
-        guard let context else { return }
+    /// Writes what is pending up to `end` of `buffer` (in place; copying: all of the output) to `side`
+    /// through `transport` (nothing when `side` is `nil`: the destination is not attached).
+    @inline(__always)
+    mutating func send<Transport: RelayTransport>(_ buffer: inout ByteBuffer, upTo end: Int, to side: Side?, _ transport: Transport) {
+        guard let side else { return }
         if self.copying {
             guard self.output.readableBytes > 0 else { return }
-            context.write(NIOAny(self.output), promise: nil)
+            transport.write(self.output, to: side)
             self.output.moveReaderIndex(to: self.output.writerIndex)
         } else {
             guard end > self.runStart else { return }
@@ -40,7 +42,7 @@ struct RelayOutput {
             buffer.moveReaderIndex(to: self.runStart)
             let slice = buffer.readSlice(length: end - self.runStart)!
             buffer.moveReaderIndex(to: current)
-            context.write(NIOAny(slice), promise: nil)
+            transport.write(slice, to: side)
             self.runStart = end
         }
     }
@@ -55,7 +57,7 @@ struct RelayOutput {
     }
 }
 
-extension RelaySession {
+extension Relay {
     /// The relay's one read loop (issue #10), for both directions, plain or compressed: cut-through, a
     /// frame's header forwarded as soon as it is parsed and its payload in the chunks it arrives in, all
     /// of one read written once (``RelayOutput``). Rate limits, keep-alive pongs, frame boundaries (owed
@@ -74,7 +76,9 @@ extension RelaySession {
         var leg = self.direction(side) { $0.leg }
         // Issue #14: the taps watching (`nil` nearly always: one check per frame).
         let tap = self.tap
-        let destination = self.contexts[destinationSide]
+        // The destination as the read starts (`nil`: not attached), as its context was before the boundary.
+        let destination: Side? = self.transport.isAttached(destinationSide) ? destinationSide : nil
+        let transport = self.transport
         var forwarding = destination != nil && self.closeState.mayWrite(to: destinationSide)
         var out = RelayOutput(copying: side == .client || transcoder != nil, buffer: buffer, resources: self.resources)
         defer { out.finish(self.resources) }
@@ -107,7 +111,7 @@ extension RelaySession {
                 case .header(let header):
                     if limitsData, let verdict = self.rateVerdict(.header(header), from: side) {
                         // Held or refused: what came before goes first; the header is not forwarded.
-                        if forwarding { out.send(&buffer, upTo: before, to: destination) }
+                        if forwarding { out.send(&buffer, upTo: before, to: destination, transport) }
                         self.direction(side) { $0.leg = leg }
                         return self.enforce(verdict, on: .header(header), from: side, rest: &buffer)
                     }
@@ -123,10 +127,10 @@ extension RelaySession {
                         self.outgoingHeader(header, from: side, transcoder, parser: &parser).write(to: &out.output)
                     } else if buffer.readerIndex - before != header.encodedSize {
                         // Split across reads (or not minimally encoded): the header is written anew.
-                        out.send(&buffer, upTo: before, to: destination)
-                        var bytes = destination!.channel.allocator.buffer(capacity: header.encodedSize)
+                        out.send(&buffer, upTo: before, to: destination, transport)
+                        var bytes = transport.buffer(capacity: header.encodedSize)
                         header.write(to: &bytes)
-                        destination!.write(NIOAny(bytes), promise: nil)
+                        transport.write(bytes, to: destinationSide)
                         out.skip(to: buffer.readerIndex)
                     }
                 case .payload(let count):
@@ -146,11 +150,11 @@ extension RelaySession {
                             // every read, compressed or not (2 allocations per rr-32 message).
                             let step = try transcoder.payload(plain, gate: { self.admitInflated($0, from: side, forwarding: forwarding) }) { frame in
                                 guard forwarding, let destination else { return }
-                                out.send(&buffer, upTo: before, to: destination)
-                                destination.write(NIOAny(frame), promise: nil)
+                                out.send(&buffer, upTo: before, to: destination, transport)
+                                transport.write(frame, to: destination)
                             }
                             if step == .suspended {
-                                if forwarding { out.send(&buffer, upTo: before, to: destination) }
+                                if forwarding { out.send(&buffer, upTo: before, to: destination, transport) }
                                 self.direction(side) { $0.leg = leg }
                                 return self.suspendTranscoding(side, rest: &buffer)
                             }
@@ -173,15 +177,15 @@ extension RelaySession {
                         defer { if inflated > 0 { self.chargeInspected(transcoder.inflatedBytes - inflated, from: side) } }
                         try transcoder.frameEnd(fin: leg.fin, charge: { self.chargeInspected($0, from: side) }) { frame in
                             guard forwarding, let destination else { return }
-                            out.send(&buffer, upTo: before, to: destination)
-                            destination.write(NIOAny(frame), promise: nil)
+                            out.send(&buffer, upTo: before, to: destination, transport)
+                            transport.write(frame, to: destination)
                         }
                     }
                     // After the transcoder: a compressed message's last inflated bytes come at its end.
                     if let tap { tap.end(from: side) }
                     if self.hasFrameBoundaryWork(toward: destinationSide) {
                         // The frame's bytes go first.
-                        if forwarding { out.send(&buffer, upTo: buffer.readerIndex, to: destination) }
+                        if forwarding { out.send(&buffer, upTo: buffer.readerIndex, to: destination, transport) }
                         out.skip(to: buffer.readerIndex)
                         self.direction(side) { $0.leg = leg }
                         self.atFrameBoundary(toward: destinationSide)
@@ -191,13 +195,13 @@ extension RelaySession {
                 case .control(let frame) where frame.opcode != .close:
                     if frame.opcode == .pong, self.consumeKeepAlivePong(frame, from: side) {
                         // Consumed: in place, its bytes are cut out of the run.
-                        if forwarding { out.send(&buffer, upTo: before, to: destination) }
+                        if forwarding { out.send(&buffer, upTo: before, to: destination, transport) }
                         out.skip(to: buffer.readerIndex)
                         self.keepAlivePongConsumed(eventStart: before, rest: buffer)
                         continue
                     }
                     if limitsControl, let verdict = self.rateVerdict(.control(frame), from: side) {
-                        if forwarding { out.send(&buffer, upTo: before, to: destination) }
+                        if forwarding { out.send(&buffer, upTo: before, to: destination, transport) }
                         self.direction(side) { $0.leg = leg }
                         return self.enforce(verdict, on: .control(frame), from: side, rest: &buffer)
                     }
@@ -208,14 +212,14 @@ extension RelaySession {
                         encoder.writeFrame(opcode: frame.opcode, payload: frame.payload, to: &out.output)
                     } else if buffer.readerIndex - before != 2 + frame.payload.readableBytes {
                         // It arrived split: its bytes are not all in this buffer.
-                        out.send(&buffer, upTo: before, to: destination)
+                        out.send(&buffer, upTo: before, to: destination, transport)
                         out.skip(to: buffer.readerIndex)
                         self.writeControl(opcode: frame.opcode, payload: frame.payload, to: destinationSide)
                     }
                 case .control(let frame):
                     if let tap { tap.control(frame, from: side) }
                     // What came before the Close goes first; the Close is the handshake's business.
-                    if forwarding { out.send(&buffer, upTo: before, to: destination) }
+                    if forwarding { out.send(&buffer, upTo: before, to: destination, transport) }
                     out.skip(to: buffer.readerIndex)
                     self.direction(side) { $0.leg = leg }
                     self.control(frame, from: side)
@@ -225,11 +229,11 @@ extension RelaySession {
                 }
             }
             // In place, bytes after `before` are the start of a header the parser keeps until the next read.
-            if forwarding { out.send(&buffer, upTo: before, to: destination) }
+            if forwarding { out.send(&buffer, upTo: before, to: destination, transport) }
             self.direction(side) { $0.leg = leg }
         } catch {
             // The frames before the violation are owed to the other side before any Close.
-            if forwarding { out.send(&buffer, upTo: before, to: destination) }
+            if forwarding { out.send(&buffer, upTo: before, to: destination, transport) }
             self.direction(side) { $0.leg = leg }
             self.operations.metrics?.protocolViolation(side: side, error)
             self.perform(self.closeState.violation(by: side, error: error, boundary: self.boundaries))

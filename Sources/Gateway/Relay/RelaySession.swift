@@ -1,6 +1,5 @@
 import Frames
 import NIOCore
-import NIOPosix
 
 /// One relayed WebSocket connection after both handshakes: the client leg and the upstream leg, on the
 /// same event loop, with no locks (DESIGN §3).
@@ -14,16 +13,18 @@ import NIOPosix
 /// read (backpressure). Policies are in `RelaySession+Policy.swift`, compression in
 /// `RelaySession+Compression.swift`, the close handshakes' actions in `RelaySession+Actions.swift`, the
 /// frame deadline and drain in their own files.
-final class RelaySession {
-    struct Stats {
-        var messages = 0
-        var bytes = 0
-    }
+///
+/// The session talks to its legs only through its ``RelayTransport`` (sockets, writability, the clock
+/// and timers are below it): ``RelaySession`` is the gateway's, over NIO (``NIORelayTransport``); the
+/// tests also run it over an in-memory transport with a virtual clock.
+final class Relay<Transport: RelayTransport> {
+    typealias Stats = RelayStats
+    typealias LegState = RelayLegState
 
-    let eventLoop: any EventLoop
+    /// The legs' I/O, the clock and the timers. Held concretely: calls on it are direct.
+    let transport: Transport
     /// Shared by every session on this event loop's thread.
     let resources: RelayResources
-    private(set) var contexts = PerSide<ChannelHandlerContext?>(nil)
     var clientParser: FrameParser
     var upstreamParser: FrameParser
     var closeState = RelayCloseState()
@@ -31,17 +32,15 @@ final class RelaySession {
     /// Legs whose input is discarded (after their Close or a violation). They are still read, so that
     /// their TCP close is seen.
     var discarding = PerSide(false)
-    var closeTimers = PerSide<Scheduled<Void>?>(nil)
     let closeTimeout: TimeAmount
     /// How long an offender's Close is held while the other leg may still answer its earlier messages
     /// (``RelayCloseState``, DESIGN-NOTES "Close, per leg"): ``defaultViolationGrace``, never more than
     /// the close timeout.
     let violationGrace: TimeAmount
-    var graceTimer: Scheduled<Void>?
     /// 500 ms: an upstream answers what it already received within a round trip (a few ms in a data
     /// centre, under 300 ms across the planet), while an offender next to an upstream that only sinks
     /// data waits half a second instead of the close timeout (10 s).
-    static let defaultViolationGrace = TimeAmount.milliseconds(500)
+    static var defaultViolationGrace: TimeAmount { RelayStats.defaultViolationGrace }
     var stats: PerSide<Stats> { PerSide(client: self.directions.client.leg.stats, upstream: self.directions.upstream.leg.stats) }
     private(set) var finished = false
     /// Metrics and drain (issue #6, `RelaySession+Operations.swift`).
@@ -61,8 +60,9 @@ final class RelaySession {
 
     /// No frame in either direction for this long closes both legs with 1001 (DESIGN §7: 120 s).
     let idleTimeout: TimeAmount
-    var lastActivity = NIODeadline.now()
-    var idleTimer: Scheduled<Void>?
+    var lastActivity: NIODeadline
+    /// The idle timer was armed (with the first leg).
+    var idleArmed = false
     /// Where the current read started and the activity time before it: a read that holds only the
     /// gateway's own keep-alive pong does not postpone the idle timeout.
     var readStart = 0
@@ -77,25 +77,25 @@ final class RelaySession {
     var compressionReservation: CompressionMemoryBudget.Reservation?
 
     init(
-        eventLoop: any EventLoop,
+        transport: Transport,
         limits: GatewayConfiguration.Limits,
         closeTimeout: TimeAmount,
         idleTimeout: TimeAmount,
         policy: RelayPolicy = RelayPolicy(),
         compression: RelayCompression = .none,
-        violationGrace: TimeAmount = RelaySession.defaultViolationGrace,
+        violationGrace: TimeAmount = RelayStats.defaultViolationGrace,
         resources: RelayResources = .current
     ) {
-        self.eventLoop = eventLoop
+        self.transport = transport
         self.resources = resources
         self.policy = RelayPolicyState(policy)
-        let now = eventLoop.now
+        let now = transport.now
         self.directions = PerSide(
             client: RelayDirection(limiter: policy.rateLimits.map { RateLimiter($0.client, now: now) }),
             upstream: RelayDirection(limiter: policy.rateLimits.map { RateLimiter($0.upstream, now: now) })
         )
-        self.lastActivity = eventLoop.now
-        self.activityBeforeRead = eventLoop.now
+        self.lastActivity = now
+        self.activityBeforeRead = now
         self.idleTimeout = idleTimeout
         let configuration = FrameParser.Configuration {
             $0.maxFrameSize = limits.maxFrameSize
@@ -110,42 +110,36 @@ final class RelaySession {
         self.compressionAttached(compression, limits: limits)
     }
 
-    // MARK: Events from the handlers
+    // MARK: Events from the transport
 
-    func attach(_ side: Side, context: ChannelHandlerContext) {
-        self.contexts[side] = context
-        if self.idleTimer == nil { self.scheduleIdleCheck(in: self.idleTimeout) }
+    /// `side`'s leg is attached to the transport (NIO: its handler was added): its timers start.
+    func attached(_ side: Side) {
+        if !self.idleArmed {
+            self.idleArmed = true
+            self.schedule(.idle, in: self.idleTimeout)
+        }
         self.policyAttached(side)
-    }
-
-    /// `side`'s handler left its pipeline (its channel closed): the session lets go of its context.
-    func detach(_ side: Side) {
-        self.contexts[side] = nil
     }
 
     /// One timer per connection, re-armed for the rest of the period when there was activity, instead
     /// of a handler that wraps every write in a promise (NIO's `IdleStateHandler` did: 7 of 13 mallocs
     /// per relayed message).
-    func scheduleIdleCheck(in delay: TimeAmount) {
-        let session = NIOLoopBound(self, eventLoop: self.eventLoop)
-        self.idleTimer = self.eventLoop.scheduleTask(in: delay) {
-            let session = session.value
-            guard !session.finished else { return }
-            let quiet = session.eventLoop.now - session.lastActivity
-            if quiet >= session.idleTimeout {
-                session.gatewayClose(.goingAway, reason: "idle timeout")
-            } else {
-                session.scheduleIdleCheck(in: session.idleTimeout - quiet)
-            }
+    func idleCheck() {
+        guard !self.finished else { return }
+        let quiet = self.transport.now - self.lastActivity
+        if quiet >= self.idleTimeout {
+            self.gatewayClose(.goingAway, reason: "idle timeout")
+        } else {
+            self.schedule(.idle, in: self.idleTimeout - quiet)
         }
     }
 
     func read(from side: Side, _ buffer: inout ByteBuffer) {
         let previousActivity = self.lastActivity
         let readStart = buffer.readerIndex
-        // The event loop's clock (virtual time on an `EmbeddedEventLoop`, so idle and keep-alive tests
-        // are exact).
-        let now = self.eventLoop.now
+        // The transport's clock (virtual time on an `EmbeddedEventLoop` or the in-memory transport, so
+        // idle and keep-alive tests are exact).
+        let now = self.transport.now
         self.lastActivity = now
         self.direction(side) { $0.keepAlive?.heard(at: now) }
         guard !self.discarding[side] else {
@@ -198,17 +192,17 @@ final class RelaySession {
 
     /// Writes a whole control frame, masked toward the upstream.
     func writeControl(opcode: Opcode, payload: ByteBuffer, to side: Side) {
-        guard let context = self.contexts[side] else { return }
+        guard self.transport.isAttached(side) else { return }
         var encoder = self.encoder(toward: side)
-        var bytes = context.channel.allocator.buffer(capacity: 14 + payload.readableBytes)
+        var bytes = self.transport.buffer(capacity: 14 + payload.readableBytes)
         encoder.writeFrame(opcode: opcode, payload: payload, to: &bytes)
-        context.write(NIOAny(bytes), promise: nil)
+        self.transport.write(bytes, to: side)
     }
 
     func readComplete(from side: Side) {
         self.flow.inflatedThisRead[side] = 0  // issue #10 item 6: the inflation share is per read
         self.trafficRead()  // issue #14: live counters
-        self.contexts[side.other]?.flush()
+        self.transport.flush(side.other)
     }
 
     /// The outbound `read` from `side`'s pipeline: held while the other leg cannot take more.
@@ -217,7 +211,7 @@ final class RelaySession {
             self.heldRead[side] = true
             return false
         }
-        if let other = self.contexts[side.other], !other.channel.isWritable {
+        if self.transport.isAttached(side.other), !self.transport.isWritable(side.other) {
             self.heldRead[side] = true
             return false
         }
@@ -225,15 +219,15 @@ final class RelaySession {
     }
 
     func writabilityChanged(_ side: Side) {
-        guard let context = self.contexts[side], context.channel.isWritable else { return }
+        guard self.transport.isWritable(side) else { return }
         let source = side.other
         // Issue #10 item 6: transcoding toward `side` stopped for its watermark goes on first.
         if self.flow.paused[source]?.reason == .writability { return self.resumeTranscoding(source) }
         if self.heldRead[source], self.direction(source, { $0.throttled == nil }), self.flow.paused[source] == nil,
-            let sourceContext = self.contexts[source]
+            self.transport.isAttached(source)
         {
             self.heldRead[source] = false
-            sourceContext.read()
+            self.transport.read(source)
         }
     }
 
@@ -258,17 +252,66 @@ final class RelaySession {
     func finish() {
         guard !self.finished else { return }
         self.finished = true
-        self.idleTimer?.cancel()
-        self.closeTimers.client?.cancel()
-        self.closeTimers.upstream?.cancel()
-        self.graceTimer?.cancel()
-        self.directions.client.frameTimer?.cancel()
-        self.directions.upstream.frameTimer?.cancel()
+        self.transport.cancel(.idle)
+        self.transport.cancel(.close(.client))
+        self.transport.cancel(.close(.upstream))
+        self.transport.cancel(.grace(.client))
+        self.transport.cancel(.frameDeadline(.client))
+        self.transport.cancel(.frameDeadline(.upstream))
         self.policyFinished()
         self.compressionFinished()
         self.trafficFinished()
         self.tap = nil
         self.onFinish?(self.closeState.outcome, self.stats)
         self.onFinish = nil
+    }
+}
+
+/// What a session counts per direction.
+struct RelayStats: Equatable {
+    var messages = 0
+    var bytes = 0
+
+    static let defaultViolationGrace = TimeAmount.milliseconds(500)
+}
+
+/// The relay of the gateway: over NIO's channels.
+typealias RelaySession = Relay<NIORelayTransport>
+
+extension Relay where Transport == NIORelayTransport {
+    convenience init(
+        eventLoop: any EventLoop,
+        limits: GatewayConfiguration.Limits,
+        closeTimeout: TimeAmount,
+        idleTimeout: TimeAmount,
+        policy: RelayPolicy = RelayPolicy(),
+        compression: RelayCompression = .none,
+        violationGrace: TimeAmount = RelayStats.defaultViolationGrace,
+        resources: RelayResources = .current
+    ) {
+        self.init(
+            transport: NIORelayTransport(eventLoop: eventLoop),
+            limits: limits,
+            closeTimeout: closeTimeout,
+            idleTimeout: idleTimeout,
+            policy: policy,
+            compression: compression,
+            violationGrace: violationGrace,
+            resources: resources
+        )
+    }
+
+    var eventLoop: any EventLoop { self.transport.eventLoop }
+    var contexts: PerSide<ChannelHandlerContext?> { self.transport.contexts }
+
+    /// `side`'s handler was added to its pipeline.
+    func attach(_ side: Side, context: ChannelHandlerContext) {
+        self.transport.attach(side, context: context)
+        self.attached(side)
+    }
+
+    /// `side`'s handler left its pipeline (its channel closed): the session lets go of its context.
+    func detach(_ side: Side) {
+        self.transport.detach(side)
     }
 }

@@ -24,12 +24,18 @@ extension ClientConnectionHandler {
     func writeSwitchAnswer(context: ChannelHandlerContext, request: ClientUpgradeRequest, headers: [(String, String)]) {
         switch self.answerEncoding {
         case .http1:
-            let upgrade: [(String, String)] = [
-                ("Upgrade", "websocket"), ("Connection", "Upgrade"),
-                ("Sec-WebSocket-Accept", HandshakeKey.acceptValue(forKey: request.key)),
-            ]
+            // Written straight into one buffer (issue #15), the same bytes as `HTTPResponse(status: 101, …)`.
             var bytes = context.channel.allocator.buffer(capacity: 256)
-            HTTPResponse(status: 101, headers: upgrade + headers).write(to: &bytes)
+            bytes.writeStaticString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ")
+            bytes.writeString(HandshakeKey.acceptValue(forKey: request.key))
+            bytes.writeStaticString("\r\n")
+            for (name, value) in headers {
+                bytes.writeString(name)
+                bytes.writeStaticString(": ")
+                bytes.writeString(value)
+                bytes.writeStaticString("\r\n")
+            }
+            bytes.writeStaticString("\r\n")
             context.writeAndFlush(NIOAny(bytes), promise: nil)
         case .http2:
             self.streamCodec(context)?.answer(status: 200, headers: headers, body: [], endStream: false)

@@ -17,7 +17,7 @@ import TLSShim
 /// deadlines and the upstream's progress into its events and performs the actions it returns. The
 /// upstream connect goes through an ``UpstreamConnector`` and the switch to frames through
 /// ``UpgradePipelineSwitch``; what happened is recorded by one ``UpgradeRecorder``.
-final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
+final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHandler, UpstreamAnswerReceiver {
     /// The connection's bytes (HTTP/1.1), or, on an HTTP/2 stream, its DATA once the stream switched to
     /// frames; the stream's request head comes as a ``ParsedRequestHead`` event (issue #16).
     typealias InboundIn = ByteBuffer
@@ -40,14 +40,23 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     private var received = 0
     /// Bytes came after the head, before the relay: early data (RFC 6455 §4.1), refused at the switch.
     private(set) var clientSentEarlyData = false
-    private var headDeadline: Scheduled<Void>?
+    /// The upgrade's one timer (issue #15): armed at accept for the head deadline and, once the head is
+    /// read, left in place for the upstream's connect-plus-handshake deadline when that is later (it
+    /// re-arms itself for the rest when it fires early), so a connection schedules and cancels one task
+    /// for both deadlines. ``deadline`` says which one is due.
+    private var deadlineTimer: Scheduled<Void>?
+    /// When ``deadlineTimer`` fires.
+    private var deadlineTimerAt = NIODeadline.uptimeNanoseconds(0)
+    private var deadline = UpgradeDeadline.none
+    /// The channel's context while the handler is in the pipeline (the upstream's answer arrives as a
+    /// call, ``upstreamAnswered(_:)``, not through a promise).
+    private var context: ChannelHandlerContext?
     /// On a TLS listener, until the client's handshake completes: the handshake has its own deadline
     /// (`timeouts.tls_handshake`, RELIABILITY T-01), and a head deadline that passes first waits for it
     /// (then fires at once, still counted from accept). A stalled handshake is recorded as a TLS
     /// failure of class `handshake_timeout` (1015), not as a 408 that nobody could read.
     private var clientTLSPending: Bool
     private var headDeadlineDeferred = false
-    private var upstreamDeadline: Scheduled<Void>?
     /// The authorization stage's deadline (`ClientConnectionHandler+Authorization.swift`).
     var authorizationDeadline: Scheduled<Void>?
     /// The credential's expiry from the authorization grant (`auth.jwt.close_on_expiry`), for the relay.
@@ -106,25 +115,68 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     var state: ClientConnectionStateMachine.State { self.machine.state }
 
     func handlerAdded(context: ChannelHandlerContext) {
-        let (handler, boundContext) = self.bound(context)
-        self.headDeadline = context.eventLoop.scheduleTask(in: TimeAmount(self.environment.timeouts.requestHead)) {
-            handler.value.headDeadlinePassed(context: boundContext.value)
-        }
+        self.context = context
+        self.deadline = .head
+        self.armDeadlineTimer(at: context.eventLoop.now + TimeAmount(self.environment.timeouts.requestHead), context: context)
     }
 
-    /// Removed before the upgrade ended (an HTTP/2 connection replaces the HTTP/1.1 handlers after ALPN):
-    /// the deadlines go with it.
+    /// Removed before the upgrade ended (an HTTP/2 connection replaces the HTTP/1.1 handlers after ALPN),
+    /// or at the switch to the relay: the deadlines go with it.
     func handlerRemoved(context: ChannelHandlerContext) {
-        self.headDeadline?.cancel()
-        self.upstreamDeadline?.cancel()
+        self.stopDeadlines()
+        self.upstreamLeg?.abandonAnswer()
+        self.context = nil
     }
 
-    private func headDeadlinePassed(context: ChannelHandlerContext) {
-        if self.clientTLSPending {
-            self.headDeadlineDeferred = true
-            return
+    /// Which of the upgrade's deadlines ``deadlineTimer`` stands for.
+    private enum UpgradeDeadline {
+        /// None is due (between the head and the upstream connect: the authorization stage has its own).
+        case none
+        /// The request head's (from accept, `timeouts.request_head`).
+        case head
+        /// The upstream's connect plus handshake, at this time (DESIGN §7: 504).
+        case upstream(NIODeadline)
+    }
+
+    private func armDeadlineTimer(at time: NIODeadline, context: ChannelHandlerContext) {
+        let (handler, boundContext) = self.bound(context)
+        self.deadlineTimerAt = time
+        self.deadlineTimer = context.eventLoop.scheduleTask(deadline: time) {
+            handler.value.deadlineTimerFired(context: boundContext.value)
         }
-        self.perform(self.machine.headDeadlinePassed(), context: context)
+    }
+
+    private func deadlineTimerFired(context: ChannelHandlerContext) {
+        self.deadlineTimer = nil
+        switch self.deadline {
+        case .none:
+            break
+        case .head:
+            self.deadline = .none
+            if self.clientTLSPending {
+                self.headDeadlineDeferred = true
+                return
+            }
+            self.perform(self.machine.headDeadlinePassed(), context: context)
+        case .upstream(let time):
+            if context.eventLoop.now < time { return self.armDeadlineTimer(at: time, context: context) }
+            self.deadline = .none
+            self.perform(self.machine.upstreamDeadlinePassed(), context: context)
+        }
+    }
+
+    /// The upstream's deadline starts: the timer armed for the head stays when it fires first.
+    private func startUpstreamDeadline(_ time: NIODeadline, context: ChannelHandlerContext) {
+        self.deadline = .upstream(time)
+        if self.deadlineTimer != nil && self.deadlineTimerAt <= time { return }
+        self.deadlineTimer?.cancel()
+        self.armDeadlineTimer(at: time, context: context)
+    }
+
+    private func stopDeadlines() {
+        self.deadline = .none
+        self.deadlineTimer?.cancel()
+        self.deadlineTimer = nil
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -237,7 +289,8 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
         case .none:
             break
         case .checkRequest(let head):
-            self.headDeadline?.cancel()
+            // The head deadline is over; its timer stays armed for the upstream's (``deadlineTimer``).
+            self.deadline = .none
             switch self.check(head, channel: context.channel) {
             case .success(let request):
                 self.perform(self.machine.requestAccepted(request, plan: self.plan(request, context: context)), context: context)
@@ -299,26 +352,14 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     private func connectUpstream(context: ChannelHandlerContext, request: ClientUpgradeRequest, plan: UpstreamPlan) {
         let (handler, boundContext) = self.bound(context)
         let timeouts = self.environment.timeouts
-        self.upstreamDeadline = context.eventLoop.scheduleTask(in: TimeAmount(timeouts.upstreamConnect + timeouts.upstreamHandshake)) {
-            handler.value.perform(handler.value.machine.upstreamDeadlinePassed(), context: boundContext.value)
-        }
+        self.startUpstreamDeadline(context.eventLoop.now + TimeAmount(timeouts.upstreamConnect + timeouts.upstreamHandshake), context: context)
         let tls = self.upstreamTLS(request, plan)
-        let answer = context.eventLoop.makePromise(of: UpstreamResponse.self)
-        answer.futureResult.assumeIsolated().whenComplete { result in
-            let upstreamAnswer: ClientConnectionStateMachine.UpstreamAnswer
-            switch result {
-            case .success(let response): upstreamAnswer = .response(response)
-            case .failure(let error as TLSError) where error.code.isHandshakeFailure: upstreamAnswer = .tlsHandshakeFailed(error)
-            case .failure: upstreamAnswer = .closed
-            }
-            handler.value.perform(handler.value.machine.upstreamAnswered(upstreamAnswer), context: boundContext.value)
-        }
         let pool = self.environment.pools[request.route.index]
         let recorder = self.recorder
         let routeName = request.route.route.label
         let member = plan.upstream.url
         let connectStart = NIODeadline.now()
-        let leg = UpstreamLegHandler(promise: answer)
+        let leg = UpstreamLegHandler(receiver: self)
         self.upstreamLeg = leg
         let boundLeg = NIOLoopBound(leg, eventLoop: context.eventLoop)
         self.connector.connect(host: plan.upstream.host, port: plan.upstream.port, on: context.eventLoop) { channel in
@@ -329,6 +370,8 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
         .assumeIsolated().whenComplete { result in
             switch result {
             case .failure(let error):
+                // A channel that never reached a pipeline never answers.
+                boundLeg.value.abandonAnswer()
                 pool.report(plan.member, success: false)
                 let timedOut = (error as? ChannelError).map { if case .connectTimeout = $0 { true } else { false } } ?? false
                 recorder.upstreamConnectFailed(route: routeName, member: member, timedOut: timedOut)
@@ -340,6 +383,18 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
                 handler.value.perform(handler.value.machine.upstreamConnected(), context: boundContext.value)
             }
         }
+    }
+
+    /// The upstream's answer (``UpstreamLegHandler``), or why there is none.
+    func upstreamAnswered(_ result: Result<UpstreamResponse, any Error>) {
+        guard let context = self.context else { return }
+        let answer: ClientConnectionStateMachine.UpstreamAnswer
+        switch result {
+        case .success(let response): answer = .response(response)
+        case .failure(let error as TLSError) where error.code.isHandshakeFailure: answer = .tlsHandshakeFailed(error)
+        case .failure: answer = .closed
+        }
+        self.perform(self.machine.upstreamAnswered(answer), context: context)
     }
 
     /// TLS toward a `wss://` member: the route's client context, the member's server name, the
@@ -367,7 +422,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
 
     /// Step 2: answer 101 (DESIGN §1.8) and hand both channels to a ``RelaySession``.
     private func startRelay(context: ChannelHandlerContext, request: ClientUpgradeRequest, agreement: ClientConnectionStateMachine.Agreement) {
-        self.upstreamDeadline?.cancel()
+        self.stopDeadlines()
         guard let pipelineSwitch = self.pipelineSwitch else {
             return self.perform(self.machine.pipelineFailed("no pipeline switch"), context: context)
         }
@@ -430,9 +485,8 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
 
     /// Stops the deadlines and closes the upstream.
     private func stopUpgrade() {
-        self.headDeadline?.cancel()
+        self.stopDeadlines()
         self.authorizationDeadline?.cancel()
-        self.upstreamDeadline?.cancel()
         self.upstream?.close(promise: nil)
     }
 

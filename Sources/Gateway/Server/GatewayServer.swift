@@ -54,10 +54,13 @@ public final class GatewayServer: Sendable {
             .backingOffAfterAcceptErrors(reporting: .init(listener: listener.name, metrics: current.withLockedValue { $0.metrics }, logger: logger))
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
-            .childChannelOption(.recvAllocator, value: RelayResources.receiveAllocator)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    // The accepted socket's options, set on it directly: the bootstrap's child options
+                    // are applied through a chain of futures per option (issue #15).
+                    let options = channel.syncOptions
+                    try options?.setOption(.tcpOption(.tcp_nodelay), value: 1)
+                    try options?.setOption(.recvAllocator, value: RelayResources.receiveAllocator)
                     // The configuration in force when the connection is accepted (a reload replaces it;
                     // connections keep the one they were accepted under).
                     let environment = current.withLockedValue { $0 }

@@ -28,8 +28,16 @@ struct UpstreamResponse: Sendable, Equatable {
     }
 }
 
+/// Where an ``UpstreamLegHandler`` hands the upstream's answer: the connection's
+/// ``ClientConnectionHandler`` directly (issue #15: no promise and no callback closure per connection), or
+/// a promise (the fuzzer, tests).
+protocol UpstreamAnswerReceiver: AnyObject {
+    /// Called once, on the channel's event loop, with the answer or why there is none.
+    func upstreamAnswered(_ result: Result<UpstreamResponse, any Error>)
+}
+
 /// The upstream channel's one handler, from the upgrade request to the last frame (issue #15): it reads
-/// the upstream's answer with an ``UpstreamResponseScanner`` and completes a promise with it (for a 101
+/// the upstream's answer with an ``UpstreamResponseScanner`` and hands it to its receiver (for a 101
 /// right after its head, for other statuses after their body: DESIGN §1.7, relayed with up to 64 KiB),
 /// keeps what the upstream sends after its 101 until ``startRelay(_:)``, and from then on hands every
 /// event to the ``RelaySession`` as the upstream side's ``RelayHandler`` would, in place: the pipeline
@@ -62,10 +70,22 @@ final class UpstreamLegHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var session: RelaySession?
     private var scanner = UpstreamResponseScanner()
     private var promise: EventLoopPromise<UpstreamResponse>?
+    /// Held strongly until the answer is handed over (or ``abandonAnswer()``), then released.
+    private var receiver: (any UpstreamAnswerReceiver)?
     private var context: ChannelHandlerContext?
 
     init(promise: EventLoopPromise<UpstreamResponse>) {
         self.promise = promise
+    }
+
+    init(receiver: any UpstreamAnswerReceiver) {
+        self.receiver = receiver
+    }
+
+    /// The answer is no longer wanted (the channel never reached a pipeline): the receiver is let go
+    /// without a call.
+    func abandonAnswer() {
+        self.receiver = nil
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -179,15 +199,23 @@ final class UpstreamLegHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     private func succeed(_ response: UpstreamResponse) {
-        guard let promise = self.promise else { return }
-        self.promise = nil
-        promise.succeed(response)
+        if let receiver = self.receiver {
+            self.receiver = nil
+            receiver.upstreamAnswered(.success(response))
+        } else if let promise = self.promise {
+            self.promise = nil
+            promise.succeed(response)
+        }
     }
 
     private func fail(_ error: any Error) {
-        guard let promise = self.promise else { return }
-        self.promise = nil
-        promise.fail(error)
+        if let receiver = self.receiver {
+            self.receiver = nil
+            receiver.upstreamAnswered(.failure(error))
+        } else if let promise = self.promise {
+            self.promise = nil
+            promise.fail(error)
+        }
     }
 }
 

@@ -24,7 +24,30 @@ enum OpeningHandshake {
 
     /// The first of ``singletonHeaders`` that appears more than once, if any.
     static func duplicatedSingleton(in headers: HTTPHeaders) -> String? {
-        Self.singletonHeaders.first { headers[$0].count > 1 }
+        // One pass over the field lines, a bit per singleton (issue #15: no `headers[name]` array per
+        // name, and each line's strings are copied out once, not once per name).
+        var seen = 0
+        var duplicated = 0
+        for header in headers {
+            guard let index = Self.singletonIndex(header.name) else { continue }
+            let bit = 1 << index
+            if seen & bit != 0 { duplicated |= bit } else { seen |= bit }
+        }
+        guard duplicated != 0 else { return nil }
+        return Self.singletonHeaders.indices.first { duplicated & (1 << $0) != 0 }.map { Self.singletonHeaders[$0] }
+    }
+
+    /// The index of `name` in ``singletonHeaders``, ASCII case-insensitively (as `HTTPHeaders` compares).
+    private static func singletonIndex(_ name: String) -> Int? {
+        let count = name.utf8.count
+        for (index, singleton) in Self.singletonHeaders.enumerated() where singleton.utf8.count == count {
+            if name.utf8.elementsEqual(singleton.utf8, by: { Self.lowercasedASCII($0) == Self.lowercasedASCII($1) }) { return index }
+        }
+        return nil
+    }
+
+    private static func lowercasedASCII(_ byte: UInt8) -> UInt8 {
+        byte >= 0x41 && byte <= 0x5A ? byte | 0x20 : byte
     }
 
     /// RFC 6455 §4.2.1 item 2: the `Host` value, when there is exactly one.

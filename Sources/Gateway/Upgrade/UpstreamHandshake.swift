@@ -47,7 +47,7 @@ struct UpstreamHandshake: Equatable {
         clientCertificate: TLSPeerCertificate? = nil,
         grant: AuthorizationGrant = .none
     ) -> ByteBuffer {
-        let connectionNamed = Set(HTTPSyntax.lowercasedTokens(client.head.headers["Connection"]))
+        let connectionNamed = Self.connectionNamedTokens(client.head.headers)
         let target = grant.forwardedTarget(
             RequestPath.upstreamTarget(client.target, routePrefix: client.route.route.pathPrefix, memberPath: upstream.path)
         )
@@ -80,8 +80,10 @@ struct UpstreamHandshake: Equatable {
             Self.writeHeader("Sec-WebSocket-Extensions", ExtensionHeader.serialize([deflateOffer]), to: &bytes)
         }
         for (name, value) in client.head.headers {
+            // Most of an upgrade request's headers are hop-by-hop: compared without a lowercased copy.
+            if Self.isHopByHop(name) { continue }
             let lower = name.lowercased()
-            if Self.hopByHop.contains(lower) || connectionNamed.contains(lower) { continue }
+            if let connectionNamed, connectionNamed.contains(lower) { continue }
             // Forwarding headers are rewritten below: believed only from a trusted proxy (issue #11 §1).
             if ForwardingHeaders.clientSentNames.contains(lower) { continue }
             // Only the gateway vouches for a client certificate (issue #13): a client's copy never passes.
@@ -91,9 +93,19 @@ struct UpstreamHandshake: Equatable {
             guard Self.isSafeHeaderValue(value) else { continue }
             Self.writeHeader(name, value, to: &bytes)
         }
-        let hop = ForwardingHeaders.Hop(peer: peer, peerIsTrusted: peerIsTrusted, usedTLS: clientUsedTLS, host: client.authority)
-        for (name, value) in ForwardingHeaders.headers(incoming: client.head.headers.lazy.map { (name: $0.name, value: $0.value) }, hop: hop) {
-            Self.writeHeader(name, value, to: &bytes)
+        if peerIsTrusted {
+            let hop = ForwardingHeaders.Hop(peer: peer, peerIsTrusted: true, usedTLS: clientUsedTLS, host: client.authority)
+            for (name, value) in ForwardingHeaders.headers(incoming: client.head.headers.lazy.map { (name: $0.name, value: $0.value) }, hop: hop) {
+                Self.writeHeader(name, value, to: &bytes)
+            }
+        } else {
+            // What ``ForwardingHeaders/headers(incoming:hop:)`` gives for a peer that is not trusted (none of
+            // the client's forwarding headers count), written without its arrays (issue #15).
+            let proto = clientUsedTLS ? "https" : "http"
+            Self.writeHeader("X-Forwarded-For", peer?.description ?? "unknown", to: &bytes)
+            Self.writeHeader("X-Forwarded-Proto", proto, to: &bytes)
+            Self.writeHeader("X-Forwarded-Host", client.authority.value, to: &bytes)
+            Self.writeHeader("Forwarded", ForwardingHeaders.forwardedElement(for: peer, host: client.authority.value, proto: proto), to: &bytes)
         }
         if let clientCertificate {
             let value = ClientCertificateHeader.value(for: clientCertificate)
@@ -104,6 +116,31 @@ struct UpstreamHandshake: Equatable {
         }
         bytes.writeStaticString("\r\n")
         return bytes
+    }
+
+    /// ``hopByHop`` as a list, for comparing without lowercasing.
+    private static let hopByHopNames = Array(hopByHop)
+
+    /// Whether `name` is in ``hopByHop``, ignoring ASCII case, without allocating.
+    static func isHopByHop(_ name: String) -> Bool {
+        let count = name.utf8.count
+        for candidate in Self.hopByHopNames where candidate.utf8.count == count {
+            if name.utf8.elementsEqual(candidate.utf8, by: { ($0 >= 0x41 && $0 <= 0x5A ? $0 | 0x20 : $0) == $1 }) { return true }
+        }
+        return false
+    }
+
+    /// The lowercased tokens the client's `Connection` headers name (RFC 9110 §7.6.1: removed before
+    /// forwarding) that are not hop-by-hop anyway; nil when there are none (the usual `Connection: Upgrade`).
+    static func connectionNamedTokens(_ headers: HTTPHeaders) -> Set<String>? {
+        var named: Set<String>?
+        for (name, value) in headers where name.utf8.count == 10 && name.lowercased() == "connection" {
+            for token in HTTPSyntax.lowercasedTokens([value]) where !Self.hopByHop.contains(token) {
+                if named == nil { named = [] }
+                named!.insert(token)
+            }
+        }
+        return named
     }
 
     private static func writeHeader(_ name: String, _ value: String, to bytes: inout ByteBuffer) {
