@@ -141,17 +141,23 @@ final class TLSConnection {
         switch SSL_get_error(self.ssl, result) {
         case SSL_ERROR_WANT_READ, SSL_ERROR_WANT_WRITE:
             return .incomplete
-        case SSL_ERROR_ZERO_RETURN:
-            return .failed(TLSError(code: .eofDuringHandshake, reason: "close_notify during handshake"))
-        default:
-            return .failed(
-                HandshakeFailureClassifier.classify(
-                    errors: OpenSSLErrorQueue.drain(),
-                    verifyResult: Int(SSL_get_verify_result(self.ssl)),
-                    isServer: self.serverContext != nil
-                )
-            )
+        case let sslError:
+            return .failed(self.handshakeFailure(sslError: sslError))
         }
+    }
+
+    /// Why a handshake step failed that wants neither input nor output room (`sslError` is
+    /// `SSL_get_error`'s answer): a close_notify, or OpenSSL's errors classified for the 1015 accounting.
+    /// Shared by the NIO handler's ``handshake()`` and ``TLSEngine``.
+    func handshakeFailure(sslError: Int32) -> TLSError {
+        guard sslError != SSL_ERROR_ZERO_RETURN else {
+            return TLSError(code: .eofDuringHandshake, reason: "close_notify during handshake")
+        }
+        return HandshakeFailureClassifier.classify(
+            errors: OpenSSLErrorQueue.drain(),
+            verifyResult: Int(SSL_get_verify_result(self.ssl)),
+            isServer: self.serverContext != nil
+        )
     }
 
     /// Hands received ciphertext to OpenSSL (queued as is, no copy).

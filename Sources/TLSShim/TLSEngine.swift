@@ -95,16 +95,8 @@ public final class TLSEngine {
                 return .needsInput
             case SSL_ERROR_WANT_WRITE:
                 return .needsOutputRoom
-            case SSL_ERROR_ZERO_RETURN:
-                return .failed(TLSError(code: .eofDuringHandshake, reason: "close_notify during handshake"))
-            default:
-                return .failed(
-                    HandshakeFailureClassifier.classify(
-                        errors: OpenSSLErrorQueue.drain(),
-                        verifyResult: Int(SSL_get_verify_result(self.ssl)),
-                        isServer: self.connection.serverContext != nil
-                    )
-                )
+            case let sslError:
+                return .failed(self.connection.handshakeFailure(sslError: sslError))
             }
         }
     }

@@ -95,7 +95,7 @@ final class UpstreamLegHandler: ChannelDuplexHandler, RemovableChannelHandler {
     func handlerRemoved(context: ChannelHandlerContext) {
         // A channel that never connected is torn down without `channelInactive`; the promise must
         // still be completed.
-        self.fail(ClosedBeforeResponse())
+        self.answer(.failure(ClosedBeforeResponse()))
         // The session holds this leg's context: let it go (as ``RelayHandler/handlerRemoved(context:)``).
         if self.phase == .relaying { self.session?.detach(.upstream) }
         self.phase = .ended
@@ -133,10 +133,10 @@ final class UpstreamLegHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 } else {
                     self.phase = .ended
                 }
-                self.succeed(response)
+                self.answer(.success(response))
             case .malformed(let error):
                 self.phase = .ended
-                self.fail(error)
+                self.answer(.failure(error))
                 context.close(promise: nil)
             }
         case .switching:
@@ -179,12 +179,12 @@ final class UpstreamLegHandler: ChannelDuplexHandler, RemovableChannelHandler {
             // A body delimited by the end of the connection.
             if let response = self.scanner.closed() {
                 self.phase = .ended
-                self.succeed(response)
+                self.answer(.success(response))
             }
         case .switching, .ended:
             break
         }
-        self.fail(ClosedBeforeResponse())
+        self.answer(.failure(ClosedBeforeResponse()))
         context.fireChannelInactive()
     }
 
@@ -194,27 +194,19 @@ final class UpstreamLegHandler: ChannelDuplexHandler, RemovableChannelHandler {
             context.close(promise: nil)
             return context.fireErrorCaught(error)
         }
-        self.fail(error)
+        self.answer(.failure(error))
         context.close(promise: nil)
     }
 
-    private func succeed(_ response: UpstreamResponse) {
+    /// The upstream's answer, given once: to the client handler directly, or to the promise (the fuzzer's and
+    /// tests' way).
+    private func answer(_ result: Result<UpstreamResponse, any Error>) {
         if let receiver = self.receiver {
             self.receiver = nil
-            receiver.upstreamAnswered(.success(response))
+            receiver.upstreamAnswered(result)
         } else if let promise = self.promise {
             self.promise = nil
-            promise.succeed(response)
-        }
-    }
-
-    private func fail(_ error: any Error) {
-        if let receiver = self.receiver {
-            self.receiver = nil
-            receiver.upstreamAnswered(.failure(error))
-        } else if let promise = self.promise {
-            self.promise = nil
-            promise.fail(error)
+            promise.completeWith(result)
         }
     }
 }
