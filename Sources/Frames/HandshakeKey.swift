@@ -55,39 +55,16 @@ public enum HandshakeKey {
 
     // MARK: base64 (RFC 4648 §4, with padding)
 
-    private static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
-
     static func base64Encode(_ bytes: [UInt8]) -> String {
         bytes.withUnsafeBufferPointer { base64Encode($0) }
     }
 
-    /// Writes the encoding straight into the string's storage.
+    /// Writes the encoding straight into the string's storage (``Base64``).
     static func base64Encode(_ bytes: UnsafeBufferPointer<UInt8>) -> String {
-        let count = (bytes.count + 2) / 3 * 4
+        let count = Base64.encodedCount(bytes.count)
         return String(unsafeUninitializedCapacity: count) { out in
-            alphabet.withUnsafeBufferPointer { alphabet in
-                var index = 0
-                var written = 0
-                while index + 3 <= bytes.count {
-                    let value = UInt32(bytes[index]) << 16 | UInt32(bytes[index + 1]) << 8 | UInt32(bytes[index + 2])
-                    out[written] = alphabet[Int((value >> 18) & 0x3F)]
-                    out[written + 1] = alphabet[Int((value >> 12) & 0x3F)]
-                    out[written + 2] = alphabet[Int((value >> 6) & 0x3F)]
-                    out[written + 3] = alphabet[Int(value & 0x3F)]
-                    index += 3
-                    written += 4
-                }
-                let rest = bytes.count - index
-                if rest > 0 {
-                    let value = UInt32(bytes[index]) << 16 | (rest == 2 ? UInt32(bytes[index + 1]) << 8 : 0)
-                    out[written] = alphabet[Int((value >> 18) & 0x3F)]
-                    out[written + 1] = alphabet[Int((value >> 12) & 0x3F)]
-                    out[written + 2] = rest == 2 ? alphabet[Int((value >> 6) & 0x3F)] : UInt8(ascii: "=")
-                    out[written + 3] = UInt8(ascii: "=")
-                    written += 4
-                }
-                return written
-            }
+            Base64.encode(UnsafeRawBufferPointer(bytes), into: UnsafeMutableRawBufferPointer(out))
+            return count
         }
     }
 

@@ -252,32 +252,12 @@ enum TapEventEncoder {
         return below | zeroQuote | zeroBackslash != 0
     }
 
-    /// RFC 4648 §4 base64 with padding, written in place.
+    /// RFC 4648 §4 base64 with padding, written in place (Frames' ``Base64``).
     static func writeBase64(_ bytes: UnsafeRawBufferPointer, to buffer: inout ByteBuffer) {
-        let length = (bytes.count + 2) / 3 * 4
+        let length = Base64.encodedCount(bytes.count)
         guard length > 0 else { return }
-        let alphabet: StaticString = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-        let table = alphabet.utf8Start
         buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: length) { out in
-            var input = 0
-            var output = 0
-            while input + 3 <= bytes.count {
-                let triple = UInt32(bytes[input]) << 16 | UInt32(bytes[input + 1]) << 8 | UInt32(bytes[input + 2])
-                out[output] = table[Int(triple >> 18)]
-                out[output + 1] = table[Int(triple >> 12 & 0x3F)]
-                out[output + 2] = table[Int(triple >> 6 & 0x3F)]
-                out[output + 3] = table[Int(triple & 0x3F)]
-                input += 3
-                output += 4
-            }
-            let rest = bytes.count - input
-            if rest > 0 {
-                let triple = UInt32(bytes[input]) << 16 | (rest == 2 ? UInt32(bytes[input + 1]) << 8 : 0)
-                out[output] = table[Int(triple >> 18)]
-                out[output + 1] = table[Int(triple >> 12 & 0x3F)]
-                out[output + 2] = rest == 2 ? table[Int(triple >> 6 & 0x3F)] : UInt8(ascii: "=")
-                out[output + 3] = UInt8(ascii: "=")
-            }
+            Base64.encode(bytes, into: out)
             return length
         }
     }
