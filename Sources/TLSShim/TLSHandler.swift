@@ -50,7 +50,7 @@ public final class TLSHandler: ChannelDuplexHandler {
     private var pendingWrites: [(ByteBuffer, EventLoopPromise<Void>?)] = []
     /// A flush was requested before the handshake completed.
     private var flushPending = false
-    private var handshakeTimer: Scheduled<Void>?
+    private var handshakeTimer: NIOScheduledCallback?
 
     /// What the handshake negotiated; nil until `TLSUserEvent.handshakeCompleted` was fired.
     public private(set) var connectionInfo: TLSConnectionInfo?
@@ -168,13 +168,25 @@ public final class TLSHandler: ChannelDuplexHandler {
 
     private func startHandshake(context: ChannelHandlerContext) {
         if let timeout = self.configuration.handshakeTimeout {
-            self.handshakeTimer = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) {
-                self.handshakeTimerFired(context: context)
-            }
+            // A scheduled callback, not a task: one small box at most, where a task took a promise and
+            // four closures per handshake. It throws only when the loop is shutting down.
+            self.handshakeTimer = try? context.eventLoop.assumeIsolated().scheduleCallback(
+                in: timeout,
+                handler: HandshakeTimeout(handler: self, context: context)
+            )
         }
         self.advanceHandshake(context: context)
         // The handshake needs input even when the layers above have not asked for any (autoRead off).
         context.read()
+    }
+
+    private struct HandshakeTimeout: NIOScheduledCallbackHandler {
+        let handler: TLSHandler
+        let context: ChannelHandlerContext
+
+        func handleScheduledCallback(eventLoop: some EventLoop) {
+            self.handler.handshakeTimerFired(context: self.context)
+        }
     }
 
     private func handshakeTimerFired(context: ChannelHandlerContext) {

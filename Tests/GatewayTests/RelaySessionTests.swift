@@ -28,6 +28,57 @@ import Testing
         #expect(weakSession == nil)
     }
 
+    /// The transport keeps one scheduled callback per connection, at the earliest of its timers: once
+    /// the legs close and every timer is cancelled, the loop must not keep the session (and through it
+    /// both pipelines) until the farthest deadline (a keep-alive, a lifetime of hours, a token expiry).
+    /// Then a session whose timers are due together: each fires at its own deadline, to the millisecond.
+    @Test func longTimersDoNotKeepAClosedSessionAndEarlierOnesAreNotDelayedByThem() throws {
+        let loop = EmbeddedEventLoop()
+        weak var weakSession: RelaySession?
+        try {
+            var policy = RelayPolicy()
+            policy.pingInterval = .seconds(30)
+            policy.maxLifetime = .hours(10)
+            policy.tokenExpiry = .hours(5)
+            let session = RelaySession(
+                eventLoop: loop,
+                limits: .init(),
+                closeTimeout: .seconds(5),
+                idleTimeout: .hours(1),
+                policy: policy
+            )
+            weakSession = session
+            let client = EmbeddedChannel(handler: RelayHandler(side: .client, session: session), loop: loop)
+            let upstream = EmbeddedChannel(handler: RelayHandler(side: .upstream, session: session), loop: loop)
+            try client.connect(to: .init(ipAddress: "127.0.0.1", port: 1)).wait()
+            try upstream.connect(to: .init(ipAddress: "127.0.0.1", port: 2)).wait()
+            _ = try client.finish(acceptAlreadyClosed: true)
+            _ = try upstream.finish(acceptAlreadyClosed: true)
+            loop.run()
+        }()
+        #expect(weakSession == nil, "the loop still holds the closed session")
+
+        // Lifetime 10 s armed first, then a keep-alive at 4 s: the keep-alive's Ping comes at 4 s
+        // exactly, not at the 10 s callback armed before it; the lifetime's 1001 at 10 s exactly.
+        let pair = try RelayHandlerEmbeddedTests.Pair {
+            $0.maxLifetime = .seconds(10)
+            $0.pingInterval = .seconds(4)
+        }
+        pair.loop.advanceTime(by: .milliseconds(3999))
+        #expect(try pair.written(to: .client).isEmpty)
+        pair.loop.advanceTime(by: .milliseconds(1))
+        #expect(try RelayHandlerEmbeddedTests.frames(pair.written(to: .client), sentTo: .client).map(\.opcode) == [.ping])
+        try pair.deliver(RelayHandlerEmbeddedTests.clientFrame(.pong, []), from: .client)
+        _ = try pair.written(to: .upstream)
+        pair.loop.advanceTime(by: .milliseconds(5999))
+        let beforeLifetime = try RelayHandlerEmbeddedTests.frames(pair.written(to: .client), sentTo: .client)
+        #expect(!beforeLifetime.contains { $0.opcode == .close })
+        pair.loop.advanceTime(by: .milliseconds(1))
+        let atLifetime = try RelayHandlerEmbeddedTests.frames(pair.written(to: .client), sentTo: .client)
+        #expect(atLifetime.last?.opcode == .close)
+        #expect(atLifetime.last.map { UInt16($0.payload[0]) << 8 | UInt16($0.payload[1]) } == 1001)
+    }
+
     /// The relay forwards what one read parsed as one write: a header or control frame split across
     /// reads must still come out whole and in order, in both directions, wherever the reads end.
     @Test(arguments: [1, 2, 3, 5, 7, 13, 64, 4096])

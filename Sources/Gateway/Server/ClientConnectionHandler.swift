@@ -44,7 +44,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     /// read, left in place for the upstream's connect-plus-handshake deadline when that is later (it
     /// re-arms itself for the rest when it fires early), so a connection schedules and cancels one task
     /// for both deadlines. ``deadline`` says which one is due.
-    private var deadlineTimer: Scheduled<Void>?
+    private var deadlineTimer: NIOScheduledCallback?
     /// When ``deadlineTimer`` fires.
     private var deadlineTimerAt = NIODeadline.uptimeNanoseconds(0)
     private var deadline = UpgradeDeadline.none
@@ -138,11 +138,22 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
         case upstream(NIODeadline)
     }
 
+    /// A scheduled callback whose handler is this handler: nothing allocated (a `scheduleTask` took a
+    /// promise and four closures); it throws only when the loop is shutting down.
     private func armDeadlineTimer(at time: NIODeadline, context: ChannelHandlerContext) {
-        let (handler, boundContext) = self.bound(context)
         self.deadlineTimerAt = time
-        self.deadlineTimer = context.eventLoop.scheduleTask(deadline: time) {
-            handler.value.deadlineTimerFired(context: boundContext.value)
+        self.deadlineTimer = try? context.eventLoop.assumeIsolatedUnsafeUnchecked().scheduleCallback(
+            at: time,
+            handler: UpgradeDeadlineCallback(handler: self)
+        )
+    }
+
+    private struct UpgradeDeadlineCallback: NIOScheduledCallbackHandler {
+        let handler: ClientConnectionHandler
+
+        func handleScheduledCallback(eventLoop: some EventLoop) {
+            guard let context = self.handler.context else { return }
+            self.handler.deadlineTimerFired(context: context)
         }
     }
 
