@@ -79,6 +79,45 @@ import Testing
         #expect(atLifetime.last.map { UInt16($0.payload[0]) << 8 | UInt16($0.payload[1]) } == 1001)
     }
 
+    /// The read that completes the close handshake ends with the parser past its Close (not "between
+    /// messages"): the frame deadline must not be armed after the session finished. It was, and held the
+    /// finished session, both pipelines and a slot in the loop's timer queue for `timeouts.frame` (30 s)
+    /// after every connection that closed cleanly.
+    @Test(arguments: [Side.client, .upstream])
+    func noTimerIsArmedByTheReadThatFinishesTheSession(lastCloseFrom last: Side) throws {
+        let loop = EmbeddedEventLoop()
+        weak var weakSession: RelaySession?
+        try {
+            var policy = RelayPolicy()
+            policy.frameTimeout = .seconds(30)
+            let session = RelaySession(
+                eventLoop: loop,
+                limits: .init(),
+                closeTimeout: .seconds(5),
+                idleTimeout: .seconds(120),
+                policy: policy
+            )
+            weakSession = session
+            let client = EmbeddedChannel(handler: RelayHandler(side: .client, session: session), loop: loop)
+            let upstream = EmbeddedChannel(handler: RelayHandler(side: .upstream, session: session), loop: loop)
+            try client.connect(to: .init(ipAddress: "127.0.0.1", port: 1)).wait()
+            try upstream.connect(to: .init(ipAddress: "127.0.0.1", port: 2)).wait()
+            let close = RelayHandlerEmbeddedTests.closePayload(1000)
+            let frames = PerSide(
+                client: RelayHandlerEmbeddedTests.clientFrame(.close, close),
+                upstream: RelayHandlerEmbeddedTests.upstreamFrame(.close, close)
+            )
+            for side in [last.other, last] {
+                let channel = side == .client ? client : upstream
+                try channel.writeInbound(ByteBuffer(bytes: frames[side]))
+                channel.pipeline.fireChannelReadComplete()
+            }
+            #expect(!client.isActive && !upstream.isActive, "the close handshake ended both connections")
+            loop.run()
+        }()
+        #expect(weakSession == nil, "a timer armed after the end holds the session")
+    }
+
     /// The relay forwards what one read parsed as one write: a header or control frame split across
     /// reads must still come out whole and in order, in both directions, wherever the reads end.
     @Test(arguments: [1, 2, 3, 5, 7, 13, 64, 4096])

@@ -102,10 +102,14 @@ extension Relay {
 
     /// Arms `timer` after `delay` from the transport's clock.
     func schedule(_ timer: RelayTimer, in delay: TimeAmount) {
-        self.transport.schedule(timer, at: self.transport.now + delay, for: self)
+        self.schedule(timer, at: self.transport.now + delay)
     }
 
+    /// Nothing is armed once the session finished: the read that completes the close handshake ends
+    /// with its parser past the Close, which the frame deadline took for an open message, and that
+    /// timer held the finished session (both pipelines, a slot in the loop's queue) for `timeouts.frame`.
     func schedule(_ timer: RelayTimer, at deadline: NIODeadline) {
+        guard !self.finished else { return }
         self.transport.schedule(timer, at: deadline, for: self)
     }
 }

@@ -42,8 +42,8 @@ final class ClientConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     private(set) var clientSentEarlyData = false
     /// The upgrade's one timer (issue #15): armed at accept for the head deadline and, once the head is
     /// read, left in place for the upstream's connect-plus-handshake deadline when that is later (it
-    /// re-arms itself for the rest when it fires early), so a connection schedules and cancels one task
-    /// for both deadlines. ``deadline`` says which one is due.
+    /// re-arms itself for the rest when it fires early), so a connection schedules and cancels one
+    /// callback for both deadlines. ``deadline`` says which one is due.
     private var deadlineTimer: NIOScheduledCallback?
     /// When ``deadlineTimer`` fires.
     private var deadlineTimerAt = NIODeadline.uptimeNanoseconds(0)
