@@ -40,18 +40,8 @@ import Testing
             policy.pingInterval = .seconds(30)
             policy.maxLifetime = .hours(10)
             policy.tokenExpiry = .hours(5)
-            let session = RelaySession(
-                eventLoop: loop,
-                limits: .init(),
-                closeTimeout: .seconds(5),
-                idleTimeout: .hours(1),
-                policy: policy
-            )
+            let (session, client, upstream) = try Self.connectedLegs(on: loop, idleTimeout: .hours(1), policy: policy)
             weakSession = session
-            let client = EmbeddedChannel(handler: RelayHandler(side: .client, session: session), loop: loop)
-            let upstream = EmbeddedChannel(handler: RelayHandler(side: .upstream, session: session), loop: loop)
-            try client.connect(to: .init(ipAddress: "127.0.0.1", port: 1)).wait()
-            try upstream.connect(to: .init(ipAddress: "127.0.0.1", port: 2)).wait()
             _ = try client.finish(acceptAlreadyClosed: true)
             _ = try upstream.finish(acceptAlreadyClosed: true)
             loop.run()
@@ -90,18 +80,8 @@ import Testing
         try {
             var policy = RelayPolicy()
             policy.frameTimeout = .seconds(30)
-            let session = RelaySession(
-                eventLoop: loop,
-                limits: .init(),
-                closeTimeout: .seconds(5),
-                idleTimeout: .seconds(120),
-                policy: policy
-            )
+            let (session, client, upstream) = try Self.connectedLegs(on: loop, idleTimeout: .seconds(120), policy: policy)
             weakSession = session
-            let client = EmbeddedChannel(handler: RelayHandler(side: .client, session: session), loop: loop)
-            let upstream = EmbeddedChannel(handler: RelayHandler(side: .upstream, session: session), loop: loop)
-            try client.connect(to: .init(ipAddress: "127.0.0.1", port: 1)).wait()
-            try upstream.connect(to: .init(ipAddress: "127.0.0.1", port: 2)).wait()
             let close = RelayHandlerEmbeddedTests.closePayload(1000)
             let frames = PerSide(
                 client: RelayHandlerEmbeddedTests.clientFrame(.close, close),
@@ -116,6 +96,20 @@ import Testing
             loop.run()
         }()
         #expect(weakSession == nil, "a timer armed after the end holds the session")
+    }
+
+    /// A session under `policy` with both legs' relay handlers on connected embedded channels.
+    private static func connectedLegs(
+        on loop: EmbeddedEventLoop,
+        idleTimeout: TimeAmount,
+        policy: RelayPolicy
+    ) throws -> (RelaySession, client: EmbeddedChannel, upstream: EmbeddedChannel) {
+        let session = RelaySession(eventLoop: loop, limits: .init(), closeTimeout: .seconds(5), idleTimeout: idleTimeout, policy: policy)
+        let client = EmbeddedChannel(handler: RelayHandler(side: .client, session: session), loop: loop)
+        let upstream = EmbeddedChannel(handler: RelayHandler(side: .upstream, session: session), loop: loop)
+        try client.connect(to: .init(ipAddress: "127.0.0.1", port: 1)).wait()
+        try upstream.connect(to: .init(ipAddress: "127.0.0.1", port: 2)).wait()
+        return (session, client, upstream)
     }
 
     /// The relay forwards what one read parsed as one write: a header or control frame split across
