@@ -56,7 +56,12 @@ extension FrameParser {
         let fin = first & 0x80 != 0
         let reserved = ReservedBits(rawValue: (first >> 4) & 0b111)
         let opcode = Opcode(uncheckedRawValue: first & 0x0F)
-        try Self.validateFirstByte(fin: fin, reserved: reserved, opcode: opcode, context)
+        // Issue #15: the usual frame (text or binary, no RSV bit, outside a fragmented message, before any
+        // Close) breaks none of these rules, so only the others pay for the call.
+        let usual = (opcode == .text || opcode == .binary) && reserved.isEmpty && context.message == nil && !context.isClosed
+        if !usual {
+            try Self.validateFirstByte(fin: fin, reserved: reserved, opcode: opcode, context)
+        }
 
         guard bytes.count >= 2 else { return nil }
         let second = bytes[1]
@@ -98,7 +103,11 @@ extension FrameParser {
         default:
             length = shortLength
         }
-        try Self.validateLength(length, opcode: opcode, compressed: reserved.contains(.rsv1), context)
+        // Within every limit for such a frame: no call either (the first of a message, uncompressed).
+        let configuration = context.configuration
+        if !usual || length > configuration.maxFrameSize || length > configuration.maxMessageSize || configuration.maxFragmentsPerMessage < 1 {
+            try Self.validateLength(length, opcode: opcode, compressed: reserved.contains(.rsv1), context)
+        }
 
         var key: MaskingKey?
         if masked {
