@@ -27,6 +27,7 @@ WSGATE_B=${2:+$(readlink -f "$2")}
 B=${BENCH:-/work/shared/bench}
 WANT_PROXIES=${PROXIES:-}
 source "$B/lib.sh"   # scenario_args, is_tls, port_open, wait_port; WORK/BIN = /tmp/bench-work(/bin)
+source "$(dirname "${BASH_SOURCE[0]}")/proxy-run.sh"   # start_upstream, stop_proxy, stop_all; PX, UP_PID
 OUT=${OUT:-/tmp/loops-ab-$(date -u +%Y%m%dT%H%M%SZ)}
 LOOPS=${LOOPS:-"1 2"}
 REPS=${REPS:-3}
@@ -81,21 +82,8 @@ YAML
 done
 
 # The upstream: our own wsecho on $UP.
-port_open $UP && { echo "port $UP is in use" >&2; exit 1; }
-setsid "$BIN/wsecho" -a 127.0.0.1 -p $UP </dev/null >"$OUT/wsecho.log" 2>&1 &
-UP_PID=$!
-wait_port $UP 5 || { echo "upstream did not start" >&2; exit 1; }
-PX=""
-stop_proxy() {
-    [[ -n "$PX" ]] || return 0
-    kill -TERM "$PX" 2>/dev/null
-    for _ in $(seq 50); do kill -0 "$PX" 2>/dev/null || break; sleep 0.1; done
-    kill -0 "$PX" 2>/dev/null && kill -KILL "$PX" 2>/dev/null
-    wait "$PX" 2>/dev/null
-    PX=""
-}
-cleanup() { stop_proxy; kill -TERM "$UP_PID" 2>/dev/null; wait "$UP_PID" 2>/dev/null; }
-trap cleanup EXIT
+start_upstream $UP "$OUT/wsecho.log" || exit 1
+trap stop_all EXIT
 trap 'exit 130' INT TERM
 
 start_proxy() { # proxy loops tls

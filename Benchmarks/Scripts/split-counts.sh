@@ -15,6 +15,7 @@ CORE=$(readlink -f "$1") NIO=$(readlink -f "$2") FLOOR=$(readlink -f "$3")
 B=${BENCH:-/work/shared/bench}
 WANT_PROXIES=${PROXIES:-"nginx core nio floor"}   # lib.sh sets its own PROXIES
 source "$B/lib.sh"   # wait_port, port_open; BIN = /tmp/bench-work/bin
+source "$(dirname "${BASH_SOURCE[0]}")/proxy-run.sh"   # start_upstream, stop_proxy, stop_all; PX, UP_PID
 SCEN=${SCEN:-stream-32}
 case $SCEN in
 stream-32) ARGS="-m stream -c 50 -w 32 -s 32 -t"; N=${N:-"200000 1200000"} ;;
@@ -51,20 +52,8 @@ access_log: off
 admin: { address: off }
 YAML
 
-port_open $UP && { echo "port $UP is in use" >&2; exit 1; }
-setsid "$BIN/wsecho" -a 127.0.0.1 -p $UP </dev/null >"$OUT/wsecho.log" 2>&1 &
-UP_PID=$!
-wait_port $UP 5 || { echo "upstream did not start" >&2; exit 1; }
-PX=""
-stop_proxy() {
-    [[ -n "$PX" ]] || return 0
-    kill -TERM "$PX" 2>/dev/null
-    for _ in $(seq 50); do kill -0 "$PX" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$PX" 2>/dev/null
-    wait "$PX" 2>/dev/null
-    PX=""
-}
-trap 'stop_proxy; kill "$UP_PID" 2>/dev/null' EXIT
+start_upstream $UP "$OUT/wsecho.log" || exit 1
+trap stop_all EXIT
 start_proxy() {
     case $1 in
     nginx) nginx -p "$OUT/nginx/" -c "$OUT/nginx/nginx.conf" -e "$OUT/nginx/error.log" </dev/null >>"$OUT/nginx.log" 2>&1 & ;;
